@@ -1,0 +1,84 @@
+//! The summary the parser makes of one packet: the hinge between packet bytes and decisions.
+
+use crate::{FAMILY_V4, FAMILY_V6};
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    /// ECN-Echo (RFC 3168). Normal traffic, not a bogus flag.
+    pub const ECE: u8 = 0x40;
+    /// Congestion Window Reduced (RFC 3168). Normal traffic, not a bogus flag.
+    pub const CWR: u8 = 0x80;
+    /// The six classic flags; scan classification ignores ECE and CWR.
+    pub const CLASSIC: u8 = 0x3f;
+}
+
+/// Bits of [`PacketSummary::ip_flags`].
+pub mod ip_flags {
+    /// IPv4 "don't fragment".
+    pub const DF: u8 = 0x01;
+    /// More fragments follow (IPv4 MF, or IPv6 fragment header M flag).
+    pub const MF: u8 = 0x02;
+    /// The packet is a fragment (offset != 0 or MF set, or an IPv6 fragment header).
+    pub const FRAGMENT: u8 = 0x04;
+    /// A non-first fragment: there is no transport header in this packet.
+    pub const LATER_FRAGMENT: u8 = 0x08;
+}
+
+/// What the kernel parser learned from one frame. Tests and replay can build it directly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketSummary {
+    /// Source address; IPv4 in the first 4 bytes, rest zero.
+    pub src: [u8; 16],
+    /// Destination address; IPv4 in the first 4 bytes, rest zero.
+    pub dst: [u8; 16],
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// TCP flags (byte 13), zero for other protocols.
+    pub tcp_flags: u8,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// [`ip_flags`] bits.
+    pub ip_flags: u8,
+    /// ICMP / ICMPv6 type.
+    pub icmp_type: u8,
+    /// ICMP / ICMPv6 code.
+    pub icmp_code: u8,
+    /// Length in bytes of the TCP options (data offset * 4 - 20).
+    pub tcp_opt_len: u8,
+    /// TCP/UDP source port (host order), zero otherwise.
+    pub sport: u16,
+    /// TCP/UDP destination port (host order), zero otherwise.
+    pub dport: u16,
+    /// IP payload length in bytes (IP total length minus IP header(s)), as iplog counts bytes.
+    pub ip_payload_len: u32,
+}
+const _: () = assert!(core::mem::size_of::<PacketSummary>() == 48);
+
+impl PacketSummary {
+    pub fn is_v4(&self) -> bool {
+        self.family == FAMILY_V4
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.family == FAMILY_V6
+    }
+
+    /// True when the packet's TCP header is present (not a later fragment).
+    pub fn has_transport(&self) -> bool {
+        self.ip_flags & ip_flags::LATER_FRAGMENT == 0
+    }
+}
