@@ -8,7 +8,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use ipscan_common::{
-    Config, DETECTIONS, Detection, Event, EventKind, PacketSummary, SourceKey, SourceState,
+    Config, DETECTIONS, Detection, DetectionConfig, Event, EventKind, PacketSummary, SourceKey, SourceState,
     classify, maps as m, stats,
 };
 
@@ -65,23 +65,33 @@ pub fn record(p: &PacketSummary) -> Result<(), u32> {
         return Ok(());
     }
     let cfg = CONFIG.get_ptr(0).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: array slot 0 always exists; user space replaces it whole.
+    let cfg = unsafe { &*cfg };
     let now = now_ns();
-    for d in DETECTIONS {
-        if set & d.bit() != 0 {
-            // SAFETY: array slot 0 always exists; user space replaces it whole.
-            record_one(unsafe { &*cfg }, now, d, p)?;
+    // Iterate by a counter, not over an array of Detection: an index loaded from memory is
+    // unbounded to the verifier, a loop counter is not.
+    for i in 0..DETECTIONS.len() {
+        if set & (1 << i) == 0 {
+            continue;
+        }
+        if let (Some(dc), Some(d)) = (cfg.detections.get(i), Detection::from_u8(i as u8)) {
+            record_one(dc, now, i as u8, d.counts_ports(), p)?;
         }
     }
     Ok(())
 }
 
 #[inline(always)]
-fn record_one(cfg: &Config, now: u64, d: Detection, p: &PacketSummary) -> Result<(), u32> {
-    let dc = cfg.detection(d);
+fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &PacketSummary) -> Result<(), u32> {
     if !dc.enabled() {
         return Ok(());
     }
-    let key = SourceKey::new(p.src, p.family, d);
+    let key = SourceKey {
+        addr: p.src,
+        family: p.family,
+        kind,
+        _pad: [0; 2],
+    };
     let state = match SOURCES.get_ptr_mut(&key) {
         Some(s) => s,
         None => {
@@ -104,7 +114,7 @@ fn record_one(cfg: &Config, now: u64, d: Detection, p: &PacketSummary) -> Result
         }
         state.reset(now);
     }
-    let crossed = if d.counts_ports() {
+    let crossed = if counts_ports {
         state.record_ports(now, p.dport, p.sport, p.ip_payload_len, dc.threshold)
     } else {
         state.record_packets(now, p.ip_payload_len, dc.threshold)

@@ -1,1 +1,9 @@
+//! ipscan user space: loader, daemon, log formatting and the pieces the CLI is built from.
 
+pub mod daemon;
+pub mod format;
+pub mod loader;
+pub mod netif;
+pub mod sink;
+pub mod testrun;
+pub mod tracker;

@@ -1,0 +1,177 @@
+//! iplog-format log lines. Byte-compatible with iplog 2.2.3 where ipscan keeps a feature.
+
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use chrono::{DateTime, Local};
+use ipscan_common::{Detection, FAMILY_V4, window::{LOGGED_DPORTS, LOGGED_SPORTS}};
+
+/// The address in a key or summary as an `IpAddr` (IPv6 prints in RFC 5952 compressed form).
+pub fn addr(bytes: &[u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+/// iplog's syslog-style stamp, `%b %e %H:%M:%S` (`Nov 14 18:09:08`, `Nov  4 08:01:02`).
+pub fn stamp(t: &DateTime<Local>) -> String {
+    t.format("%b %e %H:%M:%S").to_string()
+}
+
+/// The protocol prefix and name of a detection as iplog prints them.
+pub fn detection_name(d: Detection) -> (&'static str, &'static str) {
+    match d {
+        Detection::PortScan => ("TCP", "port scan"),
+        Detection::SynScan => ("TCP", "SYN scan"),
+        Detection::FinScan => ("TCP", "FIN scan"),
+        Detection::NullScan => ("TCP", "null scan"),
+        Detection::XmasScan => ("TCP", "Xmas scan"),
+        Detection::UdpScan => ("UDP", "scan/flood"),
+        Detection::PingFlood => ("ICMP", "ping flood"),
+        Detection::Smurf => ("ICMP/UDP", "smurf attack"),
+    }
+}
+
+/// `[ports a,b,c]`, `[port a]`, or `[ports a,...,j,...]` once `cap` entries fill the list.
+pub fn port_list(ports: &[u16], cap: usize, full: bool) -> String {
+    let mut s = String::from(if ports.len() == 1 && !full { "[port " } else { "[ports " });
+    for (i, p) in ports.iter().take(cap).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{p}");
+    }
+    if full {
+        s.push_str(",...");
+    }
+    s.push(']');
+    s
+}
+
+/// What a detection line needs.
+#[derive(Clone, Debug)]
+pub struct Detected<'a> {
+    pub detection: Detection,
+    /// The source as printed (address, or `name (address)` with log_ip).
+    pub source: &'a str,
+    /// Destination as printed when `log_dest` is on.
+    pub dest: Option<&'a str>,
+    pub dports: &'a [u16],
+    /// Whether the destination-port list reached its capacity (more ports were seen).
+    pub dports_full: bool,
+    pub sports: &'a [u16],
+    pub sports_full: bool,
+}
+
+/// `TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,...]`
+pub fn detected(d: &Detected<'_>) -> String {
+    let (proto, name) = detection_name(d.detection);
+    let mut s = format!("{proto}: {name} detected");
+    if let Some(dest) = d.dest {
+        let _ = write!(s, " to {dest}");
+    }
+    if d.detection.counts_ports() {
+        let _ = write!(
+            s,
+            " {} from {} {}",
+            port_list(d.dports, LOGGED_DPORTS, d.dports_full),
+            d.source,
+            port_list(d.sports, LOGGED_SPORTS, d.sports_full)
+        );
+    } else {
+        let _ = write!(s, " from {}", d.source);
+    }
+    s
+}
+
+/// `TCP: port scan mode expired for 10.10.150.1 - received a total of 1678 packets (47092 bytes).`
+pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: u64, bytes: u64) -> String {
+    let (proto, name) = detection_name(detection);
+    let to = dest.map(|d| format!(" to {d}")).unwrap_or_default();
+    format!(
+        "{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes)."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn seed_lines() {
+        let syn = Detected {
+            detection: Detection::SynScan,
+            source: "10.10.150.1",
+            dest: None,
+            dports: &[21, 1],
+            dports_full: false,
+            sports: &[34333, 34335, 34325, 34326, 34327],
+            sports_full: true,
+        };
+        assert_eq!(
+            detected(&syn),
+            "TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,34325,34326,34327,...]"
+        );
+        let fin = Detected {
+            detection: Detection::FinScan,
+            source: "10.10.150.1",
+            dest: None,
+            dports: &[3389, 1723, 256, 113, 22, 389, 554, 443, 21, 23],
+            dports_full: true,
+            sports: &[57876],
+            sports_full: false,
+        };
+        assert_eq!(
+            detected(&fin),
+            "TCP: FIN scan detected [ports 3389,1723,256,113,22,389,554,443,21,23,...] from 10.10.150.1 [port 57876]"
+        );
+        assert_eq!(
+            expired(Detection::PortScan, "10.10.150.1", None, 1678, 47092),
+            "TCP: port scan mode expired for 10.10.150.1 - received a total of 1678 packets (47092 bytes)."
+        );
+        let ping = Detected {
+            detection: Detection::PingFlood,
+            source: "10.10.150.1",
+            dest: None,
+            dports: &[],
+            dports_full: false,
+            sports: &[],
+            sports_full: false,
+        };
+        assert_eq!(detected(&ping), "ICMP: ping flood detected from 10.10.150.1");
+    }
+
+    #[test]
+    fn log_dest_and_ipv6() {
+        let a = addr(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 6);
+        assert_eq!(a.to_string(), "2001:db8::1");
+        let x = Detected {
+            detection: Detection::XmasScan,
+            source: "2001:db8::1",
+            dest: Some("2001:db8::2"),
+            dports: &[80],
+            dports_full: false,
+            sports: &[1, 2],
+            sports_full: false,
+        };
+        assert_eq!(
+            detected(&x),
+            "TCP: Xmas scan detected to 2001:db8::2 [port 80] from 2001:db8::1 [ports 1,2]"
+        );
+        assert_eq!(
+            expired(Detection::NullScan, "a", Some("b"), 1, 2),
+            "TCP: null scan mode to b expired for a - received a total of 1 packets (2 bytes)."
+        );
+    }
+
+    #[test]
+    fn stamp_pads_day_with_space() {
+        let t = Local.with_ymd_and_hms(2026, 11, 4, 8, 1, 2).single().expect("valid time");
+        assert_eq!(stamp(&t), "Nov  4 08:01:02");
+    }
+}

@@ -1,0 +1,272 @@
+//! Loads the embedded XDP object, writes its configuration, attaches and detaches it.
+
+use std::{ffi::CString, io, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, MapError},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use ipscan_common::{Config, GLOBAL_REPLAY_CLOCK, PROGRAM_NAME, maps};
+
+/// The XDP object built by build.rs from the ipscan-ebpf crate.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipscan"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "loading the XDP program needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON ({source})"
+    )]
+    NoPrivilege {
+        #[source]
+        source: EbpfError,
+    },
+    #[error("failed to load the eBPF object: {source}")]
+    Object {
+        #[source]
+        source: EbpfError,
+    },
+    #[error("the eBPF object has no program named {name}")]
+    MissingProgram { name: &'static str },
+    #[error("the eBPF object has no map named {name}")]
+    MissingMap { name: &'static str },
+    #[error("the kernel refused the XDP program: {summary}")]
+    Verifier {
+        /// The syscall error and the verifier's last words (the whole log is in `source`).
+        summary: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("wrong program type for {name}: {source}")]
+    ProgramType {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("interface {iface:?} does not exist")]
+    NoInterface { iface: String },
+    #[error("cannot attach XDP to {iface} in {mode} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+/// How to attach: `auto` tries native (driver) mode and falls back to skb (generic) mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    #[default]
+    Auto,
+    Native,
+    Skb,
+}
+
+/// Options for [`load`].
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Read the clock from the CLOCK map (replay and tests) instead of the kernel's.
+    pub replay_clock: bool,
+    /// Directory under which maps declared pinned are pinned or reused.
+    pub pin_dir: Option<PathBuf>,
+}
+
+fn is_eperm(e: &EbpfError) -> bool {
+    let text = format!("{e:?}");
+    text.contains("PermissionDenied") || text.contains("Operation not permitted")
+}
+
+/// Loads the object and the program into the kernel (not attached).
+pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+    let mut loader = EbpfLoader::new();
+    let replay = u8::from(opts.replay_clock);
+    loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
+    if let Some(dir) = &opts.pin_dir {
+        loader.default_map_pin_directory(dir);
+    }
+    let mut ebpf = loader.load(OBJECT).map_err(|source| {
+        if is_eperm(&source) {
+            LoadError::NoPrivilege { source }
+        } else {
+            LoadError::Object { source }
+        }
+    })?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType {
+            name: PROGRAM_NAME,
+            source,
+        })?;
+    prog.load().map_err(|source| LoadError::Verifier {
+        summary: verifier_summary(&source),
+        source,
+    })?;
+    Ok(ebpf)
+}
+
+/// Writes the CONFIG map's single slot.
+pub fn write_config(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(maps::CONFIG)
+        .ok_or(LoadError::MissingMap { name: maps::CONFIG })?;
+    let mut arr: Array<_, Config> = Array::try_from(map).map_err(|source| LoadError::Map {
+        name: maps::CONFIG,
+        source,
+    })?;
+    arr.set(0, cfg, 0).map_err(|source| LoadError::Map {
+        name: maps::CONFIG,
+        source,
+    })
+}
+
+/// Writes the replay clock (only read when loaded with `replay_clock`).
+pub fn set_clock(ebpf: &mut Ebpf, now_ns: u64) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(maps::CLOCK)
+        .ok_or(LoadError::MissingMap { name: maps::CLOCK })?;
+    let mut arr: Array<_, u64> = Array::try_from(map).map_err(|source| LoadError::Map {
+        name: maps::CLOCK,
+        source,
+    })?;
+    arr.set(0, now_ns, 0).map_err(|source| LoadError::Map {
+        name: maps::CLOCK,
+        source,
+    })
+}
+
+/// The interface index, or None when no such interface exists.
+pub fn if_index(iface: &str) -> Option<u32> {
+    let c = CString::new(iface).ok()?;
+    // SAFETY: valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Result of [`attach`]: the link and the mode actually used, with the reason for a fallback.
+#[derive(Debug)]
+pub struct Attached {
+    pub link: XdpLinkId,
+    pub mode: &'static str,
+    pub fallback: Option<String>,
+}
+
+/// Attaches the loaded program to `iface`.
+pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
+    let idx = if_index(iface).ok_or_else(|| AttachError::NoInterface {
+        iface: iface.to_owned(),
+    })?;
+    let prog: &mut Xdp = match ebpf.program_mut(PROGRAM_NAME).map(TryInto::try_into) {
+        Some(Ok(p)) => p,
+        _ => {
+            return Err(AttachError::Attach {
+                iface: iface.to_owned(),
+                mode: "any",
+                source: ProgramError::NotLoaded,
+            });
+        }
+    };
+    let fail = |mode, source| AttachError::Attach {
+        iface: iface.to_owned(),
+        mode,
+        source,
+    };
+    match mode {
+        AttachMode::Native => prog
+            .attach_to_if_index(idx, XdpMode::Driver)
+            .map(|link| Attached { link, mode: "native", fallback: None })
+            .map_err(|e| fail("native", e)),
+        AttachMode::Skb => prog
+            .attach_to_if_index(idx, XdpMode::Skb)
+            .map(|link| Attached { link, mode: "skb", fallback: None })
+            .map_err(|e| fail("skb", e)),
+        AttachMode::Auto => match prog.attach_to_if_index(idx, XdpMode::Driver) {
+            Ok(link) => Ok(Attached { link, mode: "native", fallback: None }),
+            Err(native) => {
+                let reason = error_chain(&native);
+                prog.attach_to_if_index(idx, XdpMode::Skb)
+                    .map(|link| Attached {
+                        link,
+                        mode: "skb",
+                        fallback: Some(reason),
+                    })
+                    .map_err(|e| fail("skb", e))
+            }
+        },
+    }
+}
+
+/// Detaches a link made by [`attach`].
+pub fn detach(ebpf: &mut Ebpf, link: XdpLinkId) -> Result<(), ProgramError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    prog.detach(link)
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+        // The verifier log inside a load error is summarised already.
+        if matches!(e.downcast_ref::<LoadError>(), Some(LoadError::Verifier { .. })) {
+            break;
+        }
+    }
+    s
+}
+
+/// True when the process can plausibly load BPF programs (root or CAP_BPF).
+pub fn has_bpf_privilege() -> bool {
+    // SAFETY: no arguments.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    // CAP_BPF is capability 39; read the effective set from /proc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
+        })
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .is_some_and(|caps| caps & (1 << 39) != 0 && caps & (1 << 12) != 0)
+}
+
+/// `io::Error` for the CLI's privilege message.
+pub fn privilege_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "ipscan needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
+    )
+}
+
+/// The first line of a program-load error and the last lines of the verifier log, one line.
+fn verifier_summary(e: &ProgramError) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default().to_owned();
+    let rest: Vec<&str> = lines.collect();
+    let tail = rest.iter().rev().take(3).rev().copied().collect::<Vec<_>>().join(" | ");
+    if tail.is_empty() { first } else { format!("{first} ... {tail}") }
+}
