@@ -1,7 +1,7 @@
 //! BPF_PROG_TEST_RUN for XDP programs (aya 0.14 has no wrapper): runs the loaded program on a
 //! frame in the kernel and returns its verdict. Used by replay, tests and benchmarks.
 
-use std::{io, os::fd::AsRawFd};
+use std::{io, os::fd::{AsFd, AsRawFd}};
 
 /// `bpf(2)` command number of BPF_PROG_TEST_RUN.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -52,10 +52,10 @@ pub struct RunResult {
 }
 
 /// Runs `prog` on `frame` `repeat` times (0 and 1 both mean once).
-pub fn run(prog: &impl AsRawFd, frame: &[u8], repeat: u32) -> io::Result<RunResult> {
+pub fn run(prog: &impl AsFd, frame: &[u8], repeat: u32) -> io::Result<RunResult> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut attr = TestRunAttr {
-        prog_fd: prog.as_raw_fd() as u32,
+        prog_fd: prog.as_fd().as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
         data_size_out: out.len() as u32,
         data_in: frame.as_ptr() as u64,
@@ -72,7 +72,7 @@ pub fn run(prog: &impl AsRawFd, frame: &[u8], repeat: u32) -> io::Result<RunResu
 
 /// Sends `frame` `repeat` times as live frames through the program, then out of interface
 /// `ifindex` when the program returns XDP_TX (the project's packet generator).
-pub fn run_live(prog: &impl AsRawFd, frame: &[u8], ifindex: u32, repeat: u32, batch: u32) -> io::Result<RunResult> {
+pub fn run_live(prog: &impl AsFd, frame: &[u8], ifindex: u32, repeat: u32, batch: u32) -> io::Result<RunResult> {
     let ctx = XdpMd {
         data: 0,
         data_end: frame.len() as u32,
@@ -80,7 +80,7 @@ pub fn run_live(prog: &impl AsRawFd, frame: &[u8], ifindex: u32, repeat: u32, ba
         ..Default::default()
     };
     let mut attr = TestRunAttr {
-        prog_fd: prog.as_raw_fd() as u32,
+        prog_fd: prog.as_fd().as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
         data_in: frame.as_ptr() as u64,
         repeat,

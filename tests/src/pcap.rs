@@ -1,0 +1,58 @@
+//! Just enough of the pcap format to count what a capture holds: the test's ground truth for
+//! "received a total of N packets (B bytes)".
+
+use std::{fs, path::Path};
+
+/// Packets and IP payload bytes (IP length minus IP header, as iplog counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Counts Ethernet frames carrying IPv4 or IPv6 in a classic pcap file (linktype 1).
+pub fn totals(path: &Path) -> Totals {
+    let data = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(data.len() >= 24, "{}: not a pcap file", path.display());
+    let magic = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+    let le = match magic {
+        0xa1b2c3d4 | 0xa1b23c4d => true,
+        0xd4c3b2a1 | 0x4d3cb2a1 => false,
+        _ => panic!("{}: bad pcap magic {magic:#x}", path.display()),
+    };
+    let rd32 = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+    };
+    let mut t = Totals::default();
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let incl = rd32(&data[off + 8..]) as usize;
+        let frame = &data[off + 16..(off + 16 + incl).min(data.len())];
+        off += 16 + incl;
+        if frame.len() < 14 {
+            continue;
+        }
+        let mut et = u16::from_be_bytes([frame[12], frame[13]]);
+        let mut l3 = 14;
+        while (et == 0x8100 || et == 0x88a8) && frame.len() >= l3 + 4 {
+            et = u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]);
+            l3 += 4;
+        }
+        let ip = &frame[l3.min(frame.len())..];
+        match et {
+            0x0800 if ip.len() >= 20 => {
+                let ihl = ((ip[0] & 0x0f) as u64) * 4;
+                let total = u16::from_be_bytes([ip[2], ip[3]]) as u64;
+                t.packets += 1;
+                t.bytes += total.saturating_sub(ihl);
+            }
+            0x86dd if ip.len() >= 40 => {
+                t.packets += 1;
+                t.bytes += u16::from_be_bytes([ip[4], ip[5]]) as u64;
+            }
+            _ => {}
+        }
+    }
+    t
+}
