@@ -1,1 +1,194 @@
-fn main() {}
+//! `cargo xtask`: set-up, build, run, test and bench orchestration. No product logic here.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent): nightly rust-src, bpf-linker, apt
+    /// packages for the end-to-end tests.
+    Setup,
+    /// Build the eBPF object and the `ipscan` binary.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build and run `ipscan run ARGS...` (as root; with no --iface, the default route's NIC).
+    Run {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for `ipscan run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every test: host unit tests, then the root-only kernel and
+    /// end-to-end tests one at a time.
+    Test {
+        /// Only run tests whose name contains this filter.
+        filter: Option<String>,
+        /// Skip the set-up step (tools already installed).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Run clippy on the host crates and on the eBPF crate for the BPF target.
+    Clippy,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Runs a command, failing with its description if it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: no arguments.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Prefixes `sudo -E` when not root: only the commands that need privilege get it.
+fn privileged(program: &Path) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(program);
+        c
+    }
+}
+
+fn build(release: bool) -> anyhow::Result<PathBuf> {
+    step("building the eBPF object and ipscan");
+    let mut c = cargo();
+    c.args(["build", "-p", "ipscan-user"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    Ok(workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("ipscan"))
+}
+
+/// One progress line per step.
+pub fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+/// Builds the test binaries of `package` and returns their paths.
+fn test_binaries(package: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let out = cargo()
+        .args(["test", "-p", package, "--no-run", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the tests of {package} failed");
+    }
+    let mut bins = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] == "compiler-artifact"
+            && v["profile"]["test"] == true
+            && let Some(exe) = v["executable"].as_str()
+        {
+            bins.push(PathBuf::from(exe));
+        }
+    }
+    Ok(bins)
+}
+
+fn test(filter: Option<String>, no_setup: bool) -> anyhow::Result<()> {
+    if !no_setup {
+        setup::setup()?;
+    }
+    let bin = build(false)?;
+    step("host unit tests (ipscan-common, ipscan-user, xtask)");
+    let mut c = cargo();
+    c.args(["test", "-p", "ipscan-common", "-p", "ipscan-user", "-p", "xtask"]);
+    if let Some(f) = &filter {
+        c.arg(f);
+    }
+    run(&mut c)?;
+    step("kernel and end-to-end tests (root, one at a time)");
+    for test_bin in test_binaries("ipscan-tests")? {
+        let mut c = privileged(&test_bin);
+        c.env("IPSCAN_BIN", &bin).arg("--test-threads=1");
+        if let Some(f) = &filter {
+            c.arg(f);
+        }
+        run(&mut c)?;
+    }
+    Ok(())
+}
+
+fn clippy() -> anyhow::Result<()> {
+    step("clippy: host crates");
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step("clippy: ipscan-ebpf for bpfel-unknown-none");
+    run(cargo().args([
+        "+nightly",
+        "clippy",
+        "-p",
+        "ipscan-ebpf",
+        "-Z",
+        "build-std=core",
+        "--target",
+        "bpfel-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { release } => build(release).map(|_| ()),
+        Cmd::Run { release, args } => {
+            setup::setup_build()?;
+            let bin = build(release)?;
+            step(&format!("running {} run {}", bin.display(), args.join(" ")));
+            let mut c = privileged(&bin);
+            c.arg("run").args(&args);
+            run(&mut c)
+        }
+        Cmd::Test { filter, no_setup } => test(filter, no_setup),
+        Cmd::Clippy => clippy(),
+    }
+}

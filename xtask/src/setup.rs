@@ -1,0 +1,107 @@
+//! Idempotent installation of the build and test prerequisites, one progress line per step.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+use crate::{run, step};
+
+/// bpf-linker release known to work with this nightly's LLVM.
+const BPF_LINKER_VERSION: &str = "0.10.4";
+
+/// Debian packages the end-to-end tests drive.
+const APT_PACKAGES: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "nmap",
+    "hping3",
+    "tcpdump",
+    "traceroute",
+    "python3-scapy",
+    "tmux",
+];
+
+fn quiet_ok(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What building needs: nightly with rust-src, and bpf-linker.
+pub fn setup_build() -> anyhow::Result<()> {
+    step("checking the nightly toolchain");
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is not installed: install it from your distribution or rustup.rs")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("installing the nightly toolchain");
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+            .context("installing the nightly toolchain failed (network?)")?;
+    }
+    let components = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+        .unwrap_or_default();
+    if components.lines().any(|l| l.starts_with("rust-src")) {
+        step("rust-src for nightly: present");
+    } else {
+        step("installing rust-src for nightly");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+            .context("`rustup component add rust-src --toolchain nightly` failed; the eBPF crate needs it for -Z build-std=core")?;
+    }
+    let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if linker.contains(BPF_LINKER_VERSION) {
+        step(&format!("bpf-linker {BPF_LINKER_VERSION}: present"));
+    } else {
+        step(&format!("installing bpf-linker {BPF_LINKER_VERSION} (about a minute)"));
+        run(Command::new("cargo").args([
+            "install",
+            "--locked",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        ]))
+        .context("`cargo install bpf-linker` failed")?;
+    }
+    if !quiet_ok(Command::new("bpf-linker").arg("--version")) {
+        bail!("bpf-linker is installed but not on PATH: add ~/.cargo/bin to PATH");
+    }
+    Ok(())
+}
+
+/// Everything: build prerequisites and the test tools.
+pub fn setup() -> anyhow::Result<()> {
+    setup_build()?;
+    step("checking test tools (apt)");
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_some_and(|s| s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        step("test tools: present");
+        return Ok(());
+    }
+    step(&format!("installing {}", missing.join(" ")));
+    let sudo = |args: &[&str]| {
+        // SAFETY: no arguments.
+        let mut c = if unsafe { libc::geteuid() } == 0 {
+            Command::new(args[0])
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(args[0]);
+            c
+        };
+        c.args(&args[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut sudo(&["apt-get", "update", "-q"])).context("apt-get update failed")?;
+    let mut install = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    install.extend(&missing);
+    run(&mut sudo(&install)).with_context(|| format!("installing {} failed", missing.join(" ")))?;
+    Ok(())
+}
