@@ -7,3 +7,4 @@ pub mod netif;
 pub mod sink;
 pub mod testrun;
 pub mod tracker;
+pub mod config;
