@@ -5,11 +5,11 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ipscan::{
+    config::Settings,
     daemon::{self, LogTarget, RunConfig},
     loader::{self, AttachMode},
     netif,
 };
-use ipscan_common::Config;
 
 /// Kernel-accelerated network scan detector and blocker (XDP), iplog-compatible logs.
 #[derive(Parser, Debug)]
@@ -45,11 +45,15 @@ struct RunArgs {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let kernel = Config::default();
-    if let Some(path) = &args.config {
-        anyhow::bail!("{}: configuration files are not supported yet", path.display());
-    }
+    // Parse and validate everything before touching the kernel: a bad line attaches nothing.
+    let settings = match &args.config {
+        Some(path) => Settings::load(path)?,
+        None => Settings::default(),
+    };
     let mut ifaces = args.ifaces;
+    if ifaces.is_empty() {
+        ifaces = settings.interfaces.clone();
+    }
     if ifaces.is_empty() {
         let iface = netif::default_route_iface()
             .context("no --iface given and no default route to take an interface from")?;
@@ -59,16 +63,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !loader::has_bpf_privilege() {
         return Err(loader::privilege_error().into());
     }
-    let log = match args.log_file {
-        Some(p) => LogTarget::File(p),
-        None => LogTarget::Stdout,
+    let log = match (args.log_file, args.stdout, &settings.logfile) {
+        (Some(p), _, _) => LogTarget::File(p),
+        (None, true, _) => LogTarget::Stdout,
+        (None, false, Some(p)) if !settings.flags.stdout => LogTarget::File(p.clone()),
+        _ => LogTarget::Stdout,
     };
     let cfg = RunConfig {
         ifaces,
-        kernel,
+        kernel: settings.kernel,
         log,
         mode: args.xdp_mode,
-        log_dest: false,
+        log_dest: settings.flags.log_dest,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

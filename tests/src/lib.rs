@@ -190,7 +190,9 @@ impl Default for Testbed {
 /// Path of the `ipscan` binary under test (built by `cargo xtask test`).
 pub fn ipscan_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("IPSCAN_BIN") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        // Test binaries run in the package directory; a relative path means the workspace's.
+        return if p.is_relative() { Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p) } else { p };
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/ipscan");
     assert!(
@@ -399,7 +401,7 @@ impl Capture {
     pub fn start(ns: &NetNs, iface: &str, filter: &str, file: PathBuf) -> Self {
         let mut child = ns
             .cmd("tcpdump")
-            .args(["-i", iface, "-n", "-U", "-s", "256", "-w"])
+            .args(["-Z", "root", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "256", "-w"])
             .arg(&file)
             .arg(filter)
             .stdin(Stdio::null())
