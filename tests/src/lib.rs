@@ -262,7 +262,7 @@ impl Daemon {
             log,
             stderr,
         };
-        d.wait_stderr("attached to", Duration::from_secs(20));
+        d.wait_stderr("attached", Duration::from_secs(20));
         d
     }
 
@@ -317,6 +317,19 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Waits for a daemon that was told to exit by other means; returns its status and stderr.
+    pub fn stop_after_exit(&mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("daemon already stopped");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status, fs::read_to_string(&self.stderr).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "ipscan did not exit");
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops with SIGINT and returns the exit status and stderr.
