@@ -1,6 +1,10 @@
-//! Which detections a packet counts toward. Pure functions over [`PacketSummary`].
+//! What a packet counts toward and which per-packet line it gets. Pure functions over
+//! [`PacketSummary`].
 
-use crate::packet::{tcp_flags as f, PacketSummary, PROTO_TCP};
+use crate::{
+    FAMILY_V4,
+    packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketSummary, tcp_flags as f},
+};
 
 /// A thresholded detection. The discriminant indexes [`crate::Config::detections`] and is the
 /// `kind` byte in keys and events.
@@ -21,15 +25,17 @@ pub enum Detection {
     UdpScan = 5,
     /// ICMP / ICMPv6 echo requests at a high rate.
     PingFlood = 6,
-    /// Unsolicited echo replies or UDP from echo/chargen, per reflector network.
+    /// Echo replies or UDP from echo/chargen, per reflector network (/24 or /64).
     Smurf = 7,
+    /// UDP at a high packet rate, whatever the ports.
+    UdpFlood = 8,
 }
 
 /// Number of detection slots in the config (room for more without changing the layout).
 pub const DETECTION_SLOTS: usize = 16;
 
 /// Every detection, in discriminant order.
-pub const DETECTIONS: [Detection; 8] = [
+pub const DETECTIONS: [Detection; 9] = [
     Detection::PortScan,
     Detection::SynScan,
     Detection::FinScan,
@@ -38,6 +44,7 @@ pub const DETECTIONS: [Detection; 8] = [
     Detection::UdpScan,
     Detection::PingFlood,
     Detection::Smurf,
+    Detection::UdpFlood,
 ];
 
 impl Detection {
@@ -51,9 +58,19 @@ impl Detection {
         1 << self as u32
     }
 
-    /// Whether detection counts distinct destination ports (scans) or packets (floods).
+    /// Whether a detection counts distinct destination ports (scans) or packets (floods).
     pub const fn counts_ports(self) -> bool {
-        !matches!(self, Detection::PingFlood | Detection::Smurf)
+        !matches!(self, Detection::PingFlood | Detection::Smurf | Detection::UdpFlood)
+    }
+
+    /// Same as [`Detection::counts_ports`], by discriminant (for the kernel's counter loop).
+    pub const fn counts_ports_at(i: usize) -> bool {
+        !matches!(i, 6..=8)
+    }
+
+    /// Whether the detection is kept per reflector network rather than per source address.
+    pub const fn per_network(self) -> bool {
+        matches!(self, Detection::Smurf)
     }
 }
 
@@ -83,6 +100,97 @@ pub fn is_xmas(flags: u8) -> bool {
     fl != 0 && fl & !FUP == 0 && fl != f::FIN
 }
 
+/// RFC-impossible flag combinations: SYN with FIN or RST, FIN with RST, or every classic flag.
+/// ECE and CWR (ECN) are ordinary traffic and never make a packet bogus (iplog's defect).
+pub fn is_bogus(flags: u8) -> bool {
+    let fl = flags & f::CLASSIC;
+    let syn = fl & f::SYN != 0;
+    let fin = fl & f::FIN != 0;
+    let rst = fl & f::RST != 0;
+    (syn && fin) || (syn && rst) || (fin && rst) || fl == f::CLASSIC
+}
+
+/// A connection attempt: SYN without ACK (also what the port scan counts).
+pub fn is_connection_attempt(p: &PacketSummary) -> bool {
+    p.proto == PROTO_TCP && p.has_transport() && p.tcp_flags & (f::SYN | f::ACK | f::RST | f::FIN) == f::SYN
+}
+
+/// True for multicast or broadcast destinations (IPv4 class D/E, limited broadcast, ff00::/8).
+pub fn is_group_destination(p: &PacketSummary) -> bool {
+    if p.family == FAMILY_V4 {
+        p.dst[0] >= 224 || p.dst[..4] == [255, 255, 255, 255]
+    } else {
+        p.dst[0] == 0xff
+    }
+}
+
+/// A traceroute probe: arrives with TTL / hop limit 1 at a unicast address. UDP (classic
+/// traceroute), ICMP echo (`traceroute -I`, Windows' tracert) and TCP SYN (`traceroute -T`).
+/// Link-local protocols that send TTL 1 (LLMNR, SSDP, MLD) go to group addresses and do not count.
+pub fn is_traceroute(p: &PacketSummary) -> bool {
+    if p.ttl != 1 || is_group_destination(p) || !p.has_transport() {
+        return false;
+    }
+    match p.proto {
+        PROTO_UDP => true,
+        PROTO_TCP => is_connection_attempt(p),
+        _ => is_echo_request(p),
+    }
+}
+
+/// ICMP echo request (type 8) or ICMPv6 echo request (128).
+pub fn is_echo_request(p: &PacketSummary) -> bool {
+    (p.proto == PROTO_ICMP && p.icmp_type == 8) || (p.proto == PROTO_ICMPV6 && p.icmp_type == 128)
+}
+
+/// ICMP echo reply (0) or ICMPv6 echo reply (129).
+pub fn is_echo_reply(p: &PacketSummary) -> bool {
+    (p.proto == PROTO_ICMP && p.icmp_type == 0) || (p.proto == PROTO_ICMPV6 && p.icmp_type == 129)
+}
+
+/// UDP echo (7) and chargen (19): the ports UDP smurf/fraggle reflectors answer from.
+pub fn is_smurf(p: &PacketSummary) -> bool {
+    if !p.has_transport() {
+        return false;
+    }
+    is_echo_reply(p) || (p.proto == PROTO_UDP && (p.sport == 7 || p.sport == 19))
+}
+
+/// The reflector network a smurf packet is counted under: the source's /24 (IPv4) or /64
+/// (IPv6), masked on bytes so the result does not depend on byte order (iplog's defect).
+pub fn smurf_network(p: &PacketSummary) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    let keep = if p.family == FAMILY_V4 { 3 } else { 8 };
+    for i in 0..8 {
+        if i < keep {
+            a[i] = p.src[i];
+        }
+    }
+    a
+}
+
+/// nmap's OS-detection probes, recognised by marks no TCP stack or ping tool sends:
+/// T2-T7 carry the option block WScale, NOP, MSS 265; the ECN probe sets an urgent pointer
+/// (0xF7F5) without URG on a SYN with ECE and CWR; IE is an echo request with a non-zero code;
+/// U1 is a UDP datagram of 300 'C' bytes.
+pub fn is_os_probe(p: &PacketSummary) -> bool {
+    if !p.has_transport() {
+        return false;
+    }
+    match p.proto {
+        PROTO_TCP => {
+            let o = &p.tcp_opts;
+            let t2_t7 = o[0] == 3 && o[1] == 3 && o[3] == 1 && o[4] == 2 && o[5] == 4 && o[6] == 1 && o[7] == 9;
+            let ecn = p.tcp_flags & (f::SYN | f::ECE | f::CWR) == (f::SYN | f::ECE | f::CWR)
+                && p.tcp_flags & f::URG == 0
+                && p.tcp_urg_ptr != 0;
+            t2_t7 || ecn
+        }
+        PROTO_UDP => p.udp_data_len() == 300 && p.l4_data == *b"CCCC",
+        _ => is_echo_request(p) && p.icmp_code != 0,
+    }
+}
+
 /// TCP detections a packet counts toward. ECE and CWR are ignored: they are ECN, not probes.
 pub fn tcp_detections(p: &PacketSummary) -> DetectionSet {
     if p.proto != PROTO_TCP || !p.has_transport() {
@@ -107,13 +215,113 @@ pub fn tcp_detections(p: &PacketSummary) -> DetectionSet {
 
 /// All detections a packet counts toward.
 pub fn detections(p: &PacketSummary) -> DetectionSet {
-    tcp_detections(p)
+    if !p.has_transport() {
+        return 0;
+    }
+    match p.proto {
+        PROTO_TCP => tcp_detections(p),
+        PROTO_UDP if is_smurf(p) => Detection::Smurf.bit(),
+        PROTO_UDP if is_traceroute(p) => 0,
+        PROTO_UDP => Detection::UdpScan.bit() | Detection::UdpFlood.bit(),
+        PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) && !is_traceroute(p) => Detection::PingFlood.bit(),
+        PROTO_ICMP | PROTO_ICMPV6 if is_smurf(p) => Detection::Smurf.bit(),
+        _ => 0,
+    }
+}
+
+/// The reason of a per-packet ring-buffer event (an iplog per-packet or immediate line).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketLine {
+    /// `TCP: ssh connection attempt from H:P`
+    TcpAttempt = 1,
+    /// `UDP: dgram to port 1 from H:P (300 data bytes)`
+    UdpDgram = 2,
+    /// `ICMP: echo from H (64 bytes)` and the other ICMP lines.
+    Icmp = 3,
+    /// `TCP: Bogus TCP flags set by H:SPORT (dest port DPORT)`
+    Bogus = 4,
+    /// `UDP: traceroute from H` (also ICMP and TCP probes).
+    Traceroute = 5,
+    /// `Oversized IP fragment from H`
+    FragOversized = 6,
+    /// `Overlapping IP fragments from H`
+    FragOverlap = 7,
+    /// `Duplicate IP fragments from H`
+    FragDuplicate = 8,
+    /// `Tiny IP fragment from H` (the first fragment splits the transport header)
+    FragTiny = 9,
+    /// `Short IP packet from H` (verbose)
+    Short = 10,
+    /// `IP packet with invalid checksum from H` (verbose)
+    BadChecksum = 11,
+    /// A probe dropped by a hardening option (blackhole, fool_nmap, drop_synfin); not logged
+    /// as a line, counted.
+    Hardened = 12,
+}
+
+impl PacketLine {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use PacketLine::*;
+        Some(match v {
+            1 => TcpAttempt,
+            2 => UdpDgram,
+            3 => Icmp,
+            4 => Bogus,
+            5 => Traceroute,
+            6 => FragOversized,
+            7 => FragOverlap,
+            8 => FragDuplicate,
+            9 => FragTiny,
+            10 => Short,
+            11 => BadChecksum,
+            12 => Hardened,
+            _ => return None,
+        })
+    }
+
+    /// Lines that report an attack (not ordinary traffic): never subject to `scans_only`.
+    pub fn is_alert(self) -> bool {
+        !matches!(self, PacketLine::TcpAttempt | PacketLine::UdpDgram | PacketLine::Icmp)
+    }
+}
+
+/// The ordinary per-packet line of a packet, if it gets one: iplog logs every TCP connection
+/// attempt, UDP datagram and ICMP message.
+pub fn ordinary_line(p: &PacketSummary) -> Option<PacketLine> {
+    if !p.has_transport() {
+        return None;
+    }
+    match p.proto {
+        PROTO_TCP if is_connection_attempt(p) => Some(PacketLine::TcpAttempt),
+        PROTO_UDP => Some(PacketLine::UdpDgram),
+        PROTO_ICMP | PROTO_ICMPV6 if p.is_icmp() => {
+            // ICMPv6 neighbour discovery and MLD are the link's housekeeping, not traffic worth a line.
+            if p.proto == PROTO_ICMPV6 && (130..=143).contains(&p.icmp_type) {
+                None
+            } else {
+                Some(PacketLine::Icmp)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The detection whose mode suppresses a packet's ordinary line (iplog: per-packet lines of a
+/// kind are suppressed while the source is in that kind's mode).
+pub fn suppressing_detection(line: PacketLine) -> Option<Detection> {
+    match line {
+        PacketLine::TcpAttempt => Some(Detection::PortScan),
+        PacketLine::UdpDgram => Some(Detection::UdpScan),
+        PacketLine::Icmp => Some(Detection::PingFlood),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{PROTO_UDP, ip_flags};
+    use crate::{FAMILY_V6, packet::ip_flags};
 
     fn tcp(flags: u8, opt_len: u8) -> PacketSummary {
         PacketSummary {
@@ -121,6 +329,29 @@ mod tests {
             proto: PROTO_TCP,
             tcp_flags: flags,
             tcp_opt_len: opt_len,
+            ttl: 64,
+            ..Default::default()
+        }
+    }
+
+    fn udp(sport: u16, dport: u16) -> PacketSummary {
+        PacketSummary {
+            family: crate::FAMILY_V4,
+            proto: PROTO_UDP,
+            sport,
+            dport,
+            ttl: 64,
+            ..Default::default()
+        }
+    }
+
+    fn icmp(family: u8, ty: u8, code: u8) -> PacketSummary {
+        PacketSummary {
+            family,
+            proto: if family == FAMILY_V4 { PROTO_ICMP } else { PROTO_ICMPV6 },
+            icmp_type: ty,
+            icmp_code: code,
+            ttl: 64,
             ..Default::default()
         }
     }
@@ -169,21 +400,119 @@ mod tests {
     }
 
     #[test]
+    fn bogus_flags_are_rfc_impossible_combinations_not_ecn() {
+        for b in [f::SYN | f::FIN, f::SYN | f::RST, f::FIN | f::RST, f::CLASSIC, f::SYN | f::FIN | f::ACK] {
+            assert!(is_bogus(b), "{b:#x}");
+        }
+        for ok in [
+            f::SYN,
+            f::SYN | f::ECE | f::CWR,
+            f::ACK | f::ECE,
+            f::ACK | f::CWR | f::PSH,
+            f::FIN | f::ACK,
+            f::RST | f::ACK,
+            f::FIN | f::URG | f::PSH,
+            0,
+        ] {
+            assert!(!is_bogus(ok), "{ok:#x}");
+        }
+    }
+
+    #[test]
+    fn udp_classification() {
+        let both = Detection::UdpScan.bit() | Detection::UdpFlood.bit();
+        assert_eq!(detections(&udp(40000, 53)), both);
+        assert_eq!(detections(&udp(7, 40000)), Detection::Smurf.bit());
+        assert_eq!(detections(&udp(19, 40000)), Detection::Smurf.bit());
+        let mut tr = udp(40000, 33434);
+        tr.ttl = 1;
+        assert!(is_traceroute(&tr));
+        assert_eq!(detections(&tr), 0);
+        // TTL 1 to a multicast group (LLMNR, SSDP) is not a traceroute.
+        tr.dst[..4].copy_from_slice(&[224, 0, 0, 252]);
+        assert!(!is_traceroute(&tr));
+        let mut tr6 = udp(40000, 33434);
+        tr6.family = FAMILY_V6;
+        tr6.ttl = 1;
+        tr6.dst[0] = 0xff;
+        assert!(!is_traceroute(&tr6));
+        tr6.dst[0] = 0x20;
+        assert!(is_traceroute(&tr6));
+    }
+
+    #[test]
+    fn icmp_classification() {
+        assert_eq!(detections(&icmp(crate::FAMILY_V4, 8, 0)), Detection::PingFlood.bit());
+        assert_eq!(detections(&icmp(FAMILY_V6, 128, 0)), Detection::PingFlood.bit());
+        assert_eq!(detections(&icmp(crate::FAMILY_V4, 0, 0)), Detection::Smurf.bit());
+        assert_eq!(detections(&icmp(FAMILY_V6, 129, 0)), Detection::Smurf.bit());
+        assert_eq!(detections(&icmp(crate::FAMILY_V4, 3, 3)), 0);
+        let mut tr = icmp(crate::FAMILY_V4, 8, 0);
+        tr.ttl = 1;
+        assert!(is_traceroute(&tr));
+        assert_eq!(detections(&tr), 0);
+        assert_eq!(ordinary_line(&icmp(FAMILY_V6, 135, 0)), None, "neighbour solicitation");
+        assert_eq!(ordinary_line(&icmp(FAMILY_V6, 128, 0)), Some(PacketLine::Icmp));
+    }
+
+    #[test]
+    fn smurf_network_masks_bytes_on_any_host() {
+        let mut p = icmp(crate::FAMILY_V4, 0, 0);
+        p.src[..4].copy_from_slice(&[201, 223, 41, 77]);
+        let n = smurf_network(&p);
+        assert_eq!(&n[..4], &[201, 223, 41, 0]);
+        assert!(n[4..].iter().all(|b| *b == 0));
+        let mut p6 = icmp(FAMILY_V6, 129, 0);
+        p6.src = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 9, 9, 9, 9, 9, 9, 9, 9];
+        assert_eq!(smurf_network(&p6), [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn nmap_os_probes() {
+        let mut t2 = tcp(0, 20);
+        t2.tcp_opts = [3, 3, 10, 1, 2, 4, 1, 9];
+        assert!(is_os_probe(&t2));
+        // A Linux SYN (MSS 1460 first) is not.
+        let mut syn = tcp(f::SYN, 20);
+        syn.tcp_opts = [2, 4, 5, 0xb4, 4, 2, 8, 10];
+        assert!(!is_os_probe(&syn));
+        let mut ecn = tcp(f::SYN | f::ECE | f::CWR, 12);
+        ecn.tcp_urg_ptr = 0xf7f5;
+        assert!(is_os_probe(&ecn));
+        ecn.tcp_urg_ptr = 0;
+        assert!(!is_os_probe(&ecn), "ordinary ECN setup");
+        let mut u1 = udp(40000, 33000);
+        u1.ip_payload_len = 308;
+        u1.l4_data = *b"CCCC";
+        assert!(is_os_probe(&u1));
+        u1.l4_data = *b"abcd";
+        assert!(!is_os_probe(&u1));
+        assert!(is_os_probe(&icmp(crate::FAMILY_V4, 8, 9)));
+        assert!(!is_os_probe(&icmp(crate::FAMILY_V4, 8, 0)));
+    }
+
+    #[test]
     fn later_fragments_and_other_protocols_count_nothing() {
         let mut p = tcp(f::SYN, 0);
         p.ip_flags = ip_flags::FRAGMENT | ip_flags::LATER_FRAGMENT;
-        assert_eq!(tcp_detections(&p), 0);
-        let mut u = tcp(f::SYN, 0);
-        u.proto = PROTO_UDP;
-        assert_eq!(tcp_detections(&u), 0);
+        assert_eq!(detections(&p), 0);
+        assert_eq!(ordinary_line(&p), None);
+        let mut t = tcp(f::SYN, 0);
+        t.ip_flags = ip_flags::FRAGMENT | ip_flags::TINY_FRAGMENT;
+        assert_eq!(detections(&t), 0);
     }
 
     #[test]
     fn detection_round_trip() {
-        for d in DETECTIONS {
-            assert_eq!(Detection::from_u8(d as u8), Some(d));
+        for (i, d) in DETECTIONS.iter().enumerate() {
+            assert_eq!(Detection::from_u8(*d as u8), Some(*d));
+            assert_eq!(d.counts_ports(), Detection::counts_ports_at(i));
         }
-        assert_eq!(Detection::from_u8(8), None);
+        assert_eq!(Detection::from_u8(9), None);
         assert_eq!(Detection::from_u8(255), None);
+        for v in 1..=12u8 {
+            assert_eq!(PacketLine::from_u8(v).map(|l| l as u8), Some(v));
+        }
+        assert_eq!(PacketLine::from_u8(0), None);
     }
 }

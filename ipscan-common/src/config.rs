@@ -1,4 +1,4 @@
-//! The CONFIG map value: thresholds, windows and switches, written by user space.
+//! The CONFIG map value: thresholds, windows, block policy and switches, written by user space.
 
 use crate::classify::{DETECTION_SLOTS, Detection};
 
@@ -8,7 +8,38 @@ pub mod detection_flags {
     pub const ENABLED: u32 = 0x1;
 }
 
-/// Threshold and window of one detection.
+/// Bits of [`Config::flags`]: iplog's `set` switches that the kernel needs, and ipscan's
+/// hardening options.
+pub mod global_flags {
+    /// Per-packet lines for TCP connection attempts (`set tcp`).
+    pub const LOG_TCP: u32 = 1 << 0;
+    /// Per-packet lines for UDP datagrams (`set udp`).
+    pub const LOG_UDP: u32 = 1 << 1;
+    /// Per-packet lines for ICMP messages (`set icmp`).
+    pub const LOG_ICMP: u32 = 1 << 2;
+    /// Report bogus TCP flag combinations (`set bogus`).
+    pub const BOGUS: u32 = 1 << 3;
+    /// Report traceroute probes (`set traceroute`).
+    pub const TRACEROUTE: u32 = 1 << 4;
+    /// Fragment attack checks (`set frag`).
+    pub const FRAG: u32 = 1 << 5;
+    /// Short packets and bad IPv4 header checksums (`set verbose`).
+    pub const VERBOSE: u32 = 1 << 6;
+    /// Drop RFC-impossible TCP flag combinations after reporting them.
+    pub const DROP_SYNFIN: u32 = 1 << 7;
+    /// Drop nmap's OS-detection probes.
+    pub const FOOL_NMAP: u32 = 1 << 8;
+    /// Drop TCP probes to ports without a listening socket.
+    pub const BLACKHOLE_TCP: u32 = 1 << 9;
+    /// Drop UDP datagrams to unbound ports below the ephemeral range.
+    pub const BLACKHOLE_UDP: u32 = 1 << 10;
+    /// No ordinary per-packet lines at all (`set scans_only`).
+    pub const SCANS_ONLY: u32 = 1 << 11;
+    /// Watch only destinations in the PROMISC prefix list (`promisc NET,...`).
+    pub const PROMISC: u32 = 1 << 12;
+}
+
+/// Threshold, window and block policy of one detection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DetectionConfig {
@@ -16,10 +47,13 @@ pub struct DetectionConfig {
     pub threshold: u32,
     /// [`detection_flags`] bits.
     pub flags: u32,
-    /// Inactivity window in nanoseconds: state lapses when no counted packet came for this long.
+    /// Scans: inactivity window. Floods: the rate window (threshold packets within it) and the
+    /// inactivity after which the mode expires. Nanoseconds.
     pub window_ns: u64,
+    /// Auto-block the source for this long when it crosses the threshold; zero: never block.
+    pub block_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<DetectionConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<DetectionConfig>() == 24);
 
 impl DetectionConfig {
     pub const fn new(threshold: u32, window_secs: u64) -> Self {
@@ -27,6 +61,7 @@ impl DetectionConfig {
             threshold,
             flags: detection_flags::ENABLED,
             window_ns: window_secs * 1_000_000_000,
+            block_ns: 0,
         }
     }
 
@@ -35,6 +70,7 @@ impl DetectionConfig {
             threshold: u32::MAX,
             flags: 0,
             window_ns: 0,
+            block_ns: 0,
         }
     }
 
@@ -43,16 +79,27 @@ impl DetectionConfig {
     }
 }
 
+/// Per-packet events a source may cause per second before the kernel starts counting them as
+/// left out instead of reporting them.
+pub const DEFAULT_PACKET_EVENTS_PER_SEC: u32 = 20;
+
 /// The single CONFIG map slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub detections: [DetectionConfig; DETECTION_SLOTS],
-    /// Reserved for global switches; zero today.
+    /// [`global_flags`] bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// Per-source budget of per-packet events per second.
+    pub packet_events_per_sec: u32,
+    /// Entries used in the RULES map.
+    pub nrules: u32,
+    /// Lowest port of the host's ephemeral range: UDP blackholing leaves ports from here up
+    /// alone, because client sockets bind there just before their answers arrive.
+    pub ephemeral_lo: u16,
+    pub _pad: u16,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 16 * 16 + 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 * 24 + 16);
 
 impl Config {
     pub fn detection(&self, d: Detection) -> &DetectionConfig {
@@ -63,10 +110,14 @@ impl Config {
     pub fn detection_mut(&mut self, d: Detection) -> &mut DetectionConfig {
         &mut self.detections[d as usize]
     }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
 }
 
 impl Default for Config {
-    /// iplog 2.2.3's thresholds and windows.
+    /// iplog 2.2.3's thresholds and windows; iplog's default `set` switches.
     fn default() -> Self {
         let mut detections = [DetectionConfig::disabled(); DETECTION_SLOTS];
         detections[Detection::PortScan as usize] = DetectionConfig::new(15, 50);
@@ -77,9 +128,15 @@ impl Default for Config {
         detections[Detection::UdpScan as usize] = DetectionConfig::new(25, 50);
         detections[Detection::PingFlood as usize] = DetectionConfig::new(70, 60);
         detections[Detection::Smurf as usize] = DetectionConfig::new(90, 30);
+        // Not in iplog (its UDP "scan/flood" counted packets): 1000 datagrams within 5 s.
+        detections[Detection::UdpFlood as usize] = DetectionConfig::new(1000, 5);
+        use global_flags::*;
         Self {
             detections,
-            flags: 0,
+            flags: LOG_TCP | LOG_UDP | LOG_ICMP | BOGUS | TRACEROUTE | FRAG,
+            packet_events_per_sec: DEFAULT_PACKET_EVENTS_PER_SEC,
+            nrules: 0,
+            ephemeral_lo: 32768,
             _pad: 0,
         }
     }
@@ -100,6 +157,8 @@ mod tests {
         assert_eq!(c.detection(Detection::SynScan).window_ns, 50_000_000_000);
         assert_eq!(c.detection(Detection::UdpScan).threshold, 25);
         assert_eq!(c.detection(Detection::PingFlood).window_ns, 60_000_000_000);
+        assert_eq!(c.detection(Detection::Smurf).threshold, 90);
         assert!(DETECTIONS.iter().all(|d| (*d as usize) < DETECTION_SLOTS));
+        assert!(DETECTIONS.iter().all(|d| c.detection(*d).block_ns == 0), "no blocking by default");
     }
 }

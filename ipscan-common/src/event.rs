@@ -13,6 +13,13 @@ pub enum EventKind {
     Detected = 1,
     /// The kernel found a source's mode lapsed before user space swept it.
     Expired = 2,
+    /// A per-packet or immediate line ([`crate::classify::PacketLine`] in `line`).
+    Packet = 3,
+    /// The kernel auto-blocked the source of a detection (or, with [`event_flags::ALLOWLISTED`],
+    /// did not because the source is allowlisted).
+    Blocked = 4,
+    /// Per-packet events a source caused beyond its budget since the last report (`packets`).
+    RateLimited = 5,
 }
 
 impl EventKind {
@@ -20,9 +27,20 @@ impl EventKind {
         match v {
             1 => Some(Self::Detected),
             2 => Some(Self::Expired),
+            3 => Some(Self::Packet),
+            4 => Some(Self::Blocked),
+            5 => Some(Self::RateLimited),
             _ => None,
         }
     }
+}
+
+/// Bits of [`Event::flags`].
+pub mod event_flags {
+    /// The source is allowlisted: the detection was not acted on.
+    pub const ALLOWLISTED: u8 = 0x1;
+    /// The packet was dropped (hardening option or block).
+    pub const DROPPED: u8 = 0x2;
 }
 
 /// One ring-buffer record.
@@ -31,41 +49,47 @@ impl EventKind {
 pub struct Event {
     /// [`EventKind`] discriminant.
     pub kind: u8,
-    /// [`crate::Detection`] discriminant.
+    /// [`crate::Detection`] discriminant (detections, expiries, blocks).
     pub detection: u8,
     /// Entries used in `ports`.
     pub nports: u8,
     /// Entries used in `sports`.
     pub nsports: u8,
-    pub _pad: [u8; 4],
+    /// [`crate::classify::PacketLine`] discriminant (packet events).
+    pub line: u8,
+    /// [`event_flags`] bits.
+    pub flags: u8,
+    pub _pad: [u8; 2],
     /// Kernel clock when the event was made.
     pub ts_ns: u64,
-    /// Clock at which the mode began (the threshold packet).
+    /// Clock at which the mode began (the threshold packet); block expiry for Blocked events.
     pub mode_since_ns: u64,
     /// Packets counted so far in the window.
     pub packets: u64,
     /// IP payload bytes counted so far in the window.
     pub bytes: u64,
-    /// The key the detection is kept under (source, or its network for per-network kinds).
-    pub key: SourceKey,
     /// The packet that caused the event.
     pub packet: PacketSummary,
+    /// The key the detection is kept under (source, or its network for per-network kinds).
+    pub key: SourceKey,
     /// First distinct destination ports.
     pub ports: [u16; LOGGED_DPORTS],
     /// First distinct source ports.
     pub sports: [u16; LOGGED_SPORTS],
-    pub _pad1: [u8; 2],
+    pub _pad1: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 20 + 48 + 20 + 10 + 2 + 4);
+const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 88 + 20 + 20 + 10 + 6);
 
 impl Event {
     /// Fills every field of `self` from a state snapshot (field by field, for the verifier).
     pub fn fill(&mut self, kind: EventKind, now: u64, key: &SourceKey, state: &SourceState, packet: &PacketSummary) {
         self.kind = kind as u8;
         self.detection = key.kind;
-        self.nports = state.nports.min(LOGGED_DPORTS as u8);
-        self.nsports = state.nsports.min(LOGGED_SPORTS as u8);
-        self._pad = [0; 4];
+        self.nports = if state.nports > LOGGED_DPORTS as u8 { LOGGED_DPORTS as u8 } else { state.nports };
+        self.nsports = if state.nsports > LOGGED_SPORTS as u8 { LOGGED_SPORTS as u8 } else { state.nsports };
+        self.line = 0;
+        self.flags = 0;
+        self._pad = [0; 2];
         self.ts_ns = now;
         self.mode_since_ns = state.mode_since_ns;
         self.packets = state.packets;
@@ -82,7 +106,32 @@ impl Event {
                 *d = *s;
             }
         }
-        self._pad1 = [0; 2];
+        self._pad1 = [0; 6];
+    }
+
+    /// Fills every field for a per-packet event (no window state).
+    pub fn fill_packet(&mut self, kind: EventKind, line: u8, flags: u8, now: u64, count: u64, packet: &PacketSummary) {
+        self.kind = kind as u8;
+        self.detection = 0;
+        self.nports = 0;
+        self.nsports = 0;
+        self.line = line;
+        self.flags = flags;
+        self._pad = [0; 2];
+        self.ts_ns = now;
+        self.mode_since_ns = 0;
+        self.packets = count;
+        self.bytes = 0;
+        self.key = SourceKey {
+            addr: packet.src,
+            family: packet.family,
+            kind: 0,
+            _pad: [0; 2],
+        };
+        self.packet = *packet;
+        crate::zero::fill(&mut self.ports, 0);
+        crate::zero::fill(&mut self.sports, 0);
+        self._pad1 = [0; 6];
     }
 
     pub fn kind(&self) -> Option<EventKind> {

@@ -6,16 +6,23 @@
 
 #![no_std]
 
+pub mod block;
 pub mod classify;
 pub mod config;
 pub mod event;
+pub mod frag;
 pub mod packet;
+pub mod parse;
+pub mod rules;
 pub mod window;
+pub mod zero;
 
-pub use classify::{Detection, DETECTIONS};
+pub use block::{AddrKey, BlockEntry};
+pub use classify::{DETECTIONS, Detection, PacketLine};
 pub use config::{Config, DetectionConfig};
 pub use event::{Event, EventKind};
 pub use packet::PacketSummary;
+pub use rules::Rule;
 pub use window::{SourceKey, SourceState};
 
 /// Names of the maps in the object file; user space looks them up by these names.
@@ -25,6 +32,30 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const STATS: &str = "STATS";
     pub const CLOCK: &str = "CLOCK";
+    pub const BLOCK4: &str = "BLOCK4";
+    pub const BLOCK6: &str = "BLOCK6";
+    pub const AUTOBLOCK: &str = "AUTOBLOCK";
+    pub const ALLOW4: &str = "ALLOW4";
+    pub const ALLOW6: &str = "ALLOW6";
+    pub const RULES: &str = "RULES";
+    pub const FRAGS: &str = "FRAGS";
+    pub const PKTRATE: &str = "PKTRATE";
+    pub const LISTEN: &str = "LISTEN";
+    pub const PROMISC4: &str = "PROMISC4";
+    pub const PROMISC6: &str = "PROMISC6";
+    /// Maps pinned per interface under the daemon's pin directory, so that blocks, allows,
+    /// detection state and counters survive a restart and the CLI can reach them.
+    pub const PINNED: [&str; 8] = [CONFIG, SOURCES, STATS, BLOCK4, BLOCK6, AUTOBLOCK, ALLOW4, ALLOW6];
+    /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
+    pub const PREFIXES_MAX: u32 = 65_536;
+    /// Exact addresses the kernel can auto-block at once (LRU: the oldest block goes first).
+    pub const AUTOBLOCK_MAX: u32 = 65_536;
+    /// Fragment trains tracked at once.
+    pub const FRAGS_MAX: u32 = 16_384;
+    /// Sources whose per-packet event budget is tracked.
+    pub const PKTRATE_MAX: u32 = 65_536;
+    /// Listening (protocol, port) pairs for blackholing.
+    pub const LISTEN_MAX: u32 = 4_096;
     /// Size of the SOURCES LRU hash: one entry per (source, detection) being tracked.
     pub const SOURCES_MAX: u32 = 65_536;
     /// Ring buffer size in bytes (a power of two, a multiple of the page size).
@@ -65,11 +96,25 @@ pub mod stats {
     pub const V6_EXT_LIMIT: u32 = 9;
     /// IP fragments that are not first fragments (no transport header to classify).
     pub const FRAGMENTS: u32 = 10;
+    /// Frames dropped because their source is blocked (manual or automatic).
+    pub const BLOCKED: u32 = 11;
+    /// Frames dropped by a hardening option (drop_synfin, blackhole, fool_nmap).
+    pub const HARDENED: u32 = 12;
+    /// Per-packet events left out by the per-source rate limit.
+    pub const RATE_LIMITED: u32 = 13;
+    /// Frames skipped by an `ignore` rule.
+    pub const IGNORED: u32 = 14;
+    /// Sources auto-blocked by the kernel.
+    pub const AUTOBLOCKS: u32 = 15;
+    /// Detections from allowlisted sources that were not blocked.
+    pub const ALLOWLISTED: u32 = 16;
+    /// Frames whose destination is outside the `promisc` networks.
+    pub const NOT_WATCHED: u32 = 17;
     /// Number of slots; keep last.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 24;
 
     /// Human names for the slots, indexed by slot; used by `ipscan stats` and metrics.
-    pub const NAMES: [&str; 11] = [
+    pub const NAMES: [&str; 18] = [
         "packets",
         "passed",
         "dropped",
@@ -81,5 +126,12 @@ pub mod stats {
         "kernel_expiries",
         "ipv6_ext_limit",
         "fragments",
+        "blocked",
+        "hardened",
+        "rate_limited",
+        "ignored",
+        "autoblocks",
+        "allowlisted",
+        "not_watched",
     ];
 }

@@ -33,10 +33,23 @@ pub mod ip_flags {
     pub const FRAGMENT: u8 = 0x04;
     /// A non-first fragment: there is no transport header in this packet.
     pub const LATER_FRAGMENT: u8 = 0x08;
+    /// The first fragment is too short to hold the whole transport header.
+    pub const TINY_FRAGMENT: u8 = 0x10;
+    /// The ICMP error carries an inner header whose ports were read.
+    pub const INNER_PORTS: u8 = 0x20;
 }
 
-/// What the kernel parser learned from one frame. Tests and replay can build it directly.
-#[repr(C)]
+/// Bits of [`PacketSummary::anomalies`]: what `verbose` reports.
+pub mod anomalies {
+    /// The IP length field claims more bytes than the frame holds.
+    pub const SHORT: u8 = 0x01;
+    /// The IPv4 header checksum does not verify.
+    pub const BAD_CHECKSUM: u8 = 0x02;
+}
+
+/// What the parser learned from one frame. Tests and replay can build it directly.
+/// 8-aligned so that [`PacketSummary::clear`] can use word stores.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketSummary {
     /// Source address; IPv4 in the first 4 bytes, rest zero.
@@ -65,10 +78,44 @@ pub struct PacketSummary {
     pub dport: u16,
     /// IP payload length in bytes (IP total length minus IP header(s)), as iplog counts bytes.
     pub ip_payload_len: u32,
+    /// Fragment identification (IPv4 id, or the IPv6 fragment header's).
+    pub frag_id: u32,
+    /// Fragment offset in 8-byte units.
+    pub frag_off: u16,
+    /// [`anomalies`] bits.
+    pub anomalies: u8,
+    /// Protocol of the packet quoted in an ICMP error.
+    pub inner_proto: u8,
+    /// Ports of the packet quoted in an ICMP error (host order).
+    pub inner_sport: u16,
+    pub inner_dport: u16,
+    /// Bytes 4..8 of the ICMP header (id/sequence, parameter-problem pointer, gateway).
+    pub icmp_rest: [u8; 4],
+    /// Length of the TCP header (data offset * 4), for tiny-fragment checks.
+    pub tcp_hdr_len: u8,
+    /// IPv4 type of service / IPv6 traffic class.
+    pub tos: u8,
+    /// TCP window (host order).
+    pub tcp_window: u16,
+    /// TCP urgent pointer (host order).
+    pub tcp_urg_ptr: u16,
+    /// The first 8 bytes of TCP options (zero-padded): nmap's OS-detection probes carry a fixed
+    /// option block that no TCP stack sends.
+    pub tcp_opts: [u8; 8],
+    /// The first 4 bytes after the transport header (UDP data), zero-padded.
+    pub l4_data: [u8; 4],
+    pub _pad: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<PacketSummary>() == 48);
+const _: () = assert!(core::mem::size_of::<PacketSummary>() == 88);
 
 impl PacketSummary {
+    /// Zeroes every field in place with word stores that LLVM cannot merge into a `memset`
+    /// call (the BPF backend would emit a byte loop for the verifier to walk).
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        crate::zero::words(self);
+    }
+
     pub fn is_v4(&self) -> bool {
         self.family == FAMILY_V4
     }
@@ -77,8 +124,22 @@ impl PacketSummary {
         self.family == FAMILY_V6
     }
 
-    /// True when the packet's TCP header is present (not a later fragment).
+    /// True when the packet's transport header is present (not a later fragment).
     pub fn has_transport(&self) -> bool {
-        self.ip_flags & ip_flags::LATER_FRAGMENT == 0
+        self.ip_flags & (ip_flags::LATER_FRAGMENT | ip_flags::TINY_FRAGMENT) == 0
+    }
+
+    pub fn is_fragment(&self) -> bool {
+        self.ip_flags & ip_flags::FRAGMENT != 0
+    }
+
+    /// ICMP or ICMPv6 of the packet's family.
+    pub fn is_icmp(&self) -> bool {
+        (self.is_v4() && self.proto == PROTO_ICMP) || (self.is_v6() && self.proto == PROTO_ICMPV6)
+    }
+
+    /// UDP payload bytes (the datagram's data).
+    pub fn udp_data_len(&self) -> u32 {
+        self.ip_payload_len.saturating_sub(8)
     }
 }

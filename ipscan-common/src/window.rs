@@ -7,7 +7,7 @@
 use crate::classify::Detection;
 
 /// Distinct destination ports tracked exactly, in arrival order (the first ten are logged).
-pub const EXACT_PORTS: usize = 32;
+pub const EXACT_PORTS: usize = 28;
 /// Destination ports shown in a detection line.
 pub const LOGGED_DPORTS: usize = 10;
 /// Source ports shown in a detection line.
@@ -71,7 +71,11 @@ pub struct SourceState {
     pub ports: [u16; EXACT_PORTS],
     /// Distinct source ports in arrival order.
     pub sports: [u16; LOGGED_SPORTS],
-    pub _pad1: [u8; 6],
+    pub _pad1: [u8; 2],
+    /// Floods: packets in the current rate window.
+    pub rate_count: u32,
+    /// Floods: clock at which the current rate window began.
+    pub rate_start_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<SourceState>() == 256);
 
@@ -91,7 +95,9 @@ impl SourceState {
             _pad0: [0; 2],
             ports: [0; EXACT_PORTS],
             sports: [0; LOGGED_SPORTS],
-            _pad1: [0; 6],
+            _pad1: [0; 2],
+            rate_count: 0,
+            rate_start_ns: now,
         }
     }
 
@@ -112,12 +118,12 @@ impl SourceState {
         self.mode_since_ns = 0;
         self.packets = 0;
         self.bytes = 0;
-        for w in self.bitmap.iter_mut() {
-            *w = 0;
-        }
+        crate::zero::words(&mut self.bitmap);
         self.distinct = 0;
         self.nports = 0;
         self.nsports = 0;
+        self.rate_count = 0;
+        self.rate_start_ns = now;
     }
 
     /// Remembers a destination port; returns whether it was new.
@@ -193,12 +199,21 @@ impl SourceState {
     }
 
     /// Counts one packet of a rate detection (floods): true once, when `threshold` packets have
-    /// arrived within this window.
-    pub fn record_packets(&mut self, now: u64, bytes: u32, threshold: u32) -> bool {
+    /// arrived within one rate window of `window_ns` (fixed windows from the first packet).
+    /// A steady trickle (a monitoring ping once a second) never adds up across windows, unlike
+    /// iplog's sliding count.
+    pub fn record_packets(&mut self, now: u64, dport: u16, sport: u16, bytes: u32, threshold: u32, window_ns: u64) -> bool {
         self.last_ns = now;
         self.packets += 1;
         self.bytes += bytes as u64;
-        if self.mode_since_ns == 0 && self.packets >= threshold as u64 {
+        self.note_dport(dport);
+        self.note_sport(sport);
+        if now.saturating_sub(self.rate_start_ns) > window_ns {
+            self.rate_start_ns = now;
+            self.rate_count = 0;
+        }
+        self.rate_count += 1;
+        if self.mode_since_ns == 0 && self.rate_count >= threshold {
             self.mode_since_ns = if now == 0 { 1 } else { now };
             return true;
         }
@@ -274,6 +289,7 @@ mod tests {
         assert_eq!(s.nports as usize, EXACT_PORTS);
         // A lower bound: exact for the first 32, then limited by bitmap collisions.
         assert!(s.distinct >= 500 && s.distinct <= 1000, "{}", s.distinct);
+        assert_eq!(s.ports[EXACT_PORTS - 1], EXACT_PORTS as u16);
     }
 
     #[test]
@@ -293,7 +309,7 @@ mod tests {
     #[test]
     fn zero_clock_still_enters_mode() {
         let mut s = SourceState::new(0);
-        assert!(s.record_packets(0, 64, 1));
+        assert!(s.record_packets(0, 0, 0, 64, 1, 10));
         assert!(s.in_mode());
     }
 
@@ -301,9 +317,21 @@ mod tests {
     fn rate_detection() {
         let mut s = SourceState::new(0);
         for i in 0..69u64 {
-            assert!(!s.record_packets(i, 64, 70));
+            assert!(!s.record_packets(i, 0, 0, 64, 70, 1000));
         }
-        assert!(s.record_packets(69, 64, 70));
-        assert!(!s.record_packets(70, 64, 70));
+        assert!(s.record_packets(69, 0, 0, 64, 70, 1000));
+        assert!(!s.record_packets(70, 0, 0, 64, 70, 1000));
+        assert_eq!(s.packets, 71);
+    }
+
+    #[test]
+    fn a_slow_steady_rate_never_floods() {
+        // One echo request a second for ten minutes against 70 in 60 s.
+        let sec = 1_000_000_000u64;
+        let mut s = SourceState::new(0);
+        for i in 0..600u64 {
+            assert!(!s.record_packets(i * sec, 0, 0, 64, 70, 60 * sec), "packet {i}");
+        }
+        assert_eq!(s.packets, 600);
     }
 }

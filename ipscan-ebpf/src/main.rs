@@ -1,16 +1,42 @@
-//! The ipscan XDP program: parse -> classify -> record, with one exit.
+//! The ipscan XDP program: parse -> allow/block -> rules -> classify -> record -> verdict, with
+//! one exit.
 //!
 //! A detector fails open: any error of the program's own is counted in STATS and the frame is
-//! passed. The only drop verdicts are deliberate policy decisions.
+//! passed. The only drop verdicts are deliberate policy decisions (blocked source, auto-block on
+//! the threshold packet, hardening options).
 
 #![no_std]
 #![no_main]
+// Inline BPF assembly for the atomic add (record::atomic_add).
+#![feature(asm_experimental_arch)]
 
-mod parse;
 mod record;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use ipscan_common::stats;
+use ipscan_common::{parse, stats};
+
+/// The frame as the verifier likes it: every read compares `data + off + N` with `data_end`.
+struct XdpFrame {
+    start: usize,
+    end: usize,
+}
+
+impl parse::Frame for XdpFrame {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        if self.start + off + N > self.end {
+            return None;
+        }
+        // SAFETY: the N bytes at start+off lie inside the packet, checked above; [u8; N] has
+        // alignment 1.
+        Some(unsafe { &*((self.start + off) as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
 
 #[xdp]
 pub fn ipscan(ctx: XdpContext) -> u32 {
@@ -31,10 +57,20 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
 }
 
 /// Errors are STATS slots to count; the caller passes the frame.
+#[inline(always)]
 fn try_ipscan(ctx: &XdpContext) -> Result<u32, u32> {
-    let summary = parse::parse(ctx)?;
-    record::record(&summary)?;
-    Ok(xdp_action::XDP_PASS)
+    let cfg = record::config()?;
+    let frame = XdpFrame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let opts = parse::Options {
+        checksum: cfg.has(ipscan_common::config::global_flags::VERBOSE),
+    };
+    let summary = record::summary_slot()?;
+    summary.clear();
+    parse::parse_into(&frame, opts, summary)?;
+    record::process(cfg, summary)
 }
 
 #[cfg(not(test))]

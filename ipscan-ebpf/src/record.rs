@@ -1,15 +1,24 @@
-//! All map and ring-buffer I/O of the program.
+//! All map and ring-buffer I/O of the program, and the per-packet policy built on the pure
+//! functions of ipscan-common.
 
 use aya_ebpf::{
     Global,
-    bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::{bpf_ktime_get_ns, bpf_loop},
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ipscan_common::{
-    Config, DETECTIONS, Detection, DetectionConfig, Event, EventKind, PacketSummary, SourceKey, SourceState,
-    classify, maps as m, stats,
+    AddrKey, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
+    PacketLine, PacketSummary, Rule, SourceKey, SourceState,
+    classify::{self, Detection},
+    config::global_flags as g,
+    event::event_flags,
+    frag::{FragKey, FragState, frag_anomalies},
+    maps as m,
+    packet::{PROTO_TCP, PROTO_UDP, anomalies, tcp_flags},
+    rules::{ACTION_LOG, MAX_RULES},
+    stats,
 };
 
 #[map]
@@ -28,15 +37,72 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 #[map]
 static CLOCK: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per-CPU scratch for a fresh SourceState: 256 bytes do not fit the 512-byte BPF stack
-/// alongside the parser's frame.
+/// Blocked IPv4 prefixes (CLI, restored state). LPM tries need BPF_F_NO_PREALLOC.
+#[map]
+static BLOCK4: LpmTrie<[u8; 4], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
+
+#[map]
+static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
+
+/// Sources the program blocked itself on a threshold packet.
+#[map]
+static AUTOBLOCK: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(m::AUTOBLOCK_MAX, 0);
+
+/// Prefixes that are never blocked (value: allow_reason bits).
+#[map]
+static ALLOW4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
+
+#[map]
+static ALLOW6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
+
+/// Destinations watched in `promisc` mode.
+#[map]
+static PROMISC4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(256, 1);
+
+#[map]
+static PROMISC6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(256, 1);
+
+/// iplog's log/ignore rules, `nrules` of them used.
+#[map]
+static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES as u32, 0);
+
+#[map]
+static FRAGS: LruHashMap<FragKey, FragState> = LruHashMap::with_max_entries(m::FRAGS_MAX, 0);
+
+/// Per-source budget of per-packet events.
+#[map]
+static PKTRATE: LruHashMap<AddrKey, RateState> = LruHashMap::with_max_entries(m::PKTRATE_MAX, 0);
+
+/// Listening (protocol << 16 | port) pairs, kept current by user space, for blackholing.
+#[map]
+static LISTEN: HashMap<u32, u8> = HashMap::with_max_entries(m::LISTEN_MAX, 0);
+
+/// Per-CPU scratch for fresh map values too big for the 512-byte BPF stack.
 #[map]
 static SCRATCH: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static FRAG_SCRATCH: PerCpuArray<FragState> = PerCpuArray::with_max_entries(1, 0);
+
+/// The current packet's summary (84 bytes kept off the stack).
+#[map]
+static SUMMARY: PerCpuArray<PacketSummary> = PerCpuArray::with_max_entries(1, 0);
 
 /// Non-zero: read the clock from CLOCK instead of the kernel (set at load time; the verifier
 /// prunes the unused branch because the global is read-only).
 #[unsafe(no_mangle)]
 static IPSCAN_REPLAY_CLOCK: Global<u8> = Global::new(0);
+
+/// A source's per-packet event budget in the current second.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RateState {
+    window_ns: u64,
+    count: u32,
+    dropped: u32,
+}
+
+const SEC: u64 = 1_000_000_000;
 
 #[inline(always)]
 pub fn count(slot: u32) {
@@ -56,38 +122,387 @@ fn now_ns() -> u64 {
     }
 }
 
-pub fn record(p: &PacketSummary) -> Result<(), u32> {
-    if !p.has_transport() {
-        count(stats::FRAGMENTS);
-    }
-    let set = classify::detections(p);
-    if set == 0 {
-        return Ok(());
-    }
-    let cfg = CONFIG.get_ptr(0).ok_or(stats::MAP_ERRORS)?;
-    // SAFETY: array slot 0 always exists; user space replaces it whole.
-    let cfg = unsafe { &*cfg };
-    let now = now_ns();
-    // Iterate by a counter, not over an array of Detection: an index loaded from memory is
-    // unbounded to the verifier, a loop counter is not.
-    for i in 0..DETECTIONS.len() {
-        if set & (1 << i) == 0 {
-            continue;
-        }
-        if let (Some(dc), Some(d)) = (cfg.detections.get(i), Detection::from_u8(i as u8)) {
-            record_one(dc, now, i as u8, d.counts_ports(), p)?;
-        }
-    }
-    Ok(())
+/// The per-CPU slot the parser fills for this packet.
+#[inline(always)]
+pub fn summary_slot() -> Result<&'static mut PacketSummary, u32> {
+    let p = SUMMARY.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: per-CPU slot; XDP runs to completion on one CPU without preemption by itself.
+    Ok(unsafe { &mut *p })
 }
 
 #[inline(always)]
-fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &PacketSummary) -> Result<(), u32> {
-    if !dc.enabled() {
-        return Ok(());
+pub fn config() -> Result<&'static Config, u32> {
+    // SAFETY: array slot 0 always exists; user space replaces it whole.
+    CONFIG.get(0).ok_or(stats::MAP_ERRORS)
+}
+
+/// Adds to a counter in a map value shared by all CPUs. `core` has no 64-bit atomics for the
+/// BPF target, so this is the BPF_ATOMIC | BPF_ADD instruction itself (kernel 5.12, commit
+/// 5ca419f2864a; older kernels know it as BPF_XADD).
+#[inline(always)]
+fn atomic_add(field: &u64, v: u64) {
+    // SAFETY: the field lives in a map value for the program's run; every writer uses atomics.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({ptr} + 0) += {val}",
+            ptr = in(reg) field as *const u64,
+            val = in(reg) v,
+            options(nostack),
+        )
+    };
+}
+
+#[inline(always)]
+fn v4(a: &[u8; 16]) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+#[inline(always)]
+fn allowlisted(p: &PacketSummary) -> bool {
+    if p.family == FAMILY_V4 {
+        ALLOW4.get(Key::new(32, v4(&p.src))).is_some()
+    } else {
+        ALLOW6.get(Key::new(128, p.src)).is_some()
     }
+}
+
+#[inline(always)]
+fn watched(p: &PacketSummary) -> bool {
+    if p.family == FAMILY_V4 {
+        PROMISC4.get(Key::new(32, v4(&p.dst))).is_some()
+    } else {
+        PROMISC6.get(Key::new(128, p.dst)).is_some()
+    }
+}
+
+/// Counts a drop against an active block entry; false when the entry has expired.
+#[inline(always)]
+fn charge(e: &BlockEntry, now: u64, p: &PacketSummary) -> bool {
+    if !e.active(now) {
+        return false;
+    }
+    atomic_add(&e.packets, 1);
+    atomic_add(&e.bytes, p.ip_payload_len as u64);
+    // SAFETY: a plain 8-byte store of the last-seen time into the map value (LPM tries only
+    // hand out shared references); a lost race only loses a timestamp.
+    unsafe {
+        core::arch::asm!(
+            "*(u64 *)({ptr} + 0) = {val}",
+            ptr = in(reg) &e.last_ns as *const u64,
+            val = in(reg) now,
+            options(nostack),
+        )
+    };
+    true
+}
+
+/// Whether the source is blocked now (and not allowlisted); counts the drop on the entry.
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn blocked(p: &PacketSummary, now: u64) -> bool {
+    let hit = if p.family == FAMILY_V4 {
+        BLOCK4.get(Key::new(32, v4(&p.src)))
+    } else {
+        BLOCK6.get(Key::new(128, p.src))
+    };
+    // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
+    if let Some(e) = hit
+        && !allowlisted(p)
+        && charge(e, now, p)
+    {
+        return true;
+    }
+    let key = AddrKey::new(p.src, p.family);
+    // SAFETY: read-only view of an LRU value; counters are updated atomically.
+    if let Some(e) = unsafe { AUTOBLOCK.get(&key) }
+        && !allowlisted(p)
+        && charge(e, now, p)
+    {
+        return true;
+    }
+    false
+}
+
+/// What the rule walk found (the bpf_loop callback's context, on the caller's stack).
+#[repr(C)]
+struct RuleWalk {
+    /// 1: an ignore rule matched; 2: a log rule matched (wins).
+    found: u64,
+}
+
+/// iplog semantics: a matching `log` rule wins over every `ignore` rule.
+///
+/// The walk runs under bpf_loop (kernel 5.17, commit e6f2dd0f8067): the verifier checks the
+/// callback once, where an open-coded loop of MAX_RULES iterations was checked once per
+/// iteration for every distinct state reaching it and blew the one-million-instruction budget.
+#[inline(never)]
+fn ignored(cfg: &Config) -> bool {
+    let mut walk = RuleWalk { found: 0 };
+    let n = if cfg.nrules > MAX_RULES as u32 { MAX_RULES as u32 } else { cfg.nrules };
+    // SAFETY: the callback has the signature bpf_loop expects and only touches `walk`.
+    unsafe {
+        bpf_loop(
+            n,
+            rule_step as *mut core::ffi::c_void,
+            (&mut walk as *mut RuleWalk).cast(),
+            0,
+        )
+    };
+    walk.found == 1
+}
+
+/// One rule: 0 continues the walk, 1 stops it.
+extern "C" fn rule_step(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
+    // The packet is read from its per-CPU slot rather than passed in: the callback context
+    // is a stack pointer, and this keeps it to one plain integer.
+    let (Some(p), Some(r)) = (SUMMARY.get(0), RULES.get(i)) else {
+        return 1;
+    };
+    if !r.matches(p) {
+        return 0;
+    }
+    let walk = ctx.cast::<RuleWalk>();
+    // SAFETY: ctx is the caller's RuleWalk for the duration of bpf_loop.
+    unsafe {
+        if r.action == ACTION_LOG {
+            (*walk).found = 2;
+            return 1;
+        }
+        (*walk).found = 1;
+    }
+    0
+}
+
+/// Takes one unit of the source's per-packet event budget. A source over budget gets its
+/// left-out count reported when its next second begins.
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn budget(cfg: &Config, p: &PacketSummary, now: u64) -> bool {
+    let key = AddrKey::new(p.src, p.family);
+    let st = match PKTRATE.get_ptr_mut(&key) {
+        Some(s) => s,
+        None => {
+            let fresh = RateState {
+                window_ns: now,
+                count: 0,
+                dropped: 0,
+            };
+            let _ = PKTRATE.insert(&key, &fresh, BPF_NOEXIST as u64);
+            match PKTRATE.get_ptr_mut(&key) {
+                Some(s) => s,
+                None => {
+                    count(stats::MAP_ERRORS);
+                    return false;
+                }
+            }
+        }
+    };
+    // SAFETY: LRU value pointer valid for this run.
+    let st = unsafe { &mut *st };
+    if now.saturating_sub(st.window_ns) > SEC {
+        if st.dropped != 0 {
+            emit_packet(EventKind::RateLimited, 0, 0, now, st.dropped as u64, p);
+        }
+        st.window_ns = now;
+        st.count = 0;
+        st.dropped = 0;
+    }
+    if st.count < cfg.packet_events_per_sec {
+        st.count += 1;
+        true
+    } else {
+        st.dropped += 1;
+        count(stats::RATE_LIMITED);
+        false
+    }
+}
+
+#[inline(always)]
+fn line(cfg: &Config, p: &PacketSummary, now: u64, l: PacketLine, flags: u8) {
+    if budget(cfg, p, now) {
+        emit_packet(EventKind::Packet, l as u8, flags, now, 1, p);
+    }
+}
+
+/// The per-packet work after parsing; returns the verdict.
+#[inline(always)]
+pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
+    let now = now_ns();
+    if blocked(p, now) {
+        count(stats::BLOCKED);
+        return Ok(xdp_action::XDP_DROP);
+    }
+    if cfg.has(g::PROMISC) && !watched(p) {
+        count(stats::NOT_WATCHED);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    if cfg.nrules != 0 && ignored(cfg) {
+        count(stats::IGNORED);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    immediate(cfg, p, now);
+
+    let mut verdict = xdp_action::XDP_PASS;
+    // Detections this packet counted toward whose source is in the mode: they suppress the
+    // packet's ordinary line.
+    let mut in_mode = false;
+    let set = classify::detections(p);
+    if set != 0 {
+        // Iterate by a counter, not over an array of Detection: an index loaded from memory is
+        // unbounded to the verifier, a loop counter is not.
+        for i in 0..DETECTIONS.len() {
+            if set & (1 << i) == 0 {
+                continue;
+            }
+            if let Some(dc) = cfg.detections.get(i) {
+                let r = record_one(dc, now, i as u8, Detection::counts_ports_at(i), p)?;
+                in_mode |= r.in_mode;
+                if r.drop {
+                    verdict = xdp_action::XDP_DROP;
+                }
+            }
+        }
+    }
+    if !cfg.has(g::SCANS_ONLY)
+        && !in_mode
+        && let Some(l) = classify::ordinary_line(p)
+    {
+        let wanted = match l {
+            PacketLine::TcpAttempt => cfg.has(g::LOG_TCP),
+            PacketLine::UdpDgram => cfg.has(g::LOG_UDP),
+            _ => cfg.has(g::LOG_ICMP),
+        };
+        if wanted {
+            line(cfg, p, now, l, 0);
+        }
+    }
+    if verdict != xdp_action::XDP_DROP && hardened(cfg, p) {
+        count(stats::HARDENED);
+        verdict = xdp_action::XDP_DROP;
+    }
+    Ok(verdict)
+}
+
+/// Lines reported on the packet itself: verbose anomalies, fragment attacks, bogus flags,
+/// traceroute probes.
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn immediate(cfg: &Config, p: &PacketSummary, now: u64) {
+    if cfg.has(g::VERBOSE) {
+        if p.anomalies & anomalies::SHORT != 0 {
+            line(cfg, p, now, PacketLine::Short, 0);
+        }
+        if p.anomalies & anomalies::BAD_CHECKSUM != 0 {
+            line(cfg, p, now, PacketLine::BadChecksum, 0);
+        }
+    }
+    if p.is_fragment() {
+        count(stats::FRAGMENTS);
+        if cfg.has(g::FRAG) {
+            fragment(cfg, p, now);
+        }
+    }
+    if cfg.has(g::BOGUS) && p.proto == PROTO_TCP && p.has_transport() && classify::is_bogus(p.tcp_flags) {
+        line(cfg, p, now, PacketLine::Bogus, 0);
+    }
+    if cfg.has(g::TRACEROUTE) && classify::is_traceroute(p) {
+        line(cfg, p, now, PacketLine::Traceroute, 0);
+    }
+}
+
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn fragment(cfg: &Config, p: &PacketSummary, now: u64) {
+    let key = FragKey::of(p);
+    let st = match FRAGS.get_ptr_mut(&key) {
+        Some(s) => s,
+        None => {
+            let Some(fresh) = FRAG_SCRATCH.get_ptr_mut(0) else {
+                count(stats::MAP_ERRORS);
+                return;
+            };
+            // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
+            let fresh = unsafe { &mut *fresh };
+            fresh.reset(now);
+            let _ = FRAGS.insert(&key, &*fresh, BPF_NOEXIST as u64);
+            match FRAGS.get_ptr_mut(&key) {
+                Some(s) => s,
+                None => {
+                    count(stats::MAP_ERRORS);
+                    return;
+                }
+            }
+        }
+    };
+    // SAFETY: LRU value pointer valid for this run.
+    let found = unsafe { &mut *st }.add(now, p);
+    if found & frag_anomalies::OVERSIZED != 0 {
+        line(cfg, p, now, PacketLine::FragOversized, 0);
+    }
+    if found & frag_anomalies::OVERLAP != 0 {
+        line(cfg, p, now, PacketLine::FragOverlap, 0);
+    }
+    if found & frag_anomalies::DUPLICATE != 0 {
+        line(cfg, p, now, PacketLine::FragDuplicate, 0);
+    }
+    if found & frag_anomalies::TINY != 0 {
+        line(cfg, p, now, PacketLine::FragTiny, 0);
+    }
+}
+
+/// The hardening options: drop what they cover (after detection and logging).
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn hardened(cfg: &Config, p: &PacketSummary) -> bool {
+    if !p.has_transport() {
+        return false;
+    }
+    if cfg.has(g::DROP_SYNFIN) && p.proto == PROTO_TCP && classify::is_bogus(p.tcp_flags) {
+        return true;
+    }
+    if cfg.has(g::FOOL_NMAP) && classify::is_os_probe(p) {
+        return true;
+    }
+    if cfg.has(g::BLACKHOLE_TCP)
+        && p.proto == PROTO_TCP
+        // Only probes: anything with ACK or RST belongs to a connection (ours as a client too).
+        && p.tcp_flags & (tcp_flags::ACK | tcp_flags::RST) == 0
+        // SAFETY: read-only lookup.
+        && unsafe { LISTEN.get(&((PROTO_TCP as u32) << 16 | p.dport as u32)) }.is_none()
+    {
+        return true;
+    }
+    // Ephemeral ports are left alone: a client socket binds there just before its answer
+    // arrives, faster than the listening-socket list is refreshed.
+    cfg.has(g::BLACKHOLE_UDP)
+        && p.proto == PROTO_UDP
+        && p.dport < cfg.ephemeral_lo
+        // SAFETY: read-only lookup.
+        && unsafe { LISTEN.get(&((PROTO_UDP as u32) << 16 | p.dport as u32)) }.is_none()
+}
+
+struct Recorded {
+    in_mode: bool,
+    drop: bool,
+}
+
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &PacketSummary) -> Result<Recorded, u32> {
+    let none = Recorded {
+        in_mode: false,
+        drop: false,
+    };
+    if !dc.enabled() {
+        return Ok(none);
+    }
+    let addr = if kind == Detection::Smurf as u8 {
+        classify::smurf_network(p)
+    } else {
+        p.src
+    };
     let key = SourceKey {
-        addr: p.src,
+        addr,
         family: p.family,
         kind,
         _pad: [0; 2],
@@ -109,7 +524,7 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
     let state = unsafe { &mut *state };
     if state.lapsed(now, dc.window_ns) {
         if state.in_mode() {
-            emit(EventKind::Expired, now, &key, state, p);
+            emit(EventKind::Expired, now, &key, state, p, 0);
             count(stats::KERNEL_EXPIRIES);
         }
         state.reset(now);
@@ -117,21 +532,73 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
     let crossed = if counts_ports {
         state.record_ports(now, p.dport, p.sport, p.ip_payload_len, dc.threshold)
     } else {
-        state.record_packets(now, p.ip_payload_len, dc.threshold)
+        state.record_packets(now, p.dport, p.sport, p.ip_payload_len, dc.threshold, dc.window_ns)
     };
+    let mut drop = false;
     if crossed {
-        emit(EventKind::Detected, now, &key, state, p);
+        emit(EventKind::Detected, now, &key, state, p, 0);
         count(stats::DETECTIONS);
+        // Per-network detections (smurf) have no single source to block.
+        if dc.block_ns != 0 && kind != Detection::Smurf as u8 {
+            drop = autoblock(dc, now, kind, &key, state, p);
+        }
     }
-    Ok(())
+    Ok(Recorded {
+        in_mode: state.in_mode(),
+        drop,
+    })
+}
+
+/// Blocks the source of a detection in the kernel, on the threshold packet itself: the
+/// scanner's next packet is already dropped, with no user-space round trip.
+// Six arguments: BPF subprograms take at most five, so this one stays inlined.
+#[inline(always)]
+fn autoblock(dc: &DetectionConfig, now: u64, kind: u8, key: &SourceKey, state: &SourceState, p: &PacketSummary) -> bool {
+    if allowlisted(p) {
+        count(stats::ALLOWLISTED);
+        emit(EventKind::Blocked, now, key, state, p, event_flags::ALLOWLISTED);
+        return false;
+    }
+    let entry = BlockEntry {
+        expires_ns: now.saturating_add(dc.block_ns),
+        added_ns: now,
+        packets: 1,
+        bytes: p.ip_payload_len as u64,
+        last_ns: now,
+        reason: kind + 1,
+        _pad: [0; 7],
+    };
+    if AUTOBLOCK.insert(&AddrKey::new(p.src, p.family), &entry, 0).is_err() {
+        count(stats::MAP_ERRORS);
+        return false;
+    }
+    count(stats::AUTOBLOCKS);
+    emit(EventKind::Blocked, now, key, state, p, event_flags::DROPPED);
+    true
 }
 
 #[inline(always)]
-fn emit(kind: EventKind, now: u64, key: &SourceKey, state: &SourceState, p: &PacketSummary) {
+fn emit(kind: EventKind, now: u64, key: &SourceKey, state: &SourceState, p: &PacketSummary, flags: u8) {
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
             // SAFETY: `fill` writes every field of the reserved record.
-            unsafe { (*entry.as_mut_ptr()).fill(kind, now, key, state, p) };
+            unsafe {
+                let ev = &mut *entry.as_mut_ptr();
+                ev.fill(kind, now, key, state, p);
+                ev.flags = flags;
+            }
+            entry.submit(0);
+        }
+        None => count(stats::LOST_EVENTS),
+    }
+}
+
+#[inline(always)]
+fn emit_packet(kind: EventKind, line: u8, flags: u8, now: u64, n: u64, p: &PacketSummary) {
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            // SAFETY: `fill_packet` writes every field of the reserved record.
+            unsafe { (*entry.as_mut_ptr()).fill_packet(kind, line, flags, now, n, p) };
             entry.submit(0);
         }
         None => count(stats::LOST_EVENTS),

@@ -30,7 +30,7 @@ pub fn detection_name(d: Detection) -> (&'static str, &'static str) {
         Detection::FinScan => ("TCP", "FIN scan"),
         Detection::NullScan => ("TCP", "null scan"),
         Detection::XmasScan => ("TCP", "Xmas scan"),
-        Detection::UdpScan => ("UDP", "scan/flood"),
+        Detection::UdpScan | Detection::UdpFlood => ("UDP", "scan/flood"),
         Detection::PingFlood => ("ICMP", "ping flood"),
         Detection::Smurf => ("ICMP/UDP", "smurf attack"),
     }

@@ -111,6 +111,7 @@ impl Tracker {
                     detected: None,
                 })
             }
+            _ => None,
         }
     }
 

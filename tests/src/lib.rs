@@ -526,6 +526,20 @@ impl Prog {
         out
     }
 
+    /// Drains the ring buffer and keeps detection-side events (detected, expired, blocked).
+    pub fn detections(&mut self) -> Vec<ipscan_common::Event> {
+        use ipscan_common::EventKind::*;
+        self.events()
+            .into_iter()
+            .filter(|e| matches!(e.kind(), Some(Detected | Expired | Blocked)))
+            .collect()
+    }
+
+    /// Writes a map of the loaded program (tests poke BLOCK4, ALLOW4, RULES, LISTEN, ...).
+    pub fn map_mut(&mut self, name: &str) -> &mut aya::maps::Map {
+        self.ebpf.map_mut(name).unwrap_or_else(|| panic!("no map {name}"))
+    }
+
     /// A STATS counter summed over CPUs.
     pub fn stat(&self, slot: u32) -> u64 {
         let map = self.ebpf.map(ipscan_common::maps::STATS).expect("STATS");

@@ -26,9 +26,9 @@ fn syn_scan_crosses_threshold_once_with_ports_and_totals() {
     for port in 1..=9u16 {
         assert_eq!(p.run_at(SEC + port as u64, &syn4(port)), XDP_PASS);
     }
-    assert!(p.events().is_empty(), "no event before the 10th distinct port");
+    assert!(p.detections().is_empty(), "no event before the 10th distinct port");
     assert_eq!(p.run_at(2 * SEC, &syn4(10)), XDP_PASS);
-    let evs = p.events();
+    let evs = p.detections();
     assert_eq!(evs.len(), 1, "{evs:?}");
     let ev = evs[0];
     assert_eq!(ev.kind(), Some(EventKind::Detected));
@@ -44,7 +44,7 @@ fn syn_scan_crosses_threshold_once_with_ports_and_totals() {
     for port in 11..=20u16 {
         p.run_at(3 * SEC, &syn4(port));
     }
-    let evs = p.events();
+    let evs = p.detections();
     // The port scan (threshold 15) crosses now; the SYN scan does not report again.
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!(evs[0].detection, Detection::PortScan as u8);
@@ -70,7 +70,7 @@ fn busy_client_to_one_port_is_never_a_scan() {
         );
         assert_eq!(p.run_at(SEC, &f), XDP_PASS);
     }
-    assert!(p.events().is_empty());
+    assert!(p.detections().is_empty());
     let s = p.source(&key4(A, Detection::PortScan)).expect("counted as connection attempts");
     assert_eq!((s.packets, s.distinct), (200, 1));
     assert!(p.source(&key4(A, Detection::SynScan)).is_none(), "socket SYNs are not raw probes");
@@ -91,7 +91,7 @@ fn stealth_scans_by_flags() {
         for port in 1..=10u16 {
             p.run_at(SEC, &Frame::default().v4(src, V, &L4::tcp(50000, port, *flags)));
         }
-        let evs = p.events();
+        let evs = p.detections();
         assert_eq!(evs.len(), 1, "flags {flags:#x}: {evs:?}");
         assert_eq!(evs[0].detection, *det as u8, "flags {flags:#x}");
         assert_eq!(evs[0].key, key4(src, *det));
@@ -102,7 +102,7 @@ fn stealth_scans_by_flags() {
             p.run_at(SEC, &Frame::default().v4(Ipv4Addr::new(198, 18, 2, 1), V, &L4::tcp(1, port, flags)));
         }
     }
-    assert!(p.events().is_empty());
+    assert!(p.detections().is_empty());
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn window_lapses_and_kernel_reports_expiry_it_notices() {
     }
     // The window lapses before the tenth port: the count starts over, no detection.
     p.run_at(SEC + window + 1, &syn4(10));
-    assert!(p.events().is_empty());
+    assert!(p.detections().is_empty());
     let s = p.source(&key4(A, Detection::SynScan)).expect("state");
     assert_eq!((s.packets, s.distinct, s.first_ns), (1, 1, SEC + window + 1));
 
@@ -124,10 +124,10 @@ fn window_lapses_and_kernel_reports_expiry_it_notices() {
     for port in 100..110u16 {
         p.run_at(t0, &syn4(port));
     }
-    let evs = p.events();
+    let evs = p.detections();
     assert!(evs.iter().any(|e| e.kind() == Some(EventKind::Detected)));
     p.run_at(t0 + window + 1, &syn4(200));
-    let evs = p.events();
+    let evs = p.detections();
     let exp: Vec<_> = evs.iter().filter(|e| e.kind() == Some(EventKind::Expired)).collect();
     // Only the SYN scan was in a mode (10 ports are below the port scan's 15).
     assert_eq!(exp.len(), 1, "{evs:?}");
@@ -151,7 +151,7 @@ fn vlan_tags_and_ip_options_are_parsed() {
         for port in 1..=10u16 {
             assert_eq!(p.run_at(SEC, &f.v4(src, V, &L4::syn(1234, port))), XDP_PASS);
         }
-        let evs = p.events();
+        let evs = p.detections();
         assert_eq!(evs.len(), 1, "variant {i}: {evs:?}");
         assert_eq!(evs[0].ports(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "variant {i}");
         assert_eq!(evs[0].sports(), &[1234], "variant {i}");
@@ -167,7 +167,7 @@ fn ipv6_with_extension_headers() {
     for port in 1..=10u16 {
         assert_eq!(p.run_at(SEC, &f.v6(A6, V6, &L4::syn(40000, port))), XDP_PASS);
     }
-    let evs = p.events();
+    let evs = p.detections();
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!(evs[0].key, key6(A6, Detection::SynScan));
     assert_eq!(evs[0].ports(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
@@ -191,7 +191,7 @@ fn later_fragments_have_no_transport_header() {
         let f6 = Frame { ext: vec![(44, ext_frag(100, false, 7))], ..Default::default() };
         assert_eq!(p.run_at(SEC, &f6.v6(A6, V6, &L4::syn(1, port))), XDP_PASS);
     }
-    assert!(p.events().is_empty());
+    assert!(p.detections().is_empty());
     assert_eq!(p.source_count(), 0);
     assert_eq!(p.stat(stats::FRAGMENTS), 40);
 }
@@ -232,7 +232,7 @@ fn truncated_and_malformed_frames_pass_and_count() {
     bad[14] = 0x65;
     assert_eq!(p.run_at(SEC, &bad), XDP_PASS);
     let malformed = 5;
-    assert!(p.events().is_empty(), "malformed frames never detect");
+    assert!(p.detections().is_empty(), "malformed frames never detect");
     assert_eq!(p.source_count(), 0, "malformed frames never create state");
     assert_eq!(p.stat(stats::PASSED), runs + malformed);
     assert_eq!(p.stat(stats::DROPPED), 0);

@@ -1,0 +1,43 @@
+//! Zeroing that the BPF backend keeps as plain stores.
+//!
+//! LLVM turns a run of zero stores into a `memset` call; for the BPF target that becomes
+//! compiler_builtins' byte loop, which the verifier walks byte by byte (it pushed the program
+//! past the one-million-instruction limit). Volatile word stores cannot be merged.
+
+/// Zeroes `*v` with 8-byte volatile stores. `T` must be a multiple of 8 bytes in size, 8-aligned
+/// at the given address (checked at compile time for the size), and valid when all-zero.
+#[inline(always)]
+pub fn words<T>(v: &mut T) {
+    const { assert!(size_of::<T>() % 8 == 0) };
+    let p = (v as *mut T).cast::<u64>();
+    let n = size_of::<T>() / 8;
+    for i in 0..n {
+        // SAFETY: i < n words lie inside *v; the callers' types are plain integers and arrays,
+        // valid when zero, and at least 4-aligned in maps (BPF allows unaligned-to-8 stores on
+        // map values and the host has no alignment trap for u64 either).
+        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+    }
+}
+
+/// Sets every element of a small array with volatile stores.
+#[inline(always)]
+pub fn fill<T: Copy, const N: usize>(a: &mut [T; N], v: T) {
+    let p = a.as_mut_ptr();
+    for i in 0..N {
+        // SAFETY: i < N.
+        unsafe { core::ptr::write_volatile(p.add(i), v) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zeroes_everything() {
+        let mut a = [0xffu64; 5];
+        super::words(&mut a);
+        assert_eq!(a, [0; 5]);
+        let mut b = [7u16; 3];
+        super::fill(&mut b, 0);
+        assert_eq!(b, [0; 3]);
+    }
+}
