@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod format;
+pub mod json;
 pub mod loader;
 pub mod netif;
 pub mod sink;

@@ -1,0 +1,995 @@
+//! contrib/ossec, checked without OSSEC or Wazuh (neither is packaged for Debian):
+//!
+//! - Every ipscan line form (IPv4 and IPv6, with and without `log_dest`) goes through a model of the
+//!   analysis daemon's pipeline: the syslog pre-decoder (the "Mmm dd hh:mm:ss" branch of OS_CleanMSG,
+//!   which splits off hostname and program name), decoder selection as DecodeEvent does it (parents by
+//!   program name, then prematch; the first child whose prematch matches; its regex fills `<order>`),
+//!   and rule evaluation (decoded_as, if_sid, match, regex, field). Each line must decode to the exact
+//!   srcip/dstip/extra_data and land on exactly one most-specific rule, the intended one.
+//! - OSSEC regexes (os_regex, not PCRE) are translated to the `regex` crate. Only the subset the files use
+//!   is accepted; anything else fails the test rather than being guessed at. OSSEC's engine matches `+`
+//!   lazily with a little backtracking, so each pattern is run both greedy and lazy and the two must agree
+//!   on every line: a pattern where they differ is one whose OSSEC result cannot be trusted.
+//! - The active-response script runs under /bin/sh with a fake `ipscan` that records its arguments,
+//!   through the OSSEC argument protocol, Wazuh 4.2+'s JSON protocol with its check_keys handshake, and
+//!   Wazuh 5's enable/disable messages.
+//!
+//! Run: `cargo test -p ipscan-tests --test ossec` (no root needed).
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    net::IpAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use chrono::{FixedOffset, TimeZone};
+use ipscan::json::{self, Event, JsonRecord};
+use regex::Regex;
+
+fn contrib(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/ossec").join(file)
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(contrib(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// os_regex (OSRegex) and os_match (OSMatch), as far as the files use them
+// ---------------------------------------------------------------------------------------------
+
+/// One OSRegex: `|`-separated patterns tried in order, the first match wins (OSRegex_Execute).
+struct OsRegex {
+    source: String,
+    greedy: Vec<Regex>,
+    lazy: Vec<Regex>,
+}
+
+/// os_regex's `\w`: letters, digits, '-', '@' and '_'.
+const WORD: &str = "[A-Za-z0-9@_-]";
+/// os_regex's `\p`: punctuation.
+const PUNCT: &str = r#"[()*+,\-.:;<=>?\[\]!"'#$%&|{}]"#;
+
+impl OsRegex {
+    fn new(pattern: &str) -> Self {
+        let mut greedy = Vec::new();
+        let mut lazy = Vec::new();
+        for alt in split_alternatives(pattern) {
+            greedy.push(translate(&alt, false).unwrap_or_else(|e| panic!("{pattern:?}: {e}")));
+            lazy.push(translate(&alt, true).unwrap_or_else(|e| panic!("{pattern:?}: {e}")));
+        }
+        Self { source: pattern.to_owned(), greedy, lazy }
+    }
+
+    /// The substrings of the first alternative that matches, or None.
+    fn exec(&self, s: &str) -> Option<Vec<String>> {
+        let run = |res: &[Regex]| {
+            res.iter().find_map(|re| {
+                re.captures(s).map(|c| {
+                    c.iter().skip(1).map(|m| m.map(|m| m.as_str().to_owned()).unwrap_or_default()).collect::<Vec<_>>()
+                })
+            })
+        };
+        let g = run(&self.greedy);
+        let l = run(&self.lazy);
+        assert_eq!(g, l, "pattern {:?} is ambiguous on {s:?}: greedy and lazy matching disagree", self.source);
+        g
+    }
+}
+
+/// Split on `|` that is not escaped (`\|` is a literal bar).
+fn split_alternatives(p: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let last = out.last_mut().expect("non-empty");
+                last.push('\\');
+                if let Some(n) = chars.next() {
+                    last.push(n);
+                }
+            }
+            '|' => out.push(String::new()),
+            _ => out.last_mut().expect("non-empty").push(c),
+        }
+    }
+    out
+}
+
+fn translate(alt: &str, lazy: bool) -> Result<Regex, String> {
+    // Literals compare case-insensitively in os_regex (both sides go through a lowercase charmap).
+    let mut out = String::from("(?i)");
+    let mut body = alt;
+    if let Some(rest) = body.strip_prefix('^') {
+        out.push('^');
+        body = rest;
+    }
+    let end_anchor = body.ends_with('$') && !body.ends_with("\\$");
+    if end_anchor {
+        body = &body[..body.len() - 1];
+    }
+    let chars: Vec<char> = body.chars().collect();
+    let mut i = 0;
+    let mut open = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' => {
+                let e = *chars.get(i + 1).ok_or("trailing backslash")?;
+                i += 2;
+                let class = match e {
+                    'w' => WORD.to_owned(),
+                    'W' => format!("[^{}", &WORD[1..]),
+                    'd' => "[0-9]".to_owned(),
+                    'D' => "[^0-9]".to_owned(),
+                    's' => "[ ]".to_owned(),
+                    'S' => "[^ ]".to_owned(),
+                    'p' => PUNCT.to_owned(),
+                    '.' => "(?s:.)".to_owned(),
+                    't' => "\\t".to_owned(),
+                    '(' | ')' | '\\' | '$' | '|' | '<' | '>' => {
+                        out.push_str(&regex::escape(&e.to_string()));
+                        continue;
+                    }
+                    other => return Err(format!("unsupported escape \\{other}")),
+                };
+                out.push_str(&class);
+                if let Some(&q @ ('+' | '*')) = chars.get(i) {
+                    out.push(q);
+                    if lazy {
+                        out.push('?');
+                    }
+                    i += 1;
+                }
+            }
+            '(' => {
+                if open {
+                    return Err("nested group".into());
+                }
+                open = true;
+                out.push('(');
+                i += 1;
+            }
+            ')' => {
+                if !open {
+                    return Err("unbalanced ')'".into());
+                }
+                open = false;
+                out.push(')');
+                i += 1;
+            }
+            '+' | '*' => return Err(format!("'{c}' after a literal (os_regex repeats only classes)")),
+            '^' | '$' => return Err(format!("'{c}' inside a pattern")),
+            _ => {
+                out.push_str(&regex::escape(&c.to_string()));
+                i += 1;
+            }
+        }
+    }
+    if open {
+        return Err("unclosed group".into());
+    }
+    if end_anchor {
+        out.push('$');
+    }
+    Regex::new(&out).map_err(|e| e.to_string())
+}
+
+/// OSMatch: `|` alternatives of plain strings, `^` and `$` anchors, case-insensitive.
+fn os_match(pattern: &str, s: &str) -> bool {
+    let s = s.to_lowercase();
+    pattern.split('|').any(|alt| {
+        let alt = alt.to_lowercase();
+        match (alt.strip_prefix('^'), alt.ends_with('$')) {
+            (Some(a), true) => s == a[..a.len() - 1],
+            (Some(a), false) => s.starts_with(a),
+            (None, true) => s.ends_with(&alt[..alt.len() - 1]),
+            (None, false) => s.contains(&alt),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// pre-decoding
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct PreDecoded<'a> {
+    program: Option<&'a str>,
+    hostname: Option<&'a str>,
+    log: &'a str,
+}
+
+/// os_regex's hostname_map: the characters OS_CleanMSG accepts in a hostname or program name.
+fn hostname_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"()-./@_".contains(&c)
+}
+
+/// The syslog-stamp branch of OS_CleanMSG ("Nov 14 18:09:08 ..."), which is the one ipscan's lines take.
+fn predecode(full: &str) -> PreDecoded<'_> {
+    let b = full.as_bytes();
+    assert!(
+        b.len() > 17 && b[3] == b' ' && b[6] == b' ' && b[9] == b':' && b[12] == b':' && b[15] == b' ',
+        "not a syslog-stamped line: {full:?}"
+    );
+    let mut log = &full[16..];
+    if let Some(rest) = log.strip_prefix(' ') {
+        log = rest;
+    }
+    let end = log.bytes().position(|c| !hostname_char(c)).unwrap_or(log.len());
+    let rest = &log[end..];
+    // "Solaris" form: no hostname, "program: message".
+    if let Some(msg) = rest.strip_prefix(": ") {
+        return PreDecoded { program: Some(&log[..end]), hostname: None, log: msg };
+    }
+    let Some(after) = rest.strip_prefix(' ') else {
+        return PreDecoded { program: None, hostname: None, log };
+    };
+    let hostname = Some(&log[..end]);
+    let pend = after.bytes().position(|c| !hostname_char(c)).unwrap_or(after.len());
+    let prest = &after[pend..];
+    if let Some(msg) = prest.strip_prefix(": ") {
+        return PreDecoded { program: Some(&after[..pend]), hostname, log: msg };
+    }
+    if let Some(pid) = prest.strip_prefix('[') {
+        let digits = pid.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            let tail = &pid[digits..];
+            if let Some(msg) = tail.strip_prefix("]: ").or_else(|| tail.strip_prefix("] ")) {
+                return PreDecoded { program: Some(&after[..pend]), hostname, log: msg };
+            }
+        }
+    }
+    // No program name: the log stays after the "hostname", which may have been the line's first word.
+    PreDecoded { program: None, hostname, log: after }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decoders
+// ---------------------------------------------------------------------------------------------
+
+struct Decoder {
+    name: String,
+    parent: Option<String>,
+    program_name: Option<String>,
+    prematch: Option<OsRegex>,
+    regex: Option<OsRegex>,
+    order: Vec<String>,
+}
+
+/// Text of every element must not start with whitespace: XML readers may trim it, and a pattern that
+/// relies on a leading space would then silently change.
+fn text_of(n: roxmltree::Node<'_, '_>) -> String {
+    let t = n.text().unwrap_or_default();
+    assert!(!t.starts_with(char::is_whitespace), "<{}> starts with whitespace: {t:?}", n.tag_name().name());
+    t.to_owned()
+}
+
+/// OSSEC's files have several top-level elements and no root; wrap them as its own reader does.
+fn parse_xml(text: &str) -> roxmltree::Document<'_> {
+    // Leak is fine in a test: the document borrows the wrapped text for the rest of the run.
+    let wrapped: &'static str = Box::leak(format!("<root>{text}</root>").into_boxed_str());
+    roxmltree::Document::parse(wrapped).unwrap_or_else(|e| panic!("XML: {e}"))
+}
+
+fn load_decoders() -> Vec<Decoder> {
+    let text = read("ipscan_decoders.xml");
+    let doc = parse_xml(&text);
+    let mut out = Vec::new();
+    for d in doc.root_element().children().filter(|n| n.is_element()) {
+        assert_eq!(d.tag_name().name(), "decoder");
+        let mut dec = Decoder {
+            name: d.attribute("name").expect("decoder name").to_owned(),
+            parent: None,
+            program_name: None,
+            prematch: None,
+            regex: None,
+            order: Vec::new(),
+        };
+        for c in d.children().filter(|n| n.is_element()) {
+            assert!(c.attributes().len() == 0, "{}: offsets and types are not modelled", dec.name);
+            let t = text_of(c);
+            match c.tag_name().name() {
+                "parent" => dec.parent = Some(t),
+                "program_name" => dec.program_name = Some(t),
+                "prematch" => dec.prematch = Some(OsRegex::new(&t)),
+                "regex" => dec.regex = Some(OsRegex::new(&t)),
+                "order" => dec.order = t.split(',').map(|f| f.trim().to_owned()).collect(),
+                other => panic!("{}: <{other}> is not modelled", dec.name),
+            }
+        }
+        out.push(dec);
+    }
+    out
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Decoded {
+    /// The name rules see: a child without use_own_name reports its parent's.
+    decoded_as: String,
+    /// The decoder that ran the regex, for messages.
+    child: Option<String>,
+    fields: BTreeMap<String, String>,
+}
+
+/// DecodeEvent: parents with a program name are tried only when the log has one, and only they.
+fn decode<'a>(decoders: &[Decoder], full: &'a str) -> (PreDecoded<'a>, Option<Decoded>) {
+    let pre = predecode(full);
+    for parent in decoders.iter().filter(|d| d.parent.is_none()) {
+        match (pre.program, &parent.program_name) {
+            (Some(p), Some(pat)) if os_match(pat, p) => {}
+            (None, None) => {}
+            _ => continue,
+        }
+        if parent.prematch.as_ref().is_some_and(|pm| pm.exec(pre.log).is_none()) {
+            continue;
+        }
+        let children: Vec<&Decoder> =
+            decoders.iter().filter(|d| d.parent.as_deref() == Some(&parent.name)).collect();
+        let matching: Vec<&&Decoder> = children
+            .iter()
+            .filter(|c| c.prematch.as_ref().is_none_or(|pm| pm.exec(pre.log).is_some()))
+            .collect();
+        // OSSEC takes the first; ours are written to be exclusive, so that order never matters.
+        assert!(
+            matching.len() <= 1,
+            "{full:?}: several child prematches match: {:?}",
+            matching.iter().map(|c| &c.name).collect::<Vec<_>>()
+        );
+        let mut decoded = Decoded { decoded_as: parent.name.clone(), ..Decoded::default() };
+        if let Some(child) = matching.first() {
+            decoded.child = Some(child.name.clone());
+            let regex = child.regex.as_ref().expect("child has a regex");
+            let subs = regex
+                .exec(pre.log)
+                .unwrap_or_else(|| panic!("{full:?}: {} prematch matched but its regex did not", child.name));
+            for (field, value) in child.order.iter().zip(subs) {
+                if !value.is_empty() {
+                    decoded.fields.insert(field.clone(), value);
+                }
+            }
+        }
+        return (pre, Some(decoded));
+    }
+    (pre, None)
+}
+
+// ---------------------------------------------------------------------------------------------
+// rules
+// ---------------------------------------------------------------------------------------------
+
+struct Rule {
+    id: u32,
+    level: u32,
+    if_sid: Option<u32>,
+    decoded_as: Option<String>,
+    matches: Option<String>,
+    regex: Option<OsRegex>,
+    fields: Vec<(String, OsRegex)>,
+}
+
+fn load_rules(file: &str) -> Vec<Rule> {
+    let text = read(file);
+    let doc = parse_xml(&text);
+    let mut out = Vec::new();
+    for group in doc.root_element().children().filter(|n| n.is_element()) {
+        assert_eq!(group.tag_name().name(), "group");
+        assert!(group.attribute("name").is_some_and(|n| n.starts_with("ipscan,")));
+        for r in group.children().filter(|n| n.is_element()) {
+            let mut rule = Rule {
+                id: r.attribute("id").and_then(|v| v.parse().ok()).expect("rule id"),
+                level: r.attribute("level").and_then(|v| v.parse().ok()).expect("rule level"),
+                if_sid: None,
+                decoded_as: None,
+                matches: None,
+                regex: None,
+                fields: Vec::new(),
+            };
+            for c in r.children().filter(|n| n.is_element()) {
+                let t = text_of(c);
+                match c.tag_name().name() {
+                    "if_sid" => rule.if_sid = Some(t.parse().expect("if_sid")),
+                    "decoded_as" => rule.decoded_as = Some(t),
+                    "match" => rule.matches = Some(t),
+                    "regex" => rule.regex = Some(OsRegex::new(&t)),
+                    "field" => rule.fields.push((c.attribute("name").expect("field name").to_owned(), OsRegex::new(&t))),
+                    "description" | "group" => {}
+                    other => panic!("rule {}: <{other}> is not modelled", rule.id),
+                }
+            }
+            out.push(rule);
+        }
+    }
+    out
+}
+
+/// What a rule's conditions look at.
+struct RuleInput<'a> {
+    decoded_as: &'a str,
+    log: &'a str,
+    fields: &'a BTreeMap<String, String>,
+}
+
+fn rule_holds(rules: &[Rule], rule: &Rule, ev: &RuleInput<'_>) -> bool {
+    let own = rule.decoded_as.as_deref().is_none_or(|d| d == ev.decoded_as)
+        && rule.matches.as_deref().is_none_or(|m| os_match(m, ev.log))
+        && rule.regex.as_ref().is_none_or(|r| r.exec(ev.log).is_some())
+        && rule.fields.iter().all(|(name, re)| ev.fields.get(name).is_some_and(|v| re.exec(v).is_some()));
+    own && rule.if_sid.is_none_or(|p| {
+        let parent = rules.iter().find(|r| r.id == p).expect("if_sid names a rule");
+        rule_holds(rules, parent, ev)
+    })
+}
+
+/// The most specific rules that hold: those holding with no holding child. Exactly one is expected.
+fn leaf_rules(rules: &[Rule], ev: &RuleInput<'_>) -> Vec<u32> {
+    let holding: Vec<&Rule> = rules.iter().filter(|r| rule_holds(rules, r, ev)).collect();
+    holding
+        .iter()
+        .filter(|r| !holding.iter().any(|c| c.if_sid == Some(r.id)))
+        .map(|r| r.id)
+        .collect()
+}
+
+fn level_of(rules: &[Rule], id: u32) -> u32 {
+    rules.iter().find(|r| r.id == id).map(|r| r.level).expect("rule exists")
+}
+
+// ---------------------------------------------------------------------------------------------
+// golden lines
+// ---------------------------------------------------------------------------------------------
+
+const SCAN: u32 = 100201;
+const FLOOD: u32 = 100202;
+const BOGUS: u32 = 100203;
+const TRACEROUTE: u32 = 100204;
+const FRAGMENT: u32 = 100205;
+const EXPIRED: u32 = 100206;
+const BLOCKED: u32 = 100207;
+const UNBLOCKED: u32 = 100208;
+const NOT_BLOCKED: u32 = 100209;
+
+struct Golden {
+    msg: &'static str,
+    srcip: &'static str,
+    dstip: Option<&'static str>,
+    /// extra_data in syslog mode, and in file mode (where a leading word may have gone to the hostname).
+    extra: Option<&'static str>,
+    extra_file: Option<&'static str>,
+    ports: Option<(&'static str, &'static str)>,
+    rule: u32,
+}
+
+const fn g(msg: &'static str, srcip: &'static str, dstip: Option<&'static str>, extra: &'static str, rule: u32) -> Golden {
+    Golden { msg, srcip, dstip, extra: Some(extra), extra_file: Some(extra), ports: None, rule }
+}
+
+const GOLDEN: &[Golden] = &[
+    // The seed's lines, verbatim.
+    g("TCP: port scan detected [ports 53,443,1723,21,25,3389,113,636,256,554,...] from 10.10.150.1 [ports 51242,51243,...]", "10.10.150.1", None, "port scan", SCAN),
+    g("TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,34325,34326,34327,...]", "10.10.150.1", None, "SYN scan", SCAN),
+    g("TCP: FIN scan detected [ports 3389,1723,256,113,22,389,554,443,21,23,...] from 10.10.150.1 [port 57876]", "10.10.150.1", None, "FIN scan", SCAN),
+    g("TCP: null scan detected [ports 636,53,23,3389,1723,443,113,554,25,21,...] from 10.10.150.1 [port 35444]", "10.10.150.1", None, "null scan", SCAN),
+    g("TCP: Xmas scan detected [ports 636,256,554,389,1723,53,443,21,3389,22,...] from 10.10.150.1 [port 42399]", "10.10.150.1", None, "Xmas scan", SCAN),
+    g("UDP: scan/flood detected [ports 33161,41107,63571,48714,25271,...] from 10.10.150.1 [ports 60362]", "10.10.150.1", None, "scan/flood", SCAN),
+    g("ICMP: ping flood detected from 10.10.150.1", "10.10.150.1", None, "ping flood", FLOOD),
+    g("ICMP/UDP: smurf attack detected from 201.223.41.0", "201.223.41.0", None, "smurf attack", FLOOD),
+    g("TCP: port scan mode expired for 10.10.150.1 - received a total of 1678 packets (47092 bytes).", "10.10.150.1", None, "port scan", EXPIRED),
+    g("TCP: Xmas scan mode expired for 10.10.150.1 - received a total of 65532 packets (1310640 bytes).", "10.10.150.1", None, "Xmas scan", EXPIRED),
+    g("UDP: scan/flood mode expired for 10.10.150.1 - received a total of 356 packets (2848 bytes).", "10.10.150.1", None, "scan/flood", EXPIRED),
+    g("ICMP: ping flood mode expired for 10.10.150.1 - received a total of 428 packets (8416000 bytes).", "10.10.150.1", None, "ping flood", EXPIRED),
+    g("ICMP/UDP: smurf attack mode expired for 201.223.41.0 - received a total of 337 packets (21568 bytes).", "201.223.41.0", None, "smurf attack", EXPIRED),
+    Golden { msg: "TCP: Bogus TCP flags set by 10.10.160.2:60873 (dest port 25)", srcip: "10.10.160.2", dstip: None, extra: None, extra_file: None, ports: Some(("60873", "25")), rule: BOGUS },
+    Golden { msg: "UDP: traceroute from 10.10.150.2", srcip: "10.10.150.2", dstip: None, extra: None, extra_file: None, ports: None, rule: TRACEROUTE },
+    // IPv6 sources and single ports.
+    g("TCP: SYN scan detected [port 22] from 2001:db8::1 [port 40000]", "2001:db8::1", None, "SYN scan", SCAN),
+    g("TCP: Xmas scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8:1:2::5 [ports 1,2]", "2001:db8:1:2::5", None, "Xmas scan", SCAN),
+    g("UDP: scan/flood detected [ports 53,123] from fe80::1 [port 5353]", "fe80::1", None, "scan/flood", SCAN),
+    g("ICMP: ping flood detected from 2001:db8::1", "2001:db8::1", None, "ping flood", FLOOD),
+    g("ICMP/UDP: smurf attack detected from 2001:db8:1:2::", "2001:db8:1:2::", None, "smurf attack", FLOOD),
+    g("TCP: null scan mode expired for 2001:db8::1 - received a total of 10 packets (200 bytes).", "2001:db8::1", None, "null scan", EXPIRED),
+    Golden { msg: "TCP: Bogus TCP flags set by [2001:db8::1]:60873 (dest port 25)", srcip: "2001:db8::1", dstip: None, extra: None, extra_file: None, ports: Some(("60873", "25")), rule: BOGUS },
+    Golden { msg: "UDP: traceroute from ::ffff:10.0.0.1", srcip: "::ffff:10.0.0.1", dstip: None, extra: None, extra_file: None, ports: None, rule: TRACEROUTE },
+    // log_dest.
+    g("TCP: SYN scan detected to 10.10.150.2 [ports 21,1] from 10.10.150.1 [port 40000]", "10.10.150.1", Some("10.10.150.2"), "SYN scan", SCAN),
+    g("TCP: port scan detected to 2001:db8::2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8::1 [port 40000]", "2001:db8::1", Some("2001:db8::2"), "port scan", SCAN),
+    g("UDP: scan/flood detected to 10.10.150.2 [ports 33161,41107] from 10.10.150.1 [port 60362]", "10.10.150.1", Some("10.10.150.2"), "scan/flood", SCAN),
+    g("ICMP: ping flood detected to 10.10.150.2 from 10.10.150.1", "10.10.150.1", Some("10.10.150.2"), "ping flood", FLOOD),
+    g("ICMP/UDP: smurf attack detected to 2001:db8::2 from 2001:db8:1:2::", "2001:db8:1:2::", Some("2001:db8::2"), "smurf attack", FLOOD),
+    g("TCP: SYN scan mode to 10.10.150.2 expired for 10.10.150.1 - received a total of 24 packets (960 bytes).", "10.10.150.1", Some("10.10.150.2"), "SYN scan", EXPIRED),
+    g("UDP: scan/flood mode to 2001:db8::2 expired for 2001:db8::1 - received a total of 356 packets (2848 bytes).", "2001:db8::1", Some("2001:db8::2"), "scan/flood", EXPIRED),
+    // Fragments: the kind is the line's first word, which file mode hands to the hostname.
+    Golden { msg: "Oversized IP fragment from 10.10.150.1", srcip: "10.10.150.1", dstip: None, extra: Some("Oversized"), extra_file: None, ports: None, rule: FRAGMENT },
+    Golden { msg: "Overlapping IP fragments from 2001:db8::1", srcip: "2001:db8::1", dstip: None, extra: Some("Overlapping"), extra_file: None, ports: None, rule: FRAGMENT },
+    Golden { msg: "Duplicate IP fragments from 10.10.150.1", srcip: "10.10.150.1", dstip: None, extra: Some("Duplicate"), extra_file: None, ports: None, rule: FRAGMENT },
+    // ipscan's own.
+    g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
+    g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
+    Golden { msg: "Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).", srcip: "198.18.0.1", dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED },
+    Golden { msg: "Unblocked 2001:db8:: - dropped 0 packets (0 bytes).", srcip: "2001:db8::", dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED },
+    Golden { msg: "Not blocked 198.18.0.1: allowlisted (SYN scan)", srcip: "198.18.0.1", dstip: None, extra: None, extra_file: None, ports: None, rule: NOT_BLOCKED },
+    Golden { msg: "Not blocked 2001:db8::1: allowlisted (Xmas scan)", srcip: "2001:db8::1", dstip: None, extra: None, extra_file: None, ports: None, rule: NOT_BLOCKED },
+];
+
+/// Lines ipscan (or its neighbours in a log) writes that must never raise the scan or flood alert.
+const QUIET: &[&str] = &[
+    "TCP: ssh connection attempt from 10.0.0.1:5000",
+    "TCP: port 1723 connection attempt from 10.10.150.1:51241",
+    "TCP: ssh connection attempt to 10.0.0.2 from [2001:db8::1]:5000",
+    "UDP: dgram to port 1 from 10.10.150.1:34324 (300 data bytes)",
+    "ICMP: echo from 10.10.150.1 (64 bytes)",
+    "ICMP: echo reply from 2001:db8::1 (64 bytes)",
+    "last message repeated 3 times",
+    "ipscan: attached to eth0 (native XDP)",
+];
+
+/// The two shapes a line reaches the analysis daemon in.
+fn shapes(msg: &str) -> [(String, bool); 4] {
+    [
+        (format!("Nov 14 18:09:08 victim ipscan[812]: {msg}"), true),
+        (format!("Nov 14 18:09:08 victim iplog: {msg}"), true),
+        (format!("Nov 14 18:09:08 {msg}"), false),
+        (format!("Nov  4 08:01:02 {msg}"), false),
+    ]
+}
+
+#[test]
+fn ossec_every_line_form_decodes_and_hits_its_rule() {
+    let decoders = load_decoders();
+    let rules = load_rules("ipscan_rules.xml");
+    let mut checked = 0;
+    for gl in GOLDEN {
+        for (line, syslog) in shapes(gl.msg) {
+            let (pre, decoded) = decode(&decoders, &line);
+            let d = decoded.unwrap_or_else(|| panic!("{line:?} ({pre:?}) is not decoded"));
+            assert_eq!(d.decoded_as, "ipscan", "{line:?}");
+            let f = &d.fields;
+            let ctx = format!("{line:?} via {:?}: {f:?}", d.child);
+            assert_eq!(f.get("srcip").map(String::as_str), Some(gl.srcip), "{ctx}");
+            assert_eq!(f.get("dstip").map(String::as_str), gl.dstip, "{ctx}");
+            let extra = if syslog { gl.extra } else { gl.extra_file };
+            assert_eq!(f.get("extra_data").map(String::as_str), extra, "{ctx}");
+            assert_eq!(
+                f.get("srcport").map(String::as_str).zip(f.get("dstport").map(String::as_str)),
+                gl.ports,
+                "{ctx}"
+            );
+            // Every decoded address must be one ipscan-block.sh would accept.
+            let addr: IpAddr = gl.srcip.parse().expect("golden srcip parses");
+            assert_eq!(addr.to_string(), gl.srcip, "golden srcip must be in ipscan's printed form");
+
+            let input = RuleInput { decoded_as: &d.decoded_as, log: pre.log, fields: f };
+            assert_eq!(leaf_rules(&rules, &input), [gl.rule], "{ctx}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, GOLDEN.len() * 4);
+}
+
+#[test]
+fn ossec_rule_levels_and_ids() {
+    let rules = load_rules("ipscan_rules.xml");
+    let expect = [
+        (100200, 0),
+        (SCAN, 10),
+        (FLOOD, 10),
+        (BOGUS, 6),
+        (TRACEROUTE, 6),
+        (FRAGMENT, 6),
+        (EXPIRED, 3),
+        (BLOCKED, 3),
+        (UNBLOCKED, 3),
+        (NOT_BLOCKED, 3),
+    ];
+    let got: Vec<(u32, u32)> = rules.iter().map(|r| (r.id, r.level)).collect();
+    assert_eq!(got, expect);
+    for r in &rules {
+        assert!((100200..=100249).contains(&r.id), "{} outside the text rules' range", r.id);
+        assert_eq!(r.if_sid.is_none(), r.id == 100200, "{}: only the base rule stands alone", r.id);
+    }
+    let json_rules = load_rules("ipscan_json_rules.xml");
+    for r in &json_rules {
+        assert!((100250..=100299).contains(&r.id), "{} outside the JSON rules' range", r.id);
+    }
+    assert_eq!(level_of(&json_rules, 100251), 10);
+}
+
+#[test]
+fn ossec_quiet_lines_never_alert() {
+    let decoders = load_decoders();
+    let rules = load_rules("ipscan_rules.xml");
+    for msg in QUIET {
+        for (line, syslog) in shapes(msg) {
+            let (pre, decoded) = decode(&decoders, &line);
+            match decoded {
+                // Syslog mode (and a file-mode line that itself starts "ipscan: "): an ipscan event, caught
+                // only by the level-0 base rule.
+                Some(d) => {
+                    assert!(syslog || msg.starts_with("ipscan: "), "{line:?} decoded in file mode: {d:?}");
+                    assert!(d.child.is_none() && d.fields.is_empty(), "{line:?}: {d:?}");
+                    let input = RuleInput { decoded_as: &d.decoded_as, log: pre.log, fields: &d.fields };
+                    assert_eq!(leaf_rules(&rules, &input), [100200], "{line:?}");
+                }
+                // File mode: not claimed by the ipscan decoders at all.
+                None => assert!(!syslog, "{line:?} not decoded in syslog mode"),
+            }
+        }
+    }
+    // Other programs' lines are left to their own decoders.
+    for line in [
+        "Nov 14 18:09:08 victim sshd[1]: Failed password for root from 10.0.0.1 port 22 ssh2",
+        "Nov 14 18:09:08 victim kernel: TCP: request_sock_TCP: Possible SYN flooding on port 80.",
+        "Nov 14 18:09:08 victim nmap: SYN scan detected [ports 1] from 10.0.0.1 [port 1]",
+    ] {
+        assert!(decode(&decoders, line).1.is_none(), "{line:?} claimed by ipscan's decoders");
+    }
+}
+
+#[test]
+fn ossec_predecoder_model_matches_os_cleanmsg() {
+    // Cross-checks of the model itself, on shapes whose OS_CleanMSG outcome is known from its source.
+    let p = predecode("Nov 14 18:09:08 victim ipscan[812]: TCP: x");
+    assert_eq!((p.hostname, p.program, p.log), (Some("victim"), Some("ipscan"), "TCP: x"));
+    let p = predecode("Nov 14 18:09:08 TCP: port scan detected");
+    assert_eq!((p.hostname, p.program, p.log), (None, Some("TCP"), "port scan detected"));
+    let p = predecode("Nov 14 18:09:08 ICMP/UDP: smurf attack detected from 1.2.3.0");
+    assert_eq!(p.program, Some("ICMP/UDP"));
+    let p = predecode("Nov 14 18:09:08 Blocked 2001:db8::1 for 60 s (SYN scan)");
+    assert_eq!((p.hostname, p.program, p.log), (Some("Blocked"), None, "2001:db8::1 for 60 s (SYN scan)"));
+}
+
+#[test]
+fn ossec_regex_translation_refuses_what_it_does_not_model() {
+    for bad in [r"a+", r"(a(b))", r"\x", r"a^b", r"(a", r"a)"] {
+        assert!(translate(bad, false).is_err(), "{bad:?} accepted");
+    }
+    let re = OsRegex::new(r"^(\w+) \d+ \(x\)$|from (\S+)$");
+    assert_eq!(re.exec("Word 12 (X)"), Some(vec!["Word".to_owned()]));
+    assert_eq!(re.exec("a from b"), Some(vec!["b".to_owned()]));
+    assert_eq!(re.exec("a from b c"), None);
+    assert!(os_match("^ipscan$|^iplog$", "IPLOG") && !os_match("^ipscan$", "ipscand"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON rules on ipscan's own JSON records
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ossec_json_records_hit_their_rules() {
+    let rules = load_rules("ipscan_json_rules.xml");
+    let t = FixedOffset::east_opt(0)
+        .and_then(|tz| tz.with_ymd_and_hms(2026, 11, 14, 18, 9, 8).single())
+        .expect("valid time");
+    let v4: IpAddr = "10.10.150.1".parse().expect("v4");
+    let v6: IpAddr = "2001:db8::1".parse().expect("v6");
+    let rec = |event, detection: Option<&str>, src| JsonRecord {
+        detection: detection.map(str::to_owned),
+        ..JsonRecord::new(t, event, src, String::from("line"))
+    };
+    let cases = [
+        (rec(Event::Detected, Some("SYN scan"), v4), 100251),
+        (rec(Event::Detected, Some("port scan"), v6), 100251),
+        (rec(Event::Detected, Some("scan/flood"), v4), 100251),
+        (rec(Event::Detected, Some("ping flood"), v4), 100252),
+        (rec(Event::Detected, Some("smurf attack"), v6), 100252),
+        (rec(Event::Packet, Some(json::packet::BOGUS_TCP_FLAGS), v6), 100253),
+        (rec(Event::Packet, Some(json::packet::TRACEROUTE), v4), 100254),
+        (rec(Event::Packet, Some(json::packet::OVERLAPPING_FRAGMENTS), v4), 100255),
+        (rec(Event::Packet, None, v4), 100250),
+        (rec(Event::Expired, Some("SYN scan"), v4), 100256),
+        (rec(Event::Blocked, Some("SYN scan"), v6), 100257),
+        (rec(Event::Unblocked, None, v6), 100258),
+        (rec(Event::NotBlocked, Some("SYN scan"), v4), 100259),
+    ];
+    for (record, want) in cases {
+        let line = json::to_line(&record);
+        let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        let fields: BTreeMap<String, String> = value
+            .as_object()
+            .expect("object")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect();
+        assert_eq!(fields.get("srcip").map(String::as_str), Some(record.srcip.to_string().as_str()));
+        let input = RuleInput { decoded_as: "json", log: &line, fields: &fields };
+        assert_eq!(leaf_rules(&rules, &input), [want], "{line}");
+    }
+    // Another program's JSON is not ours.
+    let other: BTreeMap<String, String> = [("program", "suricata"), ("event", "detected"), ("detection", "SYN scan")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert!(leaf_rules(&rules, &RuleInput { decoded_as: "json", log: "{}", fields: &other }).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// active response
+// ---------------------------------------------------------------------------------------------
+
+struct ArDir {
+    dir: PathBuf,
+}
+
+impl ArDir {
+    /// A fresh directory with a fake `ipscan` that appends its arguments to `calls` and exits with
+    /// $FAKE_EXIT.
+    fn new(name: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ipscan-ossec-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let fake = dir.join("ipscan");
+        std::fs::write(&fake, "#!/bin/sh\nprintf '%s\\n' \"$*\" >>\"$(dirname \"$0\")/calls\"\necho fake ipscan says hi\nexit \"${FAKE_EXIT:-0}\"\n")
+            .expect("fake ipscan");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self { dir }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        // timeout(1) keeps a script stuck on stdin from hanging the suite.
+        let mut c = Command::new("timeout");
+        c.arg("20").arg("sh").arg(contrib("ipscan-block.sh")).args(args);
+        c.env("IPSCAN", self.dir.join("ipscan"))
+            .env("IPSCAN_AR_LOG", self.dir.join("ar.log"))
+            .env_remove("IPSCAN_TTL")
+            .env_remove("FAKE_EXIT");
+        c
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("calls"))
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ar.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ArDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct ArOutcome {
+    success: bool,
+    code: Option<i32>,
+    /// Lines the script wrote on stdout (the check_keys message, if any).
+    stdout: Vec<String>,
+}
+
+fn run_ossec(ar: &ArDir, args: &[&str], env: &[(&str, &str)]) -> ArOutcome {
+    let mut c = ar.command(args);
+    c.envs(env.iter().copied()).stdin(Stdio::null());
+    let out = c.output().expect("run ipscan-block.sh");
+    ArOutcome {
+        success: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect(),
+    }
+}
+
+/// Wazuh 4.2+: one JSON line in; for "add", read the check_keys line, then answer `reply`.
+fn run_wazuh(ar: &ArDir, message: &serde_json::Value, reply: Option<&str>) -> ArOutcome {
+    let mut child = ar
+        .command(&[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ipscan-block.sh");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    // execd writes the message unformatted on one line (cJSON_PrintUnformatted).
+    writeln!(stdin, "{message}").expect("write message");
+    let mut lines = Vec::new();
+    if let Some(reply) = reply {
+        let mut keys = String::new();
+        stdout.read_line(&mut keys).expect("read check_keys");
+        lines.push(keys.trim_end().to_owned());
+        let answer = serde_json::json!({
+            "version": 1, "origin": {"name": "", "module": "wazuh-execd"},
+            "command": reply, "parameters": {}
+        });
+        // A script that already exited (it should not have) makes this fail, and the asserts say why.
+        let _ = writeln!(stdin, "{answer}");
+    }
+    drop(stdin);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+    lines.extend(rest.lines().map(str::to_owned));
+    let status = child.wait().expect("wait");
+    ArOutcome { success: status.success(), code: status.code(), stdout: lines }
+}
+
+/// A Wazuh 4.x message as execd passes it, with a full alert around the decoded srcip. The full_log
+/// carries a decoy `"srcip":"..."` that must not be picked up (it arrives escaped).
+fn wazuh_message(command: &str, srcip: &str, extra_args: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "version": 1,
+        "origin": {"name": "node01", "module": "wazuh-analysisd"},
+        "command": command,
+        "parameters": {
+            "extra_args": extra_args,
+            "alert": {
+                "timestamp": "2026-11-14T18:09:08.123+0000",
+                "rule": {"level": 10, "description": "ipscan: port scan detected.", "id": "100201",
+                         "firedtimes": 1, "groups": ["ipscan", "recon", "scan"]},
+                "agent": {"id": "000", "name": "victim"},
+                "manager": {"name": "victim"},
+                "id": "1763143748.1234",
+                "full_log": format!("Nov 14 18:09:08 victim ipscan[812]: TCP: SYN scan detected [ports 21,1] from {srcip} [port 40000] \"srcip\":\"203.0.113.66\""),
+                "decoder": {"name": "ipscan"},
+                "data": {"srcip": srcip, "extra_data": "SYN scan"},
+                "location": "/var/log/syslog"
+            },
+            "program": "active-response/bin/ipscan-block.sh"
+        }
+    })
+}
+
+fn check_keys(out: &ArOutcome, srcip: &str) {
+    let first = out.stdout.first().unwrap_or_else(|| panic!("no check_keys message"));
+    let v: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{first:?}: {e}"));
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["command"], "check_keys");
+    assert_eq!(v["origin"]["module"], "active-response");
+    assert_eq!(v["origin"]["name"], "ipscan-block.sh");
+    assert_eq!(v["parameters"]["keys"], serde_json::json!([srcip]));
+}
+
+#[test]
+fn ar_wazuh_add_ipv4_handshake_continue() {
+    let ar = ArDir::new("w-add4");
+    let out = run_wazuh(&ar, &wazuh_message("add", "10.10.150.1", &[]), Some("continue"));
+    check_keys(&out, "10.10.150.1");
+    assert!(out.success, "exit {:?}; log:\n{}", out.code, ar.log());
+    assert_eq!(ar.calls(), ["block add 10.10.150.1 --ttl 3600s"]);
+    assert_eq!(out.stdout.len(), 1, "only the check_keys line on stdout: {:?}", out.stdout);
+    assert!(ar.log().contains("fake ipscan says hi"), "ipscan's output is logged:\n{}", ar.log());
+}
+
+#[test]
+fn ar_wazuh_add_ipv6_ttl_from_extra_args() {
+    let ar = ArDir::new("w-add6");
+    let out = run_wazuh(&ar, &wazuh_message("add", "2001:db8::1", &["--ttl", "15m"]), Some("continue"));
+    check_keys(&out, "2001:db8::1");
+    assert!(out.success, "log:\n{}", ar.log());
+    let out = run_wazuh(&ar, &wazuh_message("add", "2001:db8:1:2::/64", &["--ttl=2h"]), Some("continue"));
+    assert!(out.success, "log:\n{}", ar.log());
+    assert_eq!(ar.calls(), ["block add 2001:db8::1 --ttl 15m", "block add 2001:db8:1:2::/64 --ttl 2h"]);
+}
+
+#[test]
+fn ar_wazuh_abort_does_not_block() {
+    let ar = ArDir::new("w-abort");
+    let out = run_wazuh(&ar, &wazuh_message("add", "10.10.150.1", &[]), Some("abort"));
+    check_keys(&out, "10.10.150.1");
+    assert!(out.success, "abort is a normal end");
+    assert!(ar.calls().is_empty(), "{:?}", ar.calls());
+}
+
+#[test]
+fn ar_wazuh_delete_has_no_handshake() {
+    let ar = ArDir::new("w-del");
+    let out = run_wazuh(&ar, &wazuh_message("delete", "2001:db8::1", &[]), None);
+    assert!(out.success, "log:\n{}", ar.log());
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let out = run_wazuh(&ar, &wazuh_message("delete", "10.10.150.1", &["--ttl", "1h"]), None);
+    assert!(out.success);
+    assert_eq!(ar.calls(), ["block del 2001:db8::1", "block del 10.10.150.1"]);
+}
+
+#[test]
+fn ar_wazuh_rejects_malformed_addresses_before_the_handshake() {
+    let ar = ArDir::new("w-bad");
+    for bad in ["10.10.150.1; reboot", "999.1.1.1", "2001:db8::1::2", "0.0.0.0/0", "$(id)", "-h", "[2001:db8::1]", ""] {
+        let out = run_wazuh(&ar, &wazuh_message("add", bad, &[]), None);
+        assert!(!out.success, "{bad:?} accepted");
+        assert!(out.stdout.is_empty(), "{bad:?}: handshake sent for a refused address: {:?}", out.stdout);
+    }
+    let out = run_wazuh(&ar, &wazuh_message("add", "10.0.0.1", &["--ttl", "1d"]), None);
+    assert!(!out.success, "TTL with an unknown unit accepted");
+    let out = run_wazuh(&ar, &wazuh_message("flush", "10.0.0.1", &[]), None);
+    assert!(!out.success, "unknown command accepted");
+    assert!(ar.calls().is_empty(), "{:?}", ar.calls());
+    assert!(ar.log().contains("refusing invalid address"), "{}", ar.log());
+}
+
+#[test]
+fn ar_wazuh5_enable_disable() {
+    let ar = ArDir::new("w5");
+    let msg = |command: &str, timeout: u64| {
+        serde_json::json!({
+            "wazuh": {"active_response": {"name": "ipscan-block", "executable": "ipscan-block.sh",
+                      "location": "local", "agent_id": "001", "type": "stateful", "stateful_timeout": timeout},
+                      "agent": {"id": "001", "name": "victim"}},
+            "source": {"ip": "192.0.2.7"},
+            "user": {"name": ""},
+            "command": command
+        })
+    };
+    assert!(run_wazuh(&ar, &msg("enable", 600), None).success, "log:\n{}", ar.log());
+    assert!(run_wazuh(&ar, &msg("enable", 0), None).success);
+    assert!(run_wazuh(&ar, &msg("disable", 600), None).success);
+    assert_eq!(ar.calls(), ["block add 192.0.2.7 --ttl 600s", "block add 192.0.2.7 --ttl 3600s", "block del 192.0.2.7"]);
+}
+
+#[test]
+fn ar_ossec_arguments_add_and_delete() {
+    let ar = ArDir::new("o");
+    let ossec = |action, ip| [action, "-", ip, "1763143748.1234", "100201", "(victim) any->/var/log/ipscan.log"];
+    assert!(run_ossec(&ar, &ossec("add", "10.10.150.1"), &[]).success, "log:\n{}", ar.log());
+    assert!(run_ossec(&ar, &ossec("add", "2001:db8::1"), &[("IPSCAN_TTL", "2h")]).success);
+    assert!(run_ossec(&ar, &["add", "-", "198.51.100.0/24", "1.1", "100201", "agent", "file", "--ttl", "90s"], &[]).success);
+    assert!(run_ossec(&ar, &ossec("delete", "2001:db8::1"), &[]).success);
+    // Old agents pass only the first three.
+    assert!(run_ossec(&ar, &["delete", "root", "10.10.150.1"], &[]).success);
+    assert_eq!(
+        ar.calls(),
+        [
+            "block add 10.10.150.1 --ttl 3600s",
+            "block add 2001:db8::1 --ttl 2h",
+            "block add 198.51.100.0/24 --ttl 90s",
+            "block del 2001:db8::1",
+            "block del 10.10.150.1",
+        ]
+    );
+    assert!(ar.log().contains("input: add - 10.10.150.1"), "arguments are logged:\n{}", ar.log());
+}
+
+#[test]
+fn ar_ossec_rejects_malformed_addresses() {
+    let ar = ArDir::new("o-bad");
+    for bad in [
+        "10.10.150.256",
+        "010.10.150.1",
+        "10.10.150",
+        "10.10.150.1.1",
+        "10.10.150.1/7",
+        "10.10.150.1/33",
+        "10.10.150.1/",
+        "2001:db8::1::2",
+        "12345::1",
+        "1:2:3:4:5:6:7",
+        "1:2:3:4:5:6:7:8:9",
+        ":1::2",
+        "fe80::1%eth0",
+        "2001:db8::/31",
+        "::/0",
+        "1.2.3.4 5.6.7.8",
+        "--help",
+        "`id`",
+    ] {
+        let out = run_ossec(&ar, &["add", "-", bad, "1.1", "100201"], &[]);
+        assert!(!out.success, "{bad:?} accepted");
+    }
+    assert!(!run_ossec(&ar, &["add", "-"], &[]).success, "missing address accepted");
+    assert!(!run_ossec(&ar, &["drop", "-", "10.0.0.1"], &[]).success, "unknown action accepted");
+    assert!(ar.calls().is_empty(), "{:?}", ar.calls());
+    // And the forms that are valid do get through (the validator is not just refusing everything).
+    for good in ["::", "::1", "1::", "::ffff:10.0.0.1", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:10.0.0.1", "0.0.0.0", "255.255.255.255/32"] {
+        assert!(run_ossec(&ar, &["delete", "-", good], &[]).success, "{good:?} refused");
+    }
+    assert_eq!(ar.calls().len(), 8);
+}
+
+#[test]
+fn ar_ipscan_failure_is_an_error() {
+    let ar = ArDir::new("fail");
+    let out = run_ossec(&ar, &["add", "-", "10.0.0.1"], &[("FAKE_EXIT", "3")]);
+    assert!(!out.success);
+    assert_eq!(ar.calls(), ["block add 10.0.0.1 --ttl 3600s"]);
+    assert!(ar.log().contains("ipscan exited with status 3"), "{}", ar.log());
+}
