@@ -45,7 +45,7 @@ pub mod event_flags {
 
 /// One ring-buffer record.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     /// [`EventKind`] discriminant.
     pub kind: u8,

@@ -178,23 +178,7 @@ mod tests {
         let mut p = PacketSummary { family: FAMILY_V4, ..Default::default() };
         p.src[..4].copy_from_slice(&[198, 18, 0, 1]);
         p.dst[..4].copy_from_slice(&[198, 18, 0, 2]);
-        // SAFETY-free zeroed construction through fill.
-        let mut ev = Event {
-            kind: 0,
-            detection: 0,
-            nports: 0,
-            nsports: 0,
-            _pad: [0; 4],
-            ts_ns: 0,
-            mode_since_ns: 0,
-            packets: 0,
-            bytes: 0,
-            key: SourceKey::default(),
-            packet: PacketSummary::default(),
-            ports: [0; 10],
-            sports: [0; 5],
-            _pad1: [0; 2],
-        };
+        let mut ev = Event::default();
         ev.fill(EventKind::Detected, state.last_ns, &key(), state, &p);
         ev
     }
