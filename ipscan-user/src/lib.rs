@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod format;
 pub mod loader;
 pub mod netif;
+pub mod replay;
 pub mod sink;
 pub mod testrun;
 pub mod tracker;
