@@ -455,3 +455,32 @@ fn consecutive_scans_expire_at_the_lapse_instant() {
     let want = fs::read_to_string(data("three-scans-v4.expected")).expect("golden");
     assert_eq!(text(&out.stdout), want);
 }
+
+/// The daemon watching a real scan and a replay of the capture taken on the same interface at
+/// the same time write the same lines (stamps aside: the daemon notices a lapse up to a second
+/// after replay's exact instant).
+#[test]
+fn replay_matches_the_live_daemon() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = ipscan_tests::write_config(&dir, CONFIG);
+    let conf = conf.to_str().expect("utf8");
+    let d = ipscan_tests::Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf]);
+    let file = dir.join("live.pcap");
+    let cap = Capture::start_args(&bed.victim, &bed.victim_if, "", file.clone(), &["-Q", "in", "-s", "128"]);
+    run_in(
+        &bed.attacker,
+        120,
+        "nmap",
+        &["-sS", "-g", "40000", "-r", "-p", "1-40", "--max-retries", "0", "-Pn", "-n", VICTIM4],
+    );
+    let live = d.wait_log("both expiries", std::time::Duration::from_secs(15), |l| {
+        l.iter().filter(|x| x.contains(" mode expired ")).count() == 2
+    });
+    cap.finish();
+    let out = replay(&file, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let replayed: Vec<String> = text(&out.stdout).lines().map(|l| l[16..].to_owned()).collect();
+    assert_eq!(replayed, live, "replay differs from the live log");
+    assert_eq!(live.len(), 4, "{live:?}");
+}
