@@ -5,6 +5,7 @@ pub mod format;
 pub mod json;
 pub mod loader;
 pub mod netif;
+pub mod replay;
 pub mod sink;
 pub mod testrun;
 pub mod tracker;

@@ -9,6 +9,7 @@ use ipscan::{
     daemon::{self, LogTarget, RunConfig},
     loader::{self, AttachMode},
     netif,
+    sink::Sink,
 };
 
 /// Kernel-accelerated network scan detector and blocker (XDP), iplog-compatible logs.
@@ -23,6 +24,43 @@ struct Cli {
 enum Command {
     /// Attach to interfaces and log detections until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Run a capture's frames through the XDP program on the capture's clock and log what
+    /// `ipscan run` would have logged for that traffic.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// Capture to replay: pcap or pcapng with Ethernet frames (tcpdump -w, Wireshark, dumpcap).
+    file: PathBuf,
+    /// iplog.conf-style configuration file (thresholds, windows, log_dest; its logfile is not used).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Append log lines to this file instead of writing them to standard output.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let settings = match &args.config {
+        Some(path) => Settings::load(path)?,
+        None => Settings::default(),
+    };
+    let mut sink = match &args.log_file {
+        Some(path) => Sink::file(path).with_context(|| format!("cannot open log file {}", path.display()))?,
+        None => Sink::stdout(),
+    };
+    let stats = ipscan::replay::replay(&args.file, &settings, &mut sink)?;
+    if stats.lost_events > 0 {
+        eprintln!("ipscan: warning: {} events were lost (ring buffer full)", stats.lost_events);
+    }
+    eprintln!(
+        "ipscan: replayed {} frames ({} malformed) from {}",
+        stats.frames,
+        stats.malformed,
+        args.file.display()
+    );
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -88,6 +126,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Replay(args) => replay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,9 @@ use crate::format::{self, Detected};
 #[derive(Clone, Debug)]
 struct Active {
     since_ns: u64,
+    /// Last counted packet as last known (the kernel's may be later): the window cannot lapse
+    /// before `last_ns + window`.
+    last_ns: u64,
     packets: u64,
     bytes: u64,
     dest: String,
@@ -50,6 +53,11 @@ impl Namer for Plain {
 pub struct Tracker {
     active: HashMap<SourceKey, Active>,
     pub log_dest: bool,
+    /// Stamp sweep expiries at the instant the window lapsed (`last packet + window`) instead of
+    /// the sweep's `now`. Replay sets it: its sweeps run on the capture clock, and the lapse
+    /// instant is what iplog logs. The daemon keeps the sweep time (at most 1 s later), which is
+    /// when it actually noticed.
+    pub stamp_at_lapse: bool,
 }
 
 impl Tracker {
@@ -57,12 +65,25 @@ impl Tracker {
         Self {
             active: HashMap::new(),
             log_dest,
+            stamp_at_lapse: false,
         }
     }
 
     /// Number of sources currently in a mode.
     pub fn active(&self) -> usize {
         self.active.len()
+    }
+
+    /// The earliest instant at which a sweep can find a lapsed mode, if any mode is active.
+    ///
+    /// A lower bound: the kernel may have counted packets since the tracker last looked, which
+    /// only moves the real lapse later. Replay sweeps when its clock passes this, so every
+    /// expiry is found before the next frame is counted.
+    pub fn next_lapse(&self, cfg: &Config) -> Option<u64> {
+        self.active
+            .iter()
+            .filter_map(|(k, a)| Some(a.last_ns.saturating_add(cfg.detection(k.detection()?).window_ns)))
+            .min()
     }
 
     /// Handles one ring-buffer event.
@@ -86,6 +107,8 @@ impl Tracker {
                     ev.key,
                     Active {
                         since_ns: ev.mode_since_ns,
+                        // The threshold packet is the last one counted so far.
+                        last_ns: ev.ts_ns,
                         packets: ev.packets,
                         bytes: ev.bytes,
                         dest: dest_s,
@@ -142,24 +165,39 @@ impl Tracker {
             };
             a.packets = packets;
             a.bytes = bytes;
+            if last_ns != 0 {
+                a.last_ns = last_ns;
+            }
             if last_ns != 0 && now_ns.saturating_sub(last_ns) <= window {
                 continue;
             }
+            let at_ns = if self.stamp_at_lapse {
+                // Evicted entries (last_ns 0) lapsed no later than now, as far as we know.
+                a.last_ns.saturating_add(window).min(now_ns)
+            } else {
+                now_ns
+            };
             // XXX: a packet arriving between the lookup and the delete is lost from the totals.
             delete(key);
             let source = namer.name(format::addr(&key.addr, key.family));
             let dest = self.log_dest.then_some(a.dest.as_str());
-            out.push(Line {
-                at_ns: now_ns,
-                text: format::expired(detection, &source, dest, packets, bytes),
-                detected: None,
-            });
+            out.push((
+                (at_ns, key.kind, key.family, key.addr),
+                Line {
+                    at_ns,
+                    text: format::expired(detection, &source, dest, packets, bytes),
+                    detected: None,
+                },
+            ));
             done.push(*key);
         }
         for k in done {
             self.active.remove(&k);
         }
-        out
+        // Hash-map order differs between runs; time, then detection, then source makes the log
+        // the same every time (replay's output is compared byte for byte).
+        out.sort_by_key(|(order, _)| *order);
+        out.into_iter().map(|(_, line)| line).collect()
     }
 }
 
@@ -210,6 +248,64 @@ mod tests {
         );
         assert_eq!(deleted, 1);
         assert_eq!(t.active(), 0);
+    }
+
+    #[test]
+    fn replay_stamps_at_the_lapse_and_knows_the_next_one() {
+        let cfg = Config::default();
+        let window = cfg.detection(Detection::SynScan).window_ns;
+        let mut s = SourceState::new(1_000);
+        for port in 1..=10u16 {
+            s.record_ports(1_000 + port as u64, port, 40000, 24, 10);
+        }
+        let mut t = Tracker::new(false);
+        t.stamp_at_lapse = true;
+        assert_eq!(t.next_lapse(&cfg), None);
+        t.on_event(&detected_event(&s), &mut Plain).expect("line");
+        // Known from the detection event: the threshold packet at 1_010.
+        assert_eq!(t.next_lapse(&cfg), Some(1_010 + window));
+        s.record_ports(5_000, 11, 40000, 24, 10);
+        // A sweep before the lapse learns the later last packet.
+        assert!(t.sweep(5_000, &cfg, &mut Plain, |_| Some(s), |_| {}).is_empty());
+        assert_eq!(t.next_lapse(&cfg), Some(5_000 + window));
+        // Swept long after the lapse: stamped at the lapse, not at the sweep.
+        let out = t.sweep(5_000 + 3 * window, &cfg, &mut Plain, |_| Some(s), |_| {});
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].at_ns, 5_000 + window);
+        assert_eq!(t.next_lapse(&cfg), None);
+    }
+
+    #[test]
+    fn sweep_lines_are_in_time_then_detection_order() {
+        let cfg = Config::default();
+        let mut t = Tracker::new(false);
+        t.stamp_at_lapse = true;
+        let mut states = HashMap::new();
+        // Eight sources, two detections each, lapsing at different instants.
+        for i in 0..8u8 {
+            for d in [Detection::SynScan, Detection::PortScan] {
+                let mut s = SourceState::new(100);
+                s.record_ports(100 + u64::from(i % 3), 1, 1, 10, 1);
+                let mut p = PacketSummary { family: FAMILY_V4, ..Default::default() };
+                p.src[..4].copy_from_slice(&[198, 18, 1, i]);
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&[198, 18, 1, i]);
+                let key = SourceKey::new(a, FAMILY_V4, d);
+                let mut ev = detected_event(&s);
+                ev.fill(EventKind::Detected, s.last_ns, &key, &s, &p);
+                t.on_event(&ev, &mut Plain).expect("detected");
+                states.insert(key, s);
+            }
+        }
+        let out = t.sweep(u64::MAX, &cfg, &mut Plain, |k| states.get(k).copied(), |_| {});
+        assert_eq!(out.len(), 16);
+        let order: Vec<(u64, &str)> = out.iter().map(|l| (l.at_ns, &l.text[5..9])).collect();
+        let mut sorted = order.clone();
+        sorted.sort_by_key(|(at, _)| *at);
+        assert_eq!(order, sorted, "time order");
+        // Same instant: port scan (discriminant 0) before SYN scan (1), then by address.
+        assert_eq!(out[0].text, "TCP: port scan mode expired for 198.18.1.0 - received a total of 1 packets (10 bytes).");
+        assert_eq!(out[1].text, "TCP: port scan mode expired for 198.18.1.3 - received a total of 1 packets (10 bytes).");
     }
 
     #[test]

@@ -412,9 +412,16 @@ pub struct Capture {
 impl Capture {
     /// Captures packets matching `filter` on `iface` into `file`; returns once tcpdump listens.
     pub fn start(ns: &NetNs, iface: &str, filter: &str, file: PathBuf) -> Self {
+        Self::start_args(ns, iface, filter, file, &[])
+    }
+
+    /// [`Capture::start`] with extra tcpdump options (`-Q in`, `-s 128`: later ones win).
+    pub fn start_args(ns: &NetNs, iface: &str, filter: &str, file: PathBuf, extra: &[&str]) -> Self {
         let mut child = ns
             .cmd("tcpdump")
-            .args(["-Z", "root", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "256", "-w"])
+            .args(["-Z", "root", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "256"])
+            .args(extra)
+            .arg("-w")
             .arg(&file)
             .arg(filter)
             .stdin(Stdio::null())
