@@ -126,7 +126,7 @@ impl Target {
 /// One line of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    pub id: &'static str,
+    pub id: String,
     pub section: &'static str,
     pub what: String,
     /// None: not measurable yet ("n/a").
@@ -163,7 +163,7 @@ impl Row {
 
     fn na(id: &'static str, section: &'static str, what: &str, unit: &'static str, target: Target, note: &str) -> Self {
         Self {
-            id,
+            id: id.into(),
             section,
             what: what.into(),
             value: None,
@@ -400,7 +400,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     let base_drop_ns = median(&mut base_drop);
     let note = format!("median of {} x BPF_PROG_TEST_RUN repeat={}", o.rounds, o.repeat);
     rows.push(Row {
-        id: "cost_baseline_pass",
+        id: "cost_baseline_pass".into(),
         section: S,
         what: "baseline: empty XDP_PASS program".into(),
         value: Some(base_ns),
@@ -411,7 +411,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         detail: json!({"samples_ns": base}),
     });
     rows.push(Row {
-        id: "cost_baseline_drop",
+        id: "cost_baseline_drop".into(),
         section: S,
         what: "baseline: empty XDP_DROP program".into(),
         value: Some(base_drop_ns),
@@ -424,7 +424,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     for (i, (id, what, _, max)) in kinds.iter().enumerate() {
         let m = median(&mut samples[i]);
         rows.push(Row {
-            id,
+            id: (*id).into(),
             section: S,
             what: (*what).into(),
             value: Some(m),
@@ -473,7 +473,7 @@ fn new_source_row(o: &Options, pass_fd: &ProgramFd, fd: &ProgramFd, base_ns: f64
     let (mi, mb) = (median(&mut ip), median(&mut bp));
     let (wi, wb) = (median(&mut wall_ip), median(&mut wall_bp));
     Row {
-        id: "cost_syn_new_source",
+        id: "cost_syn_new_source".into(),
         section: "per-packet cost",
         what: "SYN from a new source (each source once)".into(),
         value: Some(base_ns + (mi - mb).max(0.0)),
@@ -602,7 +602,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         };
         let note = format!("median of {} x {} frames", o.tput_rounds, o.tput_packets);
         rows.push(Row {
-            id: leak(format!("{}_empty_pass", t.id)),
+            id: format!("{}_empty_pass", t.id),
             section: S,
             what: format!("{}: empty XDP_PASS", t.what),
             value: Some(pass),
@@ -613,7 +613,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             detail: json!(detail(&m[0])),
         });
         rows.push(Row {
-            id: leak(format!("{}_empty_drop", t.id)),
+            id: format!("{}_empty_drop", t.id),
             section: S,
             what: format!("{}: empty XDP_DROP", t.what),
             value: Some(drop),
@@ -624,7 +624,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             detail: json!(detail(&m[1])),
         });
         rows.push(Row {
-            id: t.id,
+            id: t.id.into(),
             section: S,
             what: format!("{}: ipscan", t.what),
             value: Some(ips),
@@ -643,11 +643,6 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         Target::AtLeast(0.9),
         "n/a (no blocking yet); baseline: empty XDP_DROP",
     ));
-}
-
-/// Row ids are `&'static str`; the few made at run time live as long as the process.
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -765,7 +760,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         nmap_status.map_or("not waited".into(), |s| s.to_string())
     );
     rows.push(Row {
-        id: "exhaust_scan_detected",
+        id: "exhaust_scan_detected".into(),
         section: S,
         what: "nmap -sS during the flood: detection lines logged".into(),
         value: Some(detected as f64),
@@ -776,7 +771,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         detail: json!({"flood_packets": sent, "flood_secs": secs, "nmap_secs": nmap_secs}),
     });
     rows.push(Row {
-        id: "exhaust_sources_entries",
+        id: "exhaust_sources_entries".into(),
         section: S,
         what: "SOURCES entries after the flood".into(),
         value: Some(entries as f64),
@@ -787,7 +782,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         detail: json!({"max_entries": bound}),
     });
     rows.push(Row {
-        id: "exhaust_map_memory",
+        id: "exhaust_map_memory".into(),
         section: S,
         what: "kernel map memory (memlock, all maps) after the flood".into(),
         value: Some(mem1 as f64),
@@ -798,7 +793,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         detail: json!(maps1.iter().map(|m| json!({"name": m.name, "max_entries": m.max_entries, "memlock": m.memlock})).collect::<Vec<_>>()),
     });
     rows.push(Row {
-        id: "exhaust_daemon_rss",
+        id: "exhaust_daemon_rss".into(),
         section: S,
         what: "daemon RSS after the flood".into(),
         value: Some(rss1 as f64),
