@@ -1,5 +1,6 @@
 //! ipscan user space: loader, daemon, log formatting and the pieces the CLI is built from.
 
+pub mod bench;
 pub mod daemon;
 pub mod format;
 pub mod json;

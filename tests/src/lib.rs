@@ -5,6 +5,7 @@
 //! Every helper panics with a message instead of returning errors (STYLE rule 11), and every
 //! namespace is removed on drop so a crashed run leaves nothing that breaks the next.
 
+pub mod bench;
 pub mod frames;
 pub mod pcap;
 
@@ -303,6 +304,19 @@ impl Daemon {
                 lines.join("\n"),
                 fs::read_to_string(&self.stderr).unwrap_or_default()
             );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits up to `timeout` for log lines matching `pred`; returns how many match (0 when none
+    /// came in time). For callers that report rather than assert, like the benchmark.
+    pub fn wait_log_quiet(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.lines().iter().filter(|l| pred(l)).count();
+            if n > 0 || Instant::now() >= deadline {
+                return n;
+            }
             thread::sleep(Duration::from_millis(100));
         }
     }

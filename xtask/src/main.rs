@@ -46,6 +46,20 @@ enum Cmd {
         #[arg(long)]
         no_setup: bool,
     },
+    /// Set up, build and run the benchmark (as root): per-packet cost, throughput on a veth
+    /// pair and state exhaustion, as ratios against empty XDP programs measured in the same run.
+    /// Prints a table and writes it as JSON.
+    Bench {
+        /// A few-second run (tiny repeats and floods) that only checks every row is produced.
+        #[arg(long)]
+        smoke: bool,
+        /// Where to write the JSON (default: target/bench/bench.json in the workspace).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Skip the set-up step (tools already installed).
+        #[arg(long)]
+        no_setup: bool,
+    },
     /// Run clippy on the host crates and on the eBPF crate for the BPF target.
     Clippy,
 }
@@ -156,6 +170,28 @@ fn test(filter: Option<String>, no_setup: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool) -> anyhow::Result<()> {
+    if !no_setup {
+        setup::setup()?;
+    }
+    let bin = build(false)?;
+    step("building ipscan-bench");
+    run(cargo().args(["build", "-p", "ipscan-tests", "--bin", "ipscan-bench"]))?;
+    let bench = workspace_root().join("target/debug/ipscan-bench");
+    // A relative --json is relative to where xtask was started (cargo runs it from there).
+    let json = match json {
+        Some(p) => std::env::current_dir().context("current directory")?.join(p),
+        None => workspace_root().join("target/bench/bench.json"),
+    };
+    step(&format!("running the benchmark{} (root)", if smoke { " (smoke)" } else { "" }));
+    let mut c = privileged(&bench);
+    c.env("IPSCAN_BIN", &bin).arg("--json").arg(&json);
+    if smoke {
+        c.arg("--smoke");
+    }
+    run(&mut c)
+}
+
 fn clippy() -> anyhow::Result<()> {
     step("clippy: host crates");
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
@@ -189,6 +225,7 @@ fn main() -> anyhow::Result<()> {
             run(&mut c)
         }
         Cmd::Test { filter, no_setup } => test(filter, no_setup),
+        Cmd::Bench { smoke, json, no_setup } => bench(smoke, json, no_setup),
         Cmd::Clippy => clippy(),
     }
 }

@@ -1,0 +1,17 @@
+//! The benchmark's own XDP objects, built by build.rs from ipscan-ebpf's extra bins alongside
+//! the real program. `cargo xtask bench` measures ipscan against the baselines in the same run.
+
+/// Empty program returning XDP_PASS (program name `baseline_pass`).
+pub static BASELINE_PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline_pass"));
+/// Empty program returning XDP_DROP (program name `baseline_drop`).
+pub static BASELINE_DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline_drop"));
+/// Live-frames packet generator returning XDP_TX (program name `generator_tx`).
+pub static GENERATOR_TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/generator_tx"));
+
+/// Program names in the objects above.
+pub const BASELINE_PASS_NAME: &str = "baseline_pass";
+pub const BASELINE_DROP_NAME: &str = "baseline_drop";
+pub const GENERATOR_TX_NAME: &str = "generator_tx";
+/// Load-time global of the generator: 0 sends the frame unchanged, 4 / 6 rewrite the IPv4 /
+/// IPv6 source from a per-CPU counter before each transmission.
+pub const GENERATOR_VARY_SOURCE: &str = "GEN_VARY_SOURCE";

@@ -1,0 +1,965 @@
+//! `cargo xtask bench`: ipscan's cost as ratios against baselines measured in the same run.
+//!
+//! Nothing here asserts an absolute time. Every number is set against an empty XDP program
+//! (`baseline_pass`, `baseline_drop` from ipscan-ebpf) that is loaded, run or attached in exactly
+//! the same way in the same run, so the table compares like with like on whatever machine runs
+//! it. Sections:
+//!
+//! 1. per-packet cost: BPF_PROG_TEST_RUN, kernel-measured nanoseconds per run;
+//! 2. throughput: packets per second received on a veth with the program attached in native
+//!    mode, fed by the project's live-frames generator (`generator_tx`) from the peer namespace;
+//! 3. state exhaustion: a 1,000,000-source SYN flood while a real `nmap -sS` runs, against the
+//!    `ipscan run` daemon: was the scan detected, did kernel memory or the daemon grow;
+//! 4. blocking: rows for the in-kernel blocking that is not written yet ("n/a").
+//!
+//! Traffic is bounded in packets and time; namespaces come from [`Testbed`] and are removed on
+//! drop. Addresses are from 198.18.0.0/15 and 2001:db8::/32 only.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
+    programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use ipscan::{bench as objs, loader, testrun};
+use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
+use serde_json::{Value, json};
+
+use crate::{
+    ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_PASS, frames::{Frame, L4},
+    sh,
+};
+
+/// How much work a run does.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// BPF_PROG_TEST_RUN repetitions per measurement (kernel averages over them).
+    pub repeat: u32,
+    /// Measurements per kind; the median is reported.
+    pub rounds: usize,
+    /// Distinct sources for the "SYN from a new source" row (one test run each).
+    pub new_sources: u32,
+    /// Packets per throughput measurement.
+    pub tput_packets: u64,
+    /// Throughput measurements per configuration; the median is reported.
+    pub tput_rounds: usize,
+    /// Upper bound on one throughput measurement's duration.
+    pub tput_max: Duration,
+    /// Distinct sources (and packets) of the state-exhaustion flood.
+    pub flood_sources: u64,
+    /// Upper bound on the state-exhaustion flood's duration.
+    pub flood_max: Duration,
+    /// Ports the concurrent nmap scans.
+    pub nmap_ports: &'static str,
+}
+
+impl Options {
+    /// The full benchmark (a few minutes).
+    pub fn full() -> Self {
+        Self {
+            repeat: 1_000_000,
+            rounds: 7,
+            new_sources: 100_000,
+            tput_packets: 2_000_000,
+            tput_rounds: 3,
+            tput_max: Duration::from_secs(10),
+            flood_sources: 1_000_000,
+            flood_max: Duration::from_secs(60),
+            nmap_ports: "1-200",
+        }
+    }
+
+    /// A few-second version for CI: every row is produced, none is meaningful.
+    pub fn smoke() -> Self {
+        Self {
+            repeat: 10_000,
+            rounds: 2,
+            new_sources: 2_000,
+            tput_packets: 20_000,
+            tput_rounds: 1,
+            tput_max: Duration::from_secs(2),
+            flood_sources: 20_000,
+            flood_max: Duration::from_secs(20),
+            nmap_ports: "1-30",
+        }
+    }
+}
+
+/// Pass/miss rule of a row.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// ratio <= x
+    AtMost(f64),
+    /// ratio >= x
+    AtLeast(f64),
+    /// Reported only.
+    Info,
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::AtMost(x) => format!("<= {x:.2}x"),
+            Target::AtLeast(x) => format!(">= {x:.2}x"),
+            Target::Info => "-".into(),
+        }
+    }
+
+    fn json(self) -> Value {
+        match self {
+            Target::AtMost(x) => json!({"max_ratio": x}),
+            Target::AtLeast(x) => json!({"min_ratio": x}),
+            Target::Info => Value::Null,
+        }
+    }
+}
+
+/// One line of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub id: String,
+    pub section: &'static str,
+    pub what: String,
+    /// None: not measurable yet ("n/a").
+    pub value: Option<f64>,
+    pub unit: &'static str,
+    /// The baseline measured in the same run, and its name.
+    pub baseline: Option<(f64, &'static str)>,
+    pub target: Target,
+    pub note: String,
+    /// Raw figures behind the row.
+    pub detail: Value,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        match (self.value, self.baseline) {
+            (Some(v), Some((b, _))) if b > 0.0 => Some(v / b),
+            _ => None,
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        let Some(v) = self.value else {
+            return "n/a";
+        };
+        let r = self.ratio().unwrap_or(v);
+        match self.target {
+            Target::AtMost(x) if r <= x => "pass",
+            Target::AtLeast(x) if r >= x => "pass",
+            Target::AtMost(_) | Target::AtLeast(_) => "miss",
+            Target::Info => "info",
+        }
+    }
+
+    fn na(id: &'static str, section: &'static str, what: &str, unit: &'static str, target: Target, note: &str) -> Self {
+        Self {
+            id: id.into(),
+            section,
+            what: what.into(),
+            value: None,
+            unit,
+            baseline: None,
+            target,
+            note: note.into(),
+            detail: Value::Null,
+        }
+    }
+}
+
+/// Panics with the error on failure (bench helpers follow the tests' rule 11).
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    assert!(!v.is_empty(), "median of nothing");
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Programs
+
+/// Loads one of the benchmark's own objects and its XDP program.
+fn load_object(object: &[u8], name: &'static str, vary_source: Option<u8>) -> Ebpf {
+    let mut l = EbpfLoader::new();
+    if let Some(v) = &vary_source {
+        l.override_global(objs::GENERATOR_VARY_SOURCE, v, true);
+    }
+    let mut ebpf = ok(l.load(object), name);
+    let prog: &mut Xdp = ok(
+        ebpf.program_mut(name).unwrap_or_else(|| panic!("no program {name}")).try_into(),
+        name,
+    );
+    ok(prog.load(), name);
+    ebpf
+}
+
+/// The real program as `ipscan run` loads it (kernel clock, default config).
+fn load_ipscan() -> Ebpf {
+    let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
+    ok(loader::write_config(&mut ebpf, &Config::default()), "config");
+    ebpf
+}
+
+fn prog_fd(ebpf: &Ebpf, name: &str) -> ProgramFd {
+    let prog: &Xdp = ok(ebpf.program(name).unwrap_or_else(|| panic!("no program {name}")).try_into(), name);
+    ok(ok(prog.fd(), name).try_clone(), "dup program fd")
+}
+
+fn stat(ebpf: &Ebpf, slot: u32) -> u64 {
+    let map = ebpf.map(maps::STATS).expect("STATS");
+    let arr: PerCpuArray<_, u64> = ok(PerCpuArray::try_from(map), "STATS");
+    ok(arr.get(&slot, 0), "STATS slot").iter().sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+
+/// Sets the IPv4 header checksum of an untagged frame (test-run frames are built with zero).
+fn fix_ipv4_checksum(f: &mut [u8]) {
+    let ihl = usize::from(f[14] & 0x0f) * 4;
+    f[24] = 0;
+    f[25] = 0;
+    let mut sum: u32 = f[14..14 + ihl].chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+fn a4(s: &str) -> Ipv4Addr {
+    ok(s.parse(), "address")
+}
+
+fn a6(s: &str) -> Ipv6Addr {
+    ok(s.parse(), "address")
+}
+
+fn v4(src: Ipv4Addr, l4: &L4, payload: usize) -> Vec<u8> {
+    let mut f = Frame { payload, df: true, ..Default::default() }.v4(src, a4(VICTIM4), l4);
+    fix_ipv4_checksum(&mut f);
+    f
+}
+
+fn v6(src: Ipv6Addr, l4: &L4, payload: usize) -> Vec<u8> {
+    Frame { payload, ..Default::default() }.v6(src, a6(VICTIM6), l4)
+}
+
+/// An established connection's segment: ACK with 100 bytes of data.
+fn ack4() -> Vec<u8> {
+    v4(a4(ATTACKER4), &L4::tcp(40000, 443, 0x10), 100)
+}
+
+fn ack6() -> Vec<u8> {
+    v6(a6(ATTACKER6), &L4::tcp(40000, 443, 0x10), 100)
+}
+
+/// nmap -sS's probe (SYN + MSS option).
+fn syn4(src: Ipv4Addr, dport: u16) -> Vec<u8> {
+    v4(src, &L4::syn(40000, dport), 0)
+}
+
+fn syn6(src: Ipv6Addr, dport: u16) -> Vec<u8> {
+    v6(src, &L4::syn(40000, dport), 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces
+
+/// Moves the calling thread into a network namespace until dropped.
+struct InNetNs {
+    home: fs::File,
+}
+
+impl InNetNs {
+    fn enter(ns: &NetNs) -> Self {
+        let home = ok(fs::File::open("/proc/thread-self/ns/net"), "open own netns");
+        let target = ok(fs::File::open(ns.path()), "open netns");
+        // SAFETY: setns(2) on valid descriptors; CLONE_NEWNET affects only this thread.
+        let rc = unsafe { libc::setns(target.as_fd().as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {}: {}", ns.path(), std::io::Error::last_os_error());
+        Self { home }
+    }
+}
+
+impl Drop for InNetNs {
+    fn drop(&mut self) {
+        // SAFETY: as above, back to the namespace we came from.
+        let rc = unsafe { libc::setns(self.home.as_fd().as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns back: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The interface's receive counter as the kernel reports it inside `ns` (`ip -s link`). On a
+/// veth with XDP it counts every frame the driver handed to the XDP program, whatever the verdict.
+fn rx_packets(ns: &NetNs, iface: &str) -> u64 {
+    let out = sh(Command::new("ip").args(["-j", "-s", "-n", &ns.name, "link", "show", "dev", iface]));
+    let v: Value = ok(serde_json::from_slice(&out.stdout), "ip -j output");
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no rx packets in {v}"))
+}
+
+/// Attaches a loaded XDP program to the victim's interface in native mode.
+fn attach(bed: &Testbed, ebpf: &mut Ebpf, name: &str) -> XdpLinkId {
+    let _ns = InNetNs::enter(&bed.victim);
+    let idx = loader::if_index(&bed.victim_if).expect("victim interface");
+    let prog: &mut Xdp = ok(ebpf.program_mut(name).expect("program").try_into(), name);
+    ok(prog.attach_to_if_index(idx, XdpMode::Driver), "attach native")
+}
+
+fn detach(ebpf: &mut Ebpf, name: &str, link: XdpLinkId) {
+    let prog: &mut Xdp = ok(ebpf.program_mut(name).expect("program").try_into(), name);
+    ok(prog.detach(link), "detach");
+}
+
+/// Sends `packets` copies of `frame` out of the attacker's veth with the generator, in test
+/// runs of `chunk` frames, stopping early at `deadline` or when `more` says so. Returns the
+/// number sent and the seconds it took. The caller must be in the attacker's namespace.
+fn generate(gen_fd: &ProgramFd, ifindex: u32, frame: &[u8], packets: u64, deadline: Instant, more: &mut dyn FnMut(u64) -> bool) -> (u64, f64) {
+    const CHUNK: u64 = 100_000;
+    // Frames per batch (the kernel's default); a veth peer ring holds 256.
+    const BATCH: u32 = 64;
+    let start = Instant::now();
+    let mut sent = 0;
+    while (sent < packets || more(sent)) && Instant::now() < deadline {
+        let n = if sent < packets { CHUNK.min(packets - sent) } else { CHUNK };
+        let r = ok(testrun::run_live(gen_fd, frame, ifindex, n as u32, BATCH), "live-frames test run");
+        assert_eq!(r.verdict, 0, "live-frames run returned {r:?}");
+        sent += n;
+    }
+    (sent, start.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Per-packet cost
+
+fn run_ns(fd: &ProgramFd, frame: &[u8], repeat: u32) -> (u32, f64) {
+    let r = ok(testrun::run(fd, frame, repeat), "BPF_PROG_TEST_RUN");
+    (r.verdict, f64::from(r.duration_ns))
+}
+
+fn per_packet(o: &Options, rows: &mut Vec<Row>) {
+    const S: &str = "per-packet cost";
+    let pass = load_object(objs::BASELINE_PASS, objs::BASELINE_PASS_NAME, None);
+    let drop = load_object(objs::BASELINE_DROP, objs::BASELINE_DROP_NAME, None);
+    let ipscan = load_ipscan();
+    let pass_fd = prog_fd(&pass, objs::BASELINE_PASS_NAME);
+    let drop_fd = prog_fd(&drop, objs::BASELINE_DROP_NAME);
+    let fd = prog_fd(&ipscan, PROGRAM_NAME);
+
+    // Put one source in scan mode: 20 distinct ports crosses both the SYN scan (10) and the
+    // port scan (15) thresholds.
+    let scanner = a4("198.18.0.9");
+    for port in 1..=20 {
+        run_ns(&fd, &syn4(scanner, port), 1);
+    }
+    assert!(stat(&ipscan, stats::DETECTIONS) >= 2, "priming did not put the scanner in scan mode");
+
+    let mut malformed = ack4();
+    malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
+    let kinds: [(&'static str, &'static str, Vec<u8>, f64); 7] = [
+        ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5),
+        ("cost_syn_scan_mode", "SYN from a source already in scan mode", syn4(scanner, 1000), 3.0),
+        ("cost_udp_v4", "UDP datagram, IPv4, 32 B", v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32), 1.5),
+        ("cost_icmp_echo_v4", "ICMP echo request, IPv4, 56 B", v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56), 1.5),
+        ("cost_tcp_ack_v6", "established TCP ACK, IPv6, 100 B data", ack6(), 1.5),
+        ("cost_syn_v6_scan_mode", "SYN from an IPv6 source in scan mode", syn6(a6("2001:db8::9"), 1000), 3.0),
+        ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5),
+    ];
+    for port in 1..=20 {
+        run_ns(&fd, &syn6(a6("2001:db8::9"), port), 1);
+    }
+
+    // Rounds interleave the baselines with every kind so drift hits all of them alike.
+    let mut base = Vec::new();
+    let mut base_drop = Vec::new();
+    let mut samples = vec![Vec::new(); kinds.len()];
+    for _ in 0..o.rounds {
+        base.push(run_ns(&pass_fd, &ack4(), o.repeat).1);
+        base_drop.push(run_ns(&drop_fd, &ack4(), o.repeat).1);
+        for (i, (_, _, frame, _)) in kinds.iter().enumerate() {
+            let (verdict, ns) = run_ns(&fd, frame, o.repeat);
+            assert_eq!(verdict, XDP_PASS, "{}: verdict {verdict}", kinds[i].0);
+            samples[i].push(ns);
+        }
+    }
+    let base_ns = median(&mut base);
+    let base_drop_ns = median(&mut base_drop);
+    let note = format!("median of {} x BPF_PROG_TEST_RUN repeat={}", o.rounds, o.repeat);
+    rows.push(Row {
+        id: "cost_baseline_pass".into(),
+        section: S,
+        what: "baseline: empty XDP_PASS program".into(),
+        value: Some(base_ns),
+        unit: "ns",
+        baseline: None,
+        target: Target::Info,
+        note: note.clone(),
+        detail: json!({"samples_ns": base}),
+    });
+    rows.push(Row {
+        id: "cost_baseline_drop".into(),
+        section: S,
+        what: "baseline: empty XDP_DROP program".into(),
+        value: Some(base_drop_ns),
+        unit: "ns",
+        baseline: None,
+        target: Target::Info,
+        note: note.clone(),
+        detail: json!({"samples_ns": base_drop}),
+    });
+    for (i, (id, what, _, max)) in kinds.iter().enumerate() {
+        let m = median(&mut samples[i]);
+        rows.push(Row {
+            id: (*id).into(),
+            section: S,
+            what: (*what).into(),
+            value: Some(m),
+            unit: "ns",
+            baseline: Some((base_ns, "empty XDP_PASS")),
+            target: Target::AtMost(*max),
+            note: note.clone(),
+            detail: json!({"samples_ns": samples[i]}),
+        });
+    }
+    rows.push(new_source_row(o, &pass_fd, &fd, base_ns));
+    rows.push(Row::na(
+        "cost_blocked",
+        S,
+        "packet from a blocked source (dropped)",
+        "ns",
+        Target::AtMost(1.5),
+        "n/a (no blocking yet); baseline: empty XDP_DROP",
+    ));
+}
+
+/// "SYN from a new source": a repeated test run replays one frame, so only its first run sees a
+/// new source. Instead each source gets its own run with repeat=1, alternating with the empty
+/// program run the same way. A single run's kernel figure carries a fixed overhead (the
+/// clock reads and BH toggling around one run) that repeat=1M amortises, so the row reports
+///   cost = baseline(repeat=1M) + [median ipscan(repeat=1) - median baseline(repeat=1)],
+/// i.e. ipscan's extra time per new source on top of the empty program's amortised cost.
+/// The SOURCES LRU fills after 32,768 sources (two entries per raw SYN), so with more sources
+/// than that most runs also evict.
+fn new_source_row(o: &Options, pass_fd: &ProgramFd, fd: &ProgramFd, base_ns: f64) -> Row {
+    let mut ip = Vec::with_capacity(o.new_sources as usize);
+    let mut bp = Vec::with_capacity(o.new_sources as usize);
+    let mut wall_ip = Vec::with_capacity(o.new_sources as usize);
+    let mut wall_bp = Vec::with_capacity(o.new_sources as usize);
+    for i in 0..o.new_sources {
+        // 198.19.0.0/16 plus the high bits in the destination port keep every frame distinct.
+        let src = Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8);
+        let frame = syn4(src, 1 + (i >> 16) as u16);
+        let t = Instant::now();
+        bp.push(run_ns(pass_fd, &frame, 1).1);
+        wall_bp.push(t.elapsed().as_nanos() as f64);
+        let t = Instant::now();
+        ip.push(run_ns(fd, &frame, 1).1);
+        wall_ip.push(t.elapsed().as_nanos() as f64);
+    }
+    let (mi, mb) = (median(&mut ip), median(&mut bp));
+    let (wi, wb) = (median(&mut wall_ip), median(&mut wall_bp));
+    Row {
+        id: "cost_syn_new_source".into(),
+        section: "per-packet cost",
+        what: "SYN from a new source (each source once)".into(),
+        value: Some(base_ns + (mi - mb).max(0.0)),
+        unit: "ns",
+        baseline: Some((base_ns, "empty XDP_PASS")),
+        target: Target::AtMost(3.0),
+        note: format!(
+            "{} sources, repeat=1 each: baseline(1M) + median(ipscan) - median(empty)",
+            o.new_sources
+        ),
+        detail: json!({
+            "sources": o.new_sources,
+            "median_repeat1_ipscan_ns": mi,
+            "median_repeat1_empty_ns": mb,
+            "median_wall_per_call_ipscan_ns": wi,
+            "median_wall_per_call_empty_ns": wb,
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Throughput
+
+/// One throughput measurement's figures.
+#[derive(Clone, Copy, Debug)]
+struct Tput {
+    /// Frames received by the victim's interface per second of generator time.
+    pps: f64,
+    sent: u64,
+    rx: u64,
+    /// ipscan's own STATS packets counter (ipscan only).
+    xdp_packets: Option<u64>,
+}
+
+struct Traffic {
+    id: &'static str,
+    what: &'static str,
+    frame: Vec<u8>,
+    /// Generator source rewriting (0, 4, 6).
+    vary: u8,
+    min_ratio: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    Pass,
+    Drop,
+    Ipscan,
+}
+
+fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Ebpf), gen_fd: &ProgramFd, frame: &[u8]) -> Tput {
+    let mut ipscan = (victim == Victim::Ipscan).then(load_ipscan);
+    let (ebpf, name) = match victim {
+        Victim::Pass => (&mut baselines.0, objs::BASELINE_PASS_NAME),
+        Victim::Drop => (&mut baselines.1, objs::BASELINE_DROP_NAME),
+        Victim::Ipscan => (ipscan.as_mut().expect("loaded"), PROGRAM_NAME),
+    };
+    let link = attach(bed, ebpf, name);
+    let (sent, secs, rx, xdp_packets) = {
+        let _ns = InNetNs::enter(&bed.attacker);
+        let ifindex = loader::if_index(&bed.attacker_if).expect("attacker interface");
+        // Warm-up: caches, page pools, the veth's NAPI.
+        generate(gen_fd, ifindex, frame, 10_000.min(o.tput_packets), Instant::now() + o.tput_max, &mut |_| false);
+        thread::sleep(Duration::from_millis(20));
+        let rx0 = rx_packets(&bed.victim, &bed.victim_if);
+        let st0 = (victim == Victim::Ipscan).then(|| stat(ebpf, stats::PACKETS));
+        let (sent, secs) = generate(gen_fd, ifindex, frame, o.tput_packets, Instant::now() + o.tput_max, &mut |_| false);
+        let rx = rx_packets(&bed.victim, &bed.victim_if) - rx0;
+        let xdp = st0.map(|s0| stat(ebpf, stats::PACKETS) - s0);
+        (sent, secs, rx, xdp)
+    };
+    detach(ebpf, name, link);
+    Tput {
+        pps: rx as f64 / secs,
+        sent,
+        rx,
+        xdp_packets,
+    }
+}
+
+fn throughput(o: &Options, rows: &mut Vec<Row>) {
+    const S: &str = "throughput (veth, native XDP)";
+    let bed = Testbed::new();
+    let traffics = [
+        Traffic {
+            id: "tput_benign_v4",
+            what: "benign IPv4 TCP ACK, one flow",
+            frame: ack4(),
+            vary: 0,
+            min_ratio: 0.9,
+        },
+        Traffic {
+            id: "tput_benign_v6",
+            what: "benign IPv6 TCP ACK, one flow",
+            frame: ack6(),
+            vary: 0,
+            min_ratio: 0.9,
+        },
+        Traffic {
+            id: "tput_syn_flood_v4",
+            what: "SYN flood, 65,536 rotating IPv4 sources",
+            frame: syn4(a4("198.19.0.0"), 80),
+            vary: 4,
+            min_ratio: 0.9,
+        },
+    ];
+    let mut baselines = (
+        load_object(objs::BASELINE_PASS, objs::BASELINE_PASS_NAME, None),
+        load_object(objs::BASELINE_DROP, objs::BASELINE_DROP_NAME, None),
+    );
+    for t in &traffics {
+        let gen_ebpf = load_object(objs::GENERATOR_TX, objs::GENERATOR_TX_NAME, Some(t.vary));
+        let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
+        let mut m: [Vec<Tput>; 3] = Default::default();
+        for _ in 0..o.tput_rounds {
+            for (i, v) in [Victim::Pass, Victim::Drop, Victim::Ipscan].into_iter().enumerate() {
+                m[i].push(measure(&bed, o, v, &mut baselines, &gen_fd, &t.frame));
+            }
+        }
+        let med = |v: &[Tput]| median(&mut v.iter().map(|x| x.pps).collect::<Vec<_>>());
+        let (pass, drop, ips) = (med(&m[0]), med(&m[1]), med(&m[2]));
+        let detail = |v: &[Tput]| {
+            v.iter()
+                .map(|x| json!({"pps": x.pps, "sent": x.sent, "rx_packets": x.rx, "xdp_stats_packets": x.xdp_packets}))
+                .collect::<Vec<_>>()
+        };
+        let note = format!("median of {} x {} frames", o.tput_rounds, o.tput_packets);
+        rows.push(Row {
+            id: format!("{}_empty_pass", t.id),
+            section: S,
+            what: format!("{}: empty XDP_PASS", t.what),
+            value: Some(pass),
+            unit: "pps",
+            baseline: None,
+            target: Target::Info,
+            note: note.clone(),
+            detail: json!(detail(&m[0])),
+        });
+        rows.push(Row {
+            id: format!("{}_empty_drop", t.id),
+            section: S,
+            what: format!("{}: empty XDP_DROP", t.what),
+            value: Some(drop),
+            unit: "pps",
+            baseline: Some((pass, "empty XDP_PASS")),
+            target: Target::Info,
+            note: note.clone(),
+            detail: json!(detail(&m[1])),
+        });
+        rows.push(Row {
+            id: t.id.into(),
+            section: S,
+            what: format!("{}: ipscan", t.what),
+            value: Some(ips),
+            unit: "pps",
+            baseline: Some((pass, "empty XDP_PASS")),
+            target: Target::AtLeast(t.min_ratio),
+            note,
+            detail: json!(detail(&m[2])),
+        });
+    }
+    rows.push(Row::na(
+        "tput_syn_flood_autoblock",
+        S,
+        "SYN flood from one source, ipscan auto-blocking it",
+        "pps",
+        Target::AtLeast(0.9),
+        "n/a (no blocking yet); baseline: empty XDP_DROP",
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. State exhaustion
+
+/// A BPF map held by a process, from /proc/PID/fdinfo.
+#[derive(Debug)]
+struct MapFd {
+    id: u32,
+    name: String,
+    max_entries: u64,
+    memlock: u64,
+}
+
+fn process_maps(pid: u32) -> Vec<MapFd> {
+    let mut out = Vec::new();
+    let dir = format!("/proc/{pid}/fd");
+    for e in ok(fs::read_dir(&dir), &dir).flatten() {
+        let is_map = fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-map");
+        if !is_map {
+            continue;
+        }
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).unwrap_or_default();
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let id = field("map_id:") as u32;
+        let name = MapData::from_id(id)
+            .and_then(|m| m.info())
+            .ok()
+            .and_then(|i| i.name_as_str().map(str::to_owned))
+            .unwrap_or_default();
+        // The same map may be open twice; count it once.
+        if out.iter().any(|m: &MapFd| m.id == id) {
+            continue;
+        }
+        out.push(MapFd {
+            id,
+            name,
+            max_entries: field("max_entries:"),
+            memlock: field("memlock:"),
+        });
+    }
+    out
+}
+
+fn vm_rss_bytes(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn map_entries(id: u32) -> u64 {
+    let map = Map::LruHashMap(ok(MapData::from_id(id), "SOURCES by id"));
+    let m: BpfHashMap<_, SourceKey, SourceState> = ok(BpfHashMap::try_from(map), "SOURCES");
+    m.keys().count() as u64
+}
+
+fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
+    const S: &str = "state exhaustion";
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let daemon = Daemon::start(&bed.victim, &bed.victim_if, &dir, &[]);
+    let pid = daemon.pid();
+    let maps0 = process_maps(pid);
+    let sources = maps0
+        .iter()
+        .find(|m| m.name == maps::SOURCES)
+        .unwrap_or_else(|| panic!("the daemon holds no SOURCES map: {maps0:?}"));
+    let (sources_id, bound) = (sources.id, sources.max_entries);
+    let mem0: u64 = maps0.iter().map(|m| m.memlock).sum();
+    let rss0 = vm_rss_bytes(pid);
+
+    // Distinct IPv6 sources: 2001:db8:5ca1::/48 with the CPU and a 32-bit counter in the low bits.
+    let gen_ebpf = load_object(objs::GENERATOR_TX, objs::GENERATOR_TX_NAME, Some(6));
+    let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
+    let frame = syn6(a6("2001:db8:5ca1::"), 80);
+    let mut nmap = bed
+        .attacker
+        .cmd("timeout")
+        .args(["-s", "INT", "120", "nmap", "-sS", "-n", "-Pn", "-T4", "--max-retries", "2", "-p", o.nmap_ports, VICTIM4])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start nmap: {e}"));
+    let started = Instant::now();
+    // Flood until both the source budget is spent and nmap has finished (bounded in time).
+    let (sent, secs) = {
+        let _ns = InNetNs::enter(&bed.attacker);
+        let ifindex = loader::if_index(&bed.attacker_if).expect("attacker interface");
+        let mut nmap_running = |_sent: u64| matches!(nmap.try_wait(), Ok(None));
+        generate(&gen_fd, ifindex, &frame, o.flood_sources, started + o.flood_max, &mut nmap_running)
+    };
+    let nmap_status = nmap.wait().ok();
+    let nmap_secs = started.elapsed().as_secs_f64();
+    let detected = daemon.wait_log_quiet(
+        Duration::from_secs(5),
+        |l| l.contains("SYN scan detected") && l.contains(&format!("from {ATTACKER4} ")),
+    );
+    let maps1 = process_maps(pid);
+    let mem1: u64 = maps1.iter().map(|m| m.memlock).sum();
+    let rss1 = vm_rss_bytes(pid);
+    let entries = map_entries(sources_id);
+    drop(daemon);
+
+    let flood_note = format!(
+        "{sent} SYNs from {} IPv6 sources in {secs:.1} s while `nmap -sS -p {}` ran ({})",
+        sent.min(1 << 32),
+        o.nmap_ports,
+        nmap_status.map_or("not waited".into(), |s| s.to_string())
+    );
+    rows.push(Row {
+        id: "exhaust_scan_detected".into(),
+        section: S,
+        what: "nmap -sS during the flood: detection lines logged".into(),
+        value: Some(detected as f64),
+        unit: "lines",
+        baseline: None,
+        target: Target::AtLeast(1.0),
+        note: flood_note.clone(),
+        detail: json!({"flood_packets": sent, "flood_secs": secs, "nmap_secs": nmap_secs}),
+    });
+    rows.push(Row {
+        id: "exhaust_sources_entries".into(),
+        section: S,
+        what: "SOURCES entries after the flood".into(),
+        value: Some(entries as f64),
+        unit: "entries",
+        baseline: Some((bound as f64, "max_entries")),
+        target: Target::AtMost(1.0),
+        note: "LRU hash: a flood evicts cold entries, never grows".into(),
+        detail: json!({"max_entries": bound}),
+    });
+    rows.push(Row {
+        id: "exhaust_map_memory".into(),
+        section: S,
+        what: "kernel map memory (memlock, all maps) after the flood".into(),
+        value: Some(mem1 as f64),
+        unit: "bytes",
+        baseline: Some((mem0 as f64, "before the flood")),
+        target: Target::AtMost(1.0),
+        note: "from /proc/PID/fdinfo of the daemon's map descriptors".into(),
+        detail: json!(maps1.iter().map(|m| json!({"name": m.name, "max_entries": m.max_entries, "memlock": m.memlock})).collect::<Vec<_>>()),
+    });
+    rows.push(Row {
+        id: "exhaust_daemon_rss".into(),
+        section: S,
+        what: "daemon RSS after the flood".into(),
+        value: Some(rss1 as f64),
+        unit: "bytes",
+        baseline: Some((rss0 as f64, "before the flood")),
+        target: Target::Info,
+        note: "VmRSS of `ipscan run`".into(),
+        detail: Value::Null,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine, table, JSON
+
+fn machine() -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    json!({
+        "cpu": field("model name"),
+        "cores": thread::available_parallelism().map_or(0, |n| n.get()),
+        "virtualized": field("flags").is_some_and(|f| f.split(' ').any(|x| x == "hypervisor")),
+        "kernel": kernel.trim(),
+        "date": date,
+    })
+}
+
+fn fmt_value(v: f64, unit: &str) -> String {
+    match unit {
+        "ns" => format!("{v:.1} ns"),
+        "pps" => format!("{:.3} Mpps", v / 1e6),
+        "bytes" if v >= 1e6 => format!("{:.1} MB", v / 1e6),
+        "bytes" => format!("{:.1} kB", v / 1e3),
+        _ => format!("{v:.0} {unit}"),
+    }
+}
+
+/// The aligned text table.
+pub fn table(machine: &Value, rows: &[Row]) -> String {
+    let mut out = format!(
+        "machine: {} ({} cores{}), kernel {}, {}\n",
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["cores"],
+        if machine["virtualized"] == true { ", virtualized" } else { "" },
+        machine["kernel"].as_str().unwrap_or("?"),
+        machine["date"].as_str().unwrap_or("?"),
+    );
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.what.clone(),
+                r.value.map_or("n/a".into(), |v| fmt_value(v, r.unit)),
+                r.baseline.map_or("-".into(), |(b, n)| format!("{} ({n})", fmt_value(b, r.unit))),
+                r.ratio().map_or("-".into(), |x| format!("{x:.2}x")),
+                r.target.text(),
+                r.status().into(),
+            ]
+        })
+        .collect();
+    let head = ["row", "value", "baseline (same run)", "ratio", "target", "result"];
+    let mut w = head.map(str::len);
+    for c in &cells {
+        for (i, s) in c.iter().enumerate() {
+            w[i] = w[i].max(s.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        let mut s = String::new();
+        for (i, x) in c.iter().enumerate() {
+            let pad = w[i] - x.chars().count();
+            if i == 1 || i == 3 {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(x);
+            } else {
+                s.push_str(x);
+                s.push_str(&" ".repeat(pad));
+            }
+            s.push_str("  ");
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut section = "";
+    for (r, c) in rows.iter().zip(&cells) {
+        if r.section != section {
+            section = r.section;
+            out.push_str(&format!("\n{section}\n"));
+            out.push_str(&line(&head.map(str::to_owned)));
+        }
+        out.push_str(&line(c));
+    }
+    out
+}
+
+/// The JSON document written to `--json`.
+pub fn to_json(machine: &Value, o: &Options, smoke: bool, rows: &[Row]) -> Value {
+    json!({
+        "machine": machine,
+        "smoke": smoke,
+        "options": {
+            "repeat": o.repeat,
+            "rounds": o.rounds,
+            "new_sources": o.new_sources,
+            "throughput_packets": o.tput_packets,
+            "throughput_rounds": o.tput_rounds,
+            "flood_sources": o.flood_sources,
+        },
+        "rows": rows.iter().map(|r| json!({
+            "id": r.id,
+            "section": r.section,
+            "what": r.what,
+            "value": r.value,
+            "unit": r.unit,
+            "baseline": r.baseline.map(|b| b.0),
+            "baseline_name": r.baseline.map(|b| b.1),
+            "ratio": r.ratio(),
+            "target": r.target.json(),
+            "status": r.status(),
+            "note": r.note,
+            "detail": r.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs every section; prints the table to stdout and writes the JSON to `json_path`.
+pub fn run(smoke: bool, json_path: &Path) -> Value {
+    crate::require_root();
+    let o = if smoke { Options::smoke() } else { Options::full() };
+    let machine = machine();
+    let mut rows = Vec::new();
+    eprintln!("bench: per-packet cost (BPF_PROG_TEST_RUN)");
+    per_packet(&o, &mut rows);
+    eprintln!("bench: throughput on a veth pair");
+    throughput(&o, &mut rows);
+    eprintln!("bench: state exhaustion (flood + nmap -sS against `ipscan run`)");
+    state_exhaustion(&o, &mut rows);
+    rows.push(Row::na(
+        "time_to_block",
+        "blocking",
+        "time from a scan's threshold packet to its source being dropped",
+        "ns",
+        Target::Info,
+        "n/a until auto-block lands",
+    ));
+    print!("{}", table(&machine, &rows));
+    let doc = to_json(&machine, &o, smoke, &rows);
+    if let Some(dir) = json_path.parent() {
+        ok(fs::create_dir_all(dir), "mkdir for the JSON file");
+    }
+    ok(fs::write(json_path, ok(serde_json::to_string_pretty(&doc), "JSON")), "write JSON");
+    println!("\nwrote {}", json_path.display());
+    doc
+}
+
+/// Default JSON path: target/bench/bench.json in the workspace.
+pub fn default_json_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/bench.json")
+}

@@ -1,0 +1,24 @@
+//! `ipscan-bench`: the benchmark behind `cargo xtask bench` (needs root). Prints a table of
+//! ratios against baselines measured in the same run and writes it as JSON.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "ipscan-bench")]
+struct Cli {
+    /// A few-second run with tiny repeats and floods: checks that every row is produced; its
+    /// numbers mean nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the JSON (default: target/bench/bench.json in the workspace).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let path = cli.json.unwrap_or_else(ipscan_tests::bench::default_json_path);
+    ipscan_tests::bench::run(cli.smoke, &path);
+}

@@ -1,0 +1,74 @@
+//! The benchmark keeps working: the smoke run (tiny repeats and floods) produces every row of
+//! the table with positive numbers, and the blocking rows as "n/a" until blocking exists.
+//! No timing is asserted: the smoke run's numbers mean nothing.
+
+use std::fs;
+
+use ipscan_tests::TempDir;
+use serde_json::Value;
+
+/// Rows measured today.
+const MEASURED: &[&str] = &[
+    "cost_baseline_pass",
+    "cost_baseline_drop",
+    "cost_tcp_ack_v4",
+    "cost_syn_scan_mode",
+    "cost_udp_v4",
+    "cost_icmp_echo_v4",
+    "cost_tcp_ack_v6",
+    "cost_syn_v6_scan_mode",
+    "cost_malformed",
+    "cost_syn_new_source",
+    "tput_benign_v4_empty_pass",
+    "tput_benign_v4_empty_drop",
+    "tput_benign_v4",
+    "tput_benign_v6_empty_pass",
+    "tput_benign_v6_empty_drop",
+    "tput_benign_v6",
+    "tput_syn_flood_v4_empty_pass",
+    "tput_syn_flood_v4_empty_drop",
+    "tput_syn_flood_v4",
+    "exhaust_scan_detected",
+    "exhaust_sources_entries",
+    "exhaust_map_memory",
+    "exhaust_daemon_rss",
+];
+
+/// Rows waiting for in-kernel blocking.
+const NOT_YET: &[&str] = &["cost_blocked", "tput_syn_flood_autoblock", "time_to_block"];
+
+fn positive(v: &Value) -> bool {
+    v.as_f64().is_some_and(|x| x > 0.0 && x.is_finite())
+}
+
+#[test]
+fn smoke_bench_writes_every_row() {
+    let dir = TempDir::new();
+    let path = dir.join("bench.json");
+    ipscan_tests::bench::run(true, &path);
+    let doc: Value = serde_json::from_str(&fs::read_to_string(&path).expect("JSON written")).expect("valid JSON");
+
+    assert_eq!(doc["smoke"], true);
+    assert!(doc["machine"]["cpu"].as_str().is_some_and(|s| !s.is_empty()), "{}", doc["machine"]);
+    assert!(positive(&doc["machine"]["cores"]), "{}", doc["machine"]);
+    assert!(doc["machine"]["kernel"].as_str().is_some_and(|s| !s.is_empty()));
+
+    let rows = doc["rows"].as_array().expect("rows");
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().expect("id")).collect();
+    for want in MEASURED.iter().chain(NOT_YET) {
+        assert_eq!(ids.iter().filter(|i| *i == want).count(), 1, "row {want} missing or repeated in {ids:?}");
+    }
+    for r in rows {
+        let id = r["id"].as_str().expect("id");
+        if NOT_YET.contains(&id) {
+            assert_eq!(r["status"], "n/a", "{r}");
+            assert!(r["value"].is_null(), "{r}");
+            continue;
+        }
+        assert!(positive(&r["value"]), "row without a positive value: {r}");
+        if !r["baseline"].is_null() {
+            assert!(positive(&r["baseline"]) && positive(&r["ratio"]), "{r}");
+        }
+        assert!(["pass", "miss", "info"].contains(&r["status"].as_str().expect("status")), "{r}");
+    }
+}
