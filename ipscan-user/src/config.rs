@@ -73,7 +73,7 @@ pub enum Problem {
     InvalidBool { value: String, keyword: String },
     #[error(
         "unknown detection \"{name}\": expected one of portscan, syn_scan, fin_scan, null_scan, \
-         xmas_scan, udp_scan, ping_flood, smurf"
+         xmas_scan, udp_scan, ping_flood, smurf, udp_flood"
     )]
     UnknownDetection { name: String },
     #[error("invalid threshold \"{value}\" for {detection}: expected a positive integer")]
@@ -89,6 +89,16 @@ pub enum Problem {
         value: String,
         detection: &'static str,
     },
+    #[error(
+        "invalid block time \"{value}\" for {detection}: expected a duration such as 10m or 1h, \
+         or off"
+    )]
+    InvalidBlock {
+        value: String,
+        detection: &'static str,
+    },
+    #[error("unknown blackhole protocol \"{value}\": expected tcp or udp")]
+    InvalidBlackhole { value: String },
     #[error("unknown syslog facility \"{value}\"")]
     InvalidFacility { value: String },
     #[error("unknown syslog priority \"{value}\"")]
@@ -216,6 +226,8 @@ flags! {
     ignore_dns = false,
     /// Detect ICMP ping floods. Default on.
     ping_flood = true,
+    /// Detect UDP floods (a packet rate, whatever the ports; ipscan extension). Default on.
+    udp_flood = true,
     /// Log only scans and floods, not single packets. Default off.
     scans_only = false,
     /// Detect traceroutes. Default on.
@@ -228,10 +240,13 @@ flags! {
     icmp_resolve = true,
     /// Never resolve host names. Default off.
     disable_resolver = false,
+    /// Drop RFC-impossible TCP flag combinations (SYN+FIN, ...) after logging them, like BSD's
+    /// tcp_drop_synfin. ipscan extension. Default off.
+    drop_synfin = false,
 }
 
 /// The iplog keyword of each threshold detection, as used by `set`, `threshold` and `window`.
-pub const DETECTION_KEYWORDS: [(&str, Detection); 8] = [
+pub const DETECTION_KEYWORDS: [(&str, Detection); 9] = [
     ("portscan", Detection::PortScan),
     ("syn_scan", Detection::SynScan),
     ("fin_scan", Detection::FinScan),
@@ -240,6 +255,7 @@ pub const DETECTION_KEYWORDS: [(&str, Detection); 8] = [
     ("udp_scan", Detection::UdpScan),
     ("ping_flood", Detection::PingFlood),
     ("smurf", Detection::Smurf),
+    ("udp_flood", Detection::UdpFlood),
 ];
 
 fn detection_by_keyword(keyword: &str) -> Option<(&'static str, Detection)> {
@@ -276,6 +292,12 @@ pub struct Settings {
     pub promisc: Vec<IpNet>,
     /// `log` and `ignore` rules, in file order.
     pub rules: Vec<FilterRule>,
+    /// `allow NET[,NET]`: prefixes that are never blocked (ipscan extension).
+    pub allow: Vec<IpNet>,
+    /// `blackhole tcp`: drop TCP probes to ports without a listening socket.
+    pub blackhole_tcp: bool,
+    /// `blackhole udp`: drop UDP to unbound ports below the ephemeral range.
+    pub blackhole_udp: bool,
 }
 
 impl Settings {
@@ -332,6 +354,37 @@ impl Settings {
             "set" => self.set(tokens),
             "threshold" => self.threshold(tokens),
             "window" => self.window(tokens),
+            "block" => {
+                let (keyword, detection, value) = Self::detection_statement(tokens, "duration")?;
+                let block_ns = if value.eq_ignore_ascii_case("off") {
+                    0
+                } else {
+                    parse_duration_ns(value).ok_or_else(|| Problem::InvalidBlock {
+                        value: value.to_owned(),
+                        detection: keyword,
+                    })?
+                };
+                self.kernel.detection_mut(detection).block_ns = block_ns;
+                Ok(())
+            }
+            "allow" => {
+                let nets = list(tokens, "network list")?
+                    .iter()
+                    .map(|n| n.parse::<IpNet>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.allow.extend(nets);
+                Ok(())
+            }
+            "blackhole" => {
+                for proto in list(tokens, "protocol list")? {
+                    match proto.to_ascii_lowercase().as_str() {
+                        "tcp" => self.blackhole_tcp = true,
+                        "udp" => self.blackhole_udp = true,
+                        _ => return Err(Problem::InvalidBlackhole { value: proto }),
+                    }
+                }
+                Ok(())
+            }
             "interface" => {
                 let names = list(tokens, "interface list")?;
                 for name in &names {
@@ -632,7 +685,8 @@ fn parse_bool(value: &str) -> Option<bool> {
 }
 
 /// `50` (seconds), `50s`, `500ms`, `2m`, `1h`; zero and overflow are rejected.
-fn parse_duration_ns(value: &str) -> Option<u64> {
+/// `50`, `50s`, `500ms`, `2m`, `1h` in nanoseconds; None for zero, garbage or overflow.
+pub fn parse_duration_ns(value: &str) -> Option<u64> {
     let digits = value.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = value.split_at(digits);
     let scale: u64 = match unit {
@@ -1451,11 +1505,12 @@ mod tests {
             "udp_resolve",
             "tcp_resolve",
             "icmp_resolve",
+            "udp_flood",
         ];
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 29);
+        assert_eq!(Flags::KEYWORDS.len(), 31);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));
@@ -1972,7 +2027,7 @@ mod tests {
             ),
             (
                 "threshold syn_flood 3",
-                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf",
+                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood",
             ),
             (
                 "threshold syn_scan",
@@ -2169,5 +2224,32 @@ mod tests {
         assert_eq!(e.to_string(), format!("cannot read {}", missing.display()));
         assert!(std::error::Error::source(&e).is_some());
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
+
+#[cfg(test)]
+mod block_keyword_tests {
+    use super::*;
+
+    #[test]
+    fn block_allow_blackhole_and_drop_synfin() {
+        let s = Settings::parse(
+            "block syn_scan 1h\nblock portscan off\nblock udp_flood 90s\nallow 198.18.5.0/24, 2001:db8:5::/48\nallow 10.1.1.1\nblackhole tcp,udp\nset drop_synfin\n",
+            Path::new("x.conf"),
+        )
+        .expect("parses");
+        assert_eq!(s.kernel.detection(Detection::SynScan).block_ns, 3_600_000_000_000);
+        assert_eq!(s.kernel.detection(Detection::PortScan).block_ns, 0);
+        assert_eq!(s.kernel.detection(Detection::UdpFlood).block_ns, 90_000_000_000);
+        assert_eq!(s.allow.len(), 3);
+        assert_eq!(s.allow[1].to_string(), "2001:db8:5::/48");
+        assert!(s.blackhole_tcp && s.blackhole_udp && s.flags.drop_synfin);
+        let e = Settings::parse("\nblock syn_scan soon\n", Path::new("x.conf")).expect_err("bad");
+        assert_eq!(
+            e.to_string(),
+            "x.conf:2: invalid block time \"soon\" for syn_scan: expected a duration such as 10m or 1h, or off"
+        );
+        let e = Settings::parse("blackhole icmp\n", Path::new("x.conf")).expect_err("bad");
+        assert_eq!(e.to_string(), "x.conf:1: unknown blackhole protocol \"icmp\": expected tcp or udp");
     }
 }
