@@ -77,6 +77,10 @@ pub mod allow_reason {
     pub const GATEWAY: u32 = 4;
     /// A nameserver from /etc/resolv.conf.
     pub const NAMESERVER: u32 = 8;
+    /// Added with `ipscan allow add` (kept across restarts).
+    pub const MANUAL: u32 = 16;
+    /// The ones the daemon works out at start and replaces on every start.
+    pub const AUTOMATIC: u32 = CONFIGURED | OWN_ADDRESS | GATEWAY | NAMESERVER;
 }
 
 #[cfg(feature = "user")]

@@ -1,8 +1,10 @@
-//! `ipscan run`: attach to interfaces, read events, write log lines, sweep expiries.
+//! `ipscan run`: attach to interfaces, read events, write log lines, sweep expiries and blocks.
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    fs::OpenOptions,
+    io::Write as _,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -11,7 +13,12 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
 };
 use chrono::{DateTime, Local};
-use ipscan_common::{Config, Event, SourceKey, SourceState, maps};
+use ipscan_common::{
+    Config, Event, SourceKey, SourceState,
+    block::allow_reason,
+    config::global_flags,
+    maps,
+};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -19,9 +26,14 @@ use tokio::{
 };
 
 use crate::{
+    blocklist::{self, TableError, Tables},
+    config::{IpNet, Settings},
+    format, hostinfo, json, listen,
     loader::{self, AttachMode, LoadError, LoadOptions},
+    persist::{self, PersistError},
+    pins::{self, DaemonLock, PinError},
     sink::Sink,
-    tracker::{Plain, Tracker},
+    tracker::{Line, Plain, Tracker},
 };
 
 /// Where log lines go.
@@ -35,10 +47,18 @@ pub enum LogTarget {
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub ifaces: Vec<String>,
-    pub kernel: Config,
+    pub settings: Settings,
+    pub config_path: Option<PathBuf>,
     pub log: LogTarget,
     pub mode: AttachMode,
-    pub log_dest: bool,
+    /// Root of the per-interface pin directories; None: nothing is pinned (state dies with us).
+    pub pin_root: Option<PathBuf>,
+    /// Where blocks are saved to survive a reboot.
+    pub state_dir: PathBuf,
+    /// Where the per-interface daemon locks live.
+    pub lock_dir: PathBuf,
+    /// Also write every line as a JSON object to this file.
+    pub json_log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +71,14 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Attach(#[from] loader::AttachError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error("{iface}: {source}")]
+    Table {
+        iface: String,
+        #[source]
+        source: TableError,
+    },
     #[error("{iface}: cannot read map {map}: {source}")]
     Map {
         iface: String,
@@ -121,39 +149,6 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// One attached interface.
-struct Attached {
-    name: String,
-    ebpf: Ebpf,
-    link: Option<aya::programs::xdp::XdpLinkId>,
-    sources: BpfHashMap<MapData, SourceKey, SourceState>,
-    tracker: Tracker,
-}
-
-fn take_sources(ebpf: &mut Ebpf, iface: &str) -> Result<BpfHashMap<MapData, SourceKey, SourceState>, DaemonError> {
-    let map = ebpf.take_map(maps::SOURCES).ok_or_else(|| DaemonError::Load {
-        iface: iface.to_owned(),
-        source: LoadError::MissingMap { name: maps::SOURCES },
-    })?;
-    BpfHashMap::try_from(map).map_err(|source| DaemonError::Map {
-        iface: iface.to_owned(),
-        map: maps::SOURCES,
-        source,
-    })
-}
-
-fn take_events(ebpf: &mut Ebpf, iface: &str) -> Result<RingBuf<MapData>, DaemonError> {
-    let map = ebpf.take_map(maps::EVENTS).ok_or_else(|| DaemonError::Load {
-        iface: iface.to_owned(),
-        source: LoadError::MissingMap { name: maps::EVENTS },
-    })?;
-    RingBuf::try_from(map).map_err(|source| DaemonError::Map {
-        iface: iface.to_owned(),
-        map: maps::EVENTS,
-        source,
-    })
-}
-
 /// Reads one raw ring-buffer record as an [`Event`].
 pub fn decode(bytes: &[u8]) -> Option<Event> {
     if bytes.len() < size_of::<Event>() {
@@ -163,14 +158,225 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
 
+/// The kernel configuration for `settings`: thresholds, windows and block times, iplog's
+/// switches and the hardening options.
+pub fn kernel_config(settings: &Settings) -> Config {
+    let mut cfg = settings.kernel;
+    let f = &settings.flags;
+    let mut set = |flag: u32, on: bool| {
+        if on {
+            cfg.flags |= flag;
+        } else {
+            cfg.flags &= !flag;
+        }
+    };
+    set(global_flags::LOG_TCP, f.tcp);
+    set(global_flags::LOG_UDP, f.udp);
+    set(global_flags::LOG_ICMP, f.icmp);
+    set(global_flags::BOGUS, f.bogus);
+    set(global_flags::TRACEROUTE, f.traceroute);
+    set(global_flags::FRAG, f.frag);
+    set(global_flags::VERBOSE, f.verbose);
+    set(global_flags::SCANS_ONLY, f.scans_only);
+    set(global_flags::DROP_SYNFIN, f.drop_synfin);
+    set(global_flags::FOOL_NMAP, f.fool_nmap);
+    set(global_flags::BLACKHOLE_TCP, settings.blackhole_tcp);
+    set(global_flags::BLACKHOLE_UDP, settings.blackhole_udp);
+    cfg.ephemeral_lo = listen::ephemeral_low();
+    cfg
+}
+
+/// One attached interface.
+struct Attached {
+    name: String,
+    ebpf: Ebpf,
+    link: Option<aya::programs::xdp::XdpLinkId>,
+    sources: BpfHashMap<MapData, SourceKey, SourceState>,
+    tables: Tables,
+    listen: Option<BpfHashMap<MapData, u32, u8>>,
+    tracker: Tracker,
+    state_file: PathBuf,
+    _lock: DaemonLock,
+}
+
+fn take_map<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    name: &'static str,
+) -> Result<T, DaemonError> {
+    let map = ebpf.take_map(name).ok_or_else(|| DaemonError::Load {
+        iface: iface.to_owned(),
+        source: LoadError::MissingMap { name },
+    })?;
+    T::try_from(map).map_err(|source| DaemonError::Map {
+        iface: iface.to_owned(),
+        map: name,
+        source,
+    })
+}
+
+/// Replaces the automatic allowlist entries: configured prefixes, own addresses, default
+/// gateways, nameservers. Entries added by hand (`ipscan allow add`) stay.
+fn populate_allowlist(tables: &mut Tables, settings: &Settings, iface: &str) -> Result<usize, DaemonError> {
+    let err = |source| DaemonError::Table {
+        iface: iface.to_owned(),
+        source,
+    };
+    tables.flush_allows(allow_reason::AUTOMATIC);
+    let mut n = 0;
+    for net in &settings.allow {
+        tables.allow(net, allow_reason::CONFIGURED).map_err(err)?;
+        n += 1;
+    }
+    for (addrs, reason) in [
+        (hostinfo::own_addresses(), allow_reason::OWN_ADDRESS),
+        (hostinfo::default_gateways(), allow_reason::GATEWAY),
+        (hostinfo::nameservers(), allow_reason::NAMESERVER),
+    ] {
+        for a in addrs {
+            tables.allow(&IpNet::host(a), reason).map_err(err)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn setup(cfg: &RunConfig, kernel: &Config, iface: &str) -> Result<(Attached, RingBuf<MapData>), DaemonError> {
+    let lock = DaemonLock::acquire(&cfg.lock_dir, iface)?;
+    let pin_dir = match &cfg.pin_root {
+        Some(root) => {
+            let dir = pins::prepare(root, iface)?;
+            for (name, key, value) in loader::pinned_layouts() {
+                if let Some(note) = pins::drop_incompatible(&dir, name, key, value) {
+                    eprintln!("ipscan: {iface}: {note}");
+                }
+            }
+            Some(dir)
+        }
+        None => None,
+    };
+    let load = |source| DaemonError::Load {
+        iface: iface.to_owned(),
+        source,
+    };
+    let mut ebpf = loader::load(&LoadOptions {
+        replay_clock: false,
+        pin_dir,
+    })
+    .map_err(load)?;
+    loader::write_config(&mut ebpf, kernel).map_err(load)?;
+    let sources = take_map(&mut ebpf, iface, maps::SOURCES)?;
+    let ring: RingBuf<MapData> = take_map(&mut ebpf, iface, maps::EVENTS)?;
+    let listen_map = if cfg.settings.blackhole_tcp || cfg.settings.blackhole_udp {
+        let mut m: BpfHashMap<MapData, u32, u8> = take_map(&mut ebpf, iface, maps::LISTEN)?;
+        listen::sync(&mut m, &listen::current());
+        Some(m)
+    } else {
+        None
+    };
+    let mut tables = Tables::from_ebpf(&mut ebpf).map_err(|source| DaemonError::Table {
+        iface: iface.to_owned(),
+        source,
+    })?;
+    let allowed = populate_allowlist(&mut tables, &cfg.settings, iface)?;
+    eprintln!("ipscan: {iface}: {allowed} allowlisted prefixes (configured, own addresses, gateways, nameservers)");
+    let state_file = persist::state_file(&cfg.state_dir, iface);
+    // Pinned maps that survived (a restart) are the truth; empty ones after a reboot are
+    // refilled from the state file.
+    if tables.blocks_empty() {
+        match persist::restore(&mut tables, &state_file, monotonic_ns()) {
+            Ok(r) if r.blocks + r.allows > 0 => eprintln!(
+                "ipscan: {iface}: restored {} blocks and {} allows from {} ({} had expired)",
+                r.blocks,
+                r.allows,
+                state_file.display(),
+                r.expired
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e)),
+        }
+    }
+    let attached = loader::attach(&mut ebpf, iface, cfg.mode)?;
+    match &attached.fallback {
+        Some(why) => eprintln!("ipscan: {iface}: native XDP not available ({why}); attached in skb mode"),
+        None => eprintln!("ipscan: attached to {iface} ({} mode)", attached.mode),
+    }
+    let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
+    tracker.set_config(kernel);
+    Ok((
+        Attached {
+            name: iface.to_owned(),
+            ebpf,
+            link: Some(attached.link),
+            sources,
+            tables,
+            listen: listen_map,
+            tracker,
+            state_file,
+            _lock: lock,
+        },
+        ring,
+    ))
+}
+
+/// Text and JSON outputs.
+struct Output {
+    sink: Sink,
+    json: Option<std::fs::File>,
+    clock: WallClock,
+}
+
+impl Output {
+    fn line(&mut self, line: &Line) -> Result<(), DaemonError> {
+        let at = self.clock.wall(line.at_ns);
+        self.sink
+            .line(&at, &line.text)
+            .map_err(|source| DaemonError::Write { source })?;
+        if let (Some(f), Some(event), Some(src)) = (&mut self.json, line.meta.event, line.meta.src) {
+            let m = &line.meta;
+            let rec = json::JsonRecord {
+                detection: m.detection.map(|d| json::detection_name(d).to_owned()),
+                dstip: m.dst,
+                dports: m.dports.clone(),
+                sports: m.sports.clone(),
+                packets: m.packets,
+                bytes: m.bytes,
+                ..json::JsonRecord::new(at.fixed_offset(), event, src, line.text.clone())
+            };
+            writeln!(f, "{}", json::to_line(&rec)).map_err(|source| DaemonError::Write { source })?;
+        }
+        Ok(())
+    }
+}
+
+fn save_state(a: &Attached) {
+    if let Err(e) = persist::save(&a.tables, &a.state_file, monotonic_ns()) {
+        let e: PersistError = e;
+        eprintln!("ipscan: {}: saving blocks: {}", a.name, loader::error_chain(&e));
+    }
+}
+
 /// Runs until SIGINT or SIGTERM; detaches on the way out.
 pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
-    let mut sink = match &cfg.log {
+    let sink = match &cfg.log {
         LogTarget::File(path) => Sink::file(path).map_err(|source| DaemonError::LogFile {
             path: path.clone(),
             source,
         })?,
         LogTarget::Stdout => Sink::stdout(),
+    };
+    let json = match &cfg.json_log {
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| DaemonError::LogFile {
+                    path: path.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
     };
     // Check every interface before touching any, so a typo attaches nothing.
     for iface in &cfg.ifaces {
@@ -178,39 +384,22 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             return Err(loader::AttachError::NoInterface { iface: iface.clone() }.into());
         }
     }
+    let kernel = kernel_config(&cfg.settings);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
     let mut ifaces: Vec<Attached> = Vec::new();
     for (i, iface) in cfg.ifaces.iter().enumerate() {
-        let mut ebpf = loader::load(&LoadOptions::default()).map_err(|source| DaemonError::Load {
-            iface: iface.clone(),
-            source,
-        })?;
-        loader::write_config(&mut ebpf, &cfg.kernel).map_err(|source| DaemonError::Load {
-            iface: iface.clone(),
-            source,
-        })?;
-        let sources = take_sources(&mut ebpf, iface)?;
-        let ring = take_events(&mut ebpf, iface)?;
-        let attached = loader::attach(&mut ebpf, iface, cfg.mode)?;
-        match &attached.fallback {
-            Some(why) => eprintln!(
-                "ipscan: {iface}: native XDP not available ({why}); attached in skb mode"
-            ),
-            None => eprintln!("ipscan: attached to {iface} ({} mode)", attached.mode),
-        }
+        let (attached, ring) = setup(&cfg, &kernel, iface)?;
         spawn_reader(i, iface.clone(), ring, tx.clone())?;
-        ifaces.push(Attached {
-            name: iface.clone(),
-            ebpf,
-            link: Some(attached.link),
-            sources,
-            tracker: Tracker::new(cfg.log_dest),
-        });
+        ifaces.push(attached);
     }
     drop(tx);
 
-    let clock = WallClock::now();
+    let mut out = Output {
+        sink,
+        json,
+        clock: WallClock::now(),
+    };
     let mut sigint = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Io {
         what: "installing the SIGINT handler",
         source,
@@ -224,6 +413,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         source,
     })?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
     let mut namer = Plain;
 
     loop {
@@ -233,18 +423,18 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 if let Some(a) = ifaces.get_mut(i)
                     && let Some(line) = a.tracker.on_event(&ev, &mut namer)
                 {
-                    sink.line(&clock.wall(line.at_ns), &line.text)
-                        .map_err(|source| DaemonError::Write { source })?;
+                    out.line(&line)?;
                 }
             }
             _ = tick.tick() => {
+                ticks += 1;
                 let now = monotonic_ns();
                 for a in &mut ifaces {
-                    let Attached { sources, tracker, .. } = a;
+                    let Attached { sources, tracker, tables, listen: listen_map, .. } = a;
                     let mut doomed = Vec::new();
                     let lines = tracker.sweep(
                         now,
-                        &cfg.kernel,
+                        &kernel,
                         &mut namer,
                         |k| sources.get(k, 0).ok(),
                         |k| doomed.push(*k),
@@ -253,13 +443,34 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                         let _ = sources.remove(&k);
                     }
                     for line in lines {
-                        sink.line(&clock.wall(line.at_ns), &line.text)
-                            .map_err(|source| DaemonError::Write { source })?;
+                        out.line(&line)?;
                     }
+                    for row in tables.sweep(now) {
+                        let src = row.net.addr();
+                        out.line(&Line {
+                            at_ns: now,
+                            text: format::unblocked(&blocklist::show(&row.net), row.entry.packets, row.entry.bytes),
+                            detected: None,
+                            meta: crate::tracker::Meta {
+                                event: Some(json::Event::Unblocked),
+                                src: Some(src),
+                                packets: Some(row.entry.packets),
+                                bytes: Some(row.entry.bytes),
+                                detection: row.entry.detection(),
+                                ..Default::default()
+                            },
+                        })?;
+                    }
+                    if let Some(m) = listen_map {
+                        listen::sync(m, &listen::current());
+                    }
+                }
+                if ticks % 10 == 0 {
+                    ifaces.iter().for_each(save_state);
                 }
             }
             _ = sighup.recv() => {
-                if let Err(e) = sink.reopen() {
+                if let Err(e) = out.sink.reopen() {
                     eprintln!("ipscan: reopening the log: {e}");
                 }
             }
@@ -268,8 +479,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
 
-    let _ = sink.finish(&Local::now());
+    let _ = out.sink.finish(&Local::now());
     for a in &mut ifaces {
+        save_state(a);
         if let Some(link) = a.link.take() {
             match loader::detach(&mut a.ebpf, link) {
                 Ok(()) => eprintln!("ipscan: detached from {}", a.name),
@@ -318,3 +530,12 @@ fn spawn_reader(
 
 /// Per-interface counts for the summary at exit and `ipscan stats`.
 pub type Counters = HashMap<&'static str, u64>;
+
+/// The default pin root, lock dir and state dir as paths.
+pub fn default_paths() -> (PathBuf, PathBuf, PathBuf) {
+    (
+        Path::new(pins::DEFAULT_PIN_ROOT).to_owned(),
+        Path::new(pins::LOCK_DIR).to_owned(),
+        Path::new(persist::DEFAULT_STATE_DIR).to_owned(),
+    )
+}

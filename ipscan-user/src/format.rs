@@ -97,6 +97,21 @@ pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: 
     )
 }
 
+/// `Blocked 198.18.0.1 for 3600 s (SYN scan)`
+pub fn blocked(source: &str, secs: u64, detection: Detection) -> String {
+    format!("Blocked {source} for {secs} s ({})", detection_name(detection).1)
+}
+
+/// `Not blocked 198.18.0.1: allowlisted (SYN scan)`
+pub fn not_blocked(source: &str, detection: Detection) -> String {
+    format!("Not blocked {source}: allowlisted ({})", detection_name(detection).1)
+}
+
+/// `Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).`
+pub fn unblocked(source: &str, packets: u64, bytes: u64) -> String {
+    format!("Unblocked {source} - dropped {packets} packets ({bytes} bytes).")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +182,13 @@ mod tests {
             expired(Detection::NullScan, "a", Some("b"), 1, 2),
             "TCP: null scan mode to b expired for a - received a total of 1 packets (2 bytes)."
         );
+    }
+
+    #[test]
+    fn block_lines() {
+        assert_eq!(blocked("198.18.0.1", 3600, Detection::SynScan), "Blocked 198.18.0.1 for 3600 s (SYN scan)");
+        assert_eq!(not_blocked("2001:db8::1", Detection::PortScan), "Not blocked 2001:db8::1: allowlisted (port scan)");
+        assert_eq!(unblocked("198.18.0.0/24", 12, 480), "Unblocked 198.18.0.0/24 - dropped 12 packets (480 bytes).");
     }
 
     #[test]

@@ -11,3 +11,8 @@ pub mod sink;
 pub mod testrun;
 pub mod tracker;
 pub mod config;
+pub mod blocklist;
+pub mod hostinfo;
+pub mod listen;
+pub mod persist;
+pub mod pins;

@@ -78,8 +78,26 @@ pub enum AttachMode {
 pub struct LoadOptions {
     /// Read the clock from the CLOCK map (replay and tests) instead of the kernel's.
     pub replay_clock: bool,
-    /// Directory under which maps declared pinned are pinned or reused.
+    /// Directory where the maps of [`maps::PINNED`] are pinned, or reused when already there.
     pub pin_dir: Option<PathBuf>,
+}
+
+/// Key size, value size and max entries of each pinned map in this build, to spot pins left
+/// by an older ipscan whose layout differs.
+pub fn pinned_layouts() -> [(&'static str, u32, u32); 8] {
+    use ipscan_common::{AddrKey, BlockEntry, SourceKey, SourceState};
+    let s = |n: usize| n as u32;
+    [
+        (maps::CONFIG, 4, s(size_of::<Config>())),
+        (maps::SOURCES, s(size_of::<SourceKey>()), s(size_of::<SourceState>())),
+        (maps::STATS, 4, 8),
+        // LPM trie keys are a 4-byte prefix length followed by the address.
+        (maps::BLOCK4, 8, s(size_of::<BlockEntry>())),
+        (maps::BLOCK6, 20, s(size_of::<BlockEntry>())),
+        (maps::AUTOBLOCK, s(size_of::<AddrKey>()), s(size_of::<BlockEntry>())),
+        (maps::ALLOW4, 8, 4),
+        (maps::ALLOW6, 20, 4),
+    ]
 }
 
 fn is_eperm(e: &EbpfError) -> bool {
@@ -93,7 +111,9 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
     let replay = u8::from(opts.replay_clock);
     loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
     if let Some(dir) = &opts.pin_dir {
-        loader.default_map_pin_directory(dir);
+        for name in maps::PINNED {
+            loader.map_pin_path(name, dir.join(name));
+        }
     }
     let mut ebpf = loader.load(OBJECT).map_err(|source| {
         if is_eperm(&source) {

@@ -5,8 +5,11 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ipscan::{
-    config::Settings,
+    blocklist::{self, Tables},
+    config::{self, IpNet, Settings},
+    persist, pins,
     daemon::{self, LogTarget, RunConfig},
+    format,
     loader::{self, AttachMode},
     netif,
     sink::Sink,
@@ -27,6 +30,88 @@ enum Command {
     /// Run a capture's frames through the XDP program on the capture's clock and log what
     /// `ipscan run` would have logged for that traffic.
     Replay(ReplayArgs),
+    /// Show or change the blocklist of running daemons (pinned maps).
+    Block(BlockArgs),
+    /// Show or change the allowlist of running daemons (pinned maps).
+    Allow(AllowArgs),
+}
+
+/// Where the daemons' state is, for the table commands.
+#[derive(clap::Args, Debug)]
+struct Where {
+    /// Interface whose daemon to act on (repeat for several). Default: every interface that has
+    /// pinned ipscan state.
+    #[arg(long = "iface", short = 'i', global = true)]
+    ifaces: Vec<String>,
+    /// Root of the daemons' pinned maps.
+    #[arg(long, global = true, default_value = pins::DEFAULT_PIN_ROOT)]
+    pin_root: PathBuf,
+    /// Directory of the daemons' lock files.
+    #[arg(long, global = true, default_value = pins::LOCK_DIR, hide = true)]
+    lock_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct BlockArgs {
+    #[command(subcommand)]
+    action: BlockAction,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Subcommand, Debug)]
+enum BlockAction {
+    /// List blocked prefixes and addresses with their drop counts and time left.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block an address or prefix (ADDR or ADDR/LEN, IPv4 or IPv6).
+    Add {
+        /// Address or prefix to block.
+        prefix: String,
+        /// How long, e.g. 90s, 10m, 1h; default: until removed.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Remove a blocked address or prefix (also a kernel auto-block of that address).
+    Del {
+        /// Address or prefix to unblock, as it was added.
+        prefix: String,
+    },
+    /// Remove every block.
+    Flush,
+}
+
+#[derive(clap::Args, Debug)]
+struct AllowArgs {
+    #[command(subcommand)]
+    action: AllowAction,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Subcommand, Debug)]
+enum AllowAction {
+    /// List allowlisted prefixes and why each is there.
+    List {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allowlist an address or prefix: never blocked, even by the kernel's auto-block.
+    Add {
+        /// Address or prefix to allow.
+        prefix: String,
+    },
+    /// Remove an address or prefix added with `allow add`.
+    Del {
+        /// Address or prefix, as it was added.
+        prefix: String,
+    },
+    /// Remove every entry added with `allow add` (the daemon's own entries stay).
+    Flush,
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,6 +165,21 @@ struct RunArgs {
     /// XDP attach mode: auto tries native and falls back to skb.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     xdp_mode: AttachMode,
+    /// Also write every log line as a JSON object (one per line) to this file, for Wazuh.
+    #[arg(long)]
+    json_log: Option<PathBuf>,
+    /// Root of the per-interface pinned maps (blocks, allows, detection state, counters).
+    #[arg(long, default_value = pins::DEFAULT_PIN_ROOT)]
+    pin_root: PathBuf,
+    /// Pin nothing: state and blocks die with the daemon.
+    #[arg(long)]
+    no_pin: bool,
+    /// Where blocks are saved to survive a reboot.
+    #[arg(long, default_value = persist::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Directory of the per-interface lock files (one daemon per interface).
+    #[arg(long, default_value = pins::LOCK_DIR, hide = true)]
+    lock_dir: PathBuf,
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -109,10 +209,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let cfg = RunConfig {
         ifaces,
-        kernel: settings.kernel,
+        settings,
+        config_path: args.config,
         log,
         mode: args.xdp_mode,
-        log_dest: settings.flags.log_dest,
+        pin_root: (!args.no_pin).then_some(args.pin_root),
+        state_dir: args.state_dir,
+        lock_dir: args.lock_dir,
+        json_log: args.json_log,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,11 +226,220 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The interfaces a table command acts on, each with its opened maps.
+fn tables(place: &Where) -> anyhow::Result<Vec<(String, Tables)>> {
+    if !loader::has_bpf_privilege() {
+        anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
+    }
+    let ifaces = if place.ifaces.is_empty() {
+        pins::interfaces(&place.pin_root)
+    } else {
+        place.ifaces.clone()
+    };
+    if ifaces.is_empty() {
+        anyhow::bail!(
+            "no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first",
+            place.pin_root.display()
+        );
+    }
+    let mut out = Vec::new();
+    for iface in ifaces {
+        let dir = pins::iface_dir(&place.pin_root, &iface);
+        if !dir.is_dir() {
+            anyhow::bail!("no ipscan daemon has run on {iface} (no {})", dir.display());
+        }
+        if !pins::daemon_running(&place.lock_dir, &iface) {
+            eprintln!("ipscan: no daemon is running on {iface}; changes apply when one starts there");
+        }
+        let t = Tables::open_pinned(&dir)?;
+        out.push((iface, t));
+    }
+    Ok(out)
+}
+
+fn parse_net(text: &str) -> anyhow::Result<IpNet> {
+    text.parse::<IpNet>()
+        .map_err(|e| anyhow::anyhow!("invalid address or prefix \"{text}\": {e}"))
+}
+
+fn secs_left(expires_ns: u64, now: u64) -> Option<u64> {
+    (expires_ns != 0).then(|| expires_ns.saturating_sub(now).div_ceil(1_000_000_000))
+}
+
+fn block(args: BlockArgs) -> anyhow::Result<()> {
+    let mut all = tables(&args.place)?;
+    let now = daemon::monotonic_ns();
+    match args.action {
+        BlockAction::List { json } => {
+            let mut rows = Vec::new();
+            for (iface, t) in &all {
+                for r in t.blocks() {
+                    rows.push((iface.clone(), r));
+                }
+            }
+            if json {
+                let v: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|(iface, r)| {
+                        serde_json::json!({
+                            "iface": iface,
+                            "prefix": blocklist::show(&r.net),
+                            "auto": r.auto,
+                            "reason": r.entry.detection().map(|d| format::detection_name(d).1).unwrap_or("manual"),
+                            "expires_in_s": secs_left(r.entry.expires_ns, now),
+                            "active": r.entry.active(now),
+                            "packets": r.entry.packets,
+                            "bytes": r.entry.bytes,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!("{:<16} {:<40} {:<12} {:>10} {:>12} {:>14}", "IFACE", "PREFIX", "REASON", "EXPIRES", "PACKETS", "BYTES");
+                for (iface, r) in &rows {
+                    let reason = r.entry.detection().map(|d| format::detection_name(d).1).unwrap_or("manual");
+                    let exp = match secs_left(r.entry.expires_ns, now) {
+                        None => "never".to_owned(),
+                        Some(0) => "expired".to_owned(),
+                        Some(s) => format!("{s}s"),
+                    };
+                    println!(
+                        "{:<16} {:<40} {:<12} {:>10} {:>12} {:>14}",
+                        iface,
+                        blocklist::show(&r.net),
+                        reason,
+                        exp,
+                        r.entry.packets,
+                        r.entry.bytes
+                    );
+                }
+            }
+        }
+        BlockAction::Add { prefix, ttl } => {
+            let net = parse_net(&prefix)?;
+            let ttl_ns = match &ttl {
+                None => 0,
+                Some(t) => config::parse_duration_ns(t)
+                    .ok_or_else(|| anyhow::anyhow!("invalid --ttl \"{t}\": expected a duration such as 90s, 10m or 1h"))?,
+            };
+            for (iface, t) in &mut all {
+                t.block(&net, ipscan_common::BlockEntry::manual(now, ttl_ns))?;
+                match ttl {
+                    Some(_) => eprintln!("ipscan: {iface}: blocked {} for {} s", blocklist::show(&net), ttl_ns / 1_000_000_000),
+                    None => eprintln!("ipscan: {iface}: blocked {} until removed", blocklist::show(&net)),
+                }
+            }
+        }
+        BlockAction::Del { prefix } => {
+            let net = parse_net(&prefix)?;
+            let mut found = false;
+            for (iface, t) in &mut all {
+                for r in t.unblock(&net) {
+                    found = true;
+                    eprintln!(
+                        "ipscan: {iface}: {}",
+                        format::unblocked(&blocklist::show(&r.net), r.entry.packets, r.entry.bytes)
+                    );
+                }
+            }
+            if !found {
+                anyhow::bail!("{} is not blocked", blocklist::show(&net));
+            }
+        }
+        BlockAction::Flush => {
+            for (iface, t) in &mut all {
+                let n = t.flush_blocks().len();
+                eprintln!("ipscan: {iface}: removed {n} blocks");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reasons(bits: u32) -> String {
+    use ipscan_common::block::allow_reason as r;
+    let names = [
+        (r::CONFIGURED, "configured"),
+        (r::OWN_ADDRESS, "own-address"),
+        (r::GATEWAY, "gateway"),
+        (r::NAMESERVER, "nameserver"),
+        (r::MANUAL, "manual"),
+    ];
+    names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn allow(args: AllowArgs) -> anyhow::Result<()> {
+    use ipscan_common::block::allow_reason;
+    let mut all = tables(&args.place)?;
+    match args.action {
+        AllowAction::List { json } => {
+            let mut rows = Vec::new();
+            for (iface, t) in &all {
+                for r in t.allows() {
+                    rows.push((iface.clone(), r));
+                }
+            }
+            if json {
+                let v: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|(iface, r)| {
+                        serde_json::json!({
+                            "iface": iface,
+                            "prefix": blocklist::show(&r.net),
+                            "reasons": reasons(r.reason).split(',').collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!("{:<16} {:<40} REASONS", "IFACE", "PREFIX");
+                for (iface, r) in &rows {
+                    println!("{:<16} {:<40} {}", iface, blocklist::show(&r.net), reasons(r.reason));
+                }
+            }
+        }
+        AllowAction::Add { prefix } => {
+            let net = parse_net(&prefix)?;
+            for (iface, t) in &mut all {
+                t.allow(&net, allow_reason::MANUAL)?;
+                eprintln!("ipscan: {iface}: allowlisted {}", blocklist::show(&net));
+            }
+        }
+        AllowAction::Del { prefix } => {
+            let net = parse_net(&prefix)?;
+            let mut found = false;
+            for (iface, t) in &mut all {
+                if t.disallow(&net, allow_reason::MANUAL) {
+                    found = true;
+                    eprintln!("ipscan: {iface}: removed {} from the allowlist", blocklist::show(&net));
+                }
+            }
+            if !found {
+                anyhow::bail!("{} was not added with `ipscan allow add`", blocklist::show(&net));
+            }
+        }
+        AllowAction::Flush => {
+            for (iface, t) in &mut all {
+                let n = t.flush_allows(allow_reason::MANUAL);
+                eprintln!("ipscan: {iface}: removed {n} allowlist entries");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
+        Command::Block(args) => block(args),
+        Command::Allow(args) => allow(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

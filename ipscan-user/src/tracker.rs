@@ -5,14 +5,19 @@
 //! proportional to active attacks, not to tracked sources. Both the live daemon and replay use
 //! it, with their own clocks.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::IpAddr};
 
 use ipscan_common::{
     Config, Detection, Event, EventKind, SourceKey, SourceState,
+    classify::DETECTION_SLOTS,
+    event::event_flags,
     window::{LOGGED_DPORTS, LOGGED_SPORTS},
 };
 
-use crate::format::{self, Detected};
+use crate::{
+    format::{self, Detected},
+    json,
+};
 
 /// A mode being tracked: which interface it was seen on and its last known totals.
 #[derive(Clone, Debug)]
@@ -33,6 +38,22 @@ pub struct Line {
     pub text: String,
     /// The detection a line reports, if it is a detection (for callers with per-detection policy).
     pub detected: Option<(Detection, SourceKey)>,
+    /// The line's facts as fields, for the JSON output.
+    pub meta: Meta,
+}
+
+/// Structured facts of a line (the JSON output's fields besides the message).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// None: a line with no JSON counterpart.
+    pub event: Option<json::Event>,
+    pub detection: Option<Detection>,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub dports: Vec<u16>,
+    pub sports: Vec<u16>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
 }
 
 /// How sources are printed.
@@ -58,6 +79,8 @@ pub struct Tracker {
     /// instant is what iplog logs. The daemon keeps the sweep time (at most 1 s later), which is
     /// when it actually noticed.
     pub stamp_at_lapse: bool,
+    /// Auto-block time of each detection (from the config), for `Blocked H for N s` lines.
+    pub block_ns: [u64; DETECTION_SLOTS],
 }
 
 impl Tracker {
@@ -66,6 +89,14 @@ impl Tracker {
             active: HashMap::new(),
             log_dest,
             stamp_at_lapse: false,
+            block_ns: [0; DETECTION_SLOTS],
+        }
+    }
+
+    /// Takes the auto-block times of a config (for the `Blocked H for N s` lines).
+    pub fn set_config(&mut self, cfg: &Config) {
+        for (slot, d) in self.block_ns.iter_mut().zip(cfg.detections.iter()) {
+            *slot = d.block_ns;
         }
     }
 
@@ -118,6 +149,16 @@ impl Tracker {
                     at_ns: ev.ts_ns,
                     text,
                     detected: Some((detection, ev.key)),
+                    meta: Meta {
+                        event: Some(json::Event::Detected),
+                        detection: Some(detection),
+                        src: Some(format::addr(&ev.key.addr, ev.key.family)),
+                        dst: Some(format::addr(&ev.packet.dst, ev.packet.family)),
+                        dports: ev.ports().to_vec(),
+                        sports: ev.sports().to_vec(),
+                        packets: Some(ev.packets),
+                        bytes: Some(ev.bytes),
+                    },
                 })
             }
             EventKind::Expired => {
@@ -132,6 +173,35 @@ impl Tracker {
                     at_ns: ev.ts_ns,
                     text: format::expired(detection, &source, dest, ev.packets, ev.bytes),
                     detected: None,
+                    meta: Meta {
+                        event: Some(json::Event::Expired),
+                        detection: Some(detection),
+                        src: Some(format::addr(&ev.key.addr, ev.key.family)),
+                        packets: Some(ev.packets),
+                        bytes: Some(ev.bytes),
+                        ..Meta::default()
+                    },
+                })
+            }
+            EventKind::Blocked => {
+                let src = format::addr(&ev.packet.src, ev.packet.family);
+                let who = namer.name(src);
+                let (event, text) = if ev.flags & event_flags::ALLOWLISTED != 0 {
+                    (json::Event::NotBlocked, format::not_blocked(&who, detection))
+                } else {
+                    let secs = self.block_ns.get(detection as usize).copied().unwrap_or(0) / 1_000_000_000;
+                    (json::Event::Blocked, format::blocked(&who, secs, detection))
+                };
+                Some(Line {
+                    at_ns: ev.ts_ns,
+                    text,
+                    detected: None,
+                    meta: Meta {
+                        event: Some(event),
+                        detection: Some(detection),
+                        src: Some(src),
+                        ..Meta::default()
+                    },
                 })
             }
             _ => None,
@@ -187,6 +257,14 @@ impl Tracker {
                     at_ns,
                     text: format::expired(detection, &source, dest, packets, bytes),
                     detected: None,
+                    meta: Meta {
+                        event: Some(json::Event::Expired),
+                        detection: Some(detection),
+                        src: Some(format::addr(&key.addr, key.family)),
+                        packets: Some(packets),
+                        bytes: Some(bytes),
+                        ..Meta::default()
+                    },
                 },
             ));
             done.push(*key);

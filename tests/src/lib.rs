@@ -182,6 +182,14 @@ impl Testbed {
     }
 }
 
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // The daemon's pinned maps and lock outlive it by design; a test's do not.
+        let _ = fs::remove_dir_all(Path::new("/sys/fs/bpf/ipscan").join(&self.victim_if));
+        let _ = fs::remove_file(Path::new("/run/ipscan").join(format!("{}.lock", self.victim_if)));
+    }
+}
+
 impl Default for Testbed {
     fn default() -> Self {
         Self::new()
@@ -248,10 +256,13 @@ impl Daemon {
         let log = dir.join("ipscan.log");
         let stderr = dir.join("ipscan.stderr");
         let err_file = fs::File::create(&stderr).unwrap_or_else(|e| panic!("{e}"));
-        let child = ns
-            .cmd(ipscan_bin())
-            .args(["run", "--iface", iface, "--log-file"])
-            .arg(&log)
+        let mut cmd = ns.cmd(ipscan_bin());
+        cmd.args(["run", "--iface", iface, "--log-file"]).arg(&log);
+        // Each test keeps its saved state to itself unless it says otherwise.
+        if !extra.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(dir.join("state"));
+        }
+        let child = cmd
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -495,6 +506,74 @@ pub fn run_in(ns: &NetNs, secs: u32, program: &str, args: &[&str]) -> Output {
         .cmd("timeout")
         .args(["-s", "INT", &secs.to_string(), program])
         .args(args))
+}
+
+/// Runs `ipscan ARGS` (the CLI) in the host namespace; returns (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(ipscan_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ipscan {args:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Tries a TCP connection from `src` to `dst:port` inside `ns` (python3); true when it opens.
+pub fn connects(ns: &NetNs, src: &str, dst: &str, port: u16) -> bool {
+    let code = format!(
+        "import socket,sys\n\
+s = socket.socket(socket.AF_INET6 if ':' in '{dst}' else socket.AF_INET)\n\
+s.settimeout(2)\n\
+s.bind(('{src}', 0))\n\
+try:\n    s.connect(('{dst}', {port})); print('open')\n\
+except Exception as e:\n    print('fail', e)\n"
+    );
+    let out = ns
+        .cmd("timeout")
+        .args(["-s", "KILL", "10", "python3", "-c", &code])
+        .output()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    String::from_utf8_lossy(&out.stdout).starts_with("open")
+}
+
+/// A TCP listener in `ns` on `port` that accepts (and closes) connections until dropped.
+pub struct Listener {
+    child: Child,
+}
+
+impl Listener {
+    pub fn start(ns: &NetNs, port: u16) -> Self {
+        let code = format!(
+            "import socket\n\
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+s.bind(('::', {port})); s.listen(128)\n\
+print('ready', flush=True)\n\
+while True:\n    c, _ = s.accept(); c.close()\n"
+        );
+        let mut child = ns
+            .cmd("timeout")
+            .args(["-s", "KILL", "300", "python3", "-c", &code])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("listener: {e}"));
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        assert_eq!(line.trim(), "ready", "listener did not start");
+        Self { child }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Writes a config file and returns its path.

@@ -1,0 +1,322 @@
+//! The blocklist and allowlist maps, for the daemon (its own loaded maps) and the CLI (the
+//! daemon's pinned maps).
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
+};
+use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4, FAMILY_V6, maps};
+
+use crate::{config::IpNet, format};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("no map {name} in the eBPF object")]
+    Missing { name: &'static str },
+    #[error("cannot open {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// One blocklist row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRow {
+    pub net: IpNet,
+    pub entry: BlockEntry,
+    /// Made by the kernel's auto-block (AUTOBLOCK), not by hand.
+    pub auto: bool,
+}
+
+/// One allowlist row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowRow {
+    pub net: IpNet,
+    pub reason: u32,
+}
+
+/// The five maps of blocking.
+pub struct Tables {
+    block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
+    block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    auto: HashMap<MapData, AddrKey, BlockEntry>,
+    allow4: LpmTrie<MapData, [u8; 4], u32>,
+    allow6: LpmTrie<MapData, [u8; 16], u32>,
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, TableError> {
+    ebpf.take_map(name).ok_or(TableError::Missing { name })
+}
+
+fn pinned(dir: &Path, name: &'static str) -> Result<Map, TableError> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| TableError::Pin { path: path.clone(), source })?;
+    Map::from_map_data(data).map_err(|source| TableError::Pin { path, source })
+}
+
+fn conv<T: TryFrom<Map, Error = MapError>>(m: Map, name: &'static str) -> Result<T, TableError> {
+    T::try_from(m).map_err(|source| TableError::Map { name, source })
+}
+
+/// `addr` masked to `prefix` bits, as the LPM key the entry is stored under.
+fn masked<const N: usize>(bytes: [u8; N], prefix: u8) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut left = prefix as usize;
+    for (o, b) in out.iter_mut().zip(bytes) {
+        let take = left.min(8);
+        *o = if take == 0 { 0 } else { b & (0xffu8 << (8 - take)) };
+        left -= take;
+    }
+    out
+}
+
+fn v4_key(net: &IpNet) -> Option<Key<[u8; 4]>> {
+    match net.addr() {
+        IpAddr::V4(a) => Some(Key::new(net.prefix() as u32, masked(a.octets(), net.prefix()))),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6_key(net: &IpNet) -> Option<Key<[u8; 16]>> {
+    match net.addr() {
+        IpAddr::V6(a) => Some(Key::new(net.prefix() as u32, masked(a.octets(), net.prefix()))),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// The exact-address key of a host prefix (/32, /128), for AUTOBLOCK.
+fn host_key(net: &IpNet) -> Option<AddrKey> {
+    match net.addr() {
+        IpAddr::V4(a) if net.prefix() == 32 => Some(AddrKey::v4(a.octets())),
+        IpAddr::V6(a) if net.prefix() == 128 => Some(AddrKey::new(a.octets(), FAMILY_V6)),
+        _ => None,
+    }
+}
+
+fn net4(k: &Key<[u8; 4]>) -> Option<IpNet> {
+    IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
+}
+
+fn net6(k: &Key<[u8; 16]>) -> Option<IpNet> {
+    IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
+}
+
+fn host_net(k: &AddrKey) -> Option<IpNet> {
+    let a = format::addr(&k.addr, k.family);
+    Some(IpNet::host(a))
+}
+
+impl Tables {
+    /// Takes the maps out of a loaded program (the daemon).
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, TableError> {
+        Ok(Self {
+            block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
+            block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
+            auto: conv(take(ebpf, maps::AUTOBLOCK)?, maps::AUTOBLOCK)?,
+            allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
+            allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
+        })
+    }
+
+    /// Opens a daemon's pinned maps (the CLI).
+    pub fn open_pinned(dir: &Path) -> Result<Self, TableError> {
+        Ok(Self {
+            block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
+            block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
+            auto: conv(pinned(dir, maps::AUTOBLOCK)?, maps::AUTOBLOCK)?,
+            allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
+            allow6: conv(pinned(dir, maps::ALLOW6)?, maps::ALLOW6)?,
+        })
+    }
+
+    /// Blocks a prefix until `now + ttl_ns` (zero: forever). Replaces an entry of the same prefix.
+    pub fn block(&mut self, net: &IpNet, entry: BlockEntry) -> Result<(), TableError> {
+        if let Some(k) = v4_key(net) {
+            self.block4.insert(&k, entry, 0).map_err(|source| TableError::Map { name: maps::BLOCK4, source })
+        } else if let Some(k) = v6_key(net) {
+            self.block6.insert(&k, entry, 0).map_err(|source| TableError::Map { name: maps::BLOCK6, source })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Puts an exact address into AUTOBLOCK (restoring a kernel-made block).
+    pub fn block_auto(&mut self, net: &IpNet, entry: BlockEntry) -> Result<(), TableError> {
+        match host_key(net) {
+            Some(k) => self.auto.insert(k, entry, 0).map_err(|source| TableError::Map { name: maps::AUTOBLOCK, source }),
+            None => self.block(net, entry),
+        }
+    }
+
+    /// Removes a prefix from the blocklist (and, for a single address, its auto-block).
+    /// Returns the entries removed.
+    pub fn unblock(&mut self, net: &IpNet) -> Vec<BlockRow> {
+        let mut out = Vec::new();
+        if let Some(k) = v4_key(net)
+            && let Ok(e) = self.block4.get(&k, 0)
+            && self.block4.remove(&k).is_ok()
+        {
+            out.push(BlockRow { net: *net, entry: e, auto: false });
+        }
+        if let Some(k) = v6_key(net)
+            && let Ok(e) = self.block6.get(&k, 0)
+            && self.block6.remove(&k).is_ok()
+        {
+            out.push(BlockRow { net: *net, entry: e, auto: false });
+        }
+        if let Some(k) = host_key(net)
+            && let Ok(e) = self.auto.get(&k, 0)
+            && self.auto.remove(&k).is_ok()
+        {
+            out.push(BlockRow { net: *net, entry: e, auto: true });
+        }
+        out
+    }
+
+    /// Every blocklist entry, manual prefixes first, then auto-blocks.
+    pub fn blocks(&self) -> Vec<BlockRow> {
+        let mut out = Vec::new();
+        for (k, e) in self.block4.iter().filter_map(Result::ok) {
+            if let Some(net) = net4(&k) {
+                out.push(BlockRow { net, entry: e, auto: false });
+            }
+        }
+        for (k, e) in self.block6.iter().filter_map(Result::ok) {
+            if let Some(net) = net6(&k) {
+                out.push(BlockRow { net, entry: e, auto: false });
+            }
+        }
+        for (k, e) in self.auto.iter().filter_map(Result::ok) {
+            if let Some(net) = host_net(&k) {
+                out.push(BlockRow { net, entry: e, auto: true });
+            }
+        }
+        out
+    }
+
+    /// Removes every blocklist entry; returns what was removed.
+    pub fn flush_blocks(&mut self) -> Vec<BlockRow> {
+        let rows = self.blocks();
+        for r in &rows {
+            self.unblock(&r.net);
+        }
+        rows
+    }
+
+    /// Removes the entries that have expired at `now`; returns them.
+    pub fn sweep(&mut self, now: u64) -> Vec<BlockRow> {
+        let expired: Vec<BlockRow> = self.blocks().into_iter().filter(|r| !r.entry.active(now)).collect();
+        for r in &expired {
+            if r.auto {
+                if let Some(k) = host_key(&r.net) {
+                    let _ = self.auto.remove(&k);
+                }
+            } else if let Some(k) = v4_key(&r.net) {
+                let _ = self.block4.remove(&k);
+            } else if let Some(k) = v6_key(&r.net) {
+                let _ = self.block6.remove(&k);
+            }
+        }
+        expired
+    }
+
+    /// Adds `reason` bits to a prefix's allowlist entry.
+    pub fn allow(&mut self, net: &IpNet, reason: u32) -> Result<(), TableError> {
+        if let Some(k) = v4_key(net) {
+            let old = self.allow4.get(&k, 0).unwrap_or(0);
+            self.allow4.insert(&k, old | reason, 0).map_err(|source| TableError::Map { name: maps::ALLOW4, source })
+        } else if let Some(k) = v6_key(net) {
+            let old = self.allow6.get(&k, 0).unwrap_or(0);
+            self.allow6.insert(&k, old | reason, 0).map_err(|source| TableError::Map { name: maps::ALLOW6, source })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Every allowlist entry.
+    pub fn allows(&self) -> Vec<AllowRow> {
+        let mut out = Vec::new();
+        for (k, reason) in self.allow4.iter().filter_map(Result::ok) {
+            if let Some(net) = net4(&k) {
+                out.push(AllowRow { net, reason });
+            }
+        }
+        for (k, reason) in self.allow6.iter().filter_map(Result::ok) {
+            if let Some(net) = net6(&k) {
+                out.push(AllowRow { net, reason });
+            }
+        }
+        out
+    }
+
+    /// Clears `reasons` from a prefix's entry, deleting it when no reason is left. Returns
+    /// whether the prefix had one of those reasons.
+    pub fn disallow(&mut self, net: &IpNet, reasons: u32) -> bool {
+        if let Some(k) = v4_key(net)
+            && let Ok(old) = self.allow4.get(&k, 0)
+        {
+            let left = old & !reasons;
+            let _ = if left == 0 { self.allow4.remove(&k) } else { self.allow4.insert(&k, left, 0) };
+            return old & reasons != 0;
+        }
+        if let Some(k) = v6_key(net)
+            && let Ok(old) = self.allow6.get(&k, 0)
+        {
+            let left = old & !reasons;
+            let _ = if left == 0 { self.allow6.remove(&k) } else { self.allow6.insert(&k, left, 0) };
+            return old & reasons != 0;
+        }
+        false
+    }
+
+    /// Clears `reasons` from every entry; returns how many entries had one.
+    pub fn flush_allows(&mut self, reasons: u32) -> usize {
+        let rows = self.allows();
+        rows.iter().filter(|r| self.disallow(&r.net, reasons)).count()
+    }
+
+    /// Whether any block entry exists (a fresh map after a reboot has none).
+    pub fn blocks_empty(&self) -> bool {
+        self.blocks().is_empty()
+    }
+}
+
+/// The family byte of an address.
+pub fn family(a: &IpAddr) -> u8 {
+    if a.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 }
+}
+
+/// A prefix as printed in lines and lists: the bare address for a single host.
+pub fn show(net: &IpNet) -> String {
+    let host = matches!((net.addr(), net.prefix()), (IpAddr::V4(_), 32) | (IpAddr::V6(_), 128));
+    if host { net.addr().to_string() } else { net.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_masked_to_the_prefix() {
+        assert_eq!(masked([198, 18, 7, 9], 24), [198, 18, 7, 0]);
+        assert_eq!(masked([198, 19, 7, 9], 15), [198, 18, 0, 0]);
+        assert_eq!(masked([1, 2, 3, 4], 0), [0, 0, 0, 0]);
+        let n: IpNet = "2001:db8::1/32".parse().expect("net");
+        assert_eq!(v6_key(&n).map(|k| k.data()), Some([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(show(&"198.18.0.1".parse().expect("host")), "198.18.0.1");
+        assert_eq!(show(&"198.18.0.0/24".parse().expect("net")), "198.18.0.0/24");
+    }
+}

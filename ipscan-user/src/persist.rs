@@ -1,0 +1,170 @@
+//! Blocks and hand-made allows saved to the state directory, so they survive a reboot (pinned
+//! maps already survive a daemon restart). Expiry is saved as wall-clock time and restored as
+//! the time left.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use ipscan_common::{BlockEntry, block::allow_reason};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    blocklist::{Tables, TableError},
+    config::IpNet,
+};
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ipscan";
+const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: not an ipscan state file: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct SavedBlock {
+    net: String,
+    auto: bool,
+    reason: u8,
+    /// Unix seconds; absent: never expires.
+    expires_unix: Option<u64>,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct SavedAllow {
+    net: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Saved {
+    version: u32,
+    saved_unix: u64,
+    blocks: Vec<SavedBlock>,
+    allows: Vec<SavedAllow>,
+}
+
+/// The state file of an interface.
+pub fn state_file(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("{iface}.json"))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Writes the blocks and manual allows (atomically: a crash leaves the old file).
+pub fn save(tables: &Tables, path: &Path, now_mono: u64) -> Result<(), PersistError> {
+    let now_unix = unix_now();
+    let blocks = tables
+        .blocks()
+        .into_iter()
+        .filter(|r| r.entry.active(now_mono))
+        .map(|r| SavedBlock {
+            net: r.net.to_string(),
+            auto: r.auto,
+            reason: r.entry.reason,
+            expires_unix: (r.entry.expires_ns != 0)
+                .then(|| now_unix + r.entry.expires_ns.saturating_sub(now_mono).div_ceil(1_000_000_000)),
+            packets: r.entry.packets,
+            bytes: r.entry.bytes,
+        })
+        .collect();
+    let allows = tables
+        .allows()
+        .into_iter()
+        .filter(|a| a.reason & allow_reason::MANUAL != 0)
+        .map(|a| SavedAllow { net: a.net.to_string() })
+        .collect();
+    let saved = Saved {
+        version: VERSION,
+        saved_unix: now_unix,
+        blocks,
+        allows,
+    };
+    let write = |source| PersistError::Write { path: path.to_owned(), source };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(write)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(&saved).map_err(|e| write(io::Error::other(e)))?;
+    fs::write(&tmp, text).map_err(write)?;
+    fs::rename(&tmp, path).map_err(write)
+}
+
+/// What [`restore`] put back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub blocks: usize,
+    pub expired: usize,
+    pub allows: usize,
+}
+
+/// Puts saved blocks (with the time they have left) and manual allows back into the maps.
+pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64) -> Result<Restored, PersistError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Restored::default()),
+        Err(source) => return Err(PersistError::Read { path: path.to_owned(), source }),
+    };
+    let saved: Saved = serde_json::from_str(&text).map_err(|source| PersistError::Parse { path: path.to_owned(), source })?;
+    let now_unix = unix_now();
+    let mut r = Restored::default();
+    for b in saved.blocks {
+        let Ok(net) = b.net.parse::<IpNet>() else { continue };
+        let expires_ns = match b.expires_unix {
+            None => 0,
+            Some(t) if t <= now_unix => {
+                r.expired += 1;
+                continue;
+            }
+            Some(t) => now_mono + (t - now_unix) * 1_000_000_000,
+        };
+        let entry = BlockEntry {
+            expires_ns,
+            added_ns: now_mono,
+            packets: b.packets,
+            bytes: b.bytes,
+            last_ns: 0,
+            reason: b.reason,
+            _pad: [0; 7],
+        };
+        if b.auto {
+            tables.block_auto(&net, entry)?;
+        } else {
+            tables.block(&net, entry)?;
+        }
+        r.blocks += 1;
+    }
+    for a in saved.allows {
+        if let Ok(net) = a.net.parse::<IpNet>() {
+            tables.allow(&net, allow_reason::MANUAL)?;
+            r.allows += 1;
+        }
+    }
+    Ok(r)
+}

@@ -1,0 +1,300 @@
+//! Active response in the kernel, end to end: auto-block on the threshold packet, expiry,
+//! allowlist (also against spoofed scans), the block/allow CLI on a running daemon, and state
+//! that survives a restart and a "reboot".
+
+use std::time::Duration;
+
+use ipscan_tests::{
+    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects,
+    pcap::{self, Packet},
+    run_in, write_config,
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn config(extra: &str) -> String {
+    format!("window syn_scan 3s\nwindow portscan 3s\nset scans_only\n{extra}")
+}
+
+fn nmap_syn(bed: &Testbed) {
+    run_in(
+        &bed.attacker,
+        120,
+        "nmap",
+        &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-40", VICTIM4],
+    );
+}
+
+fn syn_probes(file: &std::path::Path) -> Vec<Packet> {
+    pcap::packets(file)
+        .into_iter()
+        .filter(|p| p.proto == 6 && p.tcp_flags & 0x17 == 0x02 && p.dport <= 40)
+        .collect()
+}
+
+/// The MAC address of an interface in a namespace (`ip link`, since /sys is the host's).
+fn mac_of(ns: &ipscan_tests::NetNs, iface: &str) -> String {
+    let out = ns.cmd("ip").args(["link", "show", "dev", iface]).output().expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {text}"))
+        .to_owned()
+}
+
+fn count(lines: &[String], needle: &str) -> usize {
+    lines.iter().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn scanner_is_blocked_on_the_threshold_packet_and_others_still_connect() {
+    let bed = Testbed::new();
+    bed.add_attacker_addr(&format!("{OTHER4}/24"));
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config("block syn_scan 60s\n"));
+    let _srv = Listener::start(&bed.victim, 8080);
+    let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the scanner can connect before its scan");
+
+    let sent = Capture::start(&bed.attacker, &bed.attacker_if, "tcp and src host 198.18.0.1", dir.join("sent.pcap"));
+    let got = Capture::start(&bed.victim, &bed.victim_if, "tcp and src host 198.18.0.1", dir.join("got.pcap"));
+    nmap_syn(&bed);
+    sent.finish();
+    got.finish();
+    let sent = syn_probes(&dir.join("sent.pcap"));
+    let got = syn_probes(&dir.join("got.pcap"));
+    assert!(sent.len() >= 40, "nmap sent {}", sent.len());
+    // The tenth distinct port crosses the threshold: that packet and every later one are
+    // dropped in the kernel, with no user-space round trip.
+    let ports: Vec<u16> = got.iter().map(|p| p.dport).collect();
+    assert_eq!(ports, (1..=9).collect::<Vec<_>>(), "probes that reached the victim");
+    let after_threshold = got.iter().filter(|p| p.dport >= 10).count();
+    assert_eq!(after_threshold, 0, "scanner packets that reached the victim after the threshold packet");
+
+    let lines = d.wait_log("block line", WAIT, |l| l.iter().any(|x| x.starts_with("Blocked ")));
+    assert_eq!(
+        lines[..2],
+        [
+            "TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1 [port 40000]".to_owned(),
+            "Blocked 198.18.0.1 for 60 s (SYN scan)".to_owned()
+        ]
+    );
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the blocked scanner cannot connect");
+    assert!(connects(&bed.attacker, OTHER4, VICTIM4, 8080), "another source still connects");
+
+    let (ok, out, err) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = v.as_array().expect("array");
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["prefix"], "198.18.0.1");
+    assert_eq!(rows[0]["auto"], true);
+    assert_eq!(rows[0]["reason"], "SYN scan");
+    // Every dropped probe is counted on the entry, plus the connection attempt's SYNs.
+    let dropped = rows[0]["packets"].as_u64().expect("packets");
+    assert!(dropped > (sent.len() - 9) as u64, "{dropped} <= {}", sent.len() - 9);
+}
+
+#[test]
+fn block_expires_and_unblock_reports_what_was_dropped() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config("block syn_scan 2s\n"));
+    let _srv = Listener::start(&bed.victim, 8080);
+    let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    let sent = Capture::start(&bed.attacker, &bed.attacker_if, "tcp and src host 198.18.0.1", dir.join("sent.pcap"));
+    nmap_syn(&bed);
+    sent.finish();
+    let all = pcap::packets(&dir.join("sent.pcap"));
+    // Everything the scanner sent from the threshold probe on was dropped.
+    let first_dropped = all.iter().position(|p| p.dport == 10).expect("probe to port 10");
+    let dropped = &all[first_dropped..];
+    let bytes: u64 = dropped.iter().map(|p| p.payload).sum();
+    let want = format!("Unblocked 198.18.0.1 - dropped {} packets ({bytes} bytes).", dropped.len());
+    let lines = d.wait_log("the unblock line", WAIT, |l| l.iter().any(|x| x.starts_with("Unblocked")));
+    assert_eq!(count(&lines, &want), 1, "want {want}\n{}", lines.join("\n"));
+    assert_eq!(count(&lines, "Blocked 198.18.0.1 for 2 s (SYN scan)"), 1);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "unblocked again");
+    let (ok, out, _) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[]");
+}
+
+#[test]
+fn allowlisted_sources_are_logged_not_blocked_even_when_spoofed() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config("block syn_scan 60s\nallow 198.18.0.1\n"));
+    let _srv = Listener::start(&bed.victim, 8080);
+    let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    // A configured allow.
+    nmap_syn(&bed);
+    d.wait_log("not blocked (configured)", WAIT, |l| {
+        l.iter().any(|x| x == "Not blocked 198.18.0.1: allowlisted (SYN scan)")
+    });
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080));
+    // A scan spoofed from one of the victim's own addresses: logged, and the victim does not cut
+    // itself off. (nmap treats -S equal to the target as a local scan, so use a second address.)
+    bed.victim.ip(&["addr", "add", "198.18.0.9/32", "dev", &bed.victim_if]);
+    // The allowlist of own addresses is taken at start: restart to pick the new one up.
+    drop(d);
+    let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    // nmap will not route with a foreign -S: craft the probes (nmap's: SYN with one MSS option).
+    let mac = mac_of(&bed.victim, &bed.victim_if);
+    let scapy = format!(
+        "from scapy.all import Ether, IP, TCP, sendp\n\
+sendp([Ether(dst='{mac}')/IP(src='198.18.0.9', dst='{VICTIM4}')/TCP(sport=40001, dport=p, flags='S', options=[('MSS', 1460)]) for p in range(100, 141)], iface='{}', verbose=False)\n",
+        bed.attacker_if
+    );
+    run_in(&bed.attacker, 60, "/usr/bin/python3", &["-c", &scapy]);
+    let lines = d.wait_log("the spoofed scan", WAIT, |l| {
+        l.iter().any(|x| x == "Not blocked 198.18.0.9: allowlisted (SYN scan)")
+    });
+    assert_eq!(
+        count(&lines, "TCP: SYN scan detected [ports 100,101,102,103,104,105,106,107,108,109,...] from 198.18.0.9 [port 40001]"),
+        1,
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(count(&lines, "Blocked "), 0, "{}", lines.join("\n"));
+    let (ok, out, _) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[]");
+    let (ok, out, _) = cli(&["allow", "list", "-i", &bed.victim_if]);
+    assert!(ok);
+    assert!(out.lines().any(|l| l.contains("198.18.0.1") && l.contains("configured")), "{out}");
+    assert!(out.lines().any(|l| l.contains("198.18.0.9") && l.contains("own-address")), "{out}");
+}
+
+#[test]
+fn cli_edits_the_running_daemons_lists() {
+    let bed = Testbed::new();
+    bed.add_attacker_addr(&format!("{OTHER4}/24"));
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config("block syn_scan 60s\n"));
+    let _srv = Listener::start(&bed.victim, 8080);
+    let _d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    let i = bed.victim_if.as_str();
+    assert!(connects(&bed.attacker, OTHER4, VICTIM4, 8080));
+
+    let (ok, _, err) = cli(&["block", "add", OTHER4, "--ttl", "1h", "-i", i]);
+    assert!(ok, "{err}");
+    assert_eq!(err.trim(), format!("ipscan: {i}: blocked 198.18.0.3 for 3600 s"));
+    assert!(!connects(&bed.attacker, OTHER4, VICTIM4, 8080), "blocked by the CLI");
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "others unaffected");
+    let (ok, out, _) = cli(&["block", "list", "-i", i]);
+    assert!(ok);
+    let row = out.lines().find(|l| l.contains("198.18.0.3")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("manual"), "{row}");
+    let (_, json, _) = cli(&["block", "list", "--json", "-i", i]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert!(v[0]["packets"].as_u64().expect("packets") >= 1, "the refused SYN was counted: {json}");
+    assert!((3590..=3600).contains(&v[0]["expires_in_s"].as_u64().expect("ttl")), "{json}");
+
+    let (ok, _, err) = cli(&["block", "del", OTHER4, "-i", i]);
+    assert!(ok, "{err}");
+    assert!(err.contains("Unblocked 198.18.0.3 - dropped"), "{err}");
+    assert!(connects(&bed.attacker, OTHER4, VICTIM4, 8080), "unblocked by the CLI");
+    let (ok, _, err) = cli(&["block", "del", OTHER4, "-i", i]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "ipscan: 198.18.0.3 is not blocked");
+
+    for net in ["198.18.0.3", "2001:db8:99::/48", "198.18.0.128/25"] {
+        assert!(cli(&["block", "add", net, "-i", i]).0);
+    }
+    let (_, json, _) = cli(&["block", "list", "--json", "-i", i]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&json).expect("json").as_array().map(Vec::len), Some(3));
+    let (ok, _, err) = cli(&["block", "flush", "-i", i]);
+    assert!(ok);
+    assert_eq!(err.trim(), format!("ipscan: {i}: removed 3 blocks"));
+    assert!(connects(&bed.attacker, OTHER4, VICTIM4, 8080));
+
+    // The allowlist from the CLI wins over the kernel's auto-block.
+    let (ok, _, err) = cli(&["allow", "add", ATTACKER4, "-i", i]);
+    assert!(ok, "{err}");
+    nmap_syn(&bed);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "allowlisted scanner not blocked");
+    let (ok, _, _) = cli(&["allow", "del", ATTACKER4, "-i", i]);
+    assert!(ok);
+    let (ok, _, err) = cli(&["allow", "del", ATTACKER4, "-i", i]);
+    assert!(!ok && err.contains("was not added"), "{err}");
+
+    // Bad input: one line, nothing changed.
+    let (ok, _, err) = cli(&["block", "add", "198.18.0.300", "-i", i]);
+    assert!(!ok);
+    assert!(err.trim().starts_with("ipscan: invalid address or prefix \"198.18.0.300\""), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+    let (ok, _, err) = cli(&["block", "add", OTHER4, "--ttl", "soon", "-i", i]);
+    assert!(!ok);
+    assert_eq!(err.trim(), "ipscan: invalid --ttl \"soon\": expected a duration such as 90s, 10m or 1h");
+    let (_, json, _) = cli(&["block", "list", "--json", "-i", i]);
+    assert_eq!(json.trim(), "[]");
+}
+
+#[test]
+fn cli_without_a_daemon_says_so() {
+    ipscan_tests::require_root();
+    let dir = TempDir::new();
+    let root = dir.join("no-pins");
+    let (ok, _, err) = cli(&["block", "list", "--pin-root", root.to_str().expect("utf8")]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        format!("ipscan: no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first", root.display())
+    );
+}
+
+#[test]
+fn restart_keeps_blocks_with_one_program_and_a_reboot_restores_them() {
+    let bed = Testbed::new();
+    bed.add_attacker_addr(&format!("{OTHER4}/24"));
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config(""));
+    let _srv = Listener::start(&bed.victim, 8080);
+    let state = dir.join("state");
+    let args = ["--config", conf.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")];
+    let i = bed.victim_if.as_str();
+    let mut d = Daemon::start(&bed.victim, i, &dir, &args);
+    assert!(cli(&["block", "add", OTHER4, "--ttl", "1h", "-i", i]).0);
+    assert!(!connects(&bed.attacker, OTHER4, VICTIM4, 8080));
+
+    // A second daemon on the same interface is refused.
+    let out = bed
+        .victim
+        .cmd(ipscan_tests::ipscan_bin())
+        .args(["run", "--iface", i, "--stdout"])
+        .output()
+        .expect("second daemon");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), format!("ipscan: another ipscan daemon is running on {i} (pid {})", d.pid()));
+
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+    let mut d = Daemon::start(&bed.victim, i, &dir, &args);
+    assert!(!connects(&bed.attacker, OTHER4, VICTIM4, 8080), "block kept across a restart");
+    let links = bed.victim.cmd("ip").args(["-d", "link", "show", "dev", i]).output().expect("ip");
+    let text = String::from_utf8_lossy(&links.stdout);
+    assert_eq!(text.matches("prog/xdp").count(), 1, "exactly one program attached: {text}");
+    let (_, json, _) = cli(&["block", "list", "--json", "-i", i]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(v[0]["prefix"], OTHER4);
+
+    // A reboot loses bpffs: the daemon puts the block back from its state file, with the
+    // time it had left.
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+    std::fs::remove_dir_all(std::path::Path::new("/sys/fs/bpf/ipscan").join(i)).expect("unpin");
+    let mut d = Daemon::start(&bed.victim, i, &dir, &args);
+    d.wait_stderr("restored 1 blocks", Duration::from_secs(5));
+    assert!(!connects(&bed.attacker, OTHER4, VICTIM4, 8080), "block restored after a reboot");
+    let (_, json, _) = cli(&["block", "list", "--json", "-i", i]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let left = v[0]["expires_in_s"].as_u64().expect("ttl");
+    assert!((3500..=3600).contains(&left), "{json}");
+    let _ = d.stop();
+}
