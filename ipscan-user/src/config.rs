@@ -73,7 +73,7 @@ pub enum Problem {
     InvalidBool { value: String, keyword: String },
     #[error(
         "unknown detection \"{name}\": expected one of portscan, syn_scan, fin_scan, null_scan, \
-         xmas_scan, udp_scan, ping_flood, smurf"
+         xmas_scan, udp_scan, ping_flood, smurf, udp_flood"
     )]
     UnknownDetection { name: String },
     #[error("invalid threshold \"{value}\" for {detection}: expected a positive integer")]
@@ -89,6 +89,8 @@ pub enum Problem {
         value: String,
         detection: &'static str,
     },
+    #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
+    InvalidPacketRate { value: String },
     #[error("unknown syslog facility \"{value}\"")]
     InvalidFacility { value: String },
     #[error("unknown syslog priority \"{value}\"")]
@@ -242,6 +244,10 @@ pub const DETECTION_KEYWORDS: [(&str, Detection); 8] = [
     ("smurf", Detection::Smurf),
 ];
 
+/// ipscan's UDP packet-rate detection (iplog's "scan/flood" counted packets only). Only
+/// `threshold` and `window` take it; `set udp_scan` switches both UDP detections.
+pub const UDP_FLOOD_KEYWORD: (&str, Detection) = ("udp_flood", Detection::UdpFlood);
+
 fn detection_by_keyword(keyword: &str) -> Option<(&'static str, Detection)> {
     DETECTION_KEYWORDS
         .iter()
@@ -331,6 +337,18 @@ impl Settings {
         match keyword.to_ascii_lowercase().as_str() {
             "set" => self.set(tokens),
             "threshold" => self.threshold(tokens),
+            "packet_rate" => {
+                // ipscan: per-source budget of per-packet lines per second (kernel rate limit).
+                let value = single(tokens, "lines per second")?;
+                self.kernel.packet_events_per_sec = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| Problem::InvalidPacketRate {
+                        value: value.to_owned(),
+                    })?;
+                Ok(())
+            }
             "window" => self.window(tokens),
             "interface" => {
                 let names = list(tokens, "interface list")?;
@@ -417,11 +435,15 @@ impl Settings {
             })?;
         *flag = value;
         if let Some((_, detection)) = detection_by_keyword(&keyword) {
-            let d = self.kernel.detection_mut(detection);
-            if value {
-                d.flags |= detection_flags::ENABLED;
-            } else {
-                d.flags &= !detection_flags::ENABLED;
+            // iplog's udp_scan is "scan/flood": it switches ipscan's rate detection too.
+            let also = (detection == Detection::UdpScan).then_some(Detection::UdpFlood);
+            for d in std::iter::once(detection).chain(also) {
+                let d = self.kernel.detection_mut(d);
+                if value {
+                    d.flags |= detection_flags::ENABLED;
+                } else {
+                    d.flags &= !detection_flags::ENABLED;
+                }
             }
         }
         Ok(())
@@ -435,8 +457,10 @@ impl Settings {
             keyword: tokens[0].to_owned(),
             what: "detection name",
         })?;
-        let (keyword, detection) =
-            detection_by_keyword(&name.to_ascii_lowercase()).ok_or_else(|| {
+        let lower = name.to_ascii_lowercase();
+        let (keyword, detection) = detection_by_keyword(&lower)
+            .or((lower == UDP_FLOOD_KEYWORD.0).then_some(UDP_FLOOD_KEYWORD))
+            .ok_or_else(|| {
                 Problem::UnknownDetection {
                     name: (*name).to_owned(),
                 }
@@ -562,7 +586,7 @@ impl Settings {
                     Detection::XmasScan,
                 ],
             ),
-            (f.udp, &[Detection::UdpScan]),
+            (f.udp, &[Detection::UdpScan, Detection::UdpFlood]),
             (f.icmp, &[Detection::PingFlood]),
             (f.udp || f.icmp, &[Detection::Smurf]),
         ];
@@ -1972,7 +1996,7 @@ mod tests {
             ),
             (
                 "threshold syn_flood 3",
-                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf",
+                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood",
             ),
             (
                 "threshold syn_scan",

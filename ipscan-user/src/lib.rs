@@ -2,6 +2,8 @@
 
 pub mod daemon;
 pub mod format;
+pub mod kconfig;
+pub mod lines;
 pub mod loader;
 pub mod netif;
 pub mod sink;

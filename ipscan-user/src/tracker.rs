@@ -12,7 +12,10 @@ use ipscan_common::{
     window::{LOGGED_DPORTS, LOGGED_SPORTS},
 };
 
-use crate::format::{self, Detected};
+use crate::{
+    format::{self, Detected},
+    lines::PacketLines,
+};
 
 /// A mode being tracked: which interface it was seen on and its last known totals.
 #[derive(Clone, Debug)]
@@ -50,6 +53,8 @@ impl Namer for Plain {
 pub struct Tracker {
     active: HashMap<SourceKey, Active>,
     pub log_dest: bool,
+    /// Per-packet line state (traceroute quiet periods).
+    packets: PacketLines,
 }
 
 impl Tracker {
@@ -57,6 +62,7 @@ impl Tracker {
         Self {
             active: HashMap::new(),
             log_dest,
+            packets: PacketLines::default(),
         }
     }
 
@@ -67,8 +73,12 @@ impl Tracker {
 
     /// Handles one ring-buffer event.
     pub fn on_event(&mut self, ev: &Event, namer: &mut dyn Namer) -> Option<Line> {
+        if matches!(ev.kind()?, EventKind::Packet | EventKind::RateLimited) {
+            let text = self.packets.on_event(ev, namer, self.log_dest)?;
+            return Some(Line { at_ns: ev.ts_ns, text, detected: None });
+        }
         let detection = Detection::from_u8(ev.detection)?;
-        let source = namer.name(format::addr(&ev.key.addr, ev.key.family));
+        let source = source_name(&ev.key, detection, namer);
         let dest_s = format::addr(&ev.packet.dst, ev.packet.family).to_string();
         match ev.kind()? {
             EventKind::Detected => {
@@ -147,7 +157,7 @@ impl Tracker {
             }
             // XXX: a packet arriving between the lookup and the delete is lost from the totals.
             delete(key);
-            let source = namer.name(format::addr(&key.addr, key.family));
+            let source = source_name(key, detection, namer);
             let dest = self.log_dest.then_some(a.dest.as_str());
             out.push(Line {
                 at_ns: now_ns,
@@ -160,6 +170,24 @@ impl Tracker {
             self.active.remove(&k);
         }
         out
+    }
+}
+
+/// How a detection's key is printed: per-network detections (smurf) print the network
+/// (`201.223.41.0`, `2001:db8:1:2::`), which has no name to look up.
+fn source_name(key: &SourceKey, detection: Detection, namer: &mut dyn Namer) -> String {
+    let addr = format::addr(&key.addr, key.family);
+    if detection.per_network() { addr.to_string() } else { namer.name(addr) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use ipscan_common::Event;
+
+    /// An all-zero event (every field is plain data).
+    pub fn blank_event() -> Event {
+        // SAFETY: Event is repr(C) plain old data; all-zero is a valid value of every field.
+        unsafe { std::mem::zeroed() }
     }
 }
 
@@ -178,23 +206,7 @@ mod tests {
         let mut p = PacketSummary { family: FAMILY_V4, ..Default::default() };
         p.src[..4].copy_from_slice(&[198, 18, 0, 1]);
         p.dst[..4].copy_from_slice(&[198, 18, 0, 2]);
-        // SAFETY-free zeroed construction through fill.
-        let mut ev = Event {
-            kind: 0,
-            detection: 0,
-            nports: 0,
-            nsports: 0,
-            _pad: [0; 4],
-            ts_ns: 0,
-            mode_since_ns: 0,
-            packets: 0,
-            bytes: 0,
-            key: SourceKey::default(),
-            packet: PacketSummary::default(),
-            ports: [0; 10],
-            sports: [0; 5],
-            _pad1: [0; 2],
-        };
+        let mut ev = super::tests_support::blank_event();
         ev.fill(EventKind::Detected, state.last_ns, &key(), state, &p);
         ev
     }
