@@ -19,9 +19,13 @@ use tokio::{
 };
 
 use crate::{
+    config::Settings,
+    kconfig::{KconfigError, KernelSettings},
     loader::{self, AttachMode, LoadError, LoadOptions},
+    resolve::Resolver,
     sink::Sink,
-    tracker::{Plain, Tracker},
+    syslog::{self, Syslog, SyslogError},
+    tracker::{Namer, Plain, Tracker},
 };
 
 /// Where log lines go.
@@ -29,6 +33,8 @@ use crate::{
 pub enum LogTarget {
     File(PathBuf),
     Stdout,
+    /// RFC 3164 datagrams to this socket, with the config's facility and priority.
+    Syslog(PathBuf),
 }
 
 /// Everything `ipscan run` needs, already validated.
@@ -39,6 +45,12 @@ pub struct RunConfig {
     pub log: LogTarget,
     pub mode: AttachMode,
     pub log_dest: bool,
+    /// The parsed configuration: rules, promisc networks, switches and names for the kernel
+    /// (through [`KernelSettings`]) and for the log (log_ip, facility, ...). `kernel` above
+    /// is its CONFIG value and wins over what `settings` would give.
+    pub settings: Settings,
+    /// Re-read on SIGHUP; `None`: SIGHUP only reopens the log.
+    pub config_path: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +76,16 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Kconfig(#[from] KconfigError),
+    #[error("{iface}: {source}")]
+    Apply {
+        iface: String,
+        #[source]
+        source: KconfigError,
+    },
+    #[error(transparent)]
+    Syslog(#[from] SyslogError),
     #[error("writing the log: {source}")]
     Write {
         #[source]
@@ -171,7 +193,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             source,
         })?,
         LogTarget::Stdout => Sink::stdout(),
+        LogTarget::Syslog(socket) => Sink::syslog(Syslog::open(
+            socket,
+            cfg.settings.facility.as_deref().unwrap_or(syslog::DEFAULT_FACILITY),
+            cfg.settings.priority.as_deref().unwrap_or(syslog::DEFAULT_PRIORITY),
+        )?),
     };
+    let mut kernel = kernel_settings(&cfg.settings, Some(cfg.kernel))?;
     // Check every interface before touching any, so a typo attaches nothing.
     for iface in &cfg.ifaces {
         if loader::if_index(iface).is_none() {
@@ -186,7 +214,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             iface: iface.clone(),
             source,
         })?;
-        loader::write_config(&mut ebpf, &cfg.kernel).map_err(|source| DaemonError::Load {
+        kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply {
             iface: iface.clone(),
             source,
         })?;
@@ -224,14 +252,14 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         source,
     })?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut namer = Plain;
+    let mut namer = namer(&cfg.settings);
 
     loop {
         tokio::select! {
             ev = rx.recv() => {
                 let Some((i, ev)) = ev else { break };
                 if let Some(a) = ifaces.get_mut(i)
-                    && let Some(line) = a.tracker.on_event(&ev, &mut namer)
+                    && let Some(line) = a.tracker.on_event(&ev, &mut *namer)
                 {
                     sink.line(&clock.wall(line.at_ns), &line.text)
                         .map_err(|source| DaemonError::Write { source })?;
@@ -244,8 +272,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     let mut doomed = Vec::new();
                     let lines = tracker.sweep(
                         now,
-                        &cfg.kernel,
-                        &mut namer,
+                        &kernel.config,
+                        &mut *namer,
                         |k| sources.get(k, 0).ok(),
                         |k| doomed.push(*k),
                     );
@@ -261,6 +289,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             _ = sighup.recv() => {
                 if let Err(e) = sink.reopen() {
                     eprintln!("ipscan: reopening the log: {e}");
+                }
+                if let Some(path) = &cfg.config_path {
+                    reload(path, &mut ifaces, &mut kernel, &mut namer);
                 }
             }
             _ = sigint.recv() => break,
@@ -278,6 +309,50 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
     Ok(())
+}
+
+/// The kernel side of `settings`; `config` (the caller's CONFIG value) replaces the computed
+/// one, keeping the rule count of this computation.
+fn kernel_settings(settings: &Settings, config: Option<Config>) -> Result<KernelSettings, KconfigError> {
+    let mut k = KernelSettings::load(settings)?;
+    if let Some(c) = config {
+        k.config = Config { nrules: k.config.nrules, ..c };
+    }
+    Ok(k)
+}
+
+/// How sources are printed: `name (address)` with `set log_ip` unless the resolver is disabled.
+fn namer(settings: &Settings) -> Box<dyn Namer> {
+    if settings.flags.log_ip && !settings.flags.disable_resolver {
+        Box::new(Resolver::system())
+    } else {
+        Box::new(Plain)
+    }
+}
+
+/// SIGHUP: re-reads the configuration and rewrites CONFIG, RULES and PROMISC in every attached
+/// program. SOURCES is left alone, so windows and modes carry on under the new thresholds. An
+/// invalid file changes nothing: one line on stderr, and the old configuration stays.
+fn reload(path: &std::path::Path, ifaces: &mut [Attached], kernel: &mut KernelSettings, namer: &mut Box<dyn Namer>) {
+    let loaded = Settings::load(path)
+        .map_err(|e| loader::error_chain(&e))
+        .and_then(|s| kernel_settings(&s, None).map(|k| (s, k)).map_err(|e| e.to_string()));
+    let (settings, next) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ipscan: reload failed, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    for a in ifaces.iter_mut() {
+        if let Err(e) = next.apply(&mut a.ebpf) {
+            eprintln!("ipscan: {}: reload: {}", a.name, loader::error_chain(&e));
+        }
+        a.tracker.log_dest = settings.flags.log_dest;
+    }
+    *kernel = next;
+    *namer = self::namer(&settings);
+    eprintln!("ipscan: reloaded {}", path.display());
 }
 
 /// Moves ring-buffer records to the main loop as they arrive.

@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ipscan::{
     config::Settings,
+    kconfig::KernelSettings,
+    syslog,
     daemon::{self, LogTarget, RunConfig},
     loader::{self, AttachMode},
     netif,
@@ -34,8 +36,14 @@ struct RunArgs {
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// Append log lines to this file (iplog format).
-    #[arg(long, conflicts_with = "stdout")]
+    #[arg(long, conflicts_with_all = ["stdout", "syslog"])]
     log_file: Option<PathBuf>,
+    /// Send log lines to syslog (facility and priority from the config, default daemon.notice).
+    #[arg(long, conflicts_with = "stdout")]
+    syslog: bool,
+    /// The syslog daemon's socket (for chroots and tests).
+    #[arg(long, default_value = syslog::DEFAULT_SOCKET, requires = "syslog")]
+    syslog_socket: PathBuf,
     /// Write log lines to standard output (the default when no log file is given).
     #[arg(long)]
     stdout: bool,
@@ -63,7 +71,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !loader::has_bpf_privilege() {
         return Err(loader::privilege_error().into());
     }
+    // Rules, promisc networks and ignore_dns are checked here too, before anything is attached.
+    let kernel = KernelSettings::load(&settings).context("configuration")?.config;
     let log = match (args.log_file, args.stdout, &settings.logfile) {
+        _ if args.syslog => LogTarget::Syslog(args.syslog_socket),
         (Some(p), _, _) => LogTarget::File(p),
         (None, true, _) => LogTarget::Stdout,
         (None, false, Some(p)) if !settings.flags.stdout => LogTarget::File(p.clone()),
@@ -71,10 +82,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let cfg = RunConfig {
         ifaces,
-        kernel: settings.kernel,
+        kernel,
         log,
         mode: args.xdp_mode,
         log_dest: settings.flags.log_dest,
+        settings,
+        config_path: args.config,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
