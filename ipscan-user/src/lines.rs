@@ -9,7 +9,8 @@
 //!   not carry its addresses), so iplog's `(from H) D` form and the redirect target are absent:
 //!   a redirect reads `ICMP: redirect (network) from H via GATEWAY`;
 //! - IPv6 sources with a port print as `[2001:db8::1]:80`;
-//! - traceroute lines are kept per source (iplog remembered only the last source), one per 15 s;
+//! - traceroute lines are kept per source and probe protocol (iplog remembered only the last
+//!   source), one per 15 s;
 //! - ICMP and TCP traceroute probes get `ICMP: traceroute ...` and `TCP: traceroute ...`.
 
 use std::{
@@ -39,10 +40,11 @@ pub fn system_services(port: u16, proto: &str) -> Option<String> {
     crate::config::service_name(port, proto)
 }
 
-/// Per-interface state of the per-packet lines: the traceroute quiet period per source.
+/// Per-interface state of the per-packet lines: the traceroute quiet period per source and
+/// probe protocol (a UDP traceroute does not hide a following ICMP one).
 #[derive(Debug, Default)]
 pub struct PacketLines {
-    traceroute: HashMap<IpAddr, u64>,
+    traceroute: HashMap<(IpAddr, u8), u64>,
 }
 
 impl PacketLines {
@@ -57,7 +59,7 @@ impl PacketLines {
             }
             EventKind::Packet => {
                 let line = PacketLine::from_u8(ev.line)?;
-                if line == PacketLine::Traceroute && !self.traceroute_due(src_addr, ev.ts_ns) {
+                if line == PacketLine::Traceroute && !self.traceroute_due((src_addr, p.proto), ev.ts_ns) {
                     return None;
                 }
                 let src = namer.name(src_addr);
@@ -68,7 +70,7 @@ impl PacketLines {
         }
     }
 
-    fn traceroute_due(&mut self, src: IpAddr, now_ns: u64) -> bool {
+    fn traceroute_due(&mut self, src: (IpAddr, u8), now_ns: u64) -> bool {
         if let Some(last) = self.traceroute.get(&src)
             && now_ns.saturating_sub(*last) < TRACEROUTE_QUIET_NS
         {
@@ -606,6 +608,8 @@ mod tests {
         assert_eq!(got(&mut pl, &other, 101 * sec, &mut namer).as_deref(), Some("UDP: traceroute from 10.10.150.9"));
         assert_eq!(got(&mut pl, &p, 114 * sec, &mut namer), None);
         assert!(got(&mut pl, &p, 115 * sec, &mut namer).is_some());
+        let icmp = PacketSummary { icmp_type: 8, ..v4(PROTO_ICMP) };
+        assert_eq!(got(&mut pl, &icmp, 115 * sec, &mut namer).as_deref(), Some("ICMP: traceroute from 10.10.150.1"));
         // Other lines are not deduplicated here (the sink collapses repeats).
         let e = event(EventKind::Packet, PacketLine::FragOverlap, &p, 116 * sec);
         assert!(pl.on_event(&e, &mut namer, false).is_some());
