@@ -362,6 +362,20 @@ mod tests {
     }
 
     #[test]
+    fn packet_rate_and_udp_flood_keywords_reject_bad_input() {
+        for (text, msg) in [
+            ("packet_rate 0", "t.conf:1: invalid packet_rate \"0\": expected a positive integer (lines per second)"),
+            ("packet_rate -3", "t.conf:1: invalid packet_rate \"-3\": expected a positive integer (lines per second)"),
+            ("packet_rate", "t.conf:1: missing lines per second after \"packet_rate\""),
+            ("packet_rate 5 6", "t.conf:1: too many values for \"packet_rate\": unexpected \"6\""),
+            ("set udp_flood", "t.conf:1: unknown set keyword \"udp_flood\""),
+        ] {
+            let e = Settings::parse(text, Path::new("t.conf")).expect_err(text);
+            assert_eq!(e.to_string(), msg);
+        }
+    }
+
+    #[test]
     fn promisc_prefixes_split_by_family() {
         let k = ks("promisc 198.18.0.0/15, 10.1.2.3, 2001:db8::/32");
         assert_eq!(k.promisc4, vec![([198, 18, 0, 0], 15), ([10, 1, 2, 3], 32)]);

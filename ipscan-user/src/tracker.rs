@@ -241,6 +241,33 @@ mod tests {
     }
 
     #[test]
+    fn smurf_prints_the_network_and_udp_flood_its_ports() {
+        let mut s = SourceState::new(5);
+        s.record_packets(5, 0, 0, 64, 1, 1_000_000_000);
+        let net6 = [0x20, 0x01, 0x0d, 0xb8, 0, 5, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut ev = detected_event(&s);
+        ev.detection = Detection::Smurf as u8;
+        ev.key = SourceKey::new(net6, ipscan_common::FAMILY_V6, Detection::Smurf);
+        let mut t = Tracker::new(false);
+        // A namer that would rename every address: per-network keys are not looked up.
+        struct Loud;
+        impl Namer for Loud {
+            fn name(&mut self, addr: std::net::IpAddr) -> String {
+                format!("host ({addr})")
+            }
+        }
+        let line = t.on_event(&ev, &mut Loud).expect("line");
+        assert_eq!(line.text, "ICMP/UDP: smurf attack detected from 2001:db8:5:1::");
+        let mut u = SourceState::new(5);
+        u.record_packets(5, 53, 40000, 30, 1, 1_000_000_000);
+        let mut ev = detected_event(&u);
+        ev.detection = Detection::UdpFlood as u8;
+        ev.key.kind = Detection::UdpFlood as u8;
+        let line = t.on_event(&ev, &mut Loud).expect("line");
+        assert_eq!(line.text, "UDP: scan/flood detected [port 53] from host (198.18.0.1) [port 40000]");
+    }
+
+    #[test]
     fn kernel_expiry_is_logged_once() {
         let mut s = SourceState::new(5);
         s.record_ports(5, 1, 1, 10, 1);
