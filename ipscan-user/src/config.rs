@@ -99,6 +99,8 @@ pub enum Problem {
     },
     #[error("unknown blackhole protocol \"{value}\": expected tcp or udp")]
     InvalidBlackhole { value: String },
+    #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
+    InvalidPacketRate { value: String },
     #[error("unknown syslog facility \"{value}\"")]
     InvalidFacility { value: String },
     #[error("unknown syslog priority \"{value}\"")]
@@ -226,8 +228,6 @@ flags! {
     ignore_dns = false,
     /// Detect ICMP ping floods. Default on.
     ping_flood = true,
-    /// Detect UDP floods (a packet rate, whatever the ports; ipscan extension). Default on.
-    udp_flood = true,
     /// Log only scans and floods, not single packets. Default off.
     scans_only = false,
     /// Detect traceroutes. Default on.
@@ -246,7 +246,7 @@ flags! {
 }
 
 /// The iplog keyword of each threshold detection, as used by `set`, `threshold` and `window`.
-pub const DETECTION_KEYWORDS: [(&str, Detection); 9] = [
+pub const DETECTION_KEYWORDS: [(&str, Detection); 8] = [
     ("portscan", Detection::PortScan),
     ("syn_scan", Detection::SynScan),
     ("fin_scan", Detection::FinScan),
@@ -255,8 +255,11 @@ pub const DETECTION_KEYWORDS: [(&str, Detection); 9] = [
     ("udp_scan", Detection::UdpScan),
     ("ping_flood", Detection::PingFlood),
     ("smurf", Detection::Smurf),
-    ("udp_flood", Detection::UdpFlood),
 ];
+
+/// ipscan's UDP packet-rate detection (iplog's "scan/flood" counted packets only). Only
+/// `threshold` and `window` take it; `set udp_scan` switches both UDP detections.
+pub const UDP_FLOOD_KEYWORD: (&str, Detection) = ("udp_flood", Detection::UdpFlood);
 
 fn detection_by_keyword(keyword: &str) -> Option<(&'static str, Detection)> {
     DETECTION_KEYWORDS
@@ -353,6 +356,18 @@ impl Settings {
         match keyword.to_ascii_lowercase().as_str() {
             "set" => self.set(tokens),
             "threshold" => self.threshold(tokens),
+            "packet_rate" => {
+                // ipscan: per-source budget of per-packet lines per second (kernel rate limit).
+                let value = single(tokens, "lines per second")?;
+                self.kernel.packet_events_per_sec = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| Problem::InvalidPacketRate {
+                        value: value.to_owned(),
+                    })?;
+                Ok(())
+            }
             "window" => self.window(tokens),
             "block" => {
                 let (keyword, detection, value) = Self::detection_statement(tokens, "duration")?;
@@ -470,11 +485,15 @@ impl Settings {
             })?;
         *flag = value;
         if let Some((_, detection)) = detection_by_keyword(&keyword) {
-            let d = self.kernel.detection_mut(detection);
-            if value {
-                d.flags |= detection_flags::ENABLED;
-            } else {
-                d.flags &= !detection_flags::ENABLED;
+            // iplog's udp_scan is "scan/flood": it switches ipscan's rate detection too.
+            let also = (detection == Detection::UdpScan).then_some(Detection::UdpFlood);
+            for d in std::iter::once(detection).chain(also) {
+                let d = self.kernel.detection_mut(d);
+                if value {
+                    d.flags |= detection_flags::ENABLED;
+                } else {
+                    d.flags &= !detection_flags::ENABLED;
+                }
             }
         }
         Ok(())
@@ -488,8 +507,10 @@ impl Settings {
             keyword: tokens[0].to_owned(),
             what: "detection name",
         })?;
-        let (keyword, detection) =
-            detection_by_keyword(&name.to_ascii_lowercase()).ok_or_else(|| {
+        let lower = name.to_ascii_lowercase();
+        let (keyword, detection) = detection_by_keyword(&lower)
+            .or((lower == UDP_FLOOD_KEYWORD.0).then_some(UDP_FLOOD_KEYWORD))
+            .ok_or_else(|| {
                 Problem::UnknownDetection {
                     name: (*name).to_owned(),
                 }
@@ -615,7 +636,7 @@ impl Settings {
                     Detection::XmasScan,
                 ],
             ),
-            (f.udp, &[Detection::UdpScan]),
+            (f.udp, &[Detection::UdpScan, Detection::UdpFlood]),
             (f.icmp, &[Detection::PingFlood]),
             (f.udp || f.icmp, &[Detection::Smurf]),
         ];
@@ -1505,12 +1526,11 @@ mod tests {
             "udp_resolve",
             "tcp_resolve",
             "icmp_resolve",
-            "udp_flood",
         ];
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 31);
+        assert_eq!(Flags::KEYWORDS.len(), 30);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));

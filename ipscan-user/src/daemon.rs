@@ -14,7 +14,7 @@ use aya::{
 };
 use chrono::{DateTime, Local};
 use ipscan_common::{
-    Config, Event, SourceKey, SourceState,
+    Event, SourceKey, SourceState,
     block::allow_reason,
     config::global_flags,
     maps,
@@ -28,12 +28,16 @@ use tokio::{
 use crate::{
     blocklist::{self, TableError, Tables},
     config::{IpNet, Settings},
-    format, hostinfo, json, listen,
+    format, hostinfo, json,
+    kconfig::{KconfigError, KernelSettings},
+    listen,
     loader::{self, AttachMode, LoadError, LoadOptions},
     persist::{self, PersistError},
     pins::{self, DaemonLock, PinError},
+    resolve::Resolver,
     sink::Sink,
-    tracker::{Line, Plain, Tracker},
+    syslog::{self, Syslog, SyslogError},
+    tracker::{Line, Namer, Plain, Tracker},
 };
 
 /// Where log lines go.
@@ -41,6 +45,8 @@ use crate::{
 pub enum LogTarget {
     File(PathBuf),
     Stdout,
+    /// RFC 3164 datagrams to this socket, with the config's facility and priority.
+    Syslog(PathBuf),
 }
 
 /// Everything `ipscan run` needs, already validated.
@@ -73,6 +79,16 @@ pub enum DaemonError {
     Attach(#[from] loader::AttachError),
     #[error(transparent)]
     Pin(#[from] PinError),
+    #[error(transparent)]
+    Kconfig(#[from] KconfigError),
+    #[error("{iface}: {source}")]
+    Apply {
+        iface: String,
+        #[source]
+        source: KconfigError,
+    },
+    #[error(transparent)]
+    Syslog(#[from] SyslogError),
     #[error("{iface}: {source}")]
     Table {
         iface: String,
@@ -158,32 +174,32 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
 
-/// The kernel configuration for `settings`: thresholds, windows and block times, iplog's
-/// switches and the hardening options.
-pub fn kernel_config(settings: &Settings) -> Config {
-    let mut cfg = settings.kernel;
-    let f = &settings.flags;
+/// The kernel side of `settings`: CONFIG (thresholds, windows, block times, iplog's switches,
+/// the hardening options), RULES and PROMISC.
+pub fn kernel_settings(settings: &Settings) -> Result<KernelSettings, KconfigError> {
+    let mut k = KernelSettings::load(settings)?;
     let mut set = |flag: u32, on: bool| {
         if on {
-            cfg.flags |= flag;
+            k.config.flags |= flag;
         } else {
-            cfg.flags &= !flag;
+            k.config.flags &= !flag;
         }
     };
-    set(global_flags::LOG_TCP, f.tcp);
-    set(global_flags::LOG_UDP, f.udp);
-    set(global_flags::LOG_ICMP, f.icmp);
-    set(global_flags::BOGUS, f.bogus);
-    set(global_flags::TRACEROUTE, f.traceroute);
-    set(global_flags::FRAG, f.frag);
-    set(global_flags::VERBOSE, f.verbose);
-    set(global_flags::SCANS_ONLY, f.scans_only);
-    set(global_flags::DROP_SYNFIN, f.drop_synfin);
-    set(global_flags::FOOL_NMAP, f.fool_nmap);
+    set(global_flags::DROP_SYNFIN, settings.flags.drop_synfin);
+    set(global_flags::FOOL_NMAP, settings.flags.fool_nmap);
     set(global_flags::BLACKHOLE_TCP, settings.blackhole_tcp);
     set(global_flags::BLACKHOLE_UDP, settings.blackhole_udp);
-    cfg.ephemeral_lo = listen::ephemeral_low();
-    cfg
+    k.config.ephemeral_lo = listen::ephemeral_low();
+    Ok(k)
+}
+
+/// How sources are printed: `name (address)` with `set log_ip` unless the resolver is disabled.
+fn namer(settings: &Settings) -> Box<dyn Namer> {
+    if settings.flags.log_ip && !settings.flags.disable_resolver {
+        Box::new(Resolver::system())
+    } else {
+        Box::new(Plain)
+    }
 }
 
 /// One attached interface.
@@ -241,7 +257,7 @@ fn populate_allowlist(tables: &mut Tables, settings: &Settings, iface: &str) -> 
     Ok(n)
 }
 
-fn setup(cfg: &RunConfig, kernel: &Config, iface: &str) -> Result<(Attached, RingBuf<MapData>), DaemonError> {
+fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attached, RingBuf<MapData>), DaemonError> {
     let lock = DaemonLock::acquire(&cfg.lock_dir, iface)?;
     let pin_dir = match &cfg.pin_root {
         Some(root) => {
@@ -264,7 +280,10 @@ fn setup(cfg: &RunConfig, kernel: &Config, iface: &str) -> Result<(Attached, Rin
         pin_dir,
     })
     .map_err(load)?;
-    loader::write_config(&mut ebpf, kernel).map_err(load)?;
+    kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply {
+        iface: iface.to_owned(),
+        source,
+    })?;
     let sources = take_map(&mut ebpf, iface, maps::SOURCES)?;
     let ring: RingBuf<MapData> = take_map(&mut ebpf, iface, maps::EVENTS)?;
     let listen_map = if cfg.settings.blackhole_tcp || cfg.settings.blackhole_udp {
@@ -302,7 +321,7 @@ fn setup(cfg: &RunConfig, kernel: &Config, iface: &str) -> Result<(Attached, Rin
         None => eprintln!("ipscan: attached to {iface} ({} mode)", attached.mode),
     }
     let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
-    tracker.set_config(kernel);
+    tracker.set_config(&kernel.config);
     Ok((
         Attached {
             name: iface.to_owned(),
@@ -364,6 +383,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             source,
         })?,
         LogTarget::Stdout => Sink::stdout(),
+        LogTarget::Syslog(socket) => Sink::syslog(Syslog::open(
+            socket,
+            cfg.settings.facility.as_deref().unwrap_or(syslog::DEFAULT_FACILITY),
+            cfg.settings.priority.as_deref().unwrap_or(syslog::DEFAULT_PRIORITY),
+        )?),
     };
     let json = match &cfg.json_log {
         Some(path) => Some(
@@ -384,7 +408,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             return Err(loader::AttachError::NoInterface { iface: iface.clone() }.into());
         }
     }
-    let kernel = kernel_config(&cfg.settings);
+    let mut kernel = kernel_settings(&cfg.settings)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
     let mut ifaces: Vec<Attached> = Vec::new();
@@ -414,14 +438,14 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     })?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
-    let mut namer = Plain;
+    let mut namer = namer(&cfg.settings);
 
     loop {
         tokio::select! {
             ev = rx.recv() => {
                 let Some((i, ev)) = ev else { break };
                 if let Some(a) = ifaces.get_mut(i)
-                    && let Some(line) = a.tracker.on_event(&ev, &mut namer)
+                    && let Some(line) = a.tracker.on_event(&ev, &mut *namer)
                 {
                     out.line(&line)?;
                 }
@@ -434,8 +458,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     let mut doomed = Vec::new();
                     let lines = tracker.sweep(
                         now,
-                        &kernel,
-                        &mut namer,
+                        &kernel.config,
+                        &mut *namer,
                         |k| sources.get(k, 0).ok(),
                         |k| doomed.push(*k),
                     );
@@ -473,6 +497,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 if let Err(e) = out.sink.reopen() {
                     eprintln!("ipscan: reopening the log: {e}");
                 }
+                if let Some(path) = &cfg.config_path {
+                    reload(path, &mut ifaces, &mut kernel, &mut namer);
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -490,6 +517,32 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
     Ok(())
+}
+
+/// SIGHUP: re-reads the configuration and rewrites CONFIG, RULES and PROMISC in every attached
+/// program. SOURCES is left alone, so windows and modes carry on under the new thresholds. An
+/// invalid file changes nothing: one line on stderr, and the old configuration stays.
+fn reload(path: &Path, ifaces: &mut [Attached], kernel: &mut KernelSettings, namer: &mut Box<dyn Namer>) {
+    let loaded = Settings::load(path)
+        .map_err(|e| loader::error_chain(&e))
+        .and_then(|s| kernel_settings(&s).map(|k| (s, k)).map_err(|e| e.to_string()));
+    let (settings, next) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ipscan: reload failed, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    for a in ifaces.iter_mut() {
+        if let Err(e) = next.apply(&mut a.ebpf) {
+            eprintln!("ipscan: {}: reload: {}", a.name, loader::error_chain(&e));
+        }
+        a.tracker.log_dest = settings.flags.log_dest;
+        a.tracker.set_config(&next.config);
+    }
+    *kernel = next;
+    *namer = self::namer(&settings);
+    eprintln!("ipscan: reloaded {}", path.display());
 }
 
 /// Moves ring-buffer records to the main loop as they arrive.

@@ -74,7 +74,8 @@ pub fn detected(d: &Detected<'_>) -> String {
     if let Some(dest) = d.dest {
         let _ = write!(s, " to {dest}");
     }
-    if d.detection.counts_ports() {
+    // iplog's UDP "scan/flood" line always lists ports, so the rate detection does too.
+    if d.detection.counts_ports() || d.detection == Detection::UdpFlood {
         let _ = write!(
             s,
             " {} from {} {}",

@@ -8,6 +8,8 @@ use ipscan::{
     blocklist::{self, Tables},
     config::{self, IpNet, Settings},
     persist, pins,
+    kconfig::KernelSettings,
+    syslog,
     daemon::{self, LogTarget, RunConfig},
     format,
     loader::{self, AttachMode},
@@ -157,8 +159,14 @@ struct RunArgs {
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// Append log lines to this file (iplog format).
-    #[arg(long, conflicts_with = "stdout")]
+    #[arg(long, conflicts_with_all = ["stdout", "syslog"])]
     log_file: Option<PathBuf>,
+    /// Send log lines to syslog (facility and priority from the config, default daemon.notice).
+    #[arg(long, conflicts_with = "stdout")]
+    syslog: bool,
+    /// The syslog daemon's socket (for chroots and tests).
+    #[arg(long, default_value = syslog::DEFAULT_SOCKET, requires = "syslog")]
+    syslog_socket: PathBuf,
     /// Write log lines to standard output (the default when no log file is given).
     #[arg(long)]
     stdout: bool,
@@ -201,7 +209,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !loader::has_bpf_privilege() {
         return Err(loader::privilege_error().into());
     }
+    // Rules, promisc networks and ignore_dns are checked here too, before anything is attached.
+    KernelSettings::load(&settings).context("configuration")?;
     let log = match (args.log_file, args.stdout, &settings.logfile) {
+        _ if args.syslog => LogTarget::Syslog(args.syslog_socket),
         (Some(p), _, _) => LogTarget::File(p),
         (None, true, _) => LogTarget::Stdout,
         (None, false, Some(p)) if !settings.flags.stdout => LogTarget::File(p.clone()),

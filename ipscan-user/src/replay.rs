@@ -89,6 +89,8 @@ pub enum ReplayError {
     },
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Kconfig(#[from] crate::kconfig::KconfigError),
     #[error("the XDP program has no fd: {source}")]
     Program {
         #[source]
@@ -345,7 +347,8 @@ impl Detector {
             replay_clock: true,
             ..Default::default()
         })?;
-        loader::write_config(&mut ebpf, &settings.kernel)?;
+        // The same CONFIG, RULES and PROMISC the daemon would write for this configuration.
+        crate::daemon::kernel_settings(settings)?.apply(&mut ebpf)?;
         let prog: &Xdp = ebpf
             .program(PROGRAM_NAME)
             .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
@@ -485,6 +488,7 @@ pub fn replay(path: &Path, settings: &Settings, sink: &mut Sink) -> Result<Repla
     let det = Detector::load(settings)?;
     let mut tracker = Tracker::new(settings.flags.log_dest);
     tracker.stamp_at_lapse = true;
+    tracker.set_config(&settings.kernel);
     let mut run = Run {
         path,
         settings,

@@ -9,7 +9,7 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use crate::format::stamp;
+use crate::{format::stamp, syslog::Syslog};
 
 /// iplog writes a pending repeat count when an identical line comes this long after the last
 /// one written.
@@ -18,6 +18,8 @@ const REPEAT_FLUSH_SECS: i64 = 60;
 enum Out {
     File { file: File, path: PathBuf },
     Stdout,
+    /// The syslog daemon collapses repeats itself, so lines go out as they come.
+    Syslog(Syslog),
 }
 
 /// A line sink with repeat collapsing.
@@ -39,6 +41,10 @@ impl Sink {
 
     pub fn stdout() -> Self {
         Self::new(Out::Stdout)
+    }
+
+    pub fn syslog(s: Syslog) -> Self {
+        Self::new(Out::Syslog(s))
     }
 
     fn new(out: Out) -> Self {
@@ -70,6 +76,7 @@ impl Sink {
                 o.write_all(line.as_bytes())?;
                 o.flush()
             }
+            Out::Syslog(s) => s.send(at, text),
         }
     }
 
@@ -84,6 +91,9 @@ impl Sink {
 
     /// Writes one line stamped `at`, collapsing it if it repeats the previous one.
     pub fn line(&mut self, at: &DateTime<Local>, text: &str) -> io::Result<()> {
+        if let Out::Syslog(s) = &self.out {
+            return s.send(at, text);
+        }
         if self.last.as_deref() == Some(text) {
             let stale = self
                 .last_written

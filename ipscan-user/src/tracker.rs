@@ -17,6 +17,7 @@ use ipscan_common::{
 use crate::{
     format::{self, Detected},
     json,
+    lines::PacketLines,
 };
 
 /// A mode being tracked: which interface it was seen on and its last known totals.
@@ -81,6 +82,8 @@ pub struct Tracker {
     pub stamp_at_lapse: bool,
     /// Auto-block time of each detection (from the config), for `Blocked H for N s` lines.
     pub block_ns: [u64; DETECTION_SLOTS],
+    /// Per-packet line state (traceroute quiet periods).
+    packets: PacketLines,
 }
 
 impl Tracker {
@@ -90,6 +93,7 @@ impl Tracker {
             log_dest,
             stamp_at_lapse: false,
             block_ns: [0; DETECTION_SLOTS],
+            packets: PacketLines::default(),
         }
     }
 
@@ -119,8 +123,21 @@ impl Tracker {
 
     /// Handles one ring-buffer event.
     pub fn on_event(&mut self, ev: &Event, namer: &mut dyn Namer) -> Option<Line> {
+        if matches!(ev.kind()?, EventKind::Packet | EventKind::RateLimited) {
+            let text = self.packets.on_event(ev, namer, self.log_dest)?;
+            let p = &ev.packet;
+            let meta = Meta {
+                event: (ev.kind() == Some(EventKind::Packet)).then_some(json::Event::Packet),
+                src: Some(format::addr(&p.src, p.family)),
+                dst: Some(format::addr(&p.dst, p.family)),
+                dports: if p.dport != 0 { vec![p.dport] } else { Vec::new() },
+                sports: if p.sport != 0 { vec![p.sport] } else { Vec::new() },
+                ..Meta::default()
+            };
+            return Some(Line { at_ns: ev.ts_ns, text, detected: None, meta });
+        }
         let detection = Detection::from_u8(ev.detection)?;
-        let source = namer.name(format::addr(&ev.key.addr, ev.key.family));
+        let source = source_name(&ev.key, detection, namer);
         let dest_s = format::addr(&ev.packet.dst, ev.packet.family).to_string();
         match ev.kind()? {
             EventKind::Detected => {
@@ -249,7 +266,7 @@ impl Tracker {
             };
             // XXX: a packet arriving between the lookup and the delete is lost from the totals.
             delete(key);
-            let source = namer.name(format::addr(&key.addr, key.family));
+            let source = source_name(key, detection, namer);
             let dest = self.log_dest.then_some(a.dest.as_str());
             out.push((
                 (at_ns, key.kind, key.family, key.addr),
@@ -276,6 +293,24 @@ impl Tracker {
         // the same every time (replay's output is compared byte for byte).
         out.sort_by_key(|(order, _)| *order);
         out.into_iter().map(|(_, line)| line).collect()
+    }
+}
+
+/// How a detection's key is printed: per-network detections (smurf) print the network
+/// (`201.223.41.0`, `2001:db8:1:2::`), which has no name to look up.
+fn source_name(key: &SourceKey, detection: Detection, namer: &mut dyn Namer) -> String {
+    let addr = format::addr(&key.addr, key.family);
+    if detection.per_network() { addr.to_string() } else { namer.name(addr) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use ipscan_common::Event;
+
+    /// An all-zero event (every field is plain data).
+    pub fn blank_event() -> Event {
+        // SAFETY: Event is repr(C) plain old data; all-zero is a valid value of every field.
+        unsafe { std::mem::zeroed() }
     }
 }
 
@@ -384,6 +419,33 @@ mod tests {
         // Same instant: port scan (discriminant 0) before SYN scan (1), then by address.
         assert_eq!(out[0].text, "TCP: port scan mode expired for 198.18.1.0 - received a total of 1 packets (10 bytes).");
         assert_eq!(out[1].text, "TCP: port scan mode expired for 198.18.1.3 - received a total of 1 packets (10 bytes).");
+    }
+
+    #[test]
+    fn smurf_prints_the_network_and_udp_flood_its_ports() {
+        let mut s = SourceState::new(5);
+        s.record_packets(5, 0, 0, 64, 1, 1_000_000_000);
+        let net6 = [0x20, 0x01, 0x0d, 0xb8, 0, 5, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut ev = detected_event(&s);
+        ev.detection = Detection::Smurf as u8;
+        ev.key = SourceKey::new(net6, ipscan_common::FAMILY_V6, Detection::Smurf);
+        let mut t = Tracker::new(false);
+        // A namer that would rename every address: per-network keys are not looked up.
+        struct Loud;
+        impl Namer for Loud {
+            fn name(&mut self, addr: std::net::IpAddr) -> String {
+                format!("host ({addr})")
+            }
+        }
+        let line = t.on_event(&ev, &mut Loud).expect("line");
+        assert_eq!(line.text, "ICMP/UDP: smurf attack detected from 2001:db8:5:1::");
+        let mut u = SourceState::new(5);
+        u.record_packets(5, 53, 40000, 30, 1, 1_000_000_000);
+        let mut ev = detected_event(&u);
+        ev.detection = Detection::UdpFlood as u8;
+        ev.key.kind = Detection::UdpFlood as u8;
+        let line = t.on_event(&ev, &mut Loud).expect("line");
+        assert_eq!(line.text, "UDP: scan/flood detected [port 53] from host (198.18.0.1) [port 40000]");
     }
 
     #[test]

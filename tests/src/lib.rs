@@ -254,16 +254,27 @@ impl Daemon {
     /// attached.
     pub fn start(ns: &NetNs, iface: &str, dir: &TempDir, extra: &[&str]) -> Self {
         let log = dir.join("ipscan.log");
+        let mut args = vec!["--log-file", log.to_str().expect("utf-8 temp path")];
+        args.extend_from_slice(extra);
+        Self::start_cmd(ns.cmd(ipscan_bin()), iface, dir, &args)
+    }
+
+    /// Starts `PROGRAM run --iface IF [args...]` from a prepared command (a wrapper such as
+    /// `unshare`, or an output other than the log file) and waits until it has attached.
+    /// `log` is still `DIR/ipscan.log`, used if `args` point there.
+    pub fn start_cmd(cmd: Command, iface: &str, dir: &TempDir, args: &[&str]) -> Self {
+        let log = dir.join("ipscan.log");
         let stderr = dir.join("ipscan.stderr");
         let err_file = fs::File::create(&stderr).unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = ns.cmd(ipscan_bin());
-        cmd.args(["run", "--iface", iface, "--log-file"]).arg(&log);
         // Each test keeps its saved state to itself unless it says otherwise.
-        if !extra.contains(&"--state-dir") {
-            cmd.arg("--state-dir").arg(dir.join("state"));
+        let state = dir.join("state");
+        let mut cmd = cmd;
+        cmd.args(["run", "--iface", iface]);
+        if !args.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(&state);
         }
         let child = cmd
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err_file)

@@ -12,6 +12,8 @@ use ipscan_tests::{
 /// Short windows so expiry lines come within seconds.
 const CONFIG: &str = "\
 # test configuration: iplog's thresholds, 3 s windows
+# only detections: per-packet lines (connection attempts) are checked in e2e_issue3
+set scans_only true
 window portscan 3s
 window syn_scan 3s
 window fin_scan 3s
