@@ -297,28 +297,35 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
         iface: iface.to_owned(),
         source,
     })?;
+    // Notes are printed once attached: a failure must stay a single line.
+    let mut notes = Vec::new();
     let allowed = populate_allowlist(&mut tables, &cfg.settings, iface)?;
-    eprintln!("ipscan: {iface}: {allowed} allowlisted prefixes (configured, own addresses, gateways, nameservers)");
+    notes.push(format!(
+        "ipscan: {iface}: {allowed} allowlisted prefixes (configured, own addresses, gateways, nameservers)"
+    ));
     let state_file = persist::state_file(&cfg.state_dir, iface);
     // Pinned maps that survived (a restart) are the truth; empty ones after a reboot are
     // refilled from the state file.
     if tables.blocks_empty() {
         match persist::restore(&mut tables, &state_file, monotonic_ns()) {
-            Ok(r) if r.blocks + r.allows > 0 => eprintln!(
+            Ok(r) if r.blocks + r.allows > 0 => notes.push(format!(
                 "ipscan: {iface}: restored {} blocks and {} allows from {} ({} had expired)",
                 r.blocks,
                 r.allows,
                 state_file.display(),
                 r.expired
-            ),
+            )),
             Ok(_) => {}
-            Err(e) => eprintln!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e)),
+            Err(e) => notes.push(format!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e))),
         }
     }
     let attached = loader::attach(&mut ebpf, iface, cfg.mode)?;
     match &attached.fallback {
         Some(why) => eprintln!("ipscan: {iface}: native XDP not available ({why}); attached in skb mode"),
         None => eprintln!("ipscan: attached to {iface} ({} mode)", attached.mode),
+    }
+    for n in notes {
+        eprintln!("{n}");
     }
     let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
     tracker.set_config(&kernel.config);
