@@ -12,7 +12,7 @@ use ipscan_common::{
     AddrKey, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
     PacketLine, PacketSummary, Rule, SourceKey, SourceState,
     classify::{self, Detection},
-    config::global_flags as g,
+    config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
     event::event_flags,
     frag::{FragKey, FragState, frag_anomalies},
     maps as m,
@@ -68,6 +68,10 @@ static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES as u32, 0);
 
 #[map]
 static FRAGS: LruHashMap<FragKey, FragState> = LruHashMap::with_max_entries(m::FRAGS_MAX, 0);
+
+/// Per-CPU budget of per-packet events over all sources (slot 0: window start, 1: count).
+#[map]
+static PKTGLOBAL: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-source budget of per-packet events.
 #[map]
@@ -197,28 +201,33 @@ fn charge(e: &BlockEntry, now: u64, p: &PacketSummary) -> bool {
 }
 
 /// Whether the source is blocked now (and not allowlisted); counts the drop on the entry.
+/// Each list is looked at only when the CONFIG flags say it has entries.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
-fn blocked(p: &PacketSummary, now: u64) -> bool {
-    let hit = if p.family == FAMILY_V4 {
-        BLOCK4.get(Key::new(32, v4(&p.src)))
-    } else {
-        BLOCK6.get(Key::new(128, p.src))
-    };
-    // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
-    if let Some(e) = hit
-        && !allowlisted(p)
-        && charge(e, now, p)
-    {
-        return true;
+fn blocked(cfg: &Config, p: &PacketSummary) -> bool {
+    if cfg.has(g::BLOCKLIST) {
+        let hit = if p.family == FAMILY_V4 {
+            BLOCK4.get(Key::new(32, v4(&p.src)))
+        } else {
+            BLOCK6.get(Key::new(128, p.src))
+        };
+        // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
+        if let Some(e) = hit
+            && !allowlisted(p)
+            && charge(e, now_ns(), p)
+        {
+            return true;
+        }
     }
-    let key = AddrKey::new(p.src, p.family);
-    // SAFETY: read-only view of an LRU value; counters are updated atomically.
-    if let Some(e) = unsafe { AUTOBLOCK.get(&key) }
-        && !allowlisted(p)
-        && charge(e, now, p)
-    {
-        return true;
+    if cfg.has(g::AUTOBLOCKS) {
+        let key = AddrKey::new(p.src, p.family);
+        // SAFETY: read-only view of an LRU value; counters are updated atomically.
+        if let Some(e) = unsafe { AUTOBLOCK.get(&key) }
+            && !allowlisted(p)
+            && charge(e, now_ns(), p)
+        {
+            return true;
+        }
     }
     false
 }
@@ -273,11 +282,36 @@ extern "C" fn rule_step(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
+/// Takes one unit of this CPU's budget for per-packet events of all sources.
+#[inline(always)]
+fn global_budget(now: u64) -> bool {
+    let Some(g) = PKTGLOBAL.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot.
+    let g = unsafe { &mut *g };
+    if now.saturating_sub(g[0]) > SEC {
+        g[0] = now;
+        g[1] = 0;
+    }
+    if g[1] < GLOBAL_PACKET_EVENTS_PER_SEC as u64 {
+        g[1] += 1;
+        true
+    } else {
+        false
+    }
+}
+
 /// Takes one unit of the source's per-packet event budget. A source over budget gets its
-/// left-out count reported when its next second begins.
+/// left-out count reported when its next second begins. The global budget comes first: a flood
+/// from many sources then costs no per-source state and cannot fill the ring buffer.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
 fn budget(cfg: &Config, p: &PacketSummary, now: u64) -> bool {
+    if !global_budget(now) {
+        count(stats::RATE_LIMITED);
+        return false;
+    }
     let key = AddrKey::new(p.src, p.family);
     let st = match PKTRATE.get_ptr_mut(&key) {
         Some(s) => s,
@@ -327,8 +361,7 @@ fn line(cfg: &Config, p: &PacketSummary, now: u64, l: PacketLine, flags: u8) {
 /// The per-packet work after parsing; returns the verdict.
 #[inline(always)]
 pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
-    let now = now_ns();
-    if blocked(p, now) {
+    if cfg.has(g::BLOCKLIST | g::AUTOBLOCKS) && blocked(cfg, p) {
         count(stats::BLOCKED);
         return Ok(xdp_action::XDP_DROP);
     }
@@ -340,13 +373,16 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
         count(stats::IGNORED);
         return Ok(xdp_action::XDP_PASS);
     }
-    immediate(cfg, p, now);
+    immediate(cfg, p);
 
     let mut verdict = xdp_action::XDP_PASS;
     // Detections this packet counted toward whose source is in the mode: they suppress the
     // packet's ordinary line.
     let mut in_mode = false;
     let set = classify::detections(p);
+    // The clock is read only for packets that need it: an established flow's ACK does not.
+    let ordinary = if cfg.has(g::SCANS_ONLY) { None } else { classify::ordinary_line(p) };
+    let now = if set != 0 || ordinary.is_some() { now_ns() } else { 0 };
     if set != 0 {
         // Iterate by a counter, not over an array of Detection: an index loaded from memory is
         // unbounded to the verifier, a loop counter is not.
@@ -363,10 +399,7 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
             }
         }
     }
-    if !cfg.has(g::SCANS_ONLY)
-        && !in_mode
-        && let Some(l) = classify::ordinary_line(p)
-    {
+    if !in_mode && let Some(l) = ordinary {
         let wanted = match l {
             PacketLine::TcpAttempt => cfg.has(g::LOG_TCP),
             PacketLine::UdpDgram => cfg.has(g::LOG_UDP),
@@ -387,8 +420,15 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
 /// traceroute probes.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
-fn immediate(cfg: &Config, p: &PacketSummary, now: u64) {
-    if cfg.has(g::VERBOSE) {
+fn immediate(cfg: &Config, p: &PacketSummary) {
+    let anomalous = cfg.has(g::VERBOSE) && p.anomalies != 0;
+    let bogus = cfg.has(g::BOGUS) && p.proto == PROTO_TCP && p.has_transport() && classify::is_bogus(p.tcp_flags);
+    let traceroute = cfg.has(g::TRACEROUTE) && classify::is_traceroute(p);
+    if !anomalous && !bogus && !traceroute && !p.is_fragment() {
+        return;
+    }
+    let now = now_ns();
+    if anomalous {
         if p.anomalies & anomalies::SHORT != 0 {
             line(cfg, p, now, PacketLine::Short, 0);
         }
@@ -402,10 +442,10 @@ fn immediate(cfg: &Config, p: &PacketSummary, now: u64) {
             fragment(cfg, p, now);
         }
     }
-    if cfg.has(g::BOGUS) && p.proto == PROTO_TCP && p.has_transport() && classify::is_bogus(p.tcp_flags) {
+    if bogus {
         line(cfg, p, now, PacketLine::Bogus, 0);
     }
-    if cfg.has(g::TRACEROUTE) && classify::is_traceroute(p) {
+    if traceroute {
         line(cfg, p, now, PacketLine::Traceroute, 0);
     }
 }

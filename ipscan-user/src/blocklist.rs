@@ -8,9 +8,9 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
-use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4, FAMILY_V6, maps};
+use ipscan_common::{AddrKey, BlockEntry, Config, FAMILY_V4, FAMILY_V6, config::global_flags, maps};
 
 use crate::{config::IpNet, format};
 
@@ -292,6 +292,22 @@ impl Tables {
     pub fn blocks_empty(&self) -> bool {
         self.blocks().is_empty()
     }
+
+    /// Which lists hold entries: the CONFIG flags that make the kernel look at them.
+    pub fn presence_flags(&self) -> u32 {
+        let manual = self.block4.keys().next().is_some() || self.block6.keys().next().is_some();
+        let auto = self.auto.keys().next().is_some();
+        (if manual { global_flags::BLOCKLIST } else { 0 }) | (if auto { global_flags::AUTOBLOCKS } else { 0 })
+    }
+}
+
+/// Sets `flags` in a daemon's pinned CONFIG (the CLI after adding a block), so the kernel starts
+/// looking at the list at once rather than at the daemon's next sweep.
+pub fn set_pinned_flags(dir: &Path, flags: u32) -> Result<(), TableError> {
+    let mut arr: Array<MapData, Config> = conv(pinned(dir, maps::CONFIG)?, maps::CONFIG)?;
+    let mut cfg = arr.get(&0, 0).map_err(|source| TableError::Map { name: maps::CONFIG, source })?;
+    cfg.flags |= flags;
+    arr.set(0, cfg, 0).map_err(|source| TableError::Map { name: maps::CONFIG, source })
 }
 
 /// The family byte of an address.

@@ -189,6 +189,10 @@ pub fn kernel_settings(settings: &Settings) -> Result<KernelSettings, KconfigErr
     set(global_flags::FOOL_NMAP, settings.flags.fool_nmap);
     set(global_flags::BLACKHOLE_TCP, settings.blackhole_tcp);
     set(global_flags::BLACKHOLE_UDP, settings.blackhole_udp);
+    // A policy that auto-blocks makes the kernel look at AUTOBLOCK from the start; entries left
+    // from before (restart, restore) set it too, at setup and on every sweep.
+    let auto = k.config.detections.iter().any(|d| d.block_ns != 0);
+    set(global_flags::AUTOBLOCKS, auto);
     k.config.ephemeral_lo = listen::ephemeral_low();
     Ok(k)
 }
@@ -212,6 +216,8 @@ struct Attached {
     listen: Option<BpfHashMap<MapData, u32, u8>>,
     tracker: Tracker,
     state_file: PathBuf,
+    /// CONFIG flags last written to the kernel.
+    written_flags: u32,
     _lock: DaemonLock,
 }
 
@@ -319,6 +325,12 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             Err(e) => notes.push(format!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e))),
         }
     }
+    // Tell the kernel which block lists hold entries before the first packet.
+    let mut config = kernel.config;
+    config.flags |= tables.presence_flags();
+    if config.flags != kernel.config.flags {
+        loader::write_config(&mut ebpf, &config).map_err(load)?;
+    }
     let attached = loader::attach(&mut ebpf, iface, cfg.mode)?;
     match &attached.fallback {
         Some(why) => eprintln!("ipscan: {iface}: native XDP not available ({why}); attached in skb mode"),
@@ -339,6 +351,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             listen: listen_map,
             tracker,
             state_file,
+            written_flags: config.flags,
             _lock: lock,
         },
         ring,
@@ -495,6 +508,16 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     if let Some(m) = listen_map {
                         listen::sync(m, &listen::current());
                     }
+                    // Keep the kernel's "look at the block lists" flags in step with the lists
+                    // (the CLI sets them on add; only the daemon clears them).
+                    let mut want = kernel.config;
+                    want.flags |= a.tables.presence_flags();
+                    if want.flags != a.written_flags {
+                        if let Err(e) = loader::write_config(&mut a.ebpf, &want) {
+                            eprintln!("ipscan: {}: updating CONFIG: {}", a.name, loader::error_chain(&e));
+                        }
+                        a.written_flags = want.flags;
+                    }
                 }
                 if ticks % 10 == 0 {
                     ifaces.iter().for_each(save_state);
@@ -541,6 +564,8 @@ fn reload(path: &Path, ifaces: &mut [Attached], kernel: &mut KernelSettings, nam
         }
     };
     for a in ifaces.iter_mut() {
+        // The sweep rewrites CONFIG with the block-list flags on its next tick.
+        a.written_flags = 0;
         if let Err(e) = next.apply(&mut a.ebpf) {
             eprintln!("ipscan: {}: reload: {}", a.name, loader::error_chain(&e));
         }

@@ -335,6 +335,11 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
             };
             for (iface, t) in &mut all {
                 t.block(&net, ipscan_common::BlockEntry::manual(now, ttl_ns))?;
+                // The kernel skips the block lists while its CONFIG says they are empty.
+                blocklist::set_pinned_flags(
+                    &pins::iface_dir(&args.place.pin_root, iface),
+                    ipscan_common::config::global_flags::BLOCKLIST,
+                )?;
                 match ttl {
                     Some(_) => eprintln!("ipscan: {iface}: blocked {} for {} s", blocklist::show(&net), ttl_ns / 1_000_000_000),
                     None => eprintln!("ipscan: {iface}: blocked {} until removed", blocklist::show(&net)),
