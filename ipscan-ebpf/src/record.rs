@@ -221,9 +221,10 @@ fn blocked(cfg: &Config, p: &PacketSummary) -> bool {
     }
     if cfg.has(g::AUTOBLOCKS) {
         let key = AddrKey::new(p.src, p.family);
+        // No allowlist lookup here: the kernel never auto-blocks an allowlisted source, and
+        // `ipscan allow add` removes the auto-blocks a new allow covers.
         // SAFETY: read-only view of an LRU value; counters are updated atomically.
         if let Some(e) = unsafe { AUTOBLOCK.get(&key) }
-            && !allowlisted(p)
             && charge(e, now_ns(), p)
         {
             return true;

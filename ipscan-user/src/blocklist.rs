@@ -246,6 +246,22 @@ impl Tables {
         }
     }
 
+    /// Removes the kernel's auto-blocks of addresses inside `net` (a new allow must win at
+    /// once: the kernel does not consult the allowlist for auto-blocked sources). Returns them.
+    pub fn unblock_auto_within(&mut self, net: &IpNet) -> Vec<BlockRow> {
+        let inside: Vec<BlockRow> = self
+            .blocks()
+            .into_iter()
+            .filter(|r| r.auto && net.contains(&r.net.addr()))
+            .collect();
+        for r in &inside {
+            if let Some(k) = host_key(&r.net) {
+                let _ = self.auto.remove(&k);
+            }
+        }
+        inside
+    }
+
     /// Every allowlist entry.
     pub fn allows(&self) -> Vec<AllowRow> {
         let mut out = Vec::new();

@@ -245,22 +245,21 @@ fn populate_allowlist(tables: &mut Tables, settings: &Settings, iface: &str) -> 
         source,
     };
     tables.flush_allows(allow_reason::AUTOMATIC);
-    let mut n = 0;
-    for net in &settings.allow {
-        tables.allow(net, allow_reason::CONFIGURED).map_err(err)?;
-        n += 1;
-    }
+    let mut nets: Vec<(IpNet, u32)> = settings.allow.iter().map(|n| (*n, allow_reason::CONFIGURED)).collect();
     for (addrs, reason) in [
         (hostinfo::own_addresses(), allow_reason::OWN_ADDRESS),
         (hostinfo::default_gateways(), allow_reason::GATEWAY),
         (hostinfo::nameservers(), allow_reason::NAMESERVER),
     ] {
-        for a in addrs {
-            tables.allow(&IpNet::host(a), reason).map_err(err)?;
-            n += 1;
-        }
+        nets.extend(addrs.into_iter().map(|a| (IpNet::host(a), reason)));
     }
-    Ok(n)
+    for (net, reason) in &nets {
+        tables.allow(net, *reason).map_err(err)?;
+        // Auto-blocks left from before (pinned, restored) must not outlive a new allow: the
+        // kernel does not consult the allowlist for auto-blocked sources.
+        tables.unblock_auto_within(net);
+    }
+    Ok(nets.len())
 }
 
 fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attached, RingBuf<MapData>), DaemonError> {
@@ -324,6 +323,10 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             Ok(_) => {}
             Err(e) => notes.push(format!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e))),
         }
+    }
+    // Restored auto-blocks of sources that are allowlisted now do not come back.
+    for a in tables.allows() {
+        tables.unblock_auto_within(&a.net);
     }
     // Tell the kernel which block lists hold entries before the first packet.
     let mut config = kernel.config;

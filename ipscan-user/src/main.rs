@@ -424,6 +424,12 @@ fn allow(args: AllowArgs) -> anyhow::Result<()> {
             for (iface, t) in &mut all {
                 t.allow(&net, allow_reason::MANUAL)?;
                 eprintln!("ipscan: {iface}: allowlisted {}", blocklist::show(&net));
+                for r in t.unblock_auto_within(&net) {
+                    eprintln!(
+                        "ipscan: {iface}: {}",
+                        format::unblocked(&blocklist::show(&r.net), r.entry.packets, r.entry.bytes)
+                    );
+                }
             }
         }
         AllowAction::Del { prefix } => {

@@ -35,7 +35,7 @@ use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
 use serde_json::{Value, json};
 
 use crate::{
-    ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_PASS, frames::{Frame, L4},
+    ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_DROP, XDP_PASS, frames::{Frame, L4},
     sh,
 };
 
@@ -210,6 +210,20 @@ fn load_object(object: &[u8], name: &'static str, vary_source: Option<u8>) -> Eb
 fn load_ipscan() -> Ebpf {
     let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
     ok(loader::write_config(&mut ebpf, &Config::default()), "config");
+    ebpf
+}
+
+/// ipscan with a SYN scan auto-block policy, and `src` already auto-blocked by the kernel itself
+/// (ten probes to distinct ports through BPF_PROG_TEST_RUN).
+fn load_ipscan_blocked(src: Ipv4Addr) -> Ebpf {
+    let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
+    let mut cfg = Config::default();
+    cfg.detection_mut(ipscan_common::Detection::SynScan).block_ns = 3_600_000_000_000;
+    cfg.flags |= ipscan_common::config::global_flags::AUTOBLOCKS;
+    ok(loader::write_config(&mut ebpf, &cfg), "config");
+    let fd = prog_fd(&ebpf, PROGRAM_NAME);
+    let verdicts: Vec<u32> = (1..=10).map(|port| run_ns(&fd, &syn4(src, port), 1).0).collect();
+    assert_eq!(verdicts[9], XDP_DROP, "the tenth port did not auto-block the source: {verdicts:?}");
     ebpf
 }
 
@@ -436,14 +450,31 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         });
     }
     rows.push(new_source_row(o, &pass_fd, &fd, base_ns));
-    rows.push(Row::na(
-        "cost_blocked",
-        S,
-        "packet from a blocked source (dropped)",
-        "ns",
-        Target::AtMost(1.5),
-        "n/a (no blocking yet); baseline: empty XDP_DROP",
-    ));
+
+    // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup.
+    let blocked_src = a4("198.18.0.66");
+    let blocked = load_ipscan_blocked(blocked_src);
+    let bfd = prog_fd(&blocked, PROGRAM_NAME);
+    let frame = syn4(blocked_src, 80);
+    let (mut ipb, mut dropb) = (Vec::new(), Vec::new());
+    for _ in 0..o.rounds {
+        dropb.push(run_ns(&drop_fd, &frame, o.repeat).1);
+        let (verdict, ns) = run_ns(&bfd, &frame, o.repeat);
+        assert_eq!(verdict, XDP_DROP, "a blocked source's packet passed");
+        ipb.push(ns);
+    }
+    let base_drop_now = median(&mut dropb);
+    rows.push(Row {
+        id: "cost_blocked".into(),
+        section: S,
+        what: "packet from an auto-blocked source (dropped)".into(),
+        value: Some(median(&mut ipb)),
+        unit: "ns",
+        baseline: Some((base_drop_now, "empty XDP_DROP")),
+        target: Target::AtMost(1.5),
+        note,
+        detail: json!({"samples_ns": ipb, "baseline_samples_ns": dropb}),
+    });
 }
 
 /// "SYN from a new source": a repeated test run replays one frame, so only its first run sees a
@@ -522,14 +553,20 @@ enum Victim {
     Pass,
     Drop,
     Ipscan,
+    /// ipscan with the generator's source already auto-blocked.
+    IpscanBlocked,
 }
 
 fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Ebpf), gen_fd: &ProgramFd, frame: &[u8]) -> Tput {
-    let mut ipscan = (victim == Victim::Ipscan).then(load_ipscan);
+    let mut ipscan = match victim {
+        Victim::Ipscan => Some(load_ipscan()),
+        Victim::IpscanBlocked => Some(load_ipscan_blocked(a4(ATTACKER4))),
+        _ => None,
+    };
     let (ebpf, name) = match victim {
         Victim::Pass => (&mut baselines.0, objs::BASELINE_PASS_NAME),
         Victim::Drop => (&mut baselines.1, objs::BASELINE_DROP_NAME),
-        Victim::Ipscan => (ipscan.as_mut().expect("loaded"), PROGRAM_NAME),
+        Victim::Ipscan | Victim::IpscanBlocked => (ipscan.as_mut().expect("loaded"), PROGRAM_NAME),
     };
     let link = attach(bed, ebpf, name);
     let (sent, secs, rx, xdp_packets) = {
@@ -539,7 +576,7 @@ fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Eb
         generate(gen_fd, ifindex, frame, 10_000.min(o.tput_packets), Instant::now() + o.tput_max, &mut |_| false);
         thread::sleep(Duration::from_millis(20));
         let rx0 = rx_packets(&bed.victim, &bed.victim_if);
-        let st0 = (victim == Victim::Ipscan).then(|| stat(ebpf, stats::PACKETS));
+        let st0 = matches!(victim, Victim::Ipscan | Victim::IpscanBlocked).then(|| stat(ebpf, stats::PACKETS));
         let (sent, secs) = generate(gen_fd, ifindex, frame, o.tput_packets, Instant::now() + o.tput_max, &mut |_| false);
         let rx = rx_packets(&bed.victim, &bed.victim_if) - rx0;
         let xdp = st0.map(|s0| stat(ebpf, stats::PACKETS) - s0);
@@ -635,14 +672,28 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             detail: json!(detail(&m[2])),
         });
     }
-    rows.push(Row::na(
-        "tput_syn_flood_autoblock",
-        S,
-        "SYN flood from one source, ipscan auto-blocking it",
-        "pps",
-        Target::AtLeast(0.9),
-        "n/a (no blocking yet); baseline: empty XDP_DROP",
-    ));
+    // A SYN flood from one source that ipscan has auto-blocked, against the empty XDP_DROP.
+    let gen_ebpf = load_object(objs::GENERATOR_TX, objs::GENERATOR_TX_NAME, Some(0));
+    let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
+    let frame = syn4(a4(ATTACKER4), 80);
+    let (mut drop, mut blocked) = (Vec::new(), Vec::new());
+    for _ in 0..o.tput_rounds {
+        drop.push(measure(&bed, o, Victim::Drop, &mut baselines, &gen_fd, &frame));
+        blocked.push(measure(&bed, o, Victim::IpscanBlocked, &mut baselines, &gen_fd, &frame));
+    }
+    let med = |v: &[Tput]| median(&mut v.iter().map(|x| x.pps).collect::<Vec<_>>());
+    let (d, b) = (med(&drop), med(&blocked));
+    rows.push(Row {
+        id: "tput_syn_flood_autoblock".into(),
+        section: S,
+        what: "SYN flood from one source, ipscan auto-blocking it".into(),
+        value: Some(b),
+        unit: "pps",
+        baseline: Some((d, "empty XDP_DROP")),
+        target: Target::AtLeast(0.9),
+        note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
+        detail: json!({"ipscan_pps": blocked.iter().map(|x| x.pps).collect::<Vec<_>>(), "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>()}),
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -941,14 +992,8 @@ pub fn run(smoke: bool, json_path: &Path) -> Value {
     throughput(&o, &mut rows);
     eprintln!("bench: state exhaustion (flood + nmap -sS against `ipscan run`)");
     state_exhaustion(&o, &mut rows);
-    rows.push(Row::na(
-        "time_to_block",
-        "blocking",
-        "time from a scan's threshold packet to its source being dropped",
-        "ns",
-        Target::Info,
-        "n/a until auto-block lands",
-    ));
+    eprintln!("bench: time to block");
+    time_to_block(&o, &mut rows);
     print!("{}", table(&machine, &rows));
     let doc = to_json(&machine, &o, smoke, &rows);
     if let Some(dir) = json_path.parent() {
@@ -957,6 +1002,112 @@ pub fn run(smoke: bool, json_path: &Path) -> Value {
     ok(fs::write(json_path, ok(serde_json::to_string_pretty(&doc), "JSON")), "write JSON");
     println!("\nwrote {}", json_path.display());
     doc
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Time to block
+
+/// Makes a value movable to the reader thread. The aya map handles hold only fds and mmaps of
+/// ring-buffer pages, which are safe to use from one other thread at a time.
+struct SendCell<T>(T);
+// SAFETY: see above; each cell is used by exactly one thread after the move.
+unsafe impl<T> Send for SendCell<T> {}
+
+/// Scanner packets that pass after the threshold packet: in the kernel path (auto-block on the
+/// threshold packet), and in a user-space path (a thread that waits on the ring buffer like a
+/// daemon, and blocks the source when the detection arrives, like an active response).
+fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
+    const S: &str = "blocking";
+    const PROBES: u16 = 3000;
+    let trials = o.rounds.max(3);
+    let (mut kernel, mut user) = (Vec::new(), Vec::new());
+    for t in 0..trials {
+        // Kernel: the policy is in CONFIG; nothing else runs.
+        let scanner = Ipv4Addr::new(198, 18, 10, t as u8 + 1);
+        let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
+        let mut cfg = Config::default();
+        cfg.detection_mut(ipscan_common::Detection::SynScan).block_ns = 3_600_000_000_000;
+        cfg.flags |= ipscan_common::config::global_flags::AUTOBLOCKS;
+        ok(loader::write_config(&mut ebpf, &cfg), "config");
+        let fd = prog_fd(&ebpf, PROGRAM_NAME);
+        let passed = (1..=PROBES)
+            .map(|port| run_ns(&fd, &syn4(scanner, port), 1).0)
+            .skip(9)
+            .filter(|v| *v == XDP_PASS)
+            .count();
+        kernel.push(passed as f64);
+
+        // User space: no policy in the kernel; a reader thread adds the block.
+        let mut ebpf = load_ipscan();
+        let fd = prog_fd(&ebpf, PROGRAM_NAME);
+        let ring = ok(aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).expect("EVENTS")), "EVENTS");
+        let block4: aya::maps::LpmTrie<MapData, [u8; 4], ipscan_common::BlockEntry> =
+            ok(aya::maps::LpmTrie::try_from(ebpf.take_map(maps::BLOCK4).expect("BLOCK4")), "BLOCK4");
+        let config: aya::maps::Array<MapData, Config> =
+            ok(aya::maps::Array::try_from(ebpf.take_map(maps::CONFIG).expect("CONFIG")), "CONFIG");
+        let cell = SendCell((ring, block4, config));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done2 = done.clone();
+        let reader = thread::spawn(move || {
+            let SendCell((mut ring, mut block4, mut config)) = cell;
+            let mut pfd = libc::pollfd { fd: ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 100) };
+                while let Some(item) = ring.next() {
+                    let Some(ev) = ipscan::daemon::decode(&item) else { continue };
+                    if ev.kind() == Some(ipscan_common::EventKind::Detected) {
+                        let src: [u8; 4] = [ev.key.addr[0], ev.key.addr[1], ev.key.addr[2], ev.key.addr[3]];
+                        let key = aya::maps::lpm_trie::Key::new(32, src);
+                        ok(block4.insert(&key, ipscan_common::BlockEntry::manual(0, 0), 0), "block");
+                        let mut c = ok(config.get(&0, 0), "CONFIG");
+                        c.flags |= ipscan_common::config::global_flags::BLOCKLIST;
+                        ok(config.set(0, c, 0), "CONFIG");
+                        done2.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
+        let scanner = Ipv4Addr::new(198, 18, 11, t as u8 + 1);
+        let mut passed = 0;
+        for port in 1..=PROBES {
+            let v = run_ns(&fd, &syn4(scanner, port), 1).0;
+            if port >= 10 && v == XDP_PASS {
+                passed += 1;
+            }
+            if done.load(std::sync::atomic::Ordering::SeqCst) && v == XDP_DROP {
+                break;
+            }
+        }
+        let _ = reader.join();
+        user.push(passed as f64);
+        drop(ebpf);
+    }
+    let note = format!("median of {trials} trials; probes sent back to back with BPF_PROG_TEST_RUN");
+    rows.push(Row {
+        id: "time_to_block".into(),
+        section: S,
+        what: "scanner packets passed after the threshold packet, kernel auto-block".into(),
+        value: Some(median(&mut kernel.clone())),
+        unit: "packets",
+        baseline: None,
+        target: Target::AtMost(0.0),
+        note: note.clone(),
+        detail: json!({"trials": kernel}),
+    });
+    rows.push(Row {
+        id: "time_to_block_userspace".into(),
+        section: S,
+        what: "the same through a user-space blocking path (ring buffer -> block)".into(),
+        value: Some(median(&mut user.clone())),
+        unit: "packets",
+        baseline: None,
+        target: Target::Info,
+        note,
+        detail: json!({"trials": user}),
+    });
 }
 
 /// Default JSON path: target/bench/bench.json in the workspace.
