@@ -566,12 +566,18 @@ s.bind(('::', {port})); s.listen(128)\n\
 print('ready', flush=True)\n\
 while True:\n    c, _ = s.accept(); c.close()\n"
         );
-        let mut child = ns
-            .cmd("timeout")
-            .args(["-s", "KILL", "300", "python3", "-c", &code])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("listener: {e}"));
+        let mut cmd = ns.cmd("python3");
+        cmd.args(["-c", &code]).stdout(Stdio::piped()).stderr(Stdio::null());
+        // nsenter execs python3 in place; the parent-death signal survives the exec, so the
+        // listener dies with the test even when the test itself is killed.
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("listener: {e}"));
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         let _ = out.read_line(&mut line);
