@@ -529,17 +529,64 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, error: Option<&str>) {
     );
 }
 
-/// Set by SIGTERM and SIGHUP (a closed terminal): the loop restores the terminal and exits.
+/// Set by SIGTERM: the loop restores the terminal and exits. SIGHUP (the terminal went away)
+/// keeps its default action: there is nothing left to restore.
 static QUIT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_quit_signal(_: libc::c_int) {
     QUIT.store(true, Ordering::SeqCst);
 }
 
-fn catch_quit_signals() {
-    for sig in [libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_quit_signal as *const () as libc::sighandler_t) };
+fn catch_quit_signal() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGTERM, on_quit_signal as *const () as libc::sighandler_t) };
+}
+
+/// The terminal crossterm reads keys from (standard input if it is one, else /dev/tty), watched
+/// with poll(2) before crossterm reads it. crossterm 0.29 spins forever on a terminal that has
+/// hung up (its read loop retries a read that returns 0), so a hang-up must never reach it.
+enum Tty {
+    Stdin,
+    Dev(std::fs::File),
+}
+
+impl Tty {
+    fn open() -> Result<Self, TopError> {
+        if io::stdin().is_terminal() {
+            return Ok(Self::Stdin);
+        }
+        std::fs::File::open("/dev/tty")
+            .map(Self::Dev)
+            .map_err(|source| TopError::Terminal { source })
+    }
+
+    fn fd(&self) -> libc::c_int {
+        use std::os::fd::AsRawFd as _;
+        match self {
+            Self::Stdin => libc::STDIN_FILENO,
+            Self::Dev(f) => f.as_raw_fd(),
+        }
+    }
+
+    /// Waits up to `timeout` for input: `Ok(true)` when there is some, `Err` when the terminal
+    /// is gone.
+    fn readable(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+        }
+        if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the terminal hung up"));
+        }
+        Ok(pfd.revents & libc::POLLIN != 0)
     }
 }
 
@@ -558,9 +605,9 @@ impl Drop for Restore {
     }
 }
 
-/// Waits up to `timeout` for a quit key or signal; true to quit. Other keys and resizes return
-/// early so the screen is redrawn.
-fn wait(timeout: Duration) -> Result<bool, TopError> {
+/// Waits up to `timeout` for a quit key or SIGTERM; true to quit. Other keys return early so the
+/// screen is redrawn (a resize is picked up by the next draw).
+fn wait(tty: &Tty, timeout: Duration) -> Result<bool, TopError> {
     let term = |source| TopError::Terminal { source };
     let deadline = Instant::now() + timeout;
     loop {
@@ -571,25 +618,40 @@ fn wait(timeout: Duration) -> Result<bool, TopError> {
         if left.is_zero() {
             return Ok(false);
         }
-        if event::poll(left.min(POLL_SLICE)).map_err(term)? {
+        if !tty.readable(left.min(POLL_SLICE)).map_err(term)? {
+            continue;
+        }
+        // XXX: a hang-up between the check above and crossterm's read still spins in crossterm;
+        // SIGHUP, left at its default action, ends the process then.
+        let mut redraw = false;
+        while event::poll(Duration::ZERO).map_err(term)? {
             match event::read().map_err(term)? {
-                Event::Key(k) if k.kind != KeyEventKind::Release => return Ok(is_quit_key(k.code, k.modifiers)),
-                Event::Resize(..) => return Ok(false),
+                Event::Key(k) if k.kind != KeyEventKind::Release => {
+                    if is_quit_key(k.code, k.modifiers) {
+                        return Ok(true);
+                    }
+                    redraw = true;
+                }
+                Event::Resize(..) => redraw = true,
                 _ => {}
             }
+        }
+        if redraw {
+            return Ok(false);
         }
     }
 }
 
 /// `ipscan top`: reads the maps once (so a missing daemon or map is a plain error before the
-/// screen changes), then redraws every `interval` until a quit key or SIGTERM/SIGHUP.
+/// screen changes), then redraws every `interval` until a quit key or SIGTERM.
 pub fn run(place: &Place, interval: Duration) -> Result<(), TopError> {
     let ifaces = place.resolve()?;
     let mut cur = Snapshot::take(place, &ifaces)?;
     if !io::stdout().is_terminal() {
         return Err(TopError::NotATerminal);
     }
-    catch_quit_signals();
+    let tty = Tty::open()?;
+    catch_quit_signal();
     let mut terminal = ratatui::try_init().map_err(|source| TopError::Terminal { source })?;
     let _restore = Restore;
     let mut prev: Option<Snapshot> = None;
@@ -600,7 +662,7 @@ pub fn run(place: &Place, interval: Duration) -> Result<(), TopError> {
         terminal
             .draw(|f| draw(f, &v, error.as_deref()))
             .map_err(|source| TopError::Terminal { source })?;
-        if wait(next.saturating_duration_since(Instant::now()))? {
+        if wait(&tty, next.saturating_duration_since(Instant::now()))? {
             return Ok(());
         }
         if Instant::now() >= next {

@@ -77,6 +77,21 @@ impl Tmux {
         }
     }
 
+    /// The pid of `ipscan top`: the child of the pane's shell.
+    fn top_pid(&self) -> u32 {
+        let out = self
+            .tmux()
+            .args(["display-message", "-p", "-t", &self.session, "#{pane_pid}"])
+            .output()
+            .expect("tmux display-message");
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let children = fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .find_map(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no child of the pane's shell {shell}"))
+    }
+
     /// Waits for the session to end (its command exited).
     fn wait_end(&self, within: Duration) {
         let deadline = Instant::now() + within;
@@ -276,6 +291,23 @@ fn top_shows_the_scanner_in_mode_and_blocked_with_rates_and_quits() {
     tmux2.keys("C-c");
     tmux2.wait_end(Duration::from_secs(5));
     assert_eq!(fs::read_to_string(&status2).expect("exit status").trim(), "0");
+
+    // A terminal that goes away (the tmux server killed) ends it too, instead of leaving it
+    // spinning on a hung-up terminal.
+    let tmux3 = Tmux::start(&top_command(&bed.victim_if, &dir.join("top3.status")));
+    tmux3.wait_screen("the header", |s| s.contains("ipscan top - "));
+    let pid = tmux3.top_pid();
+    drop(tmux3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for init.
+        if state.split_whitespace().nth(2).is_none_or(|s| s == "Z") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ipscan top ({pid}) still running after its terminal hung up: {state}");
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
