@@ -493,8 +493,8 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, error: Option<&str>) {
     if let Some(e) = error {
         head.push(Line::from(format!("refresh failed: {e}")).style(Style::new().add_modifier(Modifier::REVERSED)));
     }
-    // Each table gets room for its rows (borders and column header: 3 lines) up to half of what
-    // is left; the block table takes any slack.
+    // The mode table gets room for its rows (borders and column header take 3 lines) and the
+    // block table the rest; when both are too long for the screen they share it half and half.
     let area: Rect = frame.area();
     let [top, rest] = Layout::vertical([Constraint::Length(head.len() as u16), Constraint::Fill(1)]).areas(area);
     let want = view.modes.len() as u16 + 3;
@@ -931,5 +931,21 @@ mod tests {
         assert!(mode.contains("198.18.0.1") && mode.contains("SYN scan") && mode.contains("19s"), "{mode}");
         let block = lines.iter().find(|l| l.contains("41s")).expect("block row");
         assert!(block.contains("198.18.0.1") && block.contains("SYN scan"), "{block}");
+    }
+
+    #[test]
+    fn long_tables_share_a_short_screen_and_say_so() {
+        let sources = (1..=20u8).map(|i| (key4([198, 18, 1, i], Detection::SynScan), scanning(S, S, S, 10, 10)));
+        let blocks = (1..=20u8).map(|i| auto_block(&format!("198.18.2.{i}"), 1, S, 0)).collect();
+        let v = view(None, &snap(2 * S, sources.collect(), blocks, stats_with(&[])), DEFAULT_INTERVAL);
+        // 3 header lines, 20 lines for the tables: 10 each, 7 rows each.
+        let mut term = Terminal::new(TestBackend::new(160, 23)).expect("test backend");
+        term.draw(|f| draw(f, &v, None)).expect("draw");
+        let buf = term.backend().buffer();
+        let screen: String = (0..buf.area.height)
+            .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect::<String>() + "\n")
+            .collect();
+        assert!(screen.contains("Sources in a scan or flood mode: 20 (7 of 20 shown)"), "{screen}");
+        assert!(screen.contains("Blocked: 20 (7 of 20 shown)"), "{screen}");
     }
 }
