@@ -20,3 +20,4 @@ pub mod hostinfo;
 pub mod listen;
 pub mod persist;
 pub mod pins;
+pub mod top;

@@ -36,6 +36,39 @@ enum Command {
     Block(BlockArgs),
     /// Show or change the allowlist of running daemons (pinned maps).
     Allow(AllowArgs),
+    /// Live view of sources in a scan or flood mode, blocks and packet rates, from the running
+    /// daemons' pinned maps; q, Esc or Ctrl-C quits.
+    Top(TopArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TopArgs {
+    /// Interface whose daemon to watch (repeat for several). Default: every interface that has
+    /// pinned ipscan state.
+    #[arg(long = "iface", short = 'i')]
+    ifaces: Vec<String>,
+    /// Root of the daemons' pinned maps.
+    #[arg(long, default_value = pins::DEFAULT_PIN_ROOT)]
+    pin_root: PathBuf,
+    /// Directory of the daemons' lock files.
+    #[arg(long, default_value = pins::LOCK_DIR, hide = true)]
+    lock_dir: PathBuf,
+    /// Seconds between refreshes (fractions allowed, 0.1 to 3600).
+    #[arg(long, default_value = "1", value_parser = ipscan::top::parse_interval)]
+    interval: std::time::Duration,
+}
+
+fn top(args: TopArgs) -> anyhow::Result<()> {
+    if !loader::has_bpf_privilege() {
+        anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
+    }
+    let place = ipscan::top::Place {
+        pin_root: args.pin_root,
+        lock_dir: args.lock_dir,
+        ifaces: args.ifaces,
+    };
+    ipscan::top::run(&place, args.interval)?;
+    Ok(())
 }
 
 /// Where the daemons' state is, for the table commands.
@@ -462,6 +495,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Block(args) => block(args),
         Command::Allow(args) => allow(args),
+        Command::Top(args) => top(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
