@@ -20,3 +20,6 @@ pub mod hostinfo;
 pub mod listen;
 pub mod persist;
 pub mod pins;
+pub mod metrics;
+pub mod netlink;
+pub mod stats;

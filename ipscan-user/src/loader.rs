@@ -107,7 +107,24 @@ fn is_eperm(e: &EbpfError) -> bool {
 
 /// Loads the object and the program into the kernel (not attached).
 pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+    load_with_ring(opts, None)
+}
+
+/// Smallest event ring buffer: one page (the kernel wants a power-of-two number of pages).
+pub const MIN_RING_BYTES: u32 = 4096;
+
+/// Checks an event ring size: a power of two, at least a page.
+pub fn valid_ring_bytes(bytes: u32) -> bool {
+    bytes.is_power_of_two() && bytes >= MIN_RING_BYTES
+}
+
+/// [`load`] with the EVENTS ring buffer resized to `ring_bytes` (tests force ring-buffer loss
+/// with a small one; see [`valid_ring_bytes`]).
+pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebpf, LoadError> {
     let mut loader = EbpfLoader::new();
+    if let Some(bytes) = ring_bytes {
+        loader.map_max_entries(maps::EVENTS, bytes);
+    }
     let replay = u8::from(opts.replay_clock);
     loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
     if let Some(dir) = &opts.pin_dir {
@@ -254,6 +271,54 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
     }
     s
+}
+
+/// The kernel release as (major, minor), from uname(2).
+pub fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: zeroed utsname is a valid out-parameter.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    // SAFETY: uname NUL-terminates release.
+    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Lifts RLIMIT_MEMLOCK as far as this process may. Kernels before 5.11 charge BPF maps to it
+/// (later ones to the memory cgroup, and the limit does not matter). Without CAP_SYS_RESOURCE
+/// only the soft limit can rise, to the hard one. Returns a warning when an old kernel leaves a
+/// small limit (maps may then fail to load with EPERM).
+pub fn raise_memlock() -> Option<String> {
+    let infinite = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to a rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &infinite) } == 0 {
+        return None;
+    }
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 {
+        return None;
+    }
+    let soft_to_hard = libc::rlimit {
+        rlim_cur: cur.rlim_max,
+        rlim_max: cur.rlim_max,
+    };
+    // SAFETY: valid pointer; raising the soft limit to the hard one needs no privilege.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &soft_to_hard) };
+    let old_kernel = kernel_version().is_some_and(|v| v < (5, 11));
+    (old_kernel && cur.rlim_max != libc::RLIM_INFINITY).then(|| {
+        format!(
+            "warning: RLIMIT_MEMLOCK is {} KiB and cannot be raised without CAP_SYS_RESOURCE; kernels before 5.11 \
+             charge BPF maps to it (set LimitMEMLOCK=infinity in the unit, or ulimit -l unlimited)",
+            cur.rlim_max / 1024
+        )
+    })
 }
 
 /// True when the process can plausibly load BPF programs (root or CAP_BPF).
