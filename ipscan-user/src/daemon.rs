@@ -582,7 +582,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     ifaces.iter().for_each(save_state);
                 }
                 check_links(&mut ifaces, cfg.mode);
-                if ticks % loss_every == 0 {
+                if ticks.is_multiple_of(loss_every) {
                     report_loss(&mut ifaces, &mut out, false)?;
                 }
             }

@@ -257,18 +257,17 @@ pub fn detach(ebpf: &mut Ebpf, link: XdpLinkId) -> Result<(), ProgramError> {
 /// An error and its sources on one line.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
+    let mut at = e;
+    // The verifier log inside a load error (at any depth) is summarised already.
+    while !matches!(at.downcast_ref::<LoadError>(), Some(LoadError::Verifier { .. }))
+        && let Some(c) = at.source()
+    {
         let t = c.to_string();
         if !s.contains(&t) {
             s.push_str(": ");
             s.push_str(&t);
         }
-        cur = c.source();
-        // The verifier log inside a load error is summarised already.
-        if matches!(e.downcast_ref::<LoadError>(), Some(LoadError::Verifier { .. })) {
-            break;
-        }
+        at = c;
     }
     s
 }
@@ -321,13 +320,24 @@ pub fn raise_memlock() -> Option<String> {
     })
 }
 
-/// True when the process can plausibly load BPF programs (root or CAP_BPF).
+/// True when the process can plausibly load and attach the program: root, or CAP_BPF (load),
+/// CAP_NET_ADMIN (attach XDP) and CAP_PERFMON (without it the verifier refuses the program's
+/// packet-pointer comparisons: "pointer comparison prohibited").
 pub fn has_bpf_privilege() -> bool {
+    // CAP_NET_ADMIN is capability 12, CAP_PERFMON 38, CAP_BPF 39.
+    has_caps(&[12, 38, 39])
+}
+
+/// True when the process can open and change pinned maps (the CLI): root or CAP_BPF.
+pub fn has_map_privilege() -> bool {
+    has_caps(&[39])
+}
+
+fn has_caps(bits: &[u32]) -> bool {
     // SAFETY: no arguments.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    // CAP_BPF is capability 39; read the effective set from /proc.
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -335,7 +345,7 @@ pub fn has_bpf_privilege() -> bool {
                 .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
         })
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
-        .is_some_and(|caps| caps & (1 << 39) != 0 && caps & (1 << 12) != 0)
+        .is_some_and(|caps| bits.iter().all(|bit| caps & (1u64 << bit) != 0))
 }
 
 /// `io::Error` for the CLI's privilege message.

@@ -281,7 +281,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// The interfaces a table command acts on, each with its opened maps.
 fn tables(place: &Where) -> anyhow::Result<Vec<(String, Tables)>> {
-    if !loader::has_bpf_privilege() {
+    if !loader::has_map_privilege() {
         anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
     let ifaces = if place.ifaces.is_empty() {
@@ -488,7 +488,7 @@ fn allow(args: AllowArgs) -> anyhow::Result<()> {
 
 /// `ipscan stats`: the pinned STATS, SOURCES and block maps, read directly (no daemon involved).
 fn stats(args: StatsArgs) -> anyhow::Result<()> {
-    if !loader::has_bpf_privilege() {
+    if !loader::has_map_privilege() {
         anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
     let ifaces = if args.place.ifaces.is_empty() {
@@ -508,7 +508,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
         if !dir.is_dir() {
             anyhow::bail!("no ipscan daemon has run on {iface} (no {})", dir.display());
         }
-        let snap = ipscan::stats::read_pinned(&dir).with_context(|| format!("{iface}"))?;
+        let snap = ipscan::stats::read_pinned(&dir).with_context(|| iface.clone())?;
         snaps.push((iface, snap));
     }
     if args.json {
