@@ -450,6 +450,24 @@ fn runs_as_nobody_with_only_bpf_net_admin_and_perfmon() {
         format!("ipscan: cannot create {}/{i}: Permission denied (os error 13)", theirs.0.display())
     );
     assert_eq!(xdp_programs(&bed.victim, &i), 0);
+
+    // Without CAP_PERFMON the verifier would refuse the program: said up front, in one line.
+    let out = bed
+        .victim
+        .cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+bpf,+net_admin"])
+        .args(["--ambient-caps=+bpf,+net_admin", "--bounding-set=-all,+bpf,+net_admin"])
+        .arg(ipscan_bin())
+        .args(["run", "--iface", &i, "--stdout"])
+        .args(place)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "ipscan: ipscan needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
+    );
+    assert_eq!(xdp_programs(&bed.victim, &i), 0);
 }
 
 #[test]
