@@ -1,9 +1,10 @@
 //! `ipscan run`: attach to interfaces, read events, write log lines, sweep expiries and blocks.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fs::OpenOptions,
     io::Write as _,
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -32,10 +33,13 @@ use crate::{
     kconfig::{KconfigError, KernelSettings},
     listen,
     loader::{self, AttachMode, LoadError, LoadOptions},
+    metrics::{self, MetricsError},
+    netlink,
     persist::{self, PersistError},
     pins::{self, DaemonLock, PinError},
     resolve::Resolver,
     sink::Sink,
+    stats::{self, Loss},
     syslog::{self, Syslog, SyslogError},
     tracker::{Line, Namer, Plain, Tracker},
 };
@@ -65,6 +69,30 @@ pub struct RunConfig {
     pub lock_dir: PathBuf,
     /// Also write every line as a JSON object to this file.
     pub json_log: Option<PathBuf>,
+    /// Metrics, loss reports, ring size.
+    pub ops: OpsOptions,
+}
+
+/// Observability options of `ipscan run`.
+#[derive(Clone, Debug)]
+pub struct OpsOptions {
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    pub metrics: Option<SocketAddr>,
+    /// How often to log lost events and left-out per-packet lines, when they grew.
+    pub loss_report: Duration,
+    /// Size of the event ring buffer in bytes; None: the object's (1 MiB).
+    pub event_ring_bytes: Option<u32>,
+}
+
+impl Default for OpsOptions {
+    fn default() -> Self {
+        Self {
+            metrics: None,
+            // Often enough to notice, rarely enough not to flood the log during an attack.
+            loss_report: Duration::from_secs(60),
+            event_ring_bytes: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +141,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -219,6 +249,16 @@ struct Attached {
     /// CONFIG flags last written to the kernel.
     written_flags: u32,
     _lock: DaemonLock,
+    /// The interface the program is attached to; None while the interface is gone.
+    ifindex: Option<u32>,
+    /// Detection lines written since start, by kind (metrics).
+    detections: BTreeMap<&'static str, u64>,
+    /// STATS loss counters when this daemon started (the pinned array outlives daemons).
+    loss_base: Loss,
+    /// Loss at the last summary line.
+    loss_reported: Loss,
+    /// Why the last re-attach failed, so a retry that fails the same way stays quiet.
+    reattach_error: Option<String>,
 }
 
 fn take_map<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -280,10 +320,13 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
         iface: iface.to_owned(),
         source,
     };
-    let mut ebpf = loader::load(&LoadOptions {
-        replay_clock: false,
-        pin_dir,
-    })
+    let mut ebpf = loader::load_with_ring(
+        &LoadOptions {
+            replay_clock: false,
+            pin_dir,
+        },
+        cfg.ops.event_ring_bytes,
+    )
     .map_err(load)?;
     kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply {
         iface: iface.to_owned(),
@@ -344,6 +387,13 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     }
     let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
     tracker.set_config(&kernel.config);
+    let loss_base = match stats::stats_of(&ebpf).and_then(|m| stats::counters(&m)) {
+        Ok(c) => Loss::of(&c),
+        Err(e) => {
+            eprintln!("ipscan: {iface}: {}", loader::error_chain(&e));
+            Loss::default()
+        }
+    };
     Ok((
         Attached {
             name: iface.to_owned(),
@@ -356,6 +406,11 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             state_file,
             written_flags: config.flags,
             _lock: lock,
+            ifindex: loader::if_index(iface),
+            detections: BTreeMap::new(),
+            loss_base,
+            loss_reported: Loss::default(),
+            reattach_error: None,
         },
         ring,
     ))
@@ -432,6 +487,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
     let mut kernel = kernel_settings(&cfg.settings)?;
+    // Bound before anything is attached: a taken port is a one-line error that changes nothing.
+    let metrics_listener = match cfg.ops.metrics {
+        Some(addr) => Some((metrics::bind(addr).await?, addr)),
+        None => None,
+    };
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
     let mut ifaces: Vec<Attached> = Vec::new();
@@ -441,6 +501,23 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         ifaces.push(attached);
     }
     drop(tx);
+    let (scrape_tx, mut scrape_rx) = mpsc::channel::<metrics::Request>(8);
+    let metrics_on = metrics_listener.is_some();
+    if let Some((listener, addr)) = metrics_listener {
+        tokio::spawn(metrics::serve(listener, scrape_tx));
+        eprintln!("ipscan: metrics on http://{addr}/metrics");
+    }
+    // Interfaces that vanish are waited for, never a reason to exit: netlink says at once, and
+    // the 1 s tick looks again in case a notification was lost.
+    let links = match netlink::LinkWatch::open() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("ipscan: {e}; looking for vanished interfaces once a second instead");
+            None
+        }
+    };
+    let mut links_ok = links.is_some();
+    let loss_every = cfg.ops.loss_report.as_secs().max(1);
 
     let mut out = Output {
         sink,
@@ -470,6 +547,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 if let Some(a) = ifaces.get_mut(i)
                     && let Some(line) = a.tracker.on_event(&ev, &mut *namer)
                 {
+                    if line.meta.event == Some(json::Event::Detected)
+                        && let Some(d) = line.meta.detection
+                    {
+                        *a.detections.entry(metrics::kind_label(d)).or_default() += 1;
+                    }
                     out.line(&line)?;
                 }
             }
@@ -525,6 +607,22 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 if ticks % 10 == 0 {
                     ifaces.iter().for_each(save_state);
                 }
+                check_links(&mut ifaces, cfg.mode);
+                if ticks.is_multiple_of(loss_every) {
+                    report_loss(&mut ifaces, &mut out, false)?;
+                }
+            }
+            req = scrape_rx.recv(), if metrics_on => {
+                if let Some(reply) = req {
+                    let _ = reply.send(scrape(&ifaces));
+                }
+            }
+            got = next_links(links.as_ref()), if links_ok => {
+                if let Err(e) = got {
+                    eprintln!("ipscan: {e}; looking for vanished interfaces once a second instead");
+                    links_ok = false;
+                }
+                check_links(&mut ifaces, cfg.mode);
             }
             _ = sighup.recv() => {
                 if let Err(e) = out.sink.reopen() {
@@ -539,6 +637,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
 
+    report_loss(&mut ifaces, &mut out, true)?;
     let _ = out.sink.finish(&Local::now());
     for a in &mut ifaces {
         save_state(a);
@@ -614,6 +713,102 @@ fn spawn_reader(
         }
     });
     Ok(())
+}
+
+/// Waits for link notifications (never, without a socket).
+async fn next_links(links: Option<&netlink::LinkWatch>) -> Result<Vec<netlink::LinkEvent>, netlink::NetlinkError> {
+    match links {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Notices interfaces that went away or came back. A deleted interface takes its XDP link with
+/// it; when an interface of that name exists again (a new ifindex) the same loaded program, with
+/// the same pinned maps, is attached to it.
+fn check_links(ifaces: &mut [Attached], mode: AttachMode) {
+    for a in ifaces.iter_mut() {
+        let now = loader::if_index(&a.name);
+        if a.ifindex.is_some() && a.ifindex != now {
+            if let Some(link) = a.link.take() {
+                // The kernel has detached it already; this only releases the link.
+                let _ = loader::detach(&mut a.ebpf, link);
+            }
+            a.ifindex = None;
+            eprintln!("ipscan: {}: interface is gone; waiting for it", a.name);
+        }
+        if a.ifindex.is_none() && now.is_some() {
+            match loader::attach(&mut a.ebpf, &a.name, mode) {
+                Ok(at) => {
+                    a.link = Some(at.link);
+                    a.ifindex = loader::if_index(&a.name);
+                    a.reattach_error = None;
+                    eprintln!("ipscan: re-attached to {} ({} mode)", a.name, at.mode);
+                }
+                Err(e) => {
+                    let why = loader::error_chain(&e);
+                    if a.reattach_error.as_deref() != Some(why.as_str()) {
+                        eprintln!("ipscan: {}: cannot re-attach yet: {why}", a.name);
+                        a.reattach_error = Some(why);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Logs lost events and left-out per-packet lines since start: periodically when they grew,
+/// and at exit when there were any. The counts are the kernel's (STATS), not estimates.
+fn report_loss(ifaces: &mut [Attached], out: &mut Output, at_exit: bool) -> Result<(), DaemonError> {
+    for a in ifaces.iter_mut() {
+        let counters = match stats::stats_of(&a.ebpf).and_then(|m| stats::counters(&m)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ipscan: {}: {}", a.name, loader::error_chain(&e));
+                continue;
+            }
+        };
+        let loss = Loss::of(&counters).since(a.loss_base);
+        let grew = loss != a.loss_reported;
+        if (grew || at_exit) && !loss.is_zero() {
+            a.loss_reported = loss;
+            out.line(&Line {
+                at_ns: monotonic_ns(),
+                text: loss.line(&a.name),
+                detected: None,
+                meta: crate::tracker::Meta::default(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// What the metrics endpoint shows, read now.
+fn scrape(ifaces: &[Attached]) -> metrics::Scrape {
+    ifaces
+        .iter()
+        .map(|a| {
+            let kernel = stats::stats_of(&a.ebpf).and_then(|m| stats::snapshot(&m, &a.sources, &a.tables));
+            let kernel = match kernel {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!("ipscan: {}: metrics: {}", a.name, loader::error_chain(&e));
+                    None
+                }
+            };
+            let mut active: BTreeMap<&'static str, u64> = BTreeMap::new();
+            for d in a.tracker.active_detections() {
+                *active.entry(metrics::kind_label(d)).or_default() += 1;
+            }
+            metrics::IfaceScrape {
+                iface: a.name.clone(),
+                attached: a.ifindex.is_some(),
+                kernel,
+                detections: a.detections.clone(),
+                active,
+            }
+        })
+        .collect()
 }
 
 /// Per-interface counts for the summary at exit and `ipscan stats`.

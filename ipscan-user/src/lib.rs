@@ -21,3 +21,6 @@ pub mod listen;
 pub mod persist;
 pub mod pins;
 pub mod top;
+pub mod metrics;
+pub mod netlink;
+pub mod stats;

@@ -107,7 +107,24 @@ fn is_eperm(e: &EbpfError) -> bool {
 
 /// Loads the object and the program into the kernel (not attached).
 pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+    load_with_ring(opts, None)
+}
+
+/// Smallest event ring buffer: one page (the kernel wants a power-of-two number of pages).
+pub const MIN_RING_BYTES: u32 = 4096;
+
+/// Checks an event ring size: a power of two, at least a page.
+pub fn valid_ring_bytes(bytes: u32) -> bool {
+    bytes.is_power_of_two() && bytes >= MIN_RING_BYTES
+}
+
+/// [`load`] with the EVENTS ring buffer resized to `ring_bytes` (tests force ring-buffer loss
+/// with a small one; see [`valid_ring_bytes`]).
+pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebpf, LoadError> {
     let mut loader = EbpfLoader::new();
+    if let Some(bytes) = ring_bytes {
+        loader.map_max_entries(maps::EVENTS, bytes);
+    }
     let replay = u8::from(opts.replay_clock);
     loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
     if let Some(dir) = &opts.pin_dir {
@@ -240,29 +257,87 @@ pub fn detach(ebpf: &mut Ebpf, link: XdpLinkId) -> Result<(), ProgramError> {
 /// An error and its sources on one line.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
+    let mut at = e;
+    // The verifier log inside a load error (at any depth) is summarised already.
+    while !matches!(at.downcast_ref::<LoadError>(), Some(LoadError::Verifier { .. }))
+        && let Some(c) = at.source()
+    {
         let t = c.to_string();
         if !s.contains(&t) {
             s.push_str(": ");
             s.push_str(&t);
         }
-        cur = c.source();
-        // The verifier log inside a load error is summarised already.
-        if matches!(e.downcast_ref::<LoadError>(), Some(LoadError::Verifier { .. })) {
-            break;
-        }
+        at = c;
     }
     s
 }
 
-/// True when the process can plausibly load BPF programs (root or CAP_BPF).
+/// The kernel release as (major, minor), from uname(2).
+pub fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: zeroed utsname is a valid out-parameter.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    // SAFETY: uname NUL-terminates release.
+    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Lifts RLIMIT_MEMLOCK as far as this process may. Kernels before 5.11 charge BPF maps to it
+/// (later ones to the memory cgroup, and the limit does not matter). Without CAP_SYS_RESOURCE
+/// only the soft limit can rise, to the hard one. Returns a warning when an old kernel leaves a
+/// small limit (maps may then fail to load with EPERM).
+pub fn raise_memlock() -> Option<String> {
+    let infinite = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to a rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &infinite) } == 0 {
+        return None;
+    }
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 {
+        return None;
+    }
+    let soft_to_hard = libc::rlimit {
+        rlim_cur: cur.rlim_max,
+        rlim_max: cur.rlim_max,
+    };
+    // SAFETY: valid pointer; raising the soft limit to the hard one needs no privilege.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &soft_to_hard) };
+    let old_kernel = kernel_version().is_some_and(|v| v < (5, 11));
+    (old_kernel && cur.rlim_max != libc::RLIM_INFINITY).then(|| {
+        format!(
+            "warning: RLIMIT_MEMLOCK is {} KiB and cannot be raised without CAP_SYS_RESOURCE; kernels before 5.11 \
+             charge BPF maps to it (set LimitMEMLOCK=infinity in the unit, or ulimit -l unlimited)",
+            cur.rlim_max / 1024
+        )
+    })
+}
+
+/// True when the process can plausibly load and attach the program: root, or CAP_BPF (load),
+/// CAP_NET_ADMIN (attach XDP) and CAP_PERFMON (without it the verifier refuses the program's
+/// packet-pointer comparisons: "pointer comparison prohibited").
 pub fn has_bpf_privilege() -> bool {
+    // CAP_NET_ADMIN is capability 12, CAP_PERFMON 38, CAP_BPF 39.
+    has_caps(&[12, 38, 39])
+}
+
+/// True when the process can open and change pinned maps (the CLI): root or CAP_BPF.
+pub fn has_map_privilege() -> bool {
+    has_caps(&[39])
+}
+
+fn has_caps(bits: &[u32]) -> bool {
     // SAFETY: no arguments.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    // CAP_BPF is capability 39; read the effective set from /proc.
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -270,7 +345,7 @@ pub fn has_bpf_privilege() -> bool {
                 .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
         })
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
-        .is_some_and(|caps| caps & (1 << 39) != 0 && caps & (1 << 12) != 0)
+        .is_some_and(|caps| bits.iter().all(|bit| caps & (1u64 << bit) != 0))
 }
 
 /// `io::Error` for the CLI's privilege message.

@@ -10,7 +10,7 @@ use ipscan::{
     persist, pins,
     kconfig::KernelSettings,
     syslog,
-    daemon::{self, LogTarget, RunConfig},
+    daemon::{self, LogTarget, OpsOptions, RunConfig},
     format,
     loader::{self, AttachMode},
     netif,
@@ -39,6 +39,8 @@ enum Command {
     /// Live view of sources in a scan or flood mode, blocks and packet rates, from the running
     /// daemons' pinned maps; q, Esc or Ctrl-C quits.
     Top(TopArgs),
+    /// Show the kernel's counters and map occupancy of running daemons (pinned maps).
+    Stats(StatsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +71,15 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     };
     ipscan::top::run(&place, args.interval)?;
     Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+struct StatsArgs {
+    /// One JSON array (one object per interface) instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    place: Where,
 }
 
 /// Where the daemons' state is, for the table commands.
@@ -221,6 +232,29 @@ struct RunArgs {
     /// Directory of the per-interface lock files (one daemon per interface).
     #[arg(long, default_value = pins::LOCK_DIR, hide = true)]
     lock_dir: PathBuf,
+    /// Serve Prometheus metrics on GET /metrics at ADDR:PORT; a bare PORT listens on loopback
+    /// (127.0.0.1:PORT). Default: off.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Seconds between the log lines that count lost events and left-out per-packet lines
+    /// (written only when they grew, and at exit).
+    #[arg(long, default_value_t = 60, hide = true)]
+    loss_report_secs: u64,
+    /// Size of the event ring buffer in bytes (a power of two, at least 4096). For tests that
+    /// force ring-buffer loss; the default is the object's 1 MiB.
+    #[arg(long, value_parser = parse_ring_bytes, hide = true)]
+    event_ring_bytes: Option<u32>,
+}
+
+fn parse_metrics(text: &str) -> Result<std::net::SocketAddr, String> {
+    ipscan::metrics::parse_addr(text).map_err(|e| e.to_string())
+}
+
+fn parse_ring_bytes(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| loader::valid_ring_bytes(*n))
+        .ok_or_else(|| format!("expected a power of two of at least {} bytes", loader::MIN_RING_BYTES))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -242,6 +276,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if !loader::has_bpf_privilege() {
         return Err(loader::privilege_error().into());
     }
+    if let Some(warning) = loader::raise_memlock() {
+        eprintln!("ipscan: {warning}");
+    }
     // Rules, promisc networks and ignore_dns are checked here too, before anything is attached.
     KernelSettings::load(&settings).context("configuration")?;
     let log = match (args.log_file, args.stdout, &settings.logfile) {
@@ -261,6 +298,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         lock_dir: args.lock_dir,
         json_log: args.json_log,
+        ops: OpsOptions {
+            metrics: args.metrics,
+            loss_report: std::time::Duration::from_secs(args.loss_report_secs),
+            event_ring_bytes: args.event_ring_bytes,
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -272,7 +314,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// The interfaces a table command acts on, each with its opened maps.
 fn tables(place: &Where) -> anyhow::Result<Vec<(String, Tables)>> {
-    if !loader::has_bpf_privilege() {
+    if !loader::has_map_privilege() {
         anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
     let ifaces = if place.ifaces.is_empty() {
@@ -488,6 +530,53 @@ fn allow(args: AllowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ipscan stats`: the pinned STATS, SOURCES and block maps, read directly (no daemon involved).
+fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    if !loader::has_map_privilege() {
+        anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
+    }
+    let ifaces = if args.place.ifaces.is_empty() {
+        pins::interfaces(&args.place.pin_root)
+    } else {
+        args.place.ifaces.clone()
+    };
+    if ifaces.is_empty() {
+        anyhow::bail!(
+            "no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first",
+            args.place.pin_root.display()
+        );
+    }
+    let mut snaps = Vec::new();
+    for iface in ifaces {
+        let dir = pins::iface_dir(&args.place.pin_root, &iface);
+        if !dir.is_dir() {
+            anyhow::bail!("no ipscan daemon has run on {iface} (no {})", dir.display());
+        }
+        let snap = ipscan::stats::read_pinned(&dir).with_context(|| iface.clone())?;
+        snaps.push((iface, snap));
+    }
+    if args.json {
+        let v: Vec<serde_json::Value> = snaps.iter().map(|(i, s)| s.to_json(i)).collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    for (n, (iface, s)) in snaps.iter().enumerate() {
+        if n > 0 {
+            println!();
+        }
+        let running = if pins::daemon_running(&args.place.lock_dir, iface) { "" } else { " (no daemon running)" };
+        println!("{iface}{running}");
+        for (name, v) in ipscan_common::stats::NAMES.iter().zip(s.counters) {
+            println!("  {name:<18} {v:>14}");
+        }
+        println!("  {:<18} {:>14} of {}", "sources", s.sources, s.sources_max);
+        println!("  {:<18} {:>14} of {}", "autoblock", s.autoblock, s.autoblock_max);
+        println!("  {:<18} {:>14}", "manual_blocks", s.manual_blocks);
+        println!("  {:<18} {:>14} ({} bytes)", "block_drops", s.block_packets, s.block_bytes);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -496,6 +585,7 @@ fn main() -> ExitCode {
         Command::Block(args) => block(args),
         Command::Allow(args) => allow(args),
         Command::Top(args) => top(args),
+        Command::Stats(args) => stats(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

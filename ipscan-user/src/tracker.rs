@@ -109,6 +109,11 @@ impl Tracker {
         self.active.len()
     }
 
+    /// Sources in a mode now, per detection.
+    pub fn active_detections(&self) -> impl Iterator<Item = Detection> + '_ {
+        self.active.keys().filter_map(SourceKey::detection)
+    }
+
     /// The earliest instant at which a sweep can find a lapsed mode, if any mode is active.
     ///
     /// A lower bound: the kernel may have counted packets since the tracker last looked, which

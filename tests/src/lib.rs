@@ -123,17 +123,7 @@ impl Testbed {
         let victim = NetNs::new(format!("ipst-{tag}-v"));
         let attacker_if = format!("ia{tag}");
         let victim_if = format!("iv{tag}");
-        ip(&[
-            "link", "add", &attacker_if, "netns", &attacker.name, "type", "veth", "peer", "name",
-            &victim_if, "netns", &victim.name,
-        ]);
-        for (ns, ifname, a4, a6) in [
-            (&attacker, &attacker_if, ATTACKER4, ATTACKER6),
-            (&victim, &victim_if, VICTIM4, VICTIM6),
-        ] {
-            ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", ifname]);
-            ns.ip(&["addr", "add", &format!("{a6}/64"), "dev", ifname, "nodad"]);
-            ns.ip(&["link", "set", ifname, "up"]);
+        for ns in [&attacker, &victim] {
             // Fast nmap UDP and ICMP answers: no ICMP rate limit inside the test namespaces.
             ns.sysctl("net.ipv4.icmp_ratelimit", "0");
             ns.sysctl("net.ipv6.icmp.ratelimit", "0");
@@ -144,8 +134,36 @@ impl Testbed {
             victim_if,
             attacker_if,
         };
-        bed.wait_link();
+        bed.make_link();
         bed
+    }
+
+    /// Creates the veth pair with its addresses and waits until both ends answer.
+    fn make_link(&self) {
+        ip(&[
+            "link", "add", &self.attacker_if, "netns", &self.attacker.name, "type", "veth", "peer", "name",
+            &self.victim_if, "netns", &self.victim.name,
+        ]);
+        for (ns, ifname, a4, a6) in [
+            (&self.attacker, &self.attacker_if, ATTACKER4, ATTACKER6),
+            (&self.victim, &self.victim_if, VICTIM4, VICTIM6),
+        ] {
+            ns.ip(&["addr", "add", &format!("{a4}/24"), "dev", ifname]);
+            ns.ip(&["addr", "add", &format!("{a6}/64"), "dev", ifname, "nodad"]);
+            ns.ip(&["link", "set", ifname, "up"]);
+        }
+        self.wait_link();
+    }
+
+    /// Deletes the veth pair (both ends go; any XDP program on them is detached by the kernel).
+    pub fn delete_link(&self) {
+        self.victim.ip(&["link", "del", &self.victim_if]);
+    }
+
+    /// Makes the veth pair again after [`Testbed::delete_link`]: same names, same namespaces,
+    /// same addresses, new interface indexes.
+    pub fn recreate_link(&self) {
+        self.make_link();
     }
 
     /// Adds a second address to the attacker side (another source for "others still work").

@@ -1,0 +1,218 @@
+//! Kernel counters and map occupancy of one interface: what `ipscan stats` prints and what the
+//! metrics endpoint serves. Both read the same maps (the daemon its own, the CLI the pinned
+//! ones), so the two always agree.
+
+use std::{borrow::Borrow, path::Path};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
+use ipscan_common::{SourceKey, SourceState, maps, stats};
+
+use crate::blocklist::{TableError, Tables};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("cannot open {path}: {source}")]
+    Pin {
+        path: std::path::PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// The STATS slots that have a name, summed over CPUs, in [`stats::NAMES`] order.
+pub type Counters = [u64; stats::NAMES.len()];
+
+/// Everything the kernel knows about one interface, read at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Entries in SOURCES (one per (source, detection) being tracked) and its size.
+    pub sources: u64,
+    pub sources_max: u32,
+    /// Entries in AUTOBLOCK (addresses the kernel blocked) and its size.
+    pub autoblock: u64,
+    pub autoblock_max: u32,
+    /// Prefixes in BLOCK4 and BLOCK6 (blocked by hand or restored).
+    pub manual_blocks: u64,
+    /// Packets and bytes dropped by the blocks that exist now (each entry counts its own).
+    pub block_packets: u64,
+    pub block_bytes: u64,
+}
+
+impl Snapshot {
+    /// The value of a named counter.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        stats::NAMES.iter().position(|n| *n == name).and_then(|i| self.counters.get(i).copied())
+    }
+
+    /// The snapshot as a JSON object (`ipscan stats --json`).
+    pub fn to_json(&self, iface: &str) -> serde_json::Value {
+        let counters: serde_json::Map<String, serde_json::Value> = stats::NAMES
+            .iter()
+            .zip(self.counters)
+            .map(|(n, v)| ((*n).to_owned(), v.into()))
+            .collect();
+        serde_json::json!({
+            "iface": iface,
+            "counters": counters,
+            "sources": { "entries": self.sources, "max": self.sources_max },
+            "autoblock": { "entries": self.autoblock, "max": self.autoblock_max },
+            "blocks": {
+                "manual": self.manual_blocks,
+                "auto": self.autoblock,
+                "dropped_packets": self.block_packets,
+                "dropped_bytes": self.block_bytes,
+            },
+        })
+    }
+}
+
+/// The named STATS slots, each summed over CPUs.
+pub fn counters<T: Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<Counters, StatsError> {
+    let mut out = [0u64; stats::NAMES.len()];
+    for (slot, v) in (0u32..).zip(out.iter_mut()) {
+        let per_cpu = map.get(&slot, 0).map_err(|source| StatsError::Map {
+            name: maps::STATS,
+            source,
+        })?;
+        *v = per_cpu.iter().sum();
+    }
+    Ok(out)
+}
+
+/// Reads a whole snapshot from the maps of one interface.
+pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
+    stats_map: &PerCpuArray<S, u64>,
+    sources: &BpfHashMap<R, SourceKey, SourceState>,
+    tables: &Tables,
+) -> Result<Snapshot, StatsError> {
+    let mut snap = Snapshot {
+        counters: counters(stats_map)?,
+        // Entries that vanish under the iteration (LRU eviction) only end it early.
+        sources: sources.keys().filter(Result::is_ok).count() as u64,
+        sources_max: maps::SOURCES_MAX,
+        autoblock_max: maps::AUTOBLOCK_MAX,
+        ..Snapshot::default()
+    };
+    for row in tables.blocks() {
+        if row.auto {
+            snap.autoblock += 1;
+        } else {
+            snap.manual_blocks += 1;
+        }
+        snap.block_packets += row.entry.packets;
+        snap.block_bytes += row.entry.bytes;
+    }
+    Ok(snap)
+}
+
+fn pinned(dir: &Path, name: &'static str) -> Result<Map, StatsError> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| StatsError::Pin {
+        path: path.clone(),
+        source,
+    })?;
+    Map::from_map_data(data).map_err(|source| StatsError::Pin { path, source })
+}
+
+/// Reads a snapshot from a daemon's pinned maps (`ipscan stats`).
+pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
+    let stats_map: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(pinned(dir, maps::STATS)?).map_err(|source| StatsError::Map {
+            name: maps::STATS,
+            source,
+        })?;
+    let sources: BpfHashMap<MapData, SourceKey, SourceState> =
+        BpfHashMap::try_from(pinned(dir, maps::SOURCES)?).map_err(|source| StatsError::Map {
+            name: maps::SOURCES,
+            source,
+        })?;
+    let tables = Tables::open_pinned(dir)?;
+    snapshot(&stats_map, &sources, &tables)
+}
+
+/// The per-CPU STATS array of a loaded program (the daemon keeps it in its `Ebpf`).
+pub fn stats_of(ebpf: &aya::Ebpf) -> Result<PerCpuArray<&MapData, u64>, StatsError> {
+    let map = ebpf.map(maps::STATS).ok_or(StatsError::Table(TableError::Missing { name: maps::STATS }))?;
+    PerCpuArray::try_from(map).map_err(|source| StatsError::Map {
+        name: maps::STATS,
+        source,
+    })
+}
+
+/// Lost events and left-out per-packet lines since a baseline, for the daemon's summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Loss {
+    pub lost_events: u64,
+    pub rate_limited: u64,
+}
+
+impl Loss {
+    pub fn of(c: &Counters) -> Self {
+        let at = |slot: u32| c.get(slot as usize).copied().unwrap_or(0);
+        Self {
+            lost_events: at(stats::LOST_EVENTS),
+            rate_limited: at(stats::RATE_LIMITED),
+        }
+    }
+
+    /// Growth since `base` (a pinned STATS array outlives daemons; the summary is per daemon).
+    pub fn since(self, base: Self) -> Self {
+        Self {
+            lost_events: self.lost_events.saturating_sub(base.lost_events),
+            rate_limited: self.rate_limited.saturating_sub(base.rate_limited),
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == Self::default()
+    }
+
+    /// `ipscan: eth0: 12 events lost (ring buffer full), 567 per-packet lines left out (rate
+    /// limit) since start`.
+    pub fn line(self, iface: &str) -> String {
+        format!(
+            "ipscan: {iface}: {} events lost (ring buffer full), {} per-packet lines left out (rate limit) since start",
+            self.lost_events, self.rate_limited
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_line_and_growth() {
+        let mut c = [0u64; stats::NAMES.len()];
+        c[stats::LOST_EVENTS as usize] = 1234;
+        c[stats::RATE_LIMITED as usize] = 600;
+        let base = Loss { lost_events: 0, rate_limited: 33 };
+        let l = Loss::of(&c).since(base);
+        assert_eq!(
+            l.line("eth0"),
+            "ipscan: eth0: 1234 events lost (ring buffer full), 567 per-packet lines left out (rate limit) since start"
+        );
+        assert!(!l.is_zero());
+        assert!(Loss::of(&c).since(Loss::of(&c)).is_zero());
+    }
+
+    #[test]
+    fn json_names_every_counter() {
+        let mut s = Snapshot::default();
+        s.counters[stats::PACKETS as usize] = 7;
+        let v = s.to_json("eth0");
+        assert_eq!(v["counters"]["packets"], 7);
+        assert_eq!(v["counters"].as_object().map(|o| o.len()), Some(stats::NAMES.len()));
+        assert_eq!(s.counter("packets"), Some(7));
+        assert_eq!(s.counter("nope"), None);
+    }
+}
