@@ -77,39 +77,14 @@ fn route_gateway(hex_value: u32) -> Ipv4Addr {
     Ipv4Addr::from(hex_value.to_le_bytes())
 }
 
-/// `nameserver` addresses of a resolv.conf text.
-pub fn nameservers_in(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
-        })
-        .filter_map(|a| a.split('%').next().and_then(|a| a.parse().ok()))
-        .collect()
-}
-
-/// The nameservers of /etc/resolv.conf.
+/// The nameservers of /etc/resolv.conf (one parser for the allowlist and `ignore_dns`).
 pub fn nameservers() -> Vec<IpAddr> {
-    fs::read_to_string("/etc/resolv.conf").map(|t| nameservers_in(&t)).unwrap_or_default()
+    crate::kconfig::nameservers(std::path::Path::new("/etc/resolv.conf"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf() {
-        let t = "# comment\nnameserver 192.0.2.53\nsearch example.org\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\noptions ndots:2\n";
-        let v = nameservers_in(t);
-        assert_eq!(
-            v,
-            vec![
-                "192.0.2.53".parse::<IpAddr>().expect("v4"),
-                "fe80::1".parse().expect("v6"),
-                "2001:db8::53".parse().expect("v6")
-            ]
-        );
-    }
 
     #[test]
     fn route_gateway_byte_order() {
