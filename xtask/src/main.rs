@@ -159,13 +159,21 @@ fn test(filter: Option<String>, no_setup: bool) -> anyhow::Result<()> {
     }
     run(&mut c)?;
     step("kernel and end-to-end tests (root, one at a time)");
+    // Every test file runs even after a failure, so one report shows all of them.
+    let mut failed = Vec::new();
     for test_bin in test_binaries("ipscan-tests")? {
         let mut c = privileged(&test_bin);
         c.env("IPSCAN_BIN", &bin).arg("--test-threads=1");
         if let Some(f) = &filter {
             c.arg(f);
         }
-        run(&mut c)?;
+        if let Err(e) = run(&mut c) {
+            eprintln!("==> FAILED: {e}");
+            failed.push(test_bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failing test files: {}", failed.join(", "));
     }
     Ok(())
 }
