@@ -236,6 +236,42 @@ fn namer(settings: &Settings) -> Box<dyn Namer> {
     }
 }
 
+/// An AF_PACKET membership that keeps an interface promiscuous while it is held. The kernel
+/// counts promiscuity per holder and drops ours when the socket closes, however the daemon ends.
+struct Promisc(#[expect(dead_code, reason = "held only for its Drop: closing the socket ends the membership")] std::os::fd::OwnedFd);
+
+fn promiscuous(iface: &str) -> std::io::Result<Promisc> {
+    use std::os::fd::FromRawFd;
+    let idx = loader::if_index(iface).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor we own.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mreq = libc::packet_mreq {
+        mr_ifindex: idx as i32,
+        mr_type: libc::PACKET_MR_PROMISC as u16,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: valid fd and a packet_mreq of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const libc::packet_mreq).cast(),
+            size_of::<libc::packet_mreq>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Promisc(owned))
+}
+
 /// One attached interface.
 struct Attached {
     name: String,
@@ -248,6 +284,8 @@ struct Attached {
     state_file: PathBuf,
     /// CONFIG flags last written to the kernel.
     written_flags: u32,
+    /// Held while `promisc` networks are configured.
+    _promisc: Option<Promisc>,
     _lock: DaemonLock,
     /// The interface the program is attached to; None while the interface is gone.
     ifindex: Option<u32>,
@@ -377,6 +415,21 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     if config.flags != kernel.config.flags {
         loader::write_config(&mut ebpf, &config).map_err(load)?;
     }
+    // `promisc NET,...`: watch other hosts of those networks, so the NIC must pass their frames.
+    let promisc = if cfg.settings.promisc.is_empty() {
+        None
+    } else {
+        match promiscuous(iface) {
+            Ok(p) => {
+                notes.push(format!("ipscan: {iface}: promiscuous mode on (promisc networks configured)"));
+                Some(p)
+            }
+            Err(e) => {
+                notes.push(format!("ipscan: {iface}: cannot enter promiscuous mode: {e}"));
+                None
+            }
+        }
+    };
     let attached = loader::attach(&mut ebpf, iface, cfg.mode)?;
     match &attached.fallback {
         Some(why) => eprintln!("ipscan: {iface}: native XDP not available ({why}); attached in skb mode"),
@@ -405,6 +458,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             tracker,
             state_file,
             written_flags: config.flags,
+            _promisc: promisc,
             _lock: lock,
             ifindex: loader::if_index(iface),
             detections: BTreeMap::new(),

@@ -92,3 +92,21 @@ fn auto_mode_falls_back_to_skb_and_says_so() {
     let err = run_fails(ns.cmd(ipscan_bin()).args(["run", "--iface", "dummy0", "--xdp-mode", "native", "--stdout"]));
     assert!(err.starts_with("ipscan: cannot attach XDP to dummy0 in native mode: "), "{err}");
 }
+
+#[test]
+fn promisc_networks_make_the_interface_promiscuous_while_running() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, "promisc 198.18.0.0/24\n");
+    let promisc = |bed: &Testbed| {
+        let out = bed.victim.cmd("ip").args(["link", "show", "dev", &bed.victim_if]).output().expect("ip");
+        String::from_utf8_lossy(&out.stdout).contains("PROMISC")
+    };
+    assert!(!promisc(&bed));
+    let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    assert!(promisc(&bed), "promiscuous while the daemon runs");
+    let (status, stderr) = d.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("promiscuous mode on"), "{stderr}");
+    assert!(!promisc(&bed), "and not after it stopped");
+}
