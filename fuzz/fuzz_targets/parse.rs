@@ -192,12 +192,18 @@ fn check_summary(d: &[u8], l3: L3, p: &PacketSummary) {
             assert!(d.len() >= toff + doff, "TCP header past the end of the frame");
             assert_eq!((p.sport, p.dport), (be16(d, toff), be16(d, toff + 2)));
             assert_eq!(p.tcp_flags, d[toff + 13]);
+            // Inside the IP packet, not in padding after it; only a tiny fragment splits it.
+            let within = p.ip_payload_len as usize;
+            assert!(within >= 20, "TCP header past the IP packet's end");
+            assert!(within >= doff || has(p, ip_flags::TINY_FRAGMENT), "TCP options past the IP packet's end");
         }
         PROTO_UDP if !has(p, ip_flags::TINY_FRAGMENT) => {
+            assert!(p.ip_payload_len >= 8, "UDP header past the IP packet's end");
             assert!(d.len() >= toff + 8, "UDP header past the end of the frame");
             assert_eq!((p.sport, p.dport), (be16(d, toff), be16(d, toff + 2)));
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
+            assert!(p.ip_payload_len >= 4, "ICMP header past the IP packet's end");
             assert!(d.len() >= toff + 4, "ICMP header past the end of the frame");
             assert_eq!((p.icmp_type, p.icmp_code), (d[toff], d[toff + 1]));
         }
