@@ -85,7 +85,7 @@ pub fn fuzz(seconds: u64, target: Option<&str>) -> anyhow::Result<()> {
             }
             let list: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
             bail!(
-                "fuzz target {t} failed ({status}) on {}; reproduce with `cargo +nightly fuzz run {t} {}`",
+                "fuzz target {t} failed ({status}) on {}; reproduce with `cargo +nightly fuzz run -s none {t} {}`",
                 list.join(", "),
                 list[0]
             );
