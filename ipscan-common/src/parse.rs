@@ -191,7 +191,9 @@ fn ipv6<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) -> Result<O
     p.src.copy_from_slice(&h[8..24]);
     p.dst.copy_from_slice(&h[24..40]);
     let mut off = off + 40;
-    for _ in 0..MAX_V6_EXT_HEADERS {
+    // One pass more than the bound: the pass after the last extension header it allows is the
+    // one that finds the transport header.
+    for _ in 0..MAX_V6_EXT_HEADERS + 1 {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 let e: &[u8; 2] = get(f, off)?;
@@ -264,11 +266,22 @@ fn l4<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) -> Result<()>
         p.ip_flags |= ip_flags::TINY_FRAGMENT | ip_flags::LATER_FRAGMENT;
         return Ok(());
     }
+    // The transport header must lie inside the IP packet, not in the Ethernet padding or
+    // whatever else follows it in the frame (an empty UDP packet padded to 60 bytes is no
+    // datagram to port 0).
+    let within = p.ip_payload_len as usize;
+    let need = match p.proto {
+        PROTO_ICMP | PROTO_ICMPV6 => 4,
+        _ => min,
+    };
+    if within < need {
+        return Err(stats::MALFORMED);
+    }
     match p.proto {
         PROTO_TCP => {
             let t: &[u8; 20] = get(f, off)?;
             let doff = ((t[12] >> 4) as usize) * 4;
-            if doff < 20 || f.len() < off + doff {
+            if doff < 20 || f.len() < off + doff || (!p.is_fragment() && within < doff) {
                 return Err(stats::MALFORMED);
             }
             p.sport = be16(t, 0);
@@ -346,5 +359,77 @@ fn inner<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) {
         p.inner_sport = u16::from_be_bytes([ports[0], ports[1]]);
         p.inner_dport = u16::from_be_bytes([ports[2], ports[3]]);
         p.ip_flags |= ip_flags::INNER_PORTS;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 (no options) + `l4`, with the IP total length set to `ip_len`.
+    fn v4(proto: u8, l4: &[u8], ip_len: usize) -> [u8; 128] {
+        let mut f = [0u8; 128];
+        f[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        f[22] = 64;
+        f[23] = proto;
+        f[26..30].copy_from_slice(&[198, 18, 0, 1]);
+        f[30..34].copy_from_slice(&[198, 18, 0, 2]);
+        f[34..34 + l4.len()].copy_from_slice(l4);
+        f
+    }
+
+    /// Ethernet + IPv6 + `n` destination-options headers (8 bytes each) + a TCP SYN to port 80.
+    fn v6_chain(n: usize) -> [u8; 256] {
+        let mut f = [0u8; 256];
+        f[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&((n * 8 + 20) as u16).to_be_bytes());
+        f[20] = if n == 0 { PROTO_TCP } else { IPPROTO_DSTOPTS };
+        f[21] = 64;
+        for i in 0..n {
+            let at = 54 + i * 8;
+            f[at] = if i + 1 == n { PROTO_TCP } else { IPPROTO_DSTOPTS };
+            f[at + 2..at + 4].copy_from_slice(&[1, 4]);
+        }
+        let tcp = 54 + n * 8;
+        f[tcp + 2..tcp + 4].copy_from_slice(&80u16.to_be_bytes());
+        f[tcp + 12] = 5 << 4;
+        f[tcp + 13] = 0x02;
+        f
+    }
+
+    #[test]
+    fn extension_header_bound_is_inclusive() {
+        // Found by tests/tests/malformed.rs: a chain of exactly MAX_V6_EXT_HEADERS was refused.
+        let ok = v6_chain(MAX_V6_EXT_HEADERS);
+        let end = 54 + MAX_V6_EXT_HEADERS * 8 + 20;
+        let p = parse(&ok[..end], Options::default()).expect("the bound is allowed");
+        assert_eq!((p.proto, p.dport, p.ip_payload_len), (PROTO_TCP, 80, 20));
+        let over = v6_chain(MAX_V6_EXT_HEADERS + 1);
+        assert_eq!(parse(&over[..end + 8], Options::default()), Err(stats::V6_EXT_LIMIT));
+        assert!(parse(&v6_chain(0)[..74], Options::default()).is_ok());
+    }
+
+    #[test]
+    fn transport_header_must_lie_inside_the_ip_packet() {
+        // Found by tests/tests/malformed.rs: empty IP payloads padded to the 60-byte Ethernet
+        // minimum were read as UDP to port 0, ICMP echo replies, ...
+        let udp = [0x9c, 0x40, 0, 53, 0, 8, 0, 0];
+        assert!(parse(&v4(PROTO_UDP, &udp, 28)[..60], Options::default()).is_ok());
+        for (proto, l4) in [(PROTO_UDP, &udp[..]), (PROTO_ICMP, &[8, 0, 0, 0][..]), (PROTO_TCP, &[0; 20][..])] {
+            assert_eq!(parse(&v4(proto, l4, 20)[..60], Options::default()), Err(stats::MALFORMED), "proto {proto}");
+        }
+        assert_eq!(parse(&v4(PROTO_UDP, &udp, 27)[..60], Options::default()), Err(stats::MALFORMED));
+        // A TCP data offset past the IP packet's end, even though the frame has the bytes.
+        let mut syn = [0u8; 20];
+        syn[12] = 10 << 4;
+        syn[13] = 0x02;
+        assert_eq!(parse(&v4(PROTO_TCP, &syn, 40)[..94], Options::default()), Err(stats::MALFORMED));
+        assert!(parse(&v4(PROTO_TCP, &syn, 60)[..94], Options::default()).is_ok());
+        // A capture cut short (IP length beyond the frame) still parses, as SHORT.
+        let p = parse(&v4(PROTO_UDP, &udp, 1500)[..60], Options::default()).expect("short");
+        assert_eq!(p.anomalies, anomalies::SHORT);
     }
 }

@@ -898,10 +898,12 @@ impl FilterRule {
         }
         self.sport.as_ref().is_none_or(|m| m.matches(p.sport))
             && self.dport.as_ref().is_none_or(|m| m.matches(p.dport))
+            // The type table follows the packet's family, as in the kernel's matcher: ICMP
+            // carried over IPv6 (or ICMPv6 over IPv4) is looked up as that family's.
             && self
                 .icmp_type
                 .as_ref()
-                .is_none_or(|m| m.matches(p.icmp_type, p.proto == packet::PROTO_ICMPV6))
+                .is_none_or(|m| m.matches(p.icmp_type, p.family == FAMILY_V6))
     }
 }
 
@@ -943,8 +945,11 @@ impl AddrMatch {
         Ok(Some(AddrMatch { net, negated }))
     }
 
+    /// Addresses are taken as the packet carries them, as the kernel's matcher does: an IPv4
+    /// network never contains an IPv6 address, IPv4-mapped (`::ffff:a.b.c.d`) or not.
     pub fn matches(&self, addr: &IpAddr) -> bool {
-        self.net.contains(addr) != self.negated
+        let same_family = self.net.addr().is_ipv4() == addr.is_ipv4();
+        (same_family && self.net.contains(addr)) != self.negated
     }
 }
 

@@ -461,6 +461,28 @@ mod tests {
                 }
             }
         }
+        // Crafted (found by the `rules` fuzz target): IPv4-mapped addresses in IPv6 packets,
+        // which no IPv4 network contains, and ICMP of the other family's protocol number, whose
+        // type is read in the packet family's table.
+        let mapped = |s: &str| s.parse::<std::net::Ipv6Addr>().expect("v6").octets();
+        for (proto, icmp_type) in [(PROTO_TCP, 0u8), (PROTO_UDP, 0), (PROTO_ICMP, 8), (PROTO_ICMP, 0), (PROTO_ICMP, 3)] {
+            out.push(PacketSummary {
+                family: FAMILY_V6,
+                proto,
+                icmp_type,
+                src: mapped("::ffff:10.1.2.3"),
+                dst: mapped("::ffff:10.2.0.1"),
+                sport: 53,
+                dport: 80,
+                ..Default::default()
+            });
+        }
+        for icmp_type in [128u8, 129, 1] {
+            let mut p = PacketSummary { family: FAMILY_V4, proto: PROTO_ICMPV6, icmp_type, ..Default::default() };
+            p.src[..4].copy_from_slice(&[10, 1, 2, 3]);
+            p.dst[..4].copy_from_slice(&[10, 2, 0, 1]);
+            out.push(p);
+        }
         out
     }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, build, run, test and bench orchestration. No product logic here.
 
+mod fuzz;
 mod setup;
 
 use std::{
@@ -45,6 +46,19 @@ enum Cmd {
         /// Skip the set-up step (tools already installed).
         #[arg(long)]
         no_setup: bool,
+        /// Skip the bounded fuzzing run (also skipped when a filter is given).
+        #[arg(long)]
+        no_fuzz: bool,
+    },
+    /// Run the cargo-fuzz targets of fuzz/ (parse, rules, config), each for a bounded time,
+    /// after writing their seed corpora (installs cargo-fuzz if missing). A crash fails with
+    /// the path of the input.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Only this target (parse, rules or config).
+        target: Option<String>,
     },
     /// Set up, build and run the benchmark (as root): per-packet cost, throughput on a veth
     /// pair and state exhaustion, as ratios against empty XDP programs measured in the same run.
@@ -146,7 +160,11 @@ fn test_binaries(package: &str) -> anyhow::Result<Vec<PathBuf>> {
     Ok(bins)
 }
 
-fn test(filter: Option<String>, no_setup: bool) -> anyhow::Result<()> {
+/// Seconds per fuzz target in `cargo xtask test` (three targets: about a minute in all, plus
+/// the build).
+const TEST_FUZZ_SECONDS: u64 = 20;
+
+fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool) -> anyhow::Result<()> {
     if !no_setup {
         setup::setup()?;
     }
@@ -158,6 +176,11 @@ fn test(filter: Option<String>, no_setup: bool) -> anyhow::Result<()> {
         c.arg(f);
     }
     run(&mut c)?;
+    if no_fuzz || filter.is_some() {
+        step("fuzzing: skipped");
+    } else {
+        fuzz::fuzz(TEST_FUZZ_SECONDS, None)?;
+    }
     step("kernel and end-to-end tests (root, one at a time)");
     // Every test file runs even after a failure, so one report shows all of them.
     let mut failed = Vec::new();
@@ -232,7 +255,8 @@ fn main() -> anyhow::Result<()> {
             c.arg("run").args(&args);
             run(&mut c)
         }
-        Cmd::Test { filter, no_setup } => test(filter, no_setup),
+        Cmd::Test { filter, no_setup, no_fuzz } => test(filter, no_setup, no_fuzz),
+        Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
         Cmd::Bench { smoke, json, no_setup } => bench(smoke, json, no_setup),
         Cmd::Clippy => clippy(),
     }

@@ -33,8 +33,8 @@ fn output(cmd: &mut Command) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// What building needs: nightly with rust-src, and bpf-linker.
-pub fn setup_build() -> anyhow::Result<()> {
+/// The nightly toolchain (the eBPF build and cargo-fuzz need it).
+pub fn nightly() -> anyhow::Result<()> {
     step("checking the nightly toolchain");
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is not installed: install it from your distribution or rustup.rs")?;
@@ -43,6 +43,12 @@ pub fn setup_build() -> anyhow::Result<()> {
         run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
             .context("installing the nightly toolchain failed (network?)")?;
     }
+    Ok(())
+}
+
+/// What building needs: nightly with rust-src, and bpf-linker.
+pub fn setup_build() -> anyhow::Result<()> {
+    nightly()?;
     let components = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
         .unwrap_or_default();
     if components.lines().any(|l| l.starts_with("rust-src")) {
