@@ -370,7 +370,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
         iface: iface.to_owned(),
         source,
     })?;
-    let sources = take_map(&mut ebpf, iface, maps::SOURCES)?;
+    let sources: BpfHashMap<MapData, SourceKey, SourceState> = take_map(&mut ebpf, iface, maps::SOURCES)?;
     let ring: RingBuf<MapData> = take_map(&mut ebpf, iface, maps::EVENTS)?;
     let listen_map = if cfg.settings.blackhole_tcp || cfg.settings.blackhole_udp {
         let mut m: BpfHashMap<MapData, u32, u8> = take_map(&mut ebpf, iface, maps::LISTEN)?;
@@ -440,6 +440,15 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     }
     let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
     tracker.set_config(&kernel.config);
+    // Modes the kernel kept across a restart (pinned SOURCES) still get their expiry line.
+    let adopted = sources
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, s)| tracker.adopt(*k, s))
+        .count();
+    if adopted > 0 {
+        eprintln!("ipscan: {iface}: {adopted} active modes taken over from the pinned state");
+    }
     let loss_base = match stats::stats_of(&ebpf).and_then(|m| stats::counters(&m)) {
         Ok(c) => Loss::of(&c),
         Err(e) => {

@@ -29,7 +29,8 @@ struct Active {
     last_ns: u64,
     packets: u64,
     bytes: u64,
-    dest: String,
+    /// Destination as printed with log_dest; None for modes adopted after a restart.
+    dest: Option<String>,
 }
 
 /// One log line to write, stamped with the kernel clock of the moment it describes.
@@ -104,6 +105,25 @@ impl Tracker {
         }
     }
 
+    /// Takes over a mode the kernel still holds from before a restart, so its expiry is logged
+    /// with the true totals. Returns whether it was new to the table.
+    pub fn adopt(&mut self, key: SourceKey, state: &SourceState) -> bool {
+        if !state.in_mode() || self.active.contains_key(&key) {
+            return false;
+        }
+        self.active.insert(
+            key,
+            Active {
+                since_ns: state.mode_since_ns,
+                last_ns: state.last_ns,
+                packets: state.packets,
+                bytes: state.bytes,
+                dest: None,
+            },
+        );
+        true
+    }
+
     /// Number of sources currently in a mode.
     pub fn active(&self) -> usize {
         self.active.len()
@@ -164,7 +184,7 @@ impl Tracker {
                         last_ns: ev.ts_ns,
                         packets: ev.packets,
                         bytes: ev.bytes,
-                        dest: dest_s,
+                        dest: Some(dest_s),
                     },
                 );
                 Some(Line {
@@ -190,7 +210,7 @@ impl Tracker {
                     return None;
                 }
                 let a = self.active.remove(&ev.key)?;
-                let dest = self.log_dest.then_some(a.dest.as_str());
+                let dest = if self.log_dest { a.dest.as_deref() } else { None };
                 Some(Line {
                     at_ns: ev.ts_ns,
                     text: format::expired(detection, &source, dest, ev.packets, ev.bytes),
@@ -272,7 +292,7 @@ impl Tracker {
             // XXX: a packet arriving between the lookup and the delete is lost from the totals.
             delete(key);
             let source = source_name(key, detection, namer);
-            let dest = self.log_dest.then_some(a.dest.as_str());
+            let dest = if self.log_dest { a.dest.as_deref() } else { None };
             out.push((
                 (at_ns, key.kind, key.family, key.addr),
                 Line {
@@ -451,6 +471,25 @@ mod tests {
         ev.key.kind = Detection::UdpFlood as u8;
         let line = t.on_event(&ev, &mut Loud).expect("line");
         assert_eq!(line.text, "UDP: scan/flood detected [port 53] from host (198.18.0.1) [port 40000]");
+    }
+
+    #[test]
+    fn adopted_modes_expire_with_the_kernels_totals() {
+        let cfg = Config::default();
+        let mut s = SourceState::new(1_000);
+        for port in 1..=12u16 {
+            s.record_ports(1_000 + port as u64, port, 40000, 24, 10);
+        }
+        let mut t = Tracker::new(true);
+        assert!(t.adopt(key(), &s));
+        assert!(!t.adopt(key(), &s), "adopted once");
+        assert!(!t.adopt(key(), &SourceState::new(5)), "not in a mode");
+        let out = t.sweep(u64::MAX, &cfg, &mut Plain, |_| Some(s), |_| {});
+        // log_dest is on, but an adopted mode has no destination to show.
+        assert_eq!(
+            out[0].text,
+            "TCP: SYN scan mode expired for 198.18.0.1 - received a total of 12 packets (288 bytes)."
+        );
     }
 
     #[test]

@@ -298,3 +298,28 @@ fn restart_keeps_blocks_with_one_program_and_a_reboot_restores_them() {
     assert!((3500..=3600).contains(&left), "{json}");
     let _ = d.stop();
 }
+
+#[test]
+fn a_mode_active_at_a_restart_still_expires_with_its_totals() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, "window syn_scan 8s\nwindow portscan 8s\nset scans_only\n");
+    let args = ["--config", conf.to_str().expect("utf8")];
+    let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &args);
+    let sent = Capture::start(&bed.attacker, &bed.attacker_if, "tcp and src host 198.18.0.1", dir.join("sent.pcap"));
+    nmap_syn(&bed);
+    sent.finish();
+    let probes = syn_probes(&dir.join("sent.pcap"));
+    let bytes: u64 = probes.iter().map(|p| p.payload).sum();
+    d.wait_log("the detection", WAIT, |l| l.iter().any(|x| x.starts_with("TCP: SYN scan detected")));
+    // Restart inside the 8 s window: the kernel keeps the mode in the pinned SOURCES map.
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+    let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &args);
+    d.wait_stderr("active modes taken over from the pinned state", Duration::from_secs(5));
+    let want = format!("TCP: SYN scan mode expired for 198.18.0.1 - received a total of {} packets ({bytes} bytes).", probes.len());
+    let lines = d.wait_log("the expiry after the restart", Duration::from_secs(20), |l| l.iter().any(|x| *x == want));
+    assert_eq!(count(&lines, &want), 1, "{}", lines.join("\n"));
+    let _ = d.stop();
+}
