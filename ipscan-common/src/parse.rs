@@ -39,6 +39,11 @@ pub trait Frame {
     fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]>;
     /// Frame length in bytes.
     fn len(&self) -> usize;
+
+    /// Whether the frame has no bytes at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Frame for [u8] {

@@ -8,7 +8,7 @@
 /// at the given address (checked at compile time for the size), and valid when all-zero.
 #[inline(always)]
 pub fn words<T>(v: &mut T) {
-    const { assert!(size_of::<T>() % 8 == 0) };
+    const { assert!(size_of::<T>().is_multiple_of(8)) };
     let p = (v as *mut T).cast::<u64>();
     let n = size_of::<T>() / 8;
     for i in 0..n {

@@ -1,6 +1,10 @@
 //! All map and ring-buffer I/O of the program, and the per-packet policy built on the pure
 //! functions of ipscan-common.
 
+// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
+// (a SourceState is 256 bytes) onto the 512-byte BPF stack.
+#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
+
 use aya_ebpf::{
     Global,
     bindings::{BPF_NOEXIST, xdp_action},

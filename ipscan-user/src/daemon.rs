@@ -1,5 +1,9 @@
 //! `ipscan run`: attach to interfaces, read events, write log lines, sweep expiries and blocks.
 
+// DaemonError carries aya's load errors (with the verifier log) by value; they happen once, at
+// start or reload, so boxing them would buy nothing.
+#![expect(clippy::result_large_err, reason = "one-off start-up errors; see above")]
+
 use std::{
     collections::{BTreeMap, HashMap},
     fs::OpenOptions,
@@ -667,7 +671,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                         a.written_flags = want.flags;
                     }
                 }
-                if ticks % 10 == 0 {
+                if ticks.is_multiple_of(10) {
                     ifaces.iter().for_each(save_state);
                 }
                 check_links(&mut ifaces, cfg.mode);

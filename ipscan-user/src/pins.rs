@@ -177,7 +177,7 @@ pub fn daemon_running(lock_dir: &Path, iface: &str) -> bool {
     let Ok(file) = File::open(&path) else {
         return false;
     };
+    // A shared lock fails only while the daemon holds its exclusive one.
     // SAFETY: valid fd.
-    let busy = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0;
-    busy
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }

@@ -160,20 +160,6 @@ impl Row {
             Target::Info => "info",
         }
     }
-
-    fn na(id: &'static str, section: &'static str, what: &str, unit: &'static str, target: Target, note: &str) -> Self {
-        Self {
-            id: id.into(),
-            section,
-            what: what.into(),
-            value: None,
-            unit,
-            baseline: None,
-            target,
-            note: note.into(),
-            detail: Value::Null,
-        }
-    }
 }
 
 /// Panics with the error on failure (bench helpers follow the tests' rule 11).

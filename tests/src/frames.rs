@@ -45,7 +45,7 @@ impl L4 {
         let mut b = match self {
             L4::Tcp { sport, dport, flags, options } => {
                 let mut opts = options.clone();
-                while opts.len() % 4 != 0 {
+                while !opts.len().is_multiple_of(4) {
                     opts.push(1); // NOP
                 }
                 let doff = (20 + opts.len()) / 4;
@@ -122,7 +122,7 @@ fn eth(vlans: &[u16], ethertype: u16) -> Vec<u8> {
 impl Frame {
     pub fn v4(&self, src: Ipv4Addr, dst: Ipv4Addr, l4: &L4) -> Vec<u8> {
         let mut opts = self.ip_options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let body = l4.bytes(self.payload);

@@ -319,7 +319,7 @@ fn a_mode_active_at_a_restart_still_expires_with_its_totals() {
     let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &args);
     d.wait_stderr("active modes taken over from the pinned state", Duration::from_secs(5));
     let want = format!("TCP: SYN scan mode expired for 198.18.0.1 - received a total of {} packets ({bytes} bytes).", probes.len());
-    let lines = d.wait_log("the expiry after the restart", Duration::from_secs(20), |l| l.iter().any(|x| *x == want));
+    let lines = d.wait_log("the expiry after the restart", Duration::from_secs(20), |l| l.contains(&want));
     assert_eq!(count(&lines, &want), 1, "{}", lines.join("\n"));
     let _ = d.stop();
 }
