@@ -61,7 +61,8 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, TableError> {
     ebpf.take_map(name).ok_or(TableError::Missing { name })
 }
 
-fn pinned(dir: &Path, name: &'static str) -> Result<Map, TableError> {
+/// Opens one of a daemon's pinned maps.
+pub(crate) fn pinned(dir: &Path, name: &'static str) -> Result<Map, TableError> {
     let path = dir.join(name);
     let data = MapData::from_pin(&path).map_err(|source| TableError::Pin { path: path.clone(), source })?;
     Map::from_map_data(data).map_err(|source| TableError::Pin { path, source })

@@ -4,25 +4,14 @@
 
 use std::{borrow::Borrow, path::Path};
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use ipscan_common::{SourceKey, SourceState, maps, stats};
 
-use crate::blocklist::{TableError, Tables};
+use crate::blocklist::{self, TableError, Tables};
 
+/// Reading the pinned maps fails the way the block tables' reads do.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
-    #[error("cannot open {path}: {source}")]
-    Pin {
-        path: std::path::PathBuf,
-        #[source]
-        source: MapError,
-    },
-    #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: MapError,
-    },
     #[error(transparent)]
     Table(#[from] TableError),
 }
@@ -79,7 +68,7 @@ impl Snapshot {
 pub fn counters<T: Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<Counters, StatsError> {
     let mut out = [0u64; stats::NAMES.len()];
     for (slot, v) in (0u32..).zip(out.iter_mut()) {
-        let per_cpu = map.get(&slot, 0).map_err(|source| StatsError::Map {
+        let per_cpu = map.get(&slot, 0).map_err(|source| TableError::Map {
             name: maps::STATS,
             source,
         })?;
@@ -114,24 +103,15 @@ pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
     Ok(snap)
 }
 
-fn pinned(dir: &Path, name: &'static str) -> Result<Map, StatsError> {
-    let path = dir.join(name);
-    let data = MapData::from_pin(&path).map_err(|source| StatsError::Pin {
-        path: path.clone(),
-        source,
-    })?;
-    Map::from_map_data(data).map_err(|source| StatsError::Pin { path, source })
-}
-
 /// Reads a snapshot from a daemon's pinned maps (`ipscan stats`).
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
     let stats_map: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(pinned(dir, maps::STATS)?).map_err(|source| StatsError::Map {
+        PerCpuArray::try_from(blocklist::pinned(dir, maps::STATS)?).map_err(|source| TableError::Map {
             name: maps::STATS,
             source,
         })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
-        BpfHashMap::try_from(pinned(dir, maps::SOURCES)?).map_err(|source| StatsError::Map {
+        BpfHashMap::try_from(blocklist::pinned(dir, maps::SOURCES)?).map_err(|source| TableError::Map {
             name: maps::SOURCES,
             source,
         })?;
@@ -141,11 +121,11 @@ pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
 
 /// The per-CPU STATS array of a loaded program (the daemon keeps it in its `Ebpf`).
 pub fn stats_of(ebpf: &aya::Ebpf) -> Result<PerCpuArray<&MapData, u64>, StatsError> {
-    let map = ebpf.map(maps::STATS).ok_or(StatsError::Table(TableError::Missing { name: maps::STATS }))?;
-    PerCpuArray::try_from(map).map_err(|source| StatsError::Map {
+    let map = ebpf.map(maps::STATS).ok_or(TableError::Missing { name: maps::STATS })?;
+    Ok(PerCpuArray::try_from(map).map_err(|source| TableError::Map {
         name: maps::STATS,
         source,
-    })
+    })?)
 }
 
 /// Lost events and left-out per-packet lines since a baseline, for the daemon's summary line.

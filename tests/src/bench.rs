@@ -199,14 +199,20 @@ fn load_ipscan() -> Ebpf {
     ebpf
 }
 
-/// ipscan with a SYN scan auto-block policy, and `src` already auto-blocked by the kernel itself
-/// (ten probes to distinct ports through BPF_PROG_TEST_RUN).
-fn load_ipscan_blocked(src: Ipv4Addr) -> Ebpf {
+/// ipscan with a policy that auto-blocks SYN scanners for an hour.
+fn load_ipscan_autoblocking() -> Ebpf {
     let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
     let mut cfg = Config::default();
     cfg.detection_mut(ipscan_common::Detection::SynScan).block_ns = 3_600_000_000_000;
     cfg.flags |= ipscan_common::config::global_flags::AUTOBLOCKS;
     ok(loader::write_config(&mut ebpf, &cfg), "config");
+    ebpf
+}
+
+/// [`load_ipscan_autoblocking`] with `src` already auto-blocked by the kernel itself (ten probes
+/// to distinct ports through BPF_PROG_TEST_RUN).
+fn load_ipscan_blocked(src: Ipv4Addr) -> Ebpf {
+    let ebpf = load_ipscan_autoblocking();
     let fd = prog_fd(&ebpf, PROGRAM_NAME);
     let verdicts: Vec<u32> = (1..=10).map(|port| run_ns(&fd, &syn4(src, port), 1).0).collect();
     assert_eq!(verdicts[9], XDP_DROP, "the tenth port did not auto-block the source: {verdicts:?}");
@@ -1010,11 +1016,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
     for t in 0..trials {
         // Kernel: the policy is in CONFIG; nothing else runs.
         let scanner = Ipv4Addr::new(198, 18, 10, t as u8 + 1);
-        let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
-        let mut cfg = Config::default();
-        cfg.detection_mut(ipscan_common::Detection::SynScan).block_ns = 3_600_000_000_000;
-        cfg.flags |= ipscan_common::config::global_flags::AUTOBLOCKS;
-        ok(loader::write_config(&mut ebpf, &cfg), "config");
+        let ebpf = load_ipscan_autoblocking();
         let fd = prog_fd(&ebpf, PROGRAM_NAME);
         let passed = (1..=PROBES)
             .map(|port| run_ns(&fd, &syn4(scanner, port), 1).0)

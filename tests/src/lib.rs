@@ -635,8 +635,9 @@ impl Prog {
         Self { ebpf }
     }
 
-    /// Runs one frame at clock `now_ns`; returns the XDP verdict.
-    pub fn run_at(&mut self, now_ns: u64, frame: &[u8]) -> u32 {
+    /// Runs one frame at clock `now_ns`; returns the XDP verdict or the test run's error
+    /// (frames the kernel refuses to run, such as ones shorter than an Ethernet header).
+    pub fn try_run_at(&mut self, now_ns: u64, frame: &[u8]) -> std::io::Result<u32> {
         ipscan::loader::set_clock(&mut self.ebpf, now_ns).unwrap_or_else(|e| panic!("clock: {e}"));
         let prog: &aya::programs::Xdp = self
             .ebpf
@@ -645,9 +646,13 @@ impl Prog {
             .try_into()
             .expect("xdp");
         let fd = prog.fd().expect("loaded");
-        ipscan::testrun::run(fd, frame, 1)
+        ipscan::testrun::run(fd, frame, 1).map(|r| r.verdict)
+    }
+
+    /// Runs one frame at clock `now_ns`; returns the XDP verdict.
+    pub fn run_at(&mut self, now_ns: u64, frame: &[u8]) -> u32 {
+        self.try_run_at(now_ns, frame)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
-            .verdict
     }
 
     /// Drains the ring buffer.

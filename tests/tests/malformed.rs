@@ -166,16 +166,7 @@ impl Harness {
 
     /// Runs a frame through BPF_PROG_TEST_RUN without panicking on a refused size.
     fn try_run(&mut self, frame: &[u8]) -> io::Result<u32> {
-        ipscan::loader::set_clock(&mut self.prog.ebpf, self.now).unwrap_or_else(|e| panic!("clock: {e}"));
-        let prog: &aya::programs::Xdp = self
-            .prog
-            .ebpf
-            .program(ipscan_common::PROGRAM_NAME)
-            .expect("program")
-            .try_into()
-            .expect("xdp");
-        let fd = prog.fd().expect("loaded");
-        ipscan::testrun::run(fd, frame, 1).map(|r| r.verdict)
+        self.prog.try_run_at(self.now, frame)
     }
 }
 
