@@ -32,6 +32,17 @@ fuzz_target!(|data: &[u8]| {
         (Err(a), Err(b)) => assert_eq!(a, b),
         _ => panic!("the checksum option changed the outcome: {with:?} vs {without:?}"),
     }
+    // The XDP program's fast path takes only what the full parser reads as plain TCP.
+    if let Some(fast) = parse::plain_tcp(data) {
+        let p = without.as_ref().expect("the fast path took a frame the parser refuses");
+        assert_eq!((p.family, p.proto, p.tcp_flags), (fast.family, PROTO_TCP, fast.tcp_flags));
+        assert!(p.has_transport() && !p.is_fragment() && p.anomalies == 0, "{p:?}");
+        if classify::passes_quietly(&Config::default(), fast.tcp_flags) {
+            assert_eq!(classify::detections(p), 0);
+            assert_eq!(classify::ordinary_line(p), None);
+            assert!(!classify::is_bogus(p.tcp_flags) && !classify::is_traceroute(p));
+        }
+    }
     let l3 = reference_l3(data);
     match with {
         Err(slot) => {

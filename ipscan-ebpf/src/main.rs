@@ -13,12 +13,28 @@
 mod record;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use ipscan_common::{parse, stats};
+use ipscan_common::{Config, classify, parse, stats};
 
 /// The frame as the verifier likes it: every read compares `data + off + N` with `data_end`.
 struct XdpFrame {
     start: usize,
     end: usize,
+}
+
+impl XdpFrame {
+    /// The frame's bounds, read afresh from the context: volatile, so that LLVM does not reuse
+    /// earlier packet pointers, and the verifier does not check the slow path once for every
+    /// range the fast path had proven on them (+200,000 processed instructions).
+    #[inline(always)]
+    fn of(ctx: &XdpContext) -> Self {
+        // SAFETY: ctx.ctx is the program's context pointer; both fields are readable.
+        unsafe {
+            Self {
+                start: core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+                end: core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+            }
+        }
+    }
 }
 
 impl parse::Frame for XdpFrame {
@@ -41,7 +57,20 @@ impl parse::Frame for XdpFrame {
 #[xdp]
 pub fn ipscan(ctx: XdpContext) -> u32 {
     record::count(stats::PACKETS);
-    let verdict = match try_ipscan(&ctx) {
+    let Ok(cfg) = record::config() else {
+        record::count(stats::MAP_ERRORS);
+        record::count(stats::PASSED);
+        return xdp_action::XDP_PASS;
+    };
+    // The fast path: an established flow's segment, when nothing is configured that could
+    // want it, needs no summary, only counting. Inlined: on this machine's kernel every BPF
+    // subprogram return goes through the SRSO return thunk (about 15 ns).
+    if parse::plain_tcp(&XdpFrame::of(&ctx)).is_some_and(|t| classify::passes_quietly(cfg, t.tcp_flags)) {
+        record::count(stats::PASSED);
+        return xdp_action::XDP_PASS;
+    }
+    let frame = XdpFrame::of(&ctx);
+    let verdict = match try_ipscan(cfg, &frame) {
         Ok(v) => v,
         Err(slot) => {
             record::count(slot);
@@ -58,18 +87,13 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
 
 /// Errors are STATS slots to count; the caller passes the frame.
 #[inline(always)]
-fn try_ipscan(ctx: &XdpContext) -> Result<u32, u32> {
-    let cfg = record::config()?;
-    let frame = XdpFrame {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    };
+fn try_ipscan(cfg: &Config, frame: &XdpFrame) -> Result<u32, u32> {
     let opts = parse::Options {
         checksum: cfg.has(ipscan_common::config::global_flags::VERBOSE),
     };
     let summary = record::summary_slot()?;
     summary.clear();
-    parse::parse_into(&frame, opts, summary)?;
+    parse::parse_into(frame, opts, summary)?;
     record::process(cfg, summary)
 }
 

@@ -356,12 +356,16 @@ pub fn privilege_error() -> io::Error {
     )
 }
 
-/// The first line of a program-load error and the last lines of the verifier log, one line.
+/// The first line of a program-load error, the verifier's reason (its last line before the
+/// statistics) and the statistics, one line.
 fn verifier_summary(e: &ProgramError) -> String {
     let text = e.to_string();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default().to_owned();
     let rest: Vec<&str> = lines.collect();
-    let tail = rest.iter().rev().take(3).rev().copied().collect::<Vec<_>>().join(" | ");
-    if tail.is_empty() { first } else { format!("{first} ... {tail}") }
+    let is_stat = |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
+    let reason = rest.iter().rev().find(|l| !is_stat(l));
+    let stats = rest.iter().filter(|l| is_stat(l)).copied();
+    let tail: Vec<&str> = reason.copied().into_iter().chain(stats).collect();
+    if tail.is_empty() { first } else { format!("{first} ... {}", tail.join(" | ")) }
 }

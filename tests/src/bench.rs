@@ -973,19 +973,38 @@ pub fn to_json(machine: &Value, o: &Options, smoke: bool, rows: &[Row]) -> Value
 }
 
 /// Runs every section; prints the table to stdout and writes the JSON to `json_path`.
-pub fn run(smoke: bool, json_path: &Path) -> Value {
+/// The benchmark's sections, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    PerPacket,
+    Throughput,
+    Exhaustion,
+    Block,
+}
+
+/// Runs the sections in `only` (all when empty), prints the table and writes the JSON.
+pub fn run(smoke: bool, only: &[Section], json_path: &Path) -> Value {
     crate::require_root();
     let o = if smoke { Options::smoke() } else { Options::full() };
     let machine = machine();
     let mut rows = Vec::new();
-    eprintln!("bench: per-packet cost (BPF_PROG_TEST_RUN)");
-    per_packet(&o, &mut rows);
-    eprintln!("bench: throughput on a veth pair");
-    throughput(&o, &mut rows);
-    eprintln!("bench: state exhaustion (flood + nmap -sS against `ipscan run`)");
-    state_exhaustion(&o, &mut rows);
-    eprintln!("bench: time to block");
-    time_to_block(&o, &mut rows);
+    let wanted = |s: Section| only.is_empty() || only.contains(&s);
+    if wanted(Section::PerPacket) {
+        eprintln!("bench: per-packet cost (BPF_PROG_TEST_RUN)");
+        per_packet(&o, &mut rows);
+    }
+    if wanted(Section::Throughput) {
+        eprintln!("bench: throughput on a veth pair");
+        throughput(&o, &mut rows);
+    }
+    if wanted(Section::Exhaustion) {
+        eprintln!("bench: state exhaustion (flood + nmap -sS against `ipscan run`)");
+        state_exhaustion(&o, &mut rows);
+    }
+    if wanted(Section::Block) {
+        eprintln!("bench: time to block");
+        time_to_block(&o, &mut rows);
+    }
     print!("{}", table(&machine, &rows));
     let doc = to_json(&machine, &o, smoke, &rows);
     if let Some(dir) = json_path.parent() {

@@ -48,7 +48,7 @@ fn positive(v: &Value) -> bool {
 fn smoke_bench_writes_every_row() {
     let dir = TempDir::new();
     let path = dir.join("bench.json");
-    ipscan_tests::bench::run(true, &path);
+    ipscan_tests::bench::run(true, &[], &path);
     let doc: Value = serde_json::from_str(&fs::read_to_string(&path).expect("JSON written")).expect("valid JSON");
 
     assert_eq!(doc["smoke"], true);

@@ -73,6 +73,9 @@ enum Cmd {
         /// Skip the set-up step (tools already installed).
         #[arg(long)]
         no_setup: bool,
+        /// Run only these sections, comma-separated: per-packet, throughput, exhaustion, block.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Run clippy on the host crates and on the eBPF crate for the BPF target.
     Clippy,
@@ -201,7 +204,7 @@ fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool) -> anyhow::Result
     Ok(())
 }
 
-fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool) -> anyhow::Result<()> {
+fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String>) -> anyhow::Result<()> {
     if !no_setup {
         setup::setup()?;
     }
@@ -219,6 +222,9 @@ fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool) -> anyhow::Result<(
     c.env("IPSCAN_BIN", &bin).arg("--json").arg(&json);
     if smoke {
         c.arg("--smoke");
+    }
+    if let Some(only) = only {
+        c.arg("--only").arg(only);
     }
     run(&mut c)
 }
@@ -257,7 +263,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { filter, no_setup, no_fuzz } => test(filter, no_setup, no_fuzz),
         Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
-        Cmd::Bench { smoke, json, no_setup } => bench(smoke, json, no_setup),
+        Cmd::Bench { smoke, json, no_setup, only } => bench(smoke, json, no_setup, only),
         Cmd::Clippy => clippy(),
     }
 }

@@ -15,10 +15,13 @@ struct Cli {
     /// Where to write the JSON (default: target/bench/bench.json in the workspace).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run only these sections (default: all): per-packet, throughput, exhaustion, block.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<ipscan_tests::bench::Section>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let path = cli.json.unwrap_or_else(ipscan_tests::bench::default_json_path);
-    ipscan_tests::bench::run(cli.smoke, &path);
+    ipscan_tests::bench::run(cli.smoke, &cli.only, &path);
 }
