@@ -8,7 +8,7 @@
 use aya_ebpf::{
     Global,
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::{bpf_ktime_get_ns, bpf_loop},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_loop},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -120,13 +120,16 @@ pub fn count(slot: u32) {
     }
 }
 
+/// CLOCK_MONOTONIC at tick resolution (kernel 5.11): windows and expiries are seconds long,
+/// and the fine clock reads the clocksource through an indirect call. User space reads
+/// CLOCK_MONOTONIC, the same clock, at most a tick ahead.
 #[inline(always)]
 fn now_ns() -> u64 {
     if IPSCAN_REPLAY_CLOCK.load() != 0 {
         CLOCK.get(0).copied().unwrap_or(0)
     } else {
         // SAFETY: helper without arguments.
-        unsafe { bpf_ktime_get_ns() }
+        unsafe { bpf_ktime_get_coarse_ns() }
     }
 }
 
@@ -378,7 +381,14 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
         count(stats::IGNORED);
         return Ok(xdp_action::XDP_PASS);
     }
-    immediate(cfg, p);
+    // The subprograms are called only when there is something for them to do: each call and
+    // return costs (the SRSO mitigation on the reference machine).
+    let anomalous = cfg.has(g::VERBOSE) && p.anomalies != 0;
+    let bogus = cfg.has(g::BOGUS) && p.proto == PROTO_TCP && p.has_transport() && classify::is_bogus(p.tcp_flags);
+    let traceroute = cfg.has(g::TRACEROUTE) && classify::is_traceroute(p);
+    if anomalous || bogus || traceroute || p.is_fragment() {
+        immediate(cfg, p, anomalous, bogus, traceroute);
+    }
 
     let mut verdict = xdp_action::XDP_PASS;
     // Detections this packet counted toward whose source is in the mode: they suppress the
@@ -414,7 +424,10 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
             line(cfg, p, now, l, 0);
         }
     }
-    if verdict != xdp_action::XDP_DROP && hardened(cfg, p) {
+    if verdict != xdp_action::XDP_DROP
+        && cfg.has(g::DROP_SYNFIN | g::FOOL_NMAP | g::BLACKHOLE_TCP | g::BLACKHOLE_UDP)
+        && hardened(cfg, p)
+    {
         count(stats::HARDENED);
         verdict = xdp_action::XDP_DROP;
     }
@@ -425,13 +438,7 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
 /// traceroute probes.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
-fn immediate(cfg: &Config, p: &PacketSummary) {
-    let anomalous = cfg.has(g::VERBOSE) && p.anomalies != 0;
-    let bogus = cfg.has(g::BOGUS) && p.proto == PROTO_TCP && p.has_transport() && classify::is_bogus(p.tcp_flags);
-    let traceroute = cfg.has(g::TRACEROUTE) && classify::is_traceroute(p);
-    if !anomalous && !bogus && !traceroute && !p.is_fragment() {
-        return;
-    }
+fn immediate(cfg: &Config, p: &PacketSummary, anomalous: bool, bogus: bool, traceroute: bool) {
     let now = now_ns();
     if anomalous {
         if p.anomalies & anomalies::SHORT != 0 {

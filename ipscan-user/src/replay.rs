@@ -3,7 +3,7 @@
 //! log lines the daemon would have written for that traffic.
 //!
 //! The program is loaded with the replay clock (it reads the CLOCK map instead of
-//! `bpf_ktime_get_ns`), so windows, thresholds and lapses run on capture time and the same file
+//! `bpf_ktime_get_coarse_ns`), so windows, thresholds and lapses run on capture time and the same file
 //! always gives the same lines. Log stamps are capture time too, shown in the local time zone.
 //!
 //! Expiries: the tracker is swept on the capture clock before any frame that comes after the
