@@ -36,6 +36,9 @@ fuzz_target!(|data: &[u8]| {
     if let Some(fast) = parse::plain_tcp(data) {
         let p = without.as_ref().expect("the fast path took a frame the parser refuses");
         assert_eq!((p.family, p.proto, p.tcp_flags), (fast.family, PROTO_TCP, fast.tcp_flags));
+        assert_eq!(p.ip_payload_len, fast.ip_payload_len);
+        let n = if p.family == FAMILY_V4 { 4 } else { 16 };
+        assert_eq!(&p.src[..n], &data[fast.src_offset()..fast.src_offset() + n]);
         assert!(p.has_transport() && !p.is_fragment() && p.anomalies == 0, "{p:?}");
         if classify::passes_quietly(&Config::default(), fast.tcp_flags) {
             assert_eq!(classify::detections(p), 0);

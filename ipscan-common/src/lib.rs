@@ -23,7 +23,7 @@ pub use config::{Config, DetectionConfig};
 pub use event::{Event, EventKind};
 pub use packet::PacketSummary;
 pub use rules::Rule;
-pub use window::{SourceKey, SourceState};
+pub use window::{Probe, SourceKey, SourceState};
 
 /// Names of the maps in the object file; user space looks them up by these names.
 pub mod maps {
@@ -43,9 +43,10 @@ pub mod maps {
     pub const LISTEN: &str = "LISTEN";
     pub const PROMISC4: &str = "PROMISC4";
     pub const PROMISC6: &str = "PROMISC6";
+    pub const PROBATION: &str = "PROBATION";
     /// Maps pinned per interface under the daemon's pin directory, so that blocks, allows,
     /// detection state and counters survive a restart and the CLI can reach them.
-    pub const PINNED: [&str; 8] = [CONFIG, SOURCES, STATS, BLOCK4, BLOCK6, AUTOBLOCK, ALLOW4, ALLOW6];
+    pub const PINNED: [&str; 9] = [CONFIG, SOURCES, PROBATION, STATS, BLOCK4, BLOCK6, AUTOBLOCK, ALLOW4, ALLOW6];
     /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
     pub const PREFIXES_MAX: u32 = 65_536;
     /// Exact addresses the kernel can auto-block at once (LRU: the oldest block goes first).
@@ -76,7 +77,8 @@ pub const FAMILY_V6: u8 = 6;
 pub mod stats {
     /// Frames seen by the program.
     pub const PACKETS: u32 = 0;
-    /// Frames passed.
+    /// Frames passed. Not counted by the kernel (one per-CPU update less per packet): every
+    /// frame is passed or dropped, so readers fill it in as PACKETS - DROPPED ([`derive`]).
     pub const PASSED: u32 = 1;
     /// Frames dropped.
     pub const DROPPED: u32 = 2;
@@ -134,4 +136,37 @@ pub mod stats {
         "allowlisted",
         "not_watched",
     ];
+
+    /// Fills in the slots the kernel does not count, in counters read slot by slot and summed
+    /// over CPUs (indexed by slot number).
+    pub fn derive(counters: &mut [u64]) {
+        let (packets, dropped) = match (counters.get(PACKETS as usize), counters.get(DROPPED as usize)) {
+            (Some(p), Some(d)) => (*p, *d),
+            _ => return,
+        };
+        if let Some(passed) = counters.get_mut(PASSED as usize) {
+            // A reader may see a frame's PACKETS before its DROPPED: never below zero.
+            *passed = packets.saturating_sub(dropped);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stats;
+
+    #[test]
+    fn passed_is_derived_from_packets_and_dropped() {
+        let mut c = [0u64; stats::COUNT as usize];
+        c[stats::PACKETS as usize] = 10;
+        c[stats::DROPPED as usize] = 3;
+        c[stats::PASSED as usize] = 99;
+        stats::derive(&mut c);
+        assert_eq!(c[stats::PASSED as usize], 7);
+        // A frame's DROPPED seen before its PACKETS (per-CPU reads are not atomic together).
+        c[stats::DROPPED as usize] = 11;
+        stats::derive(&mut c);
+        assert_eq!(c[stats::PASSED as usize], 0);
+        stats::derive(&mut []);
+    }
 }

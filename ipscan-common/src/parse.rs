@@ -117,14 +117,23 @@ pub struct PlainTcp {
     pub family: u8,
     /// The TCP flags byte.
     pub tcp_flags: u8,
+    /// The IP payload length, as [`PacketSummary::ip_payload_len`].
+    pub ip_payload_len: u32,
+}
+
+impl PlainTcp {
+    /// Where the source address starts in the frame (4 bytes for IPv4, 16 for IPv6).
+    pub fn src_offset(&self) -> usize {
+        if self.family == FAMILY_V4 { ETH_HLEN + 12 } else { ETH_HLEN + 8 }
+    }
 }
 
 /// A plain TCP segment, recognised without filling a [`PacketSummary`]: Ethernet without VLAN
 /// tags, then IPv4 without options or fragmentation, or IPv6 with TCP as the first next header,
 /// the IP packet whole in the frame and the TCP header whole in the IP packet. Every frame this
-/// accepts, [`parse`] accepts too, as unfragmented TCP with the same flags and no anomaly
-/// (checked by a unit test and by the `parse` fuzz target); anything else is `None`, for the full
-/// parser to decide.
+/// accepts, [`parse`] accepts too, as unfragmented TCP with the same flags, source and payload
+/// length and no anomaly (checked by a unit test and by the `parse` fuzz target); anything else
+/// is `None`, for the full parser to decide.
 #[inline(always)]
 pub fn plain_tcp<F: Frame + ?Sized>(f: &F) -> Option<PlainTcp> {
     let eth: &[u8; ETH_HLEN] = f.bytes(0)?;
@@ -162,6 +171,7 @@ pub fn plain_tcp<F: Frame + ?Sized>(f: &F) -> Option<PlainTcp> {
     Some(PlainTcp {
         family,
         tcp_flags: t[13],
+        ip_payload_len: within as u32,
     })
 }
 
@@ -466,6 +476,9 @@ mod tests {
         let Some(fast) = plain_tcp(f) else { return };
         let p = parse(f, Options::default()).expect("fast path took a frame the parser refuses");
         assert_eq!((p.family, p.proto, p.tcp_flags), (fast.family, PROTO_TCP, fast.tcp_flags));
+        assert_eq!(p.ip_payload_len, fast.ip_payload_len);
+        let n = if p.family == FAMILY_V4 { 4 } else { 16 };
+        assert_eq!(&p.src[..n], &f[fast.src_offset()..fast.src_offset() + n]);
         assert!(p.has_transport() && !p.is_fragment(), "{p:?}");
         assert_eq!(p.anomalies, 0);
     }
@@ -476,7 +489,7 @@ mod tests {
         ack[12] = 5 << 4;
         ack[13] = 0x10;
         let f = v4(PROTO_TCP, &ack, 100);
-        assert_eq!(plain_tcp(&f[..]), Some(PlainTcp { family: FAMILY_V4, tcp_flags: 0x10 }));
+        assert_eq!(plain_tcp(&f[..]), Some(PlainTcp { family: FAMILY_V4, tcp_flags: 0x10, ip_payload_len: 80 }));
         agrees(&f);
         assert!(plain_tcp(&v6_chain(0)[..74]).is_some());
         agrees(&v6_chain(0)[..74]);

@@ -44,6 +44,88 @@ impl SourceKey {
     }
 }
 
+/// Slots of the PROBATION array (a power of two).
+pub const PROBATION_SLOTS: u32 = 65_536;
+
+/// A source on probation for one port-counting detection: so far it has sent packets to one
+/// destination port only, which no threshold above one port can cross. Such sources are the
+/// common case (every client of a server, every source of a spoofed flood), and keeping them
+/// here, in a fixed array slot chosen by a hash of the key, spares the SOURCES LRU an insert and
+/// an eviction per source. A source is admitted to SOURCES with its second distinct port, with
+/// the packets, bytes, port and first time of its probation, so its totals and port list are the
+/// same as if it had been tracked from its first packet. A slot holds one key: a new key takes
+/// it over (a flood cannot fill the slots and push real sources back into the LRU); the key it
+/// displaces starts its probation again with its next packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub key: SourceKey,
+    /// The one destination port seen.
+    pub dport: u16,
+    /// The first source port seen.
+    pub sport: u16,
+    /// Packets counted; zero: the slot is free.
+    pub packets: u32,
+    pub _pad: u32,
+    /// IP payload bytes counted.
+    pub bytes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<Probe>() == 56);
+
+/// The key as five words (compared and hashed word by word: the BPF backend has no `memcmp`).
+fn key_words(k: &SourceKey) -> [u32; 5] {
+    let a = &k.addr;
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+        u32::from_ne_bytes([k.family, k.kind, k._pad[0], k._pad[1]]),
+    ]
+}
+
+impl Probe {
+    /// The PROBATION slot of a key.
+    pub fn slot(key: &SourceKey) -> u32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for w in key_words(key) {
+            h = (h ^ w).wrapping_mul(0x9e37_79b1);
+            h ^= h >> 15;
+        }
+        h & (PROBATION_SLOTS - 1)
+    }
+
+    /// Whether the slot holds `key`'s probation, still inside its window at `now`.
+    pub fn holds(&self, key: &SourceKey, now: u64, window_ns: u64) -> bool {
+        self.packets != 0 && key_words(&self.key) == key_words(key) && now.saturating_sub(self.last_ns) <= window_ns
+    }
+
+    /// Starts `key`'s probation with one packet (taking the slot over).
+    pub fn start(&mut self, key: &SourceKey, now: u64, dport: u16, sport: u16, bytes: u32) {
+        self.key = *key;
+        self.dport = dport;
+        self.sport = sport;
+        self.packets = 1;
+        self.bytes = bytes as u64;
+        self.first_ns = now;
+        self.last_ns = now;
+    }
+
+    /// One more packet to the same port.
+    pub fn add(&mut self, now: u64, bytes: u32) {
+        self.packets = self.packets.saturating_add(1);
+        self.bytes += bytes as u64;
+        self.last_ns = now;
+    }
+
+    /// Frees the slot (its source was admitted).
+    pub fn clear(&mut self) {
+        self.packets = 0;
+    }
+}
+
 /// Window state of one (source, detection).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +208,24 @@ impl SourceState {
         self.rate_start_ns = now;
     }
 
+    /// The state of a source leaving probation: a window opened by its first packet, with the
+    /// packets, bytes and ports of its probation already counted (below any threshold above 1).
+    pub fn admit(&mut self, p: &Probe) {
+        self.reset(p.first_ns);
+        self.last_ns = p.last_ns;
+        self.packets = p.packets as u64;
+        self.bytes = p.bytes;
+        self.rate_count = p.packets;
+        self.note_dport(p.dport);
+        self.note_sport(p.sport);
+    }
+
     /// Remembers a destination port; returns whether it was new.
+    ///
+    /// Every port seen in the window has its bit in the bitmap, so a clear bit means a new port
+    /// without looking at the list (the common case for a scanner). A set bit means a repeat or a
+    /// hash collision: the exact list, searched newest first (retransmissions repeat a recent
+    /// port), tells them apart while it has room.
     fn note_dport(&mut self, port: u16) -> bool {
         let bit = port_hash(port) % BITMAP_BITS;
         let mask = 1u64 << (bit % 64);
@@ -140,12 +239,14 @@ impl SourceState {
         };
         let n = self.nports as usize;
         if n < EXACT_PORTS {
-            for i in 0..EXACT_PORTS {
-                if i >= n {
-                    break;
-                }
-                if self.ports.get(i) == Some(&port) {
-                    return false;
+            if in_bitmap {
+                for j in 0..EXACT_PORTS {
+                    if j >= n {
+                        break;
+                    }
+                    if self.ports.get(n - 1 - j) == Some(&port) {
+                        return false;
+                    }
                 }
             }
             if let Some(slot) = self.ports.get_mut(n) {
@@ -236,10 +337,14 @@ fn port_hash(port: u16) -> u32 {
 unsafe impl aya::Pod for SourceKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for SourceState {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Probe {}
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::{vec, vec::Vec};
 
     #[test]
     fn crosses_once_on_the_threshold_distinct_port() {
@@ -266,6 +371,112 @@ mod tests {
         assert_eq!(s.packets, 10_000);
         // Source ports: the first five distinct.
         assert_eq!(&s.sports, &[30000, 30001, 30002, 30003, 30004]);
+    }
+
+    /// The exact list and the distinct count agree with a plain model (every port searched in
+    /// the list, the bitmap only past it), also for ports whose bitmap bits collide.
+    #[test]
+    fn bitmap_first_lookup_matches_the_list_model() {
+        // Ports sharing one bitmap bit, and ordinary ones.
+        let colliding: Vec<u16> = (0..=u16::MAX).filter(|p| port_hash(*p) % BITMAP_BITS == 7).take(12).collect();
+        assert!(colliding.len() >= 4);
+        let mut seq: Vec<u16> = Vec::new();
+        let mut x = 12345u32;
+        for _ in 0..400 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let r = (x >> 16) as usize;
+            seq.push(match r % 3 {
+                0 => colliding[r % colliding.len()],
+                1 => (r % 40) as u16,
+                _ => seq.last().copied().unwrap_or(1),
+            });
+        }
+        let mut s = SourceState::new(0);
+        let (mut list, mut bits, mut distinct) = (Vec::<u16>::new(), [0u64; BITMAP_WORDS], 0u32);
+        for (i, port) in seq.iter().enumerate() {
+            let bit = port_hash(*port) % BITMAP_BITS;
+            let seen = bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0;
+            bits[(bit / 64) as usize] |= 1 << (bit % 64);
+            let new = if list.len() < EXACT_PORTS {
+                let new = !list.contains(port);
+                if new {
+                    list.push(*port);
+                }
+                new
+            } else {
+                !seen
+            };
+            distinct += new as u32;
+            assert_eq!(s.note_dport(*port), new, "port {port} at {i}");
+            assert_eq!((s.distinct, &s.ports[..s.nports as usize]), (distinct, &list[..]));
+        }
+    }
+
+    /// A source tracked through probation ends with the very state of one tracked from its
+    /// first packet: same totals, times, ports, crossing.
+    #[test]
+    fn probation_then_admission_equals_tracking_from_the_first_packet() {
+        let key = SourceKey::new([198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::SynScan);
+        let window = 50_000_000_000;
+        let (threshold, sport) = (3, 40000);
+        // Three packets to port 22 (a retransmission, another source port), then 80, 443, 8080.
+        let trace = [(10, 22, sport, 40), (20, 22, sport + 1, 40), (25, 22, sport, 44), (30, 80, sport, 40), (40, 443, sport, 40), (50, 8080, sport, 40)];
+        let mut direct = SourceState::new(10);
+        let mut crossed_direct = vec![];
+        for (t, dport, sport, bytes) in trace {
+            crossed_direct.push(direct.record_ports(t, dport, sport, bytes, threshold));
+        }
+        let mut probe = Probe::default();
+        let mut state: Option<SourceState> = None;
+        let mut crossed = vec![];
+        for (t, dport, sport, bytes) in trace {
+            if let Some(s) = state.as_mut() {
+                crossed.push(s.record_ports(t, dport, sport, bytes, threshold));
+            } else if !probe.holds(&key, t, window) {
+                probe.start(&key, t, dport, sport, bytes);
+                crossed.push(false);
+            } else if probe.dport == dport {
+                probe.add(t, bytes);
+                crossed.push(false);
+            } else {
+                let mut s = SourceState::new(0);
+                s.admit(&probe);
+                probe.clear();
+                crossed.push(s.record_ports(t, dport, sport, bytes, threshold));
+                state = Some(s);
+            }
+        }
+        assert_eq!(crossed, crossed_direct);
+        let s = state.expect("admitted");
+        assert_eq!((s.first_ns, s.last_ns, s.packets, s.bytes, s.distinct), (direct.first_ns, direct.last_ns, direct.packets, direct.bytes, direct.distinct));
+        assert_eq!((s.ports, s.nports, s.mode_since_ns), (direct.ports, direct.nports, direct.mode_since_ns));
+        // The one difference: a source port seen only on a repeat during probation is not listed.
+        assert_eq!(&s.sports[..s.nsports as usize], &[sport]);
+        assert_eq!(&direct.sports[..direct.nsports as usize], &[sport, sport + 1]);
+        assert!(!probe.holds(&key, 60, window), "cleared on admission");
+    }
+
+    #[test]
+    fn probation_slot_holds_one_key_within_its_window() {
+        let a = SourceKey::new([198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::SynScan);
+        let b = SourceKey { kind: Detection::PortScan as u8, ..a };
+        let mut p = Probe::default();
+        assert!(!p.holds(&a, 0, 10), "an empty slot holds nothing, not even the zero key");
+        assert!(!p.holds(&SourceKey::default(), 0, 10));
+        p.start(&a, 100, 22, 1000, 40);
+        assert!(p.holds(&a, 110, 10) && !p.holds(&a, 111, 10) && !p.holds(&b, 100, 10));
+        p.start(&b, 105, 23, 1000, 40);
+        assert!(p.holds(&b, 105, 10) && !p.holds(&a, 105, 10), "taken over");
+        // Slots spread: 4,096 consecutive IPv4 sources fill most of 4,096 distinct slots.
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..4096u32 {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&(0xc612_0000 + i).to_be_bytes());
+            let slot = Probe::slot(&SourceKey::new(addr, 4, Detection::SynScan));
+            assert!(slot < PROBATION_SLOTS);
+            used.insert(slot);
+        }
+        assert!(used.len() > 3_900, "{} distinct slots", used.len());
     }
 
     #[test]

@@ -14,15 +14,17 @@ use aya_ebpf::{
 };
 use ipscan_common::{
     AddrKey, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
-    PacketLine, PacketSummary, Rule, SourceKey, SourceState,
+    PacketLine, PacketSummary, Probe, Rule, SourceKey, SourceState,
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
     event::event_flags,
     frag::{FragKey, FragState, frag_anomalies},
     maps as m,
     packet::{PROTO_TCP, PROTO_UDP, anomalies, tcp_flags},
+    parse::PlainTcp,
     rules::{ACTION_LOG, MAX_RULES},
     stats,
+    window::PROBATION_SLOTS,
 };
 
 #[map]
@@ -30,6 +32,10 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map]
 static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(m::SOURCES_MAX, 0);
+
+/// Sources on probation for a port-counting detection (one port so far), one per slot.
+#[map]
+static PROBATION: Array<Probe> = Array::with_max_entries(PROBATION_SLOTS, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(m::EVENTS_BYTES, 0);
@@ -95,6 +101,26 @@ static FRAG_SCRATCH: PerCpuArray<FragState> = PerCpuArray::with_max_entries(1, 0
 /// The current packet's summary (84 bytes kept off the stack).
 #[map]
 static SUMMARY: PerCpuArray<PacketSummary> = PerCpuArray::with_max_entries(1, 0);
+
+/// Non-zero: the fast path has looked the current packet's source up in AUTOBLOCK. Passed
+/// through map memory, not a register: the verifier does not track map contents, so it checks
+/// the slow path once rather than once per value.
+#[map]
+static CHECKED: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Records whether the fast path looked the current packet's source up (see CHECKED).
+#[inline(always)]
+pub fn set_autoblocks_checked(v: bool) {
+    if let Some(c) = CHECKED.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot.
+        unsafe { *c = v as u32 };
+    }
+}
+
+#[inline(always)]
+fn autoblocks_checked() -> bool {
+    CHECKED.get(0).is_some_and(|c| *c != 0)
+}
 
 /// Non-zero: read the clock from CLOCK instead of the kernel (set at load time; the verifier
 /// prunes the unused branch because the global is read-only).
@@ -168,12 +194,48 @@ fn v4(a: &[u8; 16]) -> [u8; 4] {
     [a[0], a[1], a[2], a[3]]
 }
 
+/// Who sent a packet, as the block lists need it.
+#[repr(C)]
+pub struct Sender {
+    src: [u8; 16],
+    /// IP payload bytes, charged to a block entry.
+    bytes: u32,
+    family: u8,
+}
+
+impl Sender {
+    #[inline(always)]
+    fn of(p: &PacketSummary) -> Self {
+        Self {
+            src: p.src,
+            bytes: p.ip_payload_len,
+            family: p.family,
+        }
+    }
+
+    /// From a frame [`ipscan_common::parse::plain_tcp`] accepted.
+    #[inline(always)]
+    pub fn of_plain(f: &crate::XdpFrame, t: &PlainTcp) -> Option<Self> {
+        let mut src = [0u8; 16];
+        if t.family == FAMILY_V4 {
+            src[..4].copy_from_slice(f.get::<4>(t.src_offset())?);
+        } else {
+            src = *f.get::<16>(t.src_offset())?;
+        }
+        Some(Self {
+            src,
+            bytes: t.ip_payload_len,
+            family: t.family,
+        })
+    }
+}
+
 #[inline(always)]
-fn allowlisted(p: &PacketSummary) -> bool {
-    if p.family == FAMILY_V4 {
-        ALLOW4.get(Key::new(32, v4(&p.src))).is_some()
+fn allowlisted(src: &[u8; 16], family: u8) -> bool {
+    if family == FAMILY_V4 {
+        ALLOW4.get(Key::new(32, v4(src))).is_some()
     } else {
-        ALLOW6.get(Key::new(128, p.src)).is_some()
+        ALLOW6.get(Key::new(128, *src)).is_some()
     }
 }
 
@@ -188,12 +250,12 @@ fn watched(p: &PacketSummary) -> bool {
 
 /// Counts a drop against an active block entry; false when the entry has expired.
 #[inline(always)]
-fn charge(e: &BlockEntry, now: u64, p: &PacketSummary) -> bool {
+fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
     if !e.active(now) {
         return false;
     }
     atomic_add(&e.packets, 1);
-    atomic_add(&e.bytes, p.ip_payload_len as u64);
+    atomic_add(&e.bytes, bytes as u64);
     // SAFETY: a plain 8-byte store of the last-seen time into the map value (LPM tries only
     // hand out shared references); a lost race only loses a timestamp.
     unsafe {
@@ -208,36 +270,36 @@ fn charge(e: &BlockEntry, now: u64, p: &PacketSummary) -> bool {
 }
 
 /// Whether the source is blocked now (and not allowlisted); counts the drop on the entry.
-/// Each list is looked at only when the CONFIG flags say it has entries.
+/// Each list is looked at only when the CONFIG flags say it has entries; AUTOBLOCK not when the
+/// fast path has looked already.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
-fn blocked(cfg: &Config, p: &PacketSummary) -> bool {
+fn blocked(cfg: &Config, s: &Sender) -> bool {
     if cfg.has(g::BLOCKLIST) {
-        let hit = if p.family == FAMILY_V4 {
-            BLOCK4.get(Key::new(32, v4(&p.src)))
+        let hit = if s.family == FAMILY_V4 {
+            BLOCK4.get(Key::new(32, v4(&s.src)))
         } else {
-            BLOCK6.get(Key::new(128, p.src))
+            BLOCK6.get(Key::new(128, s.src))
         };
         // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
         if let Some(e) = hit
-            && !allowlisted(p)
-            && charge(e, now_ns(), p)
+            && !allowlisted(&s.src, s.family)
+            && charge(e, now_ns(), s.bytes)
         {
             return true;
         }
     }
-    if cfg.has(g::AUTOBLOCKS) {
-        let key = AddrKey::new(p.src, p.family);
-        // No allowlist lookup here: the kernel never auto-blocks an allowlisted source, and
-        // `ipscan allow add` removes the auto-blocks a new allow covers.
-        // SAFETY: read-only view of an LRU value; counters are updated atomically.
-        if let Some(e) = unsafe { AUTOBLOCK.get(&key) }
-            && charge(e, now_ns(), p)
-        {
-            return true;
-        }
-    }
-    false
+    cfg.has(g::AUTOBLOCKS) && !autoblocks_checked() && autoblocked(s)
+}
+
+/// Whether the kernel auto-blocked the source and the block is still on; counts the drop.
+/// No allowlist lookup: the kernel never auto-blocks an allowlisted source, and `ipscan allow
+/// add` removes the auto-blocks a new allow covers.
+#[inline(always)]
+pub fn autoblocked(s: &Sender) -> bool {
+    let key = AddrKey::new(s.src, s.family);
+    // SAFETY: read-only view of an LRU value; counters are updated atomically.
+    unsafe { AUTOBLOCK.get(&key) }.is_some_and(|e| charge(e, now_ns(), s.bytes))
 }
 
 /// What the rule walk found (the bpf_loop callback's context, on the caller's stack).
@@ -369,7 +431,7 @@ fn line(cfg: &Config, p: &PacketSummary, now: u64, l: PacketLine, flags: u8) {
 /// The per-packet work after parsing; returns the verdict.
 #[inline(always)]
 pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
-    if cfg.has(g::BLOCKLIST | g::AUTOBLOCKS) && blocked(cfg, p) {
+    if cfg.has(g::BLOCKLIST | g::AUTOBLOCKS) && blocked(cfg, &Sender::of(p)) {
         count(stats::BLOCKED);
         return Ok(xdp_action::XDP_DROP);
     }
@@ -559,16 +621,24 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
         kind,
         _pad: [0; 2],
     };
-    let state = match SOURCES.get_ptr_mut(&key) {
-        Some(s) => s,
-        None => {
-            let fresh = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
-            // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
-            let fresh = unsafe { &mut *fresh };
-            fresh.reset(now);
-            // Another CPU may have inserted the key meanwhile: then EEXIST, and we use theirs.
-            let _ = SOURCES.insert(&key, &*fresh, BPF_NOEXIST as u64);
-            SOURCES.get_ptr_mut(&key).ok_or(stats::MAP_ERRORS)?
+    // A port-counting detection that one port cannot cross keeps one-port sources on probation.
+    let state = if counts_ports && dc.threshold > 1 {
+        match tracked(dc, now, &key, p)? {
+            Some(s) => s,
+            None => return Ok(none),
+        }
+    } else {
+        match SOURCES.get_ptr_mut(&key) {
+            Some(s) => s,
+            None => {
+                let fresh = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
+                // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
+                let fresh = unsafe { &mut *fresh };
+                fresh.reset(now);
+                // Another CPU may have inserted the key meanwhile: then EEXIST, and we use theirs.
+                let _ = SOURCES.insert(&key, &*fresh, BPF_NOEXIST as u64);
+                SOURCES.get_ptr_mut(&key).ok_or(stats::MAP_ERRORS)?
+            }
         }
     };
     // SAFETY: LRU values are stable while referenced in this program run.
@@ -601,12 +671,41 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
     })
 }
 
+/// The SOURCES entry of a port-counting detection's key, or None while the source is on
+/// probation (this packet was counted there). See [`Probe`].
+#[inline(always)]
+fn tracked(dc: &DetectionConfig, now: u64, key: &SourceKey, p: &PacketSummary) -> Result<Option<*mut SourceState>, u32> {
+    let slot = PROBATION.get_ptr_mut(Probe::slot(key)).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.
+    let probe = unsafe { &mut *slot };
+    if probe.holds(key, now, dc.window_ns) {
+        if probe.dport == p.dport {
+            probe.add(now, p.ip_payload_len);
+            return Ok(None);
+        }
+        // A second port: admitted, with its probation counted.
+        let fresh = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
+        // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
+        let fresh = unsafe { &mut *fresh };
+        fresh.admit(probe);
+        probe.clear();
+        // Another CPU may have inserted the key meanwhile: then EEXIST, and we use theirs.
+        let _ = SOURCES.insert(key, &*fresh, BPF_NOEXIST as u64);
+        return SOURCES.get_ptr_mut(key).ok_or(stats::MAP_ERRORS).map(Some);
+    }
+    if let Some(s) = SOURCES.get_ptr_mut(key) {
+        return Ok(Some(s));
+    }
+    probe.start(key, now, p.dport, p.sport, p.ip_payload_len);
+    Ok(None)
+}
+
 /// Blocks the source of a detection in the kernel, on the threshold packet itself: the
 /// scanner's next packet is already dropped, with no user-space round trip.
 // Six arguments: BPF subprograms take at most five, so this one stays inlined.
 #[inline(always)]
 fn autoblock(dc: &DetectionConfig, now: u64, kind: u8, key: &SourceKey, state: &SourceState, p: &PacketSummary) -> bool {
-    if allowlisted(p) {
+    if allowlisted(&p.src, p.family) {
         count(stats::ALLOWLISTED);
         emit(EventKind::Blocked, now, key, state, p, event_flags::ALLOWLISTED);
         return false;

@@ -84,12 +84,13 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32); 8] {
-    use ipscan_common::{AddrKey, BlockEntry, SourceKey, SourceState};
+pub fn pinned_layouts() -> [(&'static str, u32, u32); 9] {
+    use ipscan_common::{AddrKey, BlockEntry, Probe, SourceKey, SourceState};
     let s = |n: usize| n as u32;
     [
         (maps::CONFIG, 4, s(size_of::<Config>())),
         (maps::SOURCES, s(size_of::<SourceKey>()), s(size_of::<SourceState>())),
+        (maps::PROBATION, 4, s(size_of::<Probe>())),
         (maps::STATS, 4, 8),
         // LPM trie keys are a 4-byte prefix length followed by the address.
         (maps::BLOCK4, 8, s(size_of::<BlockEntry>())),

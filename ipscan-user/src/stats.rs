@@ -74,6 +74,7 @@ pub fn counters<T: Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<Counter
         })?;
         *v = per_cpu.iter().sum();
     }
+    stats::derive(&mut out);
     Ok(out)
 }
 

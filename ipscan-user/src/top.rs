@@ -234,6 +234,7 @@ fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, Top
         let per_cpu = stats_map.get(&slot, 0).map_err(map_err(maps::STATS))?;
         stats.push(per_cpu.iter().sum());
     }
+    stats::derive(&mut stats);
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
         BpfHashMap::try_from(open_pinned(&dir, maps::SOURCES)?).map_err(map_err(maps::SOURCES))?;
     // Entries deleted by the daemon's sweep during the walk come back as errors: skip them.

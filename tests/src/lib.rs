@@ -680,11 +680,15 @@ impl Prog {
         self.ebpf.map_mut(name).unwrap_or_else(|| panic!("no map {name}"))
     }
 
-    /// A STATS counter summed over CPUs.
+    /// A STATS counter summed over CPUs (PASSED derived as user space does).
     pub fn stat(&self, slot: u32) -> u64 {
         let map = self.ebpf.map(ipscan_common::maps::STATS).expect("STATS");
         let arr: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map).expect("percpu");
-        arr.get(&slot, 0).expect("slot").iter().sum()
+        let mut all: Vec<u64> = (0..ipscan_common::stats::COUNT)
+            .map(|s| arr.get(&s, 0).expect("slot").iter().sum())
+            .collect();
+        ipscan_common::stats::derive(&mut all);
+        all[slot as usize]
     }
 
     /// The SOURCES entry of (source, detection), if any.
@@ -693,6 +697,14 @@ impl Prog {
         let m: aya::maps::HashMap<_, ipscan_common::SourceKey, ipscan_common::SourceState> =
             aya::maps::HashMap::try_from(map).expect("hash");
         m.get(key, 0).ok()
+    }
+
+    /// The PROBATION slot of (source, detection), if it holds that key (at any time).
+    pub fn probe(&self, key: &ipscan_common::SourceKey) -> Option<ipscan_common::Probe> {
+        let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
+        let a: aya::maps::Array<_, ipscan_common::Probe> = aya::maps::Array::try_from(map).expect("array");
+        let probe = a.get(&ipscan_common::Probe::slot(key), 0).expect("slot");
+        probe.holds(key, probe.last_ns, 0).then_some(probe)
     }
 
     /// Number of SOURCES entries.

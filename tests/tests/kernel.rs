@@ -71,9 +71,57 @@ fn busy_client_to_one_port_is_never_a_scan() {
         assert_eq!(p.run_at(SEC, &f), XDP_PASS);
     }
     assert!(p.detections().is_empty());
-    let s = p.source(&key4(A, Detection::PortScan)).expect("counted as connection attempts");
-    assert_eq!((s.packets, s.distinct), (200, 1));
-    assert!(p.source(&key4(A, Detection::SynScan)).is_none(), "socket SYNs are not raw probes");
+    // One port: the client stays on probation, counted, without a SOURCES entry.
+    assert_eq!(p.source_count(), 0);
+    let probe = p.probe(&key4(A, Detection::PortScan)).expect("counted as connection attempts");
+    assert_eq!((probe.packets, probe.dport, probe.sport), (200, 443, 30000));
+    assert!(p.probe(&key4(A, Detection::SynScan)).is_none(), "socket SYNs are not raw probes");
+}
+
+#[test]
+fn one_port_sources_stay_on_probation_until_their_second_port() {
+    let mut p = Prog::load(&Config::default());
+    // Five probes to one port (a scanner's first port and its retransmissions).
+    for i in 0..5u64 {
+        p.run_at(SEC + i * SEC, &syn4(22));
+    }
+    assert_eq!(p.source_count(), 0, "no SOURCES entry for a one-port source");
+    let probe = p.probe(&key4(A, Detection::SynScan)).expect("on probation");
+    assert_eq!((probe.packets, probe.bytes, probe.first_ns, probe.last_ns), (5, 5 * 24, SEC, 5 * SEC));
+    // The second port admits it, with its probation counted as if tracked from the start.
+    p.run_at(6 * SEC, &syn4(80));
+    let s = p.source(&key4(A, Detection::SynScan)).expect("admitted");
+    assert_eq!((s.packets, s.bytes, s.distinct, s.first_ns, s.last_ns), (6, 6 * 24, 2, SEC, 6 * SEC));
+    assert_eq!((&s.ports[..2], s.nports), (&[22, 80][..], 2));
+    assert!(p.probe(&key4(A, Detection::SynScan)).is_none(), "the slot is freed");
+    assert!(p.source(&key4(A, Detection::PortScan)).is_some(), "the port scan admits it too");
+    // Eight more ports cross the SYN scan threshold (10) on the tenth distinct port.
+    for port in 100..108u16 {
+        p.run_at(7 * SEC, &syn4(port));
+    }
+    let evs = p.detections();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!((evs[0].detection, evs[0].packets), (Detection::SynScan as u8, 14));
+    assert_eq!(evs[0].ports(), &[22, 80, 100, 101, 102, 103, 104, 105, 106, 107]);
+    // A probation lapses with the detection's window: the next packet starts a new one.
+    p.run_at(7 * SEC, &Frame::default().v4(Ipv4Addr::new(198, 18, 0, 7), V, &L4::syn(40000, 22)));
+    let k7 = key4(Ipv4Addr::new(198, 18, 0, 7), Detection::SynScan);
+    p.run_at(7 * SEC + 51 * SEC, &Frame::default().v4(Ipv4Addr::new(198, 18, 0, 7), V, &L4::syn(40000, 23)));
+    let probe = p.probe(&k7).expect("a new probation");
+    assert_eq!((probe.packets, probe.dport, probe.first_ns), (1, 23, 58 * SEC));
+    assert!(p.source(&k7).is_none());
+}
+
+#[test]
+fn a_spoofed_one_packet_flood_leaves_sources_alone() {
+    let mut p = Prog::load(&Config::default());
+    for i in 0..2_000u32 {
+        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
+        p.run_at(SEC, &Frame::default().v4(src, V, &L4::syn(1024 + i as u16, 80)));
+    }
+    assert_eq!(p.source_count(), 0, "one SYN per source never reaches the LRU");
+    assert_eq!(p.stat(stats::PACKETS), 2_000);
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }
 
 #[test]

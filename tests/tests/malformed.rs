@@ -9,13 +9,13 @@
 //! outright where the frame's shape decides it. Needs root; run with `--test-threads=1`.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     io,
     net::{Ipv4Addr, Ipv6Addr},
 };
 
 use ipscan_common::{
-    AddrKey, BlockEntry, Config, DETECTIONS, EventKind, PacketSummary, SourceKey, SourceState, classify,
+    AddrKey, BlockEntry, Config, DETECTIONS, EventKind, PacketSummary, Probe, SourceKey, SourceState, classify,
     maps,
     parse::{self, MAX_V6_EXT_HEADERS, Options},
     stats,
@@ -48,6 +48,8 @@ struct Harness {
     now: u64,
     /// SOURCES keys the frames that parse must have made (what the kernel records for them).
     expected_sources: HashSet<SourceKey>,
+    /// The PROBATION slots as the kernel must have them: key and its one destination port.
+    probation: HashMap<u32, (SourceKey, u16)>,
     runs: u64,
     /// Frames per parse error slot, as the host parser predicts them.
     errors: [u64; 3],
@@ -71,6 +73,7 @@ impl Harness {
             prog: Prog::load(cfg),
             now: 1_000 * MS,
             expected_sources: HashSet::new(),
+            probation: HashMap::new(),
             runs: 0,
             errors: [0; 3],
             count_sources: true,
@@ -132,7 +135,26 @@ impl Harness {
         for d in DETECTIONS {
             if set & d.bit() != 0 {
                 let addr = if d.per_network() { classify::smurf_network(p) } else { p.src };
-                self.expected_sources.insert(SourceKey::new(addr, p.family, d));
+                let key = SourceKey::new(addr, p.family, d);
+                if !d.counts_ports() {
+                    self.expected_sources.insert(key);
+                    continue;
+                }
+                // Port-counting detections: one-port sources stay on probation (the windows
+                // never lapse here: frames are a millisecond apart).
+                let slot = Probe::slot(&key);
+                match self.probation.get(&slot) {
+                    Some((k, port)) if *k == key => {
+                        if *port != p.dport {
+                            self.probation.remove(&slot);
+                            self.expected_sources.insert(key);
+                        }
+                    }
+                    _ if self.expected_sources.contains(&key) => {}
+                    _ => {
+                        self.probation.insert(slot, (key, p.dport));
+                    }
+                }
             }
         }
     }

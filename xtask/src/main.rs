@@ -233,7 +233,8 @@ fn clippy() -> anyhow::Result<()> {
     step("clippy: host crates");
     run(cargo().args(["clippy", "--workspace", "--exclude", "ipscan-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
     step("clippy: ipscan-ebpf for bpfel-unknown-none");
-    run(cargo().args([
+    // The rustup proxy, not $CARGO (the stable toolchain's own cargo knows no `+nightly`).
+    run(Command::new("cargo").current_dir(workspace_root()).args([
         "+nightly",
         "clippy",
         "-p",
