@@ -53,11 +53,15 @@ const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 
 impl AddrKey {
     pub fn new(addr: [u8; 16], family: u8) -> Self {
-        Self {
+        let mut k = Self {
             addr,
             family,
-            _pad: [0; 3],
-        }
+            _pad: [1; 3],
+        };
+        // Volatile: a 3-byte zero store is a `memset` call for the BPF backend (a subprogram
+        // call and a byte loop per key built).
+        crate::zero::fill(&mut k._pad, 0);
+        k
     }
 
     pub fn v4(a: [u8; 4]) -> Self {

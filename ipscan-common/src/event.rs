@@ -106,22 +106,24 @@ impl Event {
                 *d = *s;
             }
         }
-        self._pad1 = [0; 6];
+        crate::zero::fill(&mut self._pad1, 0);
     }
 
     /// Fills every field for a per-packet event (no window state).
     pub fn fill_packet(&mut self, kind: EventKind, line: u8, flags: u8, now: u64, count: u64, packet: &PacketSummary) {
+        use crate::zero::put;
+        // Volatile zero stores: LLVM would merge neighbouring ones into `memset` calls.
         self.kind = kind as u8;
-        self.detection = 0;
-        self.nports = 0;
-        self.nsports = 0;
+        put(&mut self.detection, 0);
+        put(&mut self.nports, 0);
+        put(&mut self.nsports, 0);
         self.line = line;
         self.flags = flags;
-        self._pad = [0; 2];
+        crate::zero::fill(&mut self._pad, 0);
         self.ts_ns = now;
-        self.mode_since_ns = 0;
+        put(&mut self.mode_since_ns, 0);
         self.packets = count;
-        self.bytes = 0;
+        put(&mut self.bytes, 0);
         self.key = SourceKey {
             addr: packet.src,
             family: packet.family,
@@ -131,7 +133,7 @@ impl Event {
         self.packet = *packet;
         crate::zero::fill(&mut self.ports, 0);
         crate::zero::fill(&mut self.sports, 0);
-        self._pad1 = [0; 6];
+        crate::zero::fill(&mut self._pad1, 0);
     }
 
     pub fn kind(&self) -> Option<EventKind> {

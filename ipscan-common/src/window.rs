@@ -195,16 +195,19 @@ impl SourceState {
     /// Clears the state in place for a new window starting at `now` (field by field: the BPF
     /// backend cannot emit a 256-byte memset).
     pub fn reset(&mut self, now: u64) {
+        use crate::zero::put;
+        // Volatile stores: LLVM merges runs of zero stores into `memset` calls, which the BPF
+        // backend makes subprogram calls with a byte loop.
         self.first_ns = now;
         self.last_ns = now;
-        self.mode_since_ns = 0;
-        self.packets = 0;
-        self.bytes = 0;
+        put(&mut self.mode_since_ns, 0);
+        put(&mut self.packets, 0);
+        put(&mut self.bytes, 0);
         crate::zero::words(&mut self.bitmap);
-        self.distinct = 0;
-        self.nports = 0;
-        self.nsports = 0;
-        self.rate_count = 0;
+        put(&mut self.distinct, 0);
+        put(&mut self.nports, 0);
+        put(&mut self.nsports, 0);
+        put(&mut self.rate_count, 0);
         self.rate_start_ns = now;
     }
 

@@ -29,6 +29,14 @@ pub fn fill<T: Copy, const N: usize>(a: &mut [T; N], v: T) {
     }
 }
 
+/// Stores `v` with a volatile store: a run of zero stores to small neighbouring fields would
+/// otherwise become a `memset` call.
+#[inline(always)]
+pub fn put<T: Copy>(dst: &mut T, v: T) {
+    // SAFETY: dst is a valid, aligned, exclusive reference.
+    unsafe { core::ptr::write_volatile(dst, v) };
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,5 +47,8 @@ mod tests {
         let mut b = [7u16; 3];
         super::fill(&mut b, 0);
         assert_eq!(b, [0; 3]);
+        let mut c = 9u8;
+        super::put(&mut c, 0);
+        assert_eq!(c, 0);
     }
 }

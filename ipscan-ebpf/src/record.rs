@@ -216,12 +216,13 @@ impl Sender {
     /// From a frame [`ipscan_common::parse::plain_tcp`] accepted.
     #[inline(always)]
     pub fn of_plain(f: &crate::XdpFrame, t: &PlainTcp) -> Option<Self> {
-        let mut src = [0u8; 16];
-        if t.family == FAMILY_V4 {
-            src[..4].copy_from_slice(f.get::<4>(t.src_offset())?);
+        // Built from integers: zeroing the 12 bytes after an IPv4 address would be a `memset`
+        // call for the BPF backend.
+        let src = if t.family == FAMILY_V4 {
+            (u32::from_le_bytes(*f.get::<4>(t.src_offset())?) as u128).to_le_bytes()
         } else {
-            src = *f.get::<16>(t.src_offset())?;
-        }
+            *f.get::<16>(t.src_offset())?
+        };
         Some(Self {
             src,
             bytes: t.ip_payload_len,
@@ -710,15 +711,17 @@ fn autoblock(dc: &DetectionConfig, now: u64, kind: u8, key: &SourceKey, state: &
         emit(EventKind::Blocked, now, key, state, p, event_flags::ALLOWLISTED);
         return false;
     }
-    let entry = BlockEntry {
+    let mut entry = BlockEntry {
         expires_ns: now.saturating_add(dc.block_ns),
         added_ns: now,
         packets: 1,
         bytes: p.ip_payload_len as u64,
         last_ns: now,
         reason: kind + 1,
-        _pad: [0; 7],
+        _pad: [1; 7],
     };
+    // Volatile: a 7-byte zero store is a `memset` call for the BPF backend.
+    ipscan_common::zero::fill(&mut entry._pad, 0);
     if AUTOBLOCK.insert(&AddrKey::new(p.src, p.family), &entry, 0).is_err() {
         count(stats::MAP_ERRORS);
         return false;
