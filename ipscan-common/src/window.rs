@@ -47,13 +47,14 @@ impl SourceKey {
 /// Slots of the PROBATION array (a power of two).
 pub const PROBATION_SLOTS: u32 = 65_536;
 
-/// A source on probation for one port-counting detection: so far it has sent packets to one
-/// destination port only, which no threshold above one port can cross. Such sources are the
-/// common case (every client of a server, every source of a spoofed flood), and keeping them
+/// A source on probation for one detection: so far it has sent packets to one destination port
+/// only (scans), or one packet (floods), which no threshold above one can cross. Such sources are
+/// the common case (every client of a server, every source of a spoofed flood), and keeping them
 /// here, in a fixed array slot chosen by a hash of the key, spares the SOURCES LRU an insert and
-/// an eviction per source. A source is admitted to SOURCES with its second distinct port, with
-/// the packets, bytes, port and first time of its probation, so its totals and port list are the
-/// same as if it had been tracked from its first packet. A slot holds one key: a new key takes
+/// an eviction per source. A source is admitted to SOURCES with its second distinct port (its
+/// second packet, for the floods), with the packets, bytes, port and first time of its
+/// probation, so its totals and port list are the same as if it had been tracked from its first
+/// packet. A slot holds one key: a new key takes
 /// it over (a flood cannot fill the slots and push real sources back into the LRU); the key it
 /// displaces starts its probation again with its next packet.
 #[repr(C)]
@@ -457,6 +458,27 @@ mod tests {
         assert_eq!(&s.sports[..s.nsports as usize], &[sport]);
         assert_eq!(&direct.sports[..direct.nsports as usize], &[sport, sport + 1]);
         assert!(!probe.holds(&key, 60, window), "cleared on admission");
+    }
+
+    /// The floods: admitted on the second packet, with the same rate window and totals as a
+    /// state opened by the first.
+    #[test]
+    fn flood_probation_then_admission_equals_tracking_from_the_first_packet() {
+        let key = SourceKey::new([198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::PingFlood);
+        let (threshold, window) = (5, 1_000);
+        let times = [100u64, 300, 500, 700, 900, 1_200, 1_250, 1_300, 1_350, 1_400];
+        let mut direct = SourceState::new(times[0]);
+        let crossed_direct: Vec<bool> =
+            times.iter().map(|t| direct.record_packets(*t, 0, 0, 64, threshold, window)).collect();
+        let mut probe = Probe::default();
+        probe.start(&key, times[0], 0, 0, 64);
+        assert!(probe.holds(&key, times[1], window));
+        let mut s = SourceState::new(0);
+        s.admit(&probe);
+        let mut crossed = vec![false];
+        crossed.extend(times[1..].iter().map(|t| s.record_packets(*t, 0, 0, 64, threshold, window)));
+        assert_eq!(crossed, crossed_direct);
+        assert_eq!(s, direct);
     }
 
     #[test]

@@ -33,7 +33,7 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
 static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(m::SOURCES_MAX, 0);
 
-/// Sources on probation for a port-counting detection (one port so far), one per slot.
+/// Sources on probation: one port so far (scans) or one packet (floods), one per slot.
 #[map]
 static PROBATION: Array<Probe> = Array::with_max_entries(PROBATION_SLOTS, 0);
 
@@ -622,9 +622,10 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
         kind,
         _pad: [0; 2],
     };
-    // A port-counting detection that one port cannot cross keeps one-port sources on probation.
-    let state = if counts_ports && dc.threshold > 1 {
-        match tracked(dc, now, &key, p)? {
+    // A detection that one packet (one port, for the scans) cannot cross keeps such sources on
+    // probation.
+    let state = if dc.threshold > 1 {
+        match tracked(dc, now, &key, counts_ports, p)? {
             Some(s) => s,
             None => return Ok(none),
         }
@@ -672,19 +673,25 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
     })
 }
 
-/// The SOURCES entry of a port-counting detection's key, or None while the source is on
-/// probation (this packet was counted there). See [`Probe`].
+/// The SOURCES entry of a detection's key, or None while the source is on probation (this
+/// packet was counted there). See [`Probe`].
 #[inline(always)]
-fn tracked(dc: &DetectionConfig, now: u64, key: &SourceKey, p: &PacketSummary) -> Result<Option<*mut SourceState>, u32> {
+fn tracked(
+    dc: &DetectionConfig,
+    now: u64,
+    key: &SourceKey,
+    counts_ports: bool,
+    p: &PacketSummary,
+) -> Result<Option<*mut SourceState>, u32> {
     let slot = PROBATION.get_ptr_mut(Probe::slot(key)).ok_or(stats::MAP_ERRORS)?;
     // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.
     let probe = unsafe { &mut *slot };
     if probe.holds(key, now, dc.window_ns) {
-        if probe.dport == p.dport {
+        if counts_ports && probe.dport == p.dport {
             probe.add(now, p.ip_payload_len);
             return Ok(None);
         }
-        // A second port: admitted, with its probation counted.
+        // A second port (a second packet, for the floods): admitted, with its probation counted.
         let fresh = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
         // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
         let fresh = unsafe { &mut *fresh };

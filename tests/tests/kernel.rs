@@ -113,6 +113,32 @@ fn one_port_sources_stay_on_probation_until_their_second_port() {
 }
 
 #[test]
+fn floods_admit_a_source_on_its_second_packet() {
+    let mut p = Prog::load(&Config::default());
+    let echo = |src: Ipv4Addr| Frame::default().v4(src, V, &L4::Icmp { ty: 8, code: 0 });
+    // One echo request from each of 500 sources: all on probation.
+    for i in 0..500u32 {
+        p.run_at(SEC, &echo(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i)));
+    }
+    assert_eq!(p.source_count(), 0);
+    // A second one from A admits it, with both counted and the rate window from the first.
+    p.run_at(SEC, &echo(A));
+    assert!(p.source(&key4(A, Detection::PingFlood)).is_none());
+    p.run_at(2 * SEC, &echo(A));
+    let s = p.source(&key4(A, Detection::PingFlood)).expect("admitted");
+    assert_eq!((s.packets, s.first_ns, s.rate_start_ns, s.rate_count), (2, SEC, SEC, 2));
+    // The flood threshold (70 within 60 s) crosses on the 70th echo, as without probation.
+    for i in 0..67u64 {
+        p.run_at(3 * SEC + i, &echo(A));
+    }
+    assert!(p.detections().is_empty());
+    p.run_at(4 * SEC, &echo(A));
+    let evs = p.detections();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!((evs[0].detection, evs[0].packets), (Detection::PingFlood as u8, 70));
+}
+
+#[test]
 fn a_spoofed_one_packet_flood_leaves_sources_alone() {
     let mut p = Prog::load(&Config::default());
     for i in 0..2_000u32 {

@@ -136,16 +136,12 @@ impl Harness {
             if set & d.bit() != 0 {
                 let addr = if d.per_network() { classify::smurf_network(p) } else { p.src };
                 let key = SourceKey::new(addr, p.family, d);
-                if !d.counts_ports() {
-                    self.expected_sources.insert(key);
-                    continue;
-                }
-                // Port-counting detections: one-port sources stay on probation (the windows
-                // never lapse here: frames are a millisecond apart).
+                // One-port (scans) and one-packet (floods) sources stay on probation (the
+                // windows never lapse here: frames are a millisecond apart).
                 let slot = Probe::slot(&key);
                 match self.probation.get(&slot) {
                     Some((k, port)) if *k == key => {
-                        if *port != p.dport {
+                        if !d.counts_ports() || *port != p.dport {
                             self.probation.remove(&slot);
                             self.expected_sources.insert(key);
                         }
