@@ -988,22 +988,18 @@ pub fn run(smoke: bool, only: &[Section], json_path: &Path) -> Value {
     let o = if smoke { Options::smoke() } else { Options::full() };
     let machine = machine();
     let mut rows = Vec::new();
-    let wanted = |s: Section| only.is_empty() || only.contains(&s);
-    if wanted(Section::PerPacket) {
-        eprintln!("bench: per-packet cost (BPF_PROG_TEST_RUN)");
-        per_packet(&o, &mut rows);
-    }
-    if wanted(Section::Throughput) {
-        eprintln!("bench: throughput on a veth pair");
-        throughput(&o, &mut rows);
-    }
-    if wanted(Section::Exhaustion) {
-        eprintln!("bench: state exhaustion (flood + nmap -sS against `ipscan run`)");
-        state_exhaustion(&o, &mut rows);
-    }
-    if wanted(Section::Block) {
-        eprintln!("bench: time to block");
-        time_to_block(&o, &mut rows);
+    type Measure = fn(&Options, &mut Vec<Row>);
+    let sections: [(Section, &str, Measure); 4] = [
+        (Section::PerPacket, "per-packet cost (BPF_PROG_TEST_RUN)", per_packet),
+        (Section::Throughput, "throughput on a veth pair", throughput),
+        (Section::Exhaustion, "state exhaustion (flood + nmap -sS against `ipscan run`)", state_exhaustion),
+        (Section::Block, "time to block", time_to_block),
+    ];
+    for (section, what, measure) in sections {
+        if only.is_empty() || only.contains(&section) {
+            eprintln!("bench: {what}");
+            measure(&o, &mut rows);
+        }
     }
     print!("{}", table(&machine, &rows));
     let doc = to_json(&machine, &o, smoke, &rows);
