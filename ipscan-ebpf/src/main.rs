@@ -15,7 +15,7 @@ mod record;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use ipscan_common::{
     Config, classify,
-    config::global_flags::{AUTOBLOCKS, BLOCKLIST},
+    config::global_flags::AUTOBLOCKS,
     parse, stats,
 };
 
@@ -78,9 +78,10 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
     // want it, is only counted. Inlined: on the reference machine every BPF subprogram return
     // goes through the SRSO return thunk (about 15 ns).
     let mut checked = false;
-    if let Some(t) = parse::plain_tcp(&XdpFrame::of(&ctx)) {
+    let fast = XdpFrame::of(&ctx);
+    if let Some(t) = parse::plain_tcp(&fast) {
         if cfg.has(AUTOBLOCKS)
-            && let Some(sender) = record::Sender::of_plain(&XdpFrame::of(&ctx), &t)
+            && let Some(sender) = record::Sender::of_plain(&fast, &t)
         {
             if record::autoblocked(&sender) {
                 record::count(stats::BLOCKED);
@@ -89,7 +90,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
             }
             checked = true;
         }
-        if !cfg.has(BLOCKLIST) && classify::passes_quietly(cfg, t.tcp_flags) {
+        if classify::passes_quietly(cfg, t.tcp_flags) {
             return xdp_action::XDP_PASS;
         }
     }

@@ -633,13 +633,9 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
         match SOURCES.get_ptr_mut(&key) {
             Some(s) => s,
             None => {
-                let fresh = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
-                // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
-                let fresh = unsafe { &mut *fresh };
+                let fresh = scratch()?;
                 fresh.reset(now);
-                // Another CPU may have inserted the key meanwhile: then EEXIST, and we use theirs.
-                let _ = SOURCES.insert(&key, &*fresh, BPF_NOEXIST as u64);
-                SOURCES.get_ptr_mut(&key).ok_or(stats::MAP_ERRORS)?
+                insert_state(&key, fresh)?
             }
         }
     };
@@ -673,6 +669,22 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
     })
 }
 
+/// The per-CPU slot a fresh SourceState is built in (256 bytes: too big for the stack).
+#[inline(always)]
+fn scratch() -> Result<&'static mut SourceState, u32> {
+    let p = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: per-CPU scratch slot, used for one insert at a time and only on this CPU.
+    Ok(unsafe { &mut *p })
+}
+
+/// Inserts a fresh state for `key` and returns the map's copy. Another CPU may have inserted
+/// the key meanwhile: then EEXIST, and theirs is used.
+#[inline(always)]
+fn insert_state(key: &SourceKey, fresh: &SourceState) -> Result<*mut SourceState, u32> {
+    let _ = SOURCES.insert(key, fresh, BPF_NOEXIST as u64);
+    SOURCES.get_ptr_mut(key).ok_or(stats::MAP_ERRORS)
+}
+
 /// The SOURCES entry of a detection's key, or None while the source is on probation (this
 /// packet was counted there). See [`Probe`].
 #[inline(always)]
@@ -692,14 +704,10 @@ fn tracked(
             return Ok(None);
         }
         // A second port (a second packet, for the floods): admitted, with its probation counted.
-        let fresh = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
-        // SAFETY: per-CPU scratch slot, used only here and only on this CPU.
-        let fresh = unsafe { &mut *fresh };
+        let fresh = scratch()?;
         fresh.admit(probe);
         probe.clear();
-        // Another CPU may have inserted the key meanwhile: then EEXIST, and we use theirs.
-        let _ = SOURCES.insert(key, &*fresh, BPF_NOEXIST as u64);
-        return SOURCES.get_ptr_mut(key).ok_or(stats::MAP_ERRORS).map(Some);
+        return insert_state(key, fresh).map(Some);
     }
     if let Some(s) = SOURCES.get_ptr_mut(key) {
         return Ok(Some(s));

@@ -348,6 +348,14 @@ fn parse_net(text: &str) -> anyhow::Result<IpNet> {
         .map_err(|e| anyhow::anyhow!("invalid address or prefix \"{text}\": {e}"))
 }
 
+/// The rows of every interface's table, each with its interface, for `block list` and
+/// `allow list`.
+fn rows_of<R>(all: &[(String, Tables)], rows: impl Fn(&Tables) -> Vec<R>) -> Vec<(String, R)> {
+    all.iter()
+        .flat_map(|(iface, t)| rows(t).into_iter().map(move |r| (iface.clone(), r)))
+        .collect()
+}
+
 fn secs_left(expires_ns: u64, now: u64) -> Option<u64> {
     (expires_ns != 0).then(|| expires_ns.saturating_sub(now).div_ceil(1_000_000_000))
 }
@@ -357,12 +365,7 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
     let now = daemon::monotonic_ns();
     match args.action {
         BlockAction::List { json } => {
-            let mut rows = Vec::new();
-            for (iface, t) in &all {
-                for r in t.blocks() {
-                    rows.push((iface.clone(), r));
-                }
-            }
+            let rows = rows_of(&all, Tables::blocks);
             if json {
                 let v: Vec<serde_json::Value> = rows
                     .iter()
@@ -469,12 +472,7 @@ fn allow(args: AllowArgs) -> anyhow::Result<()> {
     let mut all = tables(&args.place)?;
     match args.action {
         AllowAction::List { json } => {
-            let mut rows = Vec::new();
-            for (iface, t) in &all {
-                for r in t.allows() {
-                    rows.push((iface.clone(), r));
-                }
-            }
+            let rows = rows_of(&all, Tables::allows);
             if json {
                 let v: Vec<serde_json::Value> = rows
                     .iter()

@@ -229,20 +229,18 @@ fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, Top
     let config = config.get(&0, 0).map_err(map_err(maps::CONFIG))?;
     let stats_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(open_pinned(&dir, maps::STATS)?).map_err(map_err(maps::STATS))?;
-    let mut stats = Vec::with_capacity(stats::NAMES.len());
-    for slot in 0..stats::NAMES.len() as u32 {
-        let per_cpu = stats_map.get(&slot, 0).map_err(map_err(maps::STATS))?;
-        stats.push(per_cpu.iter().sum());
-    }
-    stats::derive(&mut stats);
+    let table_err = |source| TopError::Table {
+        iface: iface.to_owned(),
+        source: Box::new(source),
+    };
+    let stats = crate::stats::counters(&stats_map)
+        .map_err(|crate::stats::StatsError::Table(e)| table_err(e))?
+        .to_vec();
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
         BpfHashMap::try_from(open_pinned(&dir, maps::SOURCES)?).map_err(map_err(maps::SOURCES))?;
     // Entries deleted by the daemon's sweep during the walk come back as errors: skip them.
     let entries = sources.iter().filter_map(Result::ok);
-    let tables = Tables::open_pinned(&dir).map_err(|source| TopError::Table {
-        iface: iface.to_owned(),
-        source: Box::new(source),
-    })?;
+    let tables = Tables::open_pinned(&dir).map_err(table_err)?;
     Ok(IfaceSnapshot::from_parts(
         iface.to_owned(),
         pins::daemon_running(&place.lock_dir, iface),
