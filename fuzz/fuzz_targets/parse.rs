@@ -46,6 +46,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(!classify::is_bogus(p.tcp_flags) && !classify::is_traceroute(p));
         }
     }
+    // The fast path's block check reads the sender the parser reads.
+    if let (Some(fast), Ok(p)) = (parse::ip_sender(data), without.as_ref()) {
+        assert_eq!((p.family, p.ip_payload_len), (fast.family, fast.ip_payload_len));
+        let n = if p.family == FAMILY_V4 { 4 } else { 16 };
+        assert_eq!(&p.src[..n], &data[fast.src_offset()..fast.src_offset() + n]);
+    }
     let l3 = reference_l3(data);
     match with {
         Err(slot) => {

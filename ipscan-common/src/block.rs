@@ -41,7 +41,9 @@ impl BlockEntry {
     }
 }
 
-/// Key of the AUTOBLOCK hash (exact addresses).
+/// An exact address (AUTOBLOCK slots, PKTRATE keys). 4-aligned so that the program reads and
+/// compares it in 32-bit words (the BPF backend assembles an unaligned word from four byte
+/// loads).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AddrKey {
@@ -71,6 +73,164 @@ impl AddrKey {
     }
 }
 
+impl AddrKey {
+    /// The key as five 32-bit words (four of address, then family and padding), for hashing
+    /// and comparing without a `memcmp` call in the BPF backend.
+    #[inline(always)]
+    pub fn words(&self) -> [u32; 5] {
+        let a = &self.addr;
+        let w = |i: usize| u32::from_le_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        [w(0), w(4), w(8), w(12), self.family as u32]
+    }
+}
+
+/// One way of the AUTOBLOCK table: an exact address and its block. Empty while `key.family` is
+/// zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutoSlot {
+    pub key: AddrKey,
+    pub _pad: [u8; 4],
+    pub entry: BlockEntry,
+}
+const _: () = assert!(core::mem::size_of::<AutoSlot>() == 72);
+
+impl AutoSlot {
+    pub fn is_empty(&self) -> bool {
+        self.key.family == 0
+    }
+
+    /// Whether the slot holds `key` (word by word: no `memcmp` call in the BPF backend).
+    #[inline(always)]
+    pub fn holds(&self, key: &AddrKey) -> bool {
+        // SAFETY: the key is the slot's first 24 bytes, 8-aligned with the slot, all initialised
+        // (its padding is fields): read as u32 words, not byte by byte.
+        let a = unsafe { &*(self as *const Self).cast::<[u32; 6]>() };
+        let a = [a[0], a[1], a[2], a[3], self.key.family as u32];
+        let b = key.words();
+        (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) == 0 && b[4] != 0
+    }
+
+    /// Writes a block into a slot that other CPUs (and user space, through mmap) may be reading:
+    /// the entry first, then the key, in word-sized volatile stores (no `memcpy` call, no
+    /// merged stores), so a reader that sees the key sees its entry.
+    ///
+    /// # Safety
+    /// `dst` points to a writable, 8-aligned AutoSlot (an array map value or its mmap).
+    #[inline(always)]
+    pub unsafe fn store(dst: *mut AutoSlot, key: &AddrKey, entry: &BlockEntry) {
+        // SAFETY: per the contract; BlockEntry is 6 u64 words, the key 5 u32 words + padding.
+        unsafe {
+            let e = (&raw mut (*dst).entry).cast::<u64>();
+            let src = (entry as *const BlockEntry).cast::<u64>();
+            for i in 0..6 {
+                core::ptr::write_volatile(e.add(i), core::ptr::read_unaligned(src.add(i)));
+            }
+            let k = dst.cast::<u32>();
+            core::ptr::write_volatile(k.add(5), 0);
+            let w = key.words();
+            for i in 0..5 {
+                core::ptr::write_volatile(k.add(i), w[i]);
+            }
+        }
+    }
+
+    /// Empties a slot: the key first, so no reader matches it while the entry is cleared.
+    ///
+    /// # Safety
+    /// As for [`AutoSlot::store`].
+    pub unsafe fn clear(dst: *mut AutoSlot) {
+        // SAFETY: per the contract.
+        unsafe {
+            let k = dst.cast::<u32>();
+            core::ptr::write_volatile(k.add(4), 0);
+            for i in 0..4 {
+                core::ptr::write_volatile(k.add(i), 0);
+            }
+            let e = (&raw mut (*dst).entry).cast::<u64>();
+            for i in 0..6 {
+                core::ptr::write_volatile(e.add(i), 0);
+            }
+        }
+    }
+}
+
+/// AUTOBLOCK is a set-associative table in a BPF array, not a hash map: finding an address is
+/// a hash computed in the program and at most [`WAYS`] array reads, which the verifier inlines,
+/// where a hash-map lookup is a kernel call (about 50 ns on the reference machine, more than
+/// the whole budget of a blocked source's drop). Slot `set * WAYS + way`; the slot after the
+/// last set, [`SEED_SLOT`], holds the hash seed in `entry.added_ns`, chosen at random by user
+/// space while the table is empty, so that spoofed sources cannot aim at one set.
+pub mod table {
+    use super::{AddrKey, AutoSlot};
+
+    pub const WAYS: u32 = 4;
+    pub const SETS: u32 = crate::maps::AUTOBLOCK_MAX / WAYS;
+    pub const SEED_SLOT: u32 = SETS * WAYS;
+    /// max_entries of the AUTOBLOCK array.
+    pub const SLOTS: u32 = SEED_SLOT + 1;
+    const _: () = assert!(SETS.is_power_of_two());
+
+    /// The set of `key`: a multiply-xorshift hash of its words, keyed by `seed`.
+    #[inline(always)]
+    pub fn set_of(key: &AddrKey, seed: u64) -> u32 {
+        let w = key.words();
+        let mut h = seed ^ 0x243f_6a88_85a3_08d3;
+        for v in [w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32, w[4] as u64] {
+            h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+        (h >> 32) as u32 & (SETS - 1)
+    }
+
+    /// What the choice of a way needs to know about one slot of a set.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Way {
+        /// Holds the address being blocked.
+        pub same: bool,
+        pub empty: bool,
+        /// Holds a block that is still on.
+        pub active: bool,
+        pub added_ns: u64,
+    }
+
+    impl Way {
+        pub fn of(slot: &AutoSlot, key: &AddrKey, now: u64) -> Self {
+            Self {
+                same: slot.holds(key),
+                empty: slot.is_empty(),
+                active: slot.entry.active(now),
+                added_ns: slot.entry.added_ns,
+            }
+        }
+    }
+
+    /// The way a new block of an address goes to: the one that already holds the address, else
+    /// an empty one, else one whose block has expired (user space has not swept it yet), else the
+    /// oldest block of the set (as an LRU map evicts when full).
+    #[inline(always)]
+    pub fn choose(ways: &[Way; WAYS as usize]) -> u32 {
+        let mut best = 0;
+        let mut rank = (u8::MAX, u64::MAX);
+        for (i, w) in ways.iter().enumerate() {
+            let r = if w.same {
+                (0, 0)
+            } else if w.empty {
+                (1, 0)
+            } else if !w.active {
+                (2, w.added_ns)
+            } else {
+                (3, w.added_ns)
+            };
+            if r < rank {
+                rank = r;
+                best = i as u32;
+            }
+        }
+        best
+    }
+}
+
 /// Bits of an allowlist entry's value: why the prefix is allowed (for `ipscan allow list`).
 pub mod allow_reason {
     /// Added by the configuration or the CLI.
@@ -91,6 +251,8 @@ pub mod allow_reason {
 unsafe impl aya::Pod for BlockEntry {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AddrKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AutoSlot {}
 
 #[cfg(test)]
 mod tests {
@@ -106,5 +268,72 @@ mod tests {
         let auto = BlockEntry { reason: 1 + Detection::SynScan as u8, ..forever };
         assert_eq!(auto.detection(), Some(Detection::SynScan));
         assert_eq!(forever.detection(), None);
+    }
+
+    fn slot(a: u8, added_ns: u64, expires_ns: u64) -> AutoSlot {
+        AutoSlot {
+            key: AddrKey::v4([198, 18, 0, a]),
+            entry: BlockEntry { added_ns, expires_ns, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn way_choice() {
+        use table::{Way, choose};
+        let key = AddrKey::v4([198, 18, 0, 9]);
+        let now = 1_000;
+        let ways = |s: [AutoSlot; 4]| s.map(|s| Way::of(&s, &key, now));
+        // The address's own way wins over an empty one.
+        let own = [AutoSlot::default(), slot(1, 5, 0), slot(9, 7, 0), AutoSlot::default()];
+        assert_eq!(choose(&ways(own)), 2);
+        // Else the first empty way.
+        let full_but_one = [slot(1, 5, 0), slot(2, 6, 0), AutoSlot::default(), AutoSlot::default()];
+        assert_eq!(choose(&ways(full_but_one)), 2);
+        // Else an expired block, the oldest of them.
+        let expired = [slot(1, 5, 0), slot(2, 60, 900), slot(3, 50, 999), slot(4, 1, 0)];
+        assert_eq!(choose(&ways(expired)), 2);
+        // Else the oldest block.
+        let live = [slot(1, 5, 0), slot(2, 3, 2_000), slot(3, 50, 0), slot(4, 4, 0)];
+        assert_eq!(choose(&ways(live)), 1);
+        // The seed slot's layout: empty to the listing.
+        assert!(AutoSlot::default().is_empty());
+        assert!(!AutoSlot::default().holds(&AddrKey::default()), "an empty slot holds nothing");
+    }
+
+    #[test]
+    fn store_and_clear() {
+        let key = AddrKey::new([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7], crate::FAMILY_V6);
+        let entry = BlockEntry { expires_ns: 1, added_ns: 2, packets: 3, bytes: 4, last_ns: 5, reason: 6, _pad: [0; 7] };
+        let mut slot = slot(1, 9, 9);
+        slot._pad = [1; 4];
+        // SAFETY: a local, aligned slot.
+        unsafe { AutoSlot::store(&mut slot, &key, &entry) };
+        assert_eq!(slot, AutoSlot { key, _pad: [0; 4], entry });
+        assert!(slot.holds(&key) && !slot.holds(&AddrKey::v4([198, 18, 0, 1])));
+        // SAFETY: as above.
+        unsafe { AutoSlot::clear(&mut slot) };
+        assert_eq!(slot, AutoSlot::default());
+    }
+
+    #[test]
+    fn sets_spread_and_depend_on_the_seed() {
+        use table::{SETS, set_of};
+        let mut hits = [0u32; 64];
+        let mut moved = 0;
+        for i in 0..65_536u32 {
+            let b = i.to_be_bytes();
+            let key = AddrKey::v4([198, 18, b[2], b[3]]);
+            let set = set_of(&key, 1);
+            assert!(set < SETS);
+            hits[(set % 64) as usize] += 1;
+            moved += u32::from(set != set_of(&key, 2));
+            let v6 = AddrKey::new([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b[2], b[3]], crate::FAMILY_V6);
+            assert!(set_of(&v6, 1) < SETS);
+        }
+        // 1,024 per bucket on average: a consecutive range of addresses spreads evenly.
+        assert!(hits.iter().all(|&h| (900..1_150).contains(&h)), "{hits:?}");
+        assert!(moved > 65_000, "another seed moves almost every address: {moved}");
+        assert_eq!(AddrKey::v4([1, 2, 3, 4]).words(), [u32::from_le_bytes([1, 2, 3, 4]), 0, 0, 0, 4]);
     }
 }

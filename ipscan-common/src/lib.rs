@@ -17,7 +17,7 @@ pub mod rules;
 pub mod window;
 pub mod zero;
 
-pub use block::{AddrKey, BlockEntry};
+pub use block::{AddrKey, AutoSlot, BlockEntry};
 pub use classify::{DETECTIONS, Detection, PacketLine};
 pub use config::{Config, DetectionConfig};
 pub use event::{Event, EventKind};
@@ -49,7 +49,8 @@ pub mod maps {
     pub const PINNED: [&str; 9] = [CONFIG, SOURCES, PROBATION, STATS, BLOCK4, BLOCK6, AUTOBLOCK, ALLOW4, ALLOW6];
     /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
     pub const PREFIXES_MAX: u32 = 65_536;
-    /// Exact addresses the kernel can auto-block at once (LRU: the oldest block goes first).
+    /// Exact addresses the kernel can auto-block at once ([`crate::block::table`]: a full set
+    /// gives up its oldest block).
     pub const AUTOBLOCK_MAX: u32 = 65_536;
     /// Fragment trains tracked at once.
     pub const FRAGS_MAX: u32 = 16_384;

@@ -7,21 +7,22 @@
 
 use aya_ebpf::{
     Global,
-    bindings::{BPF_NOEXIST, xdp_action},
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
     helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_loop},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ipscan_common::{
-    AddrKey, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
+    AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
     PacketLine, PacketSummary, Probe, Rule, SourceKey, SourceState,
+    block::table,
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
     event::event_flags,
     frag::{FragKey, FragState, frag_anomalies},
     maps as m,
     packet::{PROTO_TCP, PROTO_UDP, anomalies, tcp_flags},
-    parse::PlainTcp,
+    parse::IpSender,
     rules::{ACTION_LOG, MAX_RULES},
     stats,
     window::PROBATION_SLOTS,
@@ -54,9 +55,10 @@ static BLOCK4: LpmTrie<[u8; 4], BlockEntry> = LpmTrie::with_max_entries(m::PREFI
 #[map]
 static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
 
-/// Sources the program blocked itself on a threshold packet.
+/// Sources the program blocked itself on a threshold packet: a set-associative table
+/// ([`ipscan_common::block::table`]) that user space reads and edits through mmap.
 #[map]
-static AUTOBLOCK: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(m::AUTOBLOCK_MAX, 0);
+static AUTOBLOCK: Array<AutoSlot> = Array::with_max_entries(table::SLOTS, BPF_F_MMAPABLE);
 
 /// Prefixes that are never blocked (value: allow_reason bits).
 #[map]
@@ -232,9 +234,9 @@ impl Sender {
         }
     }
 
-    /// From a frame [`ipscan_common::parse::plain_tcp`] accepted.
+    /// From a frame [`ipscan_common::parse::ip_sender`] accepted.
     #[inline(always)]
-    pub fn of_plain(f: &crate::XdpFrame, t: &PlainTcp) -> Option<Self> {
+    pub fn of_ip(f: &crate::XdpFrame, t: &IpSender) -> Option<Self> {
         // Built from integers: zeroing the 12 bytes after an IPv4 address would be a `memset`
         // call for the BPF backend.
         let src = if t.family == FAMILY_V4 {
@@ -312,14 +314,52 @@ fn blocked(cfg: &Config, s: &Sender) -> bool {
     cfg.has(g::AUTOBLOCKS) && !autoblocks_checked() && autoblocked(s)
 }
 
+/// The first AUTOBLOCK slot of the set `key` hashes to.
+#[inline(always)]
+fn autoblock_set(key: &AddrKey) -> u32 {
+    let seed = AUTOBLOCK.get(table::SEED_SLOT).map_or(0, |s| s.entry.added_ns);
+    table::set_of(key, seed) * table::WAYS
+}
+
 /// Whether the kernel auto-blocked the source and the block is still on; counts the drop.
 /// No allowlist lookup: the kernel never auto-blocks an allowlisted source, and `ipscan allow
 /// add` removes the auto-blocks a new allow covers.
 #[inline(always)]
 pub fn autoblocked(s: &Sender) -> bool {
     let key = AddrKey::new(s.src, s.family);
-    // SAFETY: read-only view of an LRU value; counters are updated atomically.
-    unsafe { AUTOBLOCK.get(&key) }.is_some_and(|e| charge(e, now_ns(), s.bytes))
+    let first = autoblock_set(&key);
+    for way in 0..table::WAYS {
+        if let Some(slot) = AUTOBLOCK.get(first + way)
+            && slot.holds(&key)
+        {
+            return charge(&slot.entry, now_ns(), s.bytes);
+        }
+    }
+    false
+}
+
+/// Puts a block into the source's set (see [`table::choose`]); false on a map error.
+// A BPF subprogram of its own: verified with its caller's state once per call site rather than
+// inlined into every detection's threshold path.
+#[inline(never)]
+fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
+    let first = autoblock_set(key);
+    let (Some(a), Some(b), Some(c), Some(d)) = (
+        AUTOBLOCK.get(first),
+        AUTOBLOCK.get(first + 1),
+        AUTOBLOCK.get(first + 2),
+        AUTOBLOCK.get(first + 3),
+    ) else {
+        return false;
+    };
+    const _: () = assert!(table::WAYS == 4);
+    let ways = [a, b, c, d].map(|s| table::Way::of(s, key, now));
+    let Some(dst) = AUTOBLOCK.get_ptr_mut(first + table::choose(&ways)) else {
+        return false;
+    };
+    // SAFETY: an array slot of this map.
+    unsafe { AutoSlot::store(dst, key, entry) };
+    true
 }
 
 /// What the rule walk found (the bpf_loop callback's context, on the caller's stack).
@@ -756,7 +796,7 @@ fn autoblock(dc: &DetectionConfig, now: u64, kind: u8, key: &SourceKey, state: &
     };
     // Volatile: a 7-byte zero store is a `memset` call for the BPF backend.
     ipscan_common::zero::fill(&mut entry._pad, 0);
-    if AUTOBLOCK.insert(&AddrKey::new(p.src, p.family), &entry, 0).is_err() {
+    if !autoblock_put(&AddrKey::new(p.src, p.family), &entry, now) {
         count(stats::MAP_ERRORS);
         return false;
     }

@@ -3,14 +3,16 @@
 
 use std::{
     net::IpAddr,
+    os::fd::{AsFd as _, AsRawFd as _},
     path::{Path, PathBuf},
+    ptr::NonNull,
 };
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
+    maps::{Array, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
 };
-use ipscan_common::{AddrKey, BlockEntry, Config, FAMILY_V4, FAMILY_V6, config::global_flags, maps};
+use ipscan_common::{AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6, block::table, config::global_flags, maps};
 
 use crate::{config::IpNet, format};
 
@@ -30,6 +32,14 @@ pub enum TableError {
         #[source]
         source: MapError,
     },
+    #[error("map {name}: not an mmap-able array of {slots} slots")]
+    Layout { name: &'static str, slots: u32 },
+    #[error("map {name}: mmap: {source}")]
+    Mmap {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One blocklist row.
@@ -48,11 +58,135 @@ pub struct AllowRow {
     pub reason: u32,
 }
 
+/// AUTOBLOCK, the kernel's set-associative table of auto-blocked addresses
+/// ([`ipscan_common::block::table`]), mapped into memory: listing its 65,537 slots is a memory
+/// scan, not a system call per slot. Slots are written with the same word-wise stores as the
+/// kernel's ([`AutoSlot::store`], [`AutoSlot::clear`]).
+pub struct AutoTable {
+    /// Keeps the map's file descriptor open while it is mapped.
+    _map: MapData,
+    base: NonNull<AutoSlot>,
+    bytes: usize,
+}
+
+impl AutoTable {
+    fn new(map: Map) -> Result<Self, TableError> {
+        let name = maps::AUTOBLOCK;
+        let layout = TableError::Layout { name, slots: table::SLOTS };
+        let Map::Array(data) = map else { return Err(layout) };
+        let info = data.info().map_err(|source| TableError::Map { name, source })?;
+        if info.max_entries() != table::SLOTS || info.value_size() as usize != size_of::<AutoSlot>() {
+            return Err(layout);
+        }
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let bytes = (table::SLOTS as usize * size_of::<AutoSlot>()).div_ceil(page) * page;
+        // SAFETY: a shared mapping of the map's fd; the kernel checks the size and BPF_F_MMAPABLE.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(TableError::Mmap { name, source: std::io::Error::last_os_error() });
+        }
+        let base = NonNull::new(p.cast::<AutoSlot>()).ok_or(layout)?;
+        let mut t = Self { _map: data, base, bytes };
+        t.seed_if_empty();
+        Ok(t)
+    }
+
+    fn ptr(&self, i: u32) -> *mut AutoSlot {
+        debug_assert!(i < table::SLOTS);
+        // SAFETY: i < SLOTS, inside the mapping.
+        unsafe { self.base.as_ptr().add(i as usize) }
+    }
+
+    /// A copy of slot `i` (the kernel may be writing it: a torn copy is possible and harmless).
+    fn slot(&self, i: u32) -> AutoSlot {
+        // SAFETY: inside the mapping, 8-aligned (page-aligned base, 72-byte slots).
+        unsafe { std::ptr::read_volatile(self.ptr(i)) }
+    }
+
+    fn seed(&self) -> u64 {
+        self.slot(table::SEED_SLOT).entry.added_ns
+    }
+
+    /// Chooses the hash seed, at random, while no slot is in use (a fresh map: a table that
+    /// holds blocks keeps the seed they were placed with).
+    fn seed_if_empty(&mut self) {
+        if self.seed() != 0 || self.iter().next().is_some() {
+            return;
+        }
+        let mut seed = 0u64;
+        while seed == 0 {
+            // SAFETY: writes at most 8 bytes into `seed`.
+            let n = unsafe { libc::getrandom((&raw mut seed).cast(), 8, 0) };
+            if n != 8 {
+                seed = crate::daemon::monotonic_ns() | 1;
+            }
+        }
+        // SAFETY: the seed slot's added_ns field, inside the mapping.
+        unsafe { std::ptr::write_volatile(&raw mut (*self.ptr(table::SEED_SLOT)).entry.added_ns, seed) };
+    }
+
+    fn first(&self, key: &AddrKey) -> u32 {
+        table::set_of(key, self.seed()) * table::WAYS
+    }
+
+    /// The block of `key`, if the table holds one.
+    pub fn get(&self, key: &AddrKey) -> Option<BlockEntry> {
+        let first = self.first(key);
+        (first..first + table::WAYS).map(|i| self.slot(i)).find(|s| s.holds(key)).map(|s| s.entry)
+    }
+
+    /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]).
+    pub fn insert(&mut self, key: &AddrKey, entry: &BlockEntry, now: u64) {
+        let first = self.first(key);
+        let ways: [table::Way; table::WAYS as usize] =
+            std::array::from_fn(|w| table::Way::of(&self.slot(first + w as u32), key, now));
+        // SAFETY: a slot inside the mapping.
+        unsafe { AutoSlot::store(self.ptr(first + table::choose(&ways)), key, entry) };
+    }
+
+    /// Removes the block of `key`; returns it.
+    pub fn remove(&mut self, key: &AddrKey) -> Option<BlockEntry> {
+        let first = self.first(key);
+        let mut out = None;
+        for i in first..first + table::WAYS {
+            let s = self.slot(i);
+            if s.holds(key) {
+                // SAFETY: a slot inside the mapping.
+                unsafe { AutoSlot::clear(self.ptr(i)) };
+                out = Some(s.entry);
+            }
+        }
+        out
+    }
+
+    /// Every block in the table.
+    pub fn iter(&self) -> impl Iterator<Item = AutoSlot> + '_ {
+        (0..table::SEED_SLOT).map(|i| self.slot(i)).filter(|s| !s.is_empty())
+    }
+}
+
+impl Drop for AutoTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
+    }
+}
+
 /// The five maps of blocking.
 pub struct Tables {
     block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
     block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
-    auto: HashMap<MapData, AddrKey, BlockEntry>,
+    auto: AutoTable,
     allow4: LpmTrie<MapData, [u8; 4], u32>,
     allow6: LpmTrie<MapData, [u8; 16], u32>,
 }
@@ -126,7 +260,7 @@ impl Tables {
         Ok(Self {
             block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
-            auto: conv(take(ebpf, maps::AUTOBLOCK)?, maps::AUTOBLOCK)?,
+            auto: AutoTable::new(take(ebpf, maps::AUTOBLOCK)?)?,
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
         })
@@ -137,7 +271,7 @@ impl Tables {
         Ok(Self {
             block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
-            auto: conv(pinned(dir, maps::AUTOBLOCK)?, maps::AUTOBLOCK)?,
+            auto: AutoTable::new(pinned(dir, maps::AUTOBLOCK)?)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(pinned(dir, maps::ALLOW6)?, maps::ALLOW6)?,
         })
@@ -157,7 +291,10 @@ impl Tables {
     /// Puts an exact address into AUTOBLOCK (restoring a kernel-made block).
     pub fn block_auto(&mut self, net: &IpNet, entry: BlockEntry) -> Result<(), TableError> {
         match host_key(net) {
-            Some(k) => self.auto.insert(k, entry, 0).map_err(|source| TableError::Map { name: maps::AUTOBLOCK, source }),
+            Some(k) => {
+                self.auto.insert(&k, &entry, crate::daemon::monotonic_ns());
+                Ok(())
+            }
             None => self.block(net, entry),
         }
     }
@@ -179,8 +316,7 @@ impl Tables {
             out.push(BlockRow { net: *net, entry: e, auto: false });
         }
         if let Some(k) = host_key(net)
-            && let Ok(e) = self.auto.get(&k, 0)
-            && self.auto.remove(&k).is_ok()
+            && let Some(e) = self.auto.remove(&k)
         {
             out.push(BlockRow { net: *net, entry: e, auto: true });
         }
@@ -200,9 +336,9 @@ impl Tables {
                 out.push(BlockRow { net, entry: e, auto: false });
             }
         }
-        for (k, e) in self.auto.iter().filter_map(Result::ok) {
-            if let Some(net) = host_net(&k) {
-                out.push(BlockRow { net, entry: e, auto: true });
+        for s in self.auto.iter() {
+            if let Some(net) = host_net(&s.key) {
+                out.push(BlockRow { net, entry: s.entry, auto: true });
             }
         }
         out
@@ -223,7 +359,7 @@ impl Tables {
         for r in &expired {
             if r.auto {
                 if let Some(k) = host_key(&r.net) {
-                    let _ = self.auto.remove(&k);
+                    self.auto.remove(&k);
                 }
             } else if let Some(k) = v4_key(&r.net) {
                 let _ = self.block4.remove(&k);
@@ -257,7 +393,7 @@ impl Tables {
             .collect();
         for r in &inside {
             if let Some(k) = host_key(&r.net) {
-                let _ = self.auto.remove(&k);
+                self.auto.remove(&k);
             }
         }
         inside
@@ -310,10 +446,20 @@ impl Tables {
         self.blocks().is_empty()
     }
 
+    /// The AUTOBLOCK set an address's auto-block goes to ([`table::set_of`] with the table's
+    /// seed).
+    pub fn auto_set(&self, addr: IpAddr) -> u32 {
+        let key = match addr {
+            IpAddr::V4(a) => AddrKey::v4(a.octets()),
+            IpAddr::V6(a) => AddrKey::new(a.octets(), FAMILY_V6),
+        };
+        table::set_of(&key, self.auto.seed())
+    }
+
     /// Which lists hold entries: the CONFIG flags that make the kernel look at them.
     pub fn presence_flags(&self) -> u32 {
         let manual = self.block4.keys().next().is_some() || self.block6.keys().next().is_some();
-        let auto = self.auto.keys().next().is_some();
+        let auto = self.auto.iter().next().is_some();
         (if manual { global_flags::BLOCKLIST } else { 0 }) | (if auto { global_flags::AUTOBLOCKS } else { 0 })
     }
 }

@@ -85,7 +85,7 @@ pub struct LoadOptions {
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
 pub fn pinned_layouts() -> [(&'static str, u32, u32); 9] {
-    use ipscan_common::{AddrKey, BlockEntry, Probe, SourceKey, SourceState};
+    use ipscan_common::{AutoSlot, BlockEntry, Probe, SourceKey, SourceState};
     let s = |n: usize| n as u32;
     [
         (maps::CONFIG, 4, s(size_of::<Config>())),
@@ -95,7 +95,7 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32); 9] {
         // LPM trie keys are a 4-byte prefix length followed by the address.
         (maps::BLOCK4, 8, s(size_of::<BlockEntry>())),
         (maps::BLOCK6, 20, s(size_of::<BlockEntry>())),
-        (maps::AUTOBLOCK, s(size_of::<AddrKey>()), s(size_of::<BlockEntry>())),
+        (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>())),
         (maps::ALLOW4, 8, 4),
         (maps::ALLOW6, 20, 4),
     ]

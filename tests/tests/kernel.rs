@@ -3,9 +3,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipscan_common::{Config, Detection, EventKind, FAMILY_V4, stats};
+use ipscan::{blocklist::Tables, config::IpNet};
+use ipscan_common::{BlockEntry, Config, Detection, EventKind, FAMILY_V4, config::global_flags, stats};
 use ipscan_tests::{
-    Prog, XDP_PASS,
+    Prog, XDP_DROP, XDP_PASS,
     frames::{Frame, L4, ext_frag, ext_opts},
     key4, key6,
 };
@@ -312,4 +313,76 @@ fn truncated_and_malformed_frames_pass_and_count() {
     assert_eq!(p.stat(stats::DROPPED), 0);
     assert!(p.stat(stats::MALFORMED) + p.stat(stats::NOT_IP) == runs + malformed);
     assert!(p.stat(stats::MALFORMED) >= malformed);
+}
+
+/// AUTOBLOCK is a set-associative table that the kernel and user space both write: a block the
+/// kernel makes is listed by user space, one user space restores is enforced by the kernel, for
+/// every protocol of the source, and a full set gives up its oldest block.
+#[test]
+fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
+    let mut cfg = Config::default();
+    cfg.detection_mut(Detection::SynScan).block_ns = 60 * SEC;
+    cfg.flags |= global_flags::AUTOBLOCKS;
+    let mut p = Prog::load(&cfg);
+    // A fresh table: opening it picks the hash seed.
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
+    assert_eq!(verdicts[9], XDP_DROP, "the threshold packet is dropped: {verdicts:?}");
+    let rows = t.blocks();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].net, rows[0].auto), (IpNet::host(A.into()), true));
+    assert_eq!(rows[0].entry.detection(), Some(Detection::SynScan));
+    assert_eq!((rows[0].entry.added_ns, rows[0].entry.expires_ns), (SEC, 61 * SEC));
+    assert_eq!((rows[0].entry.packets, rows[0].entry.bytes), (1, 24));
+
+    // Every protocol from the source is dropped and charged to the entry.
+    let udp = |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
+    let echo = Frame { payload: 56, ..Default::default() }.v4(A, V, &L4::Icmp { ty: 8, code: 0 });
+    assert_eq!(p.run_at(2 * SEC, &udp(A)), XDP_DROP);
+    assert_eq!(p.run_at(2 * SEC, &echo), XDP_DROP);
+    let e = t.blocks()[0].entry;
+    assert_eq!((e.packets, e.bytes, e.last_ns), (3, 24 + 20 + 64, 2 * SEC));
+
+    // Four more addresses of the same set (IPv6: the families share the table), blocked from
+    // user space (as a restore does).
+    let set = t.auto_set(A.into());
+    let same: Vec<Ipv6Addr> = (1..u32::MAX)
+        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+        .filter(|b| t.auto_set((*b).into()) == set)
+        .take(6)
+        .collect();
+    let udp6 = |src: Ipv6Addr| Frame { payload: 12, ..Default::default() }.v6(src, V6, &L4::Udp { sport: 5000, dport: 53 });
+    for (i, b) in same.iter().take(3).enumerate() {
+        let entry = BlockEntry { added_ns: 3 * SEC + i as u64, reason: 1 + Detection::UdpScan as u8, ..Default::default() };
+        t.block_auto(&IpNet::host((*b).into()), entry).expect("restore");
+        assert_eq!(p.run_at(4 * SEC, &udp6(*b)), XDP_DROP, "{b} restored by user space");
+    }
+    assert_eq!(p.run_at(4 * SEC, &udp(A)), XDP_DROP, "the set holds four blocks");
+    // A fifth evicts the oldest: the kernel's block of A.
+    let entry = BlockEntry { added_ns: 5 * SEC, ..Default::default() };
+    t.block_auto(&IpNet::host(same[3].into()), entry).expect("restore");
+    assert_eq!(p.run_at(6 * SEC, &udp(A)), XDP_PASS, "the oldest block gave way: {:?}", t.blocks());
+    assert_eq!(p.run_at(6 * SEC, &udp6(same[3])), XDP_DROP);
+    let mut listed: Vec<IpNet> = t.blocks().iter().map(|r| r.net).collect();
+    listed.sort_by_key(|n| n.addr());
+    assert_eq!(listed, same[..4].iter().map(|b| IpNet::host((*b).into())).collect::<Vec<_>>());
+
+    // Unblocking from user space lets the source through at once.
+    let gone = t.unblock(&IpNet::host(same[0].into()));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].entry.packets, 1, "its one dropped datagram");
+    assert_eq!(p.run_at(7 * SEC, &udp6(same[0])), XDP_PASS);
+
+    // The kernel's own blocks: the first fills the way left empty, the next evicts the oldest.
+    let syn6 = |src: Ipv6Addr, port: u16| Frame::default().v6(src, V6, &L4::syn(40000, port));
+    for (b, at) in [(same[4], 8 * SEC), (same[5], 9 * SEC)] {
+        let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(at, &syn6(b, port))).collect();
+        assert_eq!(verdicts[9], XDP_DROP, "{b}: {verdicts:?}");
+    }
+    assert_eq!(p.run_at(10 * SEC, &udp6(same[1])), XDP_PASS, "the oldest block gave way: {:?}", t.blocks());
+    let mut listed: Vec<IpNet> = t.blocks().iter().map(|r| r.net).collect();
+    listed.sort_by_key(|n| n.addr());
+    let want: Vec<IpNet> = [same[2], same[3], same[4], same[5]].iter().map(|b| IpNet::host((*b).into())).collect();
+    assert_eq!(listed, want);
+    assert_eq!(p.stat(stats::BLOCKED), 7);
 }

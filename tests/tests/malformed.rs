@@ -15,7 +15,7 @@ use std::{
 };
 
 use ipscan_common::{
-    AddrKey, BlockEntry, Config, DETECTIONS, EventKind, PacketSummary, Probe, SourceKey, SourceState, classify,
+    Config, DETECTIONS, EventKind, PacketSummary, Probe, SourceKey, SourceState, classify,
     maps,
     parse::{self, MAX_V6_EXT_HEADERS, Options},
     stats,
@@ -171,9 +171,8 @@ impl Harness {
             assert_eq!(self.prog.stat(slot), 0, "STATS slot {slot}");
         }
         assert!(self.prog.detections().is_empty());
-        let map = self.prog.ebpf.map(maps::AUTOBLOCK).expect("AUTOBLOCK");
-        let blocks: aya::maps::HashMap<_, AddrKey, BlockEntry> = aya::maps::HashMap::try_from(map).expect("hash");
-        assert_eq!(blocks.keys().count(), 0, "auto-blocked a source");
+        let tables = ipscan::blocklist::Tables::from_ebpf(&mut self.prog.ebpf).expect("block tables");
+        assert_eq!(tables.blocks(), [], "blocked a source");
         let map = self.prog.ebpf.map(maps::SOURCES).expect("SOURCES");
         let sources: aya::maps::HashMap<_, SourceKey, SourceState> = aya::maps::HashMap::try_from(map).expect("hash");
         let actual: HashSet<SourceKey> = sources.keys().map(|k| k.expect("key")).collect();
