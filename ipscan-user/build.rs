@@ -4,7 +4,7 @@
 use anyhow::{Context as _, anyhow};
 
 /// Programs of the ipscan-ebpf crate that `include_bytes_aligned!` embeds.
-const EBPF_BINS: [&str; 4] = ["ipscan", "baseline_pass", "baseline_drop", "generator_tx"];
+const EBPF_BINS: [&str; 5] = ["ipscan", "baseline_pass", "baseline_drop", "generator_tx", "floor"];
 
 fn main() -> anyhow::Result<()> {
     if std::env::var_os("CARGO_FEATURE_WITHOUT_EBPF").is_some() {

@@ -8,6 +8,10 @@ pub static BASELINE_DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_
 /// Live-frames packet generator returning XDP_TX (program name `generator_tx`).
 pub static GENERATOR_TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/generator_tx"));
 
+/// Floor programs `floor_hash`, `floor_array`, `floor_clock` and their maps `FLOOR_HASH`,
+/// `FLOOR_ARRAY` (see ipscan-ebpf's `src/bin/floor.rs`).
+pub static FLOOR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
+
 /// Program names in the objects above.
 pub const BASELINE_PASS_NAME: &str = "baseline_pass";
 pub const BASELINE_DROP_NAME: &str = "baseline_drop";

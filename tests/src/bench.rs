@@ -67,7 +67,7 @@ impl Options {
     pub fn full() -> Self {
         Self {
             repeat: 1_000_000,
-            rounds: 7,
+            rounds: 15,
             new_sources: 100_000,
             tput_packets: 2_000_000,
             tput_rounds: 3,
@@ -135,6 +135,9 @@ pub struct Row {
     /// The baseline measured in the same run, and its name.
     pub baseline: Option<(f64, &'static str)>,
     pub target: Target,
+    /// The median of per-round ratios (each round runs ipscan and its baseline back to back):
+    /// steadier than the ratio of the medians when the machine's speed drifts between rounds.
+    pub paired: Option<f64>,
     pub note: String,
     /// Raw figures behind the row.
     pub detail: Value,
@@ -142,6 +145,9 @@ pub struct Row {
 
 impl Row {
     fn ratio(&self) -> Option<f64> {
+        if self.paired.is_some() {
+            return self.paired;
+        }
         match (self.value, self.baseline) {
             (Some(v), Some((b, _))) if b > 0.0 => Some(v / b),
             _ => None,
@@ -172,6 +178,13 @@ fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// The median of `a[i] / b[i]`: each round's figure against the baseline run next to it.
+fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "one baseline sample per round");
+    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y.max(1.0)).collect();
+    median(&mut r)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,9 +415,12 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             samples[i].push(ns);
         }
     }
-    let base_ns = median(&mut base);
-    let base_drop_ns = median(&mut base_drop);
-    let note = format!("median of {} x BPF_PROG_TEST_RUN repeat={}", o.rounds, o.repeat);
+    let base_ns = median(&mut base.clone());
+    let base_drop_ns = median(&mut base_drop.clone());
+    let note = format!(
+        "median of {} x BPF_PROG_TEST_RUN repeat={}; ratio: median of the {} per-round ratios",
+        o.rounds, o.repeat, o.rounds
+    );
     rows.push(Row {
         id: "cost_baseline_pass".into(),
         section: S,
@@ -413,6 +429,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         unit: "ns",
         baseline: None,
         target: Target::Info,
+        paired: None,
         note: note.clone(),
         detail: json!({"samples_ns": base}),
     });
@@ -424,10 +441,12 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         unit: "ns",
         baseline: None,
         target: Target::Info,
+        paired: None,
         note: note.clone(),
         detail: json!({"samples_ns": base_drop}),
     });
     for (i, (id, what, _, max)) in kinds.iter().enumerate() {
+        let paired = paired_ratio(&samples[i], &base);
         let m = median(&mut samples[i]);
         rows.push(Row {
             id: (*id).into(),
@@ -437,36 +456,74 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             unit: "ns",
             baseline: Some((base_ns, "empty XDP_PASS")),
             target: Target::AtMost(*max),
+            paired: Some(paired),
             note: note.clone(),
             detail: json!({"samples_ns": samples[i]}),
         });
     }
     rows.push(new_source_row(o, &pass_fd, &fd, base_ns));
 
-    // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup.
+    // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
+    // any protocol is looked at. Next to it, the floors: what one ingredient costs alone.
     let blocked_src = a4("198.18.0.66");
     let blocked = load_ipscan_blocked(blocked_src);
-    let bfd = prog_fd(&blocked, PROGRAM_NAME);
-    let frame = syn4(blocked_src, 80);
-    let (mut ipb, mut dropb) = (Vec::new(), Vec::new());
+    let floors = load_floors(blocked_src);
+    let syn = syn4(blocked_src, 80);
+    let udp = v4(blocked_src, &L4::Udp { sport: 40000, dport: 53 }, 32);
+    type DropKind<'a> = (&'static str, &'static str, ProgramFd, &'a [u8], Target);
+    let drops: [DropKind; 5] = [
+        ("cost_blocked", "packet from an auto-blocked source (dropped)", prog_fd(&blocked, PROGRAM_NAME), &syn, Target::AtMost(1.5)),
+        ("cost_blocked_udp", "UDP datagram from an auto-blocked source (dropped)", prog_fd(&blocked, PROGRAM_NAME), &udp, Target::AtMost(1.5)),
+        ("floor_hash", "floor: one LRU hash lookup of the source (20-byte key)", prog_fd(&floors, "floor_hash"), &syn, Target::Info),
+        ("floor_array", "floor: one array read of the source's slot", prog_fd(&floors, "floor_array"), &syn, Target::Info),
+        ("floor_clock", "floor: one bpf_ktime_get_coarse_ns call", prog_fd(&floors, "floor_clock"), &syn, Target::Info),
+    ];
+    let mut dropb = Vec::new();
+    let mut got = vec![Vec::new(); drops.len()];
     for _ in 0..o.rounds {
-        dropb.push(run_ns(&drop_fd, &frame, o.repeat).1);
-        let (verdict, ns) = run_ns(&bfd, &frame, o.repeat);
-        assert_eq!(verdict, XDP_DROP, "a blocked source's packet passed");
-        ipb.push(ns);
+        dropb.push(run_ns(&drop_fd, &syn, o.repeat).1);
+        for (i, (id, _, fd, frame, _)) in drops.iter().enumerate() {
+            let (verdict, ns) = run_ns(fd, frame, o.repeat);
+            assert_eq!(verdict, XDP_DROP, "{id}: the blocked source's frame passed");
+            got[i].push(ns);
+        }
     }
-    let base_drop_now = median(&mut dropb);
-    rows.push(Row {
-        id: "cost_blocked".into(),
-        section: S,
-        what: "packet from an auto-blocked source (dropped)".into(),
-        value: Some(median(&mut ipb)),
-        unit: "ns",
-        baseline: Some((base_drop_now, "empty XDP_DROP")),
-        target: Target::AtMost(1.5),
-        note,
-        detail: json!({"samples_ns": ipb, "baseline_samples_ns": dropb}),
-    });
+    let base_drop_now = median(&mut dropb.clone());
+    for (i, (id, what, _, _, target)) in drops.into_iter().enumerate() {
+        let paired = paired_ratio(&got[i], &dropb);
+        rows.push(Row {
+            id: id.into(),
+            section: S,
+            what: what.into(),
+            value: Some(median(&mut got[i].clone())),
+            unit: "ns",
+            baseline: Some((base_drop_now, "empty XDP_DROP")),
+            target,
+            paired: Some(paired),
+            note: note.clone(),
+            detail: json!({"samples_ns": got[i], "baseline_samples_ns": dropb}),
+        });
+    }
+}
+
+/// The floor programs, with `src` in both of their tables.
+fn load_floors(src: Ipv4Addr) -> Ebpf {
+    let mut ebpf = ok(EbpfLoader::new().load(objs::FLOOR), "floor object");
+    for name in ["floor_hash", "floor_array", "floor_clock"] {
+        let prog: &mut Xdp = ok(ebpf.program_mut(name).unwrap_or_else(|| panic!("no program {name}")).try_into(), name);
+        ok(prog.load(), name);
+    }
+    let a = u32::from_le_bytes(src.octets());
+    let entry = ipscan_common::BlockEntry { added_ns: u64::from(a), ..Default::default() };
+    let mut hash: BpfHashMap<_, ipscan_common::AddrKey, ipscan_common::BlockEntry> =
+        ok(BpfHashMap::try_from(ebpf.map_mut("FLOOR_HASH").expect("FLOOR_HASH")), "FLOOR_HASH");
+    ok(hash.insert(ipscan_common::AddrKey::v4(src.octets()), entry, 0), "FLOOR_HASH insert");
+    let mut arr: aya::maps::Array<_, ipscan_common::BlockEntry> =
+        ok(aya::maps::Array::try_from(ebpf.map_mut("FLOOR_ARRAY").expect("FLOOR_ARRAY")), "FLOOR_ARRAY");
+    // The slot function of floor.rs.
+    let slot = (a.wrapping_mul(0x9e37_79b1) >> 16) & 0xffff;
+    ok(arr.set(slot, entry, 0), "FLOOR_ARRAY set");
+    ebpf
 }
 
 /// "SYN from a new source": a repeated test run replays one frame, so only its first run sees a
@@ -503,6 +560,7 @@ fn new_source_row(o: &Options, pass_fd: &ProgramFd, fd: &ProgramFd, base_ns: f64
         unit: "ns",
         baseline: Some((base_ns, "empty XDP_PASS")),
         target: Target::AtMost(3.0),
+        paired: None,
         note: format!(
             "{} sources, repeat=1 each: baseline(1M) + median(ipscan) - median(empty)",
             o.new_sources
@@ -638,6 +696,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             unit: "pps",
             baseline: None,
             target: Target::Info,
+            paired: None,
             note: note.clone(),
             detail: json!(detail(&m[0])),
         });
@@ -649,6 +708,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             unit: "pps",
             baseline: Some((pass, "empty XDP_PASS")),
             target: Target::Info,
+            paired: None,
             note: note.clone(),
             detail: json!(detail(&m[1])),
         });
@@ -660,6 +720,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             unit: "pps",
             baseline: Some((pass, "empty XDP_PASS")),
             target: Target::AtLeast(t.min_ratio),
+            paired: None,
             note,
             detail: json!(detail(&m[2])),
         });
@@ -683,6 +744,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         unit: "pps",
         baseline: Some((d, "empty XDP_DROP")),
         target: Target::AtLeast(0.9),
+        paired: None,
         note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
         detail: json!({"ipscan_pps": blocked.iter().map(|x| x.pps).collect::<Vec<_>>(), "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>()}),
     });
@@ -810,6 +872,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         unit: "lines",
         baseline: None,
         target: Target::AtLeast(1.0),
+        paired: None,
         note: flood_note.clone(),
         detail: json!({"flood_packets": sent, "flood_secs": secs, "nmap_secs": nmap_secs}),
     });
@@ -821,6 +884,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         unit: "entries",
         baseline: Some((bound as f64, "max_entries")),
         target: Target::AtMost(1.0),
+        paired: None,
         note: "LRU hash: a flood evicts cold entries, never grows".into(),
         detail: json!({"max_entries": bound}),
     });
@@ -832,6 +896,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         unit: "bytes",
         baseline: Some((mem0 as f64, "before the flood")),
         target: Target::AtMost(1.0),
+        paired: None,
         note: "from /proc/PID/fdinfo of the daemon's map descriptors".into(),
         detail: json!(maps1.iter().map(|m| json!({"name": m.name, "max_entries": m.max_entries, "memlock": m.memlock})).collect::<Vec<_>>()),
     });
@@ -843,6 +908,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         unit: "bytes",
         baseline: Some((rss0 as f64, "before the flood")),
         target: Target::Info,
+        paired: None,
         note: "VmRSS of `ipscan run`".into(),
         detail: Value::Null,
     });
@@ -1097,6 +1163,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
         unit: "packets",
         baseline: None,
         target: Target::AtMost(0.0),
+        paired: None,
         note: note.clone(),
         detail: json!({"trials": kernel}),
     });
@@ -1108,6 +1175,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
         unit: "packets",
         baseline: None,
         target: Target::Info,
+        paired: None,
         note,
         detail: json!({"trials": user}),
     });
