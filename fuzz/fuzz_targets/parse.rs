@@ -51,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((p.family, p.ip_payload_len), (fast.family, fast.ip_payload_len));
         let n = if p.family == FAMILY_V4 { 4 } else { 16 };
         assert_eq!(&p.src[..n], &data[fast.src_offset()..fast.src_offset() + n]);
+        let mut addr = [0u8; 16];
+        addr[..n].copy_from_slice(&p.src[..n]);
+        assert_eq!(fast.key_words(), ipscan_common::AddrKey::new(addr, p.family).words());
     }
     let l3 = reference_l3(data);
     match with {

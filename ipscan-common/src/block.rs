@@ -103,11 +103,16 @@ impl AutoSlot {
     /// Whether the slot holds `key` (word by word: no `memcmp` call in the BPF backend).
     #[inline(always)]
     pub fn holds(&self, key: &AddrKey) -> bool {
+        self.holds_words(&key.words())
+    }
+
+    /// [`AutoSlot::holds`] for a key given as its [`AddrKey::words`].
+    #[inline(always)]
+    pub fn holds_words(&self, b: &[u32; 5]) -> bool {
         // SAFETY: the key is the slot's first 24 bytes, 8-aligned with the slot, all initialised
         // (its padding is fields): read as u32 words, not byte by byte.
         let a = unsafe { &*(self as *const Self).cast::<[u32; 6]>() };
         let a = [a[0], a[1], a[2], a[3], self.key.family as u32];
-        let b = key.words();
         (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) == 0 && b[4] != 0
     }
 
@@ -174,7 +179,12 @@ pub mod table {
     /// The set of `key`: a multiply-xorshift hash of its words, keyed by `seed`.
     #[inline(always)]
     pub fn set_of(key: &AddrKey, seed: u64) -> u32 {
-        let w = key.words();
+        set_of_words(&key.words(), seed)
+    }
+
+    /// [`set_of`] for a key given as its [`AddrKey::words`].
+    #[inline(always)]
+    pub fn set_of_words(w: &[u32; 5], seed: u64) -> u32 {
         let mut h = seed ^ 0x243f_6a88_85a3_08d3;
         for v in [w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32, w[4] as u64] {
             h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -44,6 +44,14 @@ pub trait Frame {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The four bytes at `off` as a little-endian u32 (the in-memory order of an address in an
+    /// [`crate::AddrKey`] word). The kernel's frame reads them with one load; the BPF backend
+    /// would otherwise assemble an unaligned word from four byte loads.
+    #[inline(always)]
+    fn word(&self, off: usize) -> Option<u32> {
+        self.bytes::<4>(off).map(|b| u32::from_le_bytes(*b))
+    }
 }
 
 impl Frame for [u8] {
@@ -135,12 +143,20 @@ pub struct IpSender {
     pub family: u8,
     /// The IP payload length, as [`PacketSummary::ip_payload_len`].
     pub ip_payload_len: u32,
+    /// The source address as the words of its [`crate::AddrKey`] (IPv4: one word, then zeros).
+    pub src: [u32; 4],
 }
 
 impl IpSender {
     /// Where the source address starts in the frame (4 bytes for IPv4, 16 for IPv6).
     pub fn src_offset(&self) -> usize {
         if self.family == FAMILY_V4 { ETH_HLEN + 12 } else { ETH_HLEN + 8 }
+    }
+
+    /// The words of the source's [`crate::AddrKey`] ([`crate::AddrKey::words`]).
+    #[inline(always)]
+    pub fn key_words(&self) -> [u32; 5] {
+        [self.src[0], self.src[1], self.src[2], self.src[3], self.family as u32]
     }
 }
 
@@ -167,7 +183,8 @@ pub fn ip_sender<F: Frame + ?Sized>(f: &F) -> Option<IpSender> {
             if h[0] >> 4 != 4 || ihl < 20 || total < ihl || ETH_HLEN + total > f.len() {
                 return None;
             }
-            Some(IpSender { family: FAMILY_V4, ip_payload_len: (total - ihl) as u32 })
+            let src = [f.word(ETH_HLEN + 12)?, 0, 0, 0];
+            Some(IpSender { family: FAMILY_V4, ip_payload_len: (total - ihl) as u32, src })
         }
         ETH_P_IPV6 => {
             let h: &[u8; 40] = f.bytes(ETH_HLEN)?;
@@ -175,7 +192,9 @@ pub fn ip_sender<F: Frame + ?Sized>(f: &F) -> Option<IpSender> {
             if h[0] >> 4 != 6 || v6_extension(h[6]) || ETH_HLEN + 40 + payload > f.len() {
                 return None;
             }
-            Some(IpSender { family: FAMILY_V6, ip_payload_len: payload as u32 })
+            let at = ETH_HLEN + 8;
+            let src = [f.word(at)?, f.word(at + 4)?, f.word(at + 8)?, f.word(at + 12)?];
+            Some(IpSender { family: FAMILY_V6, ip_payload_len: payload as u32, src })
         }
         _ => None,
     }
@@ -580,14 +599,19 @@ mod tests {
         assert_eq!((p.family, p.ip_payload_len), (fast.family, fast.ip_payload_len), "{p:?}");
         let n = if p.family == FAMILY_V4 { 4 } else { 16 };
         assert_eq!(&p.src[..n], &f[fast.src_offset()..fast.src_offset() + n]);
+        let mut addr = [0u8; 16];
+        addr[..n].copy_from_slice(&p.src[..n]);
+        assert_eq!(fast.key_words(), crate::AddrKey::new(addr, p.family).words());
     }
 
     #[test]
     fn ip_sender_agrees_with_the_parser() {
         let udp = [0x9c, 0x40, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4];
         let f = v4(PROTO_UDP, &udp, 32);
-        assert_eq!(ip_sender(&f[..]), Some(IpSender { family: FAMILY_V4, ip_payload_len: 12 }));
-        assert_eq!(ip_sender(&v6_chain(0)[..74]), Some(IpSender { family: FAMILY_V6, ip_payload_len: 20 }));
+        let src = [u32::from_le_bytes([198, 18, 0, 1]), 0, 0, 0];
+        assert_eq!(ip_sender(&f[..]), Some(IpSender { family: FAMILY_V4, ip_payload_len: 12, src }));
+        let v6 = ip_sender(&v6_chain(0)[..74]).expect("ipv6");
+        assert_eq!((v6.family, v6.ip_payload_len, v6.src), (FAMILY_V6, 20, [0; 4]));
         // Taken: IPv4 options and fragments. Declined: an IPv6 extension header, a cut IP
         // packet, a header length below 20, a total length below the header, VLAN tags.
         let mut frag = f;

@@ -7,7 +7,7 @@
 
 #![no_std]
 #![no_main]
-// Inline BPF assembly for the atomic add (record::atomic_add).
+// Inline BPF assembly for the atomic add (record::atomic_add) and word loads from the packet.
 #![feature(asm_experimental_arch)]
 
 mod record;
@@ -26,12 +26,6 @@ struct XdpFrame {
 }
 
 impl XdpFrame {
-    /// The `N` bytes at `off` (the parser's accessor, for the fast path's block check).
-    #[inline(always)]
-    pub fn get<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
-        parse::Frame::bytes::<N>(self, off)
-    }
-
     /// The frame's bounds, read afresh from the context: volatile, so that LLVM does not reuse
     /// earlier packet pointers, and the verifier does not check the slow path once for every
     /// range the fast path had proven on them (+200,000 processed instructions).
@@ -62,6 +56,26 @@ impl parse::Frame for XdpFrame {
     fn len(&self) -> usize {
         self.end - self.start
     }
+
+    #[inline(always)]
+    fn word(&self, off: usize) -> Option<u32> {
+        if self.start + off + 4 > self.end {
+            return None;
+        }
+        let v: u32;
+        // SAFETY: the four bytes at start+off lie inside the packet, checked above; the
+        // verifier allows unaligned packet loads on this architecture, and a BPF word load is
+        // little-endian on bpfel, the order of `u32::from_le_bytes`.
+        unsafe {
+            core::arch::asm!(
+                "{v} = *(u32 *)({p} + 0)",
+                p = in(reg) self.start + off,
+                v = lateout(reg) v,
+                options(nostack, readonly),
+            )
+        };
+        Some(v)
+    }
 }
 
 #[xdp]
@@ -82,9 +96,8 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
     let fast = XdpFrame::of(&ctx);
     if cfg.has(AUTOBLOCKS)
         && let Some(ip) = parse::ip_sender(&fast)
-        && let Some(sender) = record::Sender::of_ip(&fast, &ip)
     {
-        if record::autoblocked(&sender) {
+        if record::autoblocked_words(&ip.key_words(), ip.ip_payload_len) {
             record::count(stats::BLOCKED);
             record::count(stats::DROPPED);
             return xdp_action::XDP_DROP;

@@ -233,23 +233,6 @@ impl Sender {
             family: p.family,
         }
     }
-
-    /// From a frame [`ipscan_common::parse::ip_sender`] accepted.
-    #[inline(always)]
-    pub fn of_ip(f: &crate::XdpFrame, t: &IpSender) -> Option<Self> {
-        // Built from integers: zeroing the 12 bytes after an IPv4 address would be a `memset`
-        // call for the BPF backend.
-        let src = if t.family == FAMILY_V4 {
-            (u32::from_le_bytes(*f.get::<4>(t.src_offset())?) as u128).to_le_bytes()
-        } else {
-            *f.get::<16>(t.src_offset())?
-        };
-        Some(Self {
-            src,
-            bytes: t.ip_payload_len,
-            family: t.family,
-        })
-    }
 }
 
 #[inline(always)]
@@ -314,11 +297,11 @@ fn blocked(cfg: &Config, s: &Sender) -> bool {
     cfg.has(g::AUTOBLOCKS) && !autoblocks_checked() && autoblocked(s)
 }
 
-/// The first AUTOBLOCK slot of the set `key` hashes to.
+/// The first AUTOBLOCK slot of the set a key (as its words) hashes to.
 #[inline(always)]
-fn autoblock_set(key: &AddrKey) -> u32 {
+fn autoblock_set(w: &[u32; 5]) -> u32 {
     let seed = AUTOBLOCK.get(table::SEED_SLOT).map_or(0, |s| s.entry.added_ns);
-    table::set_of(key, seed) * table::WAYS
+    table::set_of_words(w, seed) * table::WAYS
 }
 
 /// Whether the kernel auto-blocked the source and the block is still on; counts the drop.
@@ -326,13 +309,19 @@ fn autoblock_set(key: &AddrKey) -> u32 {
 /// add` removes the auto-blocks a new allow covers.
 #[inline(always)]
 pub fn autoblocked(s: &Sender) -> bool {
-    let key = AddrKey::new(s.src, s.family);
-    let first = autoblock_set(&key);
+    autoblocked_words(&AddrKey::new(s.src, s.family).words(), s.bytes)
+}
+
+/// [`autoblocked`] for a source given as its key's words (the fast path reads them from the
+/// frame), charging `bytes`.
+#[inline(always)]
+pub fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
+    let first = autoblock_set(w);
     for way in 0..table::WAYS {
         if let Some(slot) = AUTOBLOCK.get(first + way)
-            && slot.holds(&key)
+            && slot.holds_words(w)
         {
-            return charge(&slot.entry, now_ns(), s.bytes);
+            return charge(&slot.entry, now_ns(), bytes);
         }
     }
     false
@@ -343,7 +332,7 @@ pub fn autoblocked(s: &Sender) -> bool {
 // inlined into every detection's threshold path.
 #[inline(never)]
 fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
-    let first = autoblock_set(key);
+    let first = autoblock_set(&key.words());
     let (Some(a), Some(b), Some(c), Some(d)) = (
         AUTOBLOCK.get(first),
         AUTOBLOCK.get(first + 1),
