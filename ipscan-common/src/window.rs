@@ -44,8 +44,16 @@ impl SourceKey {
     }
 }
 
-/// Slots of the PROBATION array (a power of two).
+/// Slots of the PROBATION array's sets (a power of two); the array has one slot more, for the
+/// hash seed ([`PROBATION_SEED_SLOT`]).
 pub const PROBATION_SLOTS: u32 = 65_536;
+/// Slots per set: a key may sit in any of the four slots of its set.
+pub const PROBATION_WAYS: u32 = 4;
+/// Sets of the PROBATION array.
+pub const PROBATION_SETS: u32 = PROBATION_SLOTS / PROBATION_WAYS;
+/// The slot after the sets: its `first_ns` is the hash seed (zero until the program draws it).
+pub const PROBATION_SEED_SLOT: u32 = PROBATION_SLOTS;
+const _: () = assert!(PROBATION_SETS.is_power_of_two());
 
 /// A source on probation for one detection: so far it has sent packets to one destination port
 /// only (scans), or one packet (floods), which no threshold above one can cross. Such sources are
@@ -54,9 +62,12 @@ pub const PROBATION_SLOTS: u32 = 65_536;
 /// an eviction per source. A source is admitted to SOURCES with its second distinct port (its
 /// second packet, for the floods), with the packets, bytes, port and first time of its
 /// probation, so its totals and port list are the same as if it had been tracked from its first
-/// packet. A slot holds one key: a new key takes
-/// it over (a flood cannot fill the slots and push real sources back into the LRU); the key it
-/// displaces starts its probation again with its next packet.
+/// packet. A key hashes (with a seed the program draws at random) to a set of four slots, and
+/// sits in whichever of them it took: up to four sources whose keys collide keep their
+/// probation side by side, where a single slot per key let two interleaved scanners displace
+/// each other at every probe and never be detected. A new key takes a free or lapsed slot of its
+/// set, else a random one (a flood cannot fill the slots and push real sources back into the
+/// LRU); the key it displaces starts its probation again with its next packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Probe {
@@ -75,6 +86,27 @@ pub struct Probe {
 }
 const _: () = assert!(core::mem::size_of::<Probe>() == 56);
 
+impl SourceKey {
+    /// The key as five words ([`SourceKey::from_words`] inverts it).
+    #[inline(always)]
+    pub fn words(&self) -> [u32; 5] {
+        key_words(self)
+    }
+
+    /// The key whose [`SourceKey::words`] are `w`.
+    #[inline(always)]
+    pub fn from_words(w: [u32; 5]) -> Self {
+        let b = |i: usize| w[i].to_ne_bytes();
+        let (a0, a1, a2, a3, fk) = (b(0), b(1), b(2), b(3), b(4));
+        Self {
+            addr: [a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3], a2[0], a2[1], a2[2], a2[3], a3[0], a3[1], a3[2], a3[3]],
+            family: fk[0],
+            kind: fk[1],
+            _pad: [fk[2], fk[3]],
+        }
+    }
+}
+
 /// The key as five words (compared and hashed word by word: the BPF backend has no `memcmp`).
 fn key_words(k: &SourceKey) -> [u32; 5] {
     let a = &k.addr;
@@ -88,19 +120,61 @@ fn key_words(k: &SourceKey) -> [u32; 5] {
 }
 
 impl Probe {
-    /// The PROBATION slot of a key.
-    pub fn slot(key: &SourceKey) -> u32 {
-        let mut h: u32 = 0x811c_9dc5;
-        for w in key_words(key) {
+    /// The first PROBATION slot of a key's set, under the array's hash seed.
+    #[inline(always)]
+    pub fn set_start(key: &SourceKey, seed: u64) -> u32 {
+        Self::set_start_words(&key_words(key), seed)
+    }
+
+    /// [`Probe::set_start`] for a key given as its [`SourceKey::words`].
+    #[inline(always)]
+    pub fn set_start_words(words: &[u32; 5], seed: u64) -> u32 {
+        let mut h = (seed as u32) ^ 0x811c_9dc5;
+        for &w in words {
             h = (h ^ w).wrapping_mul(0x9e37_79b1);
             h ^= h >> 15;
         }
-        h & (PROBATION_SLOTS - 1)
+        (h ^ (seed >> 32) as u32).wrapping_mul(0x85eb_ca6b) >> 18 << 2 & (PROBATION_SLOTS - 1)
+    }
+
+    /// Which slot of a set a key's packet goes to, given the set's four slots: `(way, true)`
+    /// when that slot holds the key's probation (within the window), else `(way, false)` for
+    /// the slot to start it in: the first free or lapsed one, else one picked by the clock and
+    /// the key (random replacement: a full set is one under a flood, where every slot is as
+    /// likely to be a spoofed source's as any other). Early returns only: the verifier checks
+    /// a chain of them, where a running minimum would multiply its paths.
+    #[inline(always)]
+    pub fn choose(ways: [&Probe; PROBATION_WAYS as usize], key: &SourceKey, now: u64, window_ns: u64) -> (u32, bool) {
+        Self::choose_words(ways, &key_words(key), now, window_ns)
+    }
+
+    /// [`Probe::choose`] for a key given as its [`SourceKey::words`].
+    #[inline(always)]
+    pub fn choose_words(ways: [&Probe; PROBATION_WAYS as usize], key: &[u32; 5], now: u64, window_ns: u64) -> (u32, bool) {
+        for (i, w) in ways.iter().enumerate() {
+            if w.holds_words(key, now, window_ns) {
+                return (i as u32, true);
+            }
+        }
+        for (i, w) in ways.iter().enumerate() {
+            if w.packets == 0 || now.saturating_sub(w.last_ns) > window_ns {
+                return (i as u32, false);
+            }
+        }
+        (((now as u32) ^ key[0]) & (PROBATION_WAYS - 1), false)
     }
 
     /// Whether the slot holds `key`'s probation, still inside its window at `now`.
     pub fn holds(&self, key: &SourceKey, now: u64, window_ns: u64) -> bool {
-        self.packets != 0 && key_words(&self.key) == key_words(key) && now.saturating_sub(self.last_ns) <= window_ns
+        self.holds_words(&key_words(key), now, window_ns)
+    }
+
+    /// [`Probe::holds`] for a key given as its [`SourceKey::words`].
+    #[inline(always)]
+    pub fn holds_words(&self, w: &[u32; 5], now: u64, window_ns: u64) -> bool {
+        let k = key_words(&self.key);
+        let differ = (k[0] ^ w[0]) | (k[1] ^ w[1]) | (k[2] ^ w[2]) | (k[3] ^ w[3]) | (k[4] ^ w[4]);
+        self.packets != 0 && differ == 0 && now.saturating_sub(self.last_ns) <= window_ns
     }
 
     /// Starts `key`'s probation with one packet (taking the slot over).
@@ -492,16 +566,54 @@ mod tests {
         assert!(p.holds(&a, 110, 10) && !p.holds(&a, 111, 10) && !p.holds(&b, 100, 10));
         p.start(&b, 105, 23, 1000, 40);
         assert!(p.holds(&b, 105, 10) && !p.holds(&a, 105, 10), "taken over");
-        // Slots spread: 4,096 consecutive IPv4 sources fill most of 4,096 distinct slots.
+        // Sets spread: 4,096 consecutive IPv4 sources fall into most of 4,096 distinct sets,
+        // and another seed moves them.
         let mut used = std::collections::BTreeSet::new();
+        let mut moved = 0;
         for i in 0..4096u32 {
             let mut addr = [0u8; 16];
             addr[..4].copy_from_slice(&(0xc612_0000 + i).to_be_bytes());
-            let slot = Probe::slot(&SourceKey::new(addr, 4, Detection::SynScan));
-            assert!(slot < PROBATION_SLOTS);
-            used.insert(slot);
+            let key = SourceKey::new(addr, 4, Detection::SynScan);
+            let start = Probe::set_start(&key, 7);
+            assert!(start < PROBATION_SLOTS && start % PROBATION_WAYS == 0);
+            used.insert(start);
+            moved += u32::from(start != Probe::set_start(&key, 8 << 32));
         }
-        assert!(used.len() > 3_900, "{} distinct slots", used.len());
+        assert!(used.len() > 3_000, "{} distinct sets", used.len());
+        assert!(moved > 4_000, "{moved} moved by another seed");
+    }
+
+    #[test]
+    fn key_words_round_trip() {
+        let k = SourceKey::new([0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 6, Detection::UdpFlood);
+        assert_eq!(SourceKey::from_words(k.words()), k);
+    }
+
+    #[test]
+    fn probation_ways_keep_colliding_keys_side_by_side() {
+        let key = |i: u8| SourceKey::new([198, 18, 0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::SynScan);
+        let (window, now) = (10_000, 100_000);
+        let mut set = [Probe::default(); 4];
+        fn ways(set: &[Probe; 4]) -> [&Probe; 4] {
+            [&set[0], &set[1], &set[2], &set[3]]
+        }
+        // Two keys that share a set take two slots and each finds its own again.
+        for (i, k) in [key(1), key(2)].iter().enumerate() {
+            assert_eq!(Probe::choose(ways(&set), k, now, window), (i as u32, false));
+            set[i].start(k, now + i as u64, 80, 1000, 40);
+        }
+        assert_eq!(Probe::choose(ways(&set), &key(1), now + 5, window), (0, true));
+        assert_eq!(Probe::choose(ways(&set), &key(2), now + 5, window), (1, true));
+        // A full set: a lapsed slot first, a free one likewise; else one picked by clock and key.
+        set[2].start(&key(3), now - 3, 80, 1000, 40);
+        set[3].start(&key(4), now + 2, 80, 1000, 40);
+        let picked: std::collections::BTreeSet<u32> =
+            (0..64).map(|t| Probe::choose(ways(&set), &key(5), now + t, window)).map(|(w, held)| { assert!(!held); w }).collect();
+        assert_eq!(picked.len(), 4, "every slot can be replaced: {picked:?}");
+        set[1].start(&key(2), now - window - 1, 80, 1000, 40);
+        assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (1, false));
+        set[0].clear();
+        assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (0, false));
     }
 
     #[test]

@@ -699,12 +699,23 @@ impl Prog {
         m.get(key, 0).ok()
     }
 
-    /// The PROBATION slot of (source, detection), if it holds that key (at any time).
+    /// The PROBATION slot of (source, detection), if one of its set holds that key (at any
+    /// time).
     pub fn probe(&self, key: &ipscan_common::SourceKey) -> Option<ipscan_common::Probe> {
+        use ipscan_common::window::PROBATION_WAYS;
         let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
         let a: aya::maps::Array<_, ipscan_common::Probe> = aya::maps::Array::try_from(map).expect("array");
-        let probe = a.get(&ipscan_common::Probe::slot(key), 0).expect("slot");
-        probe.holds(key, probe.last_ns, 0).then_some(probe)
+        let first = ipscan_common::Probe::set_start(key, self.probation_seed());
+        (first..first + PROBATION_WAYS)
+            .map(|i| a.get(&i, 0).expect("slot"))
+            .find(|p| p.holds(key, p.last_ns, 0))
+    }
+
+    /// The PROBATION hash seed (zero until the program first needed it).
+    pub fn probation_seed(&self) -> u64 {
+        let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
+        let a: aya::maps::Array<_, ipscan_common::Probe> = aya::maps::Array::try_from(map).expect("array");
+        a.get(&ipscan_common::window::PROBATION_SEED_SLOT, 0).expect("seed slot").first_ns
     }
 
     /// Number of SOURCES entries.

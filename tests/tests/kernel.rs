@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipscan::{blocklist::Tables, config::IpNet};
-use ipscan_common::{BlockEntry, Config, Detection, EventKind, FAMILY_V4, config::global_flags, stats};
+use ipscan_common::{BlockEntry, Config, Detection, EventKind, FAMILY_V4, Probe, config::global_flags, stats};
 use ipscan_tests::{
     Prog, XDP_DROP, XDP_PASS,
     frames::{Frame, L4, ext_frag, ext_opts},
@@ -385,4 +385,34 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     let want: Vec<IpNet> = [same[2], same[3], same[4], same[5]].iter().map(|b| IpNet::host((*b).into())).collect();
     assert_eq!(listed, want);
     assert_eq!(p.stat(stats::BLOCKED), 7);
+}
+
+/// Two scanners whose probation keys share a set, probing in lockstep, are both detected on
+/// their tenth port: each keeps its own slot of the set (with one slot per key they displaced
+/// each other at every probe and were never detected).
+#[test]
+fn colliding_scanners_in_lockstep_are_both_detected() {
+    let mut p = Prog::load(&Config::default());
+    // The program draws the probation seed with its first tracked packet.
+    let other = Ipv4Addr::new(198, 18, 9, 9);
+    p.run_at(SEC, &Frame::default().v4(other, V, &L4::syn(40000, 7)));
+    let seed = p.probation_seed();
+    assert_ne!(seed, 0);
+    let set = |a: Ipv4Addr| Probe::set_start(&key4(a, Detection::SynScan), seed);
+    let b = (1..u32::MAX)
+        .map(|i| Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8))
+        .find(|b| set(*b) == set(A))
+        .expect("a colliding source");
+    for port in 1..=10u16 {
+        for src in [A, b] {
+            p.run_at(2 * SEC + u64::from(port), &Frame::default().v4(src, V, &L4::syn(40000, port)));
+        }
+    }
+    let mut found: Vec<(Ipv4Addr, u8)> = p
+        .detections()
+        .iter()
+        .map(|e| (Ipv4Addr::new(e.key.addr[0], e.key.addr[1], e.key.addr[2], e.key.addr[3]), e.detection))
+        .collect();
+    found.sort();
+    assert_eq!(found, [(A, Detection::SynScan as u8), (b, Detection::SynScan as u8)]);
 }

@@ -48,8 +48,9 @@ struct Harness {
     now: u64,
     /// SOURCES keys the frames that parse must have made (what the kernel records for them).
     expected_sources: HashSet<SourceKey>,
-    /// The PROBATION slots as the kernel must have them: key and its one destination port.
-    probation: HashMap<u32, (SourceKey, u16)>,
+    /// The PROBATION sets as the kernel must have them (by first slot): per slot the key, its
+    /// one destination port and the clock of its last packet.
+    probation: HashMap<u32, [Option<(SourceKey, u16, u64)>; 4]>,
     runs: u64,
     /// Frames per parse error slot, as the host parser predicts them.
     errors: [u64; 3],
@@ -137,18 +138,30 @@ impl Harness {
                 let addr = if d.per_network() { classify::smurf_network(p) } else { p.src };
                 let key = SourceKey::new(addr, p.family, d);
                 // One-port (scans) and one-packet (floods) sources stay on probation (the
-                // windows never lapse here: frames are a millisecond apart).
-                let slot = Probe::slot(&key);
-                match self.probation.get(&slot) {
-                    Some((k, port)) if *k == key => {
-                        if !d.counts_ports() || *port != p.dport {
-                            self.probation.remove(&slot);
+                // windows never lapse here: frames are a millisecond apart), in one of the
+                // four slots of the key's set (Probe::choose).
+                let first = Probe::set_start(&key, self.prog.probation_seed());
+                let set = self.probation.entry(first).or_default();
+                match set.iter().position(|w| w.is_some_and(|(k, _, _)| k == key)) {
+                    Some(i) => {
+                        let (_, port, _) = set[i].expect("held");
+                        if !d.counts_ports() || port != p.dport {
+                            set[i] = None;
                             self.expected_sources.insert(key);
+                        } else {
+                            set[i] = Some((key, port, self.now));
                         }
                     }
-                    _ if self.expected_sources.contains(&key) => {}
-                    _ => {
-                        self.probation.insert(slot, (key, p.dport));
+                    None if self.expected_sources.contains(&key) => {}
+                    None => {
+                        // The first free slot, else the one the clock and the key pick.
+                        let i = set.iter().position(Option::is_none).unwrap_or_else(|| {
+                            let mut full = Probe::default();
+                            full.packets = 1;
+                            full.last_ns = self.now;
+                            Probe::choose([&full; 4], &key, self.now, u64::MAX).0 as usize
+                        });
+                        set[i] = Some((key, p.dport, self.now));
                     }
                 }
             }
