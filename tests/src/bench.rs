@@ -5,12 +5,14 @@
 //! the same way in the same run, so the table compares like with like on whatever machine runs
 //! it. Sections:
 //!
-//! 1. per-packet cost: BPF_PROG_TEST_RUN, kernel-measured nanoseconds per run;
+//! 1. per-packet cost: BPF_PROG_TEST_RUN, kernel-measured nanoseconds per run, with floor rows
+//!    (one hash lookup, one array read, one clock helper call) for what a design can reach;
 //! 2. throughput: packets per second received on a veth with the program attached in native
 //!    mode, fed by the project's live-frames generator (`generator_tx`) from the peer namespace;
 //! 3. state exhaustion: a 1,000,000-source SYN flood while a real `nmap -sS` runs, against the
 //!    `ipscan run` daemon: was the scan detected, did kernel memory or the daemon grow;
-//! 4. blocking: rows for the in-kernel blocking that is not written yet ("n/a").
+//! 4. time to block: scanner packets passed after the threshold packet, kernel auto-block
+//!    against a user-space blocking path.
 //!
 //! Traffic is bounded in packets and time; namespaces come from [`Testbed`] and are removed on
 //! drop. Addresses are from 198.18.0.0/15 and 2001:db8::/32 only.
@@ -587,6 +589,8 @@ struct Tput {
     rx: u64,
     /// ipscan's own STATS packets counter (ipscan only).
     xdp_packets: Option<u64>,
+    /// ipscan's STATS dropped counter (ipscan only).
+    xdp_dropped: Option<u64>,
 }
 
 struct Traffic {
@@ -605,31 +609,43 @@ enum Victim {
     Ipscan,
     /// ipscan with the generator's source already auto-blocked.
     IpscanBlocked,
+    /// ipscan auto-blocking SYN scanners, primed by the flood itself until every source of
+    /// the scan flood has crossed the threshold.
+    IpscanAutoblocking,
 }
 
 fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Ebpf), gen_fd: &ProgramFd, frame: &[u8]) -> Tput {
     let mut ipscan = match victim {
         Victim::Ipscan => Some(load_ipscan()),
         Victim::IpscanBlocked => Some(load_ipscan_blocked(a4(ATTACKER4))),
+        Victim::IpscanAutoblocking => Some(load_ipscan_autoblocking()),
         _ => None,
     };
+    let is_ipscan = ipscan.is_some();
     let (ebpf, name) = match victim {
         Victim::Pass => (&mut baselines.0, objs::BASELINE_PASS_NAME),
         Victim::Drop => (&mut baselines.1, objs::BASELINE_DROP_NAME),
-        Victim::Ipscan | Victim::IpscanBlocked => (ipscan.as_mut().expect("loaded"), PROGRAM_NAME),
+        Victim::Ipscan | Victim::IpscanBlocked | Victim::IpscanAutoblocking => {
+            (ipscan.as_mut().expect("loaded"), PROGRAM_NAME)
+        }
     };
     let link = attach(bed, ebpf, name);
     let (sent, secs, rx, xdp_packets) = {
         let _ns = InNetNs::enter(&bed.attacker);
         let ifindex = loader::if_index(&bed.attacker_if).expect("attacker interface");
-        // Warm-up: caches, page pools, the veth's NAPI.
-        generate(gen_fd, ifindex, frame, 10_000.min(o.tput_packets), Instant::now() + o.tput_max, &mut |_| false);
+        // Warm-up: caches, page pools, the veth's NAPI; for the scan flood, twelve probes of
+        // every source (the threshold is ten ports).
+        let warm = match victim {
+            Victim::IpscanAutoblocking => 12 * u64::from(objs::GENERATOR_SCAN_SOURCES),
+            _ => 10_000.min(o.tput_packets),
+        };
+        generate(gen_fd, ifindex, frame, warm, Instant::now() + o.tput_max, &mut |_| false);
         thread::sleep(Duration::from_millis(20));
         let rx0 = rx_packets(&bed.victim, &bed.victim_if);
-        let st0 = matches!(victim, Victim::Ipscan | Victim::IpscanBlocked).then(|| stat(ebpf, stats::PACKETS));
+        let st0 = is_ipscan.then(|| (stat(ebpf, stats::PACKETS), stat(ebpf, stats::DROPPED)));
         let (sent, secs) = generate(gen_fd, ifindex, frame, o.tput_packets, Instant::now() + o.tput_max, &mut |_| false);
         let rx = rx_packets(&bed.victim, &bed.victim_if) - rx0;
-        let xdp = st0.map(|s0| stat(ebpf, stats::PACKETS) - s0);
+        let xdp = st0.map(|(p0, d0)| (stat(ebpf, stats::PACKETS) - p0, stat(ebpf, stats::DROPPED) - d0));
         (sent, secs, rx, xdp)
     };
     detach(ebpf, name, link);
@@ -637,7 +653,8 @@ fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Eb
         pps: rx as f64 / secs,
         sent,
         rx,
-        xdp_packets,
+        xdp_packets: xdp_packets.map(|x| x.0),
+        xdp_dropped: xdp_packets.map(|x| x.1),
     }
 }
 
@@ -684,7 +701,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         let (pass, drop, ips) = (med(&m[0]), med(&m[1]), med(&m[2]));
         let detail = |v: &[Tput]| {
             v.iter()
-                .map(|x| json!({"pps": x.pps, "sent": x.sent, "rx_packets": x.rx, "xdp_stats_packets": x.xdp_packets}))
+                .map(|x| json!({"pps": x.pps, "sent": x.sent, "rx_packets": x.rx, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped}))
                 .collect::<Vec<_>>()
         };
         let note = format!("median of {} x {} frames", o.tput_rounds, o.tput_packets);
@@ -747,6 +764,35 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         paired: None,
         note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
         detail: json!({"ipscan_pps": blocked.iter().map(|x| x.pps).collect::<Vec<_>>(), "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>()}),
+    });
+
+    // A random-source SYN scan flood (16,384 sources, each probing ever new ports) against a
+    // policy that auto-blocks SYN scanners: each source is blocked on its tenth port, and from
+    // then on its packets are dropped on the fast path. Measured after every source has sent
+    // twelve probes, against the empty XDP_DROP.
+    let gen_ebpf = load_object(objs::GENERATOR_TX, objs::GENERATOR_TX_NAME, Some(objs::GENERATOR_SCAN_FLOOD));
+    let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
+    let frame = syn4(a4("198.19.0.0"), 1);
+    let (mut drop, mut ips) = (Vec::new(), Vec::new());
+    for _ in 0..o.tput_rounds {
+        drop.push(measure(&bed, o, Victim::Drop, &mut baselines, &gen_fd, &frame));
+        ips.push(measure(&bed, o, Victim::IpscanAutoblocking, &mut baselines, &gen_fd, &frame));
+    }
+    let (d, b) = (med(&drop), med(&ips));
+    rows.push(Row {
+        id: "tput_scan_flood_autoblock".into(),
+        section: S,
+        what: "random-source SYN scan flood (16,384 sources), ipscan auto-blocking them".into(),
+        value: Some(b),
+        unit: "pps",
+        baseline: Some((d, "empty XDP_DROP")),
+        target: Target::AtLeast(0.9),
+        paired: None,
+        note: format!("median of {} x {} frames after 12 x 16,384 priming frames", o.tput_rounds, o.tput_packets),
+        detail: json!({
+            "ipscan": ips.iter().map(|x| json!({"pps": x.pps, "sent": x.sent, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped})).collect::<Vec<_>>(),
+            "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>(),
+        }),
     });
 }
 

@@ -6,7 +6,8 @@
 //! address from a per-CPU counter, so one test run floods from many sources: IPv4 frames get the
 //! counter in the address's low 16 bits (the IPv4 header checksum is updated, RFC 1624), IPv6
 //! frames get the CPU number and the counter in the address's low 48 bits. The frame must be
-//! untagged Ethernet of that family; anything else is sent unchanged.
+//! untagged Ethernet of that family; anything else is sent unchanged. With 5 ([`SCAN_FLOOD`]) an
+//! IPv4 TCP frame becomes a SYN scan flood from 16,384 sources.
 
 #![no_std]
 #![no_main]
@@ -37,10 +38,58 @@ const V4_SRC_END: usize = ETH_HLEN + 16;
 #[xdp]
 pub fn generator_tx(ctx: XdpContext) -> u32 {
     let vary = GEN_VARY_SOURCE.load();
-    if vary != 0 {
+    if vary == SCAN_FLOOD {
+        scan_flood(&ctx);
+    } else if vary != 0 {
         vary_source(&ctx, vary);
     }
     xdp_action::XDP_TX
+}
+
+/// `GEN_VARY_SOURCE` value for a random-source SYN scan flood from [`SCAN_SOURCES`] IPv4
+/// sources: packet n comes from source n mod SCAN_SOURCES (the address's low 14 bits) and goes
+/// to TCP port 1 + n / SCAN_SOURCES (mod 1024), so every source probes ever new ports.
+pub const SCAN_FLOOD: u8 = 5;
+/// Sources of the scan flood.
+pub const SCAN_SOURCES: u32 = 1 << 14;
+/// Offset of an untagged IPv4 (IHL 5) TCP segment's destination port.
+const V4_TCP_DPORT: usize = ETH_HLEN + 20 + 2;
+
+#[inline(always)]
+fn scan_flood(ctx: &XdpContext) {
+    let Some(counter) = GEN_COUNTER.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    let n = unsafe {
+        *counter = (*counter).wrapping_add(1);
+        *counter
+    };
+    let start = ctx.data();
+    if start + V4_TCP_DPORT + 2 > ctx.data_end() {
+        return;
+    }
+    // SAFETY: the frame holds the Ethernet and IPv4 headers and the TCP ports, checked above.
+    let h = unsafe { &mut *(start as *mut [u8; V4_TCP_DPORT + 2]) };
+    let port = 1 + ((n / SCAN_SOURCES) % 1024) as u16;
+    h[V4_TCP_DPORT..].copy_from_slice(&port.to_be_bytes());
+    set_v4_source_low16(h, (n % SCAN_SOURCES) as u16);
+}
+
+/// Sets the low 16 bits of the IPv4 source and updates the header checksum (RFC 1624).
+#[inline(always)]
+fn set_v4_source_low16<const N: usize>(h: &mut [u8; N], new: u16) {
+    const { assert!(N >= V4_SRC_END) };
+    let low = V4_SRC_END - 2;
+    let old = u16::from_be_bytes([h[low], h[low + 1]]);
+    h[low..low + 2].copy_from_slice(&new.to_be_bytes());
+    // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
+    let csum_at = ETH_HLEN + 10;
+    let hc = u16::from_be_bytes([h[csum_at], h[csum_at + 1]]);
+    let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    h[csum_at..csum_at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
 #[inline(always)]
@@ -70,17 +119,7 @@ fn vary_source(ctx: &XdpContext, family: u8) {
         }
         // SAFETY: the whole Ethernet + IPv4 header up to the source lies inside the frame.
         let h = unsafe { &mut *(start as *mut [u8; V4_SRC_END]) };
-        let low = V4_SRC_END - 2;
-        let old = u16::from_be_bytes([h[low], h[low + 1]]);
-        let new = n as u16;
-        h[low..].copy_from_slice(&new.to_be_bytes());
-        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
-        let csum_at = ETH_HLEN + 10;
-        let hc = u16::from_be_bytes([h[csum_at], h[csum_at + 1]]);
-        let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        h[csum_at..csum_at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        set_v4_source_low16(h, n as u16);
     }
 }
 
