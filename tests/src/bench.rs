@@ -659,7 +659,7 @@ fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Eb
 }
 
 fn throughput(o: &Options, rows: &mut Vec<Row>) {
-    const S: &str = "throughput (veth, native XDP)";
+    const S: &str = THROUGHPUT;
     let bed = Testbed::new();
     let traffics = [
         Traffic {
@@ -744,56 +744,65 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
     }
     // A SYN flood from one source that ipscan has auto-blocked, against the empty XDP_DROP.
     let gen_ebpf = load_object(objs::GENERATOR_TX, objs::GENERATOR_TX_NAME, Some(0));
-    let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
-    let frame = syn4(a4(ATTACKER4), 80);
-    let (mut drop, mut blocked) = (Vec::new(), Vec::new());
-    for _ in 0..o.tput_rounds {
-        drop.push(measure(&bed, o, Victim::Drop, &mut baselines, &gen_fd, &frame));
-        blocked.push(measure(&bed, o, Victim::IpscanBlocked, &mut baselines, &gen_fd, &frame));
-    }
-    let med = |v: &[Tput]| median(&mut v.iter().map(|x| x.pps).collect::<Vec<_>>());
-    let (d, b) = (med(&drop), med(&blocked));
-    rows.push(Row {
-        id: "tput_syn_flood_autoblock".into(),
-        section: S,
-        what: "SYN flood from one source, ipscan auto-blocking it".into(),
-        value: Some(b),
-        unit: "pps",
-        baseline: Some((d, "empty XDP_DROP")),
-        target: Target::AtLeast(0.9),
-        paired: None,
+    let one = Flood {
+        id: "tput_syn_flood_autoblock",
+        what: "SYN flood from one source, ipscan auto-blocking it",
+        victim: Victim::IpscanBlocked,
+        frame: syn4(a4(ATTACKER4), 80),
         note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
-        detail: json!({"ipscan_pps": blocked.iter().map(|x| x.pps).collect::<Vec<_>>(), "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>()}),
-    });
+    };
+    rows.push(one.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
 
     // A random-source SYN scan flood (16,384 sources, each probing ever new ports) against a
     // policy that auto-blocks SYN scanners: each source is blocked on its tenth port, and from
     // then on its packets are dropped on the fast path. Measured after every source has sent
     // twelve probes, against the empty XDP_DROP.
     let gen_ebpf = load_object(objs::GENERATOR_TX, objs::GENERATOR_TX_NAME, Some(objs::GENERATOR_SCAN_FLOOD));
-    let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
-    let frame = syn4(a4("198.19.0.0"), 1);
-    let (mut drop, mut ips) = (Vec::new(), Vec::new());
-    for _ in 0..o.tput_rounds {
-        drop.push(measure(&bed, o, Victim::Drop, &mut baselines, &gen_fd, &frame));
-        ips.push(measure(&bed, o, Victim::IpscanAutoblocking, &mut baselines, &gen_fd, &frame));
-    }
-    let (d, b) = (med(&drop), med(&ips));
-    rows.push(Row {
-        id: "tput_scan_flood_autoblock".into(),
-        section: S,
-        what: "random-source SYN scan flood (16,384 sources), ipscan auto-blocking them".into(),
-        value: Some(b),
-        unit: "pps",
-        baseline: Some((d, "empty XDP_DROP")),
-        target: Target::AtLeast(0.9),
-        paired: None,
+    let many = Flood {
+        id: "tput_scan_flood_autoblock",
+        what: "random-source SYN scan flood (16,384 sources), ipscan auto-blocking them",
+        victim: Victim::IpscanAutoblocking,
+        frame: syn4(a4("198.19.0.0"), 1),
         note: format!("median of {} x {} frames after 12 x 16,384 priming frames", o.tput_rounds, o.tput_packets),
-        detail: json!({
-            "ipscan": ips.iter().map(|x| json!({"pps": x.pps, "sent": x.sent, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped})).collect::<Vec<_>>(),
-            "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>(),
-        }),
-    });
+    };
+    rows.push(many.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
+}
+
+const THROUGHPUT: &str = "throughput (veth, native XDP)";
+
+/// A flood that ipscan blocks, measured against the empty XDP_DROP.
+struct Flood {
+    id: &'static str,
+    what: &'static str,
+    victim: Victim,
+    frame: Vec<u8>,
+    note: String,
+}
+
+impl Flood {
+    fn row(self, bed: &Testbed, o: &Options, baselines: &mut (Ebpf, Ebpf), gen_fd: &ProgramFd) -> Row {
+        let (mut drop, mut ips) = (Vec::new(), Vec::new());
+        for _ in 0..o.tput_rounds {
+            drop.push(measure(bed, o, Victim::Drop, baselines, gen_fd, &self.frame));
+            ips.push(measure(bed, o, self.victim, baselines, gen_fd, &self.frame));
+        }
+        let med = |v: &[Tput]| median(&mut v.iter().map(|x| x.pps).collect::<Vec<_>>());
+        Row {
+            id: self.id.into(),
+            section: THROUGHPUT,
+            what: self.what.into(),
+            value: Some(med(&ips)),
+            unit: "pps",
+            baseline: Some((med(&drop), "empty XDP_DROP")),
+            target: Target::AtLeast(0.9),
+            paired: None,
+            note: self.note,
+            detail: json!({
+                "ipscan": ips.iter().map(|x| json!({"pps": x.pps, "sent": x.sent, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped})).collect::<Vec<_>>(),
+                "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>(),
+            }),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
