@@ -133,9 +133,8 @@ impl AutoSlot {
             }
             let k = dst.cast::<u32>();
             core::ptr::write_volatile(k.add(5), 0);
-            let w = key.words();
-            for i in 0..5 {
-                core::ptr::write_volatile(k.add(i), w[i]);
+            for (i, w) in key.words().into_iter().enumerate() {
+                core::ptr::write_volatile(k.add(i), w);
             }
         }
     }

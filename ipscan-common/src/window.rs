@@ -575,7 +575,7 @@ mod tests {
             addr[..4].copy_from_slice(&(0xc612_0000 + i).to_be_bytes());
             let key = SourceKey::new(addr, 4, Detection::SynScan);
             let start = Probe::set_start(&key, 7);
-            assert!(start < PROBATION_SLOTS && start % PROBATION_WAYS == 0);
+            assert!(start < PROBATION_SLOTS && start.is_multiple_of(PROBATION_WAYS));
             used.insert(start);
             moved += u32::from(start != Probe::set_start(&key, 8 << 32));
         }

@@ -42,6 +42,9 @@ const SLOTS: [u32; 7] = [
     stats::MAP_ERRORS,
 ];
 
+/// One modelled PROBATION slot: the key, its one destination port, the clock of its last packet.
+type Probation = (SourceKey, u16, u64);
+
 /// The program under test with the bookkeeping to check each frame's accounting.
 struct Harness {
     prog: Prog,
@@ -50,7 +53,7 @@ struct Harness {
     expected_sources: HashSet<SourceKey>,
     /// The PROBATION sets as the kernel must have them (by first slot): per slot the key, its
     /// one destination port and the clock of its last packet.
-    probation: HashMap<u32, [Option<(SourceKey, u16, u64)>; 4]>,
+    probation: HashMap<u32, [Option<Probation>; 4]>,
     runs: u64,
     /// Frames per parse error slot, as the host parser predicts them.
     errors: [u64; 3],
@@ -156,9 +159,7 @@ impl Harness {
                     None => {
                         // The first free slot, else the one the clock and the key pick.
                         let i = set.iter().position(Option::is_none).unwrap_or_else(|| {
-                            let mut full = Probe::default();
-                            full.packets = 1;
-                            full.last_ns = self.now;
+                            let full = Probe { packets: 1, last_ns: self.now, ..Default::default() };
                             Probe::choose([&full; 4], &key, self.now, u64::MAX).0 as usize
                         });
                         set[i] = Some((key, p.dport, self.now));

@@ -48,7 +48,7 @@ pub fn floor_hash(ctx: XdpContext) -> u32 {
     let Some(a) = source(&ctx) else { return xdp_action::XDP_PASS };
     let key = AddrKey::new((a as u128).to_le_bytes(), FAMILY_V4);
     // SAFETY: read-only use of the value.
-    match unsafe { FLOOR_HASH.get(&key) } {
+    match unsafe { FLOOR_HASH.get(key) } {
         Some(_) => xdp_action::XDP_DROP,
         None => xdp_action::XDP_PASS,
     }
