@@ -349,8 +349,8 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     let pin_dir = match &cfg.pin_root {
         Some(root) => {
             let dir = pins::prepare(root, iface)?;
-            for (name, key, value) in loader::pinned_layouts() {
-                if let Some(note) = pins::drop_incompatible(&dir, name, key, value) {
+            for (name, key, value, entries) in loader::pinned_layouts() {
+                if let Some(note) = pins::drop_incompatible(&dir, name, key, value, entries) {
                     eprintln!("ipscan: {iface}: {note}");
                 }
             }

@@ -84,20 +84,21 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32); 9] {
-    use ipscan_common::{AutoSlot, BlockEntry, Probe, SourceKey, SourceState};
+pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 9] {
+    use ipscan_common::{AutoSlot, BlockEntry, Probe, SourceKey, SourceState, block::table, window::PROBATION_SLOTS};
     let s = |n: usize| n as u32;
     [
-        (maps::CONFIG, 4, s(size_of::<Config>())),
-        (maps::SOURCES, s(size_of::<SourceKey>()), s(size_of::<SourceState>())),
-        (maps::PROBATION, 4, s(size_of::<Probe>())),
-        (maps::STATS, 4, 8),
+        (maps::CONFIG, 4, s(size_of::<Config>()), 1),
+        (maps::SOURCES, s(size_of::<SourceKey>()), s(size_of::<SourceState>()), maps::SOURCES_MAX),
+        // The sets and the seed slot.
+        (maps::PROBATION, 4, s(size_of::<Probe>()), PROBATION_SLOTS + 1),
+        (maps::STATS, 4, 8, ipscan_common::stats::COUNT),
         // LPM trie keys are a 4-byte prefix length followed by the address.
-        (maps::BLOCK4, 8, s(size_of::<BlockEntry>())),
-        (maps::BLOCK6, 20, s(size_of::<BlockEntry>())),
-        (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>())),
-        (maps::ALLOW4, 8, 4),
-        (maps::ALLOW6, 20, 4),
+        (maps::BLOCK4, 8, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
+        (maps::BLOCK6, 20, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
+        (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
+        (maps::ALLOW4, 8, 4, maps::PREFIXES_MAX),
+        (maps::ALLOW6, 20, 4, maps::PREFIXES_MAX),
     ]
 }
 

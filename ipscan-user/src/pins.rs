@@ -112,19 +112,20 @@ pub fn interfaces(root: &Path) -> Vec<String> {
     v
 }
 
-/// A pinned map whose key or value size differs from this build's: left over from an older
-/// ipscan. Removes the pin (its contents cannot be read with this layout) and says which.
-pub fn drop_incompatible(dir: &Path, name: &str, key_size: u32, value_size: u32) -> Option<String> {
+/// A pinned map whose key size, value size or number of entries differs from this build's:
+/// left over from an older ipscan. Removes the pin (its contents cannot be read with this
+/// layout) and says which.
+pub fn drop_incompatible(dir: &Path, name: &str, key_size: u32, value_size: u32, max_entries: u32) -> Option<String> {
     let path = dir.join(name);
     let map = MapData::from_pin(&path).ok()?;
     let info = map.info().ok()?;
-    let (k, v) = (info.key_size(), info.value_size());
-    if k == key_size && v == value_size {
+    let (k, v, n) = (info.key_size(), info.value_size(), info.max_entries());
+    if (k, v, n) == (key_size, value_size, max_entries) {
         return None;
     }
     let _ = fs::remove_file(&path);
     Some(format!(
-        "discarded pinned map {} from an older ipscan (key/value {k}/{v} bytes, now {key_size}/{value_size})",
+        "discarded pinned map {} from an older ipscan (key/value {k}/{v} bytes, {n} entries; now {key_size}/{value_size}, {max_entries})",
         path.display()
     ))
 }

@@ -540,3 +540,65 @@ fn the_systemd_unit_verifies_and_keeps_the_sandbox() {
         .unwrap_or_else(|| panic!("no exposure level: {text}"));
     assert!(score <= 3.0, "exposure {score}: {text}");
 }
+
+/// Creates a BPF map with `bpf(BPF_MAP_CREATE)` and pins it at `path` (what an older ipscan
+/// left behind); the pin keeps it after the descriptor is closed.
+fn pin_map(path: &Path, map_type: u32, key: u32, value: u32, entries: u32) {
+    // union bpf_attr, BPF_MAP_CREATE: map_type, key_size, value_size, max_entries, map_flags.
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(map_type) | u64::from(key) << 32;
+    attr[1] = u64::from(value) | u64::from(entries) << 32;
+    // SAFETY: a zeroed bpf_attr with the MAP_CREATE fields set, of the size passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), size_of_val(&attr)) };
+    assert!(fd >= 0, "BPF_MAP_CREATE: {}", std::io::Error::last_os_error());
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // BPF_OBJ_PIN: pathname, bpf_fd.
+    let mut pin = [0u64; 16];
+    pin[0] = c.as_ptr() as u64;
+    pin[1] = fd as u64;
+    // SAFETY: as above; the path outlives the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 6, pin.as_mut_ptr(), size_of_val(&pin)) };
+    assert_eq!(r, 0, "BPF_OBJ_PIN {}: {}", path.display(), std::io::Error::last_os_error());
+    // SAFETY: our descriptor, closed once.
+    unsafe { libc::close(fd as i32) };
+}
+
+/// Pins left by an older ipscan with other layouts (an LRU hash AUTOBLOCK, a PROBATION array
+/// without its seed slot) are discarded with a note naming each, and the new maps work: a
+/// scanner is detected and blocked.
+#[test]
+fn pins_of_an_older_layout_are_discarded_with_a_note() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let i = bed.victim_if.clone();
+    let pins = Path::new("/sys/fs/bpf/ipscan").join(&i);
+    fs::create_dir_all(&pins).expect("pin directory");
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+    pin_map(&pins.join("AUTOBLOCK"), BPF_MAP_TYPE_LRU_HASH, 20, 48, 65_536);
+    pin_map(&pins.join("PROBATION"), BPF_MAP_TYPE_ARRAY, 4, 56, 65_536);
+    let conf = write_config(&dir, "set scans_only\nblock syn_scan 60s\n");
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &["--config", conf.to_str().expect("utf8")]);
+    let p = pins.display();
+    d.wait_stderr(
+        &format!("discarded pinned map {p}/AUTOBLOCK from an older ipscan (key/value 20/48 bytes, 65536 entries; now 4/72, 65537)"),
+        WAIT,
+    );
+    d.wait_stderr(
+        &format!("discarded pinned map {p}/PROBATION from an older ipscan (key/value 4/56 bytes, 65536 entries; now 4/56, 65537)"),
+        WAIT,
+    );
+    let _srv = Listener::start(&bed.victim, 8080);
+    nmap_syn(&bed);
+    let lines = d.wait_log("the block line", WAIT, |l| l.iter().any(|x| x.starts_with("Blocked 198.18.0.1")));
+    assert_eq!(count(&lines, "Blocked 198.18.0.1 for 60 s (SYN scan)"), 1, "{}", lines.join("\n"));
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the scanner is blocked");
+    // A restart of this build keeps every pin: no note, the block still holds.
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+    let d = Daemon::start(&bed.victim, &i, &dir, &["--config", conf.to_str().expect("utf8")]);
+    let err = fs::read_to_string(&d.stderr).expect("stderr");
+    assert!(!err.contains("discarded"), "{err}");
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "block kept across the restart");
+}
