@@ -184,12 +184,19 @@ pub mod table {
     /// [`set_of`] for a key given as its [`AddrKey::words`].
     #[inline(always)]
     pub fn set_of_words(w: &[u32; 5], seed: u64) -> u32 {
+        keyed_set(w, seed, SETS)
+    }
+
+    /// The set, of `sets` (a power of two), of a key given as five words: a multiply-xorshift
+    /// hash keyed by `seed`. Shared by AUTOBLOCK and PROBATION (`Probe::set_start`).
+    #[inline(always)]
+    pub fn keyed_set(w: &[u32; 5], seed: u64, sets: u32) -> u32 {
         let mut h = seed ^ 0x243f_6a88_85a3_08d3;
         for v in [w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32, w[4] as u64] {
             h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             h ^= h >> 29;
         }
-        (h >> 32) as u32 & (SETS - 1)
+        (h >> 32) as u32 & (sets - 1)
     }
 
     /// What the choice of a way needs to know about one slot of a set.

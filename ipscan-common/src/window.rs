@@ -129,12 +129,7 @@ impl Probe {
     /// [`Probe::set_start`] for a key given as its [`SourceKey::words`].
     #[inline(always)]
     pub fn set_start_words(words: &[u32; 5], seed: u64) -> u32 {
-        let mut h = (seed as u32) ^ 0x811c_9dc5;
-        for &w in words {
-            h = (h ^ w).wrapping_mul(0x9e37_79b1);
-            h ^= h >> 15;
-        }
-        (h ^ (seed >> 32) as u32).wrapping_mul(0x85eb_ca6b) >> 18 << 2 & (PROBATION_SLOTS - 1)
+        crate::block::table::keyed_set(words, seed, PROBATION_SETS) * PROBATION_WAYS
     }
 
     /// Which slot of a set a key's packet goes to, given the set's four slots: `(way, true)`
