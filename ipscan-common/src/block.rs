@@ -229,21 +229,30 @@ pub mod table {
         let mut best = 0;
         let mut rank = (u8::MAX, u64::MAX);
         for (i, w) in ways.iter().enumerate() {
-            let r = if w.same {
-                (0, 0)
-            } else if w.empty {
-                (1, 0)
-            } else if !w.active {
-                (2, w.added_ns)
-            } else {
-                (3, w.added_ns)
-            };
+            let r = w.rank();
             if r < rank {
                 rank = r;
                 best = i as u32;
             }
         }
         best
+    }
+
+    impl Way {
+        /// The way's place in [`choose`]'s order: the lowest is taken (the kernel walks a
+        /// set with it without building the array).
+        #[inline(always)]
+        pub fn rank(&self) -> (u8, u64) {
+            if self.same {
+                (0, 0)
+            } else if self.empty {
+                (1, 0)
+            } else if !self.active {
+                (2, self.added_ns)
+            } else {
+                (3, self.added_ns)
+            }
+        }
     }
 }
 

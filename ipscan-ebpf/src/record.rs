@@ -332,17 +332,20 @@ pub fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
 #[inline(never)]
 fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let first = autoblock_set(&key.words());
-    let (Some(a), Some(b), Some(c), Some(d)) = (
-        AUTOBLOCK.get(first),
-        AUTOBLOCK.get(first + 1),
-        AUTOBLOCK.get(first + 2),
-        AUTOBLOCK.get(first + 3),
-    ) else {
-        return false;
-    };
-    const _: () = assert!(table::WAYS == 4);
-    let ways = [a, b, c, d].map(|s| table::Way::of(s, key, now));
-    let Some(dst) = AUTOBLOCK.get_ptr_mut(first + table::choose(&ways)) else {
+    // table::choose, walked without an array of ways (the stack of this call chain is tight).
+    let mut best = first;
+    let mut rank = (u8::MAX, u64::MAX);
+    for way in 0..table::WAYS {
+        let Some(s) = AUTOBLOCK.get(first + way) else {
+            return false;
+        };
+        let r = table::Way::of(s, key, now).rank();
+        if r < rank {
+            rank = r;
+            best = first + way;
+        }
+    }
+    let Some(dst) = AUTOBLOCK.get_ptr_mut(best) else {
         return false;
     };
     // SAFETY: an array slot of this map.
@@ -516,9 +519,12 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
                 continue;
             }
             if let Some(dc) = cfg.detections.get(i) {
-                let r = record_one(dc, now, i as u8, Detection::counts_ports_at(i), p)?;
-                in_mode |= r.in_mode;
-                if r.drop {
+                let r = ipscan_record_one(dc, now, i as u32, Detection::counts_ports_at(i) as u32, p);
+                if r & RECORD_ERROR != 0 {
+                    return Err((r >> 32) as u32);
+                }
+                in_mode |= r & RECORD_IN_MODE != 0;
+                if r & RECORD_DROP != 0 {
                     verdict = xdp_action::XDP_DROP;
                 }
             }
@@ -648,8 +654,34 @@ struct Recorded {
     drop: bool,
 }
 
-// A BPF subprogram of its own: its locals get their own stack frame.
+/// [`ipscan_record_one`]'s answer: the source is in the detection's mode.
+const RECORD_IN_MODE: u64 = 1;
+/// The packet crossed the threshold and its source is now blocked: drop it.
+const RECORD_DROP: u64 = 2;
+/// A map error; its STATS slot is in the upper 32 bits.
+const RECORD_ERROR: u64 = 4;
+
+/// Records a packet toward one detection (`kind`, a [`Detection`]); returns RECORD_* bits.
+///
+/// A global BPF function (external linkage, scalar and pointer-to-struct arguments): the
+/// verifier checks it once, on its own, instead of once for every detection's call site with
+/// every state of the caller that reaches it. It must be safe for any arguments: the pointers
+/// may be null (checked), `kind` anything.
+#[unsafe(no_mangle)]
 #[inline(never)]
+pub extern "C" fn ipscan_record_one(dc: *const DetectionConfig, now: u64, kind: u32, counts_ports: u32, p: *const PacketSummary) -> u64 {
+    // SAFETY: null or pointers into map values valid for the program's run (the caller's
+    // CONFIG and SUMMARY slots).
+    let (Some(dc), Some(p)) = (unsafe { dc.as_ref() }, unsafe { p.as_ref() }) else {
+        return RECORD_ERROR | (stats::MAP_ERRORS as u64) << 32;
+    };
+    match record_one(dc, now, kind as u8, counts_ports != 0, p) {
+        Ok(r) => (r.in_mode as u64 * RECORD_IN_MODE) | (r.drop as u64 * RECORD_DROP),
+        Err(slot) => RECORD_ERROR | (slot as u64) << 32,
+    }
+}
+
+#[inline(always)]
 fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &PacketSummary) -> Result<Recorded, u32> {
     let none = Recorded {
         in_mode: false,
