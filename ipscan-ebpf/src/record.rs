@@ -423,16 +423,12 @@ fn global_budget(now: u64) -> bool {
     }
 }
 
-/// Takes one unit of the source's per-packet event budget. A source over budget gets its
-/// left-out count reported when its next second begins. The global budget comes first: a flood
-/// from many sources then costs no per-source state and cannot fill the ring buffer.
+/// Takes one unit of the source's per-packet event budget (after the global one, see
+/// [`line`]). A source over budget gets its left-out count reported when its next second
+/// begins.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
 fn budget(cfg: &Config, p: &PacketSummary, now: u64) -> bool {
-    if !global_budget(now) {
-        count(stats::RATE_LIMITED);
-        return false;
-    }
     let key = AddrKey::new(p.src, p.family);
     let st = match PKTRATE.get_ptr_mut(&key) {
         Some(s) => s,
@@ -474,6 +470,12 @@ fn budget(cfg: &Config, p: &PacketSummary, now: u64) -> bool {
 
 #[inline(always)]
 fn line(cfg: &Config, p: &PacketSummary, now: u64, l: PacketLine, flags: u8) {
+    // The global budget comes first, inlined: a flood from many sources then costs no
+    // per-source state, cannot fill the ring buffer, and no subprogram call either.
+    if !global_budget(now) {
+        count(stats::RATE_LIMITED);
+        return;
+    }
     if budget(cfg, p, now) {
         emit_packet(EventKind::Packet, l as u8, flags, now, 1, p);
     }
@@ -805,6 +807,19 @@ pub extern "C" fn ipscan_probation_slot(a01: u64, a23: u64, fk: u64, now: u64, w
     }
 }
 
+/// [`ipscan_probation_slot`] for a key.
+#[inline(always)]
+fn probation_choice(dc: &DetectionConfig, now: u64, key: &SourceKey) -> u32 {
+    let w = key.words();
+    ipscan_probation_slot(
+        w[0] as u64 | (w[1] as u64) << 32,
+        w[2] as u64 | (w[3] as u64) << 32,
+        w[4] as u64,
+        now,
+        dc.window_ns,
+    )
+}
+
 /// The SOURCES entry of a detection's key, or None while the source is on probation (this
 /// packet was counted there). See [`Probe`].
 #[inline(always)]
@@ -815,19 +830,24 @@ fn tracked(
     counts_ports: bool,
     p: &PacketSummary,
 ) -> Result<Option<*mut SourceState>, u32> {
-    let w = key.words();
-    let choice = ipscan_probation_slot(
-        w[0] as u64 | (w[1] as u64) << 32,
-        w[2] as u64 | (w[3] as u64) << 32,
-        w[4] as u64,
-        now,
-        dc.window_ns,
-    );
-    let holds = choice & HELD != 0;
+    // Which to look at first. A flood detection admits a source on its second packet, so a
+    // source that keeps sending is found in SOURCES by one lookup. A scan detection keeps a
+    // source that sends to one port (a DNS or NTP client) on probation for good: its probe is
+    // the cheaper look. Either order finds the same: admission clears the probe, and a probe
+    // starts only for a key SOURCES does not have.
+    let mut choice = if counts_ports { probation_choice(dc, now, key) } else { 0 };
+    if choice & HELD == 0 {
+        if let Some(s) = SOURCES.get_ptr_mut(key) {
+            return Ok(Some(s));
+        }
+        if !counts_ports {
+            choice = probation_choice(dc, now, key);
+        }
+    }
     let slot = PROBATION.get_ptr_mut(choice & !HELD).ok_or(stats::MAP_ERRORS)?;
     // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.
     let probe = unsafe { &mut *slot };
-    if holds {
+    if choice & HELD != 0 {
         if counts_ports && probe.dport == p.dport {
             probe.add(now, p.ip_payload_len);
             return Ok(None);
@@ -837,9 +857,6 @@ fn tracked(
         fresh.admit(probe);
         probe.clear();
         return insert_state(key, fresh).map(Some);
-    }
-    if let Some(s) = SOURCES.get_ptr_mut(key) {
-        return Ok(Some(s));
     }
     probe.start(key, now, p.dport, p.sport, p.ip_payload_len);
     Ok(None)
