@@ -783,41 +783,27 @@ fn probation_seed() -> u64 {
     s.first_ns
 }
 
-/// Set in [`ipscan_probation_slot`]'s answer when the slot holds the key's probation.
+/// Set in [`probation_slot`]'s answer when the slot holds the key's probation.
 const HELD: u32 = 1 << 31;
 
 /// The PROBATION slot for a key's packet ([`Probe::choose`] over the key's set), with [`HELD`]
-/// set when it holds the key's probation. The key comes as its words in three scalars
-/// (addr[0..8], addr[8..16], family/kind/padding).
+/// set when it holds the key's probation.
 ///
-/// A global BPF function (external linkage, scalar arguments): the verifier checks it once, on
-/// its own, instead of once for every path of every detection that reaches it (the four-way
-/// search inlined there cost 250,000 processed instructions).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn ipscan_probation_slot(a01: u64, a23: u64, fk: u64, now: u64, window_ns: u64) -> u32 {
-    let key = [a01 as u32, (a01 >> 32) as u32, a23 as u32, (a23 >> 32) as u32, fk as u32];
+/// Inlined: it runs inside [`ipscan_record_one`], which the verifier checks once. (Before that
+/// was a global function, this search was one, with the key in three scalars: inlined into
+/// every detection's path it cost 250,000 processed instructions; a call costs a return
+/// through the SRSO thunk per packet.)
+#[inline(always)]
+fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> u32 {
+    let key = key.words();
     let first = Probe::set_start_words(&key, probation_seed());
     match (PROBATION.get(first), PROBATION.get(first + 1), PROBATION.get(first + 2), PROBATION.get(first + 3)) {
-        (Some(a), Some(b), Some(c), Some(d)) => match Probe::choose_words([a, b, c, d], &key, now, window_ns) {
+        (Some(a), Some(b), Some(c), Some(d)) => match Probe::choose_words([a, b, c, d], &key, now, dc.window_ns) {
             (way, true) => (first + way) | HELD,
             (way, false) => first + way,
         },
         _ => first,
     }
-}
-
-/// [`ipscan_probation_slot`] for a key.
-#[inline(always)]
-fn probation_choice(dc: &DetectionConfig, now: u64, key: &SourceKey) -> u32 {
-    let w = key.words();
-    ipscan_probation_slot(
-        w[0] as u64 | (w[1] as u64) << 32,
-        w[2] as u64 | (w[3] as u64) << 32,
-        w[4] as u64,
-        now,
-        dc.window_ns,
-    )
 }
 
 /// The SOURCES entry of a detection's key, or None while the source is on probation (this
@@ -835,13 +821,13 @@ fn tracked(
     // source that sends to one port (a DNS or NTP client) on probation for good: its probe is
     // the cheaper look. Either order finds the same: admission clears the probe, and a probe
     // starts only for a key SOURCES does not have.
-    let mut choice = if counts_ports { probation_choice(dc, now, key) } else { 0 };
+    let mut choice = if counts_ports { probation_slot(dc, now, key) } else { 0 };
     if choice & HELD == 0 {
         if let Some(s) = SOURCES.get_ptr_mut(key) {
             return Ok(Some(s));
         }
         if !counts_ports {
-            choice = probation_choice(dc, now, key);
+            choice = probation_slot(dc, now, key);
         }
     }
     let slot = PROBATION.get_ptr_mut(choice & !HELD).ok_or(stats::MAP_ERRORS)?;

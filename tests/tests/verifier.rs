@@ -1,7 +1,7 @@
 //! A guard on the verifier's work: the program must stay well inside the kernel's
 //! one-million-instruction budget (an open-coded rule loop once pushed it over, and the
 //! per-detection path reached 643,000 before `ipscan_record_one` became a global function).
-//! About 241,000 today (kernel 6.18); the guard leaves room for small changes and catches a
+//! About 250,000 today (kernel 6.18); the guard leaves room for small changes and catches a
 //! blowup.
 
 #[test]
