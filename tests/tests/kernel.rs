@@ -398,21 +398,22 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
     p.run_at(SEC, &Frame::default().v4(other, V, &L4::syn(40000, 7)));
     let seed = p.probation_seed();
     assert_ne!(seed, 0);
-    let set = |a: Ipv4Addr| Probe::set_start(&key4(a, Detection::SynScan), seed);
+    // IPv6 scanners: 2001:db8::/32 always holds a key of A6's set (198.18.0.0/15 may not).
+    let set = |a: Ipv6Addr| Probe::set_start(&key6(a, Detection::SynScan), seed);
     let b = (1..u32::MAX)
-        .map(|i| Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8))
-        .find(|b| set(*b) == set(A))
+        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+        .find(|b| *b != A6 && set(*b) == set(A6))
         .expect("a colliding source");
     for port in 1..=10u16 {
-        for src in [A, b] {
-            p.run_at(2 * SEC + u64::from(port), &Frame::default().v4(src, V, &L4::syn(40000, port)));
+        for src in [A6, b] {
+            p.run_at(2 * SEC + u64::from(port), &Frame::default().v6(src, V6, &L4::syn(40000, port)));
         }
     }
-    let mut found: Vec<(Ipv4Addr, u8)> = p
+    let mut found: Vec<(Ipv6Addr, u8)> = p
         .detections()
         .iter()
-        .map(|e| (Ipv4Addr::new(e.key.addr[0], e.key.addr[1], e.key.addr[2], e.key.addr[3]), e.detection))
+        .map(|e| (Ipv6Addr::from(e.key.addr), e.detection))
         .collect();
     found.sort();
-    assert_eq!(found, [(A, Detection::SynScan as u8), (b, Detection::SynScan as u8)]);
+    assert_eq!(found, [(A6, Detection::SynScan as u8), (b, Detection::SynScan as u8)]);
 }
