@@ -238,6 +238,10 @@ pub mod table {
         best
     }
 
+    /// [`Way::rank`] of a slot that holds another address's block that is still on: taking it
+    /// gives that block up.
+    pub const RANK_ACTIVE: u8 = 3;
+
     impl Way {
         /// The way's place in [`choose`]'s order: the lowest is taken (the kernel walks a
         /// set with it without building the array).
@@ -250,7 +254,7 @@ pub mod table {
             } else if !self.active {
                 (2, self.added_ns)
             } else {
-                (3, self.added_ns)
+                (RANK_ACTIVE, self.added_ns)
             }
         }
     }

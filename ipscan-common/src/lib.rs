@@ -113,11 +113,14 @@ pub mod stats {
     pub const ALLOWLISTED: u32 = 16;
     /// Frames whose destination is outside the `promisc` networks.
     pub const NOT_WATCHED: u32 = 17;
+    /// Auto-blocks still on that a full AUTOBLOCK set gave up for a newer one (the source's
+    /// scan state was reset with it, so that it is detected and blocked again).
+    pub const AUTOBLOCK_EVICTIONS: u32 = 18;
     /// Number of slots; keep last.
     pub const COUNT: u32 = 24;
 
     /// Human names for the slots, indexed by slot; used by `ipscan stats` and metrics.
-    pub const NAMES: [&str; 18] = [
+    pub const NAMES: [&str; 19] = [
         "packets",
         "passed",
         "dropped",
@@ -136,6 +139,7 @@ pub mod stats {
         "autoblocks",
         "allowlisted",
         "not_watched",
+        "autoblock_evictions",
     ];
 
     /// Fills in the slots the kernel does not count, in counters read slot by slot and summed

@@ -348,9 +348,40 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let Some(dst) = AUTOBLOCK.get_ptr_mut(best) else {
         return false;
     };
+    // The set was full of blocks still on: the oldest is given up. Its source may still be
+    // scanning, and in its modes it would cross no threshold again until they lapse; its scan
+    // state goes with the block, so that it starts over (probation, threshold) and is blocked
+    // again. User space sees the states go as evictions and logs their totals.
+    // SAFETY: an array slot of this map, read before it is overwritten.
+    let evicted = (rank.0 == table::RANK_ACTIVE).then(|| unsafe { (*dst).key });
     // SAFETY: an array slot of this map.
     unsafe { AutoSlot::store(dst, key, entry) };
+    if let Some(k) = evicted {
+        count(stats::AUTOBLOCK_EVICTIONS);
+        forget_scan_states(&k);
+    }
     true
+}
+
+/// Removes an address's SOURCES states of every detection that blocks its source.
+// A BPF subprogram of its own: its locals get their own stack frame.
+#[inline(never)]
+fn forget_scan_states(k: &AddrKey) {
+    let Ok(cfg) = config() else {
+        return;
+    };
+    for kind in 0..DETECTIONS.len() {
+        if kind == Detection::Smurf as usize || cfg.detections.get(kind).is_none_or(|d| d.block_ns == 0) {
+            continue;
+        }
+        let key = SourceKey {
+            addr: k.addr,
+            family: k.family,
+            kind: kind as u8,
+            _pad: [0; 2],
+        };
+        let _ = SOURCES.remove(&key);
+    }
 }
 
 /// What the rule walk found (the bpf_loop callback's context, on the caller's stack).

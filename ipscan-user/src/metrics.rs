@@ -107,6 +107,7 @@ fn counter_help(name: &str) -> &'static str {
         "autoblocks" => "Sources auto-blocked by the kernel.",
         "allowlisted" => "Detections from allowlisted sources that were not blocked.",
         "not_watched" => "Frames whose destination is outside the promisc networks.",
+        "autoblock_evictions" => "Auto-blocks given up by a full AUTOBLOCK set for newer ones (the source is detected anew).",
         _ => "Kernel counter.",
     }
 }

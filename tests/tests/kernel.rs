@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipscan::{blocklist::Tables, config::IpNet};
-use ipscan_common::{BlockEntry, Config, Detection, EventKind, FAMILY_V4, Probe, config::global_flags, stats};
+use ipscan_common::{BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, Probe, SourceKey, config::global_flags, stats};
 use ipscan_tests::{
     Prog, XDP_DROP, XDP_PASS,
     frames::{Frame, L4, ext_frag, ext_opts},
@@ -385,6 +385,65 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     let want: Vec<IpNet> = [same[2], same[3], same[4], same[5]].iter().map(|b| IpNet::host((*b).into())).collect();
     assert_eq!(listed, want);
     assert_eq!(p.stat(stats::BLOCKED), 7);
+}
+
+/// A scanner whose block a full AUTOBLOCK set gave up is not left free in its mode: its scan
+/// state goes with the block, so that it is detected and blocked again on its tenth new port
+/// (before, it crossed no threshold again until its mode lapsed, and scanned on unblocked).
+#[test]
+fn a_scanner_whose_block_was_given_up_is_detected_and_blocked_again() {
+    let mut cfg = Config::default();
+    cfg.detection_mut(Detection::SynScan).block_ns = 600 * SEC;
+    cfg.flags |= global_flags::AUTOBLOCKS;
+    let mut p = Prog::load(&cfg);
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    // Four IPv6 scanners of A's set (the families share the table; 198.18.0.0/15 is too small
+    // to hold four of one set reliably).
+    let set = t.auto_set(A.into());
+    let others: Vec<Ipv6Addr> = (1..u32::MAX)
+        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+        .filter(|b| t.auto_set((*b).into()) == set)
+        .take(4)
+        .collect();
+    let syn = |src: Ipv4Addr, port: u16| Frame::default().v4(src, V, &L4::syn(40000, port));
+    let syn6 = |src: Ipv6Addr, port: u16| Frame::default().v6(src, V6, &L4::syn(40000, port));
+    // A, then the four others, each blocked on its tenth port.
+    let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn(A, port))).collect();
+    assert_eq!(verdicts[9], XDP_DROP, "{verdicts:?}");
+    for (i, src) in others.iter().enumerate() {
+        let at = (2 + i as u64) * SEC;
+        let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(at, &syn6(*src, port))).collect();
+        assert_eq!(verdicts[9], XDP_DROP, "{src}: {verdicts:?}");
+    }
+    assert_eq!(p.stat(stats::AUTOBLOCK_EVICTIONS), 1, "the fifth block gave up A's: {:?}", t.blocks());
+    assert!(!t.blocks().iter().any(|r| r.net == IpNet::host(A.into())));
+    assert_eq!(p.source(&key4(A, Detection::SynScan)), None, "A's SYN scan state went with its block");
+    p.detections();
+
+    // A scans on: it is on probation again, crosses the threshold on its tenth new port and is
+    // dropped from there on (its new block gives up the now oldest, the first of the others).
+    let verdicts: Vec<u32> = (11..=21u16).map(|port| p.run_at(10 * SEC, &syn(A, port))).collect();
+    assert_eq!(verdicts[..9], [XDP_PASS; 9], "{verdicts:?}");
+    assert_eq!(verdicts[9..], [XDP_DROP; 2], "{verdicts:?}");
+    let kinds: Vec<(EventKind, u8)> = p
+        .detections()
+        .iter()
+        .filter(|e| e.key.addr[..4] == A.octets())
+        .filter_map(|e| Some((e.kind()?, e.detection)))
+        .collect();
+    // The port scan (no block policy) kept its state: its fifteenth port is A's fifth new one.
+    assert_eq!(
+        kinds,
+        [
+            (EventKind::Detected, Detection::PortScan as u8),
+            (EventKind::Detected, Detection::SynScan as u8),
+            (EventKind::Blocked, Detection::SynScan as u8)
+        ]
+    );
+    assert!(t.blocks().iter().any(|r| r.net == IpNet::host(A.into())), "A blocked again");
+    assert_eq!(p.stat(stats::AUTOBLOCK_EVICTIONS), 2);
+    let first = SourceKey::new(others[0].octets(), FAMILY_V6, Detection::SynScan);
+    assert_eq!(p.source(&first), None, "the first of the others gave way to A");
 }
 
 /// Two scanners whose probation keys share a set, probing in lockstep, are both detected on
