@@ -17,6 +17,12 @@ const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 const V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 const SEC: u64 = 1_000_000_000;
 
+/// Source addresses to search for ones that share a table set with another: 2001:db8::/32
+/// holds as many as any search needs (198.18.0.0/15 holds eight per set on average).
+fn candidates6() -> impl Iterator<Item = Ipv6Addr> {
+    (1..u32::MAX).map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+}
+
 fn syn4(dport: u16) -> Vec<u8> {
     Frame::default().v4(A, V, &L4::syn(40000, dport))
 }
@@ -346,11 +352,7 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     // Four more addresses of the same set (IPv6: the families share the table), blocked from
     // user space (as a restore does).
     let set = t.auto_set(A.into());
-    let same: Vec<Ipv6Addr> = (1..u32::MAX)
-        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
-        .filter(|b| t.auto_set((*b).into()) == set)
-        .take(6)
-        .collect();
+    let same: Vec<Ipv6Addr> = candidates6().filter(|b| t.auto_set((*b).into()) == set).take(6).collect();
     let udp6 = |src: Ipv6Addr| Frame { payload: 12, ..Default::default() }.v6(src, V6, &L4::Udp { sport: 5000, dport: 53 });
     for (i, b) in same.iter().take(3).enumerate() {
         let entry = BlockEntry { added_ns: 3 * SEC + i as u64, reason: 1 + Detection::UdpScan as u8, ..Default::default() };
@@ -397,14 +399,9 @@ fn a_scanner_whose_block_was_given_up_is_detected_and_blocked_again() {
     cfg.flags |= global_flags::AUTOBLOCKS;
     let mut p = Prog::load(&cfg);
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
-    // Four IPv6 scanners of A's set (the families share the table; 198.18.0.0/15 is too small
-    // to hold four of one set reliably).
+    // Four IPv6 scanners of A's set (the families share the table).
     let set = t.auto_set(A.into());
-    let others: Vec<Ipv6Addr> = (1..u32::MAX)
-        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
-        .filter(|b| t.auto_set((*b).into()) == set)
-        .take(4)
-        .collect();
+    let others: Vec<Ipv6Addr> = candidates6().filter(|b| t.auto_set((*b).into()) == set).take(4).collect();
     let syn = |src: Ipv4Addr, port: u16| Frame::default().v4(src, V, &L4::syn(40000, port));
     let syn6 = |src: Ipv6Addr, port: u16| Frame::default().v6(src, V6, &L4::syn(40000, port));
     // A, then the four others, each blocked on its tenth port.
@@ -457,10 +454,9 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
     p.run_at(SEC, &Frame::default().v4(other, V, &L4::syn(40000, 7)));
     let seed = p.probation_seed();
     assert_ne!(seed, 0);
-    // IPv6 scanners: 2001:db8::/32 always holds a key of A6's set (198.18.0.0/15 may not).
+    // IPv6 scanners (see candidates6).
     let set = |a: Ipv6Addr| Probe::set_start(&key6(a, Detection::SynScan), seed);
-    let b = (1..u32::MAX)
-        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+    let b = candidates6()
         .find(|b| *b != A6 && set(*b) == set(A6))
         .expect("a colliding source");
     for port in 1..=10u16 {
