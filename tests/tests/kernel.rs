@@ -398,7 +398,7 @@ fn a_scanner_whose_block_was_given_up_is_detected_and_blocked_again() {
     cfg.detection_mut(Detection::SynScan).block_ns = 600 * SEC;
     cfg.flags |= global_flags::AUTOBLOCKS;
     let mut p = Prog::load(&cfg);
-    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
     // Four IPv6 scanners of A's set (the families share the table).
     let set = t.auto_set(A.into());
     let others: Vec<Ipv6Addr> = candidates6().filter(|b| t.auto_set((*b).into()) == set).take(4).collect();
