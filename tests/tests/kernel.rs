@@ -23,6 +23,14 @@ fn candidates6() -> impl Iterator<Item = Ipv6Addr> {
     (1..u32::MAX).map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
 }
 
+/// The default configuration, with SYN scanners blocked in the kernel for `block_ns`.
+fn blocking_syn_scanners(block_ns: u64) -> Config {
+    let mut cfg = Config::default();
+    cfg.detection_mut(Detection::SynScan).block_ns = block_ns;
+    cfg.flags |= global_flags::AUTOBLOCKS;
+    cfg
+}
+
 fn syn4(dport: u16) -> Vec<u8> {
     Frame::default().v4(A, V, &L4::syn(40000, dport))
 }
@@ -326,10 +334,7 @@ fn truncated_and_malformed_frames_pass_and_count() {
 /// every protocol of the source, and a full set gives up its oldest block.
 #[test]
 fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
-    let mut cfg = Config::default();
-    cfg.detection_mut(Detection::SynScan).block_ns = 60 * SEC;
-    cfg.flags |= global_flags::AUTOBLOCKS;
-    let mut p = Prog::load(&cfg);
+    let mut p = Prog::load(&blocking_syn_scanners(60 * SEC));
     // A fresh table: opening it picks the hash seed.
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
     let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
@@ -394,10 +399,7 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
 /// (before, it crossed no threshold again until its mode lapsed, and scanned on unblocked).
 #[test]
 fn a_scanner_whose_block_was_given_up_is_detected_and_blocked_again() {
-    let mut cfg = Config::default();
-    cfg.detection_mut(Detection::SynScan).block_ns = 600 * SEC;
-    cfg.flags |= global_flags::AUTOBLOCKS;
-    let mut p = Prog::load(&cfg);
+    let mut p = Prog::load(&blocking_syn_scanners(600 * SEC));
     let t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
     // Four IPv6 scanners of A's set (the families share the table).
     let set = t.auto_set(A.into());
