@@ -820,10 +820,10 @@ const HELD: u32 = 1 << 31;
 /// The PROBATION slot for a key's packet ([`Probe::choose`] over the key's set), with [`HELD`]
 /// set when it holds the key's probation.
 ///
-/// Inlined: it runs inside [`ipscan_record_one`], which the verifier checks once. (Before that
-/// was a global function, this search was one, with the key in three scalars: inlined into
-/// every detection's path it cost 250,000 processed instructions; a call costs a return
-/// through the SRSO thunk per packet.)
+/// Inlined into [`ipscan_record_one`], which the verifier checks once. (While the per-detection
+/// work was checked once per call site, this search had to be a global function of its own:
+/// inlined there it cost 250,000 processed instructions. A call costs a return through the
+/// SRSO thunk on every packet.)
 #[inline(always)]
 fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> u32 {
     let key = key.words();
