@@ -128,7 +128,7 @@ fn has(p: &PacketSummary, bit: u8) -> bool {
 }
 
 fn check_summary(d: &[u8], l3: L3, p: &PacketSummary) {
-    assert_eq!(p._pad, [0; 6]);
+    assert_eq!(p._pad, [0; 4]);
     assert_eq!(p.anomalies & !(anomalies::SHORT | anomalies::BAD_CHECKSUM), 0);
     // Where the transport header is (when the packet has one).
     let toff = match l3 {
@@ -197,12 +197,16 @@ fn check_summary(d: &[u8], l3: L3, p: &PacketSummary) {
     if later || !is_icmp {
         assert_eq!((p.icmp_type, p.icmp_code, p.icmp_rest), (0, 0, [0; 4]), "ICMP fields without ICMP");
         assert_eq!((p.inner_proto, p.inner_sport, p.inner_dport), (0, 0, 0));
+        assert_eq!((p.inner_icmp_type, p.inner_icmp_code, p.inner_dst), (0, 0, [0; 16]));
         assert!(!has(p, ip_flags::INNER_PORTS));
     }
-    if has(p, ip_flags::INNER_PORTS) {
-        assert!(p.inner_proto == PROTO_TCP || p.inner_proto == PROTO_UDP);
-    } else {
-        assert_eq!((p.inner_sport, p.inner_dport), (0, 0));
+    let inner_ports = (p.inner_sport, p.inner_dport);
+    let inner_icmp = (p.inner_icmp_type, p.inner_icmp_code);
+    match p.inner_proto {
+        _ if !has(p, ip_flags::INNER_PORTS) => assert_eq!((inner_ports, inner_icmp), ((0, 0), (0, 0))),
+        PROTO_TCP | PROTO_UDP => assert_eq!(inner_icmp, (0, 0)),
+        PROTO_ICMP | PROTO_ICMPV6 => assert_eq!(inner_ports, (0, 0)),
+        other => panic!("quoted ports of protocol {other}"),
     }
     if later {
         return;

@@ -78,7 +78,7 @@ pub struct Event {
     pub sports: [u16; LOGGED_SPORTS],
     pub _pad1: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 88 + 20 + 20 + 10 + 6);
+const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 104 + 20 + 20 + 10 + 6);
 
 impl Event {
     /// Fills every field of `self` from a state snapshot (field by field, for the verifier).

@@ -35,7 +35,8 @@ pub mod ip_flags {
     pub const LATER_FRAGMENT: u8 = 0x08;
     /// The first fragment is too short to hold the whole transport header.
     pub const TINY_FRAGMENT: u8 = 0x10;
-    /// The ICMP error carries an inner header whose ports were read.
+    /// The ICMP error carries an inner header whose transport header's first bytes were read:
+    /// the ports (TCP, UDP), or the type and code (ICMP, ICMPv6).
     pub const INNER_PORTS: u8 = 0x20;
 }
 
@@ -104,9 +105,17 @@ pub struct PacketSummary {
     pub tcp_opts: [u8; 8],
     /// The first 4 bytes after the transport header (UDP data), zero-padded.
     pub l4_data: [u8; 4],
-    pub _pad: [u8; 6],
+    /// Type and code of an ICMP / ICMPv6 message quoted by an ICMP error (with
+    /// [`ip_flags::INNER_PORTS`]).
+    pub inner_icmp_type: u8,
+    pub inner_icmp_code: u8,
+    pub _pad: [u8; 4],
+    /// Destination address of the packet an ICMP error quotes (valid when `inner_proto` is
+    /// set); IPv4 in the first 4 bytes. iplog names it when a router, not the destination
+    /// itself, reports it unreachable, and as a redirect's target.
+    pub inner_dst: [u8; 16],
 }
-const _: () = assert!(core::mem::size_of::<PacketSummary>() == 88);
+const _: () = assert!(core::mem::size_of::<PacketSummary>() == 104);
 
 impl PacketSummary {
     /// Zeroes every field in place with word stores that LLVM cannot merge into a `memset`

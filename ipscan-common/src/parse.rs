@@ -477,7 +477,8 @@ fn l4<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) -> Result<()>
     Ok(())
 }
 
-/// Reads the protocol and ports of the packet an ICMP error quotes; absent parts stay zero.
+/// Reads the destination, protocol and ports (or ICMP type and code) of the packet an ICMP
+/// error quotes; absent parts stay zero.
 #[inline(always)]
 fn inner<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) {
     let ports_at = if p.proto == PROTO_ICMP {
@@ -486,6 +487,7 @@ fn inner<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) {
             return;
         }
         p.inner_proto = h[9];
+        p.inner_dst[..4].copy_from_slice(&h[16..20]);
         off + ((h[0] & 0x0f) as usize) * 4
     } else {
         let Some(h) = f.bytes::<40>(off) else { return };
@@ -493,15 +495,22 @@ fn inner<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) {
             return;
         }
         p.inner_proto = h[6];
+        p.inner_dst.copy_from_slice(&h[24..40]);
         off + 40
     };
-    if (p.inner_proto == PROTO_TCP || p.inner_proto == PROTO_UDP)
-        && let Some(ports) = f.bytes::<4>(ports_at)
-    {
-        p.inner_sport = u16::from_be_bytes([ports[0], ports[1]]);
-        p.inner_dport = u16::from_be_bytes([ports[2], ports[3]]);
-        p.ip_flags |= ip_flags::INNER_PORTS;
+    let Some(t) = f.bytes::<4>(ports_at) else { return };
+    match p.inner_proto {
+        PROTO_TCP | PROTO_UDP => {
+            p.inner_sport = u16::from_be_bytes([t[0], t[1]]);
+            p.inner_dport = u16::from_be_bytes([t[2], t[3]]);
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            p.inner_icmp_type = t[0];
+            p.inner_icmp_code = t[1];
+        }
+        _ => return,
     }
+    p.ip_flags |= ip_flags::INNER_PORTS;
 }
 
 #[cfg(test)]
@@ -553,6 +562,42 @@ mod tests {
         assert_eq!(&p.src[..n], &f[fast.src_offset()..fast.src_offset() + n]);
         assert!(p.has_transport() && !p.is_fragment(), "{p:?}");
         assert_eq!(p.anomalies, 0);
+    }
+
+    /// An ICMPv4 error quoting an IPv4 header from 198.18.0.2 to `to` and 8 bytes of `l4`.
+    fn icmp_error(t: u8, code: u8, quoted_proto: u8, to: [u8; 4], l4: [u8; 8]) -> [u8; 128] {
+        let mut m = [0u8; 36];
+        m[0] = t;
+        m[1] = code;
+        m[8] = 0x45;
+        m[17] = quoted_proto;
+        m[20..24].copy_from_slice(&[198, 18, 0, 2]);
+        m[24..28].copy_from_slice(&to);
+        m[28..36].copy_from_slice(&l4);
+        v4(PROTO_ICMP, &m, 20 + 36)
+    }
+
+    #[test]
+    fn icmp_errors_carry_the_quoted_destination_ports_and_icmp_type() {
+        let opts = Options::default();
+        let udp = [0x9c, 0x40, 0x00, 0x35, 0, 0, 0, 0];
+        let p = parse(&icmp_error(3, 1, PROTO_UDP, [198, 51, 100, 7], udp)[..], opts).expect("parsed");
+        assert_eq!((p.inner_proto, p.inner_sport, p.inner_dport), (PROTO_UDP, 40000, 53));
+        assert_eq!(p.inner_dst[..4], [198, 51, 100, 7]);
+        assert_eq!(p.inner_dst[4..], [0; 12]);
+        assert_ne!(p.ip_flags & ip_flags::INNER_PORTS, 0);
+        let echo = [8, 0, 0, 0, 0, 1, 0, 1];
+        let p = parse(&icmp_error(11, 0, PROTO_ICMP, [198, 51, 100, 7], echo)[..], opts).expect("parsed");
+        assert_eq!((p.inner_proto, p.inner_icmp_type, p.inner_icmp_code), (PROTO_ICMP, 8, 0));
+        assert_eq!((p.inner_sport, p.inner_dport), (0, 0));
+        // The quoted header only: its destination, no ports.
+        let f = icmp_error(3, 3, PROTO_UDP, [198, 51, 100, 7], udp);
+        let p = parse(&f[..14 + 20 + 28], opts).expect("parsed");
+        assert_eq!((p.inner_proto, &p.inner_dst[..4]), (PROTO_UDP, &[198, 51, 100, 7][..]));
+        assert_eq!(p.ip_flags & ip_flags::INNER_PORTS, 0);
+        // Not an error: nothing quoted.
+        let p = parse(&icmp_error(8, 0, PROTO_UDP, [198, 51, 100, 7], udp)[..], opts).expect("parsed");
+        assert_eq!((p.inner_proto, p.inner_dst), (0, [0; 16]));
     }
 
     #[test]
