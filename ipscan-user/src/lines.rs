@@ -5,9 +5,8 @@
 //! Deliberate differences from iplog, each because iplog was wrong or the data is not carried:
 //! - destination unreachable names the real code (iplog always said "port is unreachable");
 //! - a timestamp reply is logged as a reply (iplog logged it as a request), without the time;
-//! - the packet quoted by an ICMP error is shown by its protocol and ports only (the kernel does
-//!   not carry its addresses), so iplog's `(from H) D` form and the redirect target are absent:
-//!   a redirect reads `ICMP: redirect (network) from H via GATEWAY`;
+//! - a quoted ICMP message of a type iplog had no name for reads `ICMP: type N`, and ICMPv6
+//!   (which iplog did not know) `ipv6-icmp: type N, code C`;
 //! - IPv6 sources with a port print as `[2001:db8::1]:80`;
 //! - traceroute lines are kept per source and probe protocol (iplog remembered only the last
 //!   source), one per 15 s;
@@ -64,7 +63,8 @@ impl PacketLines {
                 }
                 let src = namer.name(src_addr);
                 let dst = log_dest.then(|| namer.name(format::addr(&p.dst, p.family)));
-                packet_line(line, p, &src, dst.as_deref(), &system_services)
+                let icmp = if line == PacketLine::Icmp { IcmpNames::of(p, namer) } else { IcmpNames::default() };
+                packet_line(line, p, &src, dst.as_deref(), &icmp, &system_services)
             }
             _ => None,
         }
@@ -103,18 +103,39 @@ pub fn service(port: u16, proto: &str, services: Services<'_>) -> String {
     services(port, proto).unwrap_or_else(|| format!("port {port}"))
 }
 
+/// Printed forms of the other addresses an ICMP message carries, named as iplog named them.
+#[derive(Debug, Default)]
+pub struct IcmpNames {
+    /// The destination of the packet an ICMP error quotes.
+    pub inner_dst: Option<String>,
+    /// An IPv4 redirect's gateway.
+    pub gateway: Option<String>,
+}
+
+impl IcmpNames {
+    pub fn of(p: &PacketSummary, namer: &mut dyn Namer) -> Self {
+        let v4_redirect = p.family == FAMILY_V4 && p.proto == PROTO_ICMP && p.icmp_type == 5;
+        Self {
+            inner_dst: (p.inner_proto != 0).then(|| namer.name(format::addr(&p.inner_dst, p.family))),
+            gateway: v4_redirect.then(|| namer.name(IpAddr::V4(Ipv4Addr::from(p.icmp_rest)))),
+        }
+    }
+}
+
 /// ` to D` when log_dest is on.
 fn to(dst: Option<&str>) -> String {
     dst.map(|d| format!(" to {d}")).unwrap_or_default()
 }
 
 /// One per-packet line. `src` and `dst` are printed forms (addresses, or names with log_ip);
-/// `dst` is `Some` when log_dest is on. `None` for lines that are counted, not logged.
+/// `dst` is `Some` when log_dest is on; `icmp` has the printed forms of an ICMP message's other
+/// addresses. `None` for lines that are counted, not logged.
 pub fn packet_line(
     line: PacketLine,
     p: &PacketSummary,
     src: &str,
     dst: Option<&str>,
+    icmp: &IcmpNames,
     services: Services<'_>,
 ) -> Option<String> {
     Some(match line {
@@ -136,7 +157,7 @@ pub fn packet_line(
                 p.udp_data_len()
             )
         }
-        PacketLine::Icmp => icmp_line(p, src, dst),
+        PacketLine::Icmp => icmp_line(p, src, dst, icmp),
         PacketLine::Bogus => {
             let dest = match dst {
                 Some(d) => format!("dest {}", host_port(d, p.dport)),
@@ -234,18 +255,52 @@ fn icmp6_name(t: u8) -> Option<&'static str> {
     })
 }
 
-/// What an ICMP error quotes: `udp: dest port 33434, source port 40000` as iplog's
-/// `print_data`, or the quoted protocol alone when its ports are not known.
+/// iplog's names of quoted ICMP types 0-18 (`icmp_types`).
+const QUOTED_ICMP4: [&str; 19] = [
+    "ICMP_ECHO_REPLY",
+    "1",
+    "2",
+    "ICMP_DEST_UNREACHABLE",
+    "ICMP_SOURCE_QUENCH",
+    "ICMP_REDIRECT",
+    "6",
+    "7",
+    "ICMP_ECHO",
+    "ICMP_ROUTER_ADVERT",
+    "ICMP_ROUTER_SOLICIT",
+    "ICMP_TIME_EXCEEDED",
+    "ICMP_PARAMETER_PROBLEM",
+    "ICMP_TIMESTAMP",
+    "ICMP_TIMESTAMP_REPLY",
+    "ICMP_INFO_REQUEST",
+    "ICMP_INFO_REPLY",
+    "ICMP_ADDRESS_REQUEST",
+    "ICMP_ADDRESS_REPLY",
+];
+
+/// What an ICMP error quotes, as iplog's `print_data`: `udp: dest port 33434, source port
+/// 40000`, `ICMP: ICMP_ECHO`, `ICMP: ICMP_DEST_UNREACHABLE code 3`; the quoted protocol alone
+/// when the rest was not in the frame.
 fn quoted(p: &PacketSummary) -> String {
+    let known = p.ip_flags & ip_flags::INNER_PORTS != 0;
+    let (t, code) = (p.inner_icmp_type, p.inner_icmp_code);
     let name = match p.inner_proto {
         PROTO_TCP => "tcp".to_owned(),
         PROTO_UDP => "udp".to_owned(),
+        PROTO_ICMP if known => {
+            return match QUOTED_ICMP4.get(t as usize) {
+                Some(name) if t == 3 || t == 5 => format!("ICMP: {name} code {code}"),
+                Some(name) => format!("ICMP: {name}"),
+                None => format!("ICMP: type {t}"),
+            };
+        }
+        PROTO_ICMPV6 if known => return format!("ipv6-icmp: type {t}, code {code}"),
         PROTO_ICMP => "icmp".to_owned(),
         PROTO_ICMPV6 => "ipv6-icmp".to_owned(),
         0 => return "no quoted header".to_owned(),
         n => format!("proto {n}"),
     };
-    if p.ip_flags & ip_flags::INNER_PORTS != 0 {
+    if known {
         format!("{name}: dest port {}, source port {}", p.inner_dport, p.inner_sport)
     } else {
         name
@@ -265,7 +320,7 @@ fn lifetime(secs: u16) -> String {
     }
 }
 
-fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>) -> String {
+fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>, names: &IcmpNames) -> String {
     let v4 = p.family == FAMILY_V4;
     let (t, code) = (p.icmp_type, p.icmp_code);
     let bytes = p.ip_payload_len;
@@ -276,10 +331,15 @@ fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>) -> String {
     };
     // The default form: "ICMP: NAME from H", "ICMP: NAME to D from H".
     let plain = |name: &str, tail: &str| format!("ICMP: {name}{} from {src}{tail}", to(dst));
+    // A router that reports someone else unreachable: "(from ROUTER) DEST".
+    let reporter = match &names.inner_dst {
+        Some(inner) if p.inner_dst != p.src => format!("(from {src}) {inner}"),
+        _ => src.to_owned(),
+    };
     let unreach = |texts: &[&str]| match texts.get(code as usize) {
         Some(text) => match dst {
-            Some(d) => format!("ICMP: {src}: {text} to {d} ({})", quoted(p)),
-            None => format!("ICMP: {src}: {text} to ({})", quoted(p)),
+            Some(d) => format!("ICMP: {reporter}: {text} to {d} ({})", quoted(p)),
+            None => format!("ICMP: {reporter}: {text} to ({})", quoted(p)),
         },
         None => match dst {
             Some(d) => format!("ICMP: undefined destination unreachable code ({code}) from {src} to {d}"),
@@ -297,11 +357,14 @@ fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>) -> String {
             3 => unreach(&UNREACH4),
             11 => exceeded(),
             5 => {
-                const KIND: [&str; 4] = ["network", "host", "tos network", "tos host"];
-                match KIND.get(code as usize) {
-                    Some(kind) => {
-                        let gw = Ipv4Addr::from(p.icmp_rest);
-                        format!("ICMP: redirect ({kind}){} from {src} via {gw}", to(dst))
+                // iplog's `icmp_redir`: (GATEWAY) redirect SOURCE to network|host TARGET.
+                const FORMS: [(&str, &str); 4] =
+                    [("redirect", "network"), ("redirect", "host"), ("redirect-tos", "network"), ("redirect-tos", "host")];
+                match FORMS.get(code as usize) {
+                    Some((verb, kind)) => {
+                        let gw = names.gateway.clone().unwrap_or_else(|| Ipv4Addr::from(p.icmp_rest).to_string());
+                        let target = names.inner_dst.as_deref().unwrap_or("(no quoted header)");
+                        format!("ICMP: ({gw}) {verb} {src} to {kind} {target}")
                     }
                     None => format!("ICMP: undefined redirect code {code}{} from {src}", to(dst)),
                 }
@@ -370,7 +433,8 @@ mod tests {
     const D6: &str = "2001:db8::2";
 
     fn line(l: PacketLine, p: &PacketSummary, src: &str, dst: Option<&str>) -> String {
-        packet_line(l, p, src, dst, &svc).expect("a line")
+        let names = IcmpNames::of(p, &mut crate::tracker::Plain);
+        packet_line(l, p, src, dst, &names, &svc).expect("a line")
     }
 
     #[test]
@@ -478,7 +542,7 @@ mod tests {
         }
         assert_eq!(line(PacketLine::Traceroute, &v6(PROTO_UDP), S6, None), "UDP: traceroute from 2001:db8::1");
         assert_eq!(line(PacketLine::FragOverlap, &v6(PROTO_UDP), S6, Some(D6)), "Overlapping IP fragments to 2001:db8::2 from 2001:db8::1");
-        assert_eq!(packet_line(PacketLine::Hardened, &v4(PROTO_TCP), S4, None, &svc), None);
+        assert_eq!(packet_line(PacketLine::Hardened, &v4(PROTO_TCP), S4, None, &IcmpNames::default(), &svc), None);
     }
 
     fn icmp4(t: u8, code: u8) -> PacketSummary {
@@ -489,12 +553,63 @@ mod tests {
         PacketSummary { icmp_type: t, icmp_code: code, ip_payload_len: 64, ..v6(PROTO_ICMPV6) }
     }
 
+    /// `p` quoting a packet to `p`'s own source (the destination reports itself).
     fn quoting(mut p: PacketSummary, proto: u8, sport: u16, dport: u16) -> PacketSummary {
         p.inner_proto = proto;
         p.inner_sport = sport;
         p.inner_dport = dport;
+        p.inner_dst = p.src;
         p.ip_flags |= ip_flags::INNER_PORTS;
         p
+    }
+
+    /// `p` quoting an ICMP message of type `t` to `p`'s own source.
+    fn quoting_icmp(mut p: PacketSummary, t: u8, code: u8) -> PacketSummary {
+        p.inner_proto = if p.family == FAMILY_V4 { PROTO_ICMP } else { PROTO_ICMPV6 };
+        p.inner_icmp_type = t;
+        p.inner_icmp_code = code;
+        p.inner_dst = p.src;
+        p.ip_flags |= ip_flags::INNER_PORTS;
+        p
+    }
+
+    #[test]
+    fn icmp_errors_name_what_they_quote_as_iplog() {
+        let l = |p: &PacketSummary| line(PacketLine::Icmp, p, S4, None);
+        // A router (10.10.150.1) reports another host unreachable: "(from R) D".
+        let mut u = quoting(icmp4(3, 1), PROTO_UDP, 40000, 53);
+        u.inner_dst[..4].copy_from_slice(&[198, 51, 100, 7]);
+        assert_eq!(l(&u), "ICMP: (from 10.10.150.1) 198.51.100.7: host is unreachable to (udp: dest port 53, source port 40000)");
+        assert_eq!(
+            line(PacketLine::Icmp, &u, S4, Some(D4)),
+            "ICMP: (from 10.10.150.1) 198.51.100.7: host is unreachable to 10.10.150.2 (udp: dest port 53, source port 40000)"
+        );
+        // Quoted ICMP messages by iplog's type names, with the code for the two errors.
+        assert_eq!(l(&quoting_icmp(icmp4(3, 3), 8, 0)), "ICMP: 10.10.150.1: port is unreachable to (ICMP: ICMP_ECHO)");
+        assert_eq!(
+            l(&quoting_icmp(icmp4(3, 2), 3, 3)),
+            "ICMP: 10.10.150.1: protocol is unreachable to (ICMP: ICMP_DEST_UNREACHABLE code 3)"
+        );
+        assert_eq!(l(&quoting_icmp(icmp4(11, 0), 8, 0)), "ICMP: 10.10.150.1 time exceeded (ICMP: ICMP_ECHO)");
+        assert_eq!(l(&quoting_icmp(icmp4(3, 3), 42, 0)), "ICMP: 10.10.150.1: port is unreachable to (ICMP: type 42)");
+        let te6 = quoting_icmp(icmp6(3, 0), 128, 0);
+        assert_eq!(line(PacketLine::Icmp, &te6, S6, None), "ICMP: 2001:db8::1 time exceeded (ipv6-icmp: type 128, code 0)");
+        let mut u6 = quoting(icmp6(1, 3), PROTO_TCP, 1, 2);
+        u6.inner_dst = "2001:db8::99".parse::<std::net::Ipv6Addr>().expect("v6").octets();
+        assert_eq!(
+            line(PacketLine::Icmp, &u6, S6, None),
+            "ICMP: (from 2001:db8::1) 2001:db8::99: host is unreachable to (tcp: dest port 2, source port 1)"
+        );
+        // Names come from the namer, as iplog's host_lookup.
+        struct Names;
+        impl crate::tracker::Namer for Names {
+            fn name(&mut self, addr: IpAddr) -> String {
+                format!("name-of-{addr}")
+            }
+        }
+        let names = IcmpNames::of(&u, &mut Names);
+        assert_eq!(names.inner_dst.as_deref(), Some("name-of-198.51.100.7"));
+        assert_eq!(names.gateway, None);
     }
 
     #[test]
@@ -522,16 +637,26 @@ mod tests {
         );
         let mut icmp_inner = icmp4(3, 2);
         icmp_inner.inner_proto = PROTO_ICMP;
-        assert_eq!(l(&icmp_inner), "ICMP: 10.10.150.1: protocol is unreachable to (icmp)");
+        icmp_inner.inner_dst = icmp_inner.src;
+        assert_eq!(l(&icmp_inner), "ICMP: 10.10.150.1: protocol is unreachable to (icmp)", "type not in the frame");
         let te = quoting(icmp4(11, 0), PROTO_UDP, 40000, 33435);
         assert_eq!(l(&te), "ICMP: 10.10.150.1 time exceeded (udp: dest port 33435, source port 40000)");
         assert_eq!(ld(&te), "ICMP: 10.10.150.1 time exceeded to 10.10.150.2 (udp: dest port 33435, source port 40000)");
-        let mut r = icmp4(5, 1);
+        // A redirect: iplog's "(GATEWAY) redirect SOURCE to network|host TARGET".
+        let mut r = quoting(icmp4(5, 1), PROTO_UDP, 1, 2);
         r.icmp_rest = [10, 10, 150, 254];
-        assert_eq!(l(&r), "ICMP: redirect (host) from 10.10.150.1 via 10.10.150.254");
-        assert_eq!(ld(&r), "ICMP: redirect (host) to 10.10.150.2 from 10.10.150.1 via 10.10.150.254");
+        r.inner_dst[..4].copy_from_slice(&[198, 51, 100, 7]);
+        assert_eq!(l(&r), "ICMP: (10.10.150.254) redirect 10.10.150.1 to host 198.51.100.7");
+        assert_eq!(ld(&r), "ICMP: (10.10.150.254) redirect 10.10.150.1 to host 198.51.100.7", "no destination in iplog's form");
         r.icmp_code = 0;
-        assert_eq!(l(&r), "ICMP: redirect (network) from 10.10.150.1 via 10.10.150.254");
+        assert_eq!(l(&r), "ICMP: (10.10.150.254) redirect 10.10.150.1 to network 198.51.100.7");
+        r.icmp_code = 2;
+        assert_eq!(l(&r), "ICMP: (10.10.150.254) redirect-tos 10.10.150.1 to network 198.51.100.7");
+        r.icmp_code = 3;
+        assert_eq!(l(&r), "ICMP: (10.10.150.254) redirect-tos 10.10.150.1 to host 198.51.100.7");
+        let mut bare = icmp4(5, 1);
+        bare.icmp_rest = [10, 10, 150, 254];
+        assert_eq!(l(&bare), "ICMP: (10.10.150.254) redirect 10.10.150.1 to host (no quoted header)");
         r.icmp_code = 9;
         assert_eq!(l(&r), "ICMP: undefined redirect code 9 from 10.10.150.1");
         assert_eq!(l(&icmp4(13, 0)), "ICMP: timestamp request from 10.10.150.1");

@@ -297,6 +297,41 @@ fn bogus_flag_combinations_but_not_ecn() {
     assert_eq!(got, w, "ECN (ports 82, 85) is not bogus");
 }
 
+/// ICMP errors name what they quote as iplog did: a router reporting another host, a redirect's
+/// gateway and target, a quoted ICMP message, and a host reporting itself (scapy, through the
+/// real program and daemon).
+#[test]
+fn icmp_errors_name_what_they_quote() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let d = start(&bed, &dir, "# iplog defaults\n");
+    scapy(
+        &bed,
+        &format!(
+            "router = '198.18.7.1'\n\
+             send4([IP(src=router, dst='{VICTIM4}')/ICMP(type=3, code=1)/IP(src='{VICTIM4}', dst='198.18.9.9')/UDP(sport=40000, dport=53)])\n\
+             send4([IP(src=router, dst='{VICTIM4}')/ICMP(type=5, code=1, gw='198.18.7.254')/IP(src='{VICTIM4}', dst='198.18.9.10')/TCP(sport=40001, dport=80)])\n\
+             send4([IP(src='{ATTACKER4}', dst='{VICTIM4}')/ICMP(type=3, code=3)/IP(src='{VICTIM4}', dst='{ATTACKER4}')/UDP(sport=40002, dport=33434)])\n\
+             send4([IP(src=router, dst='{VICTIM4}')/ICMP(type=11, code=0)/IP(src='{VICTIM4}', dst='198.18.9.9', ttl=1)/ICMP(type=8, id=7, seq=1)])\n\
+             send6([IPv6(src='2001:db8:7::1', dst='{VICTIM6}')/ICMPv6DestUnreach(code=3)/IPv6(src='{VICTIM6}', dst='2001:db8:9::9')/UDP(sport=40003, dport=53)])"
+        ),
+    );
+    let want = vec![
+        "ICMP: (from 198.18.7.1) 198.18.9.9: host is unreachable to (udp: dest port 53, source port 40000)".to_owned(),
+        "ICMP: (198.18.7.254) redirect 198.18.7.1 to host 198.18.9.10".to_owned(),
+        format!("ICMP: {ATTACKER4}: port is unreachable to (udp: dest port 33434, source port 40002)"),
+        "ICMP: 198.18.7.1 time exceeded (ICMP: ICMP_ECHO)".to_owned(),
+        "ICMP: (from 2001:db8:7::1) 2001:db8:9::9: host is unreachable to (udp: dest port 53, source port 40003)"
+            .to_owned(),
+    ];
+    let lines = wait_all(&d, &want);
+    let mut got = lines.clone();
+    got.sort();
+    let mut w = want.clone();
+    w.sort();
+    assert_eq!(got, w, "exactly these lines, once each");
+}
+
 #[test]
 fn smurf_per_network_v4_and_v6() {
     let bed = Testbed::new();
