@@ -69,6 +69,15 @@ fn scapy(bed: &Testbed, body: &str) {
     run_in(&bed.attacker, 60, PY, &["-c", &script]);
 }
 
+/// Waits for the lines of `want`, then asserts that the log holds exactly these, in any order.
+fn wait_exactly(d: &Daemon, want: &[String], why: &str) {
+    let mut got = wait_all(d, want);
+    got.sort();
+    let mut w = want.to_vec();
+    w.sort();
+    assert_eq!(got, w, "{why}");
+}
+
 /// Waits until every line of `want` is logged, then a little more, and returns the log.
 fn wait_all(d: &Daemon, want: &[String]) -> Vec<String> {
     d.wait_log("expected lines", WAIT, |l| want.iter().all(|w| l.contains(w)));
@@ -98,12 +107,7 @@ fn per_packet_lines_v4_and_v6() {
         format!("ICMP: echo from {ATTACKER6} (64 bytes)"),
         format!("TCP: {} connection attempt from [{ATTACKER6}]:40002", svc(22, "tcp")),
     ];
-    let lines = wait_all(&d, &want);
-    let mut got = lines.clone();
-    got.sort();
-    let mut w = want.clone();
-    w.sort();
-    assert_eq!(got, w, "exactly these lines, once each");
+    wait_exactly(&d, &want, "exactly these lines, once each");
 }
 
 #[test]
@@ -209,12 +213,7 @@ fn traceroute_once_per_source_and_probe_kind() {
         format!("ICMP: traceroute from {ATTACKER4}"),
         format!("UDP: traceroute from {ATTACKER6}"),
     ];
-    let lines = wait_all(&d, &want);
-    let mut got = lines.clone();
-    got.sort();
-    let mut w = want;
-    w.sort();
-    assert_eq!(got, w, "one line per source and kind");
+    wait_exactly(&d, &want, "one line per source and kind");
 }
 
 #[test]
@@ -289,12 +288,7 @@ fn bogus_flag_combinations_but_not_ecn() {
     .iter()
     .map(|t| format!("TCP: Bogus TCP flags set by {t}"))
     .collect();
-    let lines = wait_all(&d, &want);
-    let mut got = lines.clone();
-    got.sort();
-    let mut w = want;
-    w.sort();
-    assert_eq!(got, w, "ECN (ports 82, 85) is not bogus");
+    wait_exactly(&d, &want, "ECN (ports 82, 85) is not bogus");
 }
 
 /// ICMP errors name what they quote as iplog did: a router reporting another host, a redirect's
@@ -324,12 +318,7 @@ fn icmp_errors_name_what_they_quote() {
         "ICMP: (from 2001:db8:7::1) 2001:db8:9::9: host is unreachable to (udp: dest port 53, source port 40003)"
             .to_owned(),
     ];
-    let lines = wait_all(&d, &want);
-    let mut got = lines.clone();
-    got.sort();
-    let mut w = want.clone();
-    w.sort();
-    assert_eq!(got, w, "exactly these lines, once each");
+    wait_exactly(&d, &want, "exactly these lines, once each");
 }
 
 #[test]
@@ -381,12 +370,7 @@ fn fragment_attacks_v4_and_v6() {
         format!("Tiny IP fragment from {ATTACKER4}"),
         format!("Duplicate IP fragments from {ATTACKER6}"),
     ];
-    let lines = wait_all(&d, &want);
-    let mut got = lines.clone();
-    got.sort();
-    let mut w = want;
-    w.sort();
-    assert_eq!(got, w);
+    wait_exactly(&d, &want, "exactly these lines, once each");
 }
 
 #[test]
