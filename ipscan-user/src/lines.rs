@@ -113,6 +113,8 @@ pub struct IcmpNames {
 }
 
 impl IcmpNames {
+    /// The names an ICMP line of `p` needs (none for other packets), from the same namer as
+    /// its source (`log_ip`).
     pub fn of(p: &PacketSummary, namer: &mut dyn Namer) -> Self {
         let v4_redirect = p.family == FAMILY_V4 && p.proto == PROTO_ICMP && p.icmp_type == 5;
         Self {
