@@ -542,7 +542,13 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
     let mut in_mode = false;
     let set = classify::detections(p);
     // The clock is read only for packets that need it: an established flow's ACK does not.
-    let ordinary = if cfg.has(g::SCANS_ONLY) { None } else { classify::ordinary_line(p) };
+    // A UDP traceroute probe gets its traceroute line only, as in iplog (whose UDP handler
+    // returns there); TCP and ICMP probes, which iplog did not call traceroutes, keep theirs.
+    let ordinary = if cfg.has(g::SCANS_ONLY) || (traceroute && p.proto == PROTO_UDP) {
+        None
+    } else {
+        classify::ordinary_line(p)
+    };
     let now = if set != 0 || ordinary.is_some() { now_ns() } else { 0 };
     if set != 0 {
         // Iterate by a counter, not over an array of Detection: an index loaded from memory is

@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipscan::{blocklist::Tables, config::IpNet};
-use ipscan_common::{BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, Probe, SourceKey, config::global_flags, stats};
+use ipscan_common::{
+    BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, Probe, SourceKey, config::global_flags, stats,
+};
 use ipscan_tests::{
     Prog, XDP_DROP, XDP_PASS,
     frames::{Frame, L4, ext_frag, ext_opts},
@@ -443,6 +445,26 @@ fn a_scanner_whose_block_was_given_up_is_detected_and_blocked_again() {
     assert_eq!(p.stat(stats::AUTOBLOCK_EVICTIONS), 2);
     let first = SourceKey::new(others[0].octets(), FAMILY_V6, Detection::SynScan);
     assert_eq!(p.source(&first), None, "the first of the others gave way to A");
+}
+
+/// A UDP probe with TTL 1 gets its traceroute line only (iplog's UDP handler returned there);
+/// a TCP probe, which iplog did not call a traceroute, keeps its connection-attempt line.
+#[test]
+fn a_udp_traceroute_probe_gets_no_datagram_line() {
+    let mut p = Prog::load(&Config::default());
+    let mut lines = |f: &[u8]| -> Vec<PacketLine> {
+        p.run_at(SEC, f);
+        p.events()
+            .iter()
+            .filter(|e| e.kind() == Some(EventKind::Packet))
+            .filter_map(|e| PacketLine::from_u8(e.line))
+            .collect()
+    };
+    let udp = |ttl: u8| Frame { ttl, payload: 32, ..Default::default() }.v4(A, V, &L4::Udp { sport: 40000, dport: 33434 });
+    assert_eq!(lines(&udp(1)), [PacketLine::Traceroute]);
+    assert_eq!(lines(&udp(2)), [PacketLine::UdpDgram], "a second hop's probe is an ordinary datagram here");
+    let syn = Frame { ttl: 1, ..Default::default() }.v4(A, V, &L4::syn(40001, 80));
+    assert_eq!(lines(&syn), [PacketLine::Traceroute, PacketLine::TcpAttempt]);
 }
 
 /// Two scanners whose probation keys share a set, probing in lockstep, are both detected on
