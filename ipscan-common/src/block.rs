@@ -71,9 +71,7 @@ impl AddrKey {
         addr[..4].copy_from_slice(&a);
         Self::new(addr, FAMILY_V4)
     }
-}
 
-impl AddrKey {
     /// The key as five 32-bit words (four of address, then family and padding), for hashing
     /// and comparing without a `memcmp` call in the BPF backend.
     #[inline(always)]
@@ -219,34 +217,10 @@ pub mod table {
                 added_ns: slot.entry.added_ns,
             }
         }
-    }
 
-    /// The way a new block of an address goes to: the one that already holds the address, else
-    /// an empty one, else one whose block has expired (user space has not swept it yet), else the
-    /// oldest block of the set (as an LRU map evicts when full).
-    #[inline(always)]
-    pub fn choose(ways: &[Way; WAYS as usize]) -> u32 {
-        let mut best = 0;
-        let mut rank = (u8::MAX, u64::MAX);
-        for (i, w) in ways.iter().enumerate() {
-            let r = w.rank();
-            if r < rank {
-                rank = r;
-                best = i as u32;
-            }
-        }
-        best
-    }
-
-    /// [`Way::rank`] of a slot that holds another address's block that is still on: taking it
-    /// gives that block up.
-    pub const RANK_ACTIVE: u8 = 3;
-
-    impl Way {
-        /// The way's place in [`choose`]'s order: the lowest is taken (the kernel walks a
-        /// set with it without building the array).
+        /// The way's place in [`choose`]'s order: the lowest is taken.
         #[inline(always)]
-        pub fn rank(&self) -> (u8, u64) {
+        fn rank(&self) -> (u8, u64) {
             if self.same {
                 (0, 0)
             } else if self.empty {
@@ -254,9 +228,37 @@ pub mod table {
             } else if !self.active {
                 (2, self.added_ns)
             } else {
-                (RANK_ACTIVE, self.added_ns)
+                (3, self.added_ns)
             }
         }
+    }
+
+    /// Where a new block goes ([`choose`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Choice {
+        pub way: u32,
+        /// Taking the way gives up another address's block that is still on.
+        pub gives_up_a_block: bool,
+    }
+
+    /// The way a new block of an address goes to: the one that already holds the address, else
+    /// an empty one, else one whose block has expired (user space has not swept it yet), else
+    /// the oldest block of the set (as an LRU map evicts when full). `way(i)` describes way `i`;
+    /// `None` there (a slot that cannot be read) chooses nothing. The kernel and user space both
+    /// place blocks with it; it keeps only the best rank so far (the kernel's stack is tight on
+    /// that call chain).
+    #[inline(always)]
+    pub fn choose(mut way: impl FnMut(u32) -> Option<Way>) -> Option<Choice> {
+        let mut best = 0;
+        let mut rank = (u8::MAX, u64::MAX);
+        for i in 0..WAYS {
+            let r = way(i)?.rank();
+            if r < rank {
+                rank = r;
+                best = i;
+            }
+        }
+        Some(Choice { way: best, gives_up_a_block: rank.0 == 3 })
     }
 }
 
@@ -309,10 +311,12 @@ mod tests {
 
     #[test]
     fn way_choice() {
-        use table::{Way, choose};
+        use table::Way;
         let key = AddrKey::v4([198, 18, 0, 9]);
         let now = 1_000;
         let ways = |s: [AutoSlot; 4]| s.map(|s| Way::of(&s, &key, now));
+        let choice = |w: [Way; 4]| table::choose(|i| w.get(i as usize).copied()).expect("a way");
+        let choose = |w: &[Way; 4]| choice(*w).way;
         // The address's own way wins over an empty one.
         let own = [AutoSlot::default(), slot(1, 5, 0), slot(9, 7, 0), AutoSlot::default()];
         assert_eq!(choose(&ways(own)), 2);
@@ -325,6 +329,10 @@ mod tests {
         // Else the oldest block.
         let live = [slot(1, 5, 0), slot(2, 3, 2_000), slot(3, 50, 0), slot(4, 4, 0)];
         assert_eq!(choose(&ways(live)), 1);
+        // Only that last choice gives a block up; a slot that cannot be read chooses nothing.
+        assert!(choice(ways(live)).gives_up_a_block);
+        assert!(![own, full_but_one, expired].iter().any(|s| choice(ways(*s)).gives_up_a_block));
+        assert_eq!(table::choose(|i| (i < 3).then(|| ways(live)[i as usize])), None);
         // The seed slot's layout: empty to the listing.
         assert!(AutoSlot::default().is_empty());
         assert!(!AutoSlot::default().holds(&AddrKey::default()), "an empty slot holds nothing");

@@ -332,20 +332,10 @@ pub fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
 #[inline(never)]
 fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let first = autoblock_set(&key.words());
-    // table::choose, walked without an array of ways (the stack of this call chain is tight).
-    let mut best = first;
-    let mut rank = (u8::MAX, u64::MAX);
-    for way in 0..table::WAYS {
-        let Some(s) = AUTOBLOCK.get(first + way) else {
-            return false;
-        };
-        let r = table::Way::of(s, key, now).rank();
-        if r < rank {
-            rank = r;
-            best = first + way;
-        }
-    }
-    let Some(dst) = AUTOBLOCK.get_ptr_mut(best) else {
+    let Some(choice) = table::choose(|w| AUTOBLOCK.get(first + w).map(|s| table::Way::of(s, key, now))) else {
+        return false;
+    };
+    let Some(dst) = AUTOBLOCK.get_ptr_mut(first + choice.way) else {
         return false;
     };
     // The set was full of blocks still on: the oldest is given up. Its source may still be
@@ -353,7 +343,7 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     // state goes with the block, so that it starts over (probation, threshold) and is blocked
     // again. User space sees the states go as evictions and logs their totals.
     // SAFETY: an array slot of this map, read before it is overwritten.
-    let evicted = (rank.0 == table::RANK_ACTIVE).then(|| unsafe { (*dst).key });
+    let evicted = choice.gives_up_a_block.then(|| unsafe { (*dst).key });
     // SAFETY: an array slot of this map.
     unsafe { AutoSlot::store(dst, key, entry) };
     if let Some(k) = evicted {

@@ -148,10 +148,9 @@ impl AutoTable {
     /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]).
     pub fn insert(&mut self, key: &AddrKey, entry: &BlockEntry, now: u64) {
         let first = self.first(key);
-        let ways: [table::Way; table::WAYS as usize] =
-            std::array::from_fn(|w| table::Way::of(&self.slot(first + w as u32), key, now));
+        let way = table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))).map_or(0, |c| c.way);
         // SAFETY: a slot inside the mapping.
-        unsafe { AutoSlot::store(self.ptr(first + table::choose(&ways)), key, entry) };
+        unsafe { AutoSlot::store(self.ptr(first + way), key, entry) };
     }
 
     /// Removes the block of `key`; returns it.
