@@ -82,6 +82,13 @@ impl AddrKey {
     }
 }
 
+/// Whether two keys given as five words are equal, compared without branches or a `memcmp`
+/// call in the BPF backend (AUTOBLOCK slots, PROBATION probes).
+#[inline(always)]
+pub(crate) fn same_words(a: &[u32; 5], b: &[u32; 5]) -> bool {
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) == 0
+}
+
 /// One way of the AUTOBLOCK table: an exact address and its block. Empty while `key.family` is
 /// zero.
 #[repr(C)]
@@ -110,8 +117,7 @@ impl AutoSlot {
         // SAFETY: the key is the slot's first 24 bytes, 8-aligned with the slot, all initialised
         // (its padding is fields): read as u32 words, not byte by byte.
         let a = unsafe { &*(self as *const Self).cast::<[u32; 6]>() };
-        let a = [a[0], a[1], a[2], a[3], self.key.family as u32];
-        (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) == 0 && b[4] != 0
+        same_words(&[a[0], a[1], a[2], a[3], self.key.family as u32], b) && b[4] != 0
     }
 
     /// Writes a block into a slot that other CPUs (and user space, through mmap) may be reading:

@@ -167,9 +167,7 @@ impl Probe {
     /// [`Probe::holds`] for a key given as its [`SourceKey::words`].
     #[inline(always)]
     pub fn holds_words(&self, w: &[u32; 5], now: u64, window_ns: u64) -> bool {
-        let k = key_words(&self.key);
-        let differ = (k[0] ^ w[0]) | (k[1] ^ w[1]) | (k[2] ^ w[2]) | (k[3] ^ w[3]) | (k[4] ^ w[4]);
-        self.packets != 0 && differ == 0 && now.saturating_sub(self.last_ns) <= window_ns
+        self.packets != 0 && crate::block::same_words(&key_words(&self.key), w) && now.saturating_sub(self.last_ns) <= window_ns
     }
 
     /// Starts `key`'s probation with one packet (taking the slot over).

@@ -810,26 +810,23 @@ fn probation_seed() -> u64 {
     s.first_ns
 }
 
-/// Set in [`probation_slot`]'s answer when the slot holds the key's probation.
-const HELD: u32 = 1 << 31;
-
-/// The PROBATION slot for a key's packet ([`Probe::choose`] over the key's set), with [`HELD`]
-/// set when it holds the key's probation.
+/// The PROBATION slot for a key's packet ([`Probe::choose`] over the key's set), and whether it
+/// holds the key's probation.
 ///
 /// Inlined into [`ipscan_record_one`], which the verifier checks once. (While the per-detection
 /// work was checked once per call site, this search had to be a global function of its own:
 /// inlined there it cost 250,000 processed instructions. A call costs a return through the
 /// SRSO thunk on every packet.)
 #[inline(always)]
-fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> u32 {
+fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> (u32, bool) {
     let key = key.words();
     let first = Probe::set_start_words(&key, probation_seed());
     match (PROBATION.get(first), PROBATION.get(first + 1), PROBATION.get(first + 2), PROBATION.get(first + 3)) {
-        (Some(a), Some(b), Some(c), Some(d)) => match Probe::choose_words([a, b, c, d], &key, now, dc.window_ns) {
-            (way, true) => (first + way) | HELD,
-            (way, false) => first + way,
-        },
-        _ => first,
+        (Some(a), Some(b), Some(c), Some(d)) => {
+            let (way, held) = Probe::choose_words([a, b, c, d], &key, now, dc.window_ns);
+            (first + way, held)
+        }
+        _ => (first, false),
     }
 }
 
@@ -848,19 +845,20 @@ fn tracked(
     // source that sends to one port (a DNS or NTP client) on probation for good: its probe is
     // the cheaper look. Either order finds the same: admission clears the probe, and a probe
     // starts only for a key SOURCES does not have.
-    let mut choice = if counts_ports { probation_slot(dc, now, key) } else { 0 };
-    if choice & HELD == 0 {
-        if let Some(s) = SOURCES.get_ptr_mut(key) {
-            return Ok(Some(s));
+    let first_look = counts_ports.then(|| probation_slot(dc, now, key));
+    let (slot, held) = match first_look {
+        Some((slot, true)) => (slot, true),
+        _ => {
+            if let Some(s) = SOURCES.get_ptr_mut(key) {
+                return Ok(Some(s));
+            }
+            first_look.unwrap_or_else(|| probation_slot(dc, now, key))
         }
-        if !counts_ports {
-            choice = probation_slot(dc, now, key);
-        }
-    }
-    let slot = PROBATION.get_ptr_mut(choice & !HELD).ok_or(stats::MAP_ERRORS)?;
+    };
+    let slot = PROBATION.get_ptr_mut(slot).ok_or(stats::MAP_ERRORS)?;
     // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.
     let probe = unsafe { &mut *slot };
-    if choice & HELD != 0 {
+    if held {
         if counts_ports && probe.dport == p.dport {
             probe.add(now, p.ip_payload_len);
             return Ok(None);
