@@ -19,8 +19,5 @@ pub const GENERATOR_TX_NAME: &str = "generator_tx";
 /// Load-time global of the generator: 0 sends the frame unchanged, 4 / 6 rewrite the IPv4 /
 /// IPv6 source from a per-CPU counter before each transmission.
 pub const GENERATOR_VARY_SOURCE: &str = "GEN_VARY_SOURCE";
-/// `GEN_VARY_SOURCE` value that turns an IPv4 TCP frame into a SYN scan flood: packet n from
-/// source n mod [`GENERATOR_SCAN_SOURCES`] (the address's low bits) to port 1 + n /
-/// GENERATOR_SCAN_SOURCES (mod 1024).
-pub const GENERATOR_SCAN_FLOOD: u8 = 5;
-pub const GENERATOR_SCAN_SOURCES: u32 = 1 << 14;
+/// The generator's scan-flood mode and its number of sources ([`ipscan_common::generator`]).
+pub use ipscan_common::generator::{SCAN_FLOOD as GENERATOR_SCAN_FLOOD, SCAN_SOURCES as GENERATOR_SCAN_SOURCES};

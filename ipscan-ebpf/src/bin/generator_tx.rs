@@ -20,6 +20,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::XdpContext,
 };
+use ipscan_common::generator::{SCAN_FLOOD, SCAN_SOURCES};
 
 /// 0: send the frame as it is; 4 or 6: rewrite the IPv4 / IPv6 source first.
 #[unsafe(no_mangle)]
@@ -28,6 +29,17 @@ static GEN_VARY_SOURCE: Global<u8> = Global::new(0);
 /// Per-CPU source counter.
 #[map]
 static GEN_COUNTER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's next packet number.
+#[inline(always)]
+fn next_packet() -> Option<u32> {
+    let counter = GEN_COUNTER.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    unsafe {
+        *counter = (*counter).wrapping_add(1);
+        Some(*counter)
+    }
+}
 
 const ETH_HLEN: usize = 14;
 /// Bytes of Ethernet + IPv6 header up to the end of the source address.
@@ -46,24 +58,13 @@ pub fn generator_tx(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// `GEN_VARY_SOURCE` value for a random-source SYN scan flood from [`SCAN_SOURCES`] IPv4
-/// sources: packet n comes from source n mod SCAN_SOURCES (the address's low 14 bits) and goes
-/// to TCP port 1 + n / SCAN_SOURCES (mod 1024), so every source probes ever new ports.
-pub const SCAN_FLOOD: u8 = 5;
-/// Sources of the scan flood.
-pub const SCAN_SOURCES: u32 = 1 << 14;
 /// Offset of an untagged IPv4 (IHL 5) TCP segment's destination port.
 const V4_TCP_DPORT: usize = ETH_HLEN + 20 + 2;
 
 #[inline(always)]
 fn scan_flood(ctx: &XdpContext) {
-    let Some(counter) = GEN_COUNTER.get_ptr_mut(0) else {
+    let Some(n) = next_packet() else {
         return;
-    };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-    let n = unsafe {
-        *counter = (*counter).wrapping_add(1);
-        *counter
     };
     let start = ctx.data();
     if start + V4_TCP_DPORT + 2 > ctx.data_end() {
@@ -94,13 +95,8 @@ fn set_v4_source_low16<const N: usize>(h: &mut [u8; N], new: u16) {
 
 #[inline(always)]
 fn vary_source(ctx: &XdpContext, family: u8) {
-    let Some(counter) = GEN_COUNTER.get_ptr_mut(0) else {
+    let Some(n) = next_packet() else {
         return;
-    };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-    let n = unsafe {
-        *counter = (*counter).wrapping_add(1);
-        *counter
     };
     let start = ctx.data();
     if family == 6 {
