@@ -17,7 +17,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
     programs::XdpContext,
 };
-use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4};
+use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4, bench::floor_slot};
 
 #[map]
 static FLOOR_HASH: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(65_536, 0);
@@ -37,12 +37,6 @@ fn source(ctx: &XdpContext) -> Option<u32> {
     Some(unsafe { core::ptr::read_unaligned((ctx.data() + SRC) as *const u32) })
 }
 
-/// The array slot of an IPv4 source (`ipscan-bench` computes the same).
-#[inline(always)]
-pub fn slot(a: u32) -> u32 {
-    (a.wrapping_mul(0x9e37_79b1) >> 16) & 0xffff
-}
-
 #[xdp]
 pub fn floor_hash(ctx: XdpContext) -> u32 {
     let Some(a) = source(&ctx) else { return xdp_action::XDP_PASS };
@@ -57,7 +51,7 @@ pub fn floor_hash(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn floor_array(ctx: XdpContext) -> u32 {
     let Some(a) = source(&ctx) else { return xdp_action::XDP_PASS };
-    match FLOOR_ARRAY.get(slot(a)) {
+    match FLOOR_ARRAY.get(floor_slot(a)) {
         // The bench stores the address in `added_ns`.
         Some(e) if e.added_ns == a as u64 => xdp_action::XDP_DROP,
         _ => xdp_action::XDP_PASS,
