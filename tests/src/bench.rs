@@ -610,6 +610,8 @@ enum Victim {
     /// ipscan auto-blocking SYN scanners, primed by the flood itself until every source of
     /// the scan flood has crossed the threshold.
     IpscanAutoblocking,
+    /// One of the floor programs (by name).
+    Floor(&'static str),
 }
 
 fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Ebpf), gen_fd: &ProgramFd, frame: &[u8]) -> Tput {
@@ -619,8 +621,13 @@ fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Eb
         Victim::IpscanAutoblocking => Some(load_ipscan_autoblocking()),
         _ => None,
     };
+    let mut floor = match victim {
+        Victim::Floor(name) => Some(load_object(objs::FLOOR, name, None)),
+        _ => None,
+    };
     let is_ipscan = ipscan.is_some();
     let (ebpf, name) = match victim {
+        Victim::Floor(name) => (floor.as_mut().expect("loaded"), name),
         Victim::Pass => (&mut baselines.0, objs::BASELINE_PASS_NAME),
         Victim::Drop => (&mut baselines.1, objs::BASELINE_DROP_NAME),
         Victim::Ipscan | Victim::IpscanBlocked | Victim::IpscanAutoblocking => {
@@ -748,6 +755,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         victim: Victim::IpscanBlocked,
         frame: syn4(a4(ATTACKER4), 80),
         note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
+        target: Target::AtLeast(0.9),
     };
     rows.push(one.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
 
@@ -762,19 +770,40 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         victim: Victim::IpscanAutoblocking,
         frame: syn4(a4("198.19.0.0"), 1),
         note: format!("median of {} x {} frames after 12 x 16,384 priming frames", o.tput_rounds, o.tput_packets),
+        target: Target::AtLeast(0.9),
     };
     rows.push(many.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
+
+    // Floors for that flood: one read of the source's slot per frame, then a drop, from tables
+    // of AUTOBLOCK's layout and size, of one cache line per slot, and of an eighth the slots.
+    // What separates them is how much memory 16,384 sources spread over (see floor.rs).
+    for (name, what) in [
+        ("floor_flood_72", "floor for that flood: one read of a 72-byte slot of 65,536 (AUTOBLOCK's layout, 4.7 MB)"),
+        ("floor_flood_64", "floor for that flood: one read of a 64-byte slot of 65,536 (4 MB)"),
+        ("floor_flood_dense", "floor for that flood: one read of a 64-byte slot of 8,192 (512 KB)"),
+    ] {
+        let floor = Flood {
+            id: name,
+            what,
+            victim: Victim::Floor(name),
+            frame: syn4(a4("198.19.0.0"), 1),
+            note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
+            target: Target::Info,
+        };
+        rows.push(floor.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
+    }
 }
 
 const THROUGHPUT: &str = "throughput (veth, native XDP)";
 
-/// A flood that ipscan blocks, measured against the empty XDP_DROP.
+/// A flood that ipscan (or a floor program) drops, measured against the empty XDP_DROP.
 struct Flood {
     id: &'static str,
     what: &'static str,
     victim: Victim,
     frame: Vec<u8>,
     note: String,
+    target: Target,
 }
 
 impl Flood {
@@ -792,11 +821,11 @@ impl Flood {
             value: Some(med(&ips)),
             unit: "pps",
             baseline: Some((med(&drop), "empty XDP_DROP")),
-            target: Target::AtLeast(0.9),
+            target: self.target,
             paired: None,
             note: self.note,
             detail: json!({
-                "ipscan": ips.iter().map(|x| json!({"pps": x.pps, "sent": x.sent, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped})).collect::<Vec<_>>(),
+                "measured": ips.iter().map(|x| json!({"pps": x.pps, "sent": x.sent, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped})).collect::<Vec<_>>(),
                 "drop_pps": drop.iter().map(|x| x.pps).collect::<Vec<_>>(),
             }),
         }
