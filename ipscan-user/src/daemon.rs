@@ -19,7 +19,7 @@ use aya::{
 };
 use chrono::{DateTime, Local};
 use ipscan_common::{
-    Event, SourceKey, SourceState,
+    Detection, Event, EventKind, SourceKey, SourceState,
     block::allow_reason,
     config::global_flags,
     maps,
@@ -611,14 +611,14 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         tokio::select! {
             ev = rx.recv() => {
                 let Some((i, ev)) = ev else { break };
-                if let Some(a) = ifaces.get_mut(i)
-                    && let Some(line) = a.tracker.on_event(&ev, &mut *namer)
+                let Some(a) = ifaces.get_mut(i) else { continue };
+                // Counted from the event: a detection folded into its twin's mode has no line.
+                if ev.kind() == Some(EventKind::Detected)
+                    && let Some(d) = Detection::from_u8(ev.detection)
                 {
-                    if line.meta.event == Some(json::Event::Detected)
-                        && let Some(d) = line.meta.detection
-                    {
-                        *a.detections.entry(metrics::kind_label(d)).or_default() += 1;
-                    }
+                    *a.detections.entry(metrics::kind_label(d)).or_default() += 1;
+                }
+                if let Some(line) = a.tracker.on_event(&ev, &mut *namer) {
                     out.line(&line)?;
                 }
             }

@@ -4,6 +4,12 @@
 //! sweep once a second looks each one up to see whether its window has lapsed. Sweeps cost is
 //! proportional to active attacks, not to tracked sources. Both the live daemon and replay use
 //! it, with their own clocks.
+//!
+//! iplog had one `UDP: scan/flood` mode per source; ipscan counts UDP twice, by distinct ports
+//! (`udp_scan`) and by rate (`udp_flood`), and both print as `scan/flood`. A source in both
+//! modes gets one mode in the log: the detection that comes second while the first is still
+//! on is folded into it (no detection line, no expiry line). Each is still a detection of its
+//! own in the metrics and the kernel's counters.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -31,6 +37,17 @@ struct Active {
     bytes: u64,
     /// Destination as printed with log_dest; None for modes adopted after a restart.
     dest: Option<String>,
+    /// Folded into its twin's mode, which the log shows (see the module docs): ends unlogged.
+    folded: bool,
+}
+
+/// The detection that prints under the same name as `d` (iplog's one `UDP: scan/flood`).
+fn twin(d: Detection) -> Option<Detection> {
+    match d {
+        Detection::UdpScan => Some(Detection::UdpFlood),
+        Detection::UdpFlood => Some(Detection::UdpScan),
+        _ => None,
+    }
 }
 
 /// One log line to write, stamped with the kernel clock of the moment it describes.
@@ -111,6 +128,7 @@ impl Tracker {
         if !state.in_mode() || self.active.contains_key(&key) {
             return false;
         }
+        let folded = self.twin_shown(&key);
         self.active.insert(
             key,
             Active {
@@ -119,9 +137,19 @@ impl Tracker {
                 packets: state.packets,
                 bytes: state.bytes,
                 dest: None,
+                folded,
             },
         );
         true
+    }
+
+    /// Whether the log shows a mode of `key`'s twin detection for the same source.
+    fn twin_shown(&self, key: &SourceKey) -> bool {
+        let Some(t) = key.detection().and_then(twin) else {
+            return false;
+        };
+        let k = SourceKey { kind: t as u8, ..*key };
+        self.active.get(&k).is_some_and(|a| !a.folded)
     }
 
     /// Number of sources currently in a mode.
@@ -166,6 +194,22 @@ impl Tracker {
         let dest_s = format::addr(&ev.packet.dst, ev.packet.family).to_string();
         match ev.kind()? {
             EventKind::Detected => {
+                let folded = self.twin_shown(&ev.key);
+                self.active.insert(
+                    ev.key,
+                    Active {
+                        since_ns: ev.mode_since_ns,
+                        // The threshold packet is the last one counted so far.
+                        last_ns: ev.ts_ns,
+                        packets: ev.packets,
+                        bytes: ev.bytes,
+                        dest: Some(dest_s.clone()),
+                        folded,
+                    },
+                );
+                if folded {
+                    return None;
+                }
                 let dest = self.log_dest.then_some(dest_s.as_str());
                 let text = format::detected(&Detected {
                     detection,
@@ -176,17 +220,6 @@ impl Tracker {
                     sports: ev.sports(),
                     sports_full: ev.nsports as usize >= LOGGED_SPORTS,
                 });
-                self.active.insert(
-                    ev.key,
-                    Active {
-                        since_ns: ev.mode_since_ns,
-                        // The threshold packet is the last one counted so far.
-                        last_ns: ev.ts_ns,
-                        packets: ev.packets,
-                        bytes: ev.bytes,
-                        dest: Some(dest_s),
-                    },
-                );
                 Some(Line {
                     at_ns: ev.ts_ns,
                     text,
@@ -210,6 +243,9 @@ impl Tracker {
                     return None;
                 }
                 let a = self.active.remove(&ev.key)?;
+                if a.folded {
+                    return None;
+                }
                 let dest = if self.log_dest { a.dest.as_deref() } else { None };
                 Some(Line {
                     at_ns: ev.ts_ns,
@@ -291,6 +327,10 @@ impl Tracker {
             };
             // XXX: a packet arriving between the lookup and the delete is lost from the totals.
             delete(key);
+            done.push(*key);
+            if a.folded {
+                continue;
+            }
             let source = source_name(key, detection, namer);
             let dest = if self.log_dest { a.dest.as_deref() } else { None };
             out.push((
@@ -309,7 +349,6 @@ impl Tracker {
                     },
                 },
             ));
-            done.push(*key);
         }
         for k in done {
             self.active.remove(&k);
@@ -471,6 +510,57 @@ mod tests {
         ev.key.kind = Detection::UdpFlood as u8;
         let line = t.on_event(&ev, &mut Loud).expect("line");
         assert_eq!(line.text, "UDP: scan/flood detected [port 53] from host (198.18.0.1) [port 40000]");
+    }
+
+    #[test]
+    fn udp_scan_and_flood_of_one_source_are_one_mode_in_the_log() {
+        let cfg = Config::default();
+        let udp = |d: Detection, ports: u16| {
+            let mut s = SourceState::new(5);
+            for port in 1..=ports {
+                s.record_ports(5 + u64::from(port), port, 40000, 30, 1);
+            }
+            let mut ev = detected_event(&s);
+            ev.detection = d as u8;
+            ev.key.kind = d as u8;
+            (ev, s)
+        };
+        let (scan, scan_state) = udp(Detection::UdpScan, 25);
+        let (flood, flood_state) = udp(Detection::UdpFlood, 30);
+        let mut t = Tracker::new(false);
+        let line = t.on_event(&scan, &mut Plain).expect("the first is logged");
+        assert!(line.text.starts_with("UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1"), "{}", line.text);
+        assert!(t.on_event(&flood, &mut Plain).is_none(), "the twin is folded into it");
+        assert_eq!(t.active(), 2);
+        // The folded mode ends without a line, by the kernel's report or by a sweep; the shown
+        // one with its own.
+        let mut gone = flood;
+        gone.kind = EventKind::Expired as u8;
+        assert!(t.on_event(&gone, &mut Plain).is_none());
+        let mut deleted = Vec::new();
+        let out = t.sweep(u64::MAX, &cfg, &mut Plain, |_| Some(scan_state), |k| deleted.push(k.kind));
+        let texts: Vec<&str> = out.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["UDP: scan/flood mode expired for 198.18.0.1 - received a total of 25 packets (750 bytes)."]);
+        assert_eq!(t.active(), 0);
+        // In the other order, after a restart (adopted), and swept together: one line again.
+        let mut t = Tracker::new(false);
+        assert!(t.on_event(&flood, &mut Plain).is_some());
+        assert!(t.on_event(&scan, &mut Plain).is_none());
+        let out = t.sweep(u64::MAX, &cfg, &mut Plain, |k| Some(if k.kind == flood.key.kind { flood_state } else { scan_state }), |_| {});
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].text.contains("a total of 30 packets"), "the flood's, shown first: {}", out[0].text);
+        let mut t = Tracker::new(false);
+        assert!(t.adopt(scan.key, &scan_state) && t.adopt(flood.key, &flood_state));
+        assert_eq!(t.sweep(u64::MAX, &cfg, &mut Plain, |_| Some(scan_state), |_| {}).len(), 1);
+        // Another source's twin, or another detection of this source, is not folded.
+        let mut t = Tracker::new(false);
+        assert!(t.on_event(&scan, &mut Plain).is_some());
+        let mut other = flood;
+        other.key.addr[3] = 7;
+        assert!(t.on_event(&other, &mut Plain).is_some());
+        let (mut syn, _) = udp(Detection::SynScan, 10);
+        syn.key.kind = Detection::SynScan as u8;
+        assert!(t.on_event(&syn, &mut Plain).is_some());
     }
 
     #[test]

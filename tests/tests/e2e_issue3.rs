@@ -245,6 +245,38 @@ fn hping3_udp_flood_but_not_a_busy_dns_client() {
     assert_eq!(lines.len(), 2, "{}", show(&lines));
 }
 
+/// A UDP flood across ports crosses both UDP detections (25 distinct ports, 1,000 packets);
+/// the log shows one `scan/flood` mode, as iplog's single UDP state did, while the kernel
+/// counts two detections.
+#[test]
+fn a_udp_flood_across_ports_is_one_scan_flood_mode() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let d = start(&bed, &dir, "set scans_only true\nwindow udp_flood 2s\nwindow udp_scan 2s\n");
+    // Destination ports 1, 2, 3, ... (`++1`); `--flood` ignores -c: timeout bounds it.
+    let _ = bed
+        .attacker
+        .cmd("timeout")
+        .args(["-s", "INT", "2", "hping3", "-q", "--udp", "--flood", "-p", "++1", VICTIM4])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run hping3");
+    let det = format!("UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from {ATTACKER4} [ports ");
+    let exp = format!("UDP: scan/flood mode expired for {ATTACKER4} - received a total of ");
+    let lines = d.wait_log("the scan/flood expiry", WAIT, |l| count(l, &exp) == 1);
+    // Both windows (2 s) have lapsed by now; give a second expiry line time to show up.
+    thread::sleep(Duration::from_secs(3));
+    let lines = d.wait_log("the log", WAIT, |l| l.len() >= lines.len());
+    assert_eq!(count(&lines, &det), 1, "{}", show(&lines));
+    assert_eq!(count(&lines, &exp), 1, "{}", show(&lines));
+    assert_eq!(lines.len(), 2, "{}", show(&lines));
+    let (ok, out, err) = ipscan_tests::cli(&["stats", "--json", "-i", &bed.victim_if]);
+    assert!(ok, "ipscan stats: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v[0]["counters"]["detections"], 2, "the scan and the flood, in the kernel: {out}");
+}
+
 #[test]
 fn bogus_flag_combinations_but_not_ecn() {
     let bed = Testbed::new();
