@@ -216,6 +216,19 @@ fn traceroute_once_per_source_and_probe_kind() {
     wait_exactly(&d, &want, "one line per source and kind");
 }
 
+/// `hping3 --udp --flood -p PORT` from the attacker for two seconds. `--flood` ignores -c:
+/// timeout bounds it (hping3 ends on SIGINT with status 0 or 130).
+fn udp_flood_for_2s(bed: &Testbed, port: &str) {
+    let _ = bed
+        .attacker
+        .cmd("timeout")
+        .args(["-s", "INT", "2", "hping3", "-q", "--udp", "--flood", "-p", port, VICTIM4])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run hping3");
+}
+
 #[test]
 fn hping3_udp_flood_but_not_a_busy_dns_client() {
     let bed = Testbed::new();
@@ -228,15 +241,7 @@ fn hping3_udp_flood_but_not_a_busy_dns_client() {
          s.bind(('198.18.0.3', 0))\nfor i in range(200):\n    s.sendto(b'q' * 30, ('{VICTIM4}', 53))\n    time.sleep(0.01)\n"
     );
     run_in(&bed.attacker, 20, "python3", &["-c", &client]);
-    // `--flood` ignores -c: timeout bounds it (hping3 ends on SIGINT with status 0 or 130).
-    let _ = bed
-        .attacker
-        .cmd("timeout")
-        .args(["-s", "INT", "2", "hping3", "-q", "--udp", "--flood", "-p", "53", VICTIM4])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run hping3");
+    udp_flood_for_2s(&bed, "53");
     let det = format!("UDP: scan/flood detected [port 53] from {ATTACKER4} [ports ");
     let exp = format!("UDP: scan/flood mode expired for {ATTACKER4} - received a total of ");
     let lines = d.wait_log("udp flood expiry", WAIT, |l| count(l, &exp) == 1);
@@ -253,15 +258,8 @@ fn a_udp_flood_across_ports_is_one_scan_flood_mode() {
     let bed = Testbed::new();
     let dir = TempDir::new();
     let d = start(&bed, &dir, "set scans_only true\nwindow udp_flood 2s\nwindow udp_scan 2s\n");
-    // Destination ports 1, 2, 3, ... (`++1`); `--flood` ignores -c: timeout bounds it.
-    let _ = bed
-        .attacker
-        .cmd("timeout")
-        .args(["-s", "INT", "2", "hping3", "-q", "--udp", "--flood", "-p", "++1", VICTIM4])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run hping3");
+    // Destination ports 1, 2, 3, ... (`++1`).
+    udp_flood_for_2s(&bed, "++1");
     let det = format!("UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from {ATTACKER4} [ports ");
     let exp = format!("UDP: scan/flood mode expired for {ATTACKER4} - received a total of ");
     let lines = d.wait_log("the scan/flood expiry", WAIT, |l| count(l, &exp) == 1);
