@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn udp_scan_and_flood_of_one_source_are_one_mode_in_the_log() {
         let cfg = Config::default();
-        let udp = |d: Detection, ports: u16| {
+        let detected_by = |d: Detection, ports: u16| {
             let mut s = SourceState::new(5);
             for port in 1..=ports {
                 s.record_ports(5 + u64::from(port), port, 40000, 30, 1);
@@ -525,8 +525,8 @@ mod tests {
             ev.key.kind = d as u8;
             (ev, s)
         };
-        let (scan, scan_state) = udp(Detection::UdpScan, 25);
-        let (flood, flood_state) = udp(Detection::UdpFlood, 30);
+        let (scan, scan_state) = detected_by(Detection::UdpScan, 25);
+        let (flood, flood_state) = detected_by(Detection::UdpFlood, 30);
         let mut t = Tracker::new(false);
         let line = t.on_event(&scan, &mut Plain).expect("the first is logged");
         assert!(line.text.starts_with("UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1"), "{}", line.text);
@@ -541,6 +541,7 @@ mod tests {
         let out = t.sweep(u64::MAX, &cfg, &mut Plain, |_| Some(scan_state), |k| deleted.push(k.kind));
         let texts: Vec<&str> = out.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["UDP: scan/flood mode expired for 198.18.0.1 - received a total of 25 packets (750 bytes)."]);
+        assert_eq!(deleted, [Detection::UdpScan as u8], "the kernel's state of the swept mode");
         assert_eq!(t.active(), 0);
         // In the other order, after a restart (adopted), and swept together: one line again.
         let mut t = Tracker::new(false);
@@ -558,8 +559,7 @@ mod tests {
         let mut other = flood;
         other.key.addr[3] = 7;
         assert!(t.on_event(&other, &mut Plain).is_some());
-        let (mut syn, _) = udp(Detection::SynScan, 10);
-        syn.key.kind = Detection::SynScan as u8;
+        let (syn, _) = detected_by(Detection::SynScan, 10);
         assert!(t.on_event(&syn, &mut Plain).is_some());
     }
 
