@@ -106,7 +106,8 @@ pub fn service(port: u16, proto: &str, services: Services<'_>) -> String {
 /// Printed forms of the other addresses an ICMP message carries, named as iplog named them.
 #[derive(Debug, Default)]
 pub struct IcmpNames {
-    /// The destination of the packet an ICMP error quotes.
+    /// The destination of the packet an ICMP error quotes, where the line shows it: a
+    /// redirect's target, or the host that a router (not the host itself) reports unreachable.
     pub inner_dst: Option<String>,
     /// An IPv4 redirect's gateway.
     pub gateway: Option<String>,
@@ -114,11 +115,14 @@ pub struct IcmpNames {
 
 impl IcmpNames {
     /// The names an ICMP line of `p` needs (none for other packets), from the same namer as
-    /// its source (`log_ip`).
+    /// its source (`log_ip`): only those the line prints, so that no other address is looked up.
     pub fn of(p: &PacketSummary, namer: &mut dyn Namer) -> Self {
-        let v4_redirect = p.family == FAMILY_V4 && p.proto == PROTO_ICMP && p.icmp_type == 5;
+        let v4 = p.family == FAMILY_V4 && p.proto == PROTO_ICMP;
+        let v4_redirect = v4 && p.icmp_type == 5;
+        let unreachable = (v4 && p.icmp_type == 3) || (p.proto == PROTO_ICMPV6 && p.icmp_type == 1);
+        let shown = v4_redirect || (unreachable && p.inner_dst != p.src);
         Self {
-            inner_dst: (p.inner_proto != 0).then(|| namer.name(format::addr(&p.inner_dst, p.family))),
+            inner_dst: (p.inner_proto != 0 && shown).then(|| namer.name(format::addr(&p.inner_dst, p.family))),
             gateway: v4_redirect.then(|| namer.name(IpAddr::V4(Ipv4Addr::from(p.icmp_rest)))),
         }
     }
@@ -333,10 +337,10 @@ fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>, names: &IcmpNames)
     };
     // The default form: "ICMP: NAME from H", "ICMP: NAME to D from H".
     let plain = |name: &str, tail: &str| format!("ICMP: {name}{} from {src}{tail}", to(dst));
-    // A router that reports someone else unreachable: "(from ROUTER) DEST".
+    // A router that reports someone else unreachable: "(from ROUTER) DEST" (see IcmpNames).
     let reporter = match &names.inner_dst {
-        Some(inner) if p.inner_dst != p.src => format!("(from {src}) {inner}"),
-        _ => src.to_owned(),
+        Some(inner) => format!("(from {src}) {inner}"),
+        None => src.to_owned(),
     };
     let unreach = |texts: &[&str]| match texts.get(code as usize) {
         Some(text) => match dst {
@@ -612,6 +616,10 @@ mod tests {
         let names = IcmpNames::of(&u, &mut Names);
         assert_eq!(names.inner_dst.as_deref(), Some("name-of-198.51.100.7"));
         assert_eq!(names.gateway, None);
+        // Addresses a line does not print are not looked up.
+        for p in [quoting(icmp4(3, 3), PROTO_UDP, 1, 2), quoting(icmp4(11, 0), PROTO_UDP, 1, 2)] {
+            assert_eq!(IcmpNames::of(&p, &mut Names).inner_dst, None);
+        }
     }
 
     #[test]
