@@ -46,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!classify::is_bogus(p.tcp_flags) && !classify::is_traceroute(p));
         }
     }
+    // What the fast path refuses, the parser refuses with the same STATS slot.
+    if let Some(slot) = parse::rejected(data) {
+        assert_eq!(without.as_ref().err(), Some(&slot), "the fast path refused a frame the parser reads otherwise");
+    }
     // The fast path's block check reads the sender the parser reads.
     if let (Some(fast), Ok(p)) = (parse::ip_sender(data), without.as_ref()) {
         assert_eq!((p.family, p.ip_payload_len), (fast.family, fast.ip_payload_len));

@@ -247,6 +247,30 @@ pub fn plain_tcp<F: Frame + ?Sized>(f: &F) -> Option<PlainTcp> {
     })
 }
 
+/// The STATS slot [`parse`] fails with, for the failures visible in an untagged frame's
+/// Ethernet and IPv4 headers alone: a frame too short for them, not IP at all (ARP, LLDP), or a
+/// broken IPv4 header (version, IHL, total length). The XDP program's fast path counts these
+/// and passes them without the full parse. Whenever this is `Some(slot)`, [`parse`] fails with
+/// `slot` (unit test, `parse` fuzz target); `None` decides nothing.
+#[inline(always)]
+pub fn rejected<F: Frame + ?Sized>(f: &F) -> Option<u32> {
+    let Some(eth) = f.bytes::<ETH_HLEN>(0) else {
+        return Some(stats::MALFORMED);
+    };
+    match be16(eth, 12) {
+        ETH_P_IP => {
+            let Some(h) = f.bytes::<20>(ETH_HLEN) else {
+                return Some(stats::MALFORMED);
+            };
+            let ihl = ((h[0] & 0x0f) as usize) * 4;
+            let broken = h[0] >> 4 != 4 || ihl < 20 || f.len() < ETH_HLEN + ihl || (be16(h, 2) as usize) < ihl;
+            broken.then_some(stats::MALFORMED)
+        }
+        ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD => None,
+        _ => Some(stats::NOT_IP),
+    }
+}
+
 /// Parses an IPv4 header at `off`; returns the transport offset unless this is a later fragment.
 #[inline(always)]
 fn ipv4<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary, opts: Options) -> Result<Option<usize>> {
@@ -598,6 +622,39 @@ mod tests {
         // Not an error: nothing quoted.
         let p = parse(&icmp_error(8, 0, PROTO_UDP, [198, 51, 100, 7], udp)[..], opts).expect("parsed");
         assert_eq!((p.inner_proto, p.inner_dst), (0, [0; 16]));
+    }
+
+    #[test]
+    fn rejected_frames_are_the_ones_the_parser_refuses_with_that_slot() {
+        let refused = |f: &[u8], slot: u32| {
+            assert_eq!(rejected(f), Some(slot), "{f:?}");
+            assert_eq!(parse(f, Options::default()).err(), Some(slot));
+        };
+        let good = v4(PROTO_UDP, &[0x9c, 0x40, 0, 53, 0, 12, 0, 0], 32);
+        assert_eq!(rejected(&good[..]), None);
+        assert!(parse(&good[..], Options::default()).is_ok());
+        // Too short for Ethernet or for an IPv4 header.
+        refused(&good[..13], stats::MALFORMED);
+        refused(&good[..33], stats::MALFORMED);
+        // ARP.
+        let mut arp = good;
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        refused(&arp[..60], stats::NOT_IP);
+        // Version 6 in an IPv4 ethertype, IHL 4, options past the frame, total below the IHL.
+        for (at, v, cut) in [(14, 0x65, 128), (14, 0x44, 128), (14, 0x4f, 40), (17, 19, 128)] {
+            let mut f = good;
+            f[at] = v;
+            refused(&f[..cut], stats::MALFORMED);
+        }
+        // Left to the full parser: IPv6, VLAN tags, a short packet (an anomaly, not a failure).
+        assert_eq!(rejected(&v6_chain(0)[..74]), None);
+        let mut tagged = [0u8; 132];
+        tagged[12..14].copy_from_slice(&ETH_P_8021Q.to_be_bytes());
+        tagged[16..18].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(rejected(&tagged[..]), None);
+        assert_eq!(parse(&tagged[..], Options::default()).err(), Some(stats::NOT_IP));
+        assert_eq!(rejected(&good[..44]), None);
+        assert!(parse(&good[..44], Options::default()).is_ok());
     }
 
     #[test]

@@ -109,6 +109,12 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
     {
         return xdp_action::XDP_PASS;
     }
+    // What the full parse would refuse from the Ethernet and IPv4 headers alone (ARP, a broken
+    // IPv4 header) is counted as it would count it, without filling a summary.
+    if let Some(slot) = parse::rejected(&fast) {
+        record::count(slot);
+        return xdp_action::XDP_PASS;
+    }
     record::set_autoblocks_checked(checked);
     let frame = XdpFrame::of(&ctx);
     let verdict = match try_ipscan(cfg, &frame) {
