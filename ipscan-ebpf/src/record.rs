@@ -541,22 +541,37 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
     };
     let now = if set != 0 || ordinary.is_some() { now_ns() } else { 0 };
     if set != 0 {
-        // Iterate by a counter, not over an array of Detection: an index loaded from memory is
-        // unbounded to the verifier, a loop counter is not.
-        for i in 0..DETECTIONS.len() {
-            if set & (1 << i) == 0 {
-                continue;
-            }
-            if let Some(dc) = cfg.detections.get(i) {
+        // One test per detection, unrolled: a loop over the detections (by a counter, which the
+        // verifier can bound) ran its compare-and-branch nine times around the calls, and after
+        // each call's return through the SRSO thunk its branches were mispredicted. The answers
+        // are OR-ed and read once, after the calls: the verifier then follows one state through
+        // the calls, not one per combination of answers.
+        let mut all = 0u64;
+        let mut record = |i: usize| -> Result<(), u32> {
+            if set & (1 << i) != 0
+                && let Some(dc) = cfg.detections.get(i)
+            {
                 let r = ipscan_record_one(dc, now, i as u32, Detection::counts_ports_at(i) as u32, p);
                 if r & RECORD_ERROR != 0 {
                     return Err((r >> 32) as u32);
                 }
-                in_mode |= r & RECORD_IN_MODE != 0;
-                if r & RECORD_DROP != 0 {
-                    verdict = xdp_action::XDP_DROP;
-                }
+                all |= r;
             }
+            Ok(())
+        };
+        record(0)?;
+        record(1)?;
+        record(2)?;
+        record(3)?;
+        record(4)?;
+        record(5)?;
+        record(6)?;
+        record(7)?;
+        record(8)?;
+        const _: () = assert!(DETECTIONS.len() == 9, "one record() call per detection");
+        in_mode = all & RECORD_IN_MODE != 0;
+        if all & RECORD_DROP != 0 {
+            verdict = xdp_action::XDP_DROP;
         }
     }
     if !in_mode && let Some(l) = ordinary {
