@@ -195,12 +195,19 @@ pub mod table {
     /// hash keyed by `seed`. Shared by AUTOBLOCK and PROBATION (`Probe::set_start`).
     #[inline(always)]
     pub fn keyed_set(w: &[u32; 5], seed: u64, sets: u32) -> u32 {
+        (keyed_hash(w, seed) >> 32) as u32 & (sets - 1)
+    }
+
+    /// The 64-bit multiply-xorshift hash behind [`keyed_set`], whose set takes its upper half;
+    /// bits of its lower half are free for other uses (`Probe::filter_bit_words`).
+    #[inline(always)]
+    pub fn keyed_hash(w: &[u32; 5], seed: u64) -> u64 {
         let mut h = seed ^ 0x243f_6a88_85a3_08d3;
         for v in [w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32, w[4] as u64] {
             h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             h ^= h >> 29;
         }
-        (h >> 32) as u32 & (sets - 1)
+        h
     }
 
     /// What the choice of a way needs to know about one slot of a set.

@@ -51,8 +51,29 @@ pub const PROBATION_SLOTS: u32 = 65_536;
 pub const PROBATION_WAYS: u32 = 4;
 /// Sets of the PROBATION array.
 pub const PROBATION_SETS: u32 = PROBATION_SLOTS / PROBATION_WAYS;
-/// The slot after the sets: its `first_ns` is the hash seed (zero until the program draws it).
+/// The slot after the sets: its `first_ns` is the hash seed (zero until the program draws it),
+/// its `packets` the state of the admission filter ([`filter`]).
 pub const PROBATION_SEED_SLOT: u32 = PROBATION_SLOTS;
+
+/// The admission filter: each set's four `admitted` words are 128 bits, and a key that is admitted
+/// to SOURCES from its set (or put there directly, for a threshold of one) sets its bit
+/// ([`Probe::filter_bit_words`]) first. A port-counting detection whose key has no probation
+/// in its set and a clear bit skips the SOURCES lookup for it: the key cannot be there. Bits are
+/// never cleared (a key that leaves SOURCES only costs the lookup it would have cost anyway).
+///
+/// The filter holds only while every SOURCES entry was put there by a program that set its
+/// bit in this PROBATION array; the seed slot's `packets` says whether it does.
+pub mod filter {
+    /// Not decided: the seed is not drawn yet. The program, drawing it, turns the filter on.
+    pub const UNDECIDED: u32 = 0;
+    /// On: every SOURCES key of a port-counting detection has its bit.
+    pub const ON: u32 = 1;
+    /// Off: SOURCES holds entries this array's bits do not cover (a SOURCES pin kept across a
+    /// restart that made PROBATION anew); the program always looks in SOURCES. User space sets
+    /// it before attaching; a PROBATION pin from before the filter existed (seed drawn, state
+    /// still UNDECIDED) counts as off too.
+    pub const OFF: u32 = 2;
+}
 const _: () = assert!(PROBATION_SETS.is_power_of_two());
 
 /// A source on probation for one detection: so far it has sent packets to one destination port
@@ -78,7 +99,8 @@ pub struct Probe {
     pub sport: u16,
     /// Packets counted; zero: the slot is free.
     pub packets: u32,
-    pub _pad: u32,
+    /// 32 of the set's 128 admission-filter bits ([`filter`]); kept when the slot changes hands.
+    pub admitted: u32,
     /// IP payload bytes counted.
     pub bytes: u64,
     pub first_ns: u64,
@@ -130,6 +152,25 @@ impl Probe {
     #[inline(always)]
     pub fn set_start_words(words: &[u32; 5], seed: u64) -> u32 {
         crate::block::table::keyed_set(words, seed, PROBATION_SETS) * PROBATION_WAYS
+    }
+
+    /// The key's bit of its set's admission filter ([`filter`]), 0 to 127: the way whose
+    /// `admitted` word holds it is `bit / 32`. Taken from hash bits the set does not use.
+    #[inline(always)]
+    pub fn filter_bit_words(words: &[u32; 5], seed: u64) -> u32 {
+        (crate::block::table::keyed_hash(words, seed) >> 8) as u32 & 127
+    }
+
+    /// Whether the key's filter bit is set, given its set's four slots.
+    #[inline(always)]
+    pub fn filter_has(ways: [&Probe; PROBATION_WAYS as usize], bit: u32) -> bool {
+        let word = match bit >> 5 {
+            0 => ways[0].admitted,
+            1 => ways[1].admitted,
+            2 => ways[2].admitted,
+            _ => ways[3].admitted,
+        };
+        word & (1 << (bit & 31)) != 0
     }
 
     /// Which slot of a set a key's packet goes to, given the set's four slots: `(way, true)`
@@ -607,6 +648,43 @@ mod tests {
         assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (1, false));
         set[0].clear();
         assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (0, false));
+    }
+
+    #[test]
+    fn admission_filter_bits_spread_over_a_sets_ways_and_survive_slot_changes() {
+        let seed = 0x0123_4567_89ab_cdef;
+        let key = |i: u32| SourceKey::new([198, 18, (i >> 8) as u8, i as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::SynScan);
+        // Keys of one set: their bits are spread, not tied to the set.
+        let first = Probe::set_start(&key(0), seed);
+        let same_set: Vec<u32> = (0..65_536).filter(|i| Probe::set_start(&key(*i), seed) == first).collect();
+        assert!(same_set.len() >= 2, "{}", same_set.len());
+        let bits: std::collections::BTreeSet<u32> =
+            (0..20_000).map(|i| Probe::filter_bit_words(&key(i).words(), seed)).collect();
+        assert_eq!(bits.len(), 128, "every bit of a set is used");
+        let in_set: std::collections::BTreeSet<u32> =
+            same_set.iter().map(|i| Probe::filter_bit_words(&key(*i).words(), seed)).collect();
+        assert!(in_set.len() > 1 || same_set.len() < 3, "{same_set:?} {in_set:?}");
+        // A bit is found in the way word it names, and only its own.
+        let mut set = [Probe::default(); 4];
+        let b = Probe::filter_bit_words(&key(7).words(), seed);
+        let ways = |set: &[Probe; 4]| [set[0], set[1], set[2], set[3]];
+        let has = |set: &[Probe; 4], bit| {
+            let w = ways(set);
+            Probe::filter_has([&w[0], &w[1], &w[2], &w[3]], bit)
+        };
+        assert!(!has(&set, b));
+        set[(b >> 5) as usize].admitted |= 1 << (b & 31);
+        assert!(has(&set, b));
+        assert_eq!((0..128).filter(|x| has(&set, *x)).count(), 1);
+        // Probation coming and going in the slot keeps the bits.
+        let w = (b >> 5) as usize;
+        set[w].start(&key(9), 5, 80, 1000, 40);
+        set[w].add(6, 40);
+        set[w].clear();
+        assert!(has(&set, b));
+        // Another seed, another bit (for most keys).
+        let moved = (0..64).filter(|i| Probe::filter_bit_words(&key(*i).words(), seed) != Probe::filter_bit_words(&key(*i).words(), seed ^ 1 << 40)).count();
+        assert!(moved > 48, "{moved}");
     }
 
     #[test]

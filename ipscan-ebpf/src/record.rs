@@ -24,7 +24,7 @@ use ipscan_common::{
     packet::{PROTO_TCP, PROTO_UDP, anomalies, tcp_flags},
     rules::{ACTION_LOG, MAX_RULES},
     stats,
-    window::{PROBATION_SEED_SLOT, PROBATION_SLOTS},
+    window::{PROBATION_SEED_SLOT, PROBATION_SLOTS, filter},
 };
 
 #[map]
@@ -758,6 +758,7 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
             None => {
                 let fresh = scratch()?;
                 fresh.reset(now);
+                mark_admitted(&key);
                 insert_state(&key, fresh)?
             }
         }
@@ -809,11 +810,13 @@ fn insert_state(key: &SourceKey, fresh: &SourceState) -> Result<*mut SourceState
 }
 
 /// The PROBATION seed, drawn on first use (a race between CPUs there only restarts the
-/// probation of the first few keys).
+/// probation of the first few keys), and whether the admission filter is on ([`filter`]): the
+/// program turns it on when it draws the seed of an array whose state is still undecided (a new
+/// one; user space decides for kept pins before attaching).
 #[inline(always)]
-fn probation_seed() -> u64 {
+fn probation_seed() -> (u64, bool) {
     let Some(s) = PROBATION.get_ptr_mut(PROBATION_SEED_SLOT) else {
-        return 0;
+        return (0, false);
     };
     // SAFETY: array slot valid for the program's run.
     let s = unsafe { &mut *s };
@@ -821,8 +824,26 @@ fn probation_seed() -> u64 {
         // SAFETY: helpers without arguments.
         let (a, b) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
         s.first_ns = (a as u64) << 32 | b as u64 | 1;
+        if s.packets == filter::UNDECIDED {
+            s.packets = filter::ON;
+        }
     }
-    s.first_ns
+    (s.first_ns, s.packets == filter::ON)
+}
+
+/// Sets a key's admission-filter bit ([`filter`]), before the key goes into SOURCES. A plain
+/// read-modify-write: admissions are rare, and two CPUs admitting keys of one set at the same
+/// instant can at worst lose a bit, whose key then counts a packet or two on probation once
+/// more before it is found again (and its bit set).
+#[inline(always)]
+fn mark_admitted(key: &SourceKey) {
+    let w = key.words();
+    let (seed, _) = probation_seed();
+    let bit = Probe::filter_bit_words(&w, seed);
+    if let Some(s) = PROBATION.get_ptr_mut(Probe::set_start_words(&w, seed) + (bit >> 5)) {
+        // SAFETY: array slot valid for the program's run.
+        unsafe { (*s).admitted |= 1 << (bit & 31) };
+    }
 }
 
 /// The PROBATION slot for a key's packet ([`Probe::choose`] over the key's set), and whether it
@@ -832,16 +853,21 @@ fn probation_seed() -> u64 {
 /// work was checked once per call site, this search had to be a global function of its own:
 /// inlined there it cost 250,000 processed instructions. A call costs a return through the
 /// SRSO thunk on every packet.)
+///
+/// The third answer: whether the key may be in SOURCES (its admission-filter bit is set, or the
+/// filter is off).
 #[inline(always)]
-fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> (u32, bool) {
+fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> (u32, bool, bool) {
     let key = key.words();
-    let first = Probe::set_start_words(&key, probation_seed());
+    let (seed, filtered) = probation_seed();
+    let first = Probe::set_start_words(&key, seed);
     match (PROBATION.get(first), PROBATION.get(first + 1), PROBATION.get(first + 2), PROBATION.get(first + 3)) {
         (Some(a), Some(b), Some(c), Some(d)) => {
             let (way, held) = Probe::choose_words([a, b, c, d], &key, now, dc.window_ns);
-            (first + way, held)
+            let maybe_admitted = !filtered || Probe::filter_has([a, b, c, d], Probe::filter_bit_words(&key, seed));
+            (first + way, held, maybe_admitted)
         }
-        _ => (first, false),
+        _ => (first, false, true),
     }
 }
 
@@ -860,14 +886,18 @@ fn tracked(
     // source that sends to one port (a DNS or NTP client) on probation for good: its probe is
     // the cheaper look. Either order finds the same: admission clears the probe, and a probe
     // starts only for a key SOURCES does not have.
+    // A key with no probation whose admission-filter bit is clear was never admitted: no
+    // SOURCES lookup (a new source's first packet, a flood of rotating sources).
     let first_look = counts_ports.then(|| probation_slot(dc, now, key));
     let (slot, held) = match first_look {
-        Some((slot, true)) => (slot, true),
+        Some((slot, true, _)) => (slot, true),
+        Some((slot, false, false)) => (slot, false),
         _ => {
             if let Some(s) = SOURCES.get_ptr_mut(key) {
                 return Ok(Some(s));
             }
-            first_look.unwrap_or_else(|| probation_slot(dc, now, key))
+            let (slot, held, _) = first_look.unwrap_or_else(|| probation_slot(dc, now, key));
+            (slot, held)
         }
     };
     let slot = PROBATION.get_ptr_mut(slot).ok_or(stats::MAP_ERRORS)?;
@@ -882,6 +912,7 @@ fn tracked(
         let fresh = scratch()?;
         fresh.admit(probe);
         probe.clear();
+        mark_admitted(key);
         return insert_state(key, fresh).map(Some);
     }
     probe.start(key, now, p.dport, p.sport, p.ip_payload_len);

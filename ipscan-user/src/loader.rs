@@ -153,7 +153,65 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         summary: verifier_summary(&source),
         source,
     })?;
+    admission_filter(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Makes PROBATION's admission filter ([`ipscan_common::window::filter`]) cover every SOURCES
+/// entry before the program is attached, and returns how many keys it marked.
+///
+/// A new PROBATION array with an empty SOURCES is left to the program (it turns the filter on
+/// when it draws the seed). Kept pins are not always a pair: SOURCES may be kept while PROBATION
+/// is made anew (its pin removed, or dropped for a new layout), or PROBATION may come from an
+/// ipscan before the filter (seed drawn, filter undecided). Then the program would take kept
+/// sources for new ones and count their next packets on probation; so each SOURCES key gets its
+/// bit here, under the array's seed (drawn here when there is none yet), and the filter is
+/// turned on last.
+pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
+    use aya::maps::HashMap;
+    use ipscan_common::{
+        Probe, SourceKey, SourceState,
+        window::{PROBATION_SEED_SLOT, filter},
+    };
+    let map_err = |name| move |source| LoadError::Map { name, source };
+    let keys: Vec<SourceKey> = {
+        let map = ebpf.map(maps::SOURCES).ok_or(LoadError::MissingMap { name: maps::SOURCES })?;
+        let sources: HashMap<_, SourceKey, SourceState> = HashMap::try_from(map).map_err(map_err(maps::SOURCES))?;
+        sources.keys().collect::<Result<_, _>>().map_err(map_err(maps::SOURCES))?
+    };
+    let map = ebpf.map_mut(maps::PROBATION).ok_or(LoadError::MissingMap { name: maps::PROBATION })?;
+    let mut probation: Array<_, Probe> = Array::try_from(map).map_err(map_err(maps::PROBATION))?;
+    let mut seed_slot = probation.get(&PROBATION_SEED_SLOT, 0).map_err(map_err(maps::PROBATION))?;
+    if seed_slot.packets == filter::ON || (keys.is_empty() && seed_slot.first_ns == 0) {
+        return Ok(0);
+    }
+    if seed_slot.first_ns == 0 {
+        seed_slot.first_ns = random_u64() | 1;
+    }
+    let seed = seed_slot.first_ns;
+    for key in &keys {
+        let w = key.words();
+        let bit = Probe::filter_bit_words(&w, seed);
+        let at = Probe::set_start_words(&w, seed) + (bit >> 5);
+        let mut probe = probation.get(&at, 0).map_err(map_err(maps::PROBATION))?;
+        probe.admitted |= 1 << (bit & 31);
+        probation.set(at, probe, 0).map_err(map_err(maps::PROBATION))?;
+    }
+    seed_slot.packets = filter::ON;
+    probation.set(PROBATION_SEED_SLOT, seed_slot, 0).map_err(map_err(maps::PROBATION))?;
+    Ok(keys.len())
+}
+
+/// 64 random bits from the kernel (getrandom(2)); the clock's nanoseconds if that fails.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: an 8-byte buffer we own.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    }
 }
 
 /// Writes the CONFIG map's single slot.

@@ -496,3 +496,67 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
     found.sort();
     assert_eq!(found, [(A6, Detection::SynScan as u8), (b, Detection::SynScan as u8)]);
 }
+
+/// Empties PROBATION (every set and the seed slot), as a restart that kept the SOURCES pin but
+/// made PROBATION anew leaves it.
+fn new_probation(p: &mut Prog) {
+    use ipscan_common::window::PROBATION_SLOTS;
+    let mut a: aya::maps::Array<_, Probe> =
+        aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::PROBATION)).expect("array");
+    for i in 0..=PROBATION_SLOTS {
+        a.set(i, Probe::default(), 0).expect("write slot");
+    }
+}
+
+#[test]
+fn sources_kept_without_their_probation_array_are_still_found() {
+    use ipscan_common::window::{PROBATION_SEED_SLOT, filter};
+    let k = key4(A, Detection::SynScan);
+    let packets = |p: &Prog| p.source(&k).expect("in SOURCES").packets;
+    let mut p = Prog::load(&Config::default());
+    for port in [22, 80, 443] {
+        p.run_at(SEC, &syn4(port));
+    }
+    assert_eq!(packets(&p), 3, "admitted on its second port and counted there");
+    // A new port of a source that has no probation: found through its admission-filter bit.
+    p.run_at(SEC, &syn4(444));
+    assert_eq!(packets(&p), 4);
+
+    // PROBATION made anew under a kept SOURCES: the program draws a new seed, under which the
+    // scanner's bit is clear, so it takes the scanner for a new source and counts its next port
+    // on probation. This is what the loader's rebuild is for.
+    new_probation(&mut p);
+    p.run_at(2 * SEC, &syn4(1000));
+    assert_eq!(packets(&p), 4, "the filter is on: a clear bit skips SOURCES");
+    assert_eq!(p.probe(&k).map(|pr| pr.dport), Some(1000), "counted on probation instead");
+
+    // The loader's rebuild (run before attaching) gives every SOURCES key its bit.
+    new_probation(&mut p);
+    let marked = ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild");
+    assert_eq!(marked, p.source_count(), "one bit per SOURCES key");
+    assert_ne!(p.probation_seed(), 0, "the loader drew the seed");
+    p.run_at(3 * SEC, &syn4(1001));
+    assert_eq!(packets(&p), 5, "found in SOURCES again");
+    let s = p.source(&k).expect("state");
+    assert_eq!(s.distinct, 5, "22, 80, 443, 444, 1001 (1000 went to probation before the rebuild)");
+
+    // A PROBATION array from before the filter (seed drawn, filter undecided): the rebuild
+    // keeps its seed, marks the keys and turns the filter on; an on filter is left alone.
+    new_probation(&mut p);
+    {
+        let mut a: aya::maps::Array<_, Probe> =
+            aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::PROBATION)).expect("array");
+        a.set(PROBATION_SEED_SLOT, Probe { first_ns: 0x1234_5679, ..Default::default() }, 0).expect("seed");
+    }
+    assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
+    assert_eq!(p.probation_seed(), 0x1234_5679, "the seed is kept");
+    assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("again"), 0, "already on");
+    p.run_at(4 * SEC, &syn4(1002));
+    assert_eq!(packets(&p), 6);
+    let seed_slot = {
+        let a: aya::maps::Array<_, Probe> =
+            aya::maps::Array::try_from(p.ebpf.map(ipscan_common::maps::PROBATION).expect("map")).expect("array");
+        a.get(&PROBATION_SEED_SLOT, 0).expect("seed slot")
+    };
+    assert_eq!(seed_slot.packets, filter::ON);
+}
