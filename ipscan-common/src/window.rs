@@ -62,17 +62,17 @@ pub const PROBATION_SEED_SLOT: u32 = PROBATION_SLOTS;
 /// never cleared (a key that leaves SOURCES only costs the lookup it would have cost anyway).
 ///
 /// The filter holds only while every SOURCES entry was put there by a program that set its
-/// bit in this PROBATION array; the seed slot's `packets` says whether it does.
+/// bit in this PROBATION array, under the same placement; the seed slot's `packets` says
+/// whether it does.
 pub mod filter {
     /// Not decided: the seed is not drawn yet. The program, drawing it, turns the filter on.
+    /// A PROBATION pin from before the filter (seed drawn, state still zero) reads as off.
     pub const UNDECIDED: u32 = 0;
-    /// On: every SOURCES key of a port-counting detection has its bit.
+    /// On: every SOURCES key has its bit under this build's placement ([`super::Probe::place_words`]).
+    /// Any other value is off: the program looks in SOURCES for every key without probation,
+    /// and the loader rebuilds the bits before attaching (`loader::admission_filter`). A change
+    /// of placement must take a new value, so that pins from the old one are rebuilt.
     pub const ON: u32 = 1;
-    /// Off: SOURCES holds entries this array's bits do not cover (a SOURCES pin kept across a
-    /// restart that made PROBATION anew); the program always looks in SOURCES. User space sets
-    /// it before attaching; a PROBATION pin from before the filter existed (seed drawn, state
-    /// still UNDECIDED) counts as off too.
-    pub const OFF: u32 = 2;
 }
 const _: () = assert!(PROBATION_SETS.is_power_of_two());
 
@@ -151,14 +151,23 @@ impl Probe {
     /// [`Probe::set_start`] for a key given as its [`SourceKey::words`].
     #[inline(always)]
     pub fn set_start_words(words: &[u32; 5], seed: u64) -> u32 {
-        crate::block::table::keyed_set(words, seed, PROBATION_SETS) * PROBATION_WAYS
+        Self::place_words(words, seed).0
     }
 
     /// The key's bit of its set's admission filter ([`filter`]), 0 to 127: the way whose
-    /// `admitted` word holds it is `bit / 32`. Taken from hash bits the set does not use.
+    /// `admitted` word holds it is `bit / 32`.
     #[inline(always)]
     pub fn filter_bit_words(words: &[u32; 5], seed: u64) -> u32 {
-        (crate::block::table::keyed_hash(words, seed) >> 8) as u32 & 127
+        Self::place_words(words, seed).1
+    }
+
+    /// A key's set (its first slot) and admission-filter bit, from one hash of the key: the set
+    /// from its upper half, the bit from bits of its lower half.
+    #[inline(always)]
+    pub fn place_words(words: &[u32; 5], seed: u64) -> (u32, u32) {
+        let h = crate::block::table::keyed_hash(words, seed);
+        let set = (h >> 32) as u32 & (PROBATION_SETS - 1);
+        (set * PROBATION_WAYS, (h >> 8) as u32 & 127)
     }
 
     /// Whether the key's filter bit is set, given its set's four slots.
@@ -197,7 +206,10 @@ impl Probe {
                 return (i as u32, false);
             }
         }
-        (((now as u32) ^ key[0]) & (PROBATION_WAYS - 1), false)
+        // The detection is part of the pick: a SYN starts two probations (port scan, SYN scan)
+        // at one instant, and when both keys hash to one full set they must not take the same
+        // slot from each other at every packet.
+        (((now as u32) ^ key[0] ^ (key[4] >> 8)) & (PROBATION_WAYS - 1), false)
     }
 
     /// Whether the slot holds `key`'s probation, still inside its window at `now`.
@@ -648,6 +660,17 @@ mod tests {
         assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (1, false));
         set[0].clear();
         assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (0, false));
+        // In a full set, one source's keys of detections 0 and 1 (a SYN's port scan and SYN
+        // scan, should they share a set) pick different slots at the same instant.
+        set[0].start(&key(1), now, 80, 1000, 40);
+        set[1].start(&key(2), now, 80, 1000, 40);
+        let kind = |d| SourceKey::new(key(6).addr, 4, d);
+        for t in 0..16 {
+            let a = Probe::choose(ways(&set), &kind(Detection::PortScan), now + t, window);
+            let b = Probe::choose(ways(&set), &kind(Detection::SynScan), now + t, window);
+            assert!(!a.1 && !b.1);
+            assert_ne!(a.0, b.0, "at {t}");
+        }
     }
 
     #[test]

@@ -837,10 +837,9 @@ fn probation_seed() -> (u64, bool) {
 /// more before it is found again (and its bit set).
 #[inline(always)]
 fn mark_admitted(key: &SourceKey) {
-    let w = key.words();
     let (seed, _) = probation_seed();
-    let bit = Probe::filter_bit_words(&w, seed);
-    if let Some(s) = PROBATION.get_ptr_mut(Probe::set_start_words(&w, seed) + (bit >> 5)) {
+    let (first, bit) = Probe::place_words(&key.words(), seed);
+    if let Some(s) = PROBATION.get_ptr_mut(first + (bit >> 5)) {
         // SAFETY: array slot valid for the program's run.
         unsafe { (*s).admitted |= 1 << (bit & 31) };
     }
@@ -860,11 +859,11 @@ fn mark_admitted(key: &SourceKey) {
 fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> (u32, bool, bool) {
     let key = key.words();
     let (seed, filtered) = probation_seed();
-    let first = Probe::set_start_words(&key, seed);
+    let (first, bit) = Probe::place_words(&key, seed);
     match (PROBATION.get(first), PROBATION.get(first + 1), PROBATION.get(first + 2), PROBATION.get(first + 3)) {
         (Some(a), Some(b), Some(c), Some(d)) => {
             let (way, held) = Probe::choose_words([a, b, c, d], &key, now, dc.window_ns);
-            let maybe_admitted = !filtered || Probe::filter_has([a, b, c, d], Probe::filter_bit_words(&key, seed));
+            let maybe_admitted = !filtered || Probe::filter_has([a, b, c, d], bit);
             (first + way, held, maybe_admitted)
         }
         _ => (first, false, true),

@@ -163,10 +163,10 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
 /// A new PROBATION array with an empty SOURCES is left to the program (it turns the filter on
 /// when it draws the seed). Kept pins are not always a pair: SOURCES may be kept while PROBATION
 /// is made anew (its pin removed, or dropped for a new layout), or PROBATION may come from an
-/// ipscan before the filter (seed drawn, filter undecided). Then the program would take kept
-/// sources for new ones and count their next packets on probation; so each SOURCES key gets its
-/// bit here, under the array's seed (drawn here when there is none yet), and the filter is
-/// turned on last.
+/// ipscan before the filter (seed drawn, filter state not `filter::ON`). Then the program would
+/// take kept sources for new ones and count their next packets on probation; so each SOURCES key
+/// gets its bit here, under the array's seed (drawn here when there is none yet), and the filter
+/// is turned on last.
 pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     use aya::maps::HashMap;
     use ipscan_common::{
@@ -182,7 +182,7 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     let map = ebpf.map_mut(maps::PROBATION).ok_or(LoadError::MissingMap { name: maps::PROBATION })?;
     let mut probation: Array<_, Probe> = Array::try_from(map).map_err(map_err(maps::PROBATION))?;
     let mut seed_slot = probation.get(&PROBATION_SEED_SLOT, 0).map_err(map_err(maps::PROBATION))?;
-    if seed_slot.packets == filter::ON || (keys.is_empty() && seed_slot.first_ns == 0) {
+    if seed_slot.packets == filter::ON || (keys.is_empty() && seed_slot.first_ns == 0 && seed_slot.packets == filter::UNDECIDED) {
         return Ok(0);
     }
     if seed_slot.first_ns == 0 {
@@ -190,9 +190,8 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     }
     let seed = seed_slot.first_ns;
     for key in &keys {
-        let w = key.words();
-        let bit = Probe::filter_bit_words(&w, seed);
-        let at = Probe::set_start_words(&w, seed) + (bit >> 5);
+        let (first, bit) = Probe::place_words(&key.words(), seed);
+        let at = first + (bit >> 5);
         let mut probe = probation.get(&at, 0).map_err(map_err(maps::PROBATION))?;
         probe.admitted |= 1 << (bit & 31);
         probation.set(at, probe, 0).map_err(map_err(maps::PROBATION))?;
