@@ -4,7 +4,7 @@
 use anyhow::{Context as _, anyhow};
 
 /// Programs of the ipscan-ebpf crate that `include_bytes_aligned!` embeds.
-const EBPF_BINS: [&str; 5] = ["ipscan", "baseline_pass", "baseline_drop", "generator_tx", "floor"];
+const EBPF_BINS: [&str; 6] = ["ipscan", "baseline_pass", "baseline_drop", "generator_tx", "floor", "fresh_sources"];
 
 fn main() -> anyhow::Result<()> {
     if std::env::var_os("CARGO_FEATURE_WITHOUT_EBPF").is_some() {

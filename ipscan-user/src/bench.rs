@@ -12,10 +12,17 @@ pub static GENERATOR_TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_D
 /// `FLOOR_ARRAY` (see ipscan-ebpf's `src/bin/floor.rs`).
 pub static FLOOR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
 
+/// Program `fresh_sources`: a new IPv6 source per test run, then a tail call through its
+/// `NEXT` program array (see ipscan-ebpf's `src/bin/fresh_sources.rs`).
+pub static FRESH_SOURCES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fresh_sources"));
+
 /// Program names in the objects above.
 pub const BASELINE_PASS_NAME: &str = "baseline_pass";
 pub const BASELINE_DROP_NAME: &str = "baseline_drop";
 pub const GENERATOR_TX_NAME: &str = "generator_tx";
+pub const FRESH_SOURCES_NAME: &str = "fresh_sources";
+/// The program array `fresh_sources` tail-calls through (slot 0).
+pub const FRESH_SOURCES_NEXT: &str = "NEXT";
 /// Load-time global of the generator: 0 sends the frame unchanged, 4 / 6 rewrite the IPv4 /
 /// IPv6 source from a per-CPU counter before each transmission.
 pub const GENERATOR_VARY_SOURCE: &str = "GEN_VARY_SOURCE";

@@ -19,6 +19,7 @@ const MEASURED: &[&str] = &[
     "cost_syn_v6_scan_mode",
     "cost_malformed",
     "cost_syn_new_source",
+    "cost_syn_fresh_sources",
     "tput_benign_v4_empty_pass",
     "tput_benign_v4_empty_drop",
     "tput_benign_v4",
