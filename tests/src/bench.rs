@@ -527,14 +527,6 @@ fn load_floors(src: Ipv4Addr) -> Ebpf {
     ebpf
 }
 
-/// "SYN from a new source": a repeated test run replays one frame, so only its first run sees a
-/// new source. Instead each source gets its own run with repeat=1, alternating with the empty
-/// program run the same way. A single run's kernel figure carries a fixed overhead (the
-/// clock reads and BH toggling around one run) that repeat=1M amortises, so the row reports
-///   cost = baseline(repeat=1M) + [median ipscan(repeat=1) - median baseline(repeat=1)],
-/// i.e. ipscan's extra time per new source on top of the empty program's amortised cost.
-/// The SOURCES LRU fills after 32,768 sources (two entries per raw SYN), so with more sources
-/// than that most runs also evict.
 /// `fresh_sources` (a new IPv6 source per run, then a tail call) in front of `next`.
 fn fresh_sources_before(next: &ProgramFd) -> Ebpf {
     let mut ebpf = load_object(objs::FRESH_SOURCES, objs::FRESH_SOURCES_NAME, None);
@@ -592,6 +584,14 @@ fn fresh_sources_row(o: &Options, pass_fd: &ProgramFd) -> Row {
     }
 }
 
+/// "SYN from a new source, one test run each" (info): each source gets its own run with
+/// repeat=1, alternating with the empty program run the same way. A single run's kernel figure
+/// carries a fixed overhead (the clock reads and BH toggling around one run) that repeat=1M
+/// amortises, so the row reports
+///   cost = baseline(repeat=1M) + [median ipscan(repeat=1) - median baseline(repeat=1)],
+/// i.e. ipscan's extra time per new source on top of the empty program's amortised cost.
+/// The SOURCES LRU fills after 32,768 sources (two entries per raw SYN), so with more sources
+/// than that most runs also evict.
 fn new_source_row(o: &Options, pass_fd: &ProgramFd, fd: &ProgramFd, base_ns: f64) -> Row {
     let mut ip = Vec::with_capacity(o.new_sources as usize);
     let mut bp = Vec::with_capacity(o.new_sources as usize);
