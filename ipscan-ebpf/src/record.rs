@@ -831,17 +831,28 @@ fn probation_seed() -> (u64, bool) {
     (s.first_ns, s.packets == filter::ON)
 }
 
-/// Sets a key's admission-filter bit ([`filter`]), before the key goes into SOURCES. A plain
-/// read-modify-write: admissions are rare, and two CPUs admitting keys of one set at the same
-/// instant can at worst lose a bit, whose key then counts a packet or two on probation once
-/// more before it is found again (and its bit set).
+/// Sets a key's admission-filter bit ([`filter`]), before the key goes into SOURCES: an atomic
+/// OR (BPF_ATOMIC | BPF_OR, kernel 5.12), so that two CPUs admitting keys of one set at once
+/// keep both bits. The OR is on the probe's 8-byte word of `packets` and `admitted` (the BPF
+/// backend here has no 32-bit atomics in inline assembly), with nothing ORed into `packets`.
 #[inline(always)]
 fn mark_admitted(key: &SourceKey) {
+    const _: () = assert!(core::mem::offset_of!(Probe, packets) % 8 == 0);
+    const _: () = assert!(core::mem::offset_of!(Probe, admitted) == core::mem::offset_of!(Probe, packets) + 4);
     let (seed, _) = probation_seed();
     let (first, bit) = Probe::place_words(&key.words(), seed);
     if let Some(s) = PROBATION.get_ptr_mut(first + (bit >> 5)) {
-        // SAFETY: array slot valid for the program's run.
-        unsafe { (*s).admitted |= 1 << (bit & 31) };
+        // Little-endian: `admitted` is the word's upper half.
+        let v = 1u64 << (32 + (bit & 31));
+        // SAFETY: an 8-aligned word inside an array slot valid for the program's run.
+        unsafe {
+            core::arch::asm!(
+                "lock *(u64 *)({ptr} + 0) |= {val}",
+                ptr = in(reg) core::ptr::addr_of_mut!((*s).packets),
+                val = in(reg) v,
+                options(nostack),
+            )
+        };
     }
 }
 
