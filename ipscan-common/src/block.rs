@@ -199,7 +199,7 @@ pub mod table {
     }
 
     /// The 64-bit multiply-xorshift hash behind [`keyed_set`], whose set takes its upper half;
-    /// bits of its lower half are free for other uses (`Probe::filter_bit_words`).
+    /// bits of its lower half are free for other uses (`Probe::place_words`).
     #[inline(always)]
     pub fn keyed_hash(w: &[u32; 5], seed: u64) -> u64 {
         let mut h = seed ^ 0x243f_6a88_85a3_08d3;

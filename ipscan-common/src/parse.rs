@@ -258,22 +258,17 @@ pub fn rejected<F: Frame + ?Sized>(f: &F) -> Option<u32> {
         return Some(stats::MALFORMED);
     };
     match be16(eth, 12) {
-        ETH_P_IP => {
-            let Some(h) = f.bytes::<20>(ETH_HLEN) else {
-                return Some(stats::MALFORMED);
-            };
-            let ihl = ((h[0] & 0x0f) as usize) * 4;
-            let broken = h[0] >> 4 != 4 || ihl < 20 || f.len() < ETH_HLEN + ihl || (be16(h, 2) as usize) < ihl;
-            broken.then_some(stats::MALFORMED)
-        }
+        ETH_P_IP => ipv4_header(f, ETH_HLEN).err(),
         ETH_P_IPV6 | ETH_P_8021Q | ETH_P_8021AD => None,
         _ => Some(stats::NOT_IP),
     }
 }
 
-/// Parses an IPv4 header at `off`; returns the transport offset unless this is a later fragment.
+/// The IPv4 header at `off` with its length and the packet's total length, or MALFORMED when
+/// the header cannot be one (version, IHL, options past the frame, total below the header).
+/// Shared by [`ipv4`] and [`rejected`].
 #[inline(always)]
-fn ipv4<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary, opts: Options) -> Result<Option<usize>> {
+fn ipv4_header<F: Frame + ?Sized>(f: &F, off: usize) -> Result<(&[u8; 20], usize, usize)> {
     let h: &[u8; 20] = get(f, off)?;
     if h[0] >> 4 != 4 {
         return Err(stats::MALFORMED);
@@ -290,6 +285,13 @@ fn ipv4<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary, opts: Optio
     if total < ihl {
         return Err(stats::MALFORMED);
     }
+    Ok((h, ihl, total))
+}
+
+/// Parses an IPv4 header at `off`; returns the transport offset unless this is a later fragment.
+#[inline(always)]
+fn ipv4<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary, opts: Options) -> Result<Option<usize>> {
+    let (h, ihl, total) = ipv4_header(f, off)?;
     if off + total > f.len() {
         p.anomalies |= anomalies::SHORT;
     }

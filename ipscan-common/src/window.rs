@@ -57,7 +57,7 @@ pub const PROBATION_SEED_SLOT: u32 = PROBATION_SLOTS;
 
 /// The admission filter: each set's four `admitted` words are 128 bits, and a key that is admitted
 /// to SOURCES from its set (or put there directly, for a threshold of one) sets its bit
-/// ([`Probe::filter_bit_words`]) first. A port-counting detection whose key has no probation
+/// ([`Probe::place_words`]) first. A port-counting detection whose key has no probation
 /// in its set and a clear bit skips the SOURCES lookup for it: the key cannot be there. Bits are
 /// never cleared (a key that leaves SOURCES only costs the lookup it would have cost anyway).
 ///
@@ -154,15 +154,9 @@ impl Probe {
         Self::place_words(words, seed).0
     }
 
-    /// The key's bit of its set's admission filter ([`filter`]), 0 to 127: the way whose
-    /// `admitted` word holds it is `bit / 32`.
-    #[inline(always)]
-    pub fn filter_bit_words(words: &[u32; 5], seed: u64) -> u32 {
-        Self::place_words(words, seed).1
-    }
-
-    /// A key's set (its first slot) and admission-filter bit, from one hash of the key: the set
-    /// from its upper half, the bit from bits of its lower half.
+    /// A key's set (its first slot) and admission-filter bit ([`filter`]), from one hash of the
+    /// key: the set from its upper half, the bit (0 to 127; the way whose `admitted` word holds
+    /// it is `bit / 32`) from bits of its lower half.
     #[inline(always)]
     pub fn place_words(words: &[u32; 5], seed: u64) -> (u32, u32) {
         let h = crate::block::table::keyed_hash(words, seed);
@@ -682,14 +676,14 @@ mod tests {
         let same_set: Vec<u32> = (0..65_536).filter(|i| Probe::set_start(&key(*i), seed) == first).collect();
         assert!(same_set.len() >= 2, "{}", same_set.len());
         let bits: std::collections::BTreeSet<u32> =
-            (0..20_000).map(|i| Probe::filter_bit_words(&key(i).words(), seed)).collect();
+            (0..20_000).map(|i| Probe::place_words(&key(i).words(), seed).1).collect();
         assert_eq!(bits.len(), 128, "every bit of a set is used");
         let in_set: std::collections::BTreeSet<u32> =
-            same_set.iter().map(|i| Probe::filter_bit_words(&key(*i).words(), seed)).collect();
+            same_set.iter().map(|i| Probe::place_words(&key(*i).words(), seed).1).collect();
         assert!(in_set.len() > 1 || same_set.len() < 3, "{same_set:?} {in_set:?}");
         // A bit is found in the way word it names, and only its own.
         let mut set = [Probe::default(); 4];
-        let b = Probe::filter_bit_words(&key(7).words(), seed);
+        let b = Probe::place_words(&key(7).words(), seed).1;
         let ways = |set: &[Probe; 4]| [set[0], set[1], set[2], set[3]];
         let has = |set: &[Probe; 4], bit| {
             let w = ways(set);
@@ -706,7 +700,7 @@ mod tests {
         set[w].clear();
         assert!(has(&set, b));
         // Another seed, another bit (for most keys).
-        let moved = (0..64).filter(|i| Probe::filter_bit_words(&key(*i).words(), seed) != Probe::filter_bit_words(&key(*i).words(), seed ^ 1 << 40)).count();
+        let moved = (0..64).filter(|i| Probe::place_words(&key(*i).words(), seed).1 != Probe::place_words(&key(*i).words(), seed ^ 1 << 40).1).count();
         assert!(moved > 48, "{moved}");
     }
 

@@ -123,14 +123,7 @@ impl AutoTable {
         if self.seed() != 0 || self.iter().next().is_some() {
             return;
         }
-        let mut seed = 0u64;
-        while seed == 0 {
-            // SAFETY: writes at most 8 bytes into `seed`.
-            let n = unsafe { libc::getrandom((&raw mut seed).cast(), 8, 0) };
-            if n != 8 {
-                seed = crate::daemon::monotonic_ns() | 1;
-            }
-        }
+        let seed = crate::daemon::random_seed();
         // SAFETY: the seed slot's added_ns field, inside the mapping.
         unsafe { std::ptr::write_volatile(&raw mut (*self.ptr(table::SEED_SLOT)).entry.added_ns, seed) };
     }

@@ -199,6 +199,18 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// A non-zero hash seed for the kernel's set-associative tables (AUTOBLOCK, PROBATION): 64
+/// random bits from getrandom(2), or the clock if that fails.
+pub fn random_seed() -> u64 {
+    let mut seed = 0u64;
+    // SAFETY: writes at most 8 bytes into `seed`.
+    let n = unsafe { libc::getrandom((&raw mut seed).cast(), 8, 0) };
+    if n != 8 {
+        seed = monotonic_ns();
+    }
+    seed | 1
+}
+
 /// Reads one raw ring-buffer record as an [`Event`].
 pub fn decode(bytes: &[u8]) -> Option<Event> {
     if bytes.len() < size_of::<Event>() {

@@ -186,7 +186,7 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
         return Ok(0);
     }
     if seed_slot.first_ns == 0 {
-        seed_slot.first_ns = random_u64() | 1;
+        seed_slot.first_ns = crate::daemon::random_seed();
     }
     let seed = seed_slot.first_ns;
     for key in &keys {
@@ -199,18 +199,6 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     seed_slot.packets = filter::ON;
     probation.set(PROBATION_SEED_SLOT, seed_slot, 0).map_err(map_err(maps::PROBATION))?;
     Ok(keys.len())
-}
-
-/// 64 random bits from the kernel (getrandom(2)); the clock's nanoseconds if that fails.
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: an 8-byte buffer we own.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n == 8 {
-        u64::from_ne_bytes(b)
-    } else {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    }
 }
 
 /// Writes the CONFIG map's single slot.
