@@ -85,6 +85,27 @@ fn be16(b: &[u8], i: usize) -> u16 {
     }
 }
 
+/// The big-endian 16-bit field in the low half of a [`Frame::word`].
+#[inline(always)]
+fn swap16(w: u32) -> usize {
+    ((w & 0xff) << 8 | (w >> 8) & 0xff) as usize
+}
+
+// The fast path's readers ([`ip_sender`], [`plain_tcp`]) test header fields in whole words,
+// one load each in the kernel ([`Frame::word`]): the BPF backend builds a 16-bit field from two
+// byte loads, a shift and an OR, and a byte swap. Four word loads take a plain TCP segment;
+// the established-ACK bench row lost about 1 ns of its 6 ns over an empty program.
+
+/// In the word at frame offset 12 (ethertype, then the IP header's first two bytes): the
+/// ethertype and the IP version nibble ...
+const TYPE_VERSION: u32 = 0x00f0_ffff;
+/// ... of an untagged IPv4 packet ...
+const V4_TYPE_VERSION: u32 = 0x0040_0008;
+/// ... and of an untagged IPv6 packet.
+const V6_TYPE_VERSION: u32 = 0x0060_dd86;
+const _: () = assert!(V4_TYPE_VERSION & 0xffff == ETH_P_IP.swap_bytes() as u32);
+const _: () = assert!(V6_TYPE_VERSION & 0xffff == ETH_P_IPV6.swap_bytes() as u32);
+
 /// Parses one frame.
 pub fn parse<F: Frame + ?Sized>(f: &F, opts: Options) -> Result<PacketSummary> {
     let mut p = PacketSummary::default();
@@ -174,29 +195,27 @@ fn v6_extension(next: u8) -> bool {
 /// protocol is looked at.
 #[inline(always)]
 pub fn ip_sender<F: Frame + ?Sized>(f: &F) -> Option<IpSender> {
-    let eth: &[u8; ETH_HLEN] = f.bytes(0)?;
-    match be16(eth, 12) {
-        ETH_P_IP => {
-            let h: &[u8; 20] = f.bytes(ETH_HLEN)?;
-            let ihl = ((h[0] & 0x0f) as usize) * 4;
-            let total = be16(h, 2) as usize;
-            if h[0] >> 4 != 4 || ihl < 20 || total < ihl || ETH_HLEN + total > f.len() {
-                return None;
-            }
-            let src = [f.word(ETH_HLEN + 12)?, 0, 0, 0];
-            Some(IpSender { family: FAMILY_V4, ip_payload_len: (total - ihl) as u32, src })
+    let w = f.word(12)?;
+    if w & TYPE_VERSION == V4_TYPE_VERSION {
+        let ihl = (((w >> 16) & 0x0f) as usize) * 4;
+        let total = swap16(f.word(ETH_HLEN + 2)?);
+        if ihl < 20 || total < ihl || ETH_HLEN + total > f.len() {
+            return None;
         }
-        ETH_P_IPV6 => {
-            let h: &[u8; 40] = f.bytes(ETH_HLEN)?;
-            let payload = be16(h, 4) as usize;
-            if h[0] >> 4 != 6 || v6_extension(h[6]) || ETH_HLEN + 40 + payload > f.len() {
-                return None;
-            }
-            let at = ETH_HLEN + 8;
-            let src = [f.word(at)?, f.word(at + 4)?, f.word(at + 8)?, f.word(at + 12)?];
-            Some(IpSender { family: FAMILY_V6, ip_payload_len: payload as u32, src })
+        let src = [f.word(ETH_HLEN + 12)?, 0, 0, 0];
+        Some(IpSender { family: FAMILY_V4, ip_payload_len: (total - ihl) as u32, src })
+    } else if w & TYPE_VERSION == V6_TYPE_VERSION {
+        // Payload length and next header.
+        let l = f.word(ETH_HLEN + 4)?;
+        let payload = swap16(l);
+        if v6_extension((l >> 16) as u8) || ETH_HLEN + 40 + payload > f.len() {
+            return None;
         }
-        _ => None,
+        let at = ETH_HLEN + 8;
+        let src = [f.word(at)?, f.word(at + 4)?, f.word(at + 8)?, f.word(at + 12)?];
+        Some(IpSender { family: FAMILY_V6, ip_payload_len: payload as u32, src })
+    } else {
+        None
     }
 }
 
@@ -208,41 +227,38 @@ pub fn ip_sender<F: Frame + ?Sized>(f: &F) -> Option<IpSender> {
 /// is `None`, for the full parser to decide.
 #[inline(always)]
 pub fn plain_tcp<F: Frame + ?Sized>(f: &F) -> Option<PlainTcp> {
-    let eth: &[u8; ETH_HLEN] = f.bytes(0)?;
-    let (family, l4_off, within) = match be16(eth, 12) {
-        ETH_P_IP => {
-            let h: &[u8; 20] = f.bytes(ETH_HLEN)?;
-            // Version 4, no options; neither MF nor a fragment offset (DF is fine); TCP.
-            if h[0] != 0x45 || h[6] & 0x3f != 0 || h[7] != 0 || h[9] != PROTO_TCP {
-                return None;
-            }
-            let total = be16(h, 2) as usize;
-            if total < 20 || ETH_HLEN + total > f.len() {
-                return None;
-            }
-            (FAMILY_V4, ETH_HLEN + 20, total - 20)
+    let w = f.word(12)?;
+    let (family, l4_off, within) = if w & (TYPE_VERSION | 0x000f_0000) == V4_TYPE_VERSION | 0x0005_0000 {
+        // Version 4 and no options (IHL 5). Then neither MF nor a fragment offset (DF is
+        // fine) and TCP: the bytes at 20..24 are flags/offset, offset, TTL, protocol.
+        if f.word(ETH_HLEN + 6)? & 0xff00_ff3f != (PROTO_TCP as u32) << 24 {
+            return None;
         }
-        ETH_P_IPV6 => {
-            let h: &[u8; 40] = f.bytes(ETH_HLEN)?;
-            if h[0] >> 4 != 6 || h[6] != PROTO_TCP {
-                return None;
-            }
-            let payload = be16(h, 4) as usize;
-            if ETH_HLEN + 40 + payload > f.len() {
-                return None;
-            }
-            (FAMILY_V6, ETH_HLEN + 40, payload)
+        let total = swap16(f.word(ETH_HLEN + 2)?);
+        if total < 20 || ETH_HLEN + total > f.len() {
+            return None;
         }
-        _ => return None,
+        (FAMILY_V4, ETH_HLEN + 20, total - 20)
+    } else if w & TYPE_VERSION == V6_TYPE_VERSION {
+        // Payload length and next header.
+        let l = f.word(ETH_HLEN + 4)?;
+        let payload = swap16(l);
+        if (l >> 16) as u8 != PROTO_TCP || ETH_HLEN + 40 + payload > f.len() {
+            return None;
+        }
+        (FAMILY_V6, ETH_HLEN + 40, payload)
+    } else {
+        return None;
     };
-    let t: &[u8; 20] = f.bytes(l4_off)?;
-    let doff = ((t[12] >> 4) as usize) * 4;
+    // Data offset and flags.
+    let t = f.word(l4_off + 12)?;
+    let doff = ((t >> 4) & 0x0f) as usize * 4;
     if doff < 20 || within < doff {
         return None;
     }
     Some(PlainTcp {
         family,
-        tcp_flags: t[13],
+        tcp_flags: (t >> 8) as u8,
         ip_payload_len: within as u32,
     })
 }
@@ -774,3 +790,4 @@ mod tests {
         assert_eq!(p.anomalies, anomalies::SHORT);
     }
 }
+
