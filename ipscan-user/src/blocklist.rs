@@ -51,6 +51,15 @@ pub struct BlockRow {
     pub auto: bool,
 }
 
+/// Where [`Tables::block_auto`] put a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// In AUTOBLOCK, found by the fast path.
+    Auto,
+    /// In BLOCK4 or BLOCK6, as a host prefix (its AUTOBLOCK set was full).
+    Blocklist,
+}
+
 /// One allowlist row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowRow {
@@ -138,12 +147,21 @@ impl AutoTable {
         (first..first + table::WAYS).map(|i| self.slot(i)).find(|s| s.holds(key)).map(|s| s.entry)
     }
 
-    /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]).
-    pub fn insert(&mut self, key: &AddrKey, entry: &BlockEntry, now: u64) {
+    /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]),
+    /// unless the set is full of other addresses' blocks that are still on: then nothing is
+    /// written and the answer is false (the caller keeps the block elsewhere; giving one up
+    /// here would lose a block that user space cannot see go, and leave its source in its
+    /// scan modes, which the kernel forgets only for the blocks it gives up itself).
+    pub fn insert(&mut self, key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
         let first = self.first(key);
-        let way = table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))).map_or(0, |c| c.way);
-        // SAFETY: a slot inside the mapping.
-        unsafe { AutoSlot::store(self.ptr(first + way), key, entry) };
+        match table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))) {
+            Some(c) if !c.gives_up_a_block => {
+                // SAFETY: a slot inside the mapping.
+                unsafe { AutoSlot::store(self.ptr(first + c.way), key, entry) };
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Removes the block of `key`; returns it.
@@ -280,14 +298,15 @@ impl Tables {
         }
     }
 
-    /// Puts an exact address into AUTOBLOCK (restoring a kernel-made block).
-    pub fn block_auto(&mut self, net: &IpNet, entry: BlockEntry) -> Result<(), TableError> {
+    /// Puts an exact address into AUTOBLOCK (restoring a kernel-made block). When its set there
+    /// is full of blocks still on (a restore into a table with a new hash seed can bring five
+    /// to one set), the block goes into the blocklist as a host prefix instead, with its expiry,
+    /// counts and reason: nothing restored is given up. Returns where it went.
+    pub fn block_auto(&mut self, net: &IpNet, entry: BlockEntry) -> Result<Placed, TableError> {
         match host_key(net) {
-            Some(k) => {
-                self.auto.insert(&k, &entry, crate::daemon::monotonic_ns());
-                Ok(())
-            }
-            None => self.block(net, entry),
+            Some(k) if self.auto.insert(&k, &entry, crate::daemon::monotonic_ns()) => Ok(Placed::Auto),
+            Some(_) => self.block(net, entry).map(|()| Placed::Blocklist),
+            None => self.block(net, entry).map(|()| Placed::Blocklist),
         }
     }
 

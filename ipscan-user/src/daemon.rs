@@ -411,11 +411,16 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     if tables.blocks_empty() {
         match persist::restore(&mut tables, &state_file, monotonic_ns()) {
             Ok(r) if r.blocks + r.allows > 0 => notes.push(format!(
-                "ipscan: {iface}: restored {} blocks and {} allows from {} ({} had expired)",
+                "ipscan: {iface}: restored {} blocks and {} allows from {} ({} had expired){}",
                 r.blocks,
                 r.allows,
                 state_file.display(),
-                r.expired
+                r.expired,
+                if r.spilled == 0 {
+                    String::new()
+                } else {
+                    format!("; {} auto-blocks went to the blocklist as host prefixes (their AUTOBLOCK sets were full)", r.spilled)
+                }
             )),
             Ok(_) => {}
             Err(e) => notes.push(format!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e))),

@@ -12,7 +12,7 @@ use ipscan_common::{BlockEntry, block::allow_reason};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    blocklist::{Tables, TableError},
+    blocklist::{Placed, Tables, TableError},
     config::IpNet,
 };
 
@@ -120,6 +120,9 @@ pub fn save(tables: &Tables, path: &Path, now_mono: u64) -> Result<(), PersistEr
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     pub blocks: usize,
+    /// Auto-blocks that went into the blocklist as host prefixes: their AUTOBLOCK set was
+    /// full ([`Tables::block_auto`]).
+    pub spilled: usize,
     pub expired: usize,
     pub allows: usize,
 }
@@ -154,7 +157,9 @@ pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64) -> Result<Restor
             _pad: [0; 7],
         };
         if b.auto {
-            tables.block_auto(&net, entry)?;
+            if tables.block_auto(&net, entry)? == Placed::Blocklist {
+                r.spilled += 1;
+            }
         } else {
             tables.block(&net, entry)?;
         }

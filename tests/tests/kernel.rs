@@ -3,7 +3,11 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipscan::{blocklist::Tables, config::IpNet};
+use ipscan::{
+    blocklist::{BlockRow, Placed, Tables},
+    config::IpNet,
+    loader,
+};
 use ipscan_common::{
     BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, Probe, SourceKey, config::global_flags, stats,
 };
@@ -333,10 +337,14 @@ fn truncated_and_malformed_frames_pass_and_count() {
 
 /// AUTOBLOCK is a set-associative table that the kernel and user space both write: a block the
 /// kernel makes is listed by user space, one user space restores is enforced by the kernel, for
-/// every protocol of the source, and a full set gives up its oldest block.
+/// every protocol of the source; a full set gives up its oldest block to the kernel's next one,
+/// while a block user space restores into a full set goes to the blocklist instead.
 #[test]
 fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
-    let mut p = Prog::load(&blocking_syn_scanners(60 * SEC));
+    // Blocks long enough to be on under user space's clock too (CLOCK_MONOTONIC, where the
+    // program runs on the test's clock), since user space ranks a set's ways by it.
+    const LONG: u64 = 1_000_000_000 * SEC;
+    let mut p = Prog::load(&blocking_syn_scanners(LONG));
     // A fresh table: opening it picks the hash seed.
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
     let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
@@ -345,7 +353,7 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].net, rows[0].auto), (IpNet::host(A.into()), true));
     assert_eq!(rows[0].entry.detection(), Some(Detection::SynScan));
-    assert_eq!((rows[0].entry.added_ns, rows[0].entry.expires_ns), (SEC, 61 * SEC));
+    assert_eq!((rows[0].entry.added_ns, rows[0].entry.expires_ns), (SEC, SEC + LONG));
     assert_eq!((rows[0].entry.packets, rows[0].entry.bytes), (1, 24));
 
     // Every protocol from the source is dropped and charged to the entry.
@@ -367,14 +375,27 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
         assert_eq!(p.run_at(4 * SEC, &udp6(*b)), XDP_DROP, "{b} restored by user space");
     }
     assert_eq!(p.run_at(4 * SEC, &udp(A)), XDP_DROP, "the set holds four blocks");
-    // A fifth evicts the oldest: the kernel's block of A.
-    let entry = BlockEntry { added_ns: 5 * SEC, ..Default::default() };
-    t.block_auto(&IpNet::host(same[3].into()), entry).expect("restore");
-    assert_eq!(p.run_at(6 * SEC, &udp(A)), XDP_PASS, "the oldest block gave way: {:?}", t.blocks());
-    assert_eq!(p.run_at(6 * SEC, &udp6(same[3])), XDP_DROP);
-    let mut listed: Vec<IpNet> = t.blocks().iter().map(|r| r.net).collect();
+    // A fifth restored block would give up one of them (the kernel's block of A, the oldest):
+    // it goes to the blocklist as a host prefix, with its expiry and reason, and the daemon
+    // turns the blocklist's lookup on (its presence flag).
+    let entry = BlockEntry { added_ns: 5 * SEC, expires_ns: 90 * SEC, reason: 1 + Detection::UdpScan as u8, ..Default::default() };
+    assert_eq!(t.block_auto(&IpNet::host(same[3].into()), entry).expect("restore"), Placed::Blocklist);
+    let mut cfg = blocking_syn_scanners(LONG);
+    cfg.flags |= t.presence_flags();
+    loader::write_config(&mut p.ebpf, &cfg).expect("config");
+    assert_eq!(p.run_at(6 * SEC, &udp(A)), XDP_DROP, "no restored block gave way: {:?}", t.blocks());
+    assert_eq!(p.run_at(6 * SEC, &udp6(same[3])), XDP_DROP, "the fifth is blocked from the blocklist");
+    let rows = t.blocks();
+    let fifth: Vec<&BlockRow> = rows.iter().filter(|r| r.net == IpNet::host(same[3].into())).collect();
+    assert_eq!(fifth.len(), 1, "{rows:?}");
+    assert!(!fifth[0].auto);
+    assert_eq!((fifth[0].entry.expires_ns, fifth[0].entry.detection(), fifth[0].entry.packets), (90 * SEC, Some(Detection::UdpScan), 1));
+    let mut listed: Vec<IpNet> = rows.iter().filter(|r| r.auto).map(|r| r.net).collect();
     listed.sort_by_key(|n| n.addr());
-    assert_eq!(listed, same[..4].iter().map(|b| IpNet::host((*b).into())).collect::<Vec<_>>());
+    let mut want: Vec<IpNet> = same[..3].iter().map(|b| IpNet::host((*b).into())).collect();
+    want.push(IpNet::host(A.into()));
+    want.sort_by_key(|n| n.addr());
+    assert_eq!(listed, want);
 
     // Unblocking from user space lets the source through at once.
     let gone = t.unblock(&IpNet::host(same[0].into()));
@@ -388,12 +409,12 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
         let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(at, &syn6(b, port))).collect();
         assert_eq!(verdicts[9], XDP_DROP, "{b}: {verdicts:?}");
     }
-    assert_eq!(p.run_at(10 * SEC, &udp6(same[1])), XDP_PASS, "the oldest block gave way: {:?}", t.blocks());
-    let mut listed: Vec<IpNet> = t.blocks().iter().map(|r| r.net).collect();
+    assert_eq!(p.run_at(10 * SEC, &udp(A)), XDP_PASS, "the oldest block gave way: {:?}", t.blocks());
+    let mut listed: Vec<IpNet> = t.blocks().iter().filter(|r| r.auto).map(|r| r.net).collect();
     listed.sort_by_key(|n| n.addr());
-    let want: Vec<IpNet> = [same[2], same[3], same[4], same[5]].iter().map(|b| IpNet::host((*b).into())).collect();
+    let want: Vec<IpNet> = [same[1], same[2], same[4], same[5]].iter().map(|b| IpNet::host((*b).into())).collect();
     assert_eq!(listed, want);
-    assert_eq!(p.stat(stats::BLOCKED), 7);
+    assert_eq!(p.stat(stats::BLOCKED), 8);
 }
 
 /// A scanner whose block a full AUTOBLOCK set gave up is not left free in its mode: its scan
