@@ -856,28 +856,37 @@ fn mark_admitted(key: &SourceKey) {
     }
 }
 
-/// The PROBATION slot for a key's packet ([`Probe::choose`] over the key's set), and whether it
-/// holds the key's probation.
+/// Where a key's probation lives: the first slot of its PROBATION set and its admission-filter
+/// bit ([`Probe::place_words`]), and whether the filter is on.
+#[inline(always)]
+fn probation_place(words: &[u32; 5]) -> (u32, u32, bool) {
+    let (seed, filtered) = probation_seed();
+    let (first, bit) = Probe::place_words(words, seed);
+    (first, bit, filtered)
+}
+
+/// Whether a key may be in SOURCES: its admission-filter bit is set (one read, of the way whose
+/// `admitted` word holds it), or the filter is off.
+#[inline(always)]
+fn maybe_admitted(first: u32, bit: u32, filtered: bool) -> bool {
+    !filtered || PROBATION.get(first + (bit >> 5)).is_none_or(|p| p.admitted & (1 << (bit & 31)) != 0)
+}
+
+/// The PROBATION slot for a key's packet ([`Probe::choose`] over the set starting at `first`),
+/// and whether it holds the key's probation.
 ///
 /// Inlined into [`ipscan_record_one`], which the verifier checks once. (While the per-detection
 /// work was checked once per call site, this search had to be a global function of its own:
 /// inlined there it cost 250,000 processed instructions. A call costs a return through the
 /// SRSO thunk on every packet.)
-///
-/// The third answer: whether the key may be in SOURCES (its admission-filter bit is set, or the
-/// filter is off).
 #[inline(always)]
-fn probation_slot(dc: &DetectionConfig, now: u64, key: &SourceKey) -> (u32, bool, bool) {
-    let key = key.words();
-    let (seed, filtered) = probation_seed();
-    let (first, bit) = Probe::place_words(&key, seed);
+fn probation_slot(dc: &DetectionConfig, now: u64, words: &[u32; 5], first: u32) -> (u32, bool) {
     match (PROBATION.get(first), PROBATION.get(first + 1), PROBATION.get(first + 2), PROBATION.get(first + 3)) {
         (Some(a), Some(b), Some(c), Some(d)) => {
-            let (way, held) = Probe::choose_words([a, b, c, d], &key, now, dc.window_ns);
-            let maybe_admitted = !filtered || Probe::filter_has([a, b, c, d], bit);
-            (first + way, held, maybe_admitted)
+            let (way, held) = Probe::choose_words([a, b, c, d], words, now, dc.window_ns);
+            (first + way, held)
         }
-        _ => (first, false, true),
+        _ => (first, false),
     }
 }
 
@@ -891,25 +900,22 @@ fn tracked(
     counts_ports: bool,
     p: &PacketSummary,
 ) -> Result<Option<*mut SourceState>, u32> {
-    // Which to look at first. A flood detection admits a source on its second packet, so a
-    // source that keeps sending is found in SOURCES by one lookup. A scan detection keeps a
-    // source that sends to one port (a DNS or NTP client) on probation for good: its probe is
-    // the cheaper look. Either order finds the same: admission clears the probe, and a probe
-    // starts only for a key SOURCES does not have.
-    // A key with no probation whose admission-filter bit is clear was never admitted: no
-    // SOURCES lookup (a new source's first packet, a flood of rotating sources).
-    let first_look = counts_ports.then(|| probation_slot(dc, now, key));
-    let (slot, held) = match first_look {
-        Some((slot, true, _)) => (slot, true),
-        Some((slot, false, false)) => (slot, false),
-        _ => {
-            if let Some(s) = SOURCES.get_ptr_mut(key) {
-                return Ok(Some(s));
-            }
-            let (slot, held, _) = first_look.unwrap_or_else(|| probation_slot(dc, now, key));
-            (slot, held)
-        }
-    };
+    // Admission clears the probe, and a probe starts only for a key SOURCES does not have, so
+    // either may be looked at first. A flood detection admits a source on its second packet:
+    // a source that keeps sending is found in SOURCES by one lookup. A scan detection keeps a
+    // source that sends to one port (a DNS or NTP client) on probation for good, so SOURCES is
+    // looked at only when the key's admission-filter bit is set: a client, or a new source,
+    // searches its probation set and costs no SOURCES lookup, and a scanner being tracked
+    // costs one probe read and the lookup, not the set's four-way search first.
+    let words = key.words();
+    let scan_place = counts_ports.then(|| probation_place(&words));
+    if scan_place.is_none_or(|(first, bit, filtered)| maybe_admitted(first, bit, filtered))
+        && let Some(s) = SOURCES.get_ptr_mut(key)
+    {
+        return Ok(Some(s));
+    }
+    let (first, _, _) = scan_place.unwrap_or_else(|| probation_place(&words));
+    let (slot, held) = probation_slot(dc, now, &words, first);
     let slot = PROBATION.get_ptr_mut(slot).ok_or(stats::MAP_ERRORS)?;
     // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.
     let probe = unsafe { &mut *slot };
