@@ -72,7 +72,7 @@ impl Options {
             rounds: 15,
             new_sources: 100_000,
             tput_packets: 2_000_000,
-            tput_rounds: 3,
+            tput_rounds: 5,
             tput_max: Duration::from_secs(10),
             flood_sources: 1_000_000,
             flood_max: Duration::from_secs(60),
@@ -760,14 +760,18 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
                 m[i].push(measure(&bed, o, v, &mut baselines, &gen_fd, &t.frame));
             }
         }
-        let med = |v: &[Tput]| median(&mut v.iter().map(|x| x.pps).collect::<Vec<_>>());
+        let pps = |v: &[Tput]| v.iter().map(|x| x.pps).collect::<Vec<_>>();
+        let med = |v: &[Tput]| median(&mut pps(v));
         let (pass, drop, ips) = (med(&m[0]), med(&m[1]), med(&m[2]));
         let detail = |v: &[Tput]| {
             v.iter()
                 .map(|x| json!({"pps": x.pps, "sent": x.sent, "rx_packets": x.rx, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped}))
                 .collect::<Vec<_>>()
         };
-        let note = format!("median of {} x {} frames", o.tput_rounds, o.tput_packets);
+        let note = format!(
+            "median of {} x {} frames; ratio: median of the per-round ratios",
+            o.tput_rounds, o.tput_packets
+        );
         rows.push(Row {
             id: format!("{}_empty_pass", t.id),
             section: S,
@@ -788,7 +792,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             unit: "pps",
             baseline: Some((pass, "empty XDP_PASS")),
             target: Target::Info,
-            paired: None,
+            paired: Some(paired_ratio(&pps(&m[1]), &pps(&m[0]))),
             note: note.clone(),
             detail: json!(detail(&m[1])),
         });
@@ -800,7 +804,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             unit: "pps",
             baseline: Some((pass, "empty XDP_PASS")),
             target: Target::AtLeast(t.min_ratio),
-            paired: None,
+            paired: Some(paired_ratio(&pps(&m[2]), &pps(&m[0]))),
             note,
             detail: json!(detail(&m[2])),
         });
@@ -812,7 +816,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         what: "SYN flood from one source, ipscan auto-blocking it",
         victim: Victim::IpscanBlocked,
         frame: syn4(a4(ATTACKER4), 80),
-        note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
+        note: format!("median of {} x {} frames; ratio: median of the per-round ratios", o.tput_rounds, o.tput_packets),
         target: Target::AtLeast(0.9),
     };
     rows.push(one.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
@@ -827,7 +831,10 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         what: "random-source SYN scan flood (16,384 sources), ipscan auto-blocking them",
         victim: Victim::IpscanAutoblocking,
         frame: syn4(a4("198.19.0.0"), 1),
-        note: format!("median of {} x {} frames after 12 x 16,384 priming frames", o.tput_rounds, o.tput_packets),
+        note: format!(
+            "median of {} x {} frames after 12 x 16,384 priming frames; ratio: median of the per-round ratios",
+            o.tput_rounds, o.tput_packets
+        ),
         target: Target::AtLeast(0.9),
     };
     rows.push(many.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
@@ -845,7 +852,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             what,
             victim: Victim::Floor(name),
             frame: syn4(a4("198.19.0.0"), 1),
-            note: format!("median of {} x {} frames", o.tput_rounds, o.tput_packets),
+            note: format!("median of {} x {} frames; ratio: median of the per-round ratios", o.tput_rounds, o.tput_packets),
             target: Target::Info,
         };
         rows.push(floor.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
@@ -871,16 +878,16 @@ impl Flood {
             drop.push(measure(bed, o, Victim::Drop, baselines, gen_fd, &self.frame));
             ips.push(measure(bed, o, self.victim, baselines, gen_fd, &self.frame));
         }
-        let med = |v: &[Tput]| median(&mut v.iter().map(|x| x.pps).collect::<Vec<_>>());
+        let pps = |v: &[Tput]| v.iter().map(|x| x.pps).collect::<Vec<_>>();
         Row {
             id: self.id.into(),
             section: THROUGHPUT,
             what: self.what.into(),
-            value: Some(med(&ips)),
+            value: Some(median(&mut pps(&ips))),
             unit: "pps",
-            baseline: Some((med(&drop), "empty XDP_DROP")),
+            baseline: Some((median(&mut pps(&drop)), "empty XDP_DROP")),
             target: self.target,
-            paired: None,
+            paired: Some(paired_ratio(&pps(&ips), &pps(&drop))),
             note: self.note,
             detail: json!({
                 "measured": ips.iter().map(|x| json!({"pps": x.pps, "sent": x.sent, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped})).collect::<Vec<_>>(),
