@@ -15,7 +15,7 @@ use aya_ebpf::{
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
     PacketLine, PacketSummary, Probe, Rule, SourceKey, SourceState,
-    block::table,
+    block::{CpuLocal, Pending, PendingDrops, table},
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
     event::event_flags,
@@ -147,36 +147,42 @@ pub fn count(slot: u32) {
     }
 }
 
-/// This CPU's copy of the coarse clock: [jiffies when read, CLOCK_MONOTONIC_COARSE then].
+/// This CPU's state ([`CpuLocal`]): the coarse clock of the current tick, and the drops of one
+/// auto-block not yet added to its entry.
 #[map]
-static TICK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+static CPU: PerCpuArray<CpuLocal> = PerCpuArray::with_max_entries(1, 0);
 
 /// CLOCK_MONOTONIC at tick resolution (kernel 5.11): windows and expiries are seconds long,
 /// and the fine clock reads the clocksource through an indirect call. User space reads
 /// CLOCK_MONOTONIC, the same clock, at most a tick ahead.
-///
-/// The coarse clock only moves on a tick, so it is read once per tick per CPU and kept in TICK:
-/// the verifier turns `bpf_jiffies64` into a plain load (kernel 5.5, JIT), where the helper call
-/// costs about 20 ns on the reference machine (two returns through the SRSO thunk).
 #[inline(always)]
 fn now_ns() -> u64 {
+    match CPU.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        Some(c) => now_in(unsafe { &mut *c }),
+        None if IPSCAN_REPLAY_CLOCK.load() != 0 => CLOCK.get(0).copied().unwrap_or(0),
+        // SAFETY: helper without arguments.
+        None => unsafe { bpf_ktime_get_coarse_ns() },
+    }
+}
+
+/// [`now_ns`] with this CPU's state at hand. The coarse clock only moves on a tick, so it is
+/// read once per tick per CPU and kept there: the verifier turns `bpf_jiffies64` into a plain
+/// load (kernel 5.5, JIT), where the helper call costs about 20 ns on the reference machine
+/// (two returns through the SRSO thunk).
+#[inline(always)]
+fn now_in(c: &mut CpuLocal) -> u64 {
     if IPSCAN_REPLAY_CLOCK.load() != 0 {
         return CLOCK.get(0).copied().unwrap_or(0);
     }
     // SAFETY: helper without arguments.
     let j = unsafe { bpf_jiffies64() };
-    let Some(t) = TICK.get_ptr_mut(0) else {
+    if c.tick_jiffies != j || c.tick_ns == 0 {
+        c.tick_jiffies = j;
         // SAFETY: helper without arguments.
-        return unsafe { bpf_ktime_get_coarse_ns() };
-    };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-    let t = unsafe { &mut *t };
-    if t[0] != j || t[1] == 0 {
-        t[0] = j;
-        // SAFETY: helper without arguments.
-        t[1] = unsafe { bpf_ktime_get_coarse_ns() };
+        c.tick_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
-    t[1]
+    c.tick_ns
 }
 
 /// The per-CPU slot the parser fills for this packet.
@@ -260,16 +266,7 @@ fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
     }
     atomic_add(&e.packets, 1);
     atomic_add(&e.bytes, bytes as u64);
-    // SAFETY: a plain 8-byte store of the last-seen time into the map value (LPM tries only
-    // hand out shared references); a lost race only loses a timestamp.
-    unsafe {
-        core::arch::asm!(
-            "*(u64 *)({ptr} + 0) = {val}",
-            ptr = in(reg) &e.last_ns as *const u64,
-            val = in(reg) now,
-            options(nostack),
-        )
-    };
+    store_last_drop(e, now);
     true
 }
 
@@ -320,10 +317,59 @@ pub fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
         if let Some(slot) = AUTOBLOCK.get(first + way)
             && slot.holds_words(w)
         {
-            return charge(&slot.entry, now_ns(), bytes);
+            return charge_auto(first + way, w[0], &slot.entry, bytes);
         }
     }
     false
+}
+
+/// [`charge`] for the auto-block in AUTOBLOCK slot `index` (`key0`: its address's first key
+/// word): the drop is counted in this CPU's pending value when that is this block's, with plain
+/// adds, and reaches the entry every [`PendingDrops::FLUSH_AT`] drops (see [`PendingDrops`]).
+#[inline(always)]
+fn charge_auto(index: u32, key0: u32, e: &BlockEntry, bytes: u32) -> bool {
+    let Some(c) = CPU.get_ptr_mut(0) else {
+        return charge(e, now_ns(), bytes);
+    };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+    let c = unsafe { &mut *c };
+    let now = now_in(c);
+    if !e.active(now) {
+        return false;
+    }
+    let owner_on = |v: &PendingDrops| {
+        AUTOBLOCK
+            .get(v.slot.wrapping_sub(1))
+            .is_some_and(|s| !s.is_empty() && s.key0() == v.key0 && s.entry.added_ns == v.added_ns && s.entry.active(now))
+    };
+    match c.pending.add(index, key0, e.added_ns, bytes, owner_on) {
+        Pending::Kept => {}
+        Pending::Flush { packets, bytes } => {
+            atomic_add(&e.packets, packets);
+            atomic_add(&e.bytes, bytes);
+        }
+        Pending::Direct => {
+            atomic_add(&e.packets, 1);
+            atomic_add(&e.bytes, bytes as u64);
+        }
+    }
+    store_last_drop(e, now);
+    true
+}
+
+/// The entry's last-drop time: a plain 8-byte store into the map value (LPM tries and array
+/// reads only hand out shared references); a lost race only loses a timestamp.
+#[inline(always)]
+fn store_last_drop(e: &BlockEntry, now: u64) {
+    // SAFETY: an 8-aligned field of a map value valid for the program's run.
+    unsafe {
+        core::arch::asm!(
+            "*(u64 *)({ptr} + 0) = {val}",
+            ptr = in(reg) &e.last_ns as *const u64,
+            val = in(reg) now,
+            options(nostack),
+        )
+    };
 }
 
 /// Puts a block into the source's set (see [`table::choose`]); false on a map error.

@@ -10,9 +10,14 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Array, LpmTrie, Map, MapData, MapError, lpm_trie::Key},
+    maps::{Array, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
 };
-use ipscan_common::{AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6, block::table, config::global_flags, maps};
+use ipscan_common::{
+    AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6,
+    block::{CpuLocal, PendingDrops, table},
+    config::global_flags,
+    maps,
+};
 
 use crate::{config::IpNet, format};
 
@@ -164,8 +169,8 @@ impl AutoTable {
         }
     }
 
-    /// Removes the block of `key`; returns it.
-    pub fn remove(&mut self, key: &AddrKey) -> Option<BlockEntry> {
+    /// Removes the block of `key`; returns its slot and entry.
+    pub fn remove(&mut self, key: &AddrKey) -> Option<(u32, AutoSlot)> {
         let first = self.first(key);
         let mut out = None;
         for i in first..first + table::WAYS {
@@ -173,15 +178,15 @@ impl AutoTable {
             if s.holds(key) {
                 // SAFETY: a slot inside the mapping.
                 unsafe { AutoSlot::clear(self.ptr(i)) };
-                out = Some(s.entry);
+                out = Some((i, s));
             }
         }
         out
     }
 
-    /// Every block in the table.
-    pub fn iter(&self) -> impl Iterator<Item = AutoSlot> + '_ {
-        (0..table::SEED_SLOT).map(|i| self.slot(i)).filter(|s| !s.is_empty())
+    /// Every block in the table, with its slot.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, AutoSlot)> + '_ {
+        (0..table::SEED_SLOT).map(|i| (i, self.slot(i))).filter(|(_, s)| !s.is_empty())
     }
 }
 
@@ -192,13 +197,26 @@ impl Drop for AutoTable {
     }
 }
 
-/// The five maps of blocking.
+/// The maps of blocking.
 pub struct Tables {
     block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
     block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
     auto: AutoTable,
+    /// The program's per-CPU state, for the drops not yet added to AUTOBLOCK entries
+    /// ([`PendingDrops`]).
+    cpu: PerCpuArray<MapData, CpuLocal>,
     allow4: LpmTrie<MapData, [u8; 4], u32>,
     allow6: LpmTrie<MapData, [u8; 16], u32>,
+}
+
+/// An auto-block's entry with the drops the CPUs hold for it added ([`PendingDrops`]).
+fn with_pending(pending: &[PendingDrops], slot: u32, s: &AutoSlot) -> BlockEntry {
+    let (packets, bytes) = PendingDrops::pending_for(pending, slot, s.key0(), s.entry.added_ns);
+    BlockEntry {
+        packets: s.entry.packets + packets,
+        bytes: s.entry.bytes + bytes,
+        ..s.entry
+    }
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, TableError> {
@@ -271,6 +289,7 @@ impl Tables {
             block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
             auto: AutoTable::new(take(ebpf, maps::AUTOBLOCK)?)?,
+            cpu: conv(take(ebpf, maps::CPU)?, maps::CPU)?,
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
         })
@@ -282,6 +301,7 @@ impl Tables {
             block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
             auto: AutoTable::new(pinned(dir, maps::AUTOBLOCK)?)?,
+            cpu: conv(pinned(dir, maps::CPU)?, maps::CPU)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(pinned(dir, maps::ALLOW6)?, maps::ALLOW6)?,
         })
@@ -327,11 +347,18 @@ impl Tables {
             out.push(BlockRow { net: *net, entry: e, auto: false });
         }
         if let Some(k) = host_key(net)
-            && let Some(e) = self.auto.remove(&k)
+            && let Some((i, slot)) = self.auto.remove(&k)
         {
-            out.push(BlockRow { net: *net, entry: e, auto: true });
+            let entry = with_pending(&self.pending(), i, &slot);
+            out.push(BlockRow { net: *net, entry, auto: true });
         }
         out
+    }
+
+    /// Every CPU's drops not yet added to their AUTOBLOCK entries (none when the map cannot
+    /// be read: the counts shown are then short by at most [`PendingDrops::FLUSH_AT`] per CPU).
+    fn pending(&self) -> Vec<PendingDrops> {
+        self.cpu.get(&0, 0).map(|v| v.iter().map(|c| c.pending).collect()).unwrap_or_default()
     }
 
     /// Every blocklist entry, manual prefixes first, then auto-blocks.
@@ -347,9 +374,10 @@ impl Tables {
                 out.push(BlockRow { net, entry: e, auto: false });
             }
         }
-        for s in self.auto.iter() {
+        let pending = self.pending();
+        for (i, s) in self.auto.iter() {
             if let Some(net) = host_net(&s.key) {
-                out.push(BlockRow { net, entry: s.entry, auto: true });
+                out.push(BlockRow { net, entry: with_pending(&pending, i, &s), auto: true });
             }
         }
         out

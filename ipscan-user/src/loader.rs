@@ -84,8 +84,8 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 9] {
-    use ipscan_common::{AutoSlot, BlockEntry, Probe, SourceKey, SourceState, block::table, window::PROBATION_SLOTS};
+pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 10] {
+    use ipscan_common::{AutoSlot, BlockEntry, Probe, SourceKey, SourceState, block::{CpuLocal, table}, window::PROBATION_SLOTS};
     let s = |n: usize| n as u32;
     [
         (maps::CONFIG, 4, s(size_of::<Config>()), 1),
@@ -97,6 +97,7 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 9] {
         (maps::BLOCK4, 8, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::BLOCK6, 20, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
+        (maps::CPU, 4, s(size_of::<CpuLocal>()), 1),
         (maps::ALLOW4, 8, 4, maps::PREFIXES_MAX),
         (maps::ALLOW6, 20, 4, maps::PREFIXES_MAX),
     ]

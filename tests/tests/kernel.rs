@@ -9,7 +9,8 @@ use ipscan::{
     loader,
 };
 use ipscan_common::{
-    BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, Probe, SourceKey, config::global_flags, stats,
+    BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, Probe, SourceKey, block::PendingDrops,
+    config::global_flags, stats,
 };
 use ipscan_tests::{
     Prog, XDP_DROP, XDP_PASS,
@@ -415,6 +416,54 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     let want: Vec<IpNet> = [same[1], same[2], same[4], same[5]].iter().map(|b| IpNet::host((*b).into())).collect();
     assert_eq!(listed, want);
     assert_eq!(p.stat(stats::BLOCKED), 8);
+}
+
+/// A blocked source's drops are counted on their CPU and reach the block's entry in batches
+/// ([`PendingDrops`]); what user space lists, and hands over when the block goes, is every drop
+/// however many are still pending, another block's drops meanwhile are counted on its own
+/// entry, and a later block of the address starts from its own drops.
+#[test]
+fn blocked_drops_are_counted_exactly_while_some_are_pending() {
+    let mut p = Prog::load(&blocking_syn_scanners(600 * SEC));
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
+    assert_eq!(verdicts[9], XDP_DROP, "{verdicts:?}");
+    let udp = |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
+    let listed = |t: &Tables, src: Ipv4Addr| {
+        let rows = t.blocks();
+        let row = rows.iter().find(|r| r.net == IpNet::host(src.into())).unwrap_or_else(|| panic!("{src} not listed: {rows:?}"));
+        (row.entry.packets, row.entry.bytes)
+    };
+    // 40 drops: one batch reaches the entry, 8 are still pending on this CPU.
+    let n = PendingDrops::FLUSH_AT + 8;
+    for _ in 0..n {
+        assert_eq!(p.run_at(2 * SEC, &udp(A)), XDP_DROP);
+    }
+    assert_eq!(listed(&t, A), (1 + n, 24 + 20 * n), "the threshold SYN and every datagram");
+    // Another blocked address while A's drops are pending: counted on its own entry.
+    let b = Ipv4Addr::new(198, 18, 0, 7);
+    let entry = BlockEntry { added_ns: 3 * SEC, expires_ns: 600 * SEC, ..Default::default() };
+    assert_eq!(t.block_auto(&IpNet::host(b.into()), entry).expect("block"), Placed::Auto);
+    for _ in 0..5 {
+        assert_eq!(p.run_at(3 * SEC, &udp(b)), XDP_DROP);
+    }
+    assert_eq!(listed(&t, b), (5, 100));
+    assert_eq!(listed(&t, A), (1 + n, 24 + 20 * n));
+    // The block goes: user space gets every drop, pending ones included.
+    let gone = t.unblock(&IpNet::host(A.into()));
+    assert_eq!(gone.len(), 1);
+    assert_eq!((gone[0].entry.packets, gone[0].entry.bytes), (1 + n, 24 + 20 * n));
+    assert_eq!(p.run_at(4 * SEC, &udp(A)), XDP_PASS);
+    // A new block of A (its old slot is free again): A's old pending drops are not its.
+    let entry = BlockEntry { added_ns: 5 * SEC, expires_ns: 600 * SEC, ..Default::default() };
+    assert_eq!(t.block_auto(&IpNet::host(A.into()), entry).expect("block"), Placed::Auto);
+    assert_eq!(listed(&t, A), (0, 0), "the old block's pending drops are still on the CPU");
+    for _ in 0..3 {
+        assert_eq!(p.run_at(6 * SEC, &udp(A)), XDP_DROP);
+    }
+    assert_eq!(listed(&t, A), (3, 60));
+    assert_eq!(listed(&t, b), (5, 100));
+    assert_eq!(p.stat(stats::BLOCKED), n + 5 + 3);
 }
 
 /// A scanner whose block a full AUTOBLOCK set gave up is not left free in its mode: its scan
