@@ -220,9 +220,10 @@ impl PendingDrops {
     }
 
     /// Counts one drop of `bytes` of the block in `slot`. `owner_on` tells whether the block
-    /// the value counts for is still in its slot and on; it is asked only when the value holds
-    /// another block's drops. If that block is gone, its drops are forgotten (user space added
-    /// them when it removed the block) and the value starts over for this one.
+    /// the value counts for is still in its slot (expired or not: user space counts its pending
+    /// drops when it sweeps it); it is asked only when the value holds another block's drops.
+    /// If that block is gone, its drops are forgotten (user space added them when it removed
+    /// the block) and the value starts over for this one.
     #[inline(always)]
     pub fn add(&mut self, slot: u32, key0: u32, added_ns: u64, bytes: u32, owner_on: impl FnOnce(&Self) -> bool) -> Pending {
         if !self.is_for(slot, key0, added_ns) {

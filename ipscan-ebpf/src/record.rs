@@ -337,10 +337,11 @@ fn charge_auto(index: u32, key0: u32, e: &BlockEntry, bytes: u32) -> bool {
     if !e.active(now) {
         return false;
     }
+    // Still in its slot, even expired: user space counts its pending drops when it sweeps it.
     let owner_on = |v: &PendingDrops| {
         AUTOBLOCK
             .get(v.slot.wrapping_sub(1))
-            .is_some_and(|s| !s.is_empty() && s.key0() == v.key0 && s.entry.added_ns == v.added_ns && s.entry.active(now))
+            .is_some_and(|s| !s.is_empty() && s.key0() == v.key0 && s.entry.added_ns == v.added_ns)
     };
     match c.pending.add(index, key0, e.added_ns, bytes, owner_on) {
         Pending::Kept => {}

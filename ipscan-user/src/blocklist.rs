@@ -346,11 +346,12 @@ impl Tables {
         {
             out.push(BlockRow { net: *net, entry: e, auto: false });
         }
+        // Read before the slot empties: a CPU drops its pending drops once their block is gone.
+        let pending = self.pending();
         if let Some(k) = host_key(net)
             && let Some((i, slot)) = self.auto.remove(&k)
         {
-            let entry = with_pending(&self.pending(), i, &slot);
-            out.push(BlockRow { net: *net, entry, auto: true });
+            out.push(BlockRow { net: *net, entry: with_pending(&pending, i, &slot), auto: true });
         }
         out
     }

@@ -463,7 +463,18 @@ fn blocked_drops_are_counted_exactly_while_some_are_pending() {
     }
     assert_eq!(listed(&t, A), (3, 60));
     assert_eq!(listed(&t, b), (5, 100));
-    assert_eq!(p.stat(stats::BLOCKED), n + 5 + 3);
+    // Both expire with A's 3 drops still pending; a drop of a third block before user space
+    // sweeps them does not take A's pending drops away: the sweep hands over all of them.
+    let c = Ipv4Addr::new(198, 18, 0, 8);
+    let entry = BlockEntry { added_ns: 7 * SEC, ..Default::default() };
+    assert_eq!(t.block_auto(&IpNet::host(c.into()), entry).expect("block"), Placed::Auto);
+    assert_eq!(p.run_at(700 * SEC, &udp(A)), XDP_PASS, "A's block has expired");
+    assert_eq!(p.run_at(700 * SEC, &udp(c)), XDP_DROP);
+    let mut swept: Vec<(IpNet, u64, u64)> = t.sweep(700 * SEC).iter().map(|r| (r.net, r.entry.packets, r.entry.bytes)).collect();
+    swept.sort_by_key(|r| r.0.addr());
+    assert_eq!(swept, vec![(IpNet::host(A.into()), 3, 60), (IpNet::host(b.into()), 5, 100)]);
+    assert_eq!(listed(&t, c), (1, 20));
+    assert_eq!(p.stat(stats::BLOCKED), n + 5 + 3 + 1);
 }
 
 /// A scanner whose block a full AUTOBLOCK set gave up is not left free in its mode: its scan
