@@ -169,19 +169,23 @@ impl AutoTable {
         }
     }
 
-    /// Removes the block of `key`; returns its slot and entry.
-    pub fn remove(&mut self, key: &AddrKey) -> Option<(u32, AutoSlot)> {
+    /// The slot that holds the block of `key`.
+    pub fn find(&self, key: &AddrKey) -> Option<u32> {
         let first = self.first(key);
-        let mut out = None;
-        for i in first..first + table::WAYS {
-            let s = self.slot(i);
-            if s.holds(key) {
-                // SAFETY: a slot inside the mapping.
-                unsafe { AutoSlot::clear(self.ptr(i)) };
-                out = Some((i, s));
-            }
-        }
-        out
+        (first..first + table::WAYS).find(|i| self.slot(*i).holds(key))
+    }
+
+    /// Makes the block in slot `i` stop blocking (expired since the clock's first nanosecond):
+    /// the kernel then neither drops for it nor counts drops for it.
+    fn expire(&mut self, i: u32) {
+        // SAFETY: the expiry field of a slot inside the mapping; an 8-byte aligned store.
+        unsafe { std::ptr::write_volatile(&raw mut (*self.ptr(i)).entry.expires_ns, 1) };
+    }
+
+    /// Empties slot `i`.
+    fn clear(&mut self, i: u32) {
+        // SAFETY: a slot inside the mapping.
+        unsafe { AutoSlot::clear(self.ptr(i)) };
     }
 
     /// Every block in the table, with its slot.
@@ -346,14 +350,46 @@ impl Tables {
         {
             out.push(BlockRow { net: *net, entry: e, auto: false });
         }
-        // Read before the slot empties: a CPU drops its pending drops once their block is gone.
-        let pending = self.pending();
         if let Some(k) = host_key(net)
-            && let Some((i, slot)) = self.auto.remove(&k)
+            && let Some(i) = self.auto.find(&k)
         {
-            out.push(BlockRow { net: *net, entry: with_pending(&pending, i, &slot), auto: true });
+            out.push(BlockRow { net: *net, entry: self.take_auto(i), auto: true });
         }
         out
+    }
+
+    /// Takes the auto-block out of slot `i`, with every drop counted. Its entry first stops
+    /// blocking, so no CPU adds drops to it or to its pending value any more (a drop under way
+    /// finishes within microseconds); then the entry and the CPUs' pending drops are read until
+    /// two readings of the pending drops around the entry's agree; then the slot is emptied
+    /// (after which a CPU may drop the pending value). Returns the entry as it was, with the
+    /// drops.
+    fn take_auto(&mut self, i: u32) -> BlockEntry {
+        let expires_ns = self.auto.slot(i).entry.expires_ns;
+        self.auto.expire(i);
+        let entry = self.settled(i);
+        self.auto.clear(i);
+        BlockEntry { expires_ns, ..entry }
+    }
+
+    /// Slot `i`'s entry with its pending drops, read when they hold still: the pending values
+    /// of its block read before and after the entry are the same (a CPU that added its pending
+    /// drops to the entry in between would count them twice or not at all). Bounded: after 64
+    /// tries, the last reading, short by at most [`PendingDrops::FLUSH_AT`] drops per CPU.
+    fn settled(&self, i: u32) -> BlockEntry {
+        let mut last = None;
+        for _ in 0..64 {
+            let before = self.pending();
+            let s = self.auto.slot(i);
+            let after = self.pending();
+            let ours = |v: &PendingDrops| v.is_for(i, s.key0(), s.entry.added_ns);
+            let entry = with_pending(&after, i, &s);
+            if before.len() == after.len() && before.iter().zip(&after).all(|(b, a)| b == a || !(ours(b) || ours(a))) {
+                return entry;
+            }
+            last = Some(entry);
+        }
+        last.unwrap_or_default()
     }
 
     /// Every CPU's drops not yet added to their AUTOBLOCK entries (none when the map cannot
@@ -375,8 +411,11 @@ impl Tables {
                 out.push(BlockRow { net, entry: e, auto: false });
             }
         }
+        // The slots first, then the pending drops: a CPU that adds its pending drops to an
+        // entry in between makes the listing short by them for now, never counts them twice.
+        let slots: Vec<(u32, AutoSlot)> = self.auto.iter().collect();
         let pending = self.pending();
-        for (i, s) in self.auto.iter() {
+        for (i, s) in slots {
             if let Some(net) = host_net(&s.key) {
                 out.push(BlockRow { net, entry: with_pending(&pending, i, &s), auto: true });
             }
@@ -386,25 +425,26 @@ impl Tables {
 
     /// Removes every blocklist entry; returns what was removed.
     pub fn flush_blocks(&mut self) -> Vec<BlockRow> {
-        let rows = self.blocks();
-        for r in &rows {
-            self.unblock(&r.net);
-        }
-        rows
+        // A host can be listed twice (a prefix of its own and an auto-block): one unblock takes both.
+        let mut seen = std::collections::HashSet::new();
+        let nets: Vec<IpNet> = self.blocks().iter().map(|r| r.net).filter(|n| seen.insert(*n)).collect();
+        nets.iter().flat_map(|n| self.unblock(n)).collect()
     }
 
     /// Removes the entries that have expired at `now`; returns them.
     pub fn sweep(&mut self, now: u64) -> Vec<BlockRow> {
-        let expired: Vec<BlockRow> = self.blocks().into_iter().filter(|r| !r.entry.active(now)).collect();
+        let mut expired: Vec<BlockRow> = self.blocks().into_iter().filter(|r| !r.auto && !r.entry.active(now)).collect();
         for r in &expired {
-            if r.auto {
-                if let Some(k) = host_key(&r.net) {
-                    self.auto.remove(&k);
-                }
-            } else if let Some(k) = v4_key(&r.net) {
+            if let Some(k) = v4_key(&r.net) {
                 let _ = self.block4.remove(&k);
             } else if let Some(k) = v6_key(&r.net) {
                 let _ = self.block6.remove(&k);
+            }
+        }
+        let auto: Vec<(u32, AutoSlot)> = self.auto.iter().filter(|(_, s)| !s.entry.active(now)).collect();
+        for (i, s) in auto {
+            if let Some(net) = host_net(&s.key) {
+                expired.push(BlockRow { net, entry: self.take_auto(i), auto: true });
             }
         }
         expired
@@ -426,17 +466,16 @@ impl Tables {
     /// Removes the kernel's auto-blocks of addresses inside `net` (a new allow must win at
     /// once: the kernel does not consult the allowlist for auto-blocked sources). Returns them.
     pub fn unblock_auto_within(&mut self, net: &IpNet) -> Vec<BlockRow> {
-        let inside: Vec<BlockRow> = self
-            .blocks()
-            .into_iter()
-            .filter(|r| r.auto && net.contains(&r.net.addr()))
+        let inside: Vec<(u32, IpNet)> = self
+            .auto
+            .iter()
+            .filter_map(|(i, s)| host_net(&s.key).map(|n| (i, n)))
+            .filter(|(_, n)| net.contains(&n.addr()))
             .collect();
-        for r in &inside {
-            if let Some(k) = host_key(&r.net) {
-                self.auto.remove(&k);
-            }
-        }
         inside
+            .into_iter()
+            .map(|(i, n)| BlockRow { net: n, entry: self.take_auto(i), auto: true })
+            .collect()
     }
 
     /// Every allowlist entry.
