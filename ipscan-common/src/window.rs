@@ -164,16 +164,22 @@ impl Probe {
         (set * PROBATION_WAYS, (h >> 8) as u32 & 127)
     }
 
-    /// Whether the key's filter bit is set, given its set's four slots.
+    /// The way of its set whose `admitted` word holds filter bit `bit` (0 to 127).
     #[inline(always)]
-    pub fn filter_has(ways: [&Probe; PROBATION_WAYS as usize], bit: u32) -> bool {
-        let word = match bit >> 5 {
-            0 => ways[0].admitted,
-            1 => ways[1].admitted,
-            2 => ways[2].admitted,
-            _ => ways[3].admitted,
-        };
-        word & (1 << (bit & 31)) != 0
+    pub const fn filter_way(bit: u32) -> u32 {
+        bit >> 5
+    }
+
+    /// Filter bit `bit`'s mask in the `admitted` word of way [`Probe::filter_way`].
+    #[inline(always)]
+    pub const fn filter_mask(bit: u32) -> u32 {
+        1 << (bit & 31)
+    }
+
+    /// Whether filter bit `bit` is set, in the way that holds it ([`Probe::filter_way`]).
+    #[inline(always)]
+    pub fn has_filter_bit(&self, bit: u32) -> bool {
+        self.admitted & Self::filter_mask(bit) != 0
     }
 
     /// Which slot of a set a key's packet goes to, given the set's four slots: `(way, true)`
@@ -684,17 +690,13 @@ mod tests {
         // A bit is found in the way word it names, and only its own.
         let mut set = [Probe::default(); 4];
         let b = Probe::place_words(&key(7).words(), seed).1;
-        let ways = |set: &[Probe; 4]| [set[0], set[1], set[2], set[3]];
-        let has = |set: &[Probe; 4], bit| {
-            let w = ways(set);
-            Probe::filter_has([&w[0], &w[1], &w[2], &w[3]], bit)
-        };
+        let has = |set: &[Probe; 4], bit| set[Probe::filter_way(bit) as usize].has_filter_bit(bit);
         assert!(!has(&set, b));
-        set[(b >> 5) as usize].admitted |= 1 << (b & 31);
+        set[Probe::filter_way(b) as usize].admitted |= Probe::filter_mask(b);
         assert!(has(&set, b));
         assert_eq!((0..128).filter(|x| has(&set, *x)).count(), 1);
         // Probation coming and going in the slot keeps the bits.
-        let w = (b >> 5) as usize;
+        let w = Probe::filter_way(b) as usize;
         set[w].start(&key(9), 5, 80, 1000, 40);
         set[w].add(6, 40);
         set[w].clear();

@@ -888,9 +888,9 @@ fn mark_admitted(key: &SourceKey) {
     const _: () = assert!(core::mem::offset_of!(Probe, admitted) == core::mem::offset_of!(Probe, packets) + 4);
     let (seed, _) = probation_seed();
     let (first, bit) = Probe::place_words(&key.words(), seed);
-    if let Some(s) = PROBATION.get_ptr_mut(first + (bit >> 5)) {
+    if let Some(s) = PROBATION.get_ptr_mut(first + Probe::filter_way(bit)) {
         // Little-endian: `admitted` is the word's upper half.
-        let v = 1u64 << (32 + (bit & 31));
+        let v = (Probe::filter_mask(bit) as u64) << 32;
         // SAFETY: an 8-aligned word inside an array slot valid for the program's run.
         unsafe {
             core::arch::asm!(
@@ -916,7 +916,7 @@ fn probation_place(words: &[u32; 5]) -> (u32, u32, bool) {
 /// `admitted` word holds it), or the filter is off.
 #[inline(always)]
 fn maybe_admitted(first: u32, bit: u32, filtered: bool) -> bool {
-    !filtered || PROBATION.get(first + (bit >> 5)).is_none_or(|p| p.admitted & (1 << (bit & 31)) != 0)
+    !filtered || PROBATION.get(first + Probe::filter_way(bit)).is_none_or(|p| p.has_filter_bit(bit))
 }
 
 /// The PROBATION slot for a key's packet ([`Probe::choose`] over the set starting at `first`),

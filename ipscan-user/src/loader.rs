@@ -192,9 +192,9 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     let seed = seed_slot.first_ns;
     for key in &keys {
         let (first, bit) = Probe::place_words(&key.words(), seed);
-        let at = first + (bit >> 5);
+        let at = first + Probe::filter_way(bit);
         let mut probe = probation.get(&at, 0).map_err(map_err(maps::PROBATION))?;
-        probe.admitted |= 1 << (bit & 31);
+        probe.admitted |= Probe::filter_mask(bit);
         probation.set(at, probe, 0).map_err(map_err(maps::PROBATION))?;
     }
     seed_slot.packets = filter::ON;
