@@ -790,4 +790,3 @@ mod tests {
         assert_eq!(p.anomalies, anomalies::SHORT);
     }
 }
-

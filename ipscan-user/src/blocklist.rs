@@ -146,12 +146,6 @@ impl AutoTable {
         table::set_of(key, self.seed()) * table::WAYS
     }
 
-    /// The block of `key`, if the table holds one.
-    pub fn get(&self, key: &AddrKey) -> Option<BlockEntry> {
-        let first = self.first(key);
-        (first..first + table::WAYS).map(|i| self.slot(i)).find(|s| s.holds(key)).map(|s| s.entry)
-    }
-
     /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]),
     /// unless the set is full of other addresses' blocks that are still on: then nothing is
     /// written and the answer is false (the caller keeps the block elsewhere; giving one up
@@ -329,8 +323,7 @@ impl Tables {
     pub fn block_auto(&mut self, net: &IpNet, entry: BlockEntry) -> Result<Placed, TableError> {
         match host_key(net) {
             Some(k) if self.auto.insert(&k, &entry, crate::daemon::monotonic_ns()) => Ok(Placed::Auto),
-            Some(_) => self.block(net, entry).map(|()| Placed::Blocklist),
-            None => self.block(net, entry).map(|()| Placed::Blocklist),
+            _ => self.block(net, entry).map(|()| Placed::Blocklist),
         }
     }
 
@@ -400,6 +393,21 @@ impl Tables {
 
     /// Every blocklist entry, manual prefixes first, then auto-blocks.
     pub fn blocks(&self) -> Vec<BlockRow> {
+        let mut out = self.manual_blocks();
+        // The slots first, then the pending drops: a CPU that adds its pending drops to an
+        // entry in between makes the listing short by them for now, never counts them twice.
+        let slots: Vec<(u32, AutoSlot)> = self.auto.iter().collect();
+        let pending = self.pending();
+        for (i, s) in slots {
+            if let Some(net) = host_net(&s.key) {
+                out.push(BlockRow { net, entry: with_pending(&pending, i, &s), auto: true });
+            }
+        }
+        out
+    }
+
+    /// The BLOCK4 and BLOCK6 entries.
+    fn manual_blocks(&self) -> Vec<BlockRow> {
         let mut out = Vec::new();
         for (k, e) in self.block4.iter().filter_map(Result::ok) {
             if let Some(net) = net4(&k) {
@@ -409,15 +417,6 @@ impl Tables {
         for (k, e) in self.block6.iter().filter_map(Result::ok) {
             if let Some(net) = net6(&k) {
                 out.push(BlockRow { net, entry: e, auto: false });
-            }
-        }
-        // The slots first, then the pending drops: a CPU that adds its pending drops to an
-        // entry in between makes the listing short by them for now, never counts them twice.
-        let slots: Vec<(u32, AutoSlot)> = self.auto.iter().collect();
-        let pending = self.pending();
-        for (i, s) in slots {
-            if let Some(net) = host_net(&s.key) {
-                out.push(BlockRow { net, entry: with_pending(&pending, i, &s), auto: true });
             }
         }
         out
@@ -433,7 +432,7 @@ impl Tables {
 
     /// Removes the entries that have expired at `now`; returns them.
     pub fn sweep(&mut self, now: u64) -> Vec<BlockRow> {
-        let mut expired: Vec<BlockRow> = self.blocks().into_iter().filter(|r| !r.auto && !r.entry.active(now)).collect();
+        let mut expired: Vec<BlockRow> = self.manual_blocks().into_iter().filter(|r| !r.entry.active(now)).collect();
         for r in &expired {
             if let Some(k) = v4_key(&r.net) {
                 let _ = self.block4.remove(&k);
