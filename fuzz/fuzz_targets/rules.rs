@@ -248,7 +248,8 @@ fuzz_target!(|input: Input| {
 
     // Address-only rules follow the prefix semantics.
     let ar = input.addr_rule.rule();
-    let proto_ok = ar.proto == p.proto || (ar.proto == PROTO_ICMP && (p.proto == PROTO_ICMP || p.proto == PROTO_ICMPV6));
+    let proto_ok =
+        ar.proto == p.proto || (ar.proto == PROTO_ICMP && (p.proto == PROTO_ICMP || p.proto == PROTO_ICMPV6));
     let want = proto_ok
         && Side::test(input.addr_rule.src.as_ref(), &p.src, p.family)
         && Side::test(input.addr_rule.dst.as_ref(), &p.dst, p.family);

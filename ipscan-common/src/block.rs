@@ -1,6 +1,6 @@
 //! Blocklist, auto-block and allowlist entries.
 
-use crate::{FAMILY_V4, Detection};
+use crate::{Detection, FAMILY_V4};
 
 /// Value of BLOCK4, BLOCK6 and AUTOBLOCK entries.
 #[repr(C)]
@@ -55,11 +55,7 @@ const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 
 impl AddrKey {
     pub fn new(addr: [u8; 16], family: u8) -> Self {
-        let mut k = Self {
-            addr,
-            family,
-            _pad: [1; 3],
-        };
+        let mut k = Self { addr, family, _pad: [1; 3] };
         // Volatile: a 3-byte zero store is a `memset` call for the BPF backend (a subprogram
         // call and a byte loop per key built).
         crate::zero::fill(&mut k._pad, 0);
@@ -225,7 +221,14 @@ impl PendingDrops {
     /// If that block is gone, its drops are forgotten (user space added them when it removed
     /// the block) and the value starts over for this one.
     #[inline(always)]
-    pub fn add(&mut self, slot: u32, key0: u32, added_ns: u64, bytes: u32, owner_on: impl FnOnce(&Self) -> bool) -> Pending {
+    pub fn add(
+        &mut self,
+        slot: u32,
+        key0: u32,
+        added_ns: u64,
+        bytes: u32,
+        owner_on: impl FnOnce(&Self) -> bool,
+    ) -> Pending {
         if !self.is_for(slot, key0, added_ns) {
             if self.packets != 0 && owner_on(self) {
                 return Pending::Direct;
@@ -241,17 +244,19 @@ impl PendingDrops {
         if self.packets < Self::FLUSH_AT {
             return Pending::Kept;
         }
-        let out = Pending::Flush {
-            packets: self.packets,
-            bytes: self.bytes,
-        };
+        let out = Pending::Flush { packets: self.packets, bytes: self.bytes };
         self.packets = 0;
         self.bytes = 0;
         out
     }
 
     /// The (packets, bytes) that the CPUs' values hold for the block in `slot`.
-    pub fn pending_for<'a>(values: impl IntoIterator<Item = &'a Self>, slot: u32, key0: u32, added_ns: u64) -> (u64, u64) {
+    pub fn pending_for<'a>(
+        values: impl IntoIterator<Item = &'a Self>,
+        slot: u32,
+        key0: u32,
+        added_ns: u64,
+    ) -> (u64, u64) {
         values
             .into_iter()
             .filter(|v| v.is_for(slot, key0, added_ns))
@@ -508,7 +513,8 @@ mod tests {
     #[test]
     fn store_and_clear() {
         let key = AddrKey::new([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7], crate::FAMILY_V6);
-        let entry = BlockEntry { expires_ns: 1, added_ns: 2, packets: 3, bytes: 4, last_ns: 5, reason: 6, _pad: [0; 7] };
+        let entry =
+            BlockEntry { expires_ns: 1, added_ns: 2, packets: 3, bytes: 4, last_ns: 5, reason: 6, _pad: [0; 7] };
         let mut slot = slot(1, 9, 9);
         slot._pad = [1; 4];
         // SAFETY: a local, aligned slot.

@@ -117,11 +117,7 @@ pub fn is_connection_attempt(p: &PacketSummary) -> bool {
 
 /// True for multicast or broadcast destinations (IPv4 class D/E, limited broadcast, ff00::/8).
 pub fn is_group_destination(p: &PacketSummary) -> bool {
-    if p.family == FAMILY_V4 {
-        p.dst[0] >= 224 || p.dst[..4] == [255, 255, 255, 255]
-    } else {
-        p.dst[0] == 0xff
-    }
+    if p.family == FAMILY_V4 { p.dst[0] >= 224 || p.dst[..4] == [255, 255, 255, 255] } else { p.dst[0] == 0xff }
 }
 
 /// A traceroute probe: arrives with TTL / hop limit 1 at a unicast address. UDP (classic
@@ -298,11 +294,7 @@ pub fn ordinary_line(p: &PacketSummary) -> Option<PacketLine> {
         PROTO_UDP => Some(PacketLine::UdpDgram),
         PROTO_ICMP | PROTO_ICMPV6 if p.is_icmp() => {
             // ICMPv6 neighbour discovery and MLD are the link's housekeeping, not traffic worth a line.
-            if p.proto == PROTO_ICMPV6 && (130..=143).contains(&p.icmp_type) {
-                None
-            } else {
-                Some(PacketLine::Icmp)
-            }
+            if p.proto == PROTO_ICMPV6 && (130..=143).contains(&p.icmp_type) { None } else { Some(PacketLine::Icmp) }
         }
         _ => None,
     }
@@ -391,14 +383,7 @@ mod tests {
     }
 
     fn udp(sport: u16, dport: u16) -> PacketSummary {
-        PacketSummary {
-            family: crate::FAMILY_V4,
-            proto: PROTO_UDP,
-            sport,
-            dport,
-            ttl: 64,
-            ..Default::default()
-        }
+        PacketSummary { family: crate::FAMILY_V4, proto: PROTO_UDP, sport, dport, ttl: 64, ..Default::default() }
     }
 
     fn icmp(family: u8, ty: u8, code: u8) -> PacketSummary {
@@ -442,14 +427,7 @@ mod tests {
         // ECN bits alone are still a null probe: scan classification ignores them.
         assert_eq!(tcp_detections(&tcp(f::ECE | f::CWR, 0)), Detection::NullScan.bit());
         assert_eq!(tcp_detections(&tcp(f::FIN, 0)), Detection::FinScan.bit());
-        for x in [
-            f::FIN | f::URG | f::PSH,
-            f::URG,
-            f::PSH,
-            f::FIN | f::URG,
-            f::FIN | f::PSH,
-            f::URG | f::PSH,
-        ] {
+        for x in [f::FIN | f::URG | f::PSH, f::URG, f::PSH, f::FIN | f::URG, f::FIN | f::PSH, f::URG | f::PSH] {
             assert_eq!(tcp_detections(&tcp(x, 0)), Detection::XmasScan.bit(), "flags {x:#x}");
         }
         assert_eq!(tcp_detections(&tcp(f::SYN | f::FIN, 0)), 0);

@@ -67,21 +67,11 @@ const _: () = assert!(core::mem::size_of::<DetectionConfig>() == 24);
 
 impl DetectionConfig {
     pub const fn new(threshold: u32, window_secs: u64) -> Self {
-        Self {
-            threshold,
-            flags: detection_flags::ENABLED,
-            window_ns: window_secs * 1_000_000_000,
-            block_ns: 0,
-        }
+        Self { threshold, flags: detection_flags::ENABLED, window_ns: window_secs * 1_000_000_000, block_ns: 0 }
     }
 
     pub const fn disabled() -> Self {
-        Self {
-            threshold: u32::MAX,
-            flags: 0,
-            window_ns: 0,
-            block_ns: 0,
-        }
+        Self { threshold: u32::MAX, flags: 0, window_ns: 0, block_ns: 0 }
     }
 
     pub fn enabled(&self) -> bool {

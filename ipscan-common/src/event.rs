@@ -124,12 +124,7 @@ impl Event {
         put(&mut self.mode_since_ns, 0);
         self.packets = count;
         put(&mut self.bytes, 0);
-        self.key = SourceKey {
-            addr: packet.src,
-            family: packet.family,
-            kind: 0,
-            _pad: [0; 2],
-        };
+        self.key = SourceKey { addr: packet.src, family: packet.family, kind: 0, _pad: [0; 2] };
         self.packet = *packet;
         crate::zero::fill(&mut self.ports, 0);
         crate::zero::fill(&mut self.sports, 0);

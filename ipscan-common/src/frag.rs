@@ -33,13 +33,7 @@ const _: () = assert!(core::mem::size_of::<FragKey>() == 24);
 
 impl FragKey {
     pub fn of(p: &PacketSummary) -> Self {
-        Self {
-            src: p.src,
-            id: p.frag_id,
-            family: p.family,
-            proto: p.proto,
-            _pad: [0; 2],
-        }
+        Self { src: p.src, id: p.frag_id, family: p.family, proto: p.proto, _pad: [0; 2] }
     }
 }
 
@@ -114,12 +108,7 @@ mod tests {
     use super::{frag_anomalies::*, *};
 
     fn frag(off_units: u16, len: u32) -> PacketSummary {
-        PacketSummary {
-            frag_off: off_units,
-            ip_payload_len: len,
-            ip_flags: ip_flags::FRAGMENT,
-            ..Default::default()
-        }
+        PacketSummary { frag_off: off_units, ip_payload_len: len, ip_flags: ip_flags::FRAGMENT, ..Default::default() }
     }
 
     #[test]

@@ -256,11 +256,7 @@ pub fn plain_tcp<F: Frame + ?Sized>(f: &F) -> Option<PlainTcp> {
     if doff < 20 || within < doff {
         return None;
     }
-    Some(PlainTcp {
-        family,
-        tcp_flags: (t >> 8) as u8,
-        ip_payload_len: within as u32,
-    })
+    Some(PlainTcp { family, tcp_flags: (t >> 8) as u8, ip_payload_len: within as u32 })
 }
 
 /// The STATS slot [`parse`] fails with, for the failures visible in an untagged frame's
@@ -430,11 +426,7 @@ fn ipv6<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) -> Result<O
 /// True for the ICMP / ICMPv6 errors that quote the offending packet's headers.
 #[inline(always)]
 fn quotes_packet(p: &PacketSummary) -> bool {
-    if p.proto == PROTO_ICMP {
-        matches!(p.icmp_type, 3 | 4 | 5 | 11 | 12)
-    } else {
-        matches!(p.icmp_type, 1..=4)
-    }
+    if p.proto == PROTO_ICMP { matches!(p.icmp_type, 3 | 4 | 5 | 11 | 12) } else { matches!(p.icmp_type, 1..=4) }
 }
 
 #[inline(always)]

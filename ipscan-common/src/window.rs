@@ -31,12 +31,7 @@ const _: () = assert!(core::mem::size_of::<SourceKey>() == 20);
 
 impl SourceKey {
     pub fn new(addr: [u8; 16], family: u8, kind: Detection) -> Self {
-        Self {
-            addr,
-            family,
-            kind: kind as u8,
-            _pad: [0; 2],
-        }
+        Self { addr, family, kind: kind as u8, _pad: [0; 2] }
     }
 
     pub fn detection(&self) -> Option<Detection> {
@@ -121,7 +116,10 @@ impl SourceKey {
         let b = |i: usize| w[i].to_ne_bytes();
         let (a0, a1, a2, a3, fk) = (b(0), b(1), b(2), b(3), b(4));
         Self {
-            addr: [a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3], a2[0], a2[1], a2[2], a2[3], a3[0], a3[1], a3[2], a3[3]],
+            addr: [
+                a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3], a2[0], a2[1], a2[2], a2[3], a3[0], a3[1],
+                a3[2], a3[3],
+            ],
             family: fk[0],
             kind: fk[1],
             _pad: [fk[2], fk[3]],
@@ -195,7 +193,12 @@ impl Probe {
 
     /// [`Probe::choose`] for a key given as its [`SourceKey::words`].
     #[inline(always)]
-    pub fn choose_words(ways: [&Probe; PROBATION_WAYS as usize], key: &[u32; 5], now: u64, window_ns: u64) -> (u32, bool) {
+    pub fn choose_words(
+        ways: [&Probe; PROBATION_WAYS as usize],
+        key: &[u32; 5],
+        now: u64,
+        window_ns: u64,
+    ) -> (u32, bool) {
         for (i, w) in ways.iter().enumerate() {
             if w.holds_words(key, now, window_ns) {
                 return (i as u32, true);
@@ -220,7 +223,9 @@ impl Probe {
     /// [`Probe::holds`] for a key given as its [`SourceKey::words`].
     #[inline(always)]
     pub fn holds_words(&self, w: &[u32; 5], now: u64, window_ns: u64) -> bool {
-        self.packets != 0 && crate::block::same_words(&key_words(&self.key), w) && now.saturating_sub(self.last_ns) <= window_ns
+        self.packets != 0
+            && crate::block::same_words(&key_words(&self.key), w)
+            && now.saturating_sub(self.last_ns) <= window_ns
     }
 
     /// Starts `key`'s probation with one packet (taking the slot over).
@@ -427,7 +432,15 @@ impl SourceState {
     /// arrived within one rate window of `window_ns` (fixed windows from the first packet).
     /// A steady trickle (a monitoring ping once a second) never adds up across windows, unlike
     /// iplog's sliding count.
-    pub fn record_packets(&mut self, now: u64, dport: u16, sport: u16, bytes: u32, threshold: u32, window_ns: u64) -> bool {
+    pub fn record_packets(
+        &mut self,
+        now: u64,
+        dport: u16,
+        sport: u16,
+        bytes: u32,
+        threshold: u32,
+        window_ns: u64,
+    ) -> bool {
         self.last_ns = now;
         self.packets += 1;
         self.bytes += bytes as u64;
@@ -544,7 +557,14 @@ mod tests {
         let window = 50_000_000_000;
         let (threshold, sport) = (3, 40000);
         // Three packets to port 22 (a retransmission, another source port), then 80, 443, 8080.
-        let trace = [(10, 22, sport, 40), (20, 22, sport + 1, 40), (25, 22, sport, 44), (30, 80, sport, 40), (40, 443, sport, 40), (50, 8080, sport, 40)];
+        let trace = [
+            (10, 22, sport, 40),
+            (20, 22, sport + 1, 40),
+            (25, 22, sport, 44),
+            (30, 80, sport, 40),
+            (40, 443, sport, 40),
+            (50, 8080, sport, 40),
+        ];
         let mut direct = SourceState::new(10);
         let mut crossed_direct = vec![];
         for (t, dport, sport, bytes) in trace {
@@ -572,7 +592,10 @@ mod tests {
         }
         assert_eq!(crossed, crossed_direct);
         let s = state.expect("admitted");
-        assert_eq!((s.first_ns, s.last_ns, s.packets, s.bytes, s.distinct), (direct.first_ns, direct.last_ns, direct.packets, direct.bytes, direct.distinct));
+        assert_eq!(
+            (s.first_ns, s.last_ns, s.packets, s.bytes, s.distinct),
+            (direct.first_ns, direct.last_ns, direct.packets, direct.bytes, direct.distinct)
+        );
         assert_eq!((s.ports, s.nports, s.mode_since_ns), (direct.ports, direct.nports, direct.mode_since_ns));
         // The one difference: a source port seen only on a repeat during probation is not listed.
         assert_eq!(&s.sports[..s.nsports as usize], &[sport]);
@@ -653,8 +676,13 @@ mod tests {
         // A full set: a lapsed slot first, a free one likewise; else one picked by clock and key.
         set[2].start(&key(3), now - 3, 80, 1000, 40);
         set[3].start(&key(4), now + 2, 80, 1000, 40);
-        let picked: std::collections::BTreeSet<u32> =
-            (0..64).map(|t| Probe::choose(ways(&set), &key(5), now + t, window)).map(|(w, held)| { assert!(!held); w }).collect();
+        let picked: std::collections::BTreeSet<u32> = (0..64)
+            .map(|t| Probe::choose(ways(&set), &key(5), now + t, window))
+            .map(|(w, held)| {
+                assert!(!held);
+                w
+            })
+            .collect();
         assert_eq!(picked.len(), 4, "every slot can be replaced: {picked:?}");
         set[1].start(&key(2), now - window - 1, 80, 1000, 40);
         assert_eq!(Probe::choose(ways(&set), &key(5), now + 5, window), (1, false));
@@ -676,7 +704,13 @@ mod tests {
     #[test]
     fn admission_filter_bits_spread_over_a_sets_ways_and_survive_slot_changes() {
         let seed = 0x0123_4567_89ab_cdef;
-        let key = |i: u32| SourceKey::new([198, 18, (i >> 8) as u8, i as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::SynScan);
+        let key = |i: u32| {
+            SourceKey::new(
+                [198, 18, (i >> 8) as u8, i as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                4,
+                Detection::SynScan,
+            )
+        };
         // Keys of one set: their bits are spread, not tied to the set.
         let first = Probe::set_start(&key(0), seed);
         let same_set: Vec<u32> = (0..65_536).filter(|i| Probe::set_start(&key(*i), seed) == first).collect();
@@ -702,7 +736,11 @@ mod tests {
         set[w].clear();
         assert!(has(&set, b));
         // Another seed, another bit (for most keys).
-        let moved = (0..64).filter(|i| Probe::place_words(&key(*i).words(), seed).1 != Probe::place_words(&key(*i).words(), seed ^ 1 << 40).1).count();
+        let moved = (0..64)
+            .filter(|i| {
+                Probe::place_words(&key(*i).words(), seed).1 != Probe::place_words(&key(*i).words(), seed ^ 1 << 40).1
+            })
+            .count();
         assert!(moved > 48, "{moved}");
     }
 

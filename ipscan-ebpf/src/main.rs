@@ -13,11 +13,7 @@
 mod record;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use ipscan_common::{
-    Config, classify,
-    config::global_flags::AUTOBLOCKS,
-    parse, stats,
-};
+use ipscan_common::{Config, classify, config::global_flags::AUTOBLOCKS, parse, stats};
 
 /// The frame as the verifier likes it: every read compares `data + off + N` with `data_end`.
 struct XdpFrame {
@@ -133,9 +129,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
 /// Errors are STATS slots to count; the caller passes the frame.
 #[inline(always)]
 fn try_ipscan(cfg: &Config, frame: &XdpFrame) -> Result<u32, u32> {
-    let opts = parse::Options {
-        checksum: cfg.has(ipscan_common::config::global_flags::VERBOSE),
-    };
+    let opts = parse::Options { checksum: cfg.has(ipscan_common::config::global_flags::VERBOSE) };
     let summary = record::summary_slot()?;
     summary.clear();
     parse::parse_into(frame, opts, summary)?;

@@ -13,8 +13,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use ipscan_common::{
-    AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4,
-    PacketLine, PacketSummary, Probe, Rule, SourceKey, SourceState,
+    AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4, PacketLine,
+    PacketSummary, Probe, Rule, SourceKey, SourceState,
     block::{CpuLocal, Pending, PendingDrops, table},
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
@@ -232,11 +232,7 @@ pub struct Sender {
 impl Sender {
     #[inline(always)]
     fn of(p: &PacketSummary) -> Self {
-        Self {
-            src: p.src,
-            bytes: p.ip_payload_len,
-            family: p.family,
-        }
+        Self { src: p.src, bytes: p.ip_payload_len, family: p.family }
     }
 }
 
@@ -277,11 +273,8 @@ fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
 #[inline(never)]
 fn blocked(cfg: &Config, s: &Sender) -> bool {
     if cfg.has(g::BLOCKLIST) {
-        let hit = if s.family == FAMILY_V4 {
-            BLOCK4.get(Key::new(32, v4(&s.src)))
-        } else {
-            BLOCK6.get(Key::new(128, s.src))
-        };
+        let hit =
+            if s.family == FAMILY_V4 { BLOCK4.get(Key::new(32, v4(&s.src))) } else { BLOCK6.get(Key::new(128, s.src)) };
         // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
         if let Some(e) = hit
             && !allowlisted(&s.src, s.family)
@@ -411,12 +404,7 @@ fn forget_scan_states(k: &AddrKey) {
         if kind == Detection::Smurf as usize || cfg.detections.get(kind).is_none_or(|d| d.block_ns == 0) {
             continue;
         }
-        let key = SourceKey {
-            addr: k.addr,
-            family: k.family,
-            kind: kind as u8,
-            _pad: [0; 2],
-        };
+        let key = SourceKey { addr: k.addr, family: k.family, kind: kind as u8, _pad: [0; 2] };
         let _ = SOURCES.remove(&key);
     }
 }
@@ -438,14 +426,7 @@ fn ignored(cfg: &Config) -> bool {
     let mut walk = RuleWalk { found: 0 };
     let n = if cfg.nrules > MAX_RULES as u32 { MAX_RULES as u32 } else { cfg.nrules };
     // SAFETY: the callback has the signature bpf_loop expects and only touches `walk`.
-    unsafe {
-        bpf_loop(
-            n,
-            rule_step as *mut core::ffi::c_void,
-            (&mut walk as *mut RuleWalk).cast(),
-            0,
-        )
-    };
+    unsafe { bpf_loop(n, rule_step as *mut core::ffi::c_void, (&mut walk as *mut RuleWalk).cast(), 0) };
     walk.found == 1
 }
 
@@ -501,11 +482,7 @@ fn budget(cfg: &Config, p: &PacketSummary, now: u64) -> bool {
     let st = match PKTRATE.get_ptr_mut(&key) {
         Some(s) => s,
         None => {
-            let fresh = RateState {
-                window_ns: now,
-                count: 0,
-                dropped: 0,
-            };
+            let fresh = RateState { window_ns: now, count: 0, dropped: 0 };
             let _ = PKTRATE.insert(&key, &fresh, BPF_NOEXIST as u64);
             match PKTRATE.get_ptr_mut(&key) {
                 Some(s) => s,
@@ -581,11 +558,8 @@ pub fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
     // The clock is read only for packets that need it: an established flow's ACK does not.
     // A UDP traceroute probe gets its traceroute line only, as in iplog (whose UDP handler
     // returns there); TCP and ICMP probes, which iplog did not call traceroutes, keep theirs.
-    let ordinary = if cfg.has(g::SCANS_ONLY) || (traceroute && p.proto == PROTO_UDP) {
-        None
-    } else {
-        classify::ordinary_line(p)
-    };
+    let ordinary =
+        if cfg.has(g::SCANS_ONLY) || (traceroute && p.proto == PROTO_UDP) { None } else { classify::ordinary_line(p) };
     let now = if set != 0 || ordinary.is_some() { now_ns() } else { 0 };
     if set != 0 {
         // One test per detection, unrolled: a loop over the detections (by a counter, which the
@@ -760,7 +734,13 @@ const RECORD_ERROR: u64 = 4;
 /// may be null (checked), `kind` anything.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ipscan_record_one(dc: *const DetectionConfig, now: u64, kind: u32, counts_ports: u32, p: *const PacketSummary) -> u64 {
+pub extern "C" fn ipscan_record_one(
+    dc: *const DetectionConfig,
+    now: u64,
+    kind: u32,
+    counts_ports: u32,
+    p: *const PacketSummary,
+) -> u64 {
     // SAFETY: null or pointers into map values valid for the program's run (the caller's
     // CONFIG and SUMMARY slots).
     let (Some(dc), Some(p)) = (unsafe { dc.as_ref() }, unsafe { p.as_ref() }) else {
@@ -773,25 +753,19 @@ pub extern "C" fn ipscan_record_one(dc: *const DetectionConfig, now: u64, kind: 
 }
 
 #[inline(always)]
-fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &PacketSummary) -> Result<Recorded, u32> {
-    let none = Recorded {
-        in_mode: false,
-        drop: false,
-    };
+fn record_one(
+    dc: &DetectionConfig,
+    now: u64,
+    kind: u8,
+    counts_ports: bool,
+    p: &PacketSummary,
+) -> Result<Recorded, u32> {
+    let none = Recorded { in_mode: false, drop: false };
     if !dc.enabled() {
         return Ok(none);
     }
-    let addr = if kind == Detection::Smurf as u8 {
-        classify::smurf_network(p)
-    } else {
-        p.src
-    };
-    let key = SourceKey {
-        addr,
-        family: p.family,
-        kind,
-        _pad: [0; 2],
-    };
+    let addr = if kind == Detection::Smurf as u8 { classify::smurf_network(p) } else { p.src };
+    let key = SourceKey { addr, family: p.family, kind, _pad: [0; 2] };
     // A detection that one packet (one port, for the scans) cannot cross keeps such sources on
     // probation.
     let state = if dc.threshold > 1 {
@@ -834,10 +808,7 @@ fn record_one(dc: &DetectionConfig, now: u64, kind: u8, counts_ports: bool, p: &
             drop = autoblock(dc, now, kind, &key, state, p);
         }
     }
-    Ok(Recorded {
-        in_mode: state.in_mode(),
-        drop,
-    })
+    Ok(Recorded { in_mode: state.in_mode(), drop })
 }
 
 /// The per-CPU slot a fresh SourceState is built in (256 bytes: too big for the stack).
@@ -986,7 +957,14 @@ fn tracked(
 /// scanner's next packet is already dropped, with no user-space round trip.
 // Six arguments: BPF subprograms take at most five, so this one stays inlined.
 #[inline(always)]
-fn autoblock(dc: &DetectionConfig, now: u64, kind: u8, key: &SourceKey, state: &SourceState, p: &PacketSummary) -> bool {
+fn autoblock(
+    dc: &DetectionConfig,
+    now: u64,
+    kind: u8,
+    key: &SourceKey,
+    state: &SourceState,
+    p: &PacketSummary,
+) -> bool {
     if allowlisted(&p.src, p.family) {
         count(stats::ALLOWLISTED);
         emit(EventKind::Blocked, now, key, state, p, event_flags::ALLOWLISTED);

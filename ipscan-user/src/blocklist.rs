@@ -210,11 +210,7 @@ pub struct Tables {
 /// An auto-block's entry with the drops the CPUs hold for it added ([`PendingDrops`]).
 fn with_pending(pending: &[PendingDrops], slot: u32, s: &AutoSlot) -> BlockEntry {
     let (packets, bytes) = PendingDrops::pending_for(pending, slot, s.key0(), s.entry.added_ns);
-    BlockEntry {
-        packets: s.entry.packets + packets,
-        bytes: s.entry.bytes + bytes,
-        ..s.entry
-    }
+    BlockEntry { packets: s.entry.packets + packets, bytes: s.entry.bytes + bytes, ..s.entry }
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, TableError> {
@@ -471,10 +467,7 @@ impl Tables {
             .filter_map(|(i, s)| host_net(&s.key).map(|n| (i, n)))
             .filter(|(_, n)| net.contains(&n.addr()))
             .collect();
-        inside
-            .into_iter()
-            .map(|(i, n)| BlockRow { net: n, entry: self.take_auto(i), auto: true })
-            .collect()
+        inside.into_iter().map(|(i, n)| BlockRow { net: n, entry: self.take_auto(i), auto: true }).collect()
     }
 
     /// Every allowlist entry.

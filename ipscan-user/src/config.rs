@@ -31,8 +31,7 @@ use std::{
 };
 
 use ipscan_common::{
-    Config as KernelConfig, Detection, FAMILY_V4, FAMILY_V6, PacketSummary,
-    config::detection_flags, packet,
+    Config as KernelConfig, Detection, FAMILY_V4, FAMILY_V6, PacketSummary, config::detection_flags, packet,
 };
 
 /// Where service names are looked up (`services(5)`).
@@ -77,26 +76,17 @@ pub enum Problem {
     )]
     UnknownDetection { name: String },
     #[error("invalid threshold \"{value}\" for {detection}: expected a positive integer")]
-    InvalidThreshold {
-        value: String,
-        detection: &'static str,
-    },
+    InvalidThreshold { value: String, detection: &'static str },
     #[error(
         "invalid window \"{value}\" for {detection}: expected a positive duration such as 50s, \
          500ms, 2m or 1h"
     )]
-    InvalidWindow {
-        value: String,
-        detection: &'static str,
-    },
+    InvalidWindow { value: String, detection: &'static str },
     #[error(
         "invalid block time \"{value}\" for {detection}: expected a duration such as 10m or 1h, \
          or off"
     )]
-    InvalidBlock {
-        value: String,
-        detection: &'static str,
-    },
+    InvalidBlock { value: String, detection: &'static str },
     #[error("unknown blackhole protocol \"{value}\": expected tcp or udp")]
     InvalidBlackhole { value: String },
     #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
@@ -112,15 +102,10 @@ pub enum Problem {
     #[error("unknown protocol \"{value}\": expected tcp, udp or icmp")]
     UnknownProtocol { value: String },
     #[error("\"{keyword}\" is not a filter keyword for {proto} rules")]
-    InvalidFilterKeyword {
-        keyword: String,
-        proto: &'static str,
-    },
+    InvalidFilterKeyword { keyword: String, proto: &'static str },
     #[error("\"{keyword}\" given twice in one rule")]
     RepeatedFilterKeyword { keyword: String },
-    #[error(
-        "invalid address \"{value}\": expected an IPv4 or IPv6 address (host names are not resolved)"
-    )]
+    #[error("invalid address \"{value}\": expected an IPv4 or IPv6 address (host names are not resolved)")]
     InvalidAddress { value: String },
     #[error("invalid mask \"{value}\": prefix length must be 0 to {max}")]
     InvalidPrefix { value: String, max: u8 },
@@ -262,10 +247,7 @@ pub const DETECTION_KEYWORDS: [(&str, Detection); 8] = [
 pub const UDP_FLOOD_KEYWORD: (&str, Detection) = ("udp_flood", Detection::UdpFlood);
 
 fn detection_by_keyword(keyword: &str) -> Option<(&'static str, Detection)> {
-    DETECTION_KEYWORDS
-        .iter()
-        .copied()
-        .find(|(k, _)| *k == keyword)
+    DETECTION_KEYWORDS.iter().copied().find(|(k, _)| *k == keyword)
 }
 
 /// Everything an `iplog.conf` says. `Default` is what an empty file says.
@@ -306,31 +288,21 @@ pub struct Settings {
 impl Settings {
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses configuration text; `file` only names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
-        let error = |line, problem| ConfigError::Parse {
-            file: file.to_path_buf(),
-            line,
-            problem,
-        };
-        let lines =
-            strip_comments(text).map_err(|line| error(line, Problem::UnterminatedComment))?;
+        let error = |line, problem| ConfigError::Parse { file: file.to_path_buf(), line, problem };
+        let lines = strip_comments(text).map_err(|line| error(line, Problem::UnterminatedComment))?;
         let mut settings = Settings::default();
         for (index, line) in lines.iter().enumerate() {
             let tokens: Vec<&str> = line.split_whitespace().collect();
             if tokens.is_empty() {
                 continue;
             }
-            settings
-                .statement(&tokens)
-                .map_err(|problem| error(index + 1, problem))?;
+            settings.statement(&tokens).map_err(|problem| error(index + 1, problem))?;
         }
         settings.gate_detections_by_protocol();
         Ok(settings)
@@ -363,9 +335,7 @@ impl Settings {
                     .parse::<u32>()
                     .ok()
                     .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| Problem::InvalidPacketRate {
-                        value: value.to_owned(),
-                    })?;
+                    .ok_or_else(|| Problem::InvalidPacketRate { value: value.to_owned() })?;
                 Ok(())
             }
             "window" => self.window(tokens),
@@ -374,19 +344,15 @@ impl Settings {
                 let block_ns = if value.eq_ignore_ascii_case("off") {
                     0
                 } else {
-                    parse_duration_ns(value).ok_or_else(|| Problem::InvalidBlock {
-                        value: value.to_owned(),
-                        detection: keyword,
-                    })?
+                    parse_duration_ns(value)
+                        .ok_or_else(|| Problem::InvalidBlock { value: value.to_owned(), detection: keyword })?
                 };
                 self.kernel.detection_mut(detection).block_ns = block_ns;
                 Ok(())
             }
             "allow" => {
-                let nets = list(tokens, "network list")?
-                    .iter()
-                    .map(|n| n.parse::<IpNet>())
-                    .collect::<Result<Vec<_>, _>>()?;
+                let nets =
+                    list(tokens, "network list")?.iter().map(|n| n.parse::<IpNet>()).collect::<Result<Vec<_>, _>>()?;
                 self.allow.extend(nets);
                 Ok(())
             }
@@ -428,25 +394,21 @@ impl Settings {
             }
             "facility" => {
                 let value = single(tokens, "syslog facility")?;
-                let name = syslog_facility(value).ok_or_else(|| Problem::InvalidFacility {
-                    value: value.to_owned(),
-                })?;
+                let name =
+                    syslog_facility(value).ok_or_else(|| Problem::InvalidFacility { value: value.to_owned() })?;
                 self.facility = Some(name.to_owned());
                 Ok(())
             }
             "priority" => {
                 let value = single(tokens, "syslog priority")?;
-                let name = syslog_priority(value).ok_or_else(|| Problem::InvalidPriority {
-                    value: value.to_owned(),
-                })?;
+                let name =
+                    syslog_priority(value).ok_or_else(|| Problem::InvalidPriority { value: value.to_owned() })?;
                 self.priority = Some(name.to_owned());
                 Ok(())
             }
             "promisc" => {
-                let nets = list(tokens, "network list")?
-                    .iter()
-                    .map(|n| n.parse::<IpNet>())
-                    .collect::<Result<Vec<_>, _>>()?;
+                let nets =
+                    list(tokens, "network list")?.iter().map(|n| n.parse::<IpNet>()).collect::<Result<Vec<_>, _>>()?;
                 self.promisc = nets;
                 // iplog: watching other hosts is pointless without saying which one was hit.
                 // A later `set log_dest false` still wins, as in iplog.
@@ -455,34 +417,25 @@ impl Settings {
             }
             "log" => self.filter(Action::Log, tokens),
             "ignore" => self.filter(Action::Ignore, tokens),
-            _ => Err(Problem::UnknownKeyword {
-                keyword: keyword.to_owned(),
-            }),
+            _ => Err(Problem::UnknownKeyword { keyword: keyword.to_owned() }),
         }
     }
 
     fn set(&mut self, tokens: &[&str]) -> Result<(), Problem> {
-        let written = tokens.get(1).ok_or_else(|| Problem::MissingValue {
-            keyword: tokens[0].to_owned(),
-            what: "set keyword",
-        })?;
+        let written = tokens
+            .get(1)
+            .ok_or_else(|| Problem::MissingValue { keyword: tokens[0].to_owned(), what: "set keyword" })?;
         let keyword = written.to_ascii_lowercase();
         let value = match tokens.get(2) {
             None => true,
-            Some(v) => parse_bool(v).ok_or_else(|| Problem::InvalidBool {
-                value: (*v).to_owned(),
-                keyword: keyword.clone(),
-            })?,
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| Problem::InvalidBool { value: (*v).to_owned(), keyword: keyword.clone() })?,
         };
         if let Some(extra) = tokens.get(3) {
             return Err(unexpected(extra, tokens[0]));
         }
-        let flag = self
-            .flags
-            .get_mut(&keyword)
-            .ok_or_else(|| Problem::UnknownFlag {
-                keyword: (*written).to_owned(),
-            })?;
+        let flag =
+            self.flags.get_mut(&keyword).ok_or_else(|| Problem::UnknownFlag { keyword: (*written).to_owned() })?;
         *flag = value;
         if let Some((_, detection)) = detection_by_keyword(&keyword) {
             // iplog's udp_scan is "scan/flood": it switches ipscan's rate detection too.
@@ -503,22 +456,15 @@ impl Settings {
         tokens: &[&'t str],
         what: &'static str,
     ) -> Result<(&'static str, Detection, &'t str), Problem> {
-        let name = tokens.get(1).ok_or_else(|| Problem::MissingValue {
-            keyword: tokens[0].to_owned(),
-            what: "detection name",
-        })?;
+        let name = tokens
+            .get(1)
+            .ok_or_else(|| Problem::MissingValue { keyword: tokens[0].to_owned(), what: "detection name" })?;
         let lower = name.to_ascii_lowercase();
         let (keyword, detection) = detection_by_keyword(&lower)
             .or((lower == UDP_FLOOD_KEYWORD.0).then_some(UDP_FLOOD_KEYWORD))
-            .ok_or_else(|| {
-                Problem::UnknownDetection {
-                    name: (*name).to_owned(),
-                }
-            })?;
-        let value = tokens.get(2).ok_or_else(|| Problem::MissingValue {
-            keyword: format!("{} {name}", tokens[0]),
-            what,
-        })?;
+            .ok_or_else(|| Problem::UnknownDetection { name: (*name).to_owned() })?;
+        let value =
+            tokens.get(2).ok_or_else(|| Problem::MissingValue { keyword: format!("{} {name}", tokens[0]), what })?;
         if let Some(extra) = tokens.get(3) {
             return Err(unexpected(extra, tokens[0]));
         }
@@ -531,37 +477,28 @@ impl Settings {
             .parse::<u32>()
             .ok()
             .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| Problem::InvalidThreshold {
-                value: value.to_owned(),
-                detection: keyword,
-            })?;
+            .ok_or_else(|| Problem::InvalidThreshold { value: value.to_owned(), detection: keyword })?;
         self.kernel.detection_mut(detection).threshold = threshold;
         Ok(())
     }
 
     fn window(&mut self, tokens: &[&str]) -> Result<(), Problem> {
         let (keyword, detection, value) = Self::detection_statement(tokens, "duration")?;
-        let window_ns = parse_duration_ns(value).ok_or_else(|| Problem::InvalidWindow {
-            value: value.to_owned(),
-            detection: keyword,
-        })?;
+        let window_ns = parse_duration_ns(value)
+            .ok_or_else(|| Problem::InvalidWindow { value: value.to_owned(), detection: keyword })?;
         self.kernel.detection_mut(detection).window_ns = window_ns;
         Ok(())
     }
 
     fn filter(&mut self, action: Action, tokens: &[&str]) -> Result<(), Problem> {
-        let written = tokens.get(1).ok_or_else(|| Problem::MissingValue {
-            keyword: tokens[0].to_owned(),
-            what: "protocol",
-        })?;
+        let written =
+            tokens.get(1).ok_or_else(|| Problem::MissingValue { keyword: tokens[0].to_owned(), what: "protocol" })?;
         let proto = match written.to_ascii_lowercase().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             "icmp" => Proto::Icmp,
             _ => {
-                return Err(Problem::UnknownProtocol {
-                    value: (*written).to_owned(),
-                });
+                return Err(Problem::UnknownProtocol { value: (*written).to_owned() });
             }
         };
         if tokens.len() == 2 {
@@ -574,15 +511,7 @@ impl Settings {
             *flag = action == Action::Log;
             return Ok(());
         }
-        let mut rule = FilterRule {
-            action,
-            proto,
-            from: None,
-            sport: None,
-            to: None,
-            dport: None,
-            icmp_type: None,
-        };
+        let mut rule = FilterRule { action, proto, from: None, sport: None, to: None, dport: None, icmp_type: None };
         let mut seen: Vec<String> = Vec::new();
         for pair in tokens[2..].chunks(2) {
             let key = pair[0];
@@ -592,21 +521,13 @@ impl Settings {
                 ("sport" | "dport", Proto::Tcp | Proto::Udp) => "port",
                 ("type", Proto::Icmp) => "icmp type",
                 _ => {
-                    return Err(Problem::InvalidFilterKeyword {
-                        keyword: key.to_owned(),
-                        proto: proto.name(),
-                    });
+                    return Err(Problem::InvalidFilterKeyword { keyword: key.to_owned(), proto: proto.name() });
                 }
             };
             if seen.contains(&lower) {
-                return Err(Problem::RepeatedFilterKeyword {
-                    keyword: key.to_owned(),
-                });
+                return Err(Problem::RepeatedFilterKeyword { keyword: key.to_owned() });
             }
-            let value = pair.get(1).ok_or_else(|| Problem::MissingValue {
-                keyword: key.to_owned(),
-                what,
-            })?;
+            let value = pair.get(1).ok_or_else(|| Problem::MissingValue { keyword: key.to_owned(), what })?;
             match lower.as_str() {
                 "from" => rule.from = AddrMatch::parse(value)?,
                 "to" => rule.to = AddrMatch::parse(value)?,
@@ -651,20 +572,14 @@ impl Settings {
 }
 
 fn unexpected(token: &str, keyword: &str) -> Problem {
-    Problem::UnexpectedToken {
-        token: token.to_owned(),
-        keyword: keyword.to_owned(),
-    }
+    Problem::UnexpectedToken { token: token.to_owned(), keyword: keyword.to_owned() }
 }
 
 /// The one value of `KEYWORD VALUE`.
 fn single<'t>(tokens: &[&'t str], what: &'static str) -> Result<&'t str, Problem> {
     match tokens {
         [_, value] => Ok(value),
-        [keyword] => Err(Problem::MissingValue {
-            keyword: (*keyword).to_owned(),
-            what,
-        }),
+        [keyword] => Err(Problem::MissingValue { keyword: (*keyword).to_owned(), what }),
         [keyword, _, extra, ..] => Err(unexpected(extra, keyword)),
         [] => unreachable!("statements have at least one token"),
     }
@@ -674,19 +589,14 @@ fn single<'t>(tokens: &[&'t str], what: &'static str) -> Result<&'t str, Problem
 fn list(tokens: &[&str], what: &'static str) -> Result<Vec<String>, Problem> {
     let keyword = tokens[0];
     if tokens.len() < 2 {
-        return Err(Problem::MissingValue {
-            keyword: keyword.to_owned(),
-            what,
-        });
+        return Err(Problem::MissingValue { keyword: keyword.to_owned(), what });
     }
     let joined = tokens[1..].join(" ");
     let mut items = Vec::new();
     for item in joined.split(',') {
         let item = item.trim();
         if item.is_empty() {
-            return Err(Problem::EmptyListItem {
-                keyword: keyword.to_owned(),
-            });
+            return Err(Problem::EmptyListItem { keyword: keyword.to_owned() });
         }
         if let Some((_, extra)) = item.split_once(' ') {
             return Err(unexpected(extra.trim_start(), keyword));
@@ -727,17 +637,14 @@ fn valid_interface_name(name: &str) -> bool {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// Canonical syslog facility name for `value` (case-insensitive, optional `log_` prefix).
 fn syslog_facility(value: &str) -> Option<&'static str> {
     const NAMES: &[&str] = &[
-        "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog",
-        "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
-        "local7",
+        "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp", "local0",
+        "local1", "local2", "local3", "local4", "local5", "local6", "local7",
     ];
     let name = strip_log_prefix(value);
     if name == "security" {
@@ -748,9 +655,7 @@ fn syslog_facility(value: &str) -> Option<&'static str> {
 
 /// Canonical syslog priority name for `value` (case-insensitive, optional `log_` prefix).
 fn syslog_priority(value: &str) -> Option<&'static str> {
-    const NAMES: &[&str] = &[
-        "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-    ];
+    const NAMES: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
     let name = strip_log_prefix(value);
     let canonical = match name.as_str() {
         "panic" => "emerg",
@@ -820,9 +725,7 @@ fn strip_comments(text: &str) -> Result<Vec<String>, usize> {
 
 /// Byte offset of the first `/*` that starts a token (at offset 0 or after whitespace).
 fn block_comment_start(s: &str) -> Option<usize> {
-    s.match_indices("/*")
-        .map(|(i, _)| i)
-        .find(|&i| s[..i].chars().next_back().is_none_or(char::is_whitespace))
+    s.match_indices("/*").map(|(i, _)| i).find(|&i| s[..i].chars().next_back().is_none_or(char::is_whitespace))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -884,9 +787,7 @@ impl FilterRule {
         let Some((src, dst)) = packet_addrs(p) else {
             return false;
         };
-        if self.from.as_ref().is_some_and(|m| !m.matches(&src))
-            || self.to.as_ref().is_some_and(|m| !m.matches(&dst))
-        {
+        if self.from.as_ref().is_some_and(|m| !m.matches(&src)) || self.to.as_ref().is_some_and(|m| !m.matches(&dst)) {
             return false;
         }
         let needs_header = self.sport.is_some() || self.dport.is_some() || self.icmp_type.is_some();
@@ -954,13 +855,7 @@ impl AddrMatch {
 }
 
 fn wildcard<T>(value: &str, negated: bool) -> Result<Option<T>, Problem> {
-    if negated {
-        Err(Problem::NegatedWildcard {
-            value: value.to_owned(),
-        })
-    } else {
-        Ok(None)
-    }
+    if negated { Err(Problem::NegatedWildcard { value: value.to_owned() }) } else { Ok(None) }
 }
 
 /// `[!]P[:Q]` of `sport` and `dport`: an inclusive range.
@@ -999,15 +894,9 @@ impl PortMatch {
             }
         };
         if first > last {
-            return Err(Problem::ReversedPortRange {
-                value: value.to_owned(),
-            });
+            return Err(Problem::ReversedPortRange { value: value.to_owned() });
         }
-        Ok(Some(PortMatch {
-            first,
-            last,
-            negated,
-        }))
+        Ok(Some(PortMatch { first, last, negated }))
     }
 
     pub fn matches(&self, port: u16) -> bool {
@@ -1017,23 +906,14 @@ impl PortMatch {
 
 fn port_number(value: &str, proto: Proto) -> Result<u16, Problem> {
     if value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u16>().map_err(|_| Problem::InvalidPort {
-            value: value.to_owned(),
-        });
+        return value.parse::<u16>().map_err(|_| Problem::InvalidPort { value: value.to_owned() });
     }
     if value.contains(char::is_whitespace) || value.starts_with('!') {
-        return Err(Problem::InvalidPort {
-            value: value.to_owned(),
-        });
+        return Err(Problem::InvalidPort { value: value.to_owned() });
     }
     lookup_port(services(), value, proto.name()).ok_or_else(|| match services() {
-        Some(_) => Problem::UnknownService {
-            name: value.to_owned(),
-            proto: proto.name(),
-        },
-        None => Problem::NoServicesDb {
-            name: value.to_owned(),
-        },
+        Some(_) => Problem::UnknownService { name: value.to_owned(), proto: proto.name() },
+        None => Problem::NoServicesDb { name: value.to_owned() },
     })
 }
 
@@ -1054,16 +934,7 @@ pub struct TypeMatch {
 /// lowercasing and dropping `-` and `_`. With the ICMPv6 type of the same message.
 const ICMP_TYPES: &[(&[&str], u8, Option<u8>)] = &[
     (&["echoreply"], 0, Some(129)),
-    (
-        &[
-            "unreach",
-            "unreachable",
-            "destunreach",
-            "destinationunreachable",
-        ],
-        3,
-        Some(1),
-    ),
+    (&["unreach", "unreachable", "destunreach", "destinationunreachable"], 3, Some(1)),
     (&["sourcequench"], 4, None),
     (&["redirect"], 5, Some(137)),
     (&["echo", "echorequest"], 8, Some(128)),
@@ -1086,37 +957,21 @@ impl TypeMatch {
         if body == "*" {
             return wildcard(value, negated);
         }
-        let invalid = || Problem::InvalidIcmpType {
-            value: value.to_owned(),
-        };
+        let invalid = || Problem::InvalidIcmpType { value: value.to_owned() };
         if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) {
             let n = body.parse::<u8>().map_err(|_| invalid())?;
-            return Ok(Some(TypeMatch {
-                icmp_type: n,
-                icmpv6_type: Some(n),
-                negated,
-            }));
+            return Ok(Some(TypeMatch { icmp_type: n, icmpv6_type: Some(n), negated }));
         }
         let lower = body.to_ascii_lowercase();
         let name = lower.strip_prefix("icmp_").unwrap_or(&lower);
         let key: String = name.chars().filter(|c| *c != '-' && *c != '_').collect();
-        let (_, icmp_type, icmpv6_type) = ICMP_TYPES
-            .iter()
-            .find(|(names, _, _)| names.contains(&key.as_str()))
-            .ok_or_else(invalid)?;
-        Ok(Some(TypeMatch {
-            icmp_type: *icmp_type,
-            icmpv6_type: *icmpv6_type,
-            negated,
-        }))
+        let (_, icmp_type, icmpv6_type) =
+            ICMP_TYPES.iter().find(|(names, _, _)| names.contains(&key.as_str())).ok_or_else(invalid)?;
+        Ok(Some(TypeMatch { icmp_type: *icmp_type, icmpv6_type: *icmpv6_type, negated }))
     }
 
     pub fn matches(&self, icmp_type: u8, v6: bool) -> bool {
-        let hit = if v6 {
-            self.icmpv6_type == Some(icmp_type)
-        } else {
-            self.icmp_type == icmp_type
-        };
+        let hit = if v6 { self.icmpv6_type == Some(icmp_type) } else { self.icmp_type == icmp_type };
         hit != self.negated
     }
 }
@@ -1163,9 +1018,7 @@ impl IpNet {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(a)) => mask_v4(*a, self.prefix) == net,
             (IpAddr::V6(net), IpAddr::V6(a)) => mask_v6(*a, self.prefix) == net,
-            (IpAddr::V4(net), IpAddr::V6(a)) => a
-                .to_ipv4_mapped()
-                .is_some_and(|a| mask_v4(a, self.prefix) == net),
+            (IpAddr::V4(net), IpAddr::V6(a)) => a.to_ipv4_mapped().is_some_and(|a| mask_v4(a, self.prefix) == net),
             (IpAddr::V6(_), IpAddr::V4(_)) => false,
         }
     }
@@ -1188,33 +1041,23 @@ impl FromStr for IpNet {
             Some((a, m)) => (a, Some(m)),
             None => (s, None),
         };
-        let addr = parse_addr(addr_text).ok_or_else(|| Problem::InvalidAddress {
-            value: s.to_owned(),
-        })?;
+        let addr = parse_addr(addr_text).ok_or_else(|| Problem::InvalidAddress { value: s.to_owned() })?;
         let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match mask_text {
             None => max,
             Some("*") => 0,
-            Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => {
-                m.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                    Problem::InvalidPrefix {
-                        value: s.to_owned(),
-                        max,
-                    }
-                })?
-            }
+            Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => m
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| Problem::InvalidPrefix { value: s.to_owned(), max })?,
             Some(m) => match (addr, parse_addr(m)) {
                 (IpAddr::V4(_), Some(IpAddr::V4(mask))) => dotted_prefix(mask),
                 _ => None,
             }
-            .ok_or_else(|| Problem::InvalidMask {
-                value: s.to_owned(),
-            })?,
+            .ok_or_else(|| Problem::InvalidMask { value: s.to_owned() })?,
         };
-        IpNet::new(addr, prefix).ok_or_else(|| Problem::InvalidPrefix {
-            value: s.to_owned(),
-            max,
-        })
+        IpNet::new(addr, prefix).ok_or_else(|| Problem::InvalidPrefix { value: s.to_owned(), max })
     }
 }
 
@@ -1224,11 +1067,7 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
         return Some(addr);
     }
     let parts: Vec<&str> = s.split('.').collect();
-    if parts.len() > 3
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if parts.len() > 3 || parts.iter().any(|p| p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
     let mut octets = [0u8; 4];
@@ -1283,59 +1122,38 @@ impl ServicesDb {
                 continue;
             };
             let proto = proto.to_ascii_lowercase();
-            db.names
-                .entry((port, proto.clone()))
-                .or_insert_with(|| name.to_owned());
+            db.names.entry((port, proto.clone())).or_insert_with(|| name.to_owned());
             for n in std::iter::once(name).chain(fields) {
-                db.ports
-                    .entry((n.to_owned(), proto.clone()))
-                    .or_insert(port);
+                db.ports.entry((n.to_owned(), proto.clone())).or_insert(port);
             }
         }
         db
     }
 
     pub fn port(&self, name: &str, proto: &str) -> Option<u16> {
-        self.ports
-            .get(&(name.to_owned(), proto.to_owned()))
-            .copied()
+        self.ports.get(&(name.to_owned(), proto.to_owned())).copied()
     }
 
     pub fn name(&self, port: u16, proto: &str) -> Option<&str> {
-        self.names
-            .get(&(port, proto.to_owned()))
-            .map(String::as_str)
+        self.names.get(&(port, proto.to_owned())).map(String::as_str)
     }
 }
 
 /// Well-known names some systems lack (Debian lists `loc-srv` only as an alias of `epmap`,
 /// others not at all); they keep configs such as the seed's loading everywhere. Used only
 /// when the services database does not know the name.
-const BUILTIN_SERVICES: &[(&str, u16)] = &[
-    ("loc-srv", 135),
-    ("epmap", 135),
-    ("netbios-ssn", 139),
-    ("microsoft-ds", 445),
-];
+const BUILTIN_SERVICES: &[(&str, u16)] =
+    &[("loc-srv", 135), ("epmap", 135), ("netbios-ssn", 139), ("microsoft-ds", 445)];
 
 /// The system services database, read once; `None` when it cannot be read.
 fn services() -> Option<&'static ServicesDb> {
     static DB: OnceLock<Option<ServicesDb>> = OnceLock::new();
-    DB.get_or_init(|| {
-        fs::read_to_string(SERVICES_PATH)
-            .ok()
-            .map(|t| ServicesDb::parse(&t))
-    })
-    .as_ref()
+    DB.get_or_init(|| fs::read_to_string(SERVICES_PATH).ok().map(|t| ServicesDb::parse(&t))).as_ref()
 }
 
 fn lookup_port(db: Option<&ServicesDb>, name: &str, proto: &str) -> Option<u16> {
-    db.and_then(|db| db.port(name, proto)).or_else(|| {
-        BUILTIN_SERVICES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, p)| *p)
-    })
+    db.and_then(|db| db.port(name, proto))
+        .or_else(|| BUILTIN_SERVICES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p))
 }
 
 /// The port of a service name for `proto` (`"tcp"` or `"udp"`), from `/etc/services` or a
@@ -1370,11 +1188,7 @@ mod tests {
     }
 
     fn v4(src: [u8; 4], dst: [u8; 4], proto: u8) -> PacketSummary {
-        let mut p = PacketSummary {
-            family: FAMILY_V4,
-            proto,
-            ..Default::default()
-        };
+        let mut p = PacketSummary { family: FAMILY_V4, proto, ..Default::default() };
         p.src[..4].copy_from_slice(&src);
         p.dst[..4].copy_from_slice(&dst);
         p
@@ -1382,36 +1196,19 @@ mod tests {
 
     fn v6(src: &str, dst: &str, proto: u8) -> PacketSummary {
         let parse = |s: &str| s.parse::<Ipv6Addr>().expect("test address").octets();
-        PacketSummary {
-            family: FAMILY_V6,
-            proto,
-            src: parse(src),
-            dst: parse(dst),
-            ..Default::default()
-        }
+        PacketSummary { family: FAMILY_V6, proto, src: parse(src), dst: parse(dst), ..Default::default() }
     }
 
     fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> PacketSummary {
-        PacketSummary {
-            sport,
-            dport,
-            ..v4(src, dst, packet::PROTO_TCP)
-        }
+        PacketSummary { sport, dport, ..v4(src, dst, packet::PROTO_TCP) }
     }
 
     fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> PacketSummary {
-        PacketSummary {
-            sport,
-            dport,
-            ..v4(src, dst, packet::PROTO_UDP)
-        }
+        PacketSummary { sport, dport, ..v4(src, dst, packet::PROTO_UDP) }
     }
 
     fn icmp(src: [u8; 4], icmp_type: u8) -> PacketSummary {
-        PacketSummary {
-            icmp_type,
-            ..v4(src, [10, 0, 0, 1], packet::PROTO_ICMP)
-        }
+        PacketSummary { icmp_type, ..v4(src, [10, 0, 0, 1], packet::PROTO_ICMP) }
     }
 
     fn net(s: &str) -> IpNet {
@@ -1485,10 +1282,7 @@ mod tests {
             .iter()
             .map(|r| {
                 assert_eq!((r.action, r.proto), (Action::Ignore, Proto::Tcp));
-                assert_eq!(
-                    (r.from, r.to, r.sport, r.icmp_type),
-                    (None, None, None, None)
-                );
+                assert_eq!((r.from, r.to, r.sport, r.icmp_type), (None, None, None, None));
                 let d = r.dport.expect("dport");
                 assert!(!d.negated);
                 assert_eq!(d.first, d.last);
@@ -1501,10 +1295,7 @@ mod tests {
         let web = tcp([10, 10, 150, 1], 51242, [10, 10, 150, 2], 80);
         assert!(s.ignores(&web));
         assert!(!s.ignores(&PacketSummary { dport: 22, ..web }));
-        assert!(!s.ignores(&PacketSummary {
-            proto: packet::PROTO_UDP,
-            ..web
-        }));
+        assert!(!s.ignores(&PacketSummary { proto: packet::PROTO_UDP, ..web }));
     }
 
     #[test]
@@ -1583,13 +1374,8 @@ mod tests {
     fn protocol_switches_gate_detections() {
         let s = parse("set tcp false");
         assert!(s.flags.portscan, "flags keep what the file says");
-        for d in [
-            Detection::PortScan,
-            Detection::SynScan,
-            Detection::FinScan,
-            Detection::NullScan,
-            Detection::XmasScan,
-        ] {
+        for d in [Detection::PortScan, Detection::SynScan, Detection::FinScan, Detection::NullScan, Detection::XmasScan]
+        {
             assert!(!enabled(&s, d));
         }
         assert!(enabled(&s, Detection::UdpScan) && enabled(&s, Detection::Smurf));
@@ -1618,22 +1404,13 @@ mod tests {
              window portscan 2m\nwindow smurf 1h\nwindow udp_scan 45\nwindow ping_flood 7s",
         );
         let d = |d| *s.kernel.detection(d);
-        assert_eq!(
-            (
-                d(Detection::SynScan).threshold,
-                d(Detection::SynScan).window_ns
-            ),
-            (5, 500_000_000)
-        );
+        assert_eq!((d(Detection::SynScan).threshold, d(Detection::SynScan).window_ns), (5, 500_000_000));
         assert_eq!(d(Detection::PortScan).threshold, 100);
         assert_eq!(d(Detection::PortScan).window_ns, 120_000_000_000);
         assert_eq!(d(Detection::Smurf).window_ns, 3_600_000_000_000);
         assert_eq!(d(Detection::UdpScan).window_ns, 45_000_000_000);
         assert_eq!(d(Detection::PingFlood).window_ns, 7_000_000_000);
-        assert_eq!(
-            d(Detection::FinScan),
-            KernelConfig::default().detections[Detection::FinScan as usize]
-        );
+        assert_eq!(d(Detection::FinScan), KernelConfig::default().detections[Detection::FinScan as usize]);
         assert!(d(Detection::SynScan).enabled());
 
         for (k, det) in DETECTION_KEYWORDS {
@@ -1654,19 +1431,7 @@ mod tests {
         assert_eq!(parse_duration_ns("500ms"), Some(500_000_000));
         assert_eq!(parse_duration_ns("2m"), Some(120_000_000_000));
         assert_eq!(parse_duration_ns("1h"), Some(3_600_000_000_000));
-        for bad in [
-            "0",
-            "0s",
-            "",
-            "s",
-            "-1",
-            "1.5s",
-            "5 s",
-            "5d",
-            "ms",
-            "1H",
-            "99999999999999999999",
-        ] {
+        for bad in ["0", "0s", "", "s", "-1", "1.5s", "5 s", "5d", "ms", "1H", "99999999999999999999"] {
             assert_eq!(parse_duration_ns(bad), None, "{bad:?}");
         }
         assert_eq!(parse_duration_ns("18446744073709551615h"), None, "overflow");
@@ -1681,51 +1446,22 @@ mod tests {
         assert_eq!(s.interfaces, ["eth0", "eth1"]);
         assert_eq!(s.logfile.as_deref(), Some(Path::new("/var/log/iplog")));
         assert_eq!(s.pid_file.as_deref(), Some(Path::new("/run/iplog.pid")));
-        assert_eq!(
-            (s.user.as_deref(), s.group.as_deref()),
-            (Some("nobody"), Some("nogroup"))
-        );
-        assert_eq!(
-            (s.facility.as_deref(), s.priority.as_deref()),
-            (Some("daemon"), Some("info"))
-        );
+        assert_eq!((s.user.as_deref(), s.group.as_deref()), (Some("nobody"), Some("nogroup")));
+        assert_eq!((s.facility.as_deref(), s.priority.as_deref()), (Some("daemon"), Some("info")));
 
         assert_eq!(parse("interface eth0, wlan0").interfaces, ["eth0", "wlan0"]);
-        assert_eq!(
-            parse("interface eth0\ninterface eth1").interfaces,
-            ["eth1"],
-            "last wins"
-        );
-        for (given, canonical) in [
-            ("local7", "local7"),
-            ("security", "auth"),
-            ("AUTHPRIV", "authpriv"),
-        ] {
-            assert_eq!(
-                parse(&format!("facility {given}")).facility.as_deref(),
-                Some(canonical)
-            );
+        assert_eq!(parse("interface eth0\ninterface eth1").interfaces, ["eth1"], "last wins");
+        for (given, canonical) in [("local7", "local7"), ("security", "auth"), ("AUTHPRIV", "authpriv")] {
+            assert_eq!(parse(&format!("facility {given}")).facility.as_deref(), Some(canonical));
         }
-        for (given, canonical) in [
-            ("warn", "warning"),
-            ("error", "err"),
-            ("panic", "emerg"),
-            ("notice", "notice"),
-        ] {
-            assert_eq!(
-                parse(&format!("priority {given}")).priority.as_deref(),
-                Some(canonical)
-            );
+        for (given, canonical) in [("warn", "warning"), ("error", "err"), ("panic", "emerg"), ("notice", "notice")] {
+            assert_eq!(parse(&format!("priority {given}")).priority.as_deref(), Some(canonical));
         }
 
         let s = parse("promisc 192.168.0.0/24,2001:db8::/32");
         assert_eq!(s.promisc, [net("192.168.0.0/24"), net("2001:db8::/32")]);
         assert!(s.flags.log_dest, "promisc implies log_dest");
-        assert!(
-            !parse("promisc 10.0.0.0/8\nset log_dest false")
-                .flags
-                .log_dest
-        );
+        assert!(!parse("promisc 10.0.0.0/8\nset log_dest false").flags.log_dest);
     }
 
     #[test]
@@ -1746,11 +1482,7 @@ mod tests {
     #[test]
     fn addresses_and_masks() {
         assert_eq!(net("10.1.2.3"), IpNet::host(ip("10.1.2.3")));
-        assert_eq!(
-            net("10.1.2.3/8").addr(),
-            ip("10.0.0.0"),
-            "host bits cleared"
-        );
+        assert_eq!(net("10.1.2.3/8").addr(), ip("10.0.0.0"), "host bits cleared");
         assert_eq!(net("10.0.0.0/255.0.0.0"), net("10.0.0.0/8"));
         assert_eq!(net("192.168.4.0/255.255.252.0"), net("192.168.4.0/22"));
         assert_eq!(net("127.1.2/24"), net("127.1.2.0/24"), "iplog's short form");
@@ -1794,41 +1526,23 @@ mod tests {
         let s = parse("ignore udp from 192.168.0.0/255.255.0.0 to !10.0.0.1");
         let inside = udp([192, 168, 7, 7], 1000, [10, 0, 0, 2], 53);
         assert!(s.ignores(&inside));
-        assert!(
-            !s.ignores(&udp([192, 168, 7, 7], 1000, [10, 0, 0, 1], 53)),
-            "negated to"
-        );
+        assert!(!s.ignores(&udp([192, 168, 7, 7], 1000, [10, 0, 0, 1], 53)), "negated to");
         assert!(!s.ignores(&udp([192, 169, 0, 1], 1000, [10, 0, 0, 2], 53)));
-        assert!(!s.ignores(&PacketSummary {
-            proto: packet::PROTO_TCP,
-            ..inside
-        }));
+        assert!(!s.ignores(&PacketSummary { proto: packet::PROTO_TCP, ..inside }));
 
         let s = parse("ignore tcp from !10.0.0.0/8");
         assert!(!s.ignores(&tcp([10, 9, 9, 9], 1, [1, 1, 1, 1], 2)));
         assert!(s.ignores(&tcp([11, 0, 0, 1], 1, [1, 1, 1, 1], 2)));
-        assert_eq!(
-            s.rules[0].from,
-            Some(AddrMatch {
-                net: net("10.0.0.0/8"),
-                negated: true
-            })
-        );
+        assert_eq!(s.rules[0].from, Some(AddrMatch { net: net("10.0.0.0/8"), negated: true }));
     }
 
     #[test]
     fn address_rules_v6() {
         let s = parse("ignore tcp from 2001:db8::/32 dport 443\nignore icmp to !fe80::/10");
-        let p = PacketSummary {
-            dport: 443,
-            ..v6("2001:db8::5", "2001:db8:1::1", packet::PROTO_TCP)
-        };
+        let p = PacketSummary { dport: 443, ..v6("2001:db8::5", "2001:db8:1::1", packet::PROTO_TCP) };
         assert!(s.ignores(&p));
         assert!(!s.ignores(&PacketSummary { dport: 80, ..p }));
-        assert!(!s.ignores(&PacketSummary {
-            dport: 443,
-            ..v6("2001:db9::5", "2001:db8:1::1", packet::PROTO_TCP)
-        }));
+        assert!(!s.ignores(&PacketSummary { dport: 443, ..v6("2001:db9::5", "2001:db8:1::1", packet::PROTO_TCP) }));
         // An IPv6 rule never matches IPv4 packets.
         assert!(!s.ignores(&tcp([32, 1, 13, 184], 1, [1, 1, 1, 1], 443)));
         assert!(s.ignores(&v6("fe80::1", "2001:db8::1", packet::PROTO_ICMPV6)));
@@ -1853,31 +1567,16 @@ mod tests {
     #[test]
     fn port_ranges_and_names() {
         let rule = |text: &str| parse(text).rules[0].clone();
-        let p = |first, last, negated| {
-            Some(PortMatch {
-                first,
-                last,
-                negated,
-            })
-        };
+        let p = |first, last, negated| Some(PortMatch { first, last, negated });
         assert_eq!(rule("log tcp dport 1045:1055").dport, p(1045, 1055, false));
         assert_eq!(rule("ignore tcp dport 1024:").dport, p(1024, 65535, false));
         assert_eq!(rule("ignore tcp dport :1023").dport, p(0, 1023, false));
         assert_eq!(rule("ignore tcp dport *:100").dport, p(0, 100, false));
-        assert_eq!(
-            rule("ignore tcp dport !6000:6063").dport,
-            p(6000, 6063, true)
-        );
+        assert_eq!(rule("ignore tcp dport !6000:6063").dport, p(6000, 6063, true));
         assert_eq!(rule("ignore tcp dport *").dport, None);
         assert_eq!(rule("ignore udp sport 0").sport, p(0, 0, false));
-        assert_eq!(
-            rule("ignore tcp dport microsoft-ds").dport,
-            p(445, 445, false)
-        );
-        assert_eq!(
-            rule("ignore udp dport netbios-ssn:microsoft-ds").dport,
-            p(139, 445, false)
-        );
+        assert_eq!(rule("ignore tcp dport microsoft-ds").dport, p(445, 445, false));
+        assert_eq!(rule("ignore udp dport netbios-ssn:microsoft-ds").dport, p(139, 445, false));
 
         let s = parse("ignore tcp dport 1045:1055");
         let at = |port| tcp([1, 1, 1, 1], 5, [2, 2, 2, 2], port);
@@ -1886,10 +1585,7 @@ mod tests {
 
         let s = parse("ignore tcp sport 20 dport 1024:");
         assert!(s.ignores(&tcp([1, 1, 1, 1], 20, [2, 2, 2, 2], 5000)));
-        assert!(
-            !s.ignores(&tcp([1, 1, 1, 1], 21, [2, 2, 2, 2], 5000)),
-            "both ports must match"
-        );
+        assert!(!s.ignores(&tcp([1, 1, 1, 1], 21, [2, 2, 2, 2], 5000)), "both ports must match");
         assert!(!s.ignores(&tcp([1, 1, 1, 1], 20, [2, 2, 2, 2], 80)));
     }
 
@@ -1928,12 +1624,7 @@ mod tests {
             assert_eq!(service_name(22, "tcp").as_deref(), Some("ssh"));
             assert_eq!(service_name(53, "udp").as_deref(), Some("domain"));
             assert_eq!(service_port("ftp-data", "tcp"), Some(20));
-            assert_eq!(
-                parse("log tcp sport ftp-data").rules[0]
-                    .sport
-                    .map(|p| p.first),
-                Some(20)
-            );
+            assert_eq!(parse("log tcp sport ftp-data").rules[0].sport.map(|p| p.first), Some(20));
         }
         assert_eq!(service_port("no-such-service-here", "tcp"), None);
     }
@@ -1944,10 +1635,7 @@ mod tests {
         let s = parse("ignore tcp from 10.0.0.0/8\nlog tcp from 10.0.0.0/8 dport 22");
         assert!(s.ignores(&tcp([10, 1, 1, 1], 999, [1, 1, 1, 1], 80)));
         assert!(!s.ignores(&tcp([10, 1, 1, 1], 999, [1, 1, 1, 1], 22)));
-        assert!(
-            !s.ignores(&tcp([11, 1, 1, 1], 999, [1, 1, 1, 1], 80)),
-            "no rule matches"
-        );
+        assert!(!s.ignores(&tcp([11, 1, 1, 1], 999, [1, 1, 1, 1], 80)), "no rule matches");
         assert_eq!(s.rules[0].action, Action::Ignore, "file order kept");
         assert_eq!(s.rules[1].action, Action::Log);
 
@@ -1962,10 +1650,7 @@ mod tests {
         let s = parse("ignore icmp type unreach");
         assert!(s.ignores(&icmp([1, 1, 1, 1], 3)));
         assert!(!s.ignores(&icmp([1, 1, 1, 1], 8)));
-        assert!(
-            !s.ignores(&tcp([1, 1, 1, 1], 3, [2, 2, 2, 2], 3)),
-            "icmp rule, tcp packet"
-        );
+        assert!(!s.ignores(&tcp([1, 1, 1, 1], 3, [2, 2, 2, 2], 3)), "icmp rule, tcp packet");
 
         let s = parse("ignore icmp type !echo from 10.0.0.0/8");
         assert!(s.ignores(&icmp([10, 0, 0, 1], 0)));
@@ -1973,21 +1658,8 @@ mod tests {
         assert!(!s.ignores(&icmp([11, 0, 0, 1], 0)));
 
         let ty = |t: &str| parse(&format!("ignore icmp type {t}")).rules[0].icmp_type;
-        let named = |icmp_type, icmpv6_type| {
-            Some(TypeMatch {
-                icmp_type,
-                icmpv6_type,
-                negated: false,
-            })
-        };
-        for t in [
-            "8",
-            "echo",
-            "ECHO",
-            "ICMP_ECHO",
-            "echo-request",
-            "echo_request",
-        ] {
+        let named = |icmp_type, icmpv6_type| Some(TypeMatch { icmp_type, icmpv6_type, negated: false });
+        for t in ["8", "echo", "ECHO", "ICMP_ECHO", "echo-request", "echo_request"] {
             assert_eq!(ty(t).map(|m| m.icmp_type), Some(8), "{t}");
         }
         assert_eq!(ty("echo-reply"), named(0, Some(129)));
@@ -2001,15 +1673,9 @@ mod tests {
 
         // Names match the same message in ICMPv6.
         let s = parse("ignore icmp type echo-request");
-        let ping6 = PacketSummary {
-            icmp_type: 128,
-            ..v6("2001:db8::1", "2001:db8::2", packet::PROTO_ICMPV6)
-        };
+        let ping6 = PacketSummary { icmp_type: 128, ..v6("2001:db8::1", "2001:db8::2", packet::PROTO_ICMPV6) };
         assert!(s.ignores(&ping6));
-        assert!(!s.ignores(&PacketSummary {
-            icmp_type: 8,
-            ..ping6
-        }));
+        assert!(!s.ignores(&PacketSummary { icmp_type: 8, ..ping6 }));
     }
 
     #[test]
@@ -2026,10 +1692,7 @@ mod tests {
     #[test]
     fn error_messages() {
         let cases: &[(&str, &str)] = &[
-            (
-                "set log_ip\nsett log_ip",
-                "ipscan.conf:2: unknown keyword \"sett\"",
-            ),
+            ("set log_ip\nsett log_ip", "ipscan.conf:2: unknown keyword \"sett\""),
             (
                 "\n\nthreshold syn_scan abc",
                 "ipscan.conf:3: invalid threshold \"abc\" for syn_scan: expected a positive integer",
@@ -2054,90 +1717,30 @@ mod tests {
                 "threshold syn_flood 3",
                 "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood",
             ),
-            (
-                "threshold syn_scan",
-                "ipscan.conf:1: missing threshold after \"threshold syn_scan\"",
-            ),
-            (
-                "window",
-                "ipscan.conf:1: missing detection name after \"window\"",
-            ),
-            (
-                "threshold smurf 5 6",
-                "ipscan.conf:1: too many values for \"threshold\": unexpected \"6\"",
-            ),
+            ("threshold syn_scan", "ipscan.conf:1: missing threshold after \"threshold syn_scan\""),
+            ("window", "ipscan.conf:1: missing detection name after \"window\""),
+            ("threshold smurf 5 6", "ipscan.conf:1: too many values for \"threshold\": unexpected \"6\""),
             ("set", "ipscan.conf:1: missing set keyword after \"set\""),
-            (
-                "set log_ipp",
-                "ipscan.conf:1: unknown set keyword \"log_ipp\"",
-            ),
-            (
-                "set log_ip maybe",
-                "ipscan.conf:1: invalid value \"maybe\" for set log_ip: expected true or false",
-            ),
-            (
-                "set log_ip true false",
-                "ipscan.conf:1: too many values for \"set\": unexpected \"false\"",
-            ),
+            ("set log_ipp", "ipscan.conf:1: unknown set keyword \"log_ipp\""),
+            ("set log_ip maybe", "ipscan.conf:1: invalid value \"maybe\" for set log_ip: expected true or false"),
+            ("set log_ip true false", "ipscan.conf:1: too many values for \"set\": unexpected \"false\""),
             ("logfile", "ipscan.conf:1: missing path after \"logfile\""),
-            (
-                "logfile /a /b",
-                "ipscan.conf:1: too many values for \"logfile\": unexpected \"/b\"",
-            ),
+            ("logfile /a /b", "ipscan.conf:1: too many values for \"logfile\": unexpected \"/b\""),
             ("user", "ipscan.conf:1: missing user name after \"user\""),
-            (
-                "facility kernel",
-                "ipscan.conf:1: unknown syslog facility \"kernel\"",
-            ),
-            (
-                "priority loud",
-                "ipscan.conf:1: unknown syslog priority \"loud\"",
-            ),
-            (
-                "interface eth0,,eth1",
-                "ipscan.conf:1: empty item in the \"interface\" list",
-            ),
-            (
-                "interface eth0 eth1",
-                "ipscan.conf:1: too many values for \"interface\": unexpected \"eth1\"",
-            ),
-            (
-                "interface averyveryverylongname",
-                "ipscan.conf:1: invalid interface name \"averyveryverylongname\"",
-            ),
-            (
-                "promisc 10.0.0.0/40",
-                "ipscan.conf:1: invalid mask \"10.0.0.0/40\": prefix length must be 0 to 32",
-            ),
+            ("facility kernel", "ipscan.conf:1: unknown syslog facility \"kernel\""),
+            ("priority loud", "ipscan.conf:1: unknown syslog priority \"loud\""),
+            ("interface eth0,,eth1", "ipscan.conf:1: empty item in the \"interface\" list"),
+            ("interface eth0 eth1", "ipscan.conf:1: too many values for \"interface\": unexpected \"eth1\""),
+            ("interface averyveryverylongname", "ipscan.conf:1: invalid interface name \"averyveryverylongname\""),
+            ("promisc 10.0.0.0/40", "ipscan.conf:1: invalid mask \"10.0.0.0/40\": prefix length must be 0 to 32"),
             ("ignore", "ipscan.conf:1: missing protocol after \"ignore\""),
-            (
-                "ignore sctp dport 1",
-                "ipscan.conf:1: unknown protocol \"sctp\": expected tcp, udp or icmp",
-            ),
-            (
-                "ignore tcp type 3",
-                "ipscan.conf:1: \"type\" is not a filter keyword for tcp rules",
-            ),
-            (
-                "ignore icmp dport 3",
-                "ipscan.conf:1: \"dport\" is not a filter keyword for icmp rules",
-            ),
-            (
-                "ignore tcp port 3",
-                "ipscan.conf:1: \"port\" is not a filter keyword for tcp rules",
-            ),
-            (
-                "ignore tcp from 1.2.3.4 from 1.2.3.5",
-                "ipscan.conf:1: \"from\" given twice in one rule",
-            ),
-            (
-                "ignore tcp dport",
-                "ipscan.conf:1: missing port after \"dport\"",
-            ),
-            (
-                "ignore udp from",
-                "ipscan.conf:1: missing address after \"from\"",
-            ),
+            ("ignore sctp dport 1", "ipscan.conf:1: unknown protocol \"sctp\": expected tcp, udp or icmp"),
+            ("ignore tcp type 3", "ipscan.conf:1: \"type\" is not a filter keyword for tcp rules"),
+            ("ignore icmp dport 3", "ipscan.conf:1: \"dport\" is not a filter keyword for icmp rules"),
+            ("ignore tcp port 3", "ipscan.conf:1: \"port\" is not a filter keyword for tcp rules"),
+            ("ignore tcp from 1.2.3.4 from 1.2.3.5", "ipscan.conf:1: \"from\" given twice in one rule"),
+            ("ignore tcp dport", "ipscan.conf:1: missing port after \"dport\""),
+            ("ignore udp from", "ipscan.conf:1: missing address after \"from\""),
             (
                 "ignore tcp from host.example.org",
                 "ipscan.conf:1: invalid address \"host.example.org\": expected an IPv4 or IPv6 address (host names are not resolved)",
@@ -2150,36 +1753,18 @@ mod tests {
                 "ignore tcp to 10.0.0.0/255.0.255.0",
                 "ipscan.conf:1: invalid mask \"10.0.0.0/255.0.255.0\": expected prefix bits or a contiguous dotted IPv4 mask",
             ),
-            (
-                "ignore tcp dport 65536",
-                "ipscan.conf:1: invalid port \"65536\": expected 0 to 65535 or a service name",
-            ),
-            (
-                "ignore tcp dport 90:80",
-                "ipscan.conf:1: invalid port range \"90:80\": the start is above the end",
-            ),
-            (
-                "ignore tcp dport !*",
-                "ipscan.conf:1: \"!*\" matches nothing: a wildcard cannot be negated",
-            ),
-            (
-                "ignore icmp type bogus",
-                "ipscan.conf:1: unknown icmp type \"bogus\"",
-            ),
-            (
-                "ignore icmp type 256",
-                "ipscan.conf:1: unknown icmp type \"256\"",
-            ),
+            ("ignore tcp dport 65536", "ipscan.conf:1: invalid port \"65536\": expected 0 to 65535 or a service name"),
+            ("ignore tcp dport 90:80", "ipscan.conf:1: invalid port range \"90:80\": the start is above the end"),
+            ("ignore tcp dport !*", "ipscan.conf:1: \"!*\" matches nothing: a wildcard cannot be negated"),
+            ("ignore icmp type bogus", "ipscan.conf:1: unknown icmp type \"bogus\""),
+            ("ignore icmp type 256", "ipscan.conf:1: unknown icmp type \"256\""),
         ];
         for (text, expected) in cases {
             assert_eq!(error(text), *expected, "{text:?}");
         }
         let unknown = error("ignore udp dport no-such-service-here");
         if services().is_some() {
-            assert_eq!(
-                unknown,
-                "ipscan.conf:1: unknown udp service \"no-such-service-here\" (not in /etc/services)"
-            );
+            assert_eq!(unknown, "ipscan.conf:1: unknown udp service \"no-such-service-here\" (not in /etc/services)");
         } else {
             assert_eq!(
                 unknown,
@@ -2197,15 +1782,9 @@ mod tests {
         assert_eq!(error(text), "ipscan.conf:5: unknown set keyword \"nope\"");
         // An unterminated comment is reported where it opened.
         let text = "set log_ip\n\nset verbose /* here\n sett\n\n";
-        assert_eq!(
-            error(text),
-            "ipscan.conf:3: unterminated comment: \"/*\" without \"*/\""
-        );
+        assert_eq!(error(text), "ipscan.conf:3: unterminated comment: \"/*\" without \"*/\"");
         let text = "/* a */\n/* b\n*/ /* c\n";
-        assert_eq!(
-            error(text),
-            "ipscan.conf:3: unterminated comment: \"/*\" without \"*/\""
-        );
+        assert_eq!(error(text), "ipscan.conf:3: unterminated comment: \"/*\" without \"*/\"");
         // Bad statements inside comments are not errors; CRLF line ends are fine.
         parse("/* sett x\n set log_ip maybe */\r\nset log_ip true\r\n# sett\r\n");
     }
@@ -2213,18 +1792,8 @@ mod tests {
     #[test]
     fn error_display_names_the_file_as_given() {
         let e = Settings::parse("bogus", Path::new("/etc/ipscan/iplog.conf")).expect_err("bad");
-        assert_eq!(
-            e.to_string(),
-            "/etc/ipscan/iplog.conf:1: unknown keyword \"bogus\""
-        );
-        assert!(matches!(
-            e,
-            ConfigError::Parse {
-                line: 1,
-                problem: Problem::UnknownKeyword { .. },
-                ..
-            }
-        ));
+        assert_eq!(e.to_string(), "/etc/ipscan/iplog.conf:1: unknown keyword \"bogus\"");
+        assert!(matches!(e, ConfigError::Parse { line: 1, problem: Problem::UnknownKeyword { .. }, .. }));
         assert!(!e.to_string().contains('\n'));
     }
 
@@ -2239,10 +1808,7 @@ mod tests {
 
         fs::write(&path, "set log_ip\nset bad\n").expect("write");
         let e = Settings::load(&path).expect_err("bad file");
-        assert_eq!(
-            e.to_string(),
-            format!("{}:2: unknown set keyword \"bad\"", path.display())
-        );
+        assert_eq!(e.to_string(), format!("{}:2: unknown set keyword \"bad\"", path.display()));
 
         let missing = dir.join("missing.conf");
         let e = Settings::load(&missing).expect_err("missing file");

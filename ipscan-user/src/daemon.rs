@@ -19,10 +19,7 @@ use aya::{
 };
 use chrono::{DateTime, Local};
 use ipscan_common::{
-    Detection, Event, EventKind, SourceKey, SourceState,
-    block::allow_reason,
-    config::global_flags,
-    maps,
+    Detection, Event, EventKind, SourceKey, SourceState, block::allow_reason, config::global_flags, maps,
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -168,9 +165,7 @@ impl WallClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        Self {
-            offset_ns: real - mono,
-        }
+        Self { offset_ns: real - mono }
     }
 
     /// A clock whose zero is the Unix epoch (replay uses capture timestamps directly).
@@ -182,18 +177,13 @@ impl WallClock {
         let t = kernel_ns as i128 + self.offset_ns;
         let secs = t.div_euclid(1_000_000_000) as i64;
         let nanos = t.rem_euclid(1_000_000_000) as u32;
-        DateTime::from_timestamp(secs, nanos)
-            .unwrap_or_default()
-            .with_timezone(&Local)
+        DateTime::from_timestamp(secs, nanos).unwrap_or_default().with_timezone(&Local)
     }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which is at most a tick behind).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -254,7 +244,10 @@ fn namer(settings: &Settings) -> Box<dyn Namer> {
 
 /// An AF_PACKET membership that keeps an interface promiscuous while it is held. The kernel
 /// counts promiscuity per holder and drops ours when the socket closes, however the daemon ends.
-struct Promisc(#[expect(dead_code, reason = "held only for its Drop: closing the socket ends the membership")] std::os::fd::OwnedFd);
+struct Promisc(
+    #[expect(dead_code, reason = "held only for its Drop: closing the socket ends the membership")]
+    std::os::fd::OwnedFd,
+);
 
 fn promiscuous(iface: &str) -> std::io::Result<Promisc> {
     use std::os::fd::FromRawFd;
@@ -320,24 +313,16 @@ fn take_map<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     iface: &str,
     name: &'static str,
 ) -> Result<T, DaemonError> {
-    let map = ebpf.take_map(name).ok_or_else(|| DaemonError::Load {
-        iface: iface.to_owned(),
-        source: LoadError::MissingMap { name },
-    })?;
-    T::try_from(map).map_err(|source| DaemonError::Map {
-        iface: iface.to_owned(),
-        map: name,
-        source,
-    })
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| DaemonError::Load { iface: iface.to_owned(), source: LoadError::MissingMap { name } })?;
+    T::try_from(map).map_err(|source| DaemonError::Map { iface: iface.to_owned(), map: name, source })
 }
 
 /// Replaces the automatic allowlist entries: configured prefixes, own addresses, default
 /// gateways, nameservers. Entries added by hand (`ipscan allow add`) stay.
 fn populate_allowlist(tables: &mut Tables, settings: &Settings, iface: &str) -> Result<usize, DaemonError> {
-    let err = |source| DaemonError::Table {
-        iface: iface.to_owned(),
-        source,
-    };
+    let err = |source| DaemonError::Table { iface: iface.to_owned(), source };
     tables.flush_allows(allow_reason::AUTOMATIC);
     let mut nets: Vec<(IpNet, u32)> = settings.allow.iter().map(|n| (*n, allow_reason::CONFIGURED)).collect();
     for (addrs, reason) in [
@@ -370,22 +355,10 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
         }
         None => None,
     };
-    let load = |source| DaemonError::Load {
-        iface: iface.to_owned(),
-        source,
-    };
-    let mut ebpf = loader::load_with_ring(
-        &LoadOptions {
-            replay_clock: false,
-            pin_dir,
-        },
-        cfg.ops.event_ring_bytes,
-    )
-    .map_err(load)?;
-    kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply {
-        iface: iface.to_owned(),
-        source,
-    })?;
+    let load = |source| DaemonError::Load { iface: iface.to_owned(), source };
+    let mut ebpf = loader::load_with_ring(&LoadOptions { replay_clock: false, pin_dir }, cfg.ops.event_ring_bytes)
+        .map_err(load)?;
+    kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply { iface: iface.to_owned(), source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> = take_map(&mut ebpf, iface, maps::SOURCES)?;
     let ring: RingBuf<MapData> = take_map(&mut ebpf, iface, maps::EVENTS)?;
     let listen_map = if cfg.settings.blackhole_tcp || cfg.settings.blackhole_udp {
@@ -395,10 +368,8 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     } else {
         None
     };
-    let mut tables = Tables::from_ebpf(&mut ebpf).map_err(|source| DaemonError::Table {
-        iface: iface.to_owned(),
-        source,
-    })?;
+    let mut tables =
+        Tables::from_ebpf(&mut ebpf).map_err(|source| DaemonError::Table { iface: iface.to_owned(), source })?;
     // Notes are printed once attached: a failure must stay a single line.
     let mut notes = Vec::new();
     let allowed = populate_allowlist(&mut tables, &cfg.settings, iface)?;
@@ -419,7 +390,10 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
                 if r.spilled == 0 {
                     String::new()
                 } else {
-                    format!("; {} auto-blocks went to the blocklist as host prefixes (their AUTOBLOCK sets were full)", r.spilled)
+                    format!(
+                        "; {} auto-blocks went to the blocklist as host prefixes (their AUTOBLOCK sets were full)",
+                        r.spilled
+                    )
                 }
             )),
             Ok(_) => {}
@@ -462,11 +436,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
     tracker.set_config(&kernel.config);
     // Modes the kernel kept across a restart (pinned SOURCES) still get their expiry line.
-    let adopted = sources
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, s)| tracker.adopt(*k, s))
-        .count();
+    let adopted = sources.iter().filter_map(Result::ok).filter(|(k, s)| tracker.adopt(*k, s)).count();
     if adopted > 0 {
         eprintln!("ipscan: {iface}: {adopted} active modes taken over from the pinned state");
     }
@@ -510,9 +480,7 @@ struct Output {
 impl Output {
     fn line(&mut self, line: &Line) -> Result<(), DaemonError> {
         let at = self.clock.wall(line.at_ns);
-        self.sink
-            .line(&at, &line.text)
-            .map_err(|source| DaemonError::Write { source })?;
+        self.sink.line(&at, &line.text).map_err(|source| DaemonError::Write { source })?;
         if let (Some(f), Some(event), Some(src)) = (&mut self.json, line.meta.event, line.meta.src) {
             let m = &line.meta;
             let rec = json::JsonRecord {
@@ -540,10 +508,9 @@ fn save_state(a: &Attached) {
 /// Runs until SIGINT or SIGTERM; detaches on the way out.
 pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let sink = match &cfg.log {
-        LogTarget::File(path) => Sink::file(path).map_err(|source| DaemonError::LogFile {
-            path: path.clone(),
-            source,
-        })?,
+        LogTarget::File(path) => {
+            Sink::file(path).map_err(|source| DaemonError::LogFile { path: path.clone(), source })?
+        }
         LogTarget::Stdout => Sink::stdout(),
         LogTarget::Syslog(socket) => Sink::syslog(Syslog::open(
             socket,
@@ -557,10 +524,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|source| DaemonError::LogFile {
-                    path: path.clone(),
-                    source,
-                })?,
+                .map_err(|source| DaemonError::LogFile { path: path.clone(), source })?,
         ),
         None => None,
     };
@@ -603,23 +567,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let mut links_ok = links.is_some();
     let loss_every = cfg.ops.loss_report.as_secs().max(1);
 
-    let mut out = Output {
-        sink,
-        json,
-        clock: WallClock::now(),
-    };
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Io {
-        what: "installing the SIGINT handler",
-        source,
-    })?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
-        what: "installing the SIGTERM handler",
-        source,
-    })?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
-        what: "installing the SIGHUP handler",
-        source,
-    })?;
+    let mut out = Output { sink, json, clock: WallClock::now() };
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|source| DaemonError::Io { what: "installing the SIGINT handler", source })?;
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|source| DaemonError::Io { what: "installing the SIGTERM handler", source })?;
+    let mut sighup = signal(SignalKind::hangup())
+        .map_err(|source| DaemonError::Io { what: "installing the SIGHUP handler", source })?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
     let mut namer = namer(&cfg.settings);
@@ -772,10 +726,7 @@ fn spawn_reader(
 ) -> Result<(), DaemonError> {
     // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd until both drop together.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| DaemonError::Io {
-            what: "polling the event ring buffer",
-            source: std::io::Error::from(e),
-        })?;
+        .map_err(|e| DaemonError::Io { what: "polling the event ring buffer", source: std::io::Error::from(e) })?;
     tokio::spawn(async move {
         loop {
             let mut guard = match fd.readable_mut().await {

@@ -6,7 +6,10 @@ use std::{
 };
 
 use chrono::{DateTime, Local};
-use ipscan_common::{Detection, FAMILY_V4, window::{LOGGED_DPORTS, LOGGED_SPORTS}};
+use ipscan_common::{
+    Detection, FAMILY_V4,
+    window::{LOGGED_DPORTS, LOGGED_SPORTS},
+};
 
 /// The address in a key or summary as an `IpAddr` (IPv6 prints in RFC 5952 compressed form).
 pub fn addr(bytes: &[u8; 16], family: u8) -> IpAddr {
@@ -93,9 +96,7 @@ pub fn detected(d: &Detected<'_>) -> String {
 pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: u64, bytes: u64) -> String {
     let (proto, name) = detection_name(detection);
     let to = dest.map(|d| format!(" to {d}")).unwrap_or_default();
-    format!(
-        "{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes)."
-    )
+    format!("{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes).")
 }
 
 /// `Blocked 198.18.0.1 for 3600 s (SYN scan)`
@@ -175,10 +176,7 @@ mod tests {
             sports: &[1, 2],
             sports_full: false,
         };
-        assert_eq!(
-            detected(&x),
-            "TCP: Xmas scan detected to 2001:db8::2 [port 80] from 2001:db8::1 [ports 1,2]"
-        );
+        assert_eq!(detected(&x), "TCP: Xmas scan detected to 2001:db8::2 [port 80] from 2001:db8::1 [ports 1,2]");
         assert_eq!(
             expired(Detection::NullScan, "a", Some("b"), 1, 2),
             "TCP: null scan mode to b expired for a - received a total of 1 packets (2 bytes)."

@@ -220,17 +220,11 @@ mod tests {
 
     #[test]
     fn json_event_names_are_snake_case() {
-        let names: Vec<String> = [
-            Event::Detected,
-            Event::Expired,
-            Event::Blocked,
-            Event::Unblocked,
-            Event::NotBlocked,
-            Event::Packet,
-        ]
-        .iter()
-        .map(|e| serde_json::to_string(e).expect("serializes"))
-        .collect();
+        let names: Vec<String> =
+            [Event::Detected, Event::Expired, Event::Blocked, Event::Unblocked, Event::NotBlocked, Event::Packet]
+                .iter()
+                .map(|e| serde_json::to_string(e).expect("serializes"))
+                .collect();
         assert_eq!(
             names,
             [r#""detected""#, r#""expired""#, r#""blocked""#, r#""unblocked""#, r#""not_blocked""#, r#""packet""#]

@@ -3,11 +3,7 @@
 //! loaded program, at start and on SIGHUP. SOURCES (detection state) is never touched here, so a
 //! reload keeps every window and mode.
 
-use std::{
-    collections::HashSet,
-    net::IpAddr,
-    path::Path,
-};
+use std::{collections::HashSet, net::IpAddr, path::Path};
 
 use aya::{
     Ebpf,
@@ -31,9 +27,7 @@ pub const PROMISC_MAX: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KconfigError {
-    #[error(
-        "too many log/ignore rules: {count} (with ignore_dns nameservers); the kernel holds at most {max}"
-    )]
+    #[error("too many log/ignore rules: {count} (with ignore_dns nameservers); the kernel holds at most {max}")]
     TooManyRules { count: usize, max: usize },
     #[error("too many promisc networks: {count}; the kernel holds at most {max}")]
     TooManyPromisc { count: usize, max: usize },
@@ -103,10 +97,7 @@ impl KernelSettings {
             rules.extend(nameservers.iter().filter(|a| seen.insert(**a)).map(|a| dns_rule(*a)));
         }
         if rules.len() > MAX_RULES {
-            return Err(KconfigError::TooManyRules {
-                count: rules.len(),
-                max: MAX_RULES,
-            });
+            return Err(KconfigError::TooManyRules { count: rules.len(), max: MAX_RULES });
         }
         config.nrules = rules.len() as u32;
 
@@ -120,28 +111,16 @@ impl KernelSettings {
         }
         for count in [promisc4.len(), promisc6.len()] {
             if count > PROMISC_MAX {
-                return Err(KconfigError::TooManyPromisc {
-                    count,
-                    max: PROMISC_MAX,
-                });
+                return Err(KconfigError::TooManyPromisc { count, max: PROMISC_MAX });
             }
         }
-        Ok(Self {
-            config,
-            rules,
-            promisc4,
-            promisc6,
-        })
+        Ok(Self { config, rules, promisc4, promisc6 })
     }
 
     /// [`KernelSettings::from_settings`] with the nameservers of `/etc/resolv.conf` (read only
     /// when `ignore_dns` is on; an unreadable file means no nameservers).
     pub fn load(s: &Settings) -> Result<Self, KconfigError> {
-        let ns = if s.flags.ignore_dns {
-            nameservers(Path::new(RESOLV_CONF))
-        } else {
-            Vec::new()
-        };
+        let ns = if s.flags.ignore_dns { nameservers(Path::new(RESOLV_CONF)) } else { Vec::new() };
         Self::from_settings(s, &ns)
     }
 
@@ -154,8 +133,7 @@ impl KernelSettings {
                 .map_err(|source| KconfigError::Map { name: maps::RULES, source })?;
             for i in 0..MAX_RULES {
                 let r = self.rules.get(i).copied().unwrap_or_default();
-                arr.set(i as u32, r, 0)
-                    .map_err(|source| KconfigError::Map { name: maps::RULES, source })?;
+                arr.set(i as u32, r, 0).map_err(|source| KconfigError::Map { name: maps::RULES, source })?;
             }
         }
         let p4: Vec<Key<[u8; 4]>> = self.promisc4.iter().map(|(a, p)| Key::new(u32::from(*p), *a)).collect();
@@ -164,8 +142,7 @@ impl KernelSettings {
         replace_prefixes(map(ebpf, maps::PROMISC6)?, maps::PROMISC6, &p6)?;
         let mut arr: Array<_, Config> = Array::try_from(map(ebpf, maps::CONFIG)?)
             .map_err(|source| KconfigError::Map { name: maps::CONFIG, source })?;
-        arr.set(0, self.config, 0)
-            .map_err(|source| KconfigError::Map { name: maps::CONFIG, source })
+        arr.set(0, self.config, 0).map_err(|source| KconfigError::Map { name: maps::CONFIG, source })
     }
 }
 
@@ -185,11 +162,7 @@ fn replace_prefixes<K: aya::Pod + PartialEq>(
         trie.insert(k, 1, 0).map_err(err)?;
     }
     let same = |a: &Key<K>, b: &Key<K>| a.prefix_len() == b.prefix_len() && a.data() == b.data();
-    let stale: Vec<Key<K>> = trie
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| !want.iter().any(|w| same(w, k)))
-        .collect();
+    let stale: Vec<Key<K>> = trie.keys().filter_map(Result::ok).filter(|k| !want.iter().any(|w| same(w, k))).collect();
     for k in stale {
         trie.remove(&k).map_err(err)?;
     }
@@ -409,7 +382,8 @@ mod tests {
         let k = KernelSettings::from_settings(&settings("set ignore_dns"), &ns).expect("ok");
         assert_eq!(k.rules.len(), 3, "deduplicated");
         assert_eq!(k.config.nrules, 3);
-        let mut p = PacketSummary { family: FAMILY_V4, proto: PROTO_UDP, sport: 53, dport: 40000, ..Default::default() };
+        let mut p =
+            PacketSummary { family: FAMILY_V4, proto: PROTO_UDP, sport: 53, dport: 40000, ..Default::default() };
         p.src[..4].copy_from_slice(&[10, 0, 0, 53]);
         assert!(rules::ignored(&k.rules, &p));
         p.sport = 54;
@@ -439,8 +413,8 @@ mod tests {
                     p.icmp_type = [0u8, 3, 8, 11, 13][j % 5];
                     out.push(p);
                     let mut frag = p;
-                    frag.ip_flags = ipscan_common::packet::ip_flags::FRAGMENT
-                        | ipscan_common::packet::ip_flags::LATER_FRAGMENT;
+                    frag.ip_flags =
+                        ipscan_common::packet::ip_flags::FRAGMENT | ipscan_common::packet::ip_flags::LATER_FRAGMENT;
                     out.push(frag);
                 }
             }
@@ -465,7 +439,8 @@ mod tests {
         // which no IPv4 network contains, and ICMP of the other family's protocol number, whose
         // type is read in the packet family's table.
         let mapped = |s: &str| s.parse::<std::net::Ipv6Addr>().expect("v6").octets();
-        for (proto, icmp_type) in [(PROTO_TCP, 0u8), (PROTO_UDP, 0), (PROTO_ICMP, 8), (PROTO_ICMP, 0), (PROTO_ICMP, 3)] {
+        for (proto, icmp_type) in [(PROTO_TCP, 0u8), (PROTO_UDP, 0), (PROTO_ICMP, 8), (PROTO_ICMP, 0), (PROTO_ICMP, 3)]
+        {
             out.push(PacketSummary {
                 family: FAMILY_V6,
                 proto,

@@ -91,11 +91,7 @@ pub fn rate_limited(src: &str, n: u64) -> String {
 
 /// `H:P`, or `[H]:P` when the host is a bare IPv6 address.
 pub fn host_port(host: &str, port: impl std::fmt::Display) -> String {
-    if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
 /// `ssh`, or `port 22` when the services database has no name (iplog's `serv_lookup`).
@@ -157,11 +153,7 @@ pub fn packet_line(
                 Some(d) => host_port(d, svc),
                 None => svc,
             };
-            format!(
-                "UDP: dgram to {target} from {} ({} data bytes)",
-                host_port(src, p.sport),
-                p.udp_data_len()
-            )
+            format!("UDP: dgram to {target} from {} ({} data bytes)", host_port(src, p.sport), p.udp_data_len())
         }
         PacketLine::Icmp => icmp_line(p, src, dst, icmp),
         PacketLine::Bogus => {
@@ -306,11 +298,7 @@ fn quoted(p: &PacketSummary) -> String {
         0 => return "no quoted header".to_owned(),
         n => format!("proto {n}"),
     };
-    if known {
-        format!("{name}: dest port {}, source port {}", p.inner_dport, p.inner_sport)
-    } else {
-        name
-    }
+    if known { format!("{name}: dest port {}, source port {}", p.inner_dport, p.inner_sport) } else { name }
 }
 
 fn be32(b: [u8; 4]) -> u32 {
@@ -319,11 +307,7 @@ fn be32(b: [u8; 4]) -> u32 {
 
 /// `30 sec` or `30 min, 0 sec`, as iplog printed router advertisement lifetimes.
 fn lifetime(secs: u16) -> String {
-    if secs < 60 {
-        format!("{secs} sec")
-    } else {
-        format!("{} min, {} sec", secs / 60, secs % 60)
-    }
+    if secs < 60 { format!("{secs} sec") } else { format!("{} min, {} sec", secs / 60, secs % 60) }
 }
 
 fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>, names: &IcmpNames) -> String {
@@ -364,8 +348,12 @@ fn icmp_line(p: &PacketSummary, src: &str, dst: Option<&str>, names: &IcmpNames)
             11 => exceeded(),
             5 => {
                 // iplog's `icmp_redir`: (GATEWAY) redirect SOURCE to network|host TARGET.
-                const FORMS: [(&str, &str); 4] =
-                    [("redirect", "network"), ("redirect", "host"), ("redirect-tos", "network"), ("redirect-tos", "host")];
+                const FORMS: [(&str, &str); 4] = [
+                    ("redirect", "network"),
+                    ("redirect", "host"),
+                    ("redirect-tos", "network"),
+                    ("redirect-tos", "host"),
+                ];
                 match FORMS.get(code as usize) {
                     Some((verb, kind)) => {
                         let gw = names.gateway.clone().unwrap_or_else(|| Ipv4Addr::from(p.icmp_rest).to_string());
@@ -532,22 +520,70 @@ mod tests {
     #[test]
     fn traceroutes_fragments_and_verbose() {
         let cases = [
-            (PacketLine::Traceroute, v4(PROTO_UDP), "UDP: traceroute from 10.10.150.1", "UDP: traceroute from 10.10.150.1 to 10.10.150.2"),
-            (PacketLine::Traceroute, v4(PROTO_ICMP), "ICMP: traceroute from 10.10.150.1", "ICMP: traceroute from 10.10.150.1 to 10.10.150.2"),
-            (PacketLine::Traceroute, v4(PROTO_TCP), "TCP: traceroute from 10.10.150.1", "TCP: traceroute from 10.10.150.1 to 10.10.150.2"),
-            (PacketLine::FragOversized, v4(PROTO_UDP), "Oversized IP fragment from 10.10.150.1", "Oversized IP fragment to 10.10.150.2 from 10.10.150.1"),
-            (PacketLine::FragOverlap, v4(PROTO_UDP), "Overlapping IP fragments from 10.10.150.1", "Overlapping IP fragments to 10.10.150.2 from 10.10.150.1"),
-            (PacketLine::FragDuplicate, v4(PROTO_UDP), "Duplicate IP fragments from 10.10.150.1", "Duplicate IP fragments to 10.10.150.2 from 10.10.150.1"),
-            (PacketLine::FragTiny, v4(PROTO_TCP), "Tiny IP fragment from 10.10.150.1", "Tiny IP fragment to 10.10.150.2 from 10.10.150.1"),
-            (PacketLine::Short, v4(PROTO_TCP), "Short IP packet from 10.10.150.1", "Short IP packet to 10.10.150.2 from 10.10.150.1"),
-            (PacketLine::BadChecksum, v4(PROTO_TCP), "IP packet with invalid checksum from 10.10.150.1", "IP packet with invalid checksum to 10.10.150.2 from 10.10.150.1"),
+            (
+                PacketLine::Traceroute,
+                v4(PROTO_UDP),
+                "UDP: traceroute from 10.10.150.1",
+                "UDP: traceroute from 10.10.150.1 to 10.10.150.2",
+            ),
+            (
+                PacketLine::Traceroute,
+                v4(PROTO_ICMP),
+                "ICMP: traceroute from 10.10.150.1",
+                "ICMP: traceroute from 10.10.150.1 to 10.10.150.2",
+            ),
+            (
+                PacketLine::Traceroute,
+                v4(PROTO_TCP),
+                "TCP: traceroute from 10.10.150.1",
+                "TCP: traceroute from 10.10.150.1 to 10.10.150.2",
+            ),
+            (
+                PacketLine::FragOversized,
+                v4(PROTO_UDP),
+                "Oversized IP fragment from 10.10.150.1",
+                "Oversized IP fragment to 10.10.150.2 from 10.10.150.1",
+            ),
+            (
+                PacketLine::FragOverlap,
+                v4(PROTO_UDP),
+                "Overlapping IP fragments from 10.10.150.1",
+                "Overlapping IP fragments to 10.10.150.2 from 10.10.150.1",
+            ),
+            (
+                PacketLine::FragDuplicate,
+                v4(PROTO_UDP),
+                "Duplicate IP fragments from 10.10.150.1",
+                "Duplicate IP fragments to 10.10.150.2 from 10.10.150.1",
+            ),
+            (
+                PacketLine::FragTiny,
+                v4(PROTO_TCP),
+                "Tiny IP fragment from 10.10.150.1",
+                "Tiny IP fragment to 10.10.150.2 from 10.10.150.1",
+            ),
+            (
+                PacketLine::Short,
+                v4(PROTO_TCP),
+                "Short IP packet from 10.10.150.1",
+                "Short IP packet to 10.10.150.2 from 10.10.150.1",
+            ),
+            (
+                PacketLine::BadChecksum,
+                v4(PROTO_TCP),
+                "IP packet with invalid checksum from 10.10.150.1",
+                "IP packet with invalid checksum to 10.10.150.2 from 10.10.150.1",
+            ),
         ];
         for (l, p, plain, dest) in cases {
             assert_eq!(line(l, &p, S4, None), plain);
             assert_eq!(line(l, &p, S4, Some(D4)), dest);
         }
         assert_eq!(line(PacketLine::Traceroute, &v6(PROTO_UDP), S6, None), "UDP: traceroute from 2001:db8::1");
-        assert_eq!(line(PacketLine::FragOverlap, &v6(PROTO_UDP), S6, Some(D6)), "Overlapping IP fragments to 2001:db8::2 from 2001:db8::1");
+        assert_eq!(
+            line(PacketLine::FragOverlap, &v6(PROTO_UDP), S6, Some(D6)),
+            "Overlapping IP fragments to 2001:db8::2 from 2001:db8::1"
+        );
         assert_eq!(packet_line(PacketLine::Hardened, &v4(PROTO_TCP), S4, None, &IcmpNames::default(), &svc), None);
     }
 
@@ -585,7 +621,10 @@ mod tests {
         // A router (10.10.150.1) reports another host unreachable: "(from R) D".
         let mut u = quoting(icmp4(3, 1), PROTO_UDP, 40000, 53);
         u.inner_dst[..4].copy_from_slice(&[198, 51, 100, 7]);
-        assert_eq!(l(&u), "ICMP: (from 10.10.150.1) 198.51.100.7: host is unreachable to (udp: dest port 53, source port 40000)");
+        assert_eq!(
+            l(&u),
+            "ICMP: (from 10.10.150.1) 198.51.100.7: host is unreachable to (udp: dest port 53, source port 40000)"
+        );
         assert_eq!(
             line(PacketLine::Icmp, &u, S4, Some(D4)),
             "ICMP: (from 10.10.150.1) 198.51.100.7: host is unreachable to 10.10.150.2 (udp: dest port 53, source port 40000)"
@@ -599,7 +638,10 @@ mod tests {
         assert_eq!(l(&quoting_icmp(icmp4(11, 0), 8, 0)), "ICMP: 10.10.150.1 time exceeded (ICMP: ICMP_ECHO)");
         assert_eq!(l(&quoting_icmp(icmp4(3, 3), 42, 0)), "ICMP: 10.10.150.1: port is unreachable to (ICMP: type 42)");
         let te6 = quoting_icmp(icmp6(3, 0), 128, 0);
-        assert_eq!(line(PacketLine::Icmp, &te6, S6, None), "ICMP: 2001:db8::1 time exceeded (ipv6-icmp: type 128, code 0)");
+        assert_eq!(
+            line(PacketLine::Icmp, &te6, S6, None),
+            "ICMP: 2001:db8::1 time exceeded (ipv6-icmp: type 128, code 0)"
+        );
         let mut u6 = quoting(icmp6(1, 3), PROTO_TCP, 1, 2);
         u6.inner_dst = "2001:db8::99".parse::<std::net::Ipv6Addr>().expect("v6").octets();
         assert_eq!(
@@ -657,7 +699,11 @@ mod tests {
         r.icmp_rest = [10, 10, 150, 254];
         r.inner_dst[..4].copy_from_slice(&[198, 51, 100, 7]);
         assert_eq!(l(&r), "ICMP: (10.10.150.254) redirect 10.10.150.1 to host 198.51.100.7");
-        assert_eq!(ld(&r), "ICMP: (10.10.150.254) redirect 10.10.150.1 to host 198.51.100.7", "no destination in iplog's form");
+        assert_eq!(
+            ld(&r),
+            "ICMP: (10.10.150.254) redirect 10.10.150.1 to host 198.51.100.7",
+            "no destination in iplog's form"
+        );
         r.icmp_code = 0;
         assert_eq!(l(&r), "ICMP: (10.10.150.254) redirect 10.10.150.1 to network 198.51.100.7");
         r.icmp_code = 2;

@@ -14,9 +14,7 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error(
-        "loading the XDP program needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON ({source})"
-    )]
+    #[error("loading the XDP program needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON ({source})")]
     NoPrivilege {
         #[source]
         source: EbpfError,
@@ -85,7 +83,11 @@ pub struct LoadOptions {
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
 pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 10] {
-    use ipscan_common::{AutoSlot, BlockEntry, Probe, SourceKey, SourceState, block::{CpuLocal, table}, window::PROBATION_SLOTS};
+    use ipscan_common::{
+        AutoSlot, BlockEntry, Probe, SourceKey, SourceState,
+        block::{CpuLocal, table},
+        window::PROBATION_SLOTS,
+    };
     let s = |n: usize| n as u32;
     [
         (maps::CONFIG, 4, s(size_of::<Config>()), 1),
@@ -136,24 +138,14 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         }
     }
     let mut ebpf = loader.load(OBJECT).map_err(|source| {
-        if is_eperm(&source) {
-            LoadError::NoPrivilege { source }
-        } else {
-            LoadError::Object { source }
-        }
+        if is_eperm(&source) { LoadError::NoPrivilege { source } } else { LoadError::Object { source } }
     })?;
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
         .try_into()
-        .map_err(|source| LoadError::ProgramType {
-            name: PROGRAM_NAME,
-            source,
-        })?;
-    prog.load().map_err(|source| LoadError::Verifier {
-        summary: verifier_summary(&source),
-        source,
-    })?;
+        .map_err(|source| LoadError::ProgramType { name: PROGRAM_NAME, source })?;
+    prog.load().map_err(|source| LoadError::Verifier { summary: verifier_summary(&source), source })?;
     admission_filter(&mut ebpf)?;
     Ok(ebpf)
 }
@@ -183,7 +175,9 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     let map = ebpf.map_mut(maps::PROBATION).ok_or(LoadError::MissingMap { name: maps::PROBATION })?;
     let mut probation: Array<_, Probe> = Array::try_from(map).map_err(map_err(maps::PROBATION))?;
     let mut seed_slot = probation.get(&PROBATION_SEED_SLOT, 0).map_err(map_err(maps::PROBATION))?;
-    if seed_slot.packets == filter::ON || (keys.is_empty() && seed_slot.first_ns == 0 && seed_slot.packets == filter::UNDECIDED) {
+    if seed_slot.packets == filter::ON
+        || (keys.is_empty() && seed_slot.first_ns == 0 && seed_slot.packets == filter::UNDECIDED)
+    {
         return Ok(0);
     }
     if seed_slot.first_ns == 0 {
@@ -204,32 +198,17 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
 
 /// Writes the CONFIG map's single slot.
 pub fn write_config(ebpf: &mut Ebpf, cfg: &Config) -> Result<(), LoadError> {
-    let map = ebpf
-        .map_mut(maps::CONFIG)
-        .ok_or(LoadError::MissingMap { name: maps::CONFIG })?;
-    let mut arr: Array<_, Config> = Array::try_from(map).map_err(|source| LoadError::Map {
-        name: maps::CONFIG,
-        source,
-    })?;
-    arr.set(0, cfg, 0).map_err(|source| LoadError::Map {
-        name: maps::CONFIG,
-        source,
-    })
+    let map = ebpf.map_mut(maps::CONFIG).ok_or(LoadError::MissingMap { name: maps::CONFIG })?;
+    let mut arr: Array<_, Config> =
+        Array::try_from(map).map_err(|source| LoadError::Map { name: maps::CONFIG, source })?;
+    arr.set(0, cfg, 0).map_err(|source| LoadError::Map { name: maps::CONFIG, source })
 }
 
 /// Writes the replay clock (only read when loaded with `replay_clock`).
 pub fn set_clock(ebpf: &mut Ebpf, now_ns: u64) -> Result<(), LoadError> {
-    let map = ebpf
-        .map_mut(maps::CLOCK)
-        .ok_or(LoadError::MissingMap { name: maps::CLOCK })?;
-    let mut arr: Array<_, u64> = Array::try_from(map).map_err(|source| LoadError::Map {
-        name: maps::CLOCK,
-        source,
-    })?;
-    arr.set(0, now_ns, 0).map_err(|source| LoadError::Map {
-        name: maps::CLOCK,
-        source,
-    })
+    let map = ebpf.map_mut(maps::CLOCK).ok_or(LoadError::MissingMap { name: maps::CLOCK })?;
+    let mut arr: Array<_, u64> = Array::try_from(map).map_err(|source| LoadError::Map { name: maps::CLOCK, source })?;
+    arr.set(0, now_ns, 0).map_err(|source| LoadError::Map { name: maps::CLOCK, source })
 }
 
 /// The interface index, or None when no such interface exists.
@@ -250,24 +229,14 @@ pub struct Attached {
 
 /// Attaches the loaded program to `iface`.
 pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
-    let idx = if_index(iface).ok_or_else(|| AttachError::NoInterface {
-        iface: iface.to_owned(),
-    })?;
+    let idx = if_index(iface).ok_or_else(|| AttachError::NoInterface { iface: iface.to_owned() })?;
     let prog: &mut Xdp = match ebpf.program_mut(PROGRAM_NAME).map(TryInto::try_into) {
         Some(Ok(p)) => p,
         _ => {
-            return Err(AttachError::Attach {
-                iface: iface.to_owned(),
-                mode: "any",
-                source: ProgramError::NotLoaded,
-            });
+            return Err(AttachError::Attach { iface: iface.to_owned(), mode: "any", source: ProgramError::NotLoaded });
         }
     };
-    let fail = |mode, source| AttachError::Attach {
-        iface: iface.to_owned(),
-        mode,
-        source,
-    };
+    let fail = |mode, source| AttachError::Attach { iface: iface.to_owned(), mode, source };
     match mode {
         AttachMode::Native => prog
             .attach_to_if_index(idx, XdpMode::Driver)
@@ -282,11 +251,7 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attached
             Err(native) => {
                 let reason = error_chain(&native);
                 prog.attach_to_if_index(idx, XdpMode::Skb)
-                    .map(|link| Attached {
-                        link,
-                        mode: "skb",
-                        fallback: Some(reason),
-                    })
+                    .map(|link| Attached { link, mode: "skb", fallback: Some(reason) })
                     .map_err(|e| fail("skb", e))
             }
         },
@@ -295,10 +260,7 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attached
 
 /// Detaches a link made by [`attach`].
 pub fn detach(ebpf: &mut Ebpf, link: XdpLinkId) -> Result<(), ProgramError> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(PROGRAM_NAME)
-        .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
+    let prog: &mut Xdp = ebpf.program_mut(PROGRAM_NAME).ok_or(ProgramError::NotLoaded)?.try_into()?;
     prog.detach(link)
 }
 
@@ -339,10 +301,7 @@ pub fn kernel_version() -> Option<(u32, u32)> {
 /// only the soft limit can rise, to the hard one. Returns a warning when an old kernel leaves a
 /// small limit (maps may then fail to load with EPERM).
 pub fn raise_memlock() -> Option<String> {
-    let infinite = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let infinite = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: valid pointer to a rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &infinite) } == 0 {
         return None;
@@ -352,10 +311,7 @@ pub fn raise_memlock() -> Option<String> {
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 {
         return None;
     }
-    let soft_to_hard = libc::rlimit {
-        rlim_cur: cur.rlim_max,
-        rlim_max: cur.rlim_max,
-    };
+    let soft_to_hard = libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max };
     // SAFETY: valid pointer; raising the soft limit to the hard one needs no privilege.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &soft_to_hard) };
     let old_kernel = kernel_version().is_some_and(|v| v < (5, 11));
@@ -388,20 +344,14 @@ fn has_caps(bits: &[u32]) -> bool {
     }
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned())))
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .is_some_and(|caps| bits.iter().all(|bit| caps & (1u64 << bit) != 0))
 }
 
 /// `io::Error` for the CLI's privilege message.
 pub fn privilege_error() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        "ipscan needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON",
-    )
+    io::Error::new(io::ErrorKind::PermissionDenied, "ipscan needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
 }
 
 /// The first line of a program-load error, the verifier's reason (its last line before the
@@ -411,7 +361,8 @@ fn verifier_summary(e: &ProgramError) -> String {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default().to_owned();
     let rest: Vec<&str> = lines.collect();
-    let is_stat = |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
+    let is_stat =
+        |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
     let reason = rest.iter().rev().find(|l| !is_stat(l));
     let stats = rest.iter().filter(|l| is_stat(l)).copied();
     let tail: Vec<&str> = reason.copied().into_iter().chain(stats).collect();

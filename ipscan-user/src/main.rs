@@ -7,14 +7,13 @@ use clap::{Parser, Subcommand};
 use ipscan::{
     blocklist::{self, Tables},
     config::{self, IpNet, Settings},
-    persist, pins,
-    kconfig::KernelSettings,
-    syslog,
     daemon::{self, LogTarget, OpsOptions, RunConfig},
     format,
+    kconfig::KernelSettings,
     loader::{self, AttachMode},
-    netif,
+    netif, persist, pins,
     sink::Sink,
+    syslog,
 };
 
 /// Kernel-accelerated network scan detector and blocker (XDP), iplog-compatible logs.
@@ -64,11 +63,7 @@ fn top(args: TopArgs) -> anyhow::Result<()> {
     if !loader::has_bpf_privilege() {
         anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
-    let place = ipscan::top::Place {
-        pin_root: args.pin_root,
-        lock_dir: args.lock_dir,
-        ifaces: args.ifaces,
-    };
+    let place = ipscan::top::Place { pin_root: args.pin_root, lock_dir: args.lock_dir, ifaces: args.ifaces };
     ipscan::top::run(&place, args.interval)?;
     Ok(())
 }
@@ -185,12 +180,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if stats.lost_events > 0 {
         eprintln!("ipscan: warning: {} events were lost (ring buffer full)", stats.lost_events);
     }
-    eprintln!(
-        "ipscan: replayed {} frames ({} malformed) from {}",
-        stats.frames,
-        stats.malformed,
-        args.file.display()
-    );
+    eprintln!("ipscan: replayed {} frames ({} malformed) from {}", stats.frames, stats.malformed, args.file.display());
     Ok(())
 }
 
@@ -268,8 +258,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ifaces = settings.interfaces.clone();
     }
     if ifaces.is_empty() {
-        let iface = netif::default_route_iface()
-            .context("no --iface given and no default route to take an interface from")?;
+        let iface =
+            netif::default_route_iface().context("no --iface given and no default route to take an interface from")?;
         eprintln!("ipscan: no --iface given; using {iface}, the interface of the default route");
         ifaces.push(iface);
     }
@@ -304,10 +294,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             event_ring_bytes: args.event_ring_bytes,
         },
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(daemon::run(cfg))?;
     Ok(())
 }
@@ -317,11 +305,7 @@ fn tables(place: &Where) -> anyhow::Result<Vec<(String, Tables)>> {
     if !loader::has_map_privilege() {
         anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
-    let ifaces = if place.ifaces.is_empty() {
-        pins::interfaces(&place.pin_root)
-    } else {
-        place.ifaces.clone()
-    };
+    let ifaces = if place.ifaces.is_empty() { pins::interfaces(&place.pin_root) } else { place.ifaces.clone() };
     if ifaces.is_empty() {
         anyhow::bail!(
             "no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first",
@@ -344,16 +328,13 @@ fn tables(place: &Where) -> anyhow::Result<Vec<(String, Tables)>> {
 }
 
 fn parse_net(text: &str) -> anyhow::Result<IpNet> {
-    text.parse::<IpNet>()
-        .map_err(|e| anyhow::anyhow!("invalid address or prefix \"{text}\": {e}"))
+    text.parse::<IpNet>().map_err(|e| anyhow::anyhow!("invalid address or prefix \"{text}\": {e}"))
 }
 
 /// The rows of every interface's table, each with its interface, for `block list` and
 /// `allow list`.
 fn rows_of<R>(all: &[(String, Tables)], rows: impl Fn(&Tables) -> Vec<R>) -> Vec<(String, R)> {
-    all.iter()
-        .flat_map(|(iface, t)| rows(t).into_iter().map(move |r| (iface.clone(), r)))
-        .collect()
+    all.iter().flat_map(|(iface, t)| rows(t).into_iter().map(move |r| (iface.clone(), r))).collect()
 }
 
 fn secs_left(expires_ns: u64, now: u64) -> Option<u64> {
@@ -384,7 +365,10 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
                     .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
-                println!("{:<16} {:<40} {:<12} {:>10} {:>12} {:>14}", "IFACE", "PREFIX", "REASON", "EXPIRES", "PACKETS", "BYTES");
+                println!(
+                    "{:<16} {:<40} {:<12} {:>10} {:>12} {:>14}",
+                    "IFACE", "PREFIX", "REASON", "EXPIRES", "PACKETS", "BYTES"
+                );
                 for (iface, r) in &rows {
                     let reason = r.entry.detection().map(|d| format::detection_name(d).1).unwrap_or("manual");
                     let exp = match secs_left(r.entry.expires_ns, now) {
@@ -408,8 +392,9 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
             let net = parse_net(&prefix)?;
             let ttl_ns = match &ttl {
                 None => 0,
-                Some(t) => config::parse_duration_ns(t)
-                    .ok_or_else(|| anyhow::anyhow!("invalid --ttl \"{t}\": expected a duration such as 90s, 10m or 1h"))?,
+                Some(t) => config::parse_duration_ns(t).ok_or_else(|| {
+                    anyhow::anyhow!("invalid --ttl \"{t}\": expected a duration such as 90s, 10m or 1h")
+                })?,
             };
             for (iface, t) in &mut all {
                 t.block(&net, ipscan_common::BlockEntry::manual(now, ttl_ns))?;
@@ -419,7 +404,9 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
                     ipscan_common::config::global_flags::BLOCKLIST,
                 )?;
                 match ttl {
-                    Some(_) => eprintln!("ipscan: {iface}: blocked {} for {} s", blocklist::show(&net), ttl_ns / 1_000_000_000),
+                    Some(_) => {
+                        eprintln!("ipscan: {iface}: blocked {} for {} s", blocklist::show(&net), ttl_ns / 1_000_000_000)
+                    }
                     None => eprintln!("ipscan: {iface}: blocked {} until removed", blocklist::show(&net)),
                 }
             }
@@ -459,12 +446,7 @@ fn reasons(bits: u32) -> String {
         (r::NAMESERVER, "nameserver"),
         (r::MANUAL, "manual"),
     ];
-    names
-        .iter()
-        .filter(|(b, _)| bits & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    names.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
 }
 
 fn allow(args: AllowArgs) -> anyhow::Result<()> {
@@ -533,11 +515,8 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     if !loader::has_map_privilege() {
         anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
-    let ifaces = if args.place.ifaces.is_empty() {
-        pins::interfaces(&args.place.pin_root)
-    } else {
-        args.place.ifaces.clone()
-    };
+    let ifaces =
+        if args.place.ifaces.is_empty() { pins::interfaces(&args.place.pin_root) } else { args.place.ifaces.clone() };
     if ifaces.is_empty() {
         anyhow::bail!(
             "no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first",

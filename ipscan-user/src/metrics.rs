@@ -107,7 +107,9 @@ fn counter_help(name: &str) -> &'static str {
         "autoblocks" => "Sources auto-blocked by the kernel.",
         "allowlisted" => "Detections from allowlisted sources that were not blocked.",
         "not_watched" => "Frames whose destination is outside the promisc networks.",
-        "autoblock_evictions" => "Auto-blocks given up by a full AUTOBLOCK set for newer ones (the source is detected anew).",
+        "autoblock_evictions" => {
+            "Auto-blocks given up by a full AUTOBLOCK set for newer ones (the source is detected anew)."
+        }
         _ => "Kernel counter.",
     }
 }
@@ -283,7 +285,13 @@ async fn answer(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> std::
     respond(&mut stream, status, "text/plain; charset=utf-8", &body, false).await
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &str, head_only: bool) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &str,
+    head_only: bool,
+) -> std::io::Result<()> {
     let mut msg = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()

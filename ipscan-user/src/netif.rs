@@ -24,7 +24,6 @@ pub fn default_route_iface() -> Option<String> {
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         // dest prefixlen src srcprefixlen nexthop metric refcnt use flags iface
-        (f.len() == 10 && f[0].chars().all(|c| c == '0') && f[1] == "00" && f[9] != "lo")
-            .then(|| f[9].to_owned())
+        (f.len() == 10 && f[0].chars().all(|c| c == '0') && f[1] == "00" && f[9] != "lo").then(|| f[9].to_owned())
     })
 }

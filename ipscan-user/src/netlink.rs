@@ -58,9 +58,7 @@ impl LinkWatch {
             )
         };
         if raw < 0 {
-            return Err(NetlinkError::Socket {
-                source: io::Error::last_os_error(),
-            });
+            return Err(NetlinkError::Socket { source: io::Error::last_os_error() });
         }
         // SAFETY: a fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -77,9 +75,7 @@ impl LinkWatch {
             )
         };
         if rc != 0 {
-            return Err(NetlinkError::Bind {
-                source: io::Error::last_os_error(),
-            });
+            return Err(NetlinkError::Bind { source: io::Error::last_os_error() });
         }
         // SAFETY: the AsyncFd owns the socket; nothing else closes or reuses the fd.
         let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
@@ -95,9 +91,7 @@ impl LinkWatch {
             let mut events = Vec::new();
             loop {
                 // SAFETY: valid fd and buffer of the stated length.
-                let n = unsafe {
-                    libc::recv(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
+                let n = unsafe { libc::recv(guard.get_inner().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     match e.raw_os_error() {
@@ -177,11 +171,7 @@ fn link(msg: &[u8], ty: u16) -> Option<LinkEvent> {
         off += align4(len);
     }
     let name = name?;
-    Some(if ty == libc::RTM_NEWLINK {
-        LinkEvent::New { index, name }
-    } else {
-        LinkEvent::Del { index, name }
-    })
+    Some(if ty == libc::RTM_NEWLINK { LinkEvent::New { index, name } } else { LinkEvent::Del { index, name } })
 }
 
 #[cfg(test)]
@@ -220,10 +210,7 @@ mod tests {
         buf.extend(msg(libc::RTM_NEWADDR, 7, "ignored"));
         assert_eq!(
             parse(&buf),
-            vec![
-                LinkEvent::New { index: 7, name: "veth0".into() },
-                LinkEvent::Del { index: 7, name: "veth0".into() },
-            ]
+            vec![LinkEvent::New { index: 7, name: "veth0".into() }, LinkEvent::Del { index: 7, name: "veth0".into() },]
         );
     }
 

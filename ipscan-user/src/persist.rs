@@ -12,7 +12,7 @@ use ipscan_common::{BlockEntry, block::allow_reason};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    blocklist::{Placed, Tables, TableError},
+    blocklist::{Placed, TableError, Tables},
     config::IpNet,
 };
 
@@ -100,12 +100,7 @@ pub fn save(tables: &Tables, path: &Path, now_mono: u64) -> Result<(), PersistEr
         .filter(|a| a.reason & allow_reason::MANUAL != 0)
         .map(|a| SavedAllow { net: a.net.to_string() })
         .collect();
-    let saved = Saved {
-        version: VERSION,
-        saved_unix: now_unix,
-        blocks,
-        allows,
-    };
+    let saved = Saved { version: VERSION, saved_unix: now_unix, blocks, allows };
     let write = |source| PersistError::Write { path: path.to_owned(), source };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(write)?;
@@ -134,7 +129,8 @@ pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64) -> Result<Restor
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Restored::default()),
         Err(source) => return Err(PersistError::Read { path: path.to_owned(), source }),
     };
-    let saved: Saved = serde_json::from_str(&text).map_err(|source| PersistError::Parse { path: path.to_owned(), source })?;
+    let saved: Saved =
+        serde_json::from_str(&text).map_err(|source| PersistError::Parse { path: path.to_owned(), source })?;
     let now_unix = unix_now();
     let mut r = Restored::default();
     for b in saved.blocks {

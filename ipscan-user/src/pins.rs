@@ -74,10 +74,7 @@ pub fn ensure_bpffs(root: &Path) -> Result<(), PinError> {
     // SAFETY: NUL-terminated strings; no data argument.
     let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
-        return Err(PinError::Mount {
-            path: mount_point.to_owned(),
-            source: io::Error::last_os_error(),
-        });
+        return Err(PinError::Mount { path: mount_point.to_owned(), source: io::Error::last_os_error() });
     }
     Ok(())
 }
@@ -91,10 +88,7 @@ pub fn iface_dir(root: &Path, iface: &str) -> PathBuf {
 pub fn prepare(root: &Path, iface: &str) -> Result<PathBuf, PinError> {
     ensure_bpffs(root)?;
     let dir = iface_dir(root, iface);
-    fs::create_dir_all(&dir).map_err(|source| PinError::Create {
-        path: dir.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&dir).map_err(|source| PinError::Create { path: dir.clone(), source })?;
     Ok(dir)
 }
 
@@ -140,10 +134,7 @@ pub struct DaemonLock {
 impl DaemonLock {
     /// Takes the interface's lock, or says which process holds it.
     pub fn acquire(lock_dir: &Path, iface: &str) -> Result<Self, PinError> {
-        fs::create_dir_all(lock_dir).map_err(|source| PinError::Create {
-            path: lock_dir.to_owned(),
-            source,
-        })?;
+        fs::create_dir_all(lock_dir).map_err(|source| PinError::Create { path: lock_dir.to_owned(), source })?;
         let path = lock_dir.join(format!("{iface}.lock"));
         let file = OpenOptions::new()
             .read(true)
@@ -151,10 +142,7 @@ impl DaemonLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|source| PinError::Lock {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| PinError::Lock { path: path.clone(), source })?;
         // SAFETY: valid fd.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let pid = fs::read_to_string(&path).unwrap_or_default().trim().to_owned();

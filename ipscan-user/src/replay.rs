@@ -73,11 +73,7 @@ pub enum ReplayError {
     #[error("{}: truncated capture (after {frames} frames)", path.display())]
     Truncated { path: PathBuf, frames: u64 },
     #[error("{}: corrupt capture (after {frames} frames): {problem}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        frames: u64,
-        problem: String,
-    },
+    Corrupt { path: PathBuf, frames: u64, problem: String },
     #[error("{}: unsupported link type {linktype}", path.display())]
     LinkType { path: PathBuf, linktype: u32 },
     #[error("{}: frame {frame}: BPF_PROG_TEST_RUN failed: {source}", path.display())]
@@ -175,10 +171,7 @@ impl Capture {
     /// Opens `path` and reads its file header: the errors a user can fix (no such file, not a
     /// capture, wrong link type) come before anything is loaded into the kernel.
     pub fn open(path: &Path) -> Result<Self, ReplayError> {
-        let open_err = |source| ReplayError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = |source| ReplayError::Open { path: path.to_owned(), source };
         let mut file = File::open(path).map_err(open_err)?;
         let mut magic = [0u8; 4];
         match file.read_exact(&mut magic) {
@@ -190,10 +183,9 @@ impl Capture {
         }
         file.rewind().map_err(open_err)?;
         let truncated_or = |e: PcapError| match e {
-            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => ReplayError::Truncated {
-                path: path.to_owned(),
-                frames: 0,
-            },
+            PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                ReplayError::Truncated { path: path.to_owned(), frames: 0 }
+            }
             PcapError::IoError(e) => open_err(e),
             _ => ReplayError::NotCapture { path: path.to_owned() },
         };
@@ -209,10 +201,7 @@ impl Capture {
         } else {
             return Err(ReplayError::NotCapture { path: path.to_owned() });
         };
-        Ok(Self {
-            path: path.to_owned(),
-            format,
-        })
+        Ok(Self { path: path.to_owned(), format })
     }
 
     /// Calls `f(timestamp_ns, frame)` for every packet record, in file order. Stops at the first
@@ -258,11 +247,7 @@ impl Capture {
                             continue;
                         }
                         Block::InterfaceDescription(idb) => {
-                            let mut iface = Iface {
-                                linktype: u32::from(idb.linktype),
-                                tsresol: 6,
-                                tsoffset: 0,
-                            };
+                            let mut iface = Iface { linktype: u32::from(idb.linktype), tsresol: 6, tsoffset: 0 };
                             for opt in &idb.options {
                                 match opt {
                                     InterfaceDescriptionOption::IfTsResol(r) => iface.tsresol = *r,
@@ -304,10 +289,7 @@ impl Capture {
                         });
                     };
                     if iface.linktype != LINKTYPE_ETHERNET {
-                        return Err(ReplayError::LinkType {
-                            path: self.path.clone(),
-                            linktype: iface.linktype,
-                        });
+                        return Err(ReplayError::LinkType { path: self.path.clone(), linktype: iface.linktype });
                     }
                     let ts = ts_raw.map_or(last_ts, |raw| iface.ts_ns(raw));
                     last_ts = ts;
@@ -325,11 +307,7 @@ fn read_error(path: &Path, e: PcapError, frames: u64) -> ReplayError {
     match e {
         PcapError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => ReplayError::Truncated { path, frames },
         PcapError::IoError(source) => ReplayError::Open { path, source },
-        other => ReplayError::Corrupt {
-            path,
-            frames,
-            problem: other.to_string(),
-        },
+        other => ReplayError::Corrupt { path, frames, problem: other.to_string() },
     }
 }
 
@@ -343,10 +321,7 @@ struct Detector {
 
 impl Detector {
     fn load(settings: &Settings) -> Result<Self, ReplayError> {
-        let mut ebpf = loader::load(&LoadOptions {
-            replay_clock: true,
-            ..Default::default()
-        })?;
+        let mut ebpf = loader::load(&LoadOptions { replay_clock: true, ..Default::default() })?;
         // The same CONFIG, RULES and PROMISC the daemon would write for this configuration.
         crate::daemon::kernel_settings(settings)?.apply(&mut ebpf)?;
         let prog: &Xdp = ebpf
@@ -361,33 +336,19 @@ impl Detector {
             .try_clone()
             .map_err(|source| ReplayError::DupFd { source })?;
         let map_err = |name| move |source| ReplayError::Map { name, source };
-        let events = ebpf
-            .take_map(maps::EVENTS)
-            .ok_or(LoadError::MissingMap { name: maps::EVENTS })?;
+        let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap { name: maps::EVENTS })?;
         let events = RingBuf::try_from(events).map_err(map_err(maps::EVENTS))?;
-        let sources = ebpf
-            .take_map(maps::SOURCES)
-            .ok_or(LoadError::MissingMap { name: maps::SOURCES })?;
+        let sources = ebpf.take_map(maps::SOURCES).ok_or(LoadError::MissingMap { name: maps::SOURCES })?;
         let sources = BpfHashMap::try_from(sources).map_err(map_err(maps::SOURCES))?;
-        Ok(Self {
-            ebpf,
-            prog,
-            events,
-            sources,
-        })
+        Ok(Self { ebpf, prog, events, sources })
     }
 
     /// A STATS slot summed over CPUs.
     fn stat(&self, slot: u32) -> Result<u64, ReplayError> {
-        let map = self
-            .ebpf
-            .map(maps::STATS)
-            .ok_or(LoadError::MissingMap { name: maps::STATS })?;
+        let map = self.ebpf.map(maps::STATS).ok_or(LoadError::MissingMap { name: maps::STATS })?;
         let arr: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|source| ReplayError::Map { name: maps::STATS, source })?;
-        let values = arr
-            .get(&slot, 0)
-            .map_err(|source| ReplayError::Map { name: maps::STATS, source })?;
+        let values = arr.get(&slot, 0).map_err(|source| ReplayError::Map { name: maps::STATS, source })?;
         Ok(values.iter().sum())
     }
 }
@@ -412,21 +373,14 @@ struct Run<'a> {
 impl Run<'_> {
     fn write(&mut self, at_ns: u64, text: &str) -> Result<(), ReplayError> {
         self.stats.lines += 1;
-        self.sink
-            .line(&self.wall.wall(at_ns), text)
-            .map_err(|source| ReplayError::Write { source })
+        self.sink.line(&self.wall.wall(at_ns), text).map_err(|source| ReplayError::Write { source })
     }
 
     fn sweep(&mut self, now: u64) -> Result<(), ReplayError> {
         let mut doomed = Vec::new();
         let sources = &self.det.sources;
-        let lines = self.tracker.sweep(
-            now,
-            &self.settings.kernel,
-            &mut Plain,
-            |k| sources.get(k, 0).ok(),
-            |k| doomed.push(*k),
-        );
+        let lines =
+            self.tracker.sweep(now, &self.settings.kernel, &mut Plain, |k| sources.get(k, 0).ok(), |k| doomed.push(*k));
         for k in doomed {
             // Already gone (LRU eviction) is fine: the next packet opens a new window either way.
             let _ = self.det.sources.remove(&k);
@@ -506,20 +460,14 @@ pub fn replay(path: &Path, settings: &Settings, sink: &mut Sink) -> Result<Repla
     // mode still active lapses, and log it at its lapse instant.
     let end = match run.clock {
         Some(last) => {
-            let max_window = DETECTIONS
-                .iter()
-                .map(|d| settings.kernel.detection(*d).window_ns)
-                .max()
-                .unwrap_or(0);
+            let max_window = DETECTIONS.iter().map(|d| settings.kernel.detection(*d).window_ns).max().unwrap_or(0);
             let end = last.saturating_add(max_window).saturating_add(1);
             run.sweep(end)?;
             end
         }
         None => 0,
     };
-    run.sink
-        .finish(&run.wall.wall(end))
-        .map_err(|source| ReplayError::Write { source })?;
+    run.sink.finish(&run.wall.wall(end)).map_err(|source| ReplayError::Write { source })?;
     run.stats.malformed += run.det.stat(stats::MALFORMED)?;
     run.stats.lost_events = run.det.stat(stats::LOST_EVENTS)?;
     Ok(run.stats)

@@ -142,9 +142,7 @@ pub fn reverse_lookup(addr: IpAddr) -> Option<String> {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.

@@ -16,7 +16,10 @@ use crate::{format::stamp, syslog::Syslog};
 const REPEAT_FLUSH_SECS: i64 = 60;
 
 enum Out {
-    File { file: File, path: PathBuf },
+    File {
+        file: File,
+        path: PathBuf,
+    },
     Stdout,
     /// The syslog daemon collapses repeats itself, so lines go out as they come.
     Syslog(Syslog),
@@ -33,10 +36,7 @@ pub struct Sink {
 impl Sink {
     pub fn file(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self::new(Out::File {
-            file,
-            path: path.to_owned(),
-        }))
+        Ok(Self::new(Out::File { file, path: path.to_owned() }))
     }
 
     pub fn stdout() -> Self {
@@ -48,12 +48,7 @@ impl Sink {
     }
 
     fn new(out: Out) -> Self {
-        Self {
-            out,
-            last: None,
-            last_written: None,
-            repeats: 0,
-        }
+        Self { out, last: None, last_written: None, repeats: 0 }
     }
 
     /// Reopens the file (after logrotate moved it).
@@ -95,9 +90,7 @@ impl Sink {
             return s.send(at, text);
         }
         if self.last.as_deref() == Some(text) {
-            let stale = self
-                .last_written
-                .is_some_and(|w| (*at - w).num_seconds() >= REPEAT_FLUSH_SECS);
+            let stale = self.last_written.is_some_and(|w| (*at - w).num_seconds() >= REPEAT_FLUSH_SECS);
             if !stale {
                 self.repeats += 1;
                 return Ok(());

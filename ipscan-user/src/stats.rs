@@ -44,11 +44,8 @@ impl Snapshot {
 
     /// The snapshot as a JSON object (`ipscan stats --json`).
     pub fn to_json(&self, iface: &str) -> serde_json::Value {
-        let counters: serde_json::Map<String, serde_json::Value> = stats::NAMES
-            .iter()
-            .zip(self.counters)
-            .map(|(n, v)| ((*n).to_owned(), v.into()))
-            .collect();
+        let counters: serde_json::Map<String, serde_json::Value> =
+            stats::NAMES.iter().zip(self.counters).map(|(n, v)| ((*n).to_owned(), v.into())).collect();
         serde_json::json!({
             "iface": iface,
             "counters": counters,
@@ -68,10 +65,7 @@ impl Snapshot {
 pub fn counters<T: Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<Counters, StatsError> {
     let mut out = [0u64; stats::NAMES.len()];
     for (slot, v) in (0u32..).zip(out.iter_mut()) {
-        let per_cpu = map.get(&slot, 0).map_err(|source| TableError::Map {
-            name: maps::STATS,
-            source,
-        })?;
+        let per_cpu = map.get(&slot, 0).map_err(|source| TableError::Map { name: maps::STATS, source })?;
         *v = per_cpu.iter().sum();
     }
     stats::derive(&mut out);
@@ -106,16 +100,11 @@ pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
 
 /// Reads a snapshot from a daemon's pinned maps (`ipscan stats`).
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
-    let stats_map: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(blocklist::pinned(dir, maps::STATS)?).map_err(|source| TableError::Map {
-            name: maps::STATS,
-            source,
-        })?;
+    let stats_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(blocklist::pinned(dir, maps::STATS)?)
+        .map_err(|source| TableError::Map { name: maps::STATS, source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
-        BpfHashMap::try_from(blocklist::pinned(dir, maps::SOURCES)?).map_err(|source| TableError::Map {
-            name: maps::SOURCES,
-            source,
-        })?;
+        BpfHashMap::try_from(blocklist::pinned(dir, maps::SOURCES)?)
+            .map_err(|source| TableError::Map { name: maps::SOURCES, source })?;
     let tables = Tables::open_pinned(dir)?;
     snapshot(&stats_map, &sources, &tables)
 }
@@ -123,10 +112,7 @@ pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
 /// The per-CPU STATS array of a loaded program (the daemon keeps it in its `Ebpf`).
 pub fn stats_of(ebpf: &aya::Ebpf) -> Result<PerCpuArray<&MapData, u64>, StatsError> {
     let map = ebpf.map(maps::STATS).ok_or(TableError::Missing { name: maps::STATS })?;
-    Ok(PerCpuArray::try_from(map).map_err(|source| TableError::Map {
-        name: maps::STATS,
-        source,
-    })?)
+    Ok(PerCpuArray::try_from(map).map_err(|source| TableError::Map { name: maps::STATS, source })?)
 }
 
 /// Lost events and left-out per-packet lines since a baseline, for the daemon's summary line.
@@ -139,10 +125,7 @@ pub struct Loss {
 impl Loss {
     pub fn of(c: &Counters) -> Self {
         let at = |slot: u32| c.get(slot as usize).copied().unwrap_or(0);
-        Self {
-            lost_events: at(stats::LOST_EVENTS),
-            rate_limited: at(stats::RATE_LIMITED),
-        }
+        Self { lost_events: at(stats::LOST_EVENTS), rate_limited: at(stats::RATE_LIMITED) }
     }
 
     /// Growth since `base` (a pinned STATS array outlives daemons; the summary is per daemon).

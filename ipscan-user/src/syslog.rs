@@ -97,12 +97,7 @@ impl Syslog {
         // The writer stays unconnected and sends by path each time: a restarted syslog
         // daemon's new socket is picked up without reconnect logic.
         let sock = UnixDatagram::unbound().map_err(socket_err)?;
-        Ok(Self {
-            sock,
-            path: path.to_owned(),
-            pri: f * 8 + p,
-            pid: std::process::id(),
-        })
+        Ok(Self { sock, path: path.to_owned(), pri: f * 8 + p, pid: std::process::id() })
     }
 
     /// The datagram for one line.
@@ -134,7 +129,10 @@ mod tests {
         let n = server.recv(&mut buf).expect("recv");
         assert_eq!(
             std::str::from_utf8(&buf[..n]).expect("utf8"),
-            format!("<29>Nov  4 08:01:02 ipscan[{}]: TCP: ssh connection attempt from 10.10.150.1:51251", std::process::id())
+            format!(
+                "<29>Nov  4 08:01:02 ipscan[{}]: TCP: ssh connection attempt from 10.10.150.1:51251",
+                std::process::id()
+            )
         );
         let l = Syslog::open(&path, "local7", "err").expect("open");
         assert!(l.message(&at, "x").starts_with("<187>"));

@@ -1,7 +1,10 @@
 //! BPF_PROG_TEST_RUN for XDP programs (aya 0.14 has no wrapper): runs the loaded program on a
 //! frame in the kernel and returns its verdict. Used by replay, tests and benchmarks.
 
-use std::{io, os::fd::{AsFd, AsRawFd}};
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd},
+};
 
 /// `bpf(2)` command number of BPF_PROG_TEST_RUN.
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -64,21 +67,13 @@ pub fn run(prog: &impl AsFd, frame: &[u8], repeat: u32) -> io::Result<RunResult>
         ..Default::default()
     };
     sys_test_run(&mut attr)?;
-    Ok(RunResult {
-        verdict: attr.retval,
-        duration_ns: attr.duration,
-    })
+    Ok(RunResult { verdict: attr.retval, duration_ns: attr.duration })
 }
 
 /// Sends `frame` `repeat` times as live frames through the program, then out of interface
 /// `ifindex` when the program returns XDP_TX (the project's packet generator).
 pub fn run_live(prog: &impl AsFd, frame: &[u8], ifindex: u32, repeat: u32, batch: u32) -> io::Result<RunResult> {
-    let ctx = XdpMd {
-        data: 0,
-        data_end: frame.len() as u32,
-        ingress_ifindex: ifindex,
-        ..Default::default()
-    };
+    let ctx = XdpMd { data: 0, data_end: frame.len() as u32, ingress_ifindex: ifindex, ..Default::default() };
     let mut attr = TestRunAttr {
         prog_fd: prog.as_fd().as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
@@ -91,22 +86,14 @@ pub fn run_live(prog: &impl AsFd, frame: &[u8], ifindex: u32, repeat: u32, batch
         ..Default::default()
     };
     sys_test_run(&mut attr)?;
-    Ok(RunResult {
-        verdict: attr.retval,
-        duration_ns: attr.duration,
-    })
+    Ok(RunResult { verdict: attr.retval, duration_ns: attr.duration })
 }
 
 fn sys_test_run(attr: &mut TestRunAttr) -> io::Result<()> {
     // SAFETY: attr is a valid, initialised bpf_attr prefix of the given size; the kernel writes
     // only into it and into the out buffer whose size it was told.
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            attr as *mut TestRunAttr,
-            size_of::<TestRunAttr>() as u32,
-        )
+        libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, attr as *mut TestRunAttr, size_of::<TestRunAttr>() as u32)
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());

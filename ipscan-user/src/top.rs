@@ -89,23 +89,14 @@ pub struct Place {
 impl Place {
     /// The interfaces to show, each checked to have a pin directory.
     pub fn resolve(&self) -> Result<Vec<String>, TopError> {
-        let ifaces = if self.ifaces.is_empty() {
-            pins::interfaces(&self.pin_root)
-        } else {
-            self.ifaces.clone()
-        };
+        let ifaces = if self.ifaces.is_empty() { pins::interfaces(&self.pin_root) } else { self.ifaces.clone() };
         if ifaces.is_empty() {
-            return Err(TopError::NothingPinned {
-                root: self.pin_root.clone(),
-            });
+            return Err(TopError::NothingPinned { root: self.pin_root.clone() });
         }
         for iface in &ifaces {
             let dir = pins::iface_dir(&self.pin_root, iface);
             if !dir.is_dir() {
-                return Err(TopError::NotPinned {
-                    iface: iface.clone(),
-                    dir,
-                });
+                return Err(TopError::NotPinned { iface: iface.clone(), dir });
             }
         }
         Ok(ifaces)
@@ -171,26 +162,13 @@ impl IfaceSnapshot {
         let mut active = Vec::new();
         let mut counts = HashMap::new();
         for (key, state) in sources {
-            counts.insert(
-                key,
-                Count {
-                    first_ns: state.first_ns,
-                    packets: state.packets,
-                },
-            );
+            counts.insert(key, Count { first_ns: state.first_ns, packets: state.packets });
             let Some(d) = key.detection() else { continue };
             if state.in_mode() && !state.lapsed(now, config.detection(d).window_ns) {
                 active.push(Active { key, state });
             }
         }
-        Self {
-            iface,
-            running,
-            stats,
-            active,
-            blocks,
-            counts,
-        }
+        Self { iface, running, stats, active, blocks, counts }
     }
 
     fn stat(&self, slot: u32) -> u64 {
@@ -208,34 +186,20 @@ pub struct Snapshot {
 
 fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, TopError> {
     let path = dir.join(name);
-    let data = MapData::from_pin(&path).map_err(|source| TopError::Pin {
-        path: path.clone(),
-        source,
-    })?;
+    let data = MapData::from_pin(&path).map_err(|source| TopError::Pin { path: path.clone(), source })?;
     Map::from_map_data(data).map_err(|source| TopError::Pin { path, source })
 }
 
 fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, TopError> {
     let dir = pins::iface_dir(&place.pin_root, iface);
-    let map_err = |name| {
-        move |source| TopError::Map {
-            iface: iface.to_owned(),
-            name,
-            source,
-        }
-    };
+    let map_err = |name| move |source| TopError::Map { iface: iface.to_owned(), name, source };
     let config: Array<MapData, Config> =
         Array::try_from(open_pinned(&dir, maps::CONFIG)?).map_err(map_err(maps::CONFIG))?;
     let config = config.get(&0, 0).map_err(map_err(maps::CONFIG))?;
     let stats_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(open_pinned(&dir, maps::STATS)?).map_err(map_err(maps::STATS))?;
-    let table_err = |source| TopError::Table {
-        iface: iface.to_owned(),
-        source: Box::new(source),
-    };
-    let stats = crate::stats::counters(&stats_map)
-        .map_err(|crate::stats::StatsError::Table(e)| table_err(e))?
-        .to_vec();
+    let table_err = |source| TopError::Table { iface: iface.to_owned(), source: Box::new(source) };
+    let stats = crate::stats::counters(&stats_map).map_err(|crate::stats::StatsError::Table(e)| table_err(e))?.to_vec();
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
         BpfHashMap::try_from(open_pinned(&dir, maps::SOURCES)?).map_err(map_err(maps::SOURCES))?;
     // Entries deleted by the daemon's sweep during the walk come back as errors: skip them.
@@ -257,10 +221,7 @@ impl Snapshot {
     /// that starts or restarts meanwhile is picked up.
     pub fn take(place: &Place, ifaces: &[String]) -> Result<Self, TopError> {
         let at_ns = daemon::monotonic_ns();
-        let ifaces = ifaces
-            .iter()
-            .map(|iface| read_iface(place, iface, at_ns))
-            .collect::<Result<_, _>>()?;
+        let ifaces = ifaces.iter().map(|iface| read_iface(place, iface, at_ns)).collect::<Result<_, _>>()?;
         Ok(Self { at_ns, ifaces })
     }
 
@@ -270,7 +231,8 @@ impl Snapshot {
 }
 
 /// Columns of the table of sources in a mode.
-pub const MODE_COLUMNS: [&str; 8] = ["SOURCE", "IFACE", "DETECTION", "FIRST PORTS", "PACKETS", "BYTES", "PKTS/S", "IN MODE"];
+pub const MODE_COLUMNS: [&str; 8] =
+    ["SOURCE", "IFACE", "DETECTION", "FIRST PORTS", "PACKETS", "BYTES", "PKTS/S", "IN MODE"];
 /// Columns of the table of blocks.
 pub const BLOCK_COLUMNS: [&str; 7] = ["BLOCKED", "IFACE", "REASON", "DROPPED", "BYTES", "DROPS/S", "TIME LEFT"];
 /// Columns printed right-aligned (numbers), same order as the tables' columns.
@@ -360,11 +322,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
         .iter()
         .map(|i| format!("{} ({})", i.iface, if i.running { "daemon running" } else { "no daemon" }))
         .collect();
-    header.push(format!(
-        "ipscan top - {}   refresh {}s   q: quit",
-        places.join(", "),
-        refresh.as_secs_f64()
-    ));
+    header.push(format!("ipscan top - {}   refresh {}s   q: quit", places.join(", "), refresh.as_secs_f64()));
     let verdicts = [
         ("passed", stats::PASSED),
         ("dropped", stats::DROPPED),
@@ -374,12 +332,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
     let total = |snap: &Snapshot, slot: u32| -> u64 { snap.ifaces.iter().map(|i| i.stat(slot)).sum() };
     // An interface missing from the previous snapshot has no rate yet; count it from zero.
     let before = |slot: u32| -> u64 {
-        prev.map_or(0, |p| {
-            cur.ifaces
-                .iter()
-                .map(|i| p.iface(&i.iface).map_or(i.stat(slot), |pi| pi.stat(slot)))
-                .sum()
-        })
+        prev.map_or(0, |p| cur.ifaces.iter().map(|i| p.iface(&i.iface).map_or(i.stat(slot), |pi| pi.stat(slot))).sum())
     };
     let mut rates = String::from("packets/s");
     for (name, slot) in verdicts {
@@ -388,10 +341,11 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
     }
     header.push(rates);
     let mut totals = String::from("totals   ");
-    for (name, slot) in [("packets", stats::PACKETS)].into_iter().chain(verdicts).chain([
-        ("detections", stats::DETECTIONS),
-        ("auto-blocks", stats::AUTOBLOCKS),
-    ]) {
+    for (name, slot) in [("packets", stats::PACKETS)]
+        .into_iter()
+        .chain(verdicts)
+        .chain([("detections", stats::DETECTIONS), ("auto-blocks", stats::AUTOBLOCKS)])
+    {
         totals.push_str(&format!("   {name} {}", total(cur, slot)));
     }
     header.push(totals);
@@ -459,15 +413,16 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
     // Busiest first; ties (the first refresh, idle sources) by packets, then by text.
     modes.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then_with(|| a.2.cmp(&b.2)));
     blocks.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then_with(|| a.2.cmp(&b.2)));
-    View {
-        header,
-        modes: modes.into_iter().map(|m| m.2).collect(),
-        blocks: blocks.into_iter().map(|b| b.2).collect(),
-    }
+    View { header, modes: modes.into_iter().map(|m| m.2).collect(), blocks: blocks.into_iter().map(|b| b.2).collect() }
 }
 
 /// A table sized to its contents (header included), numbers right-aligned.
-fn table<'a, const N: usize>(title: String, columns: [&'a str; N], right: [bool; N], rows: &'a [[String; N]]) -> Table<'a> {
+fn table<'a, const N: usize>(
+    title: String,
+    columns: [&'a str; N],
+    right: [bool; N],
+    rows: &'a [[String; N]],
+) -> Table<'a> {
     let widths: Vec<Constraint> = (0..N)
         .map(|c| {
             let w = rows.iter().map(|r| r[c].chars().count()).chain([columns[c].len()]).max().unwrap_or(0);
@@ -478,12 +433,10 @@ fn table<'a, const N: usize>(title: String, columns: [&'a str; N], right: [bool;
         let line = Line::from(text);
         Cell::from(if right[c] { line.right_aligned() } else { line })
     };
-    let head = Row::new(columns.iter().enumerate().map(|(c, t)| cell(c, t))).style(Style::new().add_modifier(Modifier::BOLD));
+    let head =
+        Row::new(columns.iter().enumerate().map(|(c, t)| cell(c, t))).style(Style::new().add_modifier(Modifier::BOLD));
     let body = rows.iter().map(|r| Row::new(r.iter().enumerate().map(|(c, t)| cell(c, t.as_str()))));
-    Table::new(body, widths)
-        .header(head)
-        .column_spacing(2)
-        .block(Block::bordered().title(title))
+    Table::new(body, widths).header(head).column_spacing(2).block(Block::bordered().title(title))
 }
 
 /// Draws `view` (and a line about the last failed refresh) on `frame`.
@@ -554,9 +507,7 @@ impl Tty {
         if io::stdin().is_terminal() {
             return Ok(Self::Stdin);
         }
-        std::fs::File::open("/dev/tty")
-            .map(Self::Dev)
-            .map_err(|source| TopError::Terminal { source })
+        std::fs::File::open("/dev/tty").map(Self::Dev).map_err(|source| TopError::Terminal { source })
     }
 
     fn fd(&self) -> libc::c_int {
@@ -570,11 +521,7 @@ impl Tty {
     /// Waits up to `timeout` for input: `Ok(true)` when there is some, `Err` when the terminal
     /// is gone.
     fn readable(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid pollfd.
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -658,9 +605,7 @@ pub fn run(place: &Place, interval: Duration) -> Result<(), TopError> {
     let mut next = Instant::now() + interval;
     loop {
         let v = view(prev.as_ref(), &cur, interval);
-        terminal
-            .draw(|f| draw(f, &v, error.as_deref()))
-            .map_err(|source| TopError::Terminal { source })?;
+        terminal.draw(|f| draw(f, &v, error.as_deref())).map_err(|source| TopError::Terminal { source })?;
         if wait(&tty, next.saturating_duration_since(Instant::now()))? {
             return Ok(());
         }
@@ -702,7 +647,13 @@ mod tests {
     fn scanning(first: u64, since: u64, last: u64, ports: u16, threshold: u32) -> SourceState {
         let mut s = SourceState::new(first);
         for p in 1..=ports {
-            let at = if u32::from(p) < threshold { first } else if u32::from(p) == threshold { since } else { last };
+            let at = if u32::from(p) < threshold {
+                first
+            } else if u32::from(p) == threshold {
+                since
+            } else {
+                last
+            };
             s.record_ports(at, p, 40000, 24, threshold);
         }
         s
@@ -811,11 +762,8 @@ mod tests {
 
     #[test]
     fn blocks_show_reason_drop_rate_and_time_left() {
-        let manual = BlockRow {
-            net: "198.51.100.0/24".parse().expect("net"),
-            entry: BlockEntry::manual(S, 0),
-            auto: false,
-        };
+        let manual =
+            BlockRow { net: "198.51.100.0/24".parse().expect("net"), entry: BlockEntry::manual(S, 0), auto: false };
         let before = snap(
             10 * S,
             vec![],
@@ -889,21 +837,16 @@ mod tests {
     #[test]
     fn place_without_pins_is_the_block_list_error() {
         let root = std::env::temp_dir().join(format!("ipscan-top-unit-{}", std::process::id()));
-        let place = Place {
-            pin_root: root.clone(),
-            lock_dir: root.clone(),
-            ifaces: vec![],
-        };
+        let place = Place { pin_root: root.clone(), lock_dir: root.clone(), ifaces: vec![] };
         let e = place.resolve().expect_err("nothing pinned");
         assert_eq!(
             e.to_string(),
             format!("no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first", root.display())
         );
-        let named = Place {
-            ifaces: vec!["eth9".into()],
-            ..place
-        };
-        assert!(named.resolve().expect_err("not pinned").to_string().starts_with("no ipscan daemon has run on eth9 (no "));
+        let named = Place { ifaces: vec!["eth9".into()], ..place };
+        assert!(
+            named.resolve().expect_err("not pinned").to_string().starts_with("no ipscan daemon has run on eth9 (no ")
+        );
     }
 
     #[test]

@@ -274,12 +274,7 @@ impl Tracker {
                     at_ns: ev.ts_ns,
                     text,
                     detected: None,
-                    meta: Meta {
-                        event: Some(event),
-                        detection: Some(detection),
-                        src: Some(src),
-                        ..Meta::default()
-                    },
+                    meta: Meta { event: Some(event), detection: Some(detection), src: Some(src), ..Meta::default() },
                 })
             }
             _ => None,
@@ -407,10 +402,7 @@ mod tests {
         }
         let mut t = Tracker::new(false);
         let line = t.on_event(&detected_event(&s), &mut Plain).expect("line");
-        assert_eq!(
-            line.text,
-            "TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1 [port 40000]"
-        );
+        assert_eq!(line.text, "TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1 [port 40000]");
         assert_eq!(t.active(), 1);
         s.record_ports(2_000, 11, 40000, 24, 10);
         // Not lapsed yet: nothing.
@@ -481,8 +473,14 @@ mod tests {
         sorted.sort_by_key(|(at, _)| *at);
         assert_eq!(order, sorted, "time order");
         // Same instant: port scan (discriminant 0) before SYN scan (1), then by address.
-        assert_eq!(out[0].text, "TCP: port scan mode expired for 198.18.1.0 - received a total of 1 packets (10 bytes).");
-        assert_eq!(out[1].text, "TCP: port scan mode expired for 198.18.1.3 - received a total of 1 packets (10 bytes).");
+        assert_eq!(
+            out[0].text,
+            "TCP: port scan mode expired for 198.18.1.0 - received a total of 1 packets (10 bytes)."
+        );
+        assert_eq!(
+            out[1].text,
+            "TCP: port scan mode expired for 198.18.1.3 - received a total of 1 packets (10 bytes)."
+        );
     }
 
     #[test]
@@ -529,7 +527,11 @@ mod tests {
         let (flood, flood_state) = detected_by(Detection::UdpFlood, 30);
         let mut t = Tracker::new(false);
         let line = t.on_event(&scan, &mut Plain).expect("the first is logged");
-        assert!(line.text.starts_with("UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1"), "{}", line.text);
+        assert!(
+            line.text.starts_with("UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1"),
+            "{}",
+            line.text
+        );
         assert!(t.on_event(&flood, &mut Plain).is_none(), "the twin is folded into it");
         assert_eq!(t.active(), 2);
         // The folded mode ends without a line, by the kernel's report or by a sweep; the shown
@@ -540,14 +542,23 @@ mod tests {
         let mut deleted = Vec::new();
         let out = t.sweep(u64::MAX, &cfg, &mut Plain, |_| Some(scan_state), |k| deleted.push(k.kind));
         let texts: Vec<&str> = out.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts, ["UDP: scan/flood mode expired for 198.18.0.1 - received a total of 25 packets (750 bytes)."]);
+        assert_eq!(
+            texts,
+            ["UDP: scan/flood mode expired for 198.18.0.1 - received a total of 25 packets (750 bytes)."]
+        );
         assert_eq!(deleted, [Detection::UdpScan as u8], "the kernel's state of the swept mode");
         assert_eq!(t.active(), 0);
         // In the other order, after a restart (adopted), and swept together: one line again.
         let mut t = Tracker::new(false);
         assert!(t.on_event(&flood, &mut Plain).is_some());
         assert!(t.on_event(&scan, &mut Plain).is_none());
-        let out = t.sweep(u64::MAX, &cfg, &mut Plain, |k| Some(if k.kind == flood.key.kind { flood_state } else { scan_state }), |_| {});
+        let out = t.sweep(
+            u64::MAX,
+            &cfg,
+            &mut Plain,
+            |k| Some(if k.kind == flood.key.kind { flood_state } else { scan_state }),
+            |_| {},
+        );
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].text.contains("a total of 30 packets"), "the flood's, shown first: {}", out[0].text);
         let mut t = Tracker::new(false);

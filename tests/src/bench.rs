@@ -37,7 +37,8 @@ use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
 use serde_json::{Value, json};
 
 use crate::{
-    ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_DROP, XDP_PASS, frames::{Frame, L4},
+    ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_DROP, XDP_PASS,
+    frames::{Frame, L4},
     sh,
 };
 
@@ -199,10 +200,7 @@ fn load_object(object: &[u8], name: &'static str, vary_source: Option<u8>) -> Eb
         l.override_global(objs::GENERATOR_VARY_SOURCE, v, true);
     }
     let mut ebpf = ok(l.load(object), name);
-    let prog: &mut Xdp = ok(
-        ebpf.program_mut(name).unwrap_or_else(|| panic!("no program {name}")).try_into(),
-        name,
-    );
+    let prog: &mut Xdp = ok(ebpf.program_mut(name).unwrap_or_else(|| panic!("no program {name}")).try_into(), name);
     ok(prog.load(), name);
     ebpf
 }
@@ -328,9 +326,7 @@ impl Drop for InNetNs {
 fn rx_packets(ns: &NetNs, iface: &str) -> u64 {
     let out = sh(Command::new("ip").args(["-j", "-s", "-n", &ns.name, "link", "show", "dev", iface]));
     let v: Value = ok(serde_json::from_slice(&out.stdout), "ip -j output");
-    v[0]["stats64"]["rx"]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no rx packets in {v}"))
+    v[0]["stats64"]["rx"]["packets"].as_u64().unwrap_or_else(|| panic!("no rx packets in {v}"))
 }
 
 /// Attaches a loaded XDP program to the victim's interface in native mode.
@@ -349,7 +345,14 @@ fn detach(ebpf: &mut Ebpf, name: &str, link: XdpLinkId) {
 /// Sends `packets` copies of `frame` out of the attacker's veth with the generator, in test
 /// runs of `chunk` frames, stopping early at `deadline` or when `more` says so. Returns the
 /// number sent and the seconds it took. The caller must be in the attacker's namespace.
-fn generate(gen_fd: &ProgramFd, ifindex: u32, frame: &[u8], packets: u64, deadline: Instant, more: &mut dyn FnMut(u64) -> bool) -> (u64, f64) {
+fn generate(
+    gen_fd: &ProgramFd,
+    ifindex: u32,
+    frame: &[u8],
+    packets: u64,
+    deadline: Instant,
+    more: &mut dyn FnMut(u64) -> bool,
+) -> (u64, f64) {
     const CHUNK: u64 = 100_000;
     // Frames per batch (the kernel's default); a veth peer ring holds 256.
     const BATCH: u32 = 64;
@@ -395,7 +398,12 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5),
         ("cost_syn_scan_mode", "SYN from a source already in scan mode", syn4(scanner, 1000), 3.0),
         ("cost_udp_v4", "UDP datagram, IPv4, 32 B", v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32), 1.5),
-        ("cost_icmp_echo_v4", "ICMP echo request, IPv4, 56 B", v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56), 1.5),
+        (
+            "cost_icmp_echo_v4",
+            "ICMP echo request, IPv4, 56 B",
+            v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56),
+            1.5,
+        ),
         ("cost_tcp_ack_v6", "established TCP ACK, IPv6, 100 B data", ack6(), 1.5),
         ("cost_syn_v6_scan_mode", "SYN from an IPv6 source in scan mode", syn6(a6("2001:db8::9"), 1000), 3.0),
         ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5),
@@ -475,10 +483,34 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     let udp = v4(blocked_src, &L4::Udp { sport: 40000, dport: 53 }, 32);
     type DropKind<'a> = (&'static str, &'static str, ProgramFd, &'a [u8], Target);
     let drops: [DropKind; 5] = [
-        ("cost_blocked", "packet from an auto-blocked source (dropped)", prog_fd(&blocked, PROGRAM_NAME), &syn, Target::AtMost(1.5)),
-        ("cost_blocked_udp", "UDP datagram from an auto-blocked source (dropped)", prog_fd(&blocked, PROGRAM_NAME), &udp, Target::AtMost(1.5)),
-        ("floor_hash", "floor: one LRU hash lookup of the source (20-byte key)", prog_fd(&floors, "floor_hash"), &syn, Target::Info),
-        ("floor_array", "floor: one array read of the source's slot", prog_fd(&floors, "floor_array"), &syn, Target::Info),
+        (
+            "cost_blocked",
+            "packet from an auto-blocked source (dropped)",
+            prog_fd(&blocked, PROGRAM_NAME),
+            &syn,
+            Target::AtMost(1.5),
+        ),
+        (
+            "cost_blocked_udp",
+            "UDP datagram from an auto-blocked source (dropped)",
+            prog_fd(&blocked, PROGRAM_NAME),
+            &udp,
+            Target::AtMost(1.5),
+        ),
+        (
+            "floor_hash",
+            "floor: one LRU hash lookup of the source (20-byte key)",
+            prog_fd(&floors, "floor_hash"),
+            &syn,
+            Target::Info,
+        ),
+        (
+            "floor_array",
+            "floor: one array read of the source's slot",
+            prog_fd(&floors, "floor_array"),
+            &syn,
+            Target::Info,
+        ),
         ("floor_clock", "floor: one bpf_ktime_get_coarse_ns call", prog_fd(&floors, "floor_clock"), &syn, Target::Info),
     ];
     let mut dropb = Vec::new();
@@ -619,10 +651,7 @@ fn new_source_row(o: &Options, pass_fd: &ProgramFd, fd: &ProgramFd, base_ns: f64
         baseline: Some((base_ns, "empty XDP_PASS")),
         target: Target::Info,
         paired: None,
-        note: format!(
-            "{} sources, repeat=1 each: baseline(1M) + median(ipscan) - median(empty)",
-            o.new_sources
-        ),
+        note: format!("{} sources, repeat=1 each: baseline(1M) + median(ipscan) - median(empty)", o.new_sources),
         detail: json!({
             "sources": o.new_sources,
             "median_repeat1_ipscan_ns": mi,
@@ -672,7 +701,14 @@ enum Victim {
     Floor(&'static str),
 }
 
-fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Ebpf), gen_fd: &ProgramFd, frame: &[u8]) -> Tput {
+fn measure(
+    bed: &Testbed,
+    o: &Options,
+    victim: Victim,
+    baselines: &mut (Ebpf, Ebpf),
+    gen_fd: &ProgramFd,
+    frame: &[u8],
+) -> Tput {
     let mut ipscan = match victim {
         Victim::Ipscan => Some(load_ipscan()),
         Victim::IpscanBlocked => Some(load_ipscan_blocked(a4(ATTACKER4))),
@@ -706,7 +742,8 @@ fn measure(bed: &Testbed, o: &Options, victim: Victim, baselines: &mut (Ebpf, Eb
         thread::sleep(Duration::from_millis(20));
         let rx0 = rx_packets(&bed.victim, &bed.victim_if);
         let st0 = is_ipscan.then(|| (stat(ebpf, stats::PACKETS), stat(ebpf, stats::DROPPED)));
-        let (sent, secs) = generate(gen_fd, ifindex, frame, o.tput_packets, Instant::now() + o.tput_max, &mut |_| false);
+        let (sent, secs) =
+            generate(gen_fd, ifindex, frame, o.tput_packets, Instant::now() + o.tput_max, &mut |_| false);
         let rx = rx_packets(&bed.victim, &bed.victim_if) - rx0;
         let xdp = st0.map(|(p0, d0)| (stat(ebpf, stats::PACKETS) - p0, stat(ebpf, stats::DROPPED) - d0));
         (sent, secs, rx, xdp)
@@ -725,20 +762,8 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
     const S: &str = THROUGHPUT;
     let bed = Testbed::new();
     let traffics = [
-        Traffic {
-            id: "tput_benign_v4",
-            what: "benign IPv4 TCP ACK, one flow",
-            frame: ack4(),
-            vary: 0,
-            min_ratio: 0.9,
-        },
-        Traffic {
-            id: "tput_benign_v6",
-            what: "benign IPv6 TCP ACK, one flow",
-            frame: ack6(),
-            vary: 0,
-            min_ratio: 0.9,
-        },
+        Traffic { id: "tput_benign_v4", what: "benign IPv4 TCP ACK, one flow", frame: ack4(), vary: 0, min_ratio: 0.9 },
+        Traffic { id: "tput_benign_v6", what: "benign IPv6 TCP ACK, one flow", frame: ack6(), vary: 0, min_ratio: 0.9 },
         Traffic {
             id: "tput_syn_flood_v4",
             what: "SYN flood, 65,536 rotating IPv4 sources",
@@ -768,10 +793,8 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
                 .map(|x| json!({"pps": x.pps, "sent": x.sent, "rx_packets": x.rx, "xdp_stats_packets": x.xdp_packets, "xdp_stats_dropped": x.xdp_dropped}))
                 .collect::<Vec<_>>()
         };
-        let note = format!(
-            "median of {} x {} frames; ratio: median of the per-round ratios",
-            o.tput_rounds, o.tput_packets
-        );
+        let note =
+            format!("median of {} x {} frames; ratio: median of the per-round ratios", o.tput_rounds, o.tput_packets);
         rows.push(Row {
             id: format!("{}_empty_pass", t.id),
             section: S,
@@ -852,7 +875,10 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             what,
             victim: Victim::Floor(name),
             frame: syn4(a4("198.19.0.0"), 1),
-            note: format!("median of {} x {} frames; ratio: median of the per-round ratios", o.tput_rounds, o.tput_packets),
+            note: format!(
+                "median of {} x {} frames; ratio: median of the per-round ratios",
+                o.tput_rounds, o.tput_packets
+            ),
             target: Target::Info,
         };
         rows.push(floor.row(&bed, o, &mut baselines, &prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME)));
@@ -917,12 +943,10 @@ fn process_maps(pid: u32) -> Vec<MapFd> {
         if !is_map {
             continue;
         }
-        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).unwrap_or_default();
+        let info =
+            fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).unwrap_or_default();
         let field = |k: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
+            info.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
         };
         let id = field("map_id:") as u32;
         let name = MapData::from_id(id)
@@ -934,12 +958,7 @@ fn process_maps(pid: u32) -> Vec<MapFd> {
         if out.iter().any(|m: &MapFd| m.id == id) {
             continue;
         }
-        out.push(MapFd {
-            id,
-            name,
-            max_entries: field("max_entries:"),
-            memlock: field("memlock:"),
-        });
+        out.push(MapFd { id, name, max_entries: field("max_entries:"), memlock: field("memlock:") });
     }
     out
 }
@@ -980,7 +999,21 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
     let mut nmap = bed
         .attacker
         .cmd("timeout")
-        .args(["-s", "INT", "120", "nmap", "-sS", "-n", "-Pn", "-T4", "--max-retries", "2", "-p", o.nmap_ports, VICTIM4])
+        .args([
+            "-s",
+            "INT",
+            "120",
+            "nmap",
+            "-sS",
+            "-n",
+            "-Pn",
+            "-T4",
+            "--max-retries",
+            "2",
+            "-p",
+            o.nmap_ports,
+            VICTIM4,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -995,10 +1028,9 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
     };
     let nmap_status = nmap.wait().ok();
     let nmap_secs = started.elapsed().as_secs_f64();
-    let detected = daemon.wait_log_quiet(
-        Duration::from_secs(5),
-        |l| l.contains("SYN scan detected") && l.contains(&format!("from {ATTACKER4} ")),
-    );
+    let detected = daemon.wait_log_quiet(Duration::from_secs(5), |l| {
+        l.contains("SYN scan detected") && l.contains(&format!("from {ATTACKER4} "))
+    });
     let maps1 = process_maps(pid);
     let mem1: u64 = maps1.iter().map(|m| m.memlock).sum();
     let rss1 = vm_rss_bytes(pid);
@@ -1045,7 +1077,12 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
         target: Target::AtMost(1.0),
         paired: None,
         note: "from /proc/PID/fdinfo of the daemon's map descriptors".into(),
-        detail: json!(maps1.iter().map(|m| json!({"name": m.name, "max_entries": m.max_entries, "memlock": m.memlock})).collect::<Vec<_>>()),
+        detail: json!(
+            maps1
+                .iter()
+                .map(|m| json!({"name": m.name, "max_entries": m.max_entries, "memlock": m.memlock}))
+                .collect::<Vec<_>>()
+        ),
     });
     rows.push(Row {
         id: "exhaust_daemon_rss".into(),
@@ -1067,11 +1104,7 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
 fn machine() -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |k: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_owned())
+        cpuinfo.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned())
     };
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let date = Command::new("date")
@@ -1246,11 +1279,8 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
         let scanner = Ipv4Addr::new(198, 18, 10, t as u8 + 1);
         let ebpf = load_ipscan_autoblocking();
         let fd = prog_fd(&ebpf, PROGRAM_NAME);
-        let passed = (1..=PROBES)
-            .map(|port| run_ns(&fd, &syn4(scanner, port), 1).0)
-            .skip(9)
-            .filter(|v| *v == XDP_PASS)
-            .count();
+        let passed =
+            (1..=PROBES).map(|port| run_ns(&fd, &syn4(scanner, port), 1).0).skip(9).filter(|v| *v == XDP_PASS).count();
         kernel.push(passed as f64);
 
         // User space: no policy in the kernel; a reader thread adds the block.

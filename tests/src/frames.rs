@@ -17,9 +17,18 @@ pub enum L4 {
         /// Raw option bytes (padded to a multiple of 4 by the builder).
         options: Vec<u8>,
     },
-    Udp { sport: u16, dport: u16 },
-    Icmp { ty: u8, code: u8 },
-    Raw { proto: u8, bytes: Vec<u8> },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        ty: u8,
+        code: u8,
+    },
+    Raw {
+        proto: u8,
+        bytes: Vec<u8>,
+    },
 }
 
 impl L4 {
@@ -36,7 +45,13 @@ impl L4 {
         match self {
             L4::Tcp { .. } => 6,
             L4::Udp { .. } => 17,
-            L4::Icmp { .. } => if v6 { 58 } else { 1 },
+            L4::Icmp { .. } => {
+                if v6 {
+                    58
+                } else {
+                    1
+                }
+            }
             L4::Raw { proto, .. } => *proto,
         }
     }

@@ -33,9 +33,7 @@ pub fn require_root() {
 
 /// Runs a command, panics with its output if it fails.
 pub fn sh(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}\n{}",
@@ -128,12 +126,7 @@ impl Testbed {
             ns.sysctl("net.ipv4.icmp_ratelimit", "0");
             ns.sysctl("net.ipv6.icmp.ratelimit", "0");
         }
-        let bed = Self {
-            attacker,
-            victim,
-            victim_if,
-            attacker_if,
-        };
+        let bed = Self { attacker, victim, victim_if, attacker_if };
         bed.make_link();
         bed
     }
@@ -141,8 +134,18 @@ impl Testbed {
     /// Creates the veth pair with its addresses and waits until both ends answer.
     fn make_link(&self) {
         ip(&[
-            "link", "add", &self.attacker_if, "netns", &self.attacker.name, "type", "veth", "peer", "name",
-            &self.victim_if, "netns", &self.victim.name,
+            "link",
+            "add",
+            &self.attacker_if,
+            "netns",
+            &self.attacker.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &self.victim_if,
+            "netns",
+            &self.victim.name,
         ]);
         for (ns, ifname, a4, a6) in [
             (&self.attacker, &self.attacker_if, ATTACKER4, ATTACKER6),
@@ -168,8 +171,7 @@ impl Testbed {
 
     /// Adds a second address to the attacker side (another source for "others still work").
     pub fn add_attacker_addr(&self, cidr: &str) {
-        self.attacker
-            .ip(&["addr", "add", cidr, "dev", &self.attacker_if, "nodad"]);
+        self.attacker.ip(&["addr", "add", cidr, "dev", &self.attacker_if, "nodad"]);
     }
 
     fn wait_link(&self) {
@@ -222,11 +224,7 @@ pub fn ipscan_bin() -> PathBuf {
         return if p.is_relative() { Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p) } else { p };
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/ipscan");
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build -p ipscan-user` or `cargo xtask test`",
-        p.display()
-    );
+    assert!(p.exists(), "{} not built: run `cargo build -p ipscan-user` or `cargo xtask test`", p.display());
     p
 }
 
@@ -298,11 +296,7 @@ impl Daemon {
             .stderr(err_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start ipscan: {e}"));
-        let mut d = Self {
-            child: Some(child),
-            log,
-            stderr,
-        };
+        let mut d = Self { child: Some(child), log, stderr };
         d.wait_stderr("attached", Duration::from_secs(20));
         d
     }
@@ -441,9 +435,7 @@ pub fn log_lines(path: &Path) -> Vec<String> {
 
 fn is_stamp(s: &str) -> bool {
     let b = s.as_bytes();
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     MONTHS.contains(&&s[..3])
         && b[3] == b' '
         && (b[4] == b' ' || b[4].is_ascii_digit())
@@ -502,10 +494,7 @@ impl Capture {
                 sink.clear();
             }
         });
-        Self {
-            child: Some(child),
-            file,
-        }
+        Self { child: Some(child), file }
     }
 
     /// Stops tcpdump and returns (packets, IP payload bytes) of what it captured.
@@ -531,10 +520,7 @@ impl Drop for Capture {
 
 /// Runs `program args` in `ns` under `timeout -s INT SECS`, panicking on failure.
 pub fn run_in(ns: &NetNs, secs: u32, program: &str, args: &[&str]) -> Output {
-    sh(ns
-        .cmd("timeout")
-        .args(["-s", "INT", &secs.to_string(), program])
-        .args(args))
+    sh(ns.cmd("timeout").args(["-s", "INT", &secs.to_string(), program]).args(args))
 }
 
 /// Runs `ipscan ARGS` (the CLI) in the host namespace; returns (success, stdout, stderr).
@@ -626,10 +612,7 @@ pub struct Prog {
 impl Prog {
     pub fn load(cfg: &ipscan_common::Config) -> Self {
         require_root();
-        let opts = ipscan::loader::LoadOptions {
-            replay_clock: true,
-            pin_dir: None,
-        };
+        let opts = ipscan::loader::LoadOptions { replay_clock: true, pin_dir: None };
         let mut ebpf = ipscan::loader::load(&opts).unwrap_or_else(|e| panic!("load: {e}"));
         ipscan::loader::write_config(&mut ebpf, cfg).unwrap_or_else(|e| panic!("config: {e}"));
         Self { ebpf }
@@ -639,20 +622,15 @@ impl Prog {
     /// (frames the kernel refuses to run, such as ones shorter than an Ethernet header).
     pub fn try_run_at(&mut self, now_ns: u64, frame: &[u8]) -> std::io::Result<u32> {
         ipscan::loader::set_clock(&mut self.ebpf, now_ns).unwrap_or_else(|e| panic!("clock: {e}"));
-        let prog: &aya::programs::Xdp = self
-            .ebpf
-            .program(ipscan_common::PROGRAM_NAME)
-            .expect("program")
-            .try_into()
-            .expect("xdp");
+        let prog: &aya::programs::Xdp =
+            self.ebpf.program(ipscan_common::PROGRAM_NAME).expect("program").try_into().expect("xdp");
         let fd = prog.fd().expect("loaded");
         ipscan::testrun::run(fd, frame, 1).map(|r| r.verdict)
     }
 
     /// Runs one frame at clock `now_ns`; returns the XDP verdict.
     pub fn run_at(&mut self, now_ns: u64, frame: &[u8]) -> u32 {
-        self.try_run_at(now_ns, frame)
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
+        self.try_run_at(now_ns, frame).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
     }
 
     /// Drains the ring buffer.
@@ -669,10 +647,7 @@ impl Prog {
     /// Drains the ring buffer and keeps detection-side events (detected, expired, blocked).
     pub fn detections(&mut self) -> Vec<ipscan_common::Event> {
         use ipscan_common::EventKind::*;
-        self.events()
-            .into_iter()
-            .filter(|e| matches!(e.kind(), Some(Detected | Expired | Blocked)))
-            .collect()
+        self.events().into_iter().filter(|e| matches!(e.kind(), Some(Detected | Expired | Blocked))).collect()
     }
 
     /// Writes a map of the loaded program (tests poke BLOCK4, ALLOW4, RULES, LISTEN, ...).
@@ -684,9 +659,8 @@ impl Prog {
     pub fn stat(&self, slot: u32) -> u64 {
         let map = self.ebpf.map(ipscan_common::maps::STATS).expect("STATS");
         let arr: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map).expect("percpu");
-        let mut all: Vec<u64> = (0..ipscan_common::stats::COUNT)
-            .map(|s| arr.get(&s, 0).expect("slot").iter().sum())
-            .collect();
+        let mut all: Vec<u64> =
+            (0..ipscan_common::stats::COUNT).map(|s| arr.get(&s, 0).expect("slot").iter().sum()).collect();
         ipscan_common::stats::derive(&mut all);
         all[slot as usize]
     }
@@ -706,9 +680,7 @@ impl Prog {
         let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
         let a: aya::maps::Array<_, ipscan_common::Probe> = aya::maps::Array::try_from(map).expect("array");
         let first = ipscan_common::Probe::set_start(key, self.probation_seed());
-        (first..first + PROBATION_WAYS)
-            .map(|i| a.get(&i, 0).expect("slot"))
-            .find(|p| p.holds(key, p.last_ns, 0))
+        (first..first + PROBATION_WAYS).map(|i| a.get(&i, 0).expect("slot")).find(|p| p.holds(key, p.last_ns, 0))
     }
 
     /// The PROBATION hash seed (zero until the program first needed it).

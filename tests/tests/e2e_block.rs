@@ -26,10 +26,7 @@ fn nmap_syn(bed: &Testbed) {
 }
 
 fn syn_probes(file: &std::path::Path) -> Vec<Packet> {
-    pcap::packets(file)
-        .into_iter()
-        .filter(|p| p.proto == 6 && p.tcp_flags & 0x17 == 0x02 && p.dport <= 40)
-        .collect()
+    pcap::packets(file).into_iter().filter(|p| p.proto == 6 && p.tcp_flags & 0x17 == 0x02 && p.dport <= 40).collect()
 }
 
 /// The MAC address of an interface in a namespace (`ip link`, since /sys is the host's).
@@ -152,7 +149,10 @@ sendp([Ether(dst='{mac}')/IP(src='198.18.0.9', dst='{VICTIM4}')/TCP(sport=40001,
         l.iter().any(|x| x == "Not blocked 198.18.0.9: allowlisted (SYN scan)")
     });
     assert_eq!(
-        count(&lines, "TCP: SYN scan detected [ports 100,101,102,103,104,105,106,107,108,109,...] from 198.18.0.9 [port 40001]"),
+        count(
+            &lines,
+            "TCP: SYN scan detected [ports 100,101,102,103,104,105,106,107,108,109,...] from 198.18.0.9 [port 40001]"
+        ),
         1,
         "{}",
         lines.join("\n")
@@ -241,7 +241,10 @@ fn cli_without_a_daemon_says_so() {
     assert!(!ok);
     assert_eq!(
         err.trim(),
-        format!("ipscan: no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first", root.display())
+        format!(
+            "ipscan: no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first",
+            root.display()
+        )
     );
 }
 
@@ -318,7 +321,10 @@ fn a_mode_active_at_a_restart_still_expires_with_its_totals() {
     drop(d);
     let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &args);
     d.wait_stderr("active modes taken over from the pinned state", Duration::from_secs(5));
-    let want = format!("TCP: SYN scan mode expired for 198.18.0.1 - received a total of {} packets ({bytes} bytes).", probes.len());
+    let want = format!(
+        "TCP: SYN scan mode expired for 198.18.0.1 - received a total of {} packets ({bytes} bytes).",
+        probes.len()
+    );
     let lines = d.wait_log("the expiry after the restart", Duration::from_secs(20), |l| l.contains(&want));
     assert_eq!(count(&lines, &want), 1, "{}", lines.join("\n"));
     let _ = d.stop();

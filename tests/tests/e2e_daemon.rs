@@ -32,10 +32,7 @@ fn a_bad_config_line_names_file_and_line_and_attaches_nothing() {
     let err = run_fails(bed.victim.cmd(ipscan_bin()).args(["run", "--iface", &bed.victim_if, "--config"]).arg(&conf));
     assert_eq!(
         err,
-        format!(
-            "ipscan: {}:3: invalid threshold \"abc\" for syn_scan: expected a positive integer",
-            conf.display()
-        )
+        format!("ipscan: {}:3: invalid threshold \"abc\" for syn_scan: expected a positive integer", conf.display())
     );
     assert!(!xdp_attached(&bed.victim, &bed.victim_if));
 }

@@ -147,7 +147,12 @@ fn json_log_carries_srcip_for_wazuh() {
         &dir,
         &["--config", conf.to_str().expect("utf8"), "--json-log", json.to_str().expect("utf8")],
     );
-    run_in(&bed.attacker, 120, "nmap", &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-40", VICTIM4]);
+    run_in(
+        &bed.attacker,
+        120,
+        "nmap",
+        &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-40", VICTIM4],
+    );
     let lines = d.wait_log("unblock and expiry", WAIT, |l| {
         l.iter().any(|x| x.starts_with("Unblocked")) && l.iter().any(|x| x.contains(" mode expired "))
     });

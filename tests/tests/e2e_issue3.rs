@@ -92,7 +92,12 @@ fn per_packet_lines_v4_and_v6() {
     let dir = TempDir::new();
     let d = start(&bed, &dir, "# iplog defaults: every connection attempt, datagram and ICMP message\n");
     run_in(&bed.attacker, 10, "hping3", &["-q", "-S", "-p", "22", "-s", "40000", "-k", "-c", "1", VICTIM4]);
-    run_in(&bed.attacker, 10, "hping3", &["-q", "--udp", "-p", "9", "-s", "40001", "-k", "-d", "300", "-c", "1", VICTIM4]);
+    run_in(
+        &bed.attacker,
+        10,
+        "hping3",
+        &["-q", "--udp", "-p", "9", "-s", "40001", "-k", "-d", "300", "-c", "1", VICTIM4],
+    );
     run_in(&bed.attacker, 10, "ping", &["-n", "-c", "1", VICTIM4]);
     run_in(&bed.attacker, 10, "ping", &["-6", "-n", "-c", "1", VICTIM6]);
     let client = format!(
@@ -116,7 +121,12 @@ fn per_packet_lines_with_log_dest() {
     let dir = TempDir::new();
     let d = start(&bed, &dir, "set log_dest true\n");
     run_in(&bed.attacker, 10, "hping3", &["-q", "-S", "-p", "22", "-s", "40000", "-k", "-c", "1", VICTIM4]);
-    run_in(&bed.attacker, 10, "hping3", &["-q", "--udp", "-p", "9", "-s", "40001", "-k", "-d", "10", "-c", "1", VICTIM4]);
+    run_in(
+        &bed.attacker,
+        10,
+        "hping3",
+        &["-q", "--udp", "-p", "9", "-s", "40001", "-k", "-d", "10", "-c", "1", VICTIM4],
+    );
     run_in(&bed.attacker, 10, "ping", &["-6", "-n", "-c", "1", VICTIM6]);
     let want = vec![
         format!("TCP: {} connection attempt to {VICTIM4} from {ATTACKER4}:40000", svc(22, "tcp")),
@@ -138,7 +148,8 @@ fn nmap_udp_scan_is_detected_once_and_expires_with_totals() {
     let bed = Testbed::new();
     let dir = TempDir::new();
     let d = start(&bed, &dir, "set scans_only true\nwindow udp_scan 3s\n");
-    let cap = Capture::start(&bed.attacker, &bed.attacker_if, &format!("udp and src host {ATTACKER4}"), dir.join("u.pcap"));
+    let cap =
+        Capture::start(&bed.attacker, &bed.attacker_if, &format!("udp and src host {ATTACKER4}"), dir.join("u.pcap"));
     run_in(
         &bed.attacker,
         120,
@@ -161,7 +172,8 @@ fn nmap_udp_scan_is_detected_once_and_expires_with_totals() {
         }
     }
     let dports = first_distinct(&upto, 10, |p| p.dport);
-    let detection = format!("UDP: scan/flood detected {} from {ATTACKER4} {}", list(&dports, true), list(&[40000], false));
+    let detection =
+        format!("UDP: scan/flood detected {} from {ATTACKER4} {}", list(&dports, true), list(&[40000], false));
     let bytes: u64 = pkts.iter().map(|p| p.payload).sum();
     let expiry = format!(
         "UDP: scan/flood mode expired for {ATTACKER4} - received a total of {} packets ({bytes} bytes).",

@@ -12,8 +12,8 @@ use std::{
 };
 
 use ipscan_tests::{
-    ATTACKER4, Daemon, Listener, NetNs, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, ipscan_bin,
-    run_in, unique_tag, write_config,
+    ATTACKER4, Daemon, Listener, NetNs, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, ipscan_bin, run_in,
+    unique_tag, write_config,
 };
 use serde_json::Value;
 
@@ -93,7 +93,9 @@ except urllib.error.HTTPError as e:\n    print(e.code); sys.stdout.write(e.read(
         .output()
         .unwrap_or_else(|e| panic!("python3: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (status, body) = text.split_once('\n').unwrap_or_else(|| panic!("no HTTP answer: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    let (status, body) = text
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("no HTTP answer: {text} {}", String::from_utf8_lossy(&out.stderr)));
     (status.trim().parse().unwrap_or_else(|_| panic!("status {status}")), body.to_owned())
 }
 
@@ -125,7 +127,16 @@ fn ring_buffer_loss_and_rate_limited_lines_are_counted_and_reported() {
         &bed.victim,
         &i,
         &dir,
-        &["--config", conf.to_str().expect("utf8"), "--event-ring-bytes", "4096", "--loss-report-secs", "1", "--metrics", "9464"],
+        &[
+            "--config",
+            conf.to_str().expect("utf8"),
+            "--event-ring-bytes",
+            "4096",
+            "--loss-report-secs",
+            "1",
+            "--metrics",
+            "9464",
+        ],
     );
     // Ring-buffer loss: every SYN from a new random source has a fresh budget, so each one is an
     // event, far more than a one-page ring holds between two reads.
@@ -327,10 +338,17 @@ fn a_deleted_and_recreated_interface_is_reattached() {
     assert_eq!(xdp_programs(&bed.victim, &i), 1);
     nmap_syn(&bed);
     let lines = d.wait_log("the second detection", WAIT, |l| count(l, "TCP: SYN scan detected") == 2);
-    assert_eq!(count(&lines, "TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1 [port 40000]"), 2);
+    assert_eq!(
+        count(&lines, "TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1 [port 40000]"),
+        2
+    );
     let (_, body) = http_get(&bed.victim, 9464, "/metrics");
     assert_eq!(sample(&body, &format!("ipscan_attached{{iface=\"{i}\"}}")), Some(1), "{body}");
-    assert_eq!(sample(&body, &format!("ipscan_detections_total{{iface=\"{i}\",kind=\"SYN scan\"}}")), Some(2), "{body}");
+    assert_eq!(
+        sample(&body, &format!("ipscan_detections_total{{iface=\"{i}\",kind=\"SYN scan\"}}")),
+        Some(2),
+        "{body}"
+    );
     let (status, stderr) = d.stop();
     assert!(status.success(), "{stderr}");
     assert_eq!(stderr.matches("interface is gone").count(), 1, "{stderr}");
@@ -399,7 +417,8 @@ fn runs_as_nobody_with_only_bpf_net_admin_and_perfmon() {
     let conf = write_config(&dir, "set scans_only\nblock syn_scan 60s\n");
     let log = dir.join("ipscan.log");
     let place = ["--pin-root", pins.0.to_str().expect("utf8"), "--lock-dir", lock.to_str().expect("utf8")];
-    let mut args = vec!["--config", conf.to_str().expect("utf8"), "--log-file", log.to_str().expect("utf8"), "--metrics", "9464"];
+    let mut args =
+        vec!["--config", conf.to_str().expect("utf8"), "--log-file", log.to_str().expect("utf8"), "--metrics", "9464"];
     args.extend_from_slice(&place);
     let _srv = Listener::start(&bed.victim, 8080);
     let mut d = Daemon::start_cmd(as_nobody(&bed.victim), &i, &dir, &args);
@@ -418,7 +437,11 @@ fn runs_as_nobody_with_only_bpf_net_admin_and_perfmon() {
     assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "scanner blocked");
     let (status, body) = http_get(&bed.victim, 9464, "/metrics");
     assert_eq!(status, 200);
-    assert_eq!(sample(&body, &format!("ipscan_detections_total{{iface=\"{i}\",kind=\"SYN scan\"}}")), Some(1), "{body}");
+    assert_eq!(
+        sample(&body, &format!("ipscan_detections_total{{iface=\"{i}\",kind=\"SYN scan\"}}")),
+        Some(1),
+        "{body}"
+    );
     let out = as_nobody(&bed.victim).args(["stats", "--json", "-i", &i]).args(place).output().expect("stats");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -438,7 +461,16 @@ fn runs_as_nobody_with_only_bpf_net_admin_and_perfmon() {
     // A pin root the user cannot write is one clear line.
     let theirs = BpfDir::new(0);
     let out = as_nobody(&bed.victim)
-        .args(["run", "--iface", &i, "--stdout", "--pin-root", theirs.0.to_str().expect("utf8"), "--lock-dir", lock.to_str().expect("utf8")])
+        .args([
+            "run",
+            "--iface",
+            &i,
+            "--stdout",
+            "--pin-root",
+            theirs.0.to_str().expect("utf8"),
+            "--lock-dir",
+            lock.to_str().expect("utf8"),
+        ])
         .args(["--state-dir", state.to_str().expect("utf8")])
         .output()
         .expect("run");
@@ -530,7 +562,8 @@ fn the_systemd_unit_verifies_and_keeps_the_sandbox() {
     let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output().expect("verify");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
-    let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(&copy).output().expect("security");
+    let out =
+        Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(&copy).output().expect("security");
     let text = String::from_utf8_lossy(&out.stdout);
     let score: f64 = text
         .lines()

@@ -53,10 +53,7 @@ fn expected_detection(label: &str, src: &str, pkts: &[Packet], threshold: usize)
 
 fn expired(label: &str, src: &str, pkts: &[Packet]) -> String {
     let bytes: u64 = pkts.iter().map(|p| p.payload).sum();
-    format!(
-        "{label} mode expired for {src} - received a total of {} packets ({bytes} bytes).",
-        pkts.len()
-    )
+    format!("{label} mode expired for {src} - received a total of {} packets ({bytes} bytes).", pkts.len())
 }
 
 fn count(lines: &[String], needle: &str) -> usize {
@@ -80,31 +77,20 @@ fn scan(s: &Scan<'_>) {
     let dir = TempDir::new();
     let conf = write_config(&dir, CONFIG);
     let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
-    let cap = Capture::start(
-        &bed.attacker,
-        &bed.attacker_if,
-        &format!("tcp and src host {}", s.src),
-        dir.join("scan.pcap"),
-    );
+    let cap =
+        Capture::start(&bed.attacker, &bed.attacker_if, &format!("tcp and src host {}", s.src), dir.join("scan.pcap"));
     let mut args: Vec<&str> = s.nmap.to_vec();
     args.extend(["-Pn", "-n", "-r", "--max-retries", "0", "-p", "1-40", s.target]);
     run_in(&bed.attacker, 120, "nmap", &args);
     cap.finish();
-    let pkts: Vec<Packet> = pcap::packets(&dir.join("scan.pcap"))
-        .into_iter()
-        .filter(|p| (s.flags)(p.tcp_flags & 0x3f))
-        .collect();
+    let pkts: Vec<Packet> =
+        pcap::packets(&dir.join("scan.pcap")).into_iter().filter(|p| (s.flags)(p.tcp_flags & 0x3f)).collect();
     assert!(pkts.len() >= 40, "nmap sent {} probes", pkts.len());
 
-    let want_detect: Vec<String> = s
-        .expect
-        .iter()
-        .map(|(label, t)| expected_detection(label, s.src, &pkts, *t))
-        .collect();
+    let want_detect: Vec<String> =
+        s.expect.iter().map(|(label, t)| expected_detection(label, s.src, &pkts, *t)).collect();
     let want_expire: Vec<String> = s.expect.iter().map(|(label, _)| expired(label, s.src, &pkts)).collect();
-    let lines = d.wait_log("detections and expiries", WAIT, |l| {
-        want_expire.iter().all(|w| l.contains(w))
-    });
+    let lines = d.wait_log("detections and expiries", WAIT, |l| want_expire.iter().all(|w| l.contains(w)));
     for w in want_detect.iter() {
         assert_eq!(count(&lines, w), 1, "want once: {w}\nlog:\n{}", lines.join("\n"));
     }
@@ -234,7 +220,12 @@ print(ok)\n"
     let lines = d.lines();
     assert!(lines.is_empty(), "no alert for a busy client:\n{}", lines.join("\n"));
 
-    run_in(&bed.attacker, 60, "nmap", &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-20", VICTIM4]);
+    run_in(
+        &bed.attacker,
+        60,
+        "nmap",
+        &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-20", VICTIM4],
+    );
     d.wait_log("the real scan after the busy client", WAIT, |l| {
         l.iter().any(|x| x.starts_with("TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1"))
     });

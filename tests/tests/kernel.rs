@@ -358,7 +358,8 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     assert_eq!((rows[0].entry.packets, rows[0].entry.bytes), (1, 24));
 
     // Every protocol from the source is dropped and charged to the entry.
-    let udp = |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
+    let udp =
+        |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
     let echo = Frame { payload: 56, ..Default::default() }.v4(A, V, &L4::Icmp { ty: 8, code: 0 });
     assert_eq!(p.run_at(2 * SEC, &udp(A)), XDP_DROP);
     assert_eq!(p.run_at(2 * SEC, &echo), XDP_DROP);
@@ -369,9 +370,11 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     // user space (as a restore does).
     let set = t.auto_set(A.into());
     let same: Vec<Ipv6Addr> = candidates6().filter(|b| t.auto_set((*b).into()) == set).take(6).collect();
-    let udp6 = |src: Ipv6Addr| Frame { payload: 12, ..Default::default() }.v6(src, V6, &L4::Udp { sport: 5000, dport: 53 });
+    let udp6 =
+        |src: Ipv6Addr| Frame { payload: 12, ..Default::default() }.v6(src, V6, &L4::Udp { sport: 5000, dport: 53 });
     for (i, b) in same.iter().take(3).enumerate() {
-        let entry = BlockEntry { added_ns: 3 * SEC + i as u64, reason: 1 + Detection::UdpScan as u8, ..Default::default() };
+        let entry =
+            BlockEntry { added_ns: 3 * SEC + i as u64, reason: 1 + Detection::UdpScan as u8, ..Default::default() };
         t.block_auto(&IpNet::host((*b).into()), entry).expect("restore");
         assert_eq!(p.run_at(4 * SEC, &udp6(*b)), XDP_DROP, "{b} restored by user space");
     }
@@ -379,7 +382,12 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     // A fifth restored block would give up one of them (the kernel's block of A, the oldest):
     // it goes to the blocklist as a host prefix, with its expiry and reason, and the daemon
     // turns the blocklist's lookup on (its presence flag).
-    let entry = BlockEntry { added_ns: 5 * SEC, expires_ns: 90 * SEC, reason: 1 + Detection::UdpScan as u8, ..Default::default() };
+    let entry = BlockEntry {
+        added_ns: 5 * SEC,
+        expires_ns: 90 * SEC,
+        reason: 1 + Detection::UdpScan as u8,
+        ..Default::default()
+    };
     assert_eq!(t.block_auto(&IpNet::host(same[3].into()), entry).expect("restore"), Placed::Blocklist);
     let mut cfg = blocking_syn_scanners(LONG);
     cfg.flags |= t.presence_flags();
@@ -390,7 +398,10 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     let fifth: Vec<&BlockRow> = rows.iter().filter(|r| r.net == IpNet::host(same[3].into())).collect();
     assert_eq!(fifth.len(), 1, "{rows:?}");
     assert!(!fifth[0].auto);
-    assert_eq!((fifth[0].entry.expires_ns, fifth[0].entry.detection(), fifth[0].entry.packets), (90 * SEC, Some(Detection::UdpScan), 1));
+    assert_eq!(
+        (fifth[0].entry.expires_ns, fifth[0].entry.detection(), fifth[0].entry.packets),
+        (90 * SEC, Some(Detection::UdpScan), 1)
+    );
     let mut listed: Vec<IpNet> = rows.iter().filter(|r| r.auto).map(|r| r.net).collect();
     listed.sort_by_key(|n| n.addr());
     let mut want: Vec<IpNet> = same[..3].iter().map(|b| IpNet::host((*b).into())).collect();
@@ -428,10 +439,14 @@ fn blocked_drops_are_counted_exactly_while_some_are_pending() {
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
     let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
     assert_eq!(verdicts[9], XDP_DROP, "{verdicts:?}");
-    let udp = |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
+    let udp =
+        |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
     let listed = |t: &Tables, src: Ipv4Addr| {
         let rows = t.blocks();
-        let row = rows.iter().find(|r| r.net == IpNet::host(src.into())).unwrap_or_else(|| panic!("{src} not listed: {rows:?}"));
+        let row = rows
+            .iter()
+            .find(|r| r.net == IpNet::host(src.into()))
+            .unwrap_or_else(|| panic!("{src} not listed: {rows:?}"));
         (row.entry.packets, row.entry.bytes)
     };
     // 40 drops: one batch reaches the entry, 8 are still pending on this CPU.
@@ -470,7 +485,8 @@ fn blocked_drops_are_counted_exactly_while_some_are_pending() {
     assert_eq!(t.block_auto(&IpNet::host(c.into()), entry).expect("block"), Placed::Auto);
     assert_eq!(p.run_at(700 * SEC, &udp(A)), XDP_PASS, "A's block has expired");
     assert_eq!(p.run_at(700 * SEC, &udp(c)), XDP_DROP);
-    let mut swept: Vec<(IpNet, u64, u64)> = t.sweep(700 * SEC).iter().map(|r| (r.net, r.entry.packets, r.entry.bytes)).collect();
+    let mut swept: Vec<(IpNet, u64, u64)> =
+        t.sweep(700 * SEC).iter().map(|r| (r.net, r.entry.packets, r.entry.bytes)).collect();
     swept.sort_by_key(|r| r.0.addr());
     assert_eq!(swept, vec![(IpNet::host(A.into()), 3, 60), (IpNet::host(b.into()), 5, 100)]);
     assert_eq!(listed(&t, c), (1, 20));
@@ -541,7 +557,8 @@ fn a_udp_traceroute_probe_gets_no_datagram_line() {
             .filter_map(|e| PacketLine::from_u8(e.line))
             .collect()
     };
-    let udp = |ttl: u8| Frame { ttl, payload: 32, ..Default::default() }.v4(A, V, &L4::Udp { sport: 40000, dport: 33434 });
+    let udp =
+        |ttl: u8| Frame { ttl, payload: 32, ..Default::default() }.v4(A, V, &L4::Udp { sport: 40000, dport: 33434 });
     assert_eq!(lines(&udp(1)), [PacketLine::Traceroute]);
     assert_eq!(lines(&udp(2)), [PacketLine::UdpDgram], "a second hop's probe is an ordinary datagram here");
     let syn = Frame { ttl: 1, ..Default::default() }.v4(A, V, &L4::syn(40001, 80));
@@ -561,19 +578,14 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
     assert_ne!(seed, 0);
     // IPv6 scanners (see candidates6).
     let set = |a: Ipv6Addr| Probe::set_start(&key6(a, Detection::SynScan), seed);
-    let b = candidates6()
-        .find(|b| *b != A6 && set(*b) == set(A6))
-        .expect("a colliding source");
+    let b = candidates6().find(|b| *b != A6 && set(*b) == set(A6)).expect("a colliding source");
     for port in 1..=10u16 {
         for src in [A6, b] {
             p.run_at(2 * SEC + u64::from(port), &Frame::default().v6(src, V6, &L4::syn(40000, port)));
         }
     }
-    let mut found: Vec<(Ipv6Addr, u8)> = p
-        .detections()
-        .iter()
-        .map(|e| (Ipv6Addr::from(e.key.addr), e.detection))
-        .collect();
+    let mut found: Vec<(Ipv6Addr, u8)> =
+        p.detections().iter().map(|e| (Ipv6Addr::from(e.key.addr), e.detection)).collect();
     found.sort();
     assert_eq!(found, [(A6, Detection::SynScan as u8), (b, Detection::SynScan as u8)]);
 }

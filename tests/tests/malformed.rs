@@ -15,8 +15,7 @@ use std::{
 };
 
 use ipscan_common::{
-    Config, DETECTIONS, EventKind, PacketSummary, Probe, SourceKey, SourceState, classify,
-    maps,
+    Config, DETECTIONS, EventKind, PacketSummary, Probe, SourceKey, SourceState, classify, maps,
     parse::{self, MAX_V6_EXT_HEADERS, Options},
     stats,
 };
@@ -236,7 +235,8 @@ fn kinds() -> Vec<Kind> {
     let unreach4 = L4::Raw { proto: 1, bytes: icmp_error(3, 3, &probe4, 20) };
     let unreach6 = L4::Raw { proto: 58, bytes: icmp_error(1, 4, &probe6, 40) };
     let ext = Frame { ext: vec![(0, ext_opts()), (43, ext_opts()), (60, ext_opts())], ..Default::default() };
-    let first_frag6 = Frame { ext: vec![(0, ext_opts()), (44, ext_frag(0, true, 7))], payload: 16, ..Default::default() };
+    let first_frag6 =
+        Frame { ext: vec![(0, ext_opts()), (44, ext_frag(0, true, 7))], payload: 16, ..Default::default() };
     let later_frag6 = Frame { ext: vec![(44, ext_frag(100, false, 7))], payload: 16, ..Default::default() };
     let ip_opts = Frame { ip_options: vec![7, 7, 4, 0, 0, 0, 0], ..Default::default() };
     let vlan = Frame { vlans: vec![100], ..Default::default() };
@@ -327,7 +327,8 @@ fn bad_header_lengths() {
         for doff in 0..16u8 {
             let mut f = frame.clone();
             f[tcp_at + 12] = doff << 4;
-            let what = format!("{family} TCP data offset {doff} ({} bytes, {room} in the frame)", usize::from(doff) * 4);
+            let what =
+                format!("{family} TCP data offset {doff} ({} bytes, {room} in the frame)", usize::from(doff) * 4);
             let got = h.run(&what, &f);
             if doff < 5 || usize::from(doff) * 4 > room {
                 assert_eq!(got, Err(stats::MALFORMED), "{what}");
@@ -461,9 +462,8 @@ fn minimum_and_maximum_size_frames() {
     cfg.flags |= ipscan_common::config::global_flags::VERBOSE;
     let mut h = Harness::with_config(&cfg);
     h.linear = linear;
-    let short_lines = |h: &Harness| {
-        h.last_events.iter().filter(|e| e.line == ipscan_common::PacketLine::Short as u8).count()
-    };
+    let short_lines =
+        |h: &Harness| h.last_events.iter().filter(|e| e.line == ipscan_common::PacketLine::Short as u8).count();
     let udp = |len: usize| Frame { payload: len - 42, ..Default::default() }.v4(A, V, &L4::Udp { sport: 1, dport: 2 });
     let whole = udp(linear);
     assert_eq!(h.run("linear-size v4 UDP", &whole).expect("parses").anomalies, 0);
@@ -504,12 +504,18 @@ fn minimum_and_maximum_size_frames() {
     for (name, frame) in [
         ("v4 UDP", Frame { payload: linear - 42, ..Default::default() }.v4(A, V, &L4::Udp { sport: 1, dport: 2 })),
         ("v4 TCP", Frame { payload: linear - 54, ..Default::default() }.v4(A, V, &L4::tcp(1, 2, 0x10))),
-        ("v4 VLAN TCP", Frame { payload: linear - 58, vlans: vec![7], ..Default::default() }.v4(A, V, &L4::tcp(1, 2, 0x10))),
+        (
+            "v4 VLAN TCP",
+            Frame { payload: linear - 58, vlans: vec![7], ..Default::default() }.v4(A, V, &L4::tcp(1, 2, 0x10)),
+        ),
         ("v6 TCP", Frame { payload: linear - 74, ..Default::default() }.v6(A6, V6, &L4::tcp(1, 2, 0x10))),
         (
             "v6 ext UDP",
-            Frame { payload: linear - 78, ext: vec![(0, ext_opts()), (60, ext_opts())], ..Default::default() }
-                .v6(A6, V6, &L4::Udp { sport: 1, dport: 2 }),
+            Frame { payload: linear - 78, ext: vec![(0, ext_opts()), (60, ext_opts())], ..Default::default() }.v6(
+                A6,
+                V6,
+                &L4::Udp { sport: 1, dport: 2 },
+            ),
         ),
     ] {
         assert_eq!(frame.len(), linear, "{name}");

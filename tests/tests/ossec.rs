@@ -329,12 +329,9 @@ fn decode<'a>(decoders: &[Decoder], full: &'a str) -> (PreDecoded<'a>, Option<De
         if parent.prematch.as_ref().is_some_and(|pm| pm.exec(pre.log).is_none()) {
             continue;
         }
-        let children: Vec<&Decoder> =
-            decoders.iter().filter(|d| d.parent.as_deref() == Some(&parent.name)).collect();
-        let matching: Vec<&&Decoder> = children
-            .iter()
-            .filter(|c| c.prematch.as_ref().is_none_or(|pm| pm.exec(pre.log).is_some()))
-            .collect();
+        let children: Vec<&Decoder> = decoders.iter().filter(|d| d.parent.as_deref() == Some(&parent.name)).collect();
+        let matching: Vec<&&Decoder> =
+            children.iter().filter(|c| c.prematch.as_ref().is_none_or(|pm| pm.exec(pre.log).is_some())).collect();
         // OSSEC takes the first; ours are written to be exclusive, so that order never matters.
         assert!(
             matching.len() <= 1,
@@ -397,7 +394,9 @@ fn load_rules(file: &str) -> Vec<Rule> {
                     "decoded_as" => rule.decoded_as = Some(t),
                     "match" => rule.matches = Some(t),
                     "regex" => rule.regex = Some(OsRegex::new(&t)),
-                    "field" => rule.fields.push((c.attribute("name").expect("field name").to_owned(), OsRegex::new(&t))),
+                    "field" => {
+                        rule.fields.push((c.attribute("name").expect("field name").to_owned(), OsRegex::new(&t)))
+                    }
                     "description" | "group" => {}
                     other => panic!("rule {}: <{other}> is not modelled", rule.id),
                 }
@@ -429,11 +428,7 @@ fn rule_holds(rules: &[Rule], rule: &Rule, ev: &RuleInput<'_>) -> bool {
 /// The most specific rules that hold: those holding with no holding child. Exactly one is expected.
 fn leaf_rules(rules: &[Rule], ev: &RuleInput<'_>) -> Vec<u32> {
     let holding: Vec<&Rule> = rules.iter().filter(|r| rule_holds(rules, r, ev)).collect();
-    holding
-        .iter()
-        .filter(|r| !holding.iter().any(|c| c.if_sid == Some(r.id)))
-        .map(|r| r.id)
-        .collect()
+    holding.iter().filter(|r| !holding.iter().any(|c| c.if_sid == Some(r.id))).map(|r| r.id).collect()
 }
 
 fn level_of(rules: &[Rule], id: u32) -> u32 {
@@ -465,55 +460,269 @@ struct Golden {
     rule: u32,
 }
 
-const fn g(msg: &'static str, srcip: &'static str, dstip: Option<&'static str>, extra: &'static str, rule: u32) -> Golden {
+const fn g(
+    msg: &'static str,
+    srcip: &'static str,
+    dstip: Option<&'static str>,
+    extra: &'static str,
+    rule: u32,
+) -> Golden {
     Golden { msg, srcip, dstip, extra: Some(extra), extra_file: Some(extra), ports: None, rule }
 }
 
 const GOLDEN: &[Golden] = &[
     // The seed's lines, verbatim.
-    g("TCP: port scan detected [ports 53,443,1723,21,25,3389,113,636,256,554,...] from 10.10.150.1 [ports 51242,51243,...]", "10.10.150.1", None, "port scan", SCAN),
-    g("TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,34325,34326,34327,...]", "10.10.150.1", None, "SYN scan", SCAN),
-    g("TCP: FIN scan detected [ports 3389,1723,256,113,22,389,554,443,21,23,...] from 10.10.150.1 [port 57876]", "10.10.150.1", None, "FIN scan", SCAN),
-    g("TCP: null scan detected [ports 636,53,23,3389,1723,443,113,554,25,21,...] from 10.10.150.1 [port 35444]", "10.10.150.1", None, "null scan", SCAN),
-    g("TCP: Xmas scan detected [ports 636,256,554,389,1723,53,443,21,3389,22,...] from 10.10.150.1 [port 42399]", "10.10.150.1", None, "Xmas scan", SCAN),
-    g("UDP: scan/flood detected [ports 33161,41107,63571,48714,25271,...] from 10.10.150.1 [ports 60362]", "10.10.150.1", None, "scan/flood", SCAN),
+    g(
+        "TCP: port scan detected [ports 53,443,1723,21,25,3389,113,636,256,554,...] from 10.10.150.1 [ports 51242,51243,...]",
+        "10.10.150.1",
+        None,
+        "port scan",
+        SCAN,
+    ),
+    g(
+        "TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,34325,34326,34327,...]",
+        "10.10.150.1",
+        None,
+        "SYN scan",
+        SCAN,
+    ),
+    g(
+        "TCP: FIN scan detected [ports 3389,1723,256,113,22,389,554,443,21,23,...] from 10.10.150.1 [port 57876]",
+        "10.10.150.1",
+        None,
+        "FIN scan",
+        SCAN,
+    ),
+    g(
+        "TCP: null scan detected [ports 636,53,23,3389,1723,443,113,554,25,21,...] from 10.10.150.1 [port 35444]",
+        "10.10.150.1",
+        None,
+        "null scan",
+        SCAN,
+    ),
+    g(
+        "TCP: Xmas scan detected [ports 636,256,554,389,1723,53,443,21,3389,22,...] from 10.10.150.1 [port 42399]",
+        "10.10.150.1",
+        None,
+        "Xmas scan",
+        SCAN,
+    ),
+    g(
+        "UDP: scan/flood detected [ports 33161,41107,63571,48714,25271,...] from 10.10.150.1 [ports 60362]",
+        "10.10.150.1",
+        None,
+        "scan/flood",
+        SCAN,
+    ),
     g("ICMP: ping flood detected from 10.10.150.1", "10.10.150.1", None, "ping flood", FLOOD),
     g("ICMP/UDP: smurf attack detected from 201.223.41.0", "201.223.41.0", None, "smurf attack", FLOOD),
-    g("TCP: port scan mode expired for 10.10.150.1 - received a total of 1678 packets (47092 bytes).", "10.10.150.1", None, "port scan", EXPIRED),
-    g("TCP: Xmas scan mode expired for 10.10.150.1 - received a total of 65532 packets (1310640 bytes).", "10.10.150.1", None, "Xmas scan", EXPIRED),
-    g("UDP: scan/flood mode expired for 10.10.150.1 - received a total of 356 packets (2848 bytes).", "10.10.150.1", None, "scan/flood", EXPIRED),
-    g("ICMP: ping flood mode expired for 10.10.150.1 - received a total of 428 packets (8416000 bytes).", "10.10.150.1", None, "ping flood", EXPIRED),
-    g("ICMP/UDP: smurf attack mode expired for 201.223.41.0 - received a total of 337 packets (21568 bytes).", "201.223.41.0", None, "smurf attack", EXPIRED),
-    Golden { msg: "TCP: Bogus TCP flags set by 10.10.160.2:60873 (dest port 25)", srcip: "10.10.160.2", dstip: None, extra: None, extra_file: None, ports: Some(("60873", "25")), rule: BOGUS },
-    Golden { msg: "UDP: traceroute from 10.10.150.2", srcip: "10.10.150.2", dstip: None, extra: None, extra_file: None, ports: None, rule: TRACEROUTE },
+    g(
+        "TCP: port scan mode expired for 10.10.150.1 - received a total of 1678 packets (47092 bytes).",
+        "10.10.150.1",
+        None,
+        "port scan",
+        EXPIRED,
+    ),
+    g(
+        "TCP: Xmas scan mode expired for 10.10.150.1 - received a total of 65532 packets (1310640 bytes).",
+        "10.10.150.1",
+        None,
+        "Xmas scan",
+        EXPIRED,
+    ),
+    g(
+        "UDP: scan/flood mode expired for 10.10.150.1 - received a total of 356 packets (2848 bytes).",
+        "10.10.150.1",
+        None,
+        "scan/flood",
+        EXPIRED,
+    ),
+    g(
+        "ICMP: ping flood mode expired for 10.10.150.1 - received a total of 428 packets (8416000 bytes).",
+        "10.10.150.1",
+        None,
+        "ping flood",
+        EXPIRED,
+    ),
+    g(
+        "ICMP/UDP: smurf attack mode expired for 201.223.41.0 - received a total of 337 packets (21568 bytes).",
+        "201.223.41.0",
+        None,
+        "smurf attack",
+        EXPIRED,
+    ),
+    Golden {
+        msg: "TCP: Bogus TCP flags set by 10.10.160.2:60873 (dest port 25)",
+        srcip: "10.10.160.2",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: Some(("60873", "25")),
+        rule: BOGUS,
+    },
+    Golden {
+        msg: "UDP: traceroute from 10.10.150.2",
+        srcip: "10.10.150.2",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: TRACEROUTE,
+    },
     // IPv6 sources and single ports.
     g("TCP: SYN scan detected [port 22] from 2001:db8::1 [port 40000]", "2001:db8::1", None, "SYN scan", SCAN),
-    g("TCP: Xmas scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8:1:2::5 [ports 1,2]", "2001:db8:1:2::5", None, "Xmas scan", SCAN),
+    g(
+        "TCP: Xmas scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8:1:2::5 [ports 1,2]",
+        "2001:db8:1:2::5",
+        None,
+        "Xmas scan",
+        SCAN,
+    ),
     g("UDP: scan/flood detected [ports 53,123] from fe80::1 [port 5353]", "fe80::1", None, "scan/flood", SCAN),
     g("ICMP: ping flood detected from 2001:db8::1", "2001:db8::1", None, "ping flood", FLOOD),
     g("ICMP/UDP: smurf attack detected from 2001:db8:1:2::", "2001:db8:1:2::", None, "smurf attack", FLOOD),
-    g("TCP: null scan mode expired for 2001:db8::1 - received a total of 10 packets (200 bytes).", "2001:db8::1", None, "null scan", EXPIRED),
-    Golden { msg: "TCP: Bogus TCP flags set by [2001:db8::1]:60873 (dest port 25)", srcip: "2001:db8::1", dstip: None, extra: None, extra_file: None, ports: Some(("60873", "25")), rule: BOGUS },
-    Golden { msg: "UDP: traceroute from ::ffff:10.0.0.1", srcip: "::ffff:10.0.0.1", dstip: None, extra: None, extra_file: None, ports: None, rule: TRACEROUTE },
+    g(
+        "TCP: null scan mode expired for 2001:db8::1 - received a total of 10 packets (200 bytes).",
+        "2001:db8::1",
+        None,
+        "null scan",
+        EXPIRED,
+    ),
+    Golden {
+        msg: "TCP: Bogus TCP flags set by [2001:db8::1]:60873 (dest port 25)",
+        srcip: "2001:db8::1",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: Some(("60873", "25")),
+        rule: BOGUS,
+    },
+    Golden {
+        msg: "UDP: traceroute from ::ffff:10.0.0.1",
+        srcip: "::ffff:10.0.0.1",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: TRACEROUTE,
+    },
     // log_dest.
-    g("TCP: SYN scan detected to 10.10.150.2 [ports 21,1] from 10.10.150.1 [port 40000]", "10.10.150.1", Some("10.10.150.2"), "SYN scan", SCAN),
-    g("TCP: port scan detected to 2001:db8::2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8::1 [port 40000]", "2001:db8::1", Some("2001:db8::2"), "port scan", SCAN),
-    g("UDP: scan/flood detected to 10.10.150.2 [ports 33161,41107] from 10.10.150.1 [port 60362]", "10.10.150.1", Some("10.10.150.2"), "scan/flood", SCAN),
-    g("ICMP: ping flood detected to 10.10.150.2 from 10.10.150.1", "10.10.150.1", Some("10.10.150.2"), "ping flood", FLOOD),
-    g("ICMP/UDP: smurf attack detected to 2001:db8::2 from 2001:db8:1:2::", "2001:db8:1:2::", Some("2001:db8::2"), "smurf attack", FLOOD),
-    g("TCP: SYN scan mode to 10.10.150.2 expired for 10.10.150.1 - received a total of 24 packets (960 bytes).", "10.10.150.1", Some("10.10.150.2"), "SYN scan", EXPIRED),
-    g("UDP: scan/flood mode to 2001:db8::2 expired for 2001:db8::1 - received a total of 356 packets (2848 bytes).", "2001:db8::1", Some("2001:db8::2"), "scan/flood", EXPIRED),
+    g(
+        "TCP: SYN scan detected to 10.10.150.2 [ports 21,1] from 10.10.150.1 [port 40000]",
+        "10.10.150.1",
+        Some("10.10.150.2"),
+        "SYN scan",
+        SCAN,
+    ),
+    g(
+        "TCP: port scan detected to 2001:db8::2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8::1 [port 40000]",
+        "2001:db8::1",
+        Some("2001:db8::2"),
+        "port scan",
+        SCAN,
+    ),
+    g(
+        "UDP: scan/flood detected to 10.10.150.2 [ports 33161,41107] from 10.10.150.1 [port 60362]",
+        "10.10.150.1",
+        Some("10.10.150.2"),
+        "scan/flood",
+        SCAN,
+    ),
+    g(
+        "ICMP: ping flood detected to 10.10.150.2 from 10.10.150.1",
+        "10.10.150.1",
+        Some("10.10.150.2"),
+        "ping flood",
+        FLOOD,
+    ),
+    g(
+        "ICMP/UDP: smurf attack detected to 2001:db8::2 from 2001:db8:1:2::",
+        "2001:db8:1:2::",
+        Some("2001:db8::2"),
+        "smurf attack",
+        FLOOD,
+    ),
+    g(
+        "TCP: SYN scan mode to 10.10.150.2 expired for 10.10.150.1 - received a total of 24 packets (960 bytes).",
+        "10.10.150.1",
+        Some("10.10.150.2"),
+        "SYN scan",
+        EXPIRED,
+    ),
+    g(
+        "UDP: scan/flood mode to 2001:db8::2 expired for 2001:db8::1 - received a total of 356 packets (2848 bytes).",
+        "2001:db8::1",
+        Some("2001:db8::2"),
+        "scan/flood",
+        EXPIRED,
+    ),
     // Fragments: the kind is the line's first word, which file mode hands to the hostname.
-    Golden { msg: "Oversized IP fragment from 10.10.150.1", srcip: "10.10.150.1", dstip: None, extra: Some("Oversized"), extra_file: None, ports: None, rule: FRAGMENT },
-    Golden { msg: "Overlapping IP fragments from 2001:db8::1", srcip: "2001:db8::1", dstip: None, extra: Some("Overlapping"), extra_file: None, ports: None, rule: FRAGMENT },
-    Golden { msg: "Duplicate IP fragments from 10.10.150.1", srcip: "10.10.150.1", dstip: None, extra: Some("Duplicate"), extra_file: None, ports: None, rule: FRAGMENT },
+    Golden {
+        msg: "Oversized IP fragment from 10.10.150.1",
+        srcip: "10.10.150.1",
+        dstip: None,
+        extra: Some("Oversized"),
+        extra_file: None,
+        ports: None,
+        rule: FRAGMENT,
+    },
+    Golden {
+        msg: "Overlapping IP fragments from 2001:db8::1",
+        srcip: "2001:db8::1",
+        dstip: None,
+        extra: Some("Overlapping"),
+        extra_file: None,
+        ports: None,
+        rule: FRAGMENT,
+    },
+    Golden {
+        msg: "Duplicate IP fragments from 10.10.150.1",
+        srcip: "10.10.150.1",
+        dstip: None,
+        extra: Some("Duplicate"),
+        extra_file: None,
+        ports: None,
+        rule: FRAGMENT,
+    },
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
     g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
-    Golden { msg: "Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).", srcip: "198.18.0.1", dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED },
-    Golden { msg: "Unblocked 2001:db8:: - dropped 0 packets (0 bytes).", srcip: "2001:db8::", dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED },
-    Golden { msg: "Not blocked 198.18.0.1: allowlisted (SYN scan)", srcip: "198.18.0.1", dstip: None, extra: None, extra_file: None, ports: None, rule: NOT_BLOCKED },
-    Golden { msg: "Not blocked 2001:db8::1: allowlisted (Xmas scan)", srcip: "2001:db8::1", dstip: None, extra: None, extra_file: None, ports: None, rule: NOT_BLOCKED },
+    Golden {
+        msg: "Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).",
+        srcip: "198.18.0.1",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: UNBLOCKED,
+    },
+    Golden {
+        msg: "Unblocked 2001:db8:: - dropped 0 packets (0 bytes).",
+        srcip: "2001:db8::",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: UNBLOCKED,
+    },
+    Golden {
+        msg: "Not blocked 198.18.0.1: allowlisted (SYN scan)",
+        srcip: "198.18.0.1",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: NOT_BLOCKED,
+    },
+    Golden {
+        msg: "Not blocked 2001:db8::1: allowlisted (Xmas scan)",
+        srcip: "2001:db8::1",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: NOT_BLOCKED,
+    },
 ];
 
 /// Lines ipscan (or its neighbours in a log) writes that must never raise the scan or flood alert.
@@ -923,7 +1132,10 @@ fn ar_wazuh5_enable_disable() {
     assert!(run_wazuh(&ar, &msg("enable", 600), None).success, "log:\n{}", ar.log());
     assert!(run_wazuh(&ar, &msg("enable", 0), None).success);
     assert!(run_wazuh(&ar, &msg("disable", 600), None).success);
-    assert_eq!(ar.calls(), ["block add 192.0.2.7 --ttl 600s", "block add 192.0.2.7 --ttl 3600s", "block del 192.0.2.7"]);
+    assert_eq!(
+        ar.calls(),
+        ["block add 192.0.2.7 --ttl 600s", "block add 192.0.2.7 --ttl 3600s", "block del 192.0.2.7"]
+    );
 }
 
 #[test]
@@ -932,7 +1144,9 @@ fn ar_ossec_arguments_add_and_delete() {
     let ossec = |action, ip| [action, "-", ip, "1763143748.1234", "100201", "(victim) any->/var/log/ipscan.log"];
     assert!(run_ossec(&ar, &ossec("add", "10.10.150.1"), &[]).success, "log:\n{}", ar.log());
     assert!(run_ossec(&ar, &ossec("add", "2001:db8::1"), &[("IPSCAN_TTL", "2h")]).success);
-    assert!(run_ossec(&ar, &["add", "-", "198.51.100.0/24", "1.1", "100201", "agent", "file", "--ttl", "90s"], &[]).success);
+    assert!(
+        run_ossec(&ar, &["add", "-", "198.51.100.0/24", "1.1", "100201", "agent", "file", "--ttl", "90s"], &[]).success
+    );
     assert!(run_ossec(&ar, &ossec("delete", "2001:db8::1"), &[]).success);
     // Old agents pass only the first three.
     assert!(run_ossec(&ar, &["delete", "root", "10.10.150.1"], &[]).success);
@@ -979,7 +1193,16 @@ fn ar_ossec_rejects_malformed_addresses() {
     assert!(!run_ossec(&ar, &["drop", "-", "10.0.0.1"], &[]).success, "unknown action accepted");
     assert!(ar.calls().is_empty(), "{:?}", ar.calls());
     // And the forms that are valid do get through (the validator is not just refusing everything).
-    for good in ["::", "::1", "1::", "::ffff:10.0.0.1", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:10.0.0.1", "0.0.0.0", "255.255.255.255/32"] {
+    for good in [
+        "::",
+        "::1",
+        "1::",
+        "::ffff:10.0.0.1",
+        "1:2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:10.0.0.1",
+        "0.0.0.0",
+        "255.255.255.255/32",
+    ] {
         assert!(run_ossec(&ar, &["delete", "-", good], &[]).success, "{good:?} refused");
     }
     assert_eq!(ar.calls().len(), 8);

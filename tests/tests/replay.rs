@@ -90,25 +90,18 @@ type Expiry<'a> = (&'a str, fn(u8) -> bool);
 fn golden(name: &str, src: &str, expiries: &[Expiry<'_>]) {
     let file = data(&format!("{name}.pcap"));
     let out = replay_ok(&file);
-    let want = fs::read_to_string(data(&format!("{name}.expected")))
-        .unwrap_or_else(|e| panic!("read {name}.expected: {e}"));
+    let want =
+        fs::read_to_string(data(&format!("{name}.expected"))).unwrap_or_else(|e| panic!("read {name}.expected: {e}"));
     assert_eq!(out, want, "replay of {name}.pcap differs from {name}.expected");
     // Cross-check the golden file against the capture itself, so a wrong golden cannot pass.
     let pkts = pcap::packets(&file);
     for (label, counts) in expiries {
-        let mine: Vec<_> = pkts
-            .iter()
-            .filter(|p| p.src.to_string() == src && p.proto == 6 && counts(p.tcp_flags & 0x3f))
-            .collect();
+        let mine: Vec<_> =
+            pkts.iter().filter(|p| p.src.to_string() == src && p.proto == 6 && counts(p.tcp_flags & 0x3f)).collect();
         let bytes: u64 = mine.iter().map(|p| p.payload).sum();
-        let line = format!(
-            "{label} mode expired for {src} - received a total of {} packets ({bytes} bytes).",
-            mine.len()
-        );
-        assert!(
-            out.lines().any(|l| l.ends_with(&line)),
-            "want a line ending {line:?} in:\n{out}"
-        );
+        let line =
+            format!("{label} mode expired for {src} - received a total of {} packets ({bytes} bytes).", mine.len());
+        assert!(out.lines().any(|l| l.ends_with(&line)), "want a line ending {line:?} in:\n{out}");
     }
     // One detection and one expiry each; per-packet lines only for connection attempts, each to a
     // distinct port below the SYN scan's threshold (the detection suppresses the rest).
@@ -286,11 +279,7 @@ impl NgIface {
     fn raw(&self, ts_ns: u64) -> u64 {
         let ns = ts_ns as i128 - i128::from(self.tsoffset_s.unwrap_or(0)) * 1_000_000_000;
         let exp = i32::from(self.tsresol.unwrap_or(6));
-        if exp <= 9 {
-            (ns / 10i128.pow((9 - exp) as u32)) as u64
-        } else {
-            (ns * 10i128.pow((exp - 9) as u32)) as u64
-        }
+        if exp <= 9 { (ns / 10i128.pow((9 - exp) as u32)) as u64 } else { (ns * 10i128.pow((exp - 9) as u32)) as u64 }
     }
 }
 
@@ -402,10 +391,7 @@ fn malformed_frames_are_counted() {
     fs::write(&file, write_pcap_ns(&records, 1)).expect("write");
     let out = replay(&file, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout),
-        fs::read_to_string(data("nmap-sS-v4.expected")).expect("golden")
-    );
+    assert_eq!(text(&out.stdout), fs::read_to_string(data("nmap-sS-v4.expected")).expect("golden"));
     assert_eq!(
         text(&out.stderr),
         format!("ipscan: replayed {} frames (2 malformed) from {}\n", records.len(), file.display())

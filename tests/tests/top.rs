@@ -10,8 +10,7 @@ use std::{
 };
 
 use ipscan_tests::{
-    Capture, Daemon, TempDir, Testbed, VICTIM4, cli, ipscan_bin, pcap, require_root, run_in, unique_tag,
-    write_config,
+    Capture, Daemon, TempDir, Testbed, VICTIM4, cli, ipscan_bin, pcap, require_root, run_in, unique_tag, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,10 +25,8 @@ struct Tmux {
 impl Tmux {
     fn start(command: &str) -> Self {
         let tag = unique_tag();
-        let t = Self {
-            socket: std::env::temp_dir().join(format!("ipscan-top-{tag}.tmux")),
-            session: format!("top{tag}"),
-        };
+        let t =
+            Self { socket: std::env::temp_dir().join(format!("ipscan-top-{tag}.tmux")), session: format!("top{tag}") };
         let out = t
             .tmux()
             .args(["new-session", "-d", "-s", &t.session, "-x", "160", "-y", "50", command])
@@ -46,11 +43,7 @@ impl Tmux {
     }
 
     fn alive(&self) -> bool {
-        self.tmux()
-            .args(["has-session", "-t", &self.session])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.tmux().args(["has-session", "-t", &self.session]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
     }
 
     fn screen(&self) -> String {
@@ -164,14 +157,9 @@ fn row_of<'a>(rows: &'a [Vec<String>], source: &str) -> Option<&'a Vec<String>> 
 
 /// The number after `name ` in the header line starting with `prefix`.
 fn header_value(screen: &str, prefix: &str, name: &str) -> f64 {
-    let line = screen
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{screen}"));
-    let after = line
-        .split(&format!(" {name} "))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"));
+    let line =
+        screen.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} line:\n{screen}"));
+    let after = line.split(&format!(" {name} ")).nth(1).unwrap_or_else(|| panic!("no {name} in {line:?}"));
     let word = after.split_whitespace().next().unwrap_or_default();
     word.parse().unwrap_or_else(|_| panic!("{name} is {word:?} in {line:?}"))
 }

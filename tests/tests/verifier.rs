@@ -7,17 +7,9 @@
 #[test]
 fn verified_instructions_stay_well_under_the_kernel_budget() {
     let p = ipscan_tests::Prog::load(&ipscan_common::Config::default());
-    let prog: &aya::programs::Xdp = p
-        .ebpf
-        .program(ipscan_common::PROGRAM_NAME)
-        .expect("program")
-        .try_into()
-        .expect("xdp");
-    let n = prog
-        .info()
-        .expect("program info")
-        .verified_instruction_count()
-        .expect("kernel reports the count");
+    let prog: &aya::programs::Xdp =
+        p.ebpf.program(ipscan_common::PROGRAM_NAME).expect("program").try_into().expect("xdp");
+    let n = prog.info().expect("program info").verified_instruction_count().expect("kernel reports the count");
     eprintln!("verifier processed {n} instructions");
     assert!(n < 400_000, "verifier processed {n} instructions; the kernel's limit is 1,000,000");
 }

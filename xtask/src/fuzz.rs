@@ -272,7 +272,8 @@ mod seeds {
         for e in fs::read_dir(&seeds).with_context(|| format!("read {}", seeds.display()))? {
             let path = e.with_context(|| format!("read {}", seeds.display()))?.path();
             let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            configs.push((format!("seed-{name}"), fs::read(&path).with_context(|| format!("read {}", path.display()))?));
+            configs
+                .push((format!("seed-{name}"), fs::read(&path).with_context(|| format!("read {}", path.display()))?));
         }
         write_dir(&corpus.join("config"), configs)?;
         Ok((nframes, nvariants))

@@ -77,15 +77,13 @@ enum Cmd {
         #[arg(long)]
         only: Option<String>,
     },
-    /// Run clippy on the host crates and on the eBPF crate for the BPF target.
+    /// Check the format (rustfmt), then run clippy on the host crates and on the eBPF crate for
+    /// the BPF target.
     Clippy,
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {
@@ -127,10 +125,7 @@ fn build(release: bool) -> anyhow::Result<PathBuf> {
         c.arg("--release");
     }
     run(&mut c)?;
-    Ok(workspace_root()
-        .join("target")
-        .join(if release { "release" } else { "debug" })
-        .join("ipscan"))
+    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("ipscan"))
 }
 
 /// One progress line per step.
@@ -230,6 +225,9 @@ fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String
 }
 
 fn clippy() -> anyhow::Result<()> {
+    step("format: cargo fmt --check (workspace and fuzz targets, rustfmt.toml)");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().current_dir(workspace_root().join("fuzz")).args(["fmt", "--check"]))?;
     step("clippy: host crates");
     run(cargo().args(["clippy", "--workspace", "--exclude", "ipscan-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
     step("clippy: ipscan-ebpf for bpfel-unknown-none");

@@ -10,22 +10,11 @@ use crate::{run, step};
 const BPF_LINKER_VERSION: &str = "0.10.4";
 
 /// Debian packages the end-to-end tests drive.
-const APT_PACKAGES: &[&str] = &[
-    "iproute2",
-    "iputils-ping",
-    "nmap",
-    "hping3",
-    "tcpdump",
-    "traceroute",
-    "python3-scapy",
-    "tmux",
-];
+const APT_PACKAGES: &[&str] =
+    &["iproute2", "iputils-ping", "nmap", "hping3", "tcpdump", "traceroute", "python3-scapy", "tmux"];
 
 fn quiet_ok(cmd: &mut Command) -> bool {
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -49,26 +38,24 @@ pub fn nightly() -> anyhow::Result<()> {
 /// What building needs: nightly with rust-src, and bpf-linker.
 pub fn setup_build() -> anyhow::Result<()> {
     nightly()?;
-    let components = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
-        .unwrap_or_default();
+    let components =
+        output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
+            .unwrap_or_default();
     if components.lines().any(|l| l.starts_with("rust-src")) {
         step("rust-src for nightly: present");
     } else {
         step("installing rust-src for nightly");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-            .context("`rustup component add rust-src --toolchain nightly` failed; the eBPF crate needs it for -Z build-std=core")?;
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"])).context(
+            "`rustup component add rust-src --toolchain nightly` failed; the eBPF crate needs it for -Z build-std=core",
+        )?;
     }
     let linker = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
     if linker.contains(BPF_LINKER_VERSION) {
         step(&format!("bpf-linker {BPF_LINKER_VERSION}: present"));
     } else {
         step(&format!("installing bpf-linker {BPF_LINKER_VERSION} (about a minute)"));
-        run(Command::new("cargo").args([
-            "install",
-            "--locked",
-            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-        ]))
-        .context("`cargo install bpf-linker` failed")?;
+        run(Command::new("cargo").args(["install", "--locked", &format!("bpf-linker@{BPF_LINKER_VERSION}")]))
+            .context("`cargo install bpf-linker` failed")?;
     }
     if !quiet_ok(Command::new("bpf-linker").arg("--version")) {
         bail!("bpf-linker is installed but not on PATH: add ~/.cargo/bin to PATH");
