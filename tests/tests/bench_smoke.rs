@@ -20,6 +20,8 @@ const MEASURED: &[&str] = &[
     "cost_malformed",
     "cost_syn_new_source",
     "cost_syn_fresh_sources",
+    "cost_udp_fresh_sources",
+    "cost_echo_fresh_sources",
     "tput_benign_v4_empty_pass",
     "tput_benign_v4_empty_drop",
     "tput_benign_v4",
