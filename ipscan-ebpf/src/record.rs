@@ -919,20 +919,18 @@ fn tracked(
     p: &PacketSummary,
 ) -> Result<Option<*mut SourceState>, u32> {
     // Admission clears the probe, and a probe starts only for a key SOURCES does not have, so
-    // either may be looked at first. A flood detection admits a source on its second packet:
-    // a source that keeps sending is found in SOURCES by one lookup. A scan detection keeps a
-    // source that sends to one port (a DNS or NTP client) on probation for good, so SOURCES is
-    // looked at only when the key's admission-filter bit is set: a client, or a new source,
-    // searches its probation set and costs no SOURCES lookup, and a scanner being tracked
-    // costs one probe read and the lookup, not the set's four-way search first.
+    // either may be looked at first. SOURCES is looked at first, but only when the key's
+    // admission-filter bit is set: a source being tracked (a scanner, a flooder from its second
+    // packet on) costs one probe read and the lookup, not the set's four-way search first; a
+    // new source (every packet of a spoofed flood), or a client that sends to one port (a DNS
+    // or NTP client, for the scans), searches its probation set and costs no SOURCES lookup.
     let words = key.words();
-    let scan_place = counts_ports.then(|| probation_place(&words));
-    if scan_place.is_none_or(|(first, bit, filtered)| maybe_admitted(first, bit, filtered))
+    let (first, bit, filtered) = probation_place(&words);
+    if maybe_admitted(first, bit, filtered)
         && let Some(s) = SOURCES.get_ptr_mut(key)
     {
         return Ok(Some(s));
     }
-    let (first, _, _) = scan_place.unwrap_or_else(|| probation_place(&words));
     let (slot, held) = probation_slot(dc, now, &words, first);
     let slot = PROBATION.get_ptr_mut(slot).ok_or(stats::MAP_ERRORS)?;
     // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.

@@ -601,6 +601,35 @@ fn new_probation(p: &mut Prog) {
     }
 }
 
+/// Flood detections go through the admission filter too: a flooder is found in SOURCES through
+/// its bit, a new source costs no SOURCES lookup, and the loader's rebuild covers flood keys.
+#[test]
+fn a_flooder_kept_without_its_probation_array_is_found_through_the_rebuild() {
+    let k = key4(A, Detection::PingFlood);
+    let echo = Frame::default().v4(A, V, &L4::Icmp { ty: 8, code: 0 });
+    let packets = |p: &Prog| p.source(&k).expect("in SOURCES").packets;
+    let mut p = Prog::load(&Config::default());
+    for _ in 0..3 {
+        p.run_at(SEC, &echo);
+    }
+    assert_eq!(packets(&p), 3, "admitted on its second packet and counted there");
+
+    // PROBATION made anew: the flooder's bit is clear under the new seed, so its next echo
+    // is taken for a new source's and counted on probation, SOURCES not looked at.
+    new_probation(&mut p);
+    p.run_at(2 * SEC, &echo);
+    assert_eq!(packets(&p), 3, "the filter is on: a clear bit skips SOURCES, for floods too");
+    assert_eq!(p.probe(&k).map(|pr| pr.packets), Some(1), "counted on probation instead");
+
+    // After the loader's rebuild the flooder is found in SOURCES again, and the count goes on.
+    new_probation(&mut p);
+    assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
+    p.run_at(3 * SEC, &echo);
+    assert_eq!(packets(&p), 4, "found in SOURCES again");
+    assert!(p.probe(&k).is_none(), "nothing on probation");
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
+}
+
 #[test]
 fn sources_kept_without_their_probation_array_are_still_found() {
     use ipscan_common::window::{PROBATION_SEED_SLOT, filter};
