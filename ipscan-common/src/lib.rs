@@ -23,7 +23,7 @@ pub use config::{Config, DetectionConfig};
 pub use event::{Event, EventKind};
 pub use packet::PacketSummary;
 pub use rules::Rule;
-pub use window::{Probe, SourceKey, SourceState};
+pub use window::{Probe, ProbeSet, SourceKey, SourceState};
 
 /// Names of the maps in the object file; user space looks them up by these names.
 pub mod maps {

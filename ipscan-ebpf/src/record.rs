@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4, PacketLine,
-    PacketSummary, Probe, Rule, SourceKey, SourceState,
+    PacketSummary, ProbeSet, Rule, SourceKey, SourceState,
     block::{CpuLocal, Pending, PendingDrops, table},
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
@@ -24,7 +24,7 @@ use ipscan_common::{
     packet::{PROTO_TCP, PROTO_UDP, anomalies, tcp_flags},
     rules::{ACTION_LOG, MAX_RULES},
     stats,
-    window::{PROBATION_SEED_SLOT, PROBATION_SLOTS, filter},
+    window::{PROBATION_SEED_SLOT, PROBATION_SETS, PROBATION_WAYS, filter},
 };
 
 #[map]
@@ -33,9 +33,11 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
 static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(m::SOURCES_MAX, 0);
 
-/// Sources on probation: one port so far (scans) or one packet (floods), one per slot.
+/// Sources on probation: one port so far (scans) or one packet (floods), one per way of a set
+/// ([`ProbeSet`]). Mmapable only for the alignment: the array then starts on a page, so each
+/// 256-byte set's first line, all that a new source's packet reads, is one cache line.
 #[map]
-static PROBATION: Array<Probe> = Array::with_max_entries(PROBATION_SLOTS + 1, 0);
+static PROBATION: Array<ProbeSet> = Array::with_max_entries(PROBATION_SETS + 1, BPF_F_MMAPABLE);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(m::EVENTS_BYTES, 0);
@@ -836,80 +838,51 @@ fn probation_seed() -> (u64, bool) {
     let Some(s) = PROBATION.get_ptr_mut(PROBATION_SEED_SLOT) else {
         return (0, false);
     };
-    // SAFETY: array slot valid for the program's run.
+    // SAFETY: array entry valid for the program's run.
     let s = unsafe { &mut *s };
-    if s.first_ns == 0 {
+    if s.seed() == 0 {
         // SAFETY: helpers without arguments.
         let (a, b) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
-        s.first_ns = (a as u64) << 32 | b as u64 | 1;
-        if s.packets == filter::UNDECIDED {
-            s.packets = filter::ON;
-        }
+        let state = if s.filter_state() == filter::UNDECIDED { filter::ON } else { s.filter_state() };
+        s.set_seed((a as u64) << 32 | b as u64 | 1, state);
     }
-    (s.first_ns, s.packets == filter::ON)
+    (s.seed(), s.filter_state() == filter::ON)
 }
 
-/// Sets a key's admission-filter bit ([`filter`]), before the key goes into SOURCES: an atomic
-/// OR (BPF_ATOMIC | BPF_OR, kernel 5.12), so that two CPUs admitting keys of one set at once
-/// keep both bits. The OR is on the probe's 8-byte word of `packets` and `admitted` (the BPF
-/// backend here has no 32-bit atomics in inline assembly), with nothing ORed into `packets`.
+/// Sets a key's admission-filter bit ([`filter`]) in its set, before the key goes into SOURCES:
+/// an atomic OR (BPF_ATOMIC | BPF_OR, kernel 5.12), so that two CPUs admitting keys of one set
+/// at once keep both bits.
+#[inline(always)]
+fn mark_admitted_in(set: &mut ProbeSet, bit: u32) {
+    let (w, mask) = ProbeSet::filter_word(bit);
+    // SAFETY: an 8-aligned word inside an array entry valid for the program's run.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({ptr} + 0) |= {val}",
+            ptr = in(reg) core::ptr::addr_of_mut!(set.admitted[w]),
+            val = in(reg) mask,
+            options(nostack),
+        )
+    };
+}
+
+/// [`mark_admitted_in`] for a key whose set is not at hand.
 #[inline(always)]
 fn mark_admitted(key: &SourceKey) {
-    const _: () = assert!(core::mem::offset_of!(Probe, packets) % 8 == 0);
-    const _: () = assert!(core::mem::offset_of!(Probe, admitted) == core::mem::offset_of!(Probe, packets) + 4);
     let (seed, _) = probation_seed();
-    let (first, bit) = Probe::place_words(&key.words(), seed);
-    if let Some(s) = PROBATION.get_ptr_mut(first + Probe::filter_way(bit)) {
-        // Little-endian: `admitted` is the word's upper half.
-        let v = (Probe::filter_mask(bit) as u64) << 32;
-        // SAFETY: an 8-aligned word inside an array slot valid for the program's run.
-        unsafe {
-            core::arch::asm!(
-                "lock *(u64 *)({ptr} + 0) |= {val}",
-                ptr = in(reg) core::ptr::addr_of_mut!((*s).packets),
-                val = in(reg) v,
-                options(nostack),
-            )
-        };
-    }
-}
-
-/// Where a key's probation lives: the first slot of its PROBATION set and its admission-filter
-/// bit ([`Probe::place_words`]), and whether the filter is on.
-#[inline(always)]
-fn probation_place(words: &[u32; 5]) -> (u32, u32, bool) {
-    let (seed, filtered) = probation_seed();
-    let (first, bit) = Probe::place_words(words, seed);
-    (first, bit, filtered)
-}
-
-/// Whether a key may be in SOURCES: its admission-filter bit is set (one read, of the way whose
-/// `admitted` word holds it), or the filter is off.
-#[inline(always)]
-fn maybe_admitted(first: u32, bit: u32, filtered: bool) -> bool {
-    !filtered || PROBATION.get(first + Probe::filter_way(bit)).is_none_or(|p| p.has_filter_bit(bit))
-}
-
-/// The PROBATION slot for a key's packet ([`Probe::choose`] over the set starting at `first`),
-/// and whether it holds the key's probation.
-///
-/// Inlined into [`ipscan_record_one`], which the verifier checks once. (While the per-detection
-/// work was checked once per call site, this search had to be a global function of its own:
-/// inlined there it cost 250,000 processed instructions. A call costs a return through the
-/// SRSO thunk on every packet.)
-#[inline(always)]
-fn probation_slot(dc: &DetectionConfig, now: u64, words: &[u32; 5], first: u32) -> (u32, bool) {
-    match (PROBATION.get(first), PROBATION.get(first + 1), PROBATION.get(first + 2), PROBATION.get(first + 3)) {
-        (Some(a), Some(b), Some(c), Some(d)) => {
-            let (way, held) = Probe::choose_words([a, b, c, d], words, now, dc.window_ns);
-            (first + way, held)
-        }
-        _ => (first, false),
+    let place = ProbeSet::place_words(&key.words(), seed);
+    if let Some(set) = PROBATION.get_ptr_mut(place.set) {
+        // SAFETY: array entry valid for the program's run.
+        mark_admitted_in(unsafe { &mut *set }, place.bit);
     }
 }
 
 /// The SOURCES entry of a detection's key, or None while the source is on probation (this
-/// packet was counted there). See [`Probe`].
+/// packet was counted there). See [`Probe`] and [`ProbeSet`].
+///
+/// Inlined into [`ipscan_record_one`], which the verifier checks once. (While the per-detection
+/// work was checked once per call site, the probation search had to be a global function of its
+/// own: inlined there it cost 250,000 processed instructions.)
 #[inline(always)]
 fn tracked(
     dc: &DetectionConfig,
@@ -918,36 +891,38 @@ fn tracked(
     counts_ports: bool,
     p: &PacketSummary,
 ) -> Result<Option<*mut SourceState>, u32> {
-    // Admission clears the probe, and a probe starts only for a key SOURCES does not have, so
+    // Admission frees the way, and a probation starts only for a key SOURCES does not have, so
     // either may be looked at first. SOURCES is looked at first, but only when the key's
     // admission-filter bit is set: a source being tracked (a scanner, a flooder from its second
-    // packet on) costs one probe read and the lookup, not the set's four-way search first; a
-    // new source (every packet of a spoofed flood), or a client that sends to one port (a DNS
-    // or NTP client, for the scans), searches its probation set and costs no SOURCES lookup.
+    // packet on) costs the set's first line and the lookup, not the set's search first; a new
+    // source (every packet of a spoofed flood), or a client that sends to one port (a DNS or NTP
+    // client, for the scans), searches its probation set and costs no SOURCES lookup.
     let words = key.words();
-    let (first, bit, filtered) = probation_place(&words);
-    if maybe_admitted(first, bit, filtered)
+    let (seed, filtered) = probation_seed();
+    let place = ProbeSet::place_words(&words, seed);
+    let set = PROBATION.get_ptr_mut(place.set).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: array entry valid for the program's run; races between CPUs only blur counts.
+    let set = unsafe { &mut *set };
+    if (!filtered || set.has_filter_bit(place.bit))
         && let Some(s) = SOURCES.get_ptr_mut(key)
     {
         return Ok(Some(s));
     }
-    let (slot, held) = probation_slot(dc, now, &words, first);
-    let slot = PROBATION.get_ptr_mut(slot).ok_or(stats::MAP_ERRORS)?;
-    // SAFETY: array slot valid for the program's run; races between CPUs only blur counts.
-    let probe = unsafe { &mut *slot };
+    let (way, held) = set.choose_words(&words, place.tag, now, dc.window_ns);
+    let way = way as usize & (PROBATION_WAYS as usize - 1);
     if held {
-        if counts_ports && probe.dport == p.dport {
-            probe.add(now, p.ip_payload_len);
+        if counts_ports && set.ways[way].dport == p.dport {
+            set.add(way, now, p.ip_payload_len);
             return Ok(None);
         }
         // A second port (a second packet, for the floods): admitted, with its probation counted.
         let fresh = scratch()?;
-        fresh.admit(probe);
-        probe.clear();
-        mark_admitted(key);
+        fresh.admit(&set.ways[way], set.last_ns[way]);
+        set.clear(way);
+        mark_admitted_in(set, place.bit);
         return insert_state(key, fresh).map(Some);
     }
-    probe.start(key, now, p.dport, p.sport, p.ip_payload_len);
+    set.start(way, key, place.tag, now, p.dport, p.sport, p.ip_payload_len);
     Ok(None)
 }
 

@@ -84,16 +84,16 @@ pub struct LoadOptions {
 /// by an older ipscan whose layout differs.
 pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 10] {
     use ipscan_common::{
-        AutoSlot, BlockEntry, Probe, SourceKey, SourceState,
+        AutoSlot, BlockEntry, ProbeSet, SourceKey, SourceState,
         block::{CpuLocal, table},
-        window::PROBATION_SLOTS,
+        window::PROBATION_SETS,
     };
     let s = |n: usize| n as u32;
     [
         (maps::CONFIG, 4, s(size_of::<Config>()), 1),
         (maps::SOURCES, s(size_of::<SourceKey>()), s(size_of::<SourceState>()), maps::SOURCES_MAX),
         // The sets and the seed slot.
-        (maps::PROBATION, 4, s(size_of::<Probe>()), PROBATION_SLOTS + 1),
+        (maps::PROBATION, 4, s(size_of::<ProbeSet>()), PROBATION_SETS + 1),
         (maps::STATS, 4, 8, ipscan_common::stats::COUNT),
         // LPM trie keys are a 4-byte prefix length followed by the address.
         (maps::BLOCK4, 8, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
@@ -163,7 +163,7 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
 pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     use aya::maps::HashMap;
     use ipscan_common::{
-        Probe, SourceKey, SourceState,
+        ProbeSet, SourceKey, SourceState,
         window::{PROBATION_SEED_SLOT, filter},
     };
     let map_err = |name| move |source| LoadError::Map { name, source };
@@ -173,25 +173,21 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
         sources.keys().collect::<Result<_, _>>().map_err(map_err(maps::SOURCES))?
     };
     let map = ebpf.map_mut(maps::PROBATION).ok_or(LoadError::MissingMap { name: maps::PROBATION })?;
-    let mut probation: Array<_, Probe> = Array::try_from(map).map_err(map_err(maps::PROBATION))?;
+    let mut probation: Array<_, ProbeSet> = Array::try_from(map).map_err(map_err(maps::PROBATION))?;
     let mut seed_slot = probation.get(&PROBATION_SEED_SLOT, 0).map_err(map_err(maps::PROBATION))?;
-    if seed_slot.packets == filter::ON
-        || (keys.is_empty() && seed_slot.first_ns == 0 && seed_slot.packets == filter::UNDECIDED)
+    if seed_slot.filter_state() == filter::ON
+        || (keys.is_empty() && seed_slot.seed() == 0 && seed_slot.filter_state() == filter::UNDECIDED)
     {
         return Ok(0);
     }
-    if seed_slot.first_ns == 0 {
-        seed_slot.first_ns = crate::daemon::random_seed();
-    }
-    let seed = seed_slot.first_ns;
+    let seed = if seed_slot.seed() == 0 { crate::daemon::random_seed() } else { seed_slot.seed() };
     for key in &keys {
-        let (first, bit) = Probe::place_words(&key.words(), seed);
-        let at = first + Probe::filter_way(bit);
-        let mut probe = probation.get(&at, 0).map_err(map_err(maps::PROBATION))?;
-        probe.admitted |= Probe::filter_mask(bit);
-        probation.set(at, probe, 0).map_err(map_err(maps::PROBATION))?;
+        let place = ProbeSet::place(key, seed);
+        let mut set = probation.get(&place.set, 0).map_err(map_err(maps::PROBATION))?;
+        set.set_filter_bit(place.bit);
+        probation.set(place.set, set, 0).map_err(map_err(maps::PROBATION))?;
     }
-    seed_slot.packets = filter::ON;
+    seed_slot.set_seed(seed, filter::ON);
     probation.set(PROBATION_SEED_SLOT, seed_slot, 0).map_err(map_err(maps::PROBATION))?;
     Ok(keys.len())
 }

@@ -673,21 +673,33 @@ impl Prog {
         m.get(key, 0).ok()
     }
 
-    /// The PROBATION slot of (source, detection), if one of its set holds that key (at any
-    /// time).
-    pub fn probe(&self, key: &ipscan_common::SourceKey) -> Option<ipscan_common::Probe> {
-        use ipscan_common::window::PROBATION_WAYS;
+    /// The probation of (source, detection), if a way of its set holds that key (at any time).
+    pub fn probe(&self, key: &ipscan_common::SourceKey) -> Option<Probation> {
+        use ipscan_common::{ProbeSet, window::PROBATION_WAYS};
         let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
-        let a: aya::maps::Array<_, ipscan_common::Probe> = aya::maps::Array::try_from(map).expect("array");
-        let first = ipscan_common::Probe::set_start(key, self.probation_seed());
-        (first..first + PROBATION_WAYS).map(|i| a.get(&i, 0).expect("slot")).find(|p| p.holds(key, p.last_ns, 0))
+        let a: aya::maps::Array<_, ProbeSet> = aya::maps::Array::try_from(map).expect("array");
+        let place = ProbeSet::place(key, self.probation_seed());
+        let set = a.get(&place.set, 0).expect("set");
+        (0..PROBATION_WAYS as usize).find(|i| set.tags[*i] == place.tag && set.holds(*i, key, set.last_ns[*i], 0)).map(
+            |i| {
+                let w = &set.ways[i];
+                Probation {
+                    packets: w.packets,
+                    bytes: w.bytes,
+                    dport: w.dport,
+                    sport: w.sport,
+                    first_ns: w.first_ns,
+                    last_ns: set.last_ns[i],
+                }
+            },
+        )
     }
 
     /// The PROBATION hash seed (zero until the program first needed it).
     pub fn probation_seed(&self) -> u64 {
         let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
-        let a: aya::maps::Array<_, ipscan_common::Probe> = aya::maps::Array::try_from(map).expect("array");
-        a.get(&ipscan_common::window::PROBATION_SEED_SLOT, 0).expect("seed slot").first_ns
+        let a: aya::maps::Array<_, ipscan_common::ProbeSet> = aya::maps::Array::try_from(map).expect("array");
+        a.get(&ipscan_common::window::PROBATION_SEED_SLOT, 0).expect("seed entry").seed()
     }
 
     /// Number of SOURCES entries.
@@ -697,6 +709,17 @@ impl Prog {
             aya::maps::HashMap::try_from(map).expect("hash");
         m.keys().count()
     }
+}
+
+/// What a PROBATION way holds for one key ([`Prog::probe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probation {
+    pub packets: u32,
+    pub bytes: u64,
+    pub dport: u16,
+    pub sport: u16,
+    pub first_ns: u64,
+    pub last_ns: u64,
 }
 
 /// XDP verdicts.

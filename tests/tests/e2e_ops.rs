@@ -596,9 +596,9 @@ fn pin_map(path: &Path, map_type: u32, key: u32, value: u32, entries: u32) {
     unsafe { libc::close(fd as i32) };
 }
 
-/// Pins left by an older ipscan with other layouts (an LRU hash AUTOBLOCK, a PROBATION array
-/// without its seed slot) are discarded with a note naming each, and the new maps work: a
-/// scanner is detected and blocked.
+/// Pins left by an older ipscan with other layouts (an LRU hash AUTOBLOCK, a PROBATION array of
+/// 56-byte probes) are discarded with a note naming each, and the new maps work: a scanner is
+/// detected and blocked.
 #[test]
 fn pins_of_an_older_layout_are_discarded_with_a_note() {
     let bed = Testbed::new();
@@ -609,7 +609,7 @@ fn pins_of_an_older_layout_are_discarded_with_a_note() {
     const BPF_MAP_TYPE_ARRAY: u32 = 2;
     const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
     pin_map(&pins.join("AUTOBLOCK"), BPF_MAP_TYPE_LRU_HASH, 20, 48, 65_536);
-    pin_map(&pins.join("PROBATION"), BPF_MAP_TYPE_ARRAY, 4, 56, 65_536);
+    pin_map(&pins.join("PROBATION"), BPF_MAP_TYPE_ARRAY, 4, 56, 65_537);
     let conf = write_config(&dir, "set scans_only\nblock syn_scan 60s\n");
     let mut d = Daemon::start(&bed.victim, &i, &dir, &["--config", conf.to_str().expect("utf8")]);
     let p = pins.display();
@@ -618,7 +618,7 @@ fn pins_of_an_older_layout_are_discarded_with_a_note() {
         WAIT,
     );
     d.wait_stderr(
-        &format!("discarded pinned map {p}/PROBATION from an older ipscan (key/value 4/56 bytes, 65536 entries; now 4/56, 65537)"),
+        &format!("discarded pinned map {p}/PROBATION from an older ipscan (key/value 4/56 bytes, 65537 entries; now 4/256, 16385)"),
         WAIT,
     );
     let _srv = Listener::start(&bed.victim, 8080);

@@ -9,8 +9,8 @@ use ipscan::{
     loader,
 };
 use ipscan_common::{
-    BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, Probe, SourceKey, block::PendingDrops,
-    config::global_flags, stats,
+    BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, ProbeSet, SourceKey,
+    block::PendingDrops, config::global_flags, stats,
 };
 use ipscan_tests::{
     Prog, XDP_DROP, XDP_PASS,
@@ -577,7 +577,7 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
     let seed = p.probation_seed();
     assert_ne!(seed, 0);
     // IPv6 scanners (see candidates6).
-    let set = |a: Ipv6Addr| Probe::set_start(&key6(a, Detection::SynScan), seed);
+    let set = |a: Ipv6Addr| ProbeSet::place(&key6(a, Detection::SynScan), seed).set;
     let b = candidates6().find(|b| *b != A6 && set(*b) == set(A6)).expect("a colliding source");
     for port in 1..=10u16 {
         for src in [A6, b] {
@@ -593,11 +593,11 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
 /// Empties PROBATION (every set and the seed slot), as a restart that kept the SOURCES pin but
 /// made PROBATION anew leaves it.
 fn new_probation(p: &mut Prog) {
-    use ipscan_common::window::PROBATION_SLOTS;
-    let mut a: aya::maps::Array<_, Probe> =
+    use ipscan_common::window::PROBATION_SETS;
+    let mut a: aya::maps::Array<_, ProbeSet> =
         aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::PROBATION)).expect("array");
-    for i in 0..=PROBATION_SLOTS {
-        a.set(i, Probe::default(), 0).expect("write slot");
+    for i in 0..=PROBATION_SETS {
+        a.set(i, ProbeSet::default(), 0).expect("write set");
     }
 }
 
@@ -666,9 +666,11 @@ fn sources_kept_without_their_probation_array_are_still_found() {
     // keeps its seed, marks the keys and turns the filter on; an on filter is left alone.
     new_probation(&mut p);
     {
-        let mut a: aya::maps::Array<_, Probe> =
+        let mut a: aya::maps::Array<_, ProbeSet> =
             aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::PROBATION)).expect("array");
-        a.set(PROBATION_SEED_SLOT, Probe { first_ns: 0x1234_5679, ..Default::default() }, 0).expect("seed");
+        let mut seed = ProbeSet::default();
+        seed.set_seed(0x1234_5679, filter::UNDECIDED);
+        a.set(PROBATION_SEED_SLOT, seed, 0).expect("seed");
     }
     assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
     assert_eq!(p.probation_seed(), 0x1234_5679, "the seed is kept");
@@ -676,9 +678,9 @@ fn sources_kept_without_their_probation_array_are_still_found() {
     p.run_at(4 * SEC, &syn4(1002));
     assert_eq!(packets(&p), 6);
     let seed_slot = {
-        let a: aya::maps::Array<_, Probe> =
+        let a: aya::maps::Array<_, ProbeSet> =
             aya::maps::Array::try_from(p.ebpf.map(ipscan_common::maps::PROBATION).expect("map")).expect("array");
-        a.get(&PROBATION_SEED_SLOT, 0).expect("seed slot")
+        a.get(&PROBATION_SEED_SLOT, 0).expect("seed entry")
     };
-    assert_eq!(seed_slot.packets, filter::ON);
+    assert_eq!(seed_slot.filter_state(), filter::ON);
 }

@@ -15,7 +15,7 @@ use std::{
 };
 
 use ipscan_common::{
-    Config, DETECTIONS, EventKind, PacketSummary, Probe, SourceKey, SourceState, classify, maps,
+    Config, DETECTIONS, EventKind, PacketSummary, ProbeSet, SourceKey, SourceState, classify, maps,
     parse::{self, MAX_V6_EXT_HEADERS, Options},
     stats,
 };
@@ -41,7 +41,7 @@ const SLOTS: [u32; 7] = [
     stats::MAP_ERRORS,
 ];
 
-/// One modelled PROBATION slot: the key, its one destination port, the clock of its last packet.
+/// One modelled PROBATION way: the key, its one destination port, the clock of its last packet.
 type Probation = (SourceKey, u16, u64);
 
 /// The program under test with the bookkeeping to check each frame's accounting.
@@ -50,7 +50,7 @@ struct Harness {
     now: u64,
     /// SOURCES keys the frames that parse must have made (what the kernel records for them).
     expected_sources: HashSet<SourceKey>,
-    /// The PROBATION sets as the kernel must have them (by first slot): per slot the key, its
+    /// The PROBATION sets as the kernel must have them (by set index): per way the key, its
     /// one destination port and the clock of its last packet.
     probation: HashMap<u32, [Option<Probation>; 4]>,
     runs: u64,
@@ -141,9 +141,9 @@ impl Harness {
                 let key = SourceKey::new(addr, p.family, d);
                 // One-port (scans) and one-packet (floods) sources stay on probation (the
                 // windows never lapse here: frames are a millisecond apart), in one of the
-                // four slots of the key's set (Probe::choose).
-                let first = Probe::set_start(&key, self.prog.probation_seed());
-                let set = self.probation.entry(first).or_default();
+                // four ways of the key's set (ProbeSet::choose).
+                let place = ProbeSet::place(&key, self.prog.probation_seed());
+                let set = self.probation.entry(place.set).or_default();
                 match set.iter().position(|w| w.is_some_and(|(k, _, _)| k == key)) {
                     Some(i) => {
                         let (_, port, _) = set[i].expect("held");
@@ -156,10 +156,10 @@ impl Harness {
                     }
                     None if self.expected_sources.contains(&key) => {}
                     None => {
-                        // The first free slot, else the one the clock and the key pick.
+                        // The first free way, else the one the clock and the key pick.
                         let i = set.iter().position(Option::is_none).unwrap_or_else(|| {
-                            let full = Probe { packets: 1, last_ns: self.now, ..Default::default() };
-                            Probe::choose([&full; 4], &key, self.now, u64::MAX).0 as usize
+                            let full = ProbeSet { tags: [1; 4], last_ns: [self.now; 4], ..Default::default() };
+                            full.choose(&key, &place, self.now, u64::MAX).0 as usize
                         });
                         set[i] = Some((key, p.dport, self.now));
                     }
