@@ -757,6 +757,59 @@ mod tests {
         }
     }
 
+    /// Random traffic from a few keys through one set, as the program runs it (hold: count or
+    /// admit; else start), with windows lapsing now and then: a key is held by one way at most,
+    /// a held way's record is the key's own, and a free way holds nothing.
+    #[test]
+    fn a_set_holds_each_key_once_under_random_traffic() {
+        let keys: Vec<SourceKey> = (0..7u8)
+            .map(|i| {
+                let d = if i % 2 == 0 { Detection::PortScan } else { Detection::SynScan };
+                SourceKey::new([198, 18, 0, i / 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, d)
+            })
+            .collect();
+        let window = 1_000;
+        let mut set = ProbeSet::default();
+        let (mut rng, mut now) = (0x9e37_79b9_7f4a_7c15u64, 10_000u64);
+        let (mut admitted, mut counted, mut started) = (0, 0, 0);
+        for _ in 0..100_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let key = &keys[(rng % keys.len() as u64) as usize];
+            now += (rng >> 8) % 300;
+            let dport = ((rng >> 20) % 3) as u16;
+            let place = ProbeSet::place(key, 7);
+            let (way, held) = set.choose(key, &place, now, window);
+            let w = way as usize;
+            if held {
+                assert_eq!((set.tags[w], set.ways[w].key), (place.tag, *key));
+                if set.ways[w].dport == dport {
+                    let before = set.ways[w].packets;
+                    set.add(w, now, 40);
+                    assert_eq!(set.ways[w].packets, before + 1);
+                    counted += 1;
+                } else {
+                    set.clear(w);
+                    admitted += 1;
+                }
+            } else {
+                set.start(w, key, place.tag, now, dport, 1, 40);
+                started += 1;
+            }
+            for k in &keys {
+                let holding = (0..4).filter(|i| set.holds(*i, k, now, window)).count();
+                assert!(holding <= 1, "{k:?} held by {holding} ways");
+            }
+            for i in 0..4 {
+                if set.tags[i] == 0 {
+                    assert!(keys.iter().all(|k| !set.holds(i, k, now, window)));
+                }
+            }
+        }
+        assert!(admitted > 1_000 && counted > 1_000 && started > 1_000, "{admitted} {counted} {started}");
+    }
+
     #[test]
     fn admission_filter_bits_spread_and_survive_probation_changes() {
         let seed = 0x0123_4567_89ab_cdef;
