@@ -297,6 +297,15 @@ impl ProbeSet {
         self.last_ns[i] = now;
     }
 
+    /// Ways that hold a probation still inside its window at `now` (`window_ns` of the key's
+    /// detection, by its discriminant): what `ipscan stats` counts as sources on probation. A
+    /// lapsed way is free for the next key, though the program leaves its tag until then.
+    pub fn held(&self, now: u64, window_ns: impl Fn(u8) -> u64) -> u32 {
+        (0..PROBATION_WAYS as usize)
+            .filter(|i| self.tags[*i] != 0 && now.saturating_sub(self.last_ns[*i]) <= window_ns(self.ways[*i].key.kind))
+            .count() as u32
+    }
+
     /// Frees way `i` (its source was admitted).
     #[inline(always)]
     pub fn clear(&mut self, i: usize) {
@@ -808,6 +817,21 @@ mod tests {
             }
         }
         assert!(admitted > 1_000 && counted > 1_000 && started > 1_000, "{admitted} {counted} {started}");
+    }
+
+    #[test]
+    fn held_ways_are_the_ones_inside_their_detections_window() {
+        let key = |i: u8, d| SourceKey::new([198, 18, 0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, d);
+        let window = |kind: u8| if kind == Detection::PingFlood as u8 { 60 } else { 10 };
+        let mut set = ProbeSet::default();
+        assert_eq!(set.held(0, window), 0);
+        set.start(0, &key(1, Detection::SynScan), 5, 100, 80, 1, 40);
+        set.start(2, &key(2, Detection::PingFlood), 7, 100, 0, 0, 64);
+        assert_eq!(set.held(110, window), 2);
+        assert_eq!(set.held(111, window), 1, "the scan's window lapsed, the flood's not");
+        assert_eq!(set.held(161, window), 0);
+        set.clear(2);
+        assert_eq!(set.held(100, window), 1, "an admitted key's way is free");
     }
 
     #[test]

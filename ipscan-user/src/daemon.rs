@@ -823,7 +823,8 @@ fn scrape(ifaces: &[Attached]) -> metrics::Scrape {
     ifaces
         .iter()
         .map(|a| {
-            let kernel = stats::stats_of(&a.ebpf).and_then(|m| stats::snapshot(&m, &a.sources, &a.tables));
+            let kernel = stats::stats_of(&a.ebpf)
+                .and_then(|m| stats::snapshot(&m, &a.sources, &a.tables, stats::probation_of(&a.ebpf)?));
             let kernel = match kernel {
                 Ok(k) => Some(k),
                 Err(e) => {

@@ -547,6 +547,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
             println!("  {name:<18} {v:>14}");
         }
         println!("  {:<18} {:>14} of {}", "sources", s.sources, s.sources_max);
+        println!("  {:<18} {:>14} of {}", "probation", s.probation, s.probation_max);
         println!("  {:<18} {:>14} of {}", "autoblock", s.autoblock, s.autoblock_max);
         println!("  {:<18} {:>14}", "manual_blocks", s.manual_blocks);
         println!("  {:<18} {:>14} ({} bytes)", "block_drops", s.block_packets, s.block_bytes);

@@ -195,14 +195,20 @@ pub fn render(scrape: &[IfaceScrape]) -> String {
         f.sample("ipscan_blocklist_dropped_bytes", &[("iface", iface)], k.block_bytes);
     }
 
-    f.head("ipscan_map_entries", "gauge", "Entries in the bounded maps (LRU: the oldest go first when full).");
+    f.head(
+        "ipscan_map_entries",
+        "gauge",
+        "Entries in the bounded maps (LRU: the oldest go first when full; PROBATION: sources on probation).",
+    );
     for (iface, k) in kernel() {
         f.sample("ipscan_map_entries", &[("iface", iface), ("map", "SOURCES")], k.sources);
+        f.sample("ipscan_map_entries", &[("iface", iface), ("map", "PROBATION")], k.probation);
         f.sample("ipscan_map_entries", &[("iface", iface), ("map", "AUTOBLOCK")], k.autoblock);
     }
     f.head("ipscan_map_max_entries", "gauge", "Size of the bounded maps.");
     for (iface, k) in kernel() {
         f.sample("ipscan_map_max_entries", &[("iface", iface), ("map", "SOURCES")], u64::from(k.sources_max));
+        f.sample("ipscan_map_max_entries", &[("iface", iface), ("map", "PROBATION")], u64::from(k.probation_max));
         f.sample("ipscan_map_max_entries", &[("iface", iface), ("map", "AUTOBLOCK")], u64::from(k.autoblock_max));
     }
     out
@@ -339,6 +345,8 @@ mod tests {
         k.autoblock = 1;
         k.sources = 3;
         k.sources_max = 65536;
+        k.probation = 7;
+        k.probation_max = 65536;
         let s = IfaceScrape {
             iface: "eth0".into(),
             attached: true,
@@ -358,6 +366,8 @@ mod tests {
             "ipscan_blocklist_entries{iface=\"eth0\",type=\"auto\"} 1",
             "ipscan_map_entries{iface=\"eth0\",map=\"SOURCES\"} 3",
             "ipscan_map_max_entries{iface=\"eth0\",map=\"SOURCES\"} 65536",
+            "ipscan_map_entries{iface=\"eth0\",map=\"PROBATION\"} 7",
+            "ipscan_map_max_entries{iface=\"eth0\",map=\"PROBATION\"} 65536",
             "# TYPE ipscan_kernel_rate_limited_total counter",
         ] {
             assert!(text.lines().any(|l| l == want), "missing {want}:\n{text}");

@@ -172,6 +172,13 @@ fn ring_buffer_loss_and_rate_limited_lines_are_counted_and_reported() {
     assert_eq!(counter(&now, "lost_events"), lost, "traffic after the floods");
     assert_eq!(sample(&body, &format!("ipscan_kernel_lost_events_total{{iface=\"{i}\"}}")), Some(lost), "{body}");
     assert_eq!(sample(&body, &format!("ipscan_kernel_rate_limited_total{{iface=\"{i}\"}}")), Some(limited), "{body}");
+    // The spoofed sources wait on probation (one SYN each, inside the 50 s windows), none in
+    // SOURCES; the metrics and `ipscan stats` count the same.
+    let on_probation = now["probation"]["entries"].as_u64().expect("probation entries");
+    assert!(on_probation > 1_000, "{now}");
+    assert_eq!(now["probation"]["max"].as_u64(), Some(u64::from(ipscan_common::window::PROBATION_SLOTS)));
+    assert_eq!(now["sources"]["entries"].as_u64(), Some(0), "{now}");
+    assert_eq!(sample(&body, &format!("ipscan_map_entries{{iface=\"{i}\",map=\"PROBATION\"}}")), Some(on_probation));
 
     // And the last word at exit.
     let (status, stderr) = d.stop();
@@ -241,6 +248,11 @@ fn metrics_and_stats_equal_the_kernels_counters() {
     assert!(after["sources"]["entries"].as_u64() >= Some(1));
     assert_eq!(series("ipscan_map_max_entries", "map=\"SOURCES\""), u64::from(ipscan_common::maps::SOURCES_MAX));
     assert_eq!(series("ipscan_map_entries", "map=\"AUTOBLOCK\""), 1);
+    assert_eq!(Some(series("ipscan_map_entries", "map=\"PROBATION\"")), after["probation"]["entries"].as_u64());
+    assert_eq!(
+        series("ipscan_map_max_entries", "map=\"PROBATION\""),
+        u64::from(ipscan_common::window::PROBATION_SLOTS)
+    );
     assert_eq!(series("ipscan_attached", ""), 1);
     // Only /metrics is served.
     assert_eq!(http_get(&bed.victim, 9464, "/").0, 404);
@@ -250,6 +262,8 @@ fn metrics_and_stats_equal_the_kernels_counters() {
     assert!(out.starts_with(&format!("{i}\n")), "{out}");
     let row = out.lines().find(|l| l.trim_start().starts_with("autoblocks ")).unwrap_or_else(|| panic!("{out}"));
     assert!(row.trim_end().ends_with(" 1"), "{row}");
+    let row = out.lines().find(|l| l.trim_start().starts_with("probation ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.trim_end().ends_with(" of 65536"), "{row}");
     // A port that is taken is one line and attaches nothing.
     let out = bed
         .victim

@@ -160,6 +160,35 @@ fn floods_admit_a_source_on_its_second_packet() {
     assert_eq!((evs[0].detection, evs[0].packets), (Detection::PingFlood as u8, 70));
 }
 
+/// What `ipscan stats` and the metrics report as sources on probation: ways holding a key inside
+/// its detection's window, read from the mapped PROBATION.
+#[test]
+fn sources_on_probation_are_counted_until_their_window_lapses() {
+    let mut p = Prog::load(&Config::default());
+    let nth = |base: [u8; 4], i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::from(base)) + i);
+    let echo = |src: Ipv4Addr| Frame::default().v4(src, V, &L4::Icmp { ty: 8, code: 0 });
+    // 300 one-SYN sources (port scan and SYN scan: 50 s windows), 100 one-echo sources (ping
+    // flood: 60 s). 700 keys in 16,384 sets of four: a set overflowing is a 1-in-50,000 chance.
+    for i in 0..300 {
+        p.run_at(SEC, &Frame::default().v4(nth([198, 19, 0, 0], i), V, &L4::syn(40000, 80)));
+    }
+    for i in 0..100 {
+        p.run_at(SEC, &echo(nth([198, 19, 8, 0], i)));
+    }
+    let held = |p: &Prog, now: u64| {
+        let (probation, config) = ipscan::stats::probation_of(&p.ebpf).expect("maps");
+        ipscan::stats::probation(probation, config, now).expect("read PROBATION")
+    };
+    assert_eq!(held(&p, SEC), 700);
+    assert_eq!(held(&p, 51 * SEC), 700, "50 s after: still inside every window");
+    assert_eq!(held(&p, 52 * SEC), 100, "the scans' windows lapsed, the ping flood's not");
+    assert_eq!(held(&p, 62 * SEC), 0);
+    // A second echo from one source admits it: one fewer on probation, one in SOURCES.
+    p.run_at(2 * SEC, &echo(nth([198, 19, 8, 0], 7)));
+    assert_eq!(held(&p, 2 * SEC), 699);
+    assert_eq!(p.source_count(), 1);
+}
+
 #[test]
 fn a_spoofed_one_packet_flood_leaves_sources_alone() {
     let mut p = Prog::load(&Config::default());
