@@ -144,6 +144,8 @@ pub struct IfaceSnapshot {
     pub blocks: Vec<BlockRow>,
     /// Every SOURCES entry's window start and packets (rates of sources that just entered a mode).
     counts: HashMap<SourceKey, Count>,
+    /// Sources on probation ([`crate::stats::probation`]): one port or packet so far.
+    pub probation: u64,
 }
 
 impl IfaceSnapshot {
@@ -168,7 +170,7 @@ impl IfaceSnapshot {
                 active.push(Active { key, state });
             }
         }
-        Self { iface, running, stats, active, blocks, counts }
+        Self { iface, running, stats, active, blocks, counts, probation: 0 }
     }
 
     fn stat(&self, slot: u32) -> u64 {
@@ -205,7 +207,10 @@ fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, Top
     // Entries deleted by the daemon's sweep during the walk come back as errors: skip them.
     let entries = sources.iter().filter_map(Result::ok);
     let tables = Tables::open_pinned(&dir).map_err(table_err)?;
-    Ok(IfaceSnapshot::from_parts(
+    let probation =
+        crate::stats::probation(&open_pinned(&dir, maps::PROBATION)?, &open_pinned(&dir, maps::CONFIG)?, now)
+            .map_err(|crate::stats::StatsError::Table(e)| table_err(e))?;
+    let mut snap = IfaceSnapshot::from_parts(
         iface.to_owned(),
         pins::daemon_running(&place.lock_dir, iface),
         stats,
@@ -213,7 +218,9 @@ fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, Top
         entries,
         tables.blocks(),
         now,
-    ))
+    );
+    snap.probation = probation;
+    Ok(snap)
 }
 
 impl Snapshot {
@@ -348,6 +355,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
     {
         totals.push_str(&format!("   {name} {}", total(cur, slot)));
     }
+    totals.push_str(&format!("   on probation {}", cur.ifaces.iter().map(|i| i.probation).sum::<u64>()));
     header.push(totals);
 
     let mut modes: Vec<(f64, u64, [String; 8])> = Vec::new();
@@ -788,6 +796,8 @@ mod tests {
                 (stats::AUTOBLOCKS, 2),
             ]),
         );
+        let mut after = after;
+        after.ifaces[0].probation = 5;
         let v = view(Some(&before), &after, DEFAULT_INTERVAL);
         assert_eq!(
             v.blocks,
@@ -801,7 +811,7 @@ mod tests {
         assert_eq!(v.header[1], "packets/s   passed 12.0   dropped 8.0   blocked 8.0   malformed 2.0");
         assert_eq!(
             v.header[2],
-            "totals      packets 120   passed 82   dropped 38   blocked 38   malformed 2   detections 0   auto-blocks 2"
+            "totals      packets 120   passed 82   dropped 38   blocked 38   malformed 2   detections 0   auto-blocks 2   on probation 5"
         );
         // The first refresh has totals but no rates yet.
         let first = view(None, &after, Duration::from_millis(500));

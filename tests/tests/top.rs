@@ -265,6 +265,7 @@ fn top_shows_the_scanner_in_mode_and_blocked_with_rates_and_quits() {
     assert!(header_value(&screen, "totals", "dropped") >= dropped as f64, "{screen}");
     assert!(header_value(&screen, "totals", "blocked") >= dropped as f64 - 1.0, "{screen}");
     assert!(header_value(&screen, "totals", "auto-blocks") >= 1.0, "{screen}");
+    assert!(header_value(&screen, "totals", "probation") >= 0.0, "{screen}");
 
     tmux.keys("q");
     tmux.wait_end(Duration::from_secs(5));
