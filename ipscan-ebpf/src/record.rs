@@ -34,8 +34,9 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 static SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(m::SOURCES_MAX, 0);
 
 /// Sources on probation: one port so far (scans) or one packet (floods), one per way of a set
-/// ([`ProbeSet`]). Mmapable only for the alignment: the array then starts on a page, so each
-/// 256-byte set's first line, all that a new source's packet reads, is one cache line.
+/// ([`ProbeSet`]). Mmapable: the array then starts on a page, so each 256-byte set's first line,
+/// all that a new source's packet reads, is one cache line; and `ipscan stats` counts the
+/// sources on probation through a read-only mapping.
 #[map]
 static PROBATION: Array<ProbeSet> = Array::with_max_entries(PROBATION_SETS + 1, BPF_F_MMAPABLE);
 
