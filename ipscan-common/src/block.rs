@@ -306,14 +306,14 @@ pub mod table {
     }
 
     /// The set, of `sets` (a power of two), of a key given as five words: a multiply-xorshift
-    /// hash keyed by `seed`. Shared by AUTOBLOCK and PROBATION (`Probe::set_start`).
+    /// hash keyed by `seed`. Shared by AUTOBLOCK and PROBATION (`ProbeSet::place_words`).
     #[inline(always)]
     pub fn keyed_set(w: &[u32; 5], seed: u64, sets: u32) -> u32 {
         (keyed_hash(w, seed) >> 32) as u32 & (sets - 1)
     }
 
     /// The 64-bit multiply-xorshift hash behind [`keyed_set`], whose set takes its upper half;
-    /// bits of its lower half are free for other uses (`Probe::place_words`).
+    /// bits of its lower half are free for other uses (`ProbeSet::place_words`: filter bit, tag).
     #[inline(always)]
     pub fn keyed_hash(w: &[u32; 5], seed: u64) -> u64 {
         let mut h = seed ^ 0x243f_6a88_85a3_08d3;

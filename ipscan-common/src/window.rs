@@ -687,7 +687,7 @@ mod tests {
     }
 
     #[test]
-    fn probation_slot_holds_one_key_within_its_window() {
+    fn probation_way_holds_one_key_within_its_window() {
         let a = SourceKey::new([198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 4, Detection::SynScan);
         let b = SourceKey { kind: Detection::PortScan as u8, ..a };
         let mut p = ProbeSet::default();
