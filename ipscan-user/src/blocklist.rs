@@ -72,59 +72,86 @@ pub struct AllowRow {
     pub reason: u32,
 }
 
+/// A BPF array made with BPF_F_MMAPABLE (AUTOBLOCK, PROBATION), mapped into memory as its
+/// values of `T`: reading or editing it is a memory access, not a system call per value. The
+/// mapping starts on a page, so values keep the alignment they have in the kernel.
+pub(crate) struct Mapped<T> {
+    base: NonNull<T>,
+    entries: u32,
+    bytes: usize,
+}
+
+impl<T> Mapped<T> {
+    /// Maps `data`, which must be an array of `entries` values of `T` (else a layout error
+    /// naming `name`), shared with the kernel, writable or read-only.
+    pub(crate) fn new(data: &MapData, name: &'static str, entries: u32, writable: bool) -> Result<Self, TableError> {
+        let layout = TableError::Layout { name, slots: entries };
+        let info = data.info().map_err(|source| TableError::Map { name, source })?;
+        if info.max_entries() != entries || info.value_size() as usize != size_of::<T>() {
+            return Err(layout);
+        }
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let bytes = (entries as usize * size_of::<T>()).div_ceil(page) * page;
+        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        // SAFETY: a shared mapping of the map's fd; the kernel checks the size and BPF_F_MMAPABLE.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), bytes, prot, libc::MAP_SHARED, data.fd().as_fd().as_raw_fd(), 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(TableError::Mmap { name, source: std::io::Error::last_os_error() });
+        }
+        let base = NonNull::new(p.cast::<T>()).ok_or(layout)?;
+        Ok(Self { base, entries, bytes })
+    }
+
+    /// Value `i`, inside the mapping.
+    pub(crate) fn ptr(&self, i: u32) -> *mut T {
+        assert!(i < self.entries, "value {i} of {}", self.entries);
+        // SAFETY: i < entries, inside the mapping.
+        unsafe { self.base.as_ptr().add(i as usize) }
+    }
+
+    /// A copy of value `i` (the kernel may be writing it: a torn copy is possible).
+    pub(crate) fn get(&self, i: u32) -> T {
+        // SAFETY: inside the mapping, aligned (page-aligned base, values of T in a row).
+        unsafe { std::ptr::read_volatile(self.ptr(i)) }
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
+    }
+}
+
 /// AUTOBLOCK, the kernel's set-associative table of auto-blocked addresses
 /// ([`ipscan_common::block::table`]), mapped into memory: listing its 65,537 slots is a memory
 /// scan, not a system call per slot. Slots are written with the same word-wise stores as the
 /// kernel's ([`AutoSlot::store`], [`AutoSlot::clear`]).
 pub struct AutoTable {
+    slots: Mapped<AutoSlot>,
     /// Keeps the map's file descriptor open while it is mapped.
     _map: MapData,
-    base: NonNull<AutoSlot>,
-    bytes: usize,
 }
 
 impl AutoTable {
     fn new(map: Map) -> Result<Self, TableError> {
         let name = maps::AUTOBLOCK;
-        let layout = TableError::Layout { name, slots: table::SLOTS };
-        let Map::Array(data) = map else { return Err(layout) };
-        let info = data.info().map_err(|source| TableError::Map { name, source })?;
-        if info.max_entries() != table::SLOTS || info.value_size() as usize != size_of::<AutoSlot>() {
-            return Err(layout);
-        }
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let bytes = (table::SLOTS as usize * size_of::<AutoSlot>()).div_ceil(page) * page;
-        // SAFETY: a shared mapping of the map's fd; the kernel checks the size and BPF_F_MMAPABLE.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(TableError::Mmap { name, source: std::io::Error::last_os_error() });
-        }
-        let base = NonNull::new(p.cast::<AutoSlot>()).ok_or(layout)?;
-        let mut t = Self { _map: data, base, bytes };
+        let Map::Array(data) = map else { return Err(TableError::Layout { name, slots: table::SLOTS }) };
+        let mut t = Self { slots: Mapped::new(&data, name, table::SLOTS, true)?, _map: data };
         t.seed_if_empty();
         Ok(t)
     }
 
     fn ptr(&self, i: u32) -> *mut AutoSlot {
-        debug_assert!(i < table::SLOTS);
-        // SAFETY: i < SLOTS, inside the mapping.
-        unsafe { self.base.as_ptr().add(i as usize) }
+        self.slots.ptr(i)
     }
 
     /// A copy of slot `i` (the kernel may be writing it: a torn copy is possible and harmless).
     fn slot(&self, i: u32) -> AutoSlot {
-        // SAFETY: inside the mapping, 8-aligned (page-aligned base, 72-byte slots).
-        unsafe { std::ptr::read_volatile(self.ptr(i)) }
+        self.slots.get(i)
     }
 
     fn seed(&self) -> u64 {
@@ -185,13 +212,6 @@ impl AutoTable {
     /// Every block in the table, with its slot.
     pub fn iter(&self) -> impl Iterator<Item = (u32, AutoSlot)> + '_ {
         (0..table::SEED_SLOT).map(|i| (i, self.slot(i))).filter(|(_, s)| !s.is_empty())
-    }
-}
-
-impl Drop for AutoTable {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
 }
 

@@ -2,11 +2,7 @@
 //! metrics endpoint serves. Both read the same maps (the daemon its own, the CLI the pinned
 //! ones), so the two always agree.
 
-use std::{
-    borrow::Borrow,
-    os::fd::{AsFd as _, AsRawFd as _},
-    path::Path,
-};
+use std::{borrow::Borrow, path::Path};
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ipscan_common::{
@@ -14,7 +10,7 @@ use ipscan_common::{
     window::{PROBATION_SETS, PROBATION_SLOTS},
 };
 
-use crate::blocklist::{self, TableError, Tables};
+use crate::blocklist::{self, Mapped, TableError, Tables};
 
 /// Reading the pinned maps fails the way the block tables' reads do.
 #[derive(Debug, thiserror::Error)]
@@ -93,39 +89,13 @@ pub fn probation(probation: &Map, config: &Map, now: u64) -> Result<u64, StatsEr
     let cfg: Config = Array::<_, Config>::try_from(config)
         .and_then(|a| a.get(&0, 0))
         .map_err(|source| TableError::Map { name: maps::CONFIG, source })?;
-    let layout = TableError::Layout { name, slots: PROBATION_SETS + 1 };
-    let Map::Array(probation) = probation else { return Err(layout.into()) };
-    let info = probation.info().map_err(|source| TableError::Map { name, source })?;
-    if info.max_entries() != PROBATION_SETS + 1 || info.value_size() as usize != size_of::<ProbeSet>() {
-        return Err(layout.into());
-    }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let bytes = ((PROBATION_SETS as usize + 1) * size_of::<ProbeSet>()).div_ceil(page) * page;
-    // SAFETY: a shared read-only mapping of the map's fd; the kernel checks the size and
-    // BPF_F_MMAPABLE.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            probation.fd().as_fd().as_raw_fd(),
-            0,
-        )
+    let Map::Array(probation) = probation else {
+        return Err(TableError::Layout { name, slots: PROBATION_SETS + 1 }.into());
     };
-    if p == libc::MAP_FAILED {
-        return Err(TableError::Mmap { name, source: std::io::Error::last_os_error() }.into());
-    }
+    let sets = Mapped::<ProbeSet>::new(probation, name, PROBATION_SETS + 1, false)?;
     let window = |kind: u8| cfg.detections.get(kind as usize).map_or(0, |d| d.window_ns);
-    let sets = p.cast::<ProbeSet>();
-    let held: u64 = (0..PROBATION_SETS as usize)
-        // SAFETY: inside the mapping, page-aligned base; the program may be writing the set,
-        // and a torn copy only miscounts a way for this reading.
-        .map(|i| u64::from(unsafe { std::ptr::read_volatile(sets.add(i)) }.held(now, window)))
-        .sum();
-    // SAFETY: the mapping made above, unmapped once.
-    unsafe { libc::munmap(p, bytes) };
+    // The program may be writing a set: a torn copy only miscounts a way for this reading.
+    let held: u64 = (0..PROBATION_SETS).map(|i| u64::from(sets.get(i).held(now, window))).sum();
     Ok(held)
 }
 
