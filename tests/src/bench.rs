@@ -383,6 +383,10 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     let pass_fd = prog_fd(&pass, objs::BASELINE_PASS_NAME);
     let drop_fd = prog_fd(&drop, objs::BASELINE_DROP_NAME);
     let fd = prog_fd(&ipscan, PROGRAM_NAME);
+    // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
+    // what a benign packet costs there.
+    let autoblocking = load_ipscan_autoblocking();
+    let ab_fd = prog_fd(&autoblocking, PROGRAM_NAME);
 
     // Put one source in scan mode: 20 distinct ports crosses both the SYN scan (10) and the
     // port scan (15) thresholds.
@@ -394,19 +398,29 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
 
     let mut malformed = ack4();
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
-    let kinds: [(&'static str, &'static str, Vec<u8>, f64); 7] = [
-        ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5),
-        ("cost_syn_scan_mode", "SYN from a source already in scan mode", syn4(scanner, 1000), 3.0),
-        ("cost_udp_v4", "UDP datagram, IPv4, 32 B", v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32), 1.5),
+    type Kind<'a> = (&'static str, &'static str, Vec<u8>, f64, &'a ProgramFd);
+    let kinds: [Kind; 9] = [
+        ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, &fd),
+        ("cost_syn_scan_mode", "SYN from a source already in scan mode", syn4(scanner, 1000), 3.0, &fd),
+        (
+            "cost_udp_v4",
+            "UDP datagram, IPv4, 32 B",
+            v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            1.5,
+            &fd,
+        ),
         (
             "cost_icmp_echo_v4",
             "ICMP echo request, IPv4, 56 B",
             v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56),
             1.5,
+            &fd,
         ),
-        ("cost_tcp_ack_v6", "established TCP ACK, IPv6, 100 B data", ack6(), 1.5),
-        ("cost_syn_v6_scan_mode", "SYN from an IPv6 source in scan mode", syn6(a6("2001:db8::9"), 1000), 3.0),
-        ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5),
+        ("cost_tcp_ack_v6", "established TCP ACK, IPv6, 100 B data", ack6(), 1.5, &fd),
+        ("cost_syn_v6_scan_mode", "SYN from an IPv6 source in scan mode", syn6(a6("2001:db8::9"), 1000), 3.0, &fd),
+        ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5, &fd),
+        ("cost_tcp_ack_v4_autoblocking", "established TCP ACK, IPv4, auto-blocking on", ack4(), 1.5, &ab_fd),
+        ("cost_tcp_ack_v6_autoblocking", "established TCP ACK, IPv6, auto-blocking on", ack6(), 1.5, &ab_fd),
     ];
     for port in 1..=20 {
         run_ns(&fd, &syn6(a6("2001:db8::9"), port), 1);
@@ -419,8 +433,8 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     for _ in 0..o.rounds {
         base.push(run_ns(&pass_fd, &ack4(), o.repeat).1);
         base_drop.push(run_ns(&drop_fd, &ack4(), o.repeat).1);
-        for (i, (_, _, frame, _)) in kinds.iter().enumerate() {
-            let (verdict, ns) = run_ns(&fd, frame, o.repeat);
+        for (i, (_, _, frame, _, fd)) in kinds.iter().enumerate() {
+            let (verdict, ns) = run_ns(fd, frame, o.repeat);
             assert_eq!(verdict, XDP_PASS, "{}: verdict {verdict}", kinds[i].0);
             samples[i].push(ns);
         }
@@ -455,7 +469,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         note: note.clone(),
         detail: json!({"samples_ns": base_drop}),
     });
-    for (i, (id, what, _, max)) in kinds.iter().enumerate() {
+    for (i, (id, what, _, max, _)) in kinds.iter().enumerate() {
         let paired = paired_ratio(&samples[i], &base);
         let m = median(&mut samples[i]);
         rows.push(Row {
@@ -489,8 +503,17 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             1.5,
         ),
     ] {
-        rows.push(fresh_sources_row(o, &pass_fd, id, what, &frame, max));
+        rows.push(fresh_sources_row(o, &pass_fd, (id, what, &frame, max), false));
     }
+    // Benign traffic from many sources while the kernel auto-blocks: each packet's source is
+    // looked up in AUTOBLOCK and is not there.
+    let ack = v6(a6("2001:db8:f::1"), &L4::tcp(40000, 443, 0x10), 100);
+    rows.push(fresh_sources_row(
+        o,
+        &pass_fd,
+        ("cost_ack_fresh_sources_autoblocking", "established TCP ACK", &ack, 1.5),
+        true,
+    ));
 
     // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
     // any protocol is looked at. Next to it, the floors: what one ingredient costs alone.
@@ -598,10 +621,15 @@ fn in_round(frame: &[u8], round: u16) -> Vec<u8> {
 
 /// `what` (a frame of `frame`'s kind) from a new source, `repeat` of them per run:
 /// `fresh_sources` gives every test run a new IPv6 source and tail-calls a fresh ipscan (default
-/// configuration); the same wrapper around the empty program, interleaved, is subtracted, and
-/// the empty program's own run added back.
-fn fresh_sources_row(o: &Options, pass_fd: &ProgramFd, id: &str, what: &str, frame: &[u8], max: f64) -> Row {
-    let ipscan = load_ipscan();
+/// configuration, or auto-blocking SYN scanners); the same wrapper around the empty program,
+/// interleaved, is subtracted, and the empty program's own run added back.
+fn fresh_sources_row(
+    o: &Options,
+    pass_fd: &ProgramFd,
+    (id, what, frame, max): (&str, &str, &[u8], f64),
+    autoblocking: bool,
+) -> Row {
+    let ipscan = if autoblocking { load_ipscan_autoblocking() } else { load_ipscan() };
     let into_ipscan = fresh_sources_before(&prog_fd(&ipscan, PROGRAM_NAME));
     let into_empty = fresh_sources_before(pass_fd);
     let (wrap_ipscan, wrap_empty) =
@@ -632,7 +660,11 @@ fn fresh_sources_row(o: &Options, pass_fd: &ProgramFd, id: &str, what: &str, fra
     Row {
         id: id.into(),
         section: "per-packet cost",
-        what: format!("{what} from a new source, {} new IPv6 sources in a row", o.repeat),
+        what: format!(
+            "{what} from a new source, {} new IPv6 sources in a row{}",
+            o.repeat,
+            if autoblocking { ", auto-blocking on" } else { "" }
+        ),
         value: Some(median(&mut samples.clone())),
         unit: "ns",
         baseline: Some((median(&mut base.clone()), "empty XDP_PASS")),
