@@ -312,6 +312,42 @@ pub mod table {
         (keyed_hash(w, seed) >> 32) as u32 & (sets - 1)
     }
 
+    /// Where a key goes in AUTOBLOCK: its set, and its tag in that set's AUTOTAGS word.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Place {
+        pub set: u32,
+        /// Sixteen other bits of the key's hash, never zero (zero: no key in the way).
+        pub tag: u16,
+    }
+
+    /// [`Place`] of a key given as its [`AddrKey::words`]: the set is [`set_of_words`]'s.
+    #[inline(always)]
+    pub fn place_words(w: &[u32; 5], seed: u64) -> Place {
+        let h = keyed_hash(w, seed);
+        Place { set: (h >> 32) as u32 & (SETS - 1), tag: (h >> 8) as u16 | 1 }
+    }
+
+    /// The top bit of lane `way` (16 bits) of a set's tag word ([`tagged_ways`]).
+    #[inline(always)]
+    pub const fn way_bit(way: u32) -> u64 {
+        0x8000 << (16 * way)
+    }
+
+    /// Every [`way_bit`]: the ways to compare when the tag word cannot be read.
+    pub const ALL_WAYS: u64 = 0x8000_8000_8000_8000;
+
+    /// The ways of a set whose tag (16-bit lane `way` of its AUTOTAGS word `tags`) is `tag`, as
+    /// [`way_bit`]s: every such way, perhaps with others (a lane above a matching one can come
+    /// out set), never fewer; zero, the common answer for an address that is not blocked, says
+    /// that no way holds it without reading one. Branch-free: the zero-lane test of the word
+    /// `tags ^ tag x 4`.
+    #[inline(always)]
+    pub fn tagged_ways(tags: u64, tag: u16) -> u64 {
+        const ONES: u64 = 0x0001_0001_0001_0001;
+        let x = tags ^ (tag as u64).wrapping_mul(ONES);
+        x.wrapping_sub(ONES) & !x & ALL_WAYS
+    }
+
     /// The 64-bit multiply-xorshift hash behind [`keyed_set`], whose set takes its upper half;
     /// bits of its lower half are free for other uses (`ProbeSet::place_words`: filter bit, tag).
     #[inline(always)]
@@ -417,6 +453,47 @@ unsafe impl aya::Pod for CpuLocal {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tagged_ways_never_miss_a_way_with_the_tag() {
+        use table::*;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut extra = 0;
+        for _ in 0..200_000 {
+            let r = next();
+            // Tags drawn from a few values, so that ways often share one.
+            let lanes: [u16; 4] = core::array::from_fn(|i| [0, 1, 3, 0x8001, 0xffff][(r >> (8 * i)) as usize % 5]);
+            let tags = lanes.iter().rev().fold(0u64, |t, l| t << 16 | *l as u64);
+            let tag = [1, 3, 0x8001, 0xffff][(r >> 40) as usize % 4];
+            let got = tagged_ways(tags, tag);
+            assert_eq!(got & !ALL_WAYS, 0);
+            for way in 0..WAYS {
+                if lanes[way as usize] == tag {
+                    assert_ne!(got & way_bit(way), 0, "way {way} of {tags:#018x} has tag {tag:#06x}");
+                } else if got & way_bit(way) != 0 {
+                    extra += 1;
+                }
+            }
+            if !lanes.contains(&tag) {
+                // A false positive needs a matching lane below it.
+                assert_eq!(got, 0, "{tags:#018x} has no {tag:#06x}");
+            }
+        }
+        assert!(extra < 20_000, "{extra} ways named without their tag");
+        // Tags are never zero, and the set is set_of_words's.
+        for i in 0..10_000u32 {
+            let w = [i.wrapping_mul(0x9e37_79b9), i, 0, 7, 1];
+            let p = place_words(&w, 42);
+            assert_ne!(p.tag, 0);
+            assert_eq!(p.set, set_of_words(&w, 42));
+        }
+    }
 
     #[test]
     fn pending_drops_add_up_to_the_exact_totals() {

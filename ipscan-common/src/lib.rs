@@ -45,10 +45,13 @@ pub mod maps {
     pub const PROMISC6: &str = "PROMISC6";
     pub const PROBATION: &str = "PROBATION";
     pub const CPU: &str = "CPU";
+    pub const AUTOTAGS: &str = "AUTOTAGS";
     /// Maps pinned per interface under the daemon's pin directory, so that blocks, allows,
     /// detection state and counters survive a restart and the CLI can reach them.
-    /// (CPU holds drops not yet added to their AUTOBLOCK entries: it goes with AUTOBLOCK.)
-    pub const PINNED: [&str; 10] = [CONFIG, SOURCES, PROBATION, STATS, BLOCK4, BLOCK6, AUTOBLOCK, CPU, ALLOW4, ALLOW6];
+    /// (CPU holds drops not yet added to their AUTOBLOCK entries, AUTOTAGS the tags of its
+    /// ways: both go with AUTOBLOCK.)
+    pub const PINNED: [&str; 11] =
+        [CONFIG, SOURCES, PROBATION, STATS, BLOCK4, BLOCK6, AUTOBLOCK, AUTOTAGS, CPU, ALLOW4, ALLOW6];
     /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
     pub const PREFIXES_MAX: u32 = 65_536;
     /// Exact addresses the kernel can auto-block at once ([`crate::block::table`]: a full set

@@ -132,15 +132,64 @@ impl<T> Drop for Mapped<T> {
 /// kernel's ([`AutoSlot::store`], [`AutoSlot::clear`]).
 pub struct AutoTable {
     slots: Mapped<AutoSlot>,
-    /// Keeps the map's file descriptor open while it is mapped.
-    _map: MapData,
+    /// AUTOTAGS: the tag of each way's address, one word per set.
+    tags: Mapped<u64>,
+    /// Keep the maps' file descriptors open while they are mapped.
+    _maps: [MapData; 2],
+}
+
+/// An mmapable BPF array's map data, or the layout error naming it.
+fn array_data<'a>(map: &'a Map, name: &'static str, slots: u32) -> Result<&'a MapData, TableError> {
+    match map {
+        Map::Array(data) => Ok(data),
+        _ => Err(TableError::Layout { name, slots }),
+    }
+}
+
+/// Writes lane `i % WAYS` of AUTOTAGS word `i / WAYS`: the tag of AUTOBLOCK slot `i`.
+fn write_tag(tags: &Mapped<u64>, i: u32, tag: u16) {
+    let way = (i % table::WAYS) as usize;
+    // SAFETY: 16-bit lane `way` (< 4) of the set's tag word, inside the mapping.
+    unsafe { std::ptr::write_volatile(tags.ptr(i / table::WAYS).cast::<u16>().add(way), tag) };
+}
+
+/// Gives every AUTOBLOCK way that holds an address its tag in AUTOTAGS (tags of empty ways are
+/// left as they are), and returns how many it tagged: for a table kept from an ipscan before
+/// AUTOTAGS, or kept while AUTOTAGS was made anew. The loader runs it before the program is
+/// attached, while nothing else writes the table.
+pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
+    let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
+    let slots = Mapped::<AutoSlot>::new(
+        array_data(map(maps::AUTOBLOCK)?, maps::AUTOBLOCK, table::SLOTS)?,
+        maps::AUTOBLOCK,
+        table::SLOTS,
+        false,
+    )?;
+    let tags = Mapped::<u64>::new(
+        array_data(map(maps::AUTOTAGS)?, maps::AUTOTAGS, table::SETS)?,
+        maps::AUTOTAGS,
+        table::SETS,
+        true,
+    )?;
+    let seed = slots.get(table::SEED_SLOT).entry.added_ns;
+    let mut n = 0;
+    for i in 0..table::SEED_SLOT {
+        let s = slots.get(i);
+        if !s.is_empty() {
+            write_tag(&tags, i, table::place_words(&s.key.words(), seed).tag);
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 impl AutoTable {
-    fn new(map: Map) -> Result<Self, TableError> {
-        let name = maps::AUTOBLOCK;
-        let Map::Array(data) = map else { return Err(TableError::Layout { name, slots: table::SLOTS }) };
-        let mut t = Self { slots: Mapped::new(&data, name, table::SLOTS, true)?, _map: data };
+    fn new(map: Map, tags: Map) -> Result<Self, TableError> {
+        let slots = Mapped::new(array_data(&map, maps::AUTOBLOCK, table::SLOTS)?, maps::AUTOBLOCK, table::SLOTS, true)?;
+        let tag_words =
+            Mapped::new(array_data(&tags, maps::AUTOTAGS, table::SETS)?, maps::AUTOTAGS, table::SETS, true)?;
+        let (Map::Array(a), Map::Array(b)) = (map, tags) else { unreachable!("checked by array_data") };
+        let mut t = Self { slots, tags: tag_words, _maps: [a, b] };
         t.seed_if_empty();
         Ok(t)
     }
@@ -173,6 +222,12 @@ impl AutoTable {
         table::set_of(key, self.seed()) * table::WAYS
     }
 
+    /// Writes the tag of the address that slot `i` is about to hold (before its key, as the
+    /// kernel does).
+    fn tag(&mut self, i: u32, tag: u16) {
+        write_tag(&self.tags, i, tag);
+    }
+
     /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]),
     /// unless the set is full of other addresses' blocks that are still on: then nothing is
     /// written and the answer is false (the caller keeps the block elsewhere; giving one up
@@ -182,6 +237,7 @@ impl AutoTable {
         let first = self.first(key);
         match table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))) {
             Some(c) if !c.gives_up_a_block => {
+                self.tag(first + c.way, table::place_words(&key.words(), self.seed()).tag);
                 // SAFETY: a slot inside the mapping.
                 unsafe { AutoSlot::store(self.ptr(first + c.way), key, entry) };
                 true
@@ -302,7 +358,7 @@ impl Tables {
         Ok(Self {
             block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
-            auto: AutoTable::new(take(ebpf, maps::AUTOBLOCK)?)?,
+            auto: AutoTable::new(take(ebpf, maps::AUTOBLOCK)?, take(ebpf, maps::AUTOTAGS)?)?,
             cpu: conv(take(ebpf, maps::CPU)?, maps::CPU)?,
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
@@ -314,7 +370,7 @@ impl Tables {
         Ok(Self {
             block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
-            auto: AutoTable::new(pinned(dir, maps::AUTOBLOCK)?)?,
+            auto: AutoTable::new(pinned(dir, maps::AUTOBLOCK)?, pinned(dir, maps::AUTOTAGS)?)?,
             cpu: conv(pinned(dir, maps::CPU)?, maps::CPU)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(pinned(dir, maps::ALLOW6)?, maps::ALLOW6)?,

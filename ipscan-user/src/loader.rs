@@ -41,6 +41,8 @@ pub enum LoadError {
         #[source]
         source: MapError,
     },
+    #[error(transparent)]
+    Table(#[from] crate::blocklist::TableError),
     #[error("wrong program type for {name}: {source}")]
     ProgramType {
         name: &'static str,
@@ -82,7 +84,7 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 10] {
+pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 11] {
     use ipscan_common::{
         AutoSlot, BlockEntry, ProbeSet, SourceKey, SourceState,
         block::{CpuLocal, table},
@@ -99,6 +101,7 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 10] {
         (maps::BLOCK4, 8, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::BLOCK6, 20, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
+        (maps::AUTOTAGS, 4, 8, table::SETS),
         (maps::CPU, 4, s(size_of::<CpuLocal>()), 1),
         (maps::ALLOW4, 8, 4, maps::PREFIXES_MAX),
         (maps::ALLOW6, 20, 4, maps::PREFIXES_MAX),
@@ -147,6 +150,7 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         .map_err(|source| LoadError::ProgramType { name: PROGRAM_NAME, source })?;
     prog.load().map_err(|source| LoadError::Verifier { summary: verifier_summary(&source), source })?;
     admission_filter(&mut ebpf)?;
+    crate::blocklist::tag_kept_blocks(&ebpf)?;
     Ok(ebpf)
 }
 

@@ -458,6 +458,35 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     assert_eq!(p.stat(stats::BLOCKED), 8);
 }
 
+/// AUTOTAGS tells the fast path which ways of a set to compare: an AUTOBLOCK kept while its
+/// tags were made anew (a removed pin, an ipscan from before the tags) has every block tagged
+/// by the loader before the program is attached, and its sources are dropped again.
+#[test]
+fn autoblocks_kept_without_their_tags_are_tagged_by_the_loader() {
+    let mut p = Prog::load(&blocking_syn_scanners(600 * SEC));
+    let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
+    assert_eq!(verdicts[9], XDP_DROP, "{verdicts:?}");
+    let udp = Frame { payload: 12, ..Default::default() }.v4(A, V, &L4::Udp { sport: 5000, dport: 53 });
+    assert_eq!(p.run_at(2 * SEC, &udp), XDP_DROP, "tagged by the program that blocked it");
+
+    // AUTOTAGS made anew: the fast path compares no way of the set, and the source gets through.
+    let clear_tags = |p: &mut Prog| {
+        let mut a: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::AUTOTAGS)).expect("array");
+        for i in 0..ipscan_common::block::table::SETS {
+            a.set(i, 0, 0).expect("write tags");
+        }
+    };
+    clear_tags(&mut p);
+    assert_eq!(p.run_at(3 * SEC, &udp), XDP_PASS, "no tag, no comparison");
+
+    // The loader's pass (run before attaching) tags every way that holds an address.
+    assert_eq!(ipscan::blocklist::tag_kept_blocks(&p.ebpf).expect("tags"), 1);
+    assert_eq!(p.run_at(4 * SEC, &udp), XDP_DROP, "found through its tag again");
+    assert_eq!(p.stat(stats::BLOCKED), 2);
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
+}
+
 /// A blocked source's drops are counted on their CPU and reach the block's entry in batches
 /// ([`PendingDrops`]); what user space lists, and hands over when the block goes, is every drop
 /// however many are still pending, another block's drops meanwhile are counted on its own
