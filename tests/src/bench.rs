@@ -753,6 +753,8 @@ struct Traffic {
     /// Generator source rewriting (0, 4, 6).
     vary: u8,
     min_ratio: f64,
+    /// How ipscan is configured ([`Victim::Ipscan`]: the default).
+    ipscan: Victim,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -830,14 +832,39 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
     const S: &str = THROUGHPUT;
     let bed = Testbed::new();
     let traffics = [
-        Traffic { id: "tput_benign_v4", what: "benign IPv4 TCP ACK, one flow", frame: ack4(), vary: 0, min_ratio: 0.9 },
-        Traffic { id: "tput_benign_v6", what: "benign IPv6 TCP ACK, one flow", frame: ack6(), vary: 0, min_ratio: 0.9 },
+        Traffic {
+            id: "tput_benign_v4",
+            what: "benign IPv4 TCP ACK, one flow",
+            frame: ack4(),
+            vary: 0,
+            min_ratio: 0.9,
+            ipscan: Victim::Ipscan,
+        },
+        Traffic {
+            id: "tput_benign_v6",
+            what: "benign IPv6 TCP ACK, one flow",
+            frame: ack6(),
+            vary: 0,
+            min_ratio: 0.9,
+            ipscan: Victim::Ipscan,
+        },
+        // Benign traffic from many clients while ipscan auto-blocks scanners: every packet's
+        // source is looked up in AUTOBLOCK (and is not there).
+        Traffic {
+            id: "tput_benign_many_autoblocking",
+            what: "benign IPv4 TCP ACK, 65,536 rotating sources, auto-blocking on",
+            frame: v4(a4("198.19.0.0"), &L4::tcp(40000, 443, 0x10), 100),
+            vary: 4,
+            min_ratio: 0.9,
+            ipscan: Victim::IpscanAutoblocking,
+        },
         Traffic {
             id: "tput_syn_flood_v4",
             what: "SYN flood, 65,536 rotating IPv4 sources",
             frame: syn4(a4("198.19.0.0"), 80),
             vary: 4,
             min_ratio: 0.9,
+            ipscan: Victim::Ipscan,
         },
     ];
     let mut baselines = (
@@ -849,7 +876,7 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
         let gen_fd = prog_fd(&gen_ebpf, objs::GENERATOR_TX_NAME);
         let mut m: [Vec<Tput>; 3] = Default::default();
         for _ in 0..o.tput_rounds {
-            for (i, v) in [Victim::Pass, Victim::Drop, Victim::Ipscan].into_iter().enumerate() {
+            for (i, v) in [Victim::Pass, Victim::Drop, t.ipscan].into_iter().enumerate() {
                 m[i].push(measure(&bed, o, v, &mut baselines, &gen_fd, &t.frame));
             }
         }
