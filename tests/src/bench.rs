@@ -222,6 +222,20 @@ fn load_ipscan_autoblocking() -> Ebpf {
     ebpf
 }
 
+/// [`load_ipscan`] with one address blocked by hand (`ipscan block add`, as the OSSEC active
+/// response does), not the sender of any benchmark frame: the blocklist then has entries.
+fn load_ipscan_manual_block() -> (Ebpf, ipscan::blocklist::Tables) {
+    let mut ebpf = load_ipscan();
+    let mut tables = ok(ipscan::blocklist::Tables::from_ebpf(&mut ebpf), "block tables");
+    let net = ipscan::config::IpNet::host("192.0.2.1".parse().expect("address"));
+    ok(tables.block(&net, ipscan_common::BlockEntry::default()), "block");
+    let mut cfg = Config::default();
+    cfg.flags |= tables.presence_flags();
+    assert_ne!(cfg.flags & ipscan_common::config::global_flags::BLOCKLIST, 0, "the blocklist flag");
+    ok(loader::write_config(&mut ebpf, &cfg), "config");
+    (ebpf, tables)
+}
+
 /// [`load_ipscan_autoblocking`] with `src` already auto-blocked by the kernel itself (ten probes
 /// to distinct ports through BPF_PROG_TEST_RUN).
 fn load_ipscan_blocked(src: Ipv4Addr) -> Ebpf {
@@ -387,6 +401,9 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     // what a benign packet costs there.
     let autoblocking = load_ipscan_autoblocking();
     let ab_fd = prog_fd(&autoblocking, PROGRAM_NAME);
+    // With an address blocked by hand, every packet's source is looked up in the blocklist.
+    let (manual, _manual_tables) = load_ipscan_manual_block();
+    let manual_fd = prog_fd(&manual, PROGRAM_NAME);
 
     // Put one source in scan mode: 20 distinct ports crosses both the SYN scan (10) and the
     // port scan (15) thresholds.
@@ -399,7 +416,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     let mut malformed = ack4();
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
     type Kind<'a> = (&'static str, &'static str, Vec<u8>, f64, &'a ProgramFd);
-    let kinds: [Kind; 9] = [
+    let kinds: [Kind; 11] = [
         ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, &fd),
         ("cost_syn_scan_mode", "SYN from a source already in scan mode", syn4(scanner, 1000), 3.0, &fd),
         (
@@ -421,6 +438,20 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5, &fd),
         ("cost_tcp_ack_v4_autoblocking", "established TCP ACK, IPv4, auto-blocking on", ack4(), 1.5, &ab_fd),
         ("cost_tcp_ack_v6_autoblocking", "established TCP ACK, IPv6, auto-blocking on", ack6(), 1.5, &ab_fd),
+        (
+            "cost_tcp_ack_v4_manual_block",
+            "established TCP ACK, IPv4, another address blocked by hand",
+            ack4(),
+            1.5,
+            &manual_fd,
+        ),
+        (
+            "cost_tcp_ack_v6_manual_block",
+            "established TCP ACK, IPv6, another address blocked by hand",
+            ack6(),
+            1.5,
+            &manual_fd,
+        ),
     ];
     for port in 1..=20 {
         run_ns(&fd, &syn6(a6("2001:db8::9"), port), 1);
@@ -522,8 +553,9 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     let floors = load_floors(blocked_src);
     let syn = syn4(blocked_src, 80);
     let udp = v4(blocked_src, &L4::Udp { sport: 40000, dport: 53 }, 32);
+    let by_hand = syn4(a4("192.0.2.1"), 80);
     type DropKind<'a> = (&'static str, &'static str, ProgramFd, &'a [u8], Target);
-    let drops: [DropKind; 5] = [
+    let drops: [DropKind; 6] = [
         (
             "cost_blocked",
             "packet from an auto-blocked source (dropped)",
@@ -536,6 +568,13 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             "UDP datagram from an auto-blocked source (dropped)",
             prog_fd(&blocked, PROGRAM_NAME),
             &udp,
+            Target::AtMost(1.5),
+        ),
+        (
+            "cost_blocked_manual",
+            "packet from a source blocked by hand (dropped)",
+            prog_fd(&manual, PROGRAM_NAME),
+            &by_hand,
             Target::AtMost(1.5),
         ),
         (

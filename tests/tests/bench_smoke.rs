@@ -20,6 +20,8 @@ const MEASURED: &[&str] = &[
     "cost_malformed",
     "cost_tcp_ack_v4_autoblocking",
     "cost_tcp_ack_v6_autoblocking",
+    "cost_tcp_ack_v4_manual_block",
+    "cost_tcp_ack_v6_manual_block",
     "cost_syn_new_source",
     "cost_syn_fresh_sources",
     "cost_udp_fresh_sources",
@@ -42,6 +44,7 @@ const MEASURED: &[&str] = &[
     "exhaust_map_memory",
     "exhaust_daemon_rss",
     "cost_blocked",
+    "cost_blocked_manual",
     "tput_syn_flood_autoblock",
     "time_to_block_userspace",
 ];
