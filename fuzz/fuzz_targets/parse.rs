@@ -40,6 +40,10 @@ fuzz_target!(|data: &[u8]| {
         let n = if p.family == FAMILY_V4 { 4 } else { 16 };
         assert_eq!(&p.src[..n], &data[fast.src_offset()..fast.src_offset() + n]);
         assert!(p.has_transport() && !p.is_fragment() && p.anomalies == 0, "{p:?}");
+        // The block check before it reads a sender from every such frame, the same one: a
+        // source in a block list never passes as plain TCP.
+        let s = parse::ip_sender(data).expect("plain TCP without a sender for the block check");
+        assert_eq!((s.family, s.ip_payload_len, s.src_offset()), (fast.family, fast.ip_payload_len, fast.src_offset()));
         if classify::passes_quietly(&Config::default(), fast.tcp_flags) {
             assert_eq!(classify::detections(p), 0);
             assert_eq!(classify::ordinary_line(p), None);

@@ -311,11 +311,11 @@ pub fn suppressing_detection(line: PacketLine) -> Option<Detection> {
     }
 }
 
-/// Switches under which a plain TCP segment may still need more than counting: the BLOCK4/BLOCK6
-/// prefix lists, `promisc`'s destination list, `verbose`'s anomaly lines and `fool_nmap`'s probe
-/// drops (nmap's T4 is an ACK). Rules also count (`nrules`). AUTOBLOCK is the caller's: the XDP
-/// program looks the source up there on the fast path first, from the frame.
-const FAST_PATH_OFF: u32 = g::BLOCKLIST | g::PROMISC | g::VERBOSE | g::FOOL_NMAP;
+/// Switches under which a plain TCP segment may still need more than counting: `promisc`'s
+/// destination list, `verbose`'s anomaly lines and `fool_nmap`'s probe drops (nmap's T4 is an
+/// ACK). Rules also count (`nrules`). The block lists (AUTOBLOCK, BLOCK4/BLOCK6) are the
+/// caller's: the XDP program looks the source up in them on the fast path first, from the frame.
+const FAST_PATH_OFF: u32 = g::PROMISC | g::VERBOSE | g::FOOL_NMAP;
 
 /// Whether a plain TCP segment ([`crate::parse::plain_tcp`]: unfragmented, no anomaly) from an
 /// unblocked source with
@@ -364,9 +364,13 @@ mod tests {
         assert!(quiet > 0 && passes_quietly(&cfg, f::ACK) && passes_quietly(&cfg, f::SYN | f::ACK));
         assert!(!passes_quietly(&cfg, f::SYN) && !passes_quietly(&cfg, f::FIN) && !passes_quietly(&cfg, 0));
         assert!(!passes_quietly(&cfg, f::SYN | f::RST | f::ACK));
-        for off in [g::BLOCKLIST, g::PROMISC, g::VERBOSE, g::FOOL_NMAP] {
+        for off in [g::PROMISC, g::VERBOSE, g::FOOL_NMAP] {
             let c = Config { flags: cfg.flags | off, ..cfg };
             assert!(!passes_quietly(&c, f::ACK), "{off:#x}");
+        }
+        // The block lists are looked at before (the XDP program's fast path).
+        for on in [g::BLOCKLIST, g::AUTOBLOCKS] {
+            assert!(passes_quietly(&Config { flags: cfg.flags | on, ..cfg }, f::ACK), "{on:#x}");
         }
         assert!(!passes_quietly(&Config { nrules: 1, ..cfg }, f::ACK));
     }

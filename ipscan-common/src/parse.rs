@@ -596,6 +596,9 @@ mod tests {
         assert_eq!(&p.src[..n], &f[fast.src_offset()..fast.src_offset() + n]);
         assert!(p.has_transport() && !p.is_fragment(), "{p:?}");
         assert_eq!(p.anomalies, 0);
+        // The block check before it reads a sender from every such frame, the same one.
+        let s = ip_sender(f).expect("plain TCP without a sender for the block check");
+        assert_eq!((s.family, s.ip_payload_len, s.src_offset()), (fast.family, fast.ip_payload_len, fast.src_offset()));
     }
 
     /// An ICMPv4 error quoting an IPv4 header from 198.18.0.2 to `to` and 8 bytes of `l4`.

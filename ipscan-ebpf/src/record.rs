@@ -22,6 +22,7 @@ use ipscan_common::{
     frag::{FragKey, FragState, frag_anomalies},
     maps as m,
     packet::{PROTO_TCP, PROTO_UDP, anomalies, tcp_flags},
+    parse::IpSender,
     rules::{ACTION_LOG, MAX_RULES},
     stats,
     window::{PROBATION_SEED_SLOT, PROBATION_SETS, PROBATION_WAYS, filter},
@@ -113,15 +114,16 @@ static FRAG_SCRATCH: PerCpuArray<FragState> = PerCpuArray::with_max_entries(1, 0
 #[map]
 static SUMMARY: PerCpuArray<PacketSummary> = PerCpuArray::with_max_entries(1, 0);
 
-/// Non-zero: the fast path has looked the current packet's source up in AUTOBLOCK. Passed
-/// through map memory, not a register: the verifier does not track map contents, so it checks
-/// the slow path once rather than once per value.
+/// Non-zero: the fast path has looked the current packet's source up in the block lists that
+/// have entries (AUTOBLOCK, BLOCK4/BLOCK6). Passed through map memory, not a register: the
+/// verifier does not track map contents, so it checks the slow path once rather than once per
+/// value.
 #[map]
 static CHECKED: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Records whether the fast path looked the current packet's source up (see CHECKED).
 #[inline(always)]
-pub fn set_autoblocks_checked(v: bool) {
+pub fn set_lists_checked(v: bool) {
     if let Some(c) = CHECKED.get_ptr_mut(0) {
         // SAFETY: per-CPU slot.
         unsafe { *c = v as u32 };
@@ -129,7 +131,7 @@ pub fn set_autoblocks_checked(v: bool) {
 }
 
 #[inline(always)]
-fn autoblocks_checked() -> bool {
+fn lists_checked() -> bool {
     CHECKED.get(0).is_some_and(|c| *c != 0)
 }
 
@@ -244,6 +246,16 @@ impl Sender {
     fn of(p: &PacketSummary) -> Self {
         Self { src: p.src, bytes: p.ip_payload_len, family: p.family }
     }
+
+    /// The sender the fast path read from the IP header.
+    #[inline(always)]
+    pub fn of_ip(ip: &IpSender) -> Self {
+        let mut src = [0u8; 16];
+        for (i, w) in ip.src.iter().enumerate() {
+            src[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        Self { src, bytes: ip.ip_payload_len, family: ip.family }
+    }
 }
 
 #[inline(always)]
@@ -277,23 +289,23 @@ fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
 }
 
 /// Whether the source is blocked now (and not allowlisted); counts the drop on the entry.
-/// Each list is looked at only when the CONFIG flags say it has entries; AUTOBLOCK not when the
+/// Each list is looked at only when the CONFIG flags say it has entries, and neither when the
 /// fast path has looked already.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
 fn blocked(cfg: &Config, s: &Sender) -> bool {
-    if cfg.has(g::BLOCKLIST) {
-        let hit =
-            if s.family == FAMILY_V4 { BLOCK4.get(Key::new(32, v4(&s.src))) } else { BLOCK6.get(Key::new(128, s.src)) };
-        // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
-        if let Some(e) = hit
-            && !allowlisted(&s.src, s.family)
-            && charge(e, now_ns(), s.bytes)
-        {
-            return true;
-        }
-    }
-    cfg.has(g::AUTOBLOCKS) && !autoblocks_checked() && autoblocked(s)
+    !lists_checked() && ((cfg.has(g::BLOCKLIST) && blocklisted(s)) || (cfg.has(g::AUTOBLOCKS) && autoblocked(s)))
+}
+
+/// Whether a prefix blocked by hand (BLOCK4, BLOCK6) covers the source and it is not
+/// allowlisted; counts the drop on the entry.
+// A BPF subprogram of its own: its locals (the LPM keys) get their own stack frame.
+#[inline(never)]
+pub fn blocklisted(s: &Sender) -> bool {
+    let hit =
+        if s.family == FAMILY_V4 { BLOCK4.get(Key::new(32, v4(&s.src))) } else { BLOCK6.get(Key::new(128, s.src)) };
+    // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
+    hit.is_some_and(|e| !allowlisted(&s.src, s.family) && charge(e, now_ns(), s.bytes))
 }
 
 /// The AUTOBLOCK set and tag of a key (as its words).

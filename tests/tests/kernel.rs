@@ -458,6 +458,58 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     assert_eq!(p.stat(stats::BLOCKED), 8);
 }
 
+/// Prefixes blocked by hand (BLOCK4/BLOCK6: `ipscan block add`, the OSSEC active response) are
+/// looked up on the fast path: a blocked source's packets of any protocol are dropped there and
+/// charged to the entry once, an allowlisted address inside a blocked prefix and every other
+/// source pass, and a frame the fast path reads no sender from (a VLAN tag) is blocked by the
+/// slow path as before. A source in both lists is charged to its auto-block.
+#[test]
+fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
+    let mut p = Prog::load(&blocking_syn_scanners(600 * SEC));
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let net4: IpNet = "198.18.0.0/24".parse().expect("net");
+    let net6: IpNet = "2001:db8::/64".parse().expect("net");
+    for net in [net4, net6] {
+        t.block(&net, BlockEntry::default()).expect("block");
+    }
+    let spared = Ipv4Addr::new(198, 18, 0, 77);
+    t.allow(&IpNet::host(spared.into()), ipscan_common::block::allow_reason::CONFIGURED).expect("allow");
+    let mut cfg = Config::default();
+    cfg.flags |= t.presence_flags();
+    assert_eq!(cfg.flags & global_flags::BLOCKLIST, global_flags::BLOCKLIST);
+    loader::write_config(&mut p.ebpf, &cfg).expect("config");
+
+    let ack = |f: Frame, src: Ipv4Addr| Frame { payload: 100, ..f }.v4(src, V, &L4::tcp(40000, 443, 0x10));
+    let udp = Frame { payload: 12, ..Default::default() }.v4(A, V, &L4::Udp { sport: 5000, dport: 53 });
+    assert_eq!(p.run_at(SEC, &ack(Frame::default(), A)), XDP_DROP, "established TCP from a blocked prefix");
+    assert_eq!(p.run_at(SEC, &udp), XDP_DROP, "UDP from it");
+    assert_eq!(p.run_at(SEC, &Frame::default().v6(A6, V6, &L4::tcp(40000, 443, 0x10))), XDP_DROP, "IPv6");
+    let tagged = ack(Frame { vlans: vec![100], ..Default::default() }, A);
+    assert_eq!(p.run_at(SEC, &tagged), XDP_DROP, "a tagged frame, through the slow path");
+    assert_eq!(p.run_at(SEC, &ack(Frame::default(), spared)), XDP_PASS, "allowlisted inside the prefix");
+    assert_eq!(p.run_at(SEC, &ack(Frame::default(), Ipv4Addr::new(198, 19, 0, 1))), XDP_PASS, "outside");
+    assert_eq!((p.stat(stats::BLOCKED), p.stat(stats::DROPPED), p.stat(stats::PACKETS)), (4, 4, 6));
+    let entry = |t: &Tables, net: IpNet| {
+        let rows = t.blocks();
+        let row = rows.iter().find(|r| r.net == net).unwrap_or_else(|| panic!("{net} not listed: {rows:?}"));
+        (row.entry.packets, row.entry.bytes, row.entry.last_ns)
+    };
+    assert_eq!(entry(&t, net4), (3, 120 + 20 + 120, SEC), "each drop charged once");
+    assert_eq!(entry(&t, net6), (1, 20, SEC));
+
+    // An address of the prefix auto-blocked too (as a restore puts it back): its drop is
+    // charged to the auto-block, looked at first, and to nothing else.
+    let both = Ipv4Addr::new(198, 18, 0, 9);
+    let auto = BlockEntry { added_ns: SEC, expires_ns: 600 * SEC, ..Default::default() };
+    assert_eq!(t.block_auto(&IpNet::host(both.into()), auto).expect("auto-block"), Placed::Auto);
+    cfg.flags |= t.presence_flags();
+    loader::write_config(&mut p.ebpf, &cfg).expect("config");
+    assert_eq!(p.run_at(2 * SEC, &ack(Frame::default(), both)), XDP_DROP);
+    assert_eq!(entry(&t, IpNet::host(both.into())), (1, 120, 2 * SEC));
+    assert_eq!(entry(&t, net4), (3, 260, SEC), "not charged twice");
+    assert_eq!(p.stat(stats::BLOCKED), 5);
+}
+
 /// AUTOTAGS tells the fast path which ways of a set to compare: an AUTOBLOCK kept while its
 /// tags were made anew (a removed pin, an ipscan from before the tags) has every block tagged
 /// by the loader before the program is attached, and its sources are dropped again.
