@@ -65,8 +65,8 @@ static AUTOBLOCK: Array<AutoSlot> = Array::with_max_entries(table::SLOTS, BPF_F_
 
 /// One word per AUTOBLOCK set: its 16-bit lane `way` is the tag ([`table::Place`]) of the
 /// address in that way, so a packet from an address that is not blocked is told so by one read
-/// of a 128 KB array, without comparing four ways (a 4.7 MB table). Written before the way's key by the
-/// program and by user space; a stale tag of an emptied way only costs one comparison.
+/// of a 128 KB array, without comparing four ways (a 4.7 MB table). Written before the way's
+/// key, by the program and by user space; a stale tag of an emptied way costs one comparison.
 #[map]
 static AUTOTAGS: Array<u64> = Array::with_max_entries(table::SETS, BPF_F_MMAPABLE);
 
@@ -290,11 +290,12 @@ fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
 
 /// Whether the source is blocked now (and not allowlisted); counts the drop on the entry.
 /// Each list is looked at only when the CONFIG flags say it has entries, and neither when the
-/// fast path has looked already.
+/// fast path has looked already; AUTOBLOCK first, as on the fast path, so that an address in
+/// both lists is charged to its auto-block whatever its frame.
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
 fn blocked(cfg: &Config, s: &Sender) -> bool {
-    !lists_checked() && ((cfg.has(g::BLOCKLIST) && blocklisted(s)) || (cfg.has(g::AUTOBLOCKS) && autoblocked(s)))
+    !lists_checked() && ((cfg.has(g::AUTOBLOCKS) && autoblocked(s)) || (cfg.has(g::BLOCKLIST) && blocklisted(s)))
 }
 
 /// Whether a prefix blocked by hand (BLOCK4, BLOCK6) covers the source and it is not

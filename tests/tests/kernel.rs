@@ -497,7 +497,7 @@ fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
     assert_eq!(entry(&t, net4), (3, 120 + 20 + 120, SEC), "each drop charged once");
     assert_eq!(entry(&t, net6), (1, 20, SEC));
 
-    // An address of the prefix auto-blocked too (as a restore puts it back): its drop is
+    // An address of the prefix auto-blocked too (as a restore puts it back): its drops are
     // charged to the auto-block, looked at first, and to nothing else.
     let both = Ipv4Addr::new(198, 18, 0, 9);
     let auto = BlockEntry { added_ns: SEC, expires_ns: 600 * SEC, ..Default::default() };
@@ -505,9 +505,11 @@ fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
     cfg.flags |= t.presence_flags();
     loader::write_config(&mut p.ebpf, &cfg).expect("config");
     assert_eq!(p.run_at(2 * SEC, &ack(Frame::default(), both)), XDP_DROP);
-    assert_eq!(entry(&t, IpNet::host(both.into())), (1, 120, 2 * SEC));
+    // The slow path looks in the same order.
+    assert_eq!(p.run_at(3 * SEC, &ack(Frame { vlans: vec![100], ..Default::default() }, both)), XDP_DROP);
+    assert_eq!(entry(&t, IpNet::host(both.into())), (2, 240, 3 * SEC));
     assert_eq!(entry(&t, net4), (3, 260, SEC), "not charged twice");
-    assert_eq!(p.stat(stats::BLOCKED), 5);
+    assert_eq!(p.stat(stats::BLOCKED), 6);
 }
 
 /// AUTOTAGS tells the fast path which ways of a set to compare: an AUTOBLOCK kept while its
