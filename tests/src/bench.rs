@@ -806,6 +806,8 @@ enum Victim {
     /// ipscan auto-blocking SYN scanners, primed by the flood itself until every source of
     /// the scan flood has crossed the threshold.
     IpscanAutoblocking,
+    /// ipscan with one address (not the generator's) blocked by hand.
+    IpscanManualBlock,
     /// One of the floor programs (by name).
     Floor(&'static str),
 }
@@ -822,6 +824,8 @@ fn measure(
         Victim::Ipscan => Some(load_ipscan()),
         Victim::IpscanBlocked => Some(load_ipscan_blocked(a4(ATTACKER4))),
         Victim::IpscanAutoblocking => Some(load_ipscan_autoblocking()),
+        // The block stays in the program's map when the tables' file descriptors close.
+        Victim::IpscanManualBlock => Some(load_ipscan_manual_block().0),
         _ => None,
     };
     let mut floor = match victim {
@@ -833,7 +837,7 @@ fn measure(
         Victim::Floor(name) => (floor.as_mut().expect("loaded"), name),
         Victim::Pass => (&mut baselines.0, objs::BASELINE_PASS_NAME),
         Victim::Drop => (&mut baselines.1, objs::BASELINE_DROP_NAME),
-        Victim::Ipscan | Victim::IpscanBlocked | Victim::IpscanAutoblocking => {
+        Victim::Ipscan | Victim::IpscanBlocked | Victim::IpscanAutoblocking | Victim::IpscanManualBlock => {
             (ipscan.as_mut().expect("loaded"), PROGRAM_NAME)
         }
     };
@@ -896,6 +900,16 @@ fn throughput(o: &Options, rows: &mut Vec<Row>) {
             vary: 4,
             min_ratio: 0.9,
             ipscan: Victim::IpscanAutoblocking,
+        },
+        // The same with an address blocked by hand: every packet's source is looked up in the
+        // blocklist (an LPM lookup).
+        Traffic {
+            id: "tput_benign_many_manual_block",
+            what: "benign IPv4 TCP ACK, 65,536 rotating sources, another address blocked by hand",
+            frame: v4(a4("198.19.0.0"), &L4::tcp(40000, 443, 0x10), 100),
+            vary: 4,
+            min_ratio: 0.9,
+            ipscan: Victim::IpscanManualBlock,
         },
         Traffic {
             id: "tput_syn_flood_v4",
