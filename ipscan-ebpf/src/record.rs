@@ -15,7 +15,7 @@ use aya_ebpf::{
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4, PacketLine,
     PacketSummary, ProbeSet, Rule, SourceKey, SourceState,
-    block::{CpuLocal, Pending, PendingDrops, table},
+    block::{Block4Data, CpuLocal, Pending, PendingDrops, block4_data, table},
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
     event::event_flags,
@@ -53,7 +53,7 @@ static CLOCK: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Blocked IPv4 prefixes (CLI, restored state). LPM tries need BPF_F_NO_PREALLOC.
 #[map]
-static BLOCK4: LpmTrie<[u8; 4], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
+static BLOCK4: LpmTrie<Block4Data, BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
 
 #[map]
 static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
@@ -303,8 +303,11 @@ fn blocked(cfg: &Config, s: &Sender) -> bool {
 // A BPF subprogram of its own: its locals (the LPM keys) get their own stack frame.
 #[inline(never)]
 pub fn blocklisted(s: &Sender) -> bool {
-    let hit =
-        if s.family == FAMILY_V4 { BLOCK4.get(Key::new(32, v4(&s.src))) } else { BLOCK6.get(Key::new(128, s.src)) };
+    let hit = if s.family == FAMILY_V4 {
+        BLOCK4.get(Key::new(32, block4_data(v4(&s.src))))
+    } else {
+        BLOCK6.get(Key::new(128, s.src))
+    };
     // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
     hit.is_some_and(|e| !allowlisted(&s.src, s.family) && charge(e, now_ns(), s.bytes))
 }

@@ -14,7 +14,7 @@ use aya::{
 };
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6,
-    block::{CpuLocal, PendingDrops, table},
+    block::{Block4Data, CpuLocal, PendingDrops, block4_data, table},
     config::global_flags,
     maps,
 };
@@ -273,7 +273,7 @@ impl AutoTable {
 
 /// The maps of blocking.
 pub struct Tables {
-    block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
+    block4: LpmTrie<MapData, Block4Data, BlockEntry>,
     block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
     auto: AutoTable,
     /// The program's per-CPU state, for the drops not yet added to AUTOBLOCK entries
@@ -339,6 +339,19 @@ fn host_key(net: &IpNet) -> Option<AddrKey> {
     }
 }
 
+/// The BLOCK4 key of an IPv4 prefix ([`Block4Data`]).
+fn block4_key(net: &IpNet) -> Option<Key<Block4Data>> {
+    v4_key(net).map(|k| {
+        let d = k.data();
+        Key::new(k.prefix_len(), block4_data(d))
+    })
+}
+
+fn block4_net(k: &Key<Block4Data>) -> Option<IpNet> {
+    let d = k.data();
+    IpNet::new(IpAddr::from([d[0], d[1], d[2], d[3]]), k.prefix_len() as u8)
+}
+
 fn net4(k: &Key<[u8; 4]>) -> Option<IpNet> {
     IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
 }
@@ -379,7 +392,7 @@ impl Tables {
 
     /// Blocks a prefix until `now + ttl_ns` (zero: forever). Replaces an entry of the same prefix.
     pub fn block(&mut self, net: &IpNet, entry: BlockEntry) -> Result<(), TableError> {
-        if let Some(k) = v4_key(net) {
+        if let Some(k) = block4_key(net) {
             self.block4.insert(&k, entry, 0).map_err(|source| TableError::Map { name: maps::BLOCK4, source })
         } else if let Some(k) = v6_key(net) {
             self.block6.insert(&k, entry, 0).map_err(|source| TableError::Map { name: maps::BLOCK6, source })
@@ -403,7 +416,7 @@ impl Tables {
     /// Returns the entries removed.
     pub fn unblock(&mut self, net: &IpNet) -> Vec<BlockRow> {
         let mut out = Vec::new();
-        if let Some(k) = v4_key(net)
+        if let Some(k) = block4_key(net)
             && let Ok(e) = self.block4.get(&k, 0)
             && self.block4.remove(&k).is_ok()
         {
@@ -482,7 +495,7 @@ impl Tables {
     fn manual_blocks(&self) -> Vec<BlockRow> {
         let mut out = Vec::new();
         for (k, e) in self.block4.iter().filter_map(Result::ok) {
-            if let Some(net) = net4(&k) {
+            if let Some(net) = block4_net(&k) {
                 out.push(BlockRow { net, entry: e, auto: false });
             }
         }
@@ -506,7 +519,7 @@ impl Tables {
     pub fn sweep(&mut self, now: u64) -> Vec<BlockRow> {
         let mut expired: Vec<BlockRow> = self.manual_blocks().into_iter().filter(|r| !r.entry.active(now)).collect();
         for r in &expired {
-            if let Some(k) = v4_key(&r.net) {
+            if let Some(k) = block4_key(&r.net) {
                 let _ = self.block4.remove(&k);
             } else if let Some(k) = v6_key(&r.net) {
                 let _ = self.block6.remove(&k);

@@ -343,12 +343,16 @@ fn populate_allowlist(tables: &mut Tables, settings: &Settings, iface: &str) -> 
 
 fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attached, RingBuf<MapData>), DaemonError> {
     let lock = DaemonLock::acquire(&cfg.lock_dir, iface)?;
+    // A block list whose pin had an older layout is made anew, empty: its blocks come back from
+    // the state file, while the lists that were kept keep theirs.
+    let mut block_list_discarded = false;
     let pin_dir = match &cfg.pin_root {
         Some(root) => {
             let dir = pins::prepare(root, iface)?;
             for (name, key, value, entries) in loader::pinned_layouts() {
                 if let Some(note) = pins::drop_incompatible(&dir, name, key, value, entries) {
                     eprintln!("ipscan: {iface}: {note}");
+                    block_list_discarded |= [maps::BLOCK4, maps::BLOCK6, maps::AUTOBLOCK].contains(&name);
                 }
             }
             Some(dir)
@@ -378,9 +382,11 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     ));
     let state_file = persist::state_file(&cfg.state_dir, iface);
     // Pinned maps that survived (a restart) are the truth; empty ones after a reboot are
-    // refilled from the state file.
-    if tables.blocks_empty() {
-        match persist::restore(&mut tables, &state_file, monotonic_ns()) {
+    // refilled from the state file, and so are lists made anew for a new layout (then only
+    // with the blocks that are not in the maps).
+    let empty = tables.blocks_empty();
+    if empty || block_list_discarded {
+        match persist::restore(&mut tables, &state_file, monotonic_ns(), !empty) {
             Ok(r) if r.blocks + r.allows > 0 => notes.push(format!(
                 "ipscan: {iface}: restored {} blocks and {} allows from {} ({} had expired){}",
                 r.blocks,

@@ -97,8 +97,9 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 11] {
         // The sets and the seed slot.
         (maps::PROBATION, 4, s(size_of::<ProbeSet>()), PROBATION_SETS + 1),
         (maps::STATS, 4, 8, ipscan_common::stats::COUNT),
-        // LPM trie keys are a 4-byte prefix length followed by the address.
-        (maps::BLOCK4, 8, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
+        // LPM trie keys are a 4-byte prefix length followed by the address (BLOCK4: and four
+        // zero bytes, see ipscan_common::block::Block4Data).
+        (maps::BLOCK4, 12, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::BLOCK6, 20, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
         (maps::AUTOTAGS, 4, 8, table::SETS),

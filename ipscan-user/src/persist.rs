@@ -3,6 +3,7 @@
 //! the time left.
 
 use std::{
+    collections::HashSet,
     fs, io,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
@@ -122,8 +123,10 @@ pub struct Restored {
     pub allows: usize,
 }
 
-/// Puts saved blocks (with the time they have left) and manual allows back into the maps.
-pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64) -> Result<Restored, PersistError> {
+/// Puts saved blocks (with the time they have left) and manual allows back into the maps;
+/// with `only_missing`, only the blocks that the maps do not list (the same prefix, made by
+/// hand or by the kernel alike): for lists made anew next to kept ones.
+pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64, only_missing: bool) -> Result<Restored, PersistError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Restored::default()),
@@ -133,8 +136,13 @@ pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64) -> Result<Restor
         serde_json::from_str(&text).map_err(|source| PersistError::Parse { path: path.to_owned(), source })?;
     let now_unix = unix_now();
     let mut r = Restored::default();
+    let present: HashSet<(IpNet, bool)> =
+        if only_missing { tables.blocks().into_iter().map(|b| (b.net, b.auto)).collect() } else { HashSet::new() };
     for b in saved.blocks {
         let Ok(net) = b.net.parse::<IpNet>() else { continue };
+        if present.contains(&(net, b.auto)) {
+            continue;
+        }
         let expires_ns = match b.expires_unix {
             None => 0,
             Some(t) if t <= now_unix => {

@@ -1435,7 +1435,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
         let mut ebpf = load_ipscan();
         let fd = prog_fd(&ebpf, PROGRAM_NAME);
         let ring = ok(aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).expect("EVENTS")), "EVENTS");
-        let block4: aya::maps::LpmTrie<MapData, [u8; 4], ipscan_common::BlockEntry> =
+        let block4: aya::maps::LpmTrie<MapData, ipscan_common::block::Block4Data, ipscan_common::BlockEntry> =
             ok(aya::maps::LpmTrie::try_from(ebpf.take_map(maps::BLOCK4).expect("BLOCK4")), "BLOCK4");
         let config: aya::maps::Array<MapData, Config> =
             ok(aya::maps::Array::try_from(ebpf.take_map(maps::CONFIG).expect("CONFIG")), "CONFIG");
@@ -1453,7 +1453,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
                     let Some(ev) = ipscan::daemon::decode(&item) else { continue };
                     if ev.kind() == Some(ipscan_common::EventKind::Detected) {
                         let src: [u8; 4] = [ev.key.addr[0], ev.key.addr[1], ev.key.addr[2], ev.key.addr[3]];
-                        let key = aya::maps::lpm_trie::Key::new(32, src);
+                        let key = aya::maps::lpm_trie::Key::new(32, ipscan_common::block::block4_data(src));
                         ok(block4.insert(&key, ipscan_common::BlockEntry::manual(0, 0), 0), "block");
                         let mut c = ok(config.get(&0, 0), "CONFIG");
                         c.flags |= ipscan_common::config::global_flags::BLOCKLIST;

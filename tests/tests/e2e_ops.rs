@@ -591,10 +591,16 @@ fn the_systemd_unit_verifies_and_keeps_the_sandbox() {
 /// Creates a BPF map with `bpf(BPF_MAP_CREATE)` and pins it at `path` (what an older ipscan
 /// left behind); the pin keeps it after the descriptor is closed.
 fn pin_map(path: &Path, map_type: u32, key: u32, value: u32, entries: u32) {
+    pin_map_flags(path, map_type, key, value, entries, 0);
+}
+
+/// [`pin_map`] with map flags (an LPM trie needs BPF_F_NO_PREALLOC).
+fn pin_map_flags(path: &Path, map_type: u32, key: u32, value: u32, entries: u32, flags: u32) {
     // union bpf_attr, BPF_MAP_CREATE: map_type, key_size, value_size, max_entries, map_flags.
     let mut attr = [0u64; 16];
     attr[0] = u64::from(map_type) | u64::from(key) << 32;
     attr[1] = u64::from(value) | u64::from(entries) << 32;
+    attr[2] = u64::from(flags);
     // SAFETY: a zeroed bpf_attr with the MAP_CREATE fields set, of the size passed.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), size_of_val(&attr)) };
     assert!(fd >= 0, "BPF_MAP_CREATE: {}", std::io::Error::last_os_error());
@@ -648,4 +654,49 @@ fn pins_of_an_older_layout_are_discarded_with_a_note() {
     let err = fs::read_to_string(&d.stderr).expect("stderr");
     assert!(!err.contains("discarded"), "{err}");
     assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "block kept across the restart");
+}
+
+/// A block list whose pin has an older layout (BLOCK4 with 4-byte addresses, before its keys
+/// grew to keep the values 8-aligned) is made anew, and its blocks come back from the state
+/// file, while a list that was kept (BLOCK6) keeps its own blocks, not doubled.
+#[test]
+fn a_block_list_of_an_older_layout_comes_back_from_the_state_file() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let i = bed.victim_if.clone();
+    let _srv = Listener::start(&bed.victim, 8080);
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(cli(&["block", "add", ATTACKER4, "--ttl", "1h", "-i", &i]).0);
+    assert!(cli(&["block", "add", "2001:db8:77::/48", "-i", &i]).0);
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080));
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+
+    // An older ipscan's BLOCK4: an LPM trie keyed by a prefix length and a 4-byte address.
+    const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+    const BPF_F_NO_PREALLOC: u32 = 1;
+    let pins = Path::new("/sys/fs/bpf/ipscan").join(&i);
+    fs::remove_file(pins.join("BLOCK4")).expect("BLOCK4 pin");
+    pin_map_flags(&pins.join("BLOCK4"), BPF_MAP_TYPE_LPM_TRIE, 8, 48, 65_536, BPF_F_NO_PREALLOC);
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    d.wait_stderr(
+        &format!(
+            "discarded pinned map {}/BLOCK4 from an older ipscan (key/value 8/48 bytes, 65536 entries; now 12/48, 65536)",
+            pins.display()
+        ),
+        WAIT,
+    );
+    d.wait_stderr("restored 1 blocks and 0 allows", WAIT);
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the IPv4 block is back");
+    let (ok, json, err) = cli(&["block", "list", "--json", "-i", &i]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&json).expect("json");
+    let mut prefixes: Vec<&str> = v.as_array().expect("rows").iter().filter_map(|r| r["prefix"].as_str()).collect();
+    prefixes.sort_unstable();
+    assert_eq!(prefixes, ["198.18.0.1", "2001:db8:77::/48"], "{json}");
+    let left = v.as_array().expect("rows").iter().find(|r| r["prefix"] == "198.18.0.1").expect("row")["expires_in_s"]
+        .as_u64()
+        .expect("ttl");
+    assert!((3000..=3600).contains(&left), "the time it had left: {left}");
 }
