@@ -138,11 +138,11 @@ pub struct AutoTable {
     _maps: [MapData; 2],
 }
 
-/// An mmapable BPF array's map data, or the layout error naming it.
-fn array_data<'a>(map: &'a Map, name: &'static str, slots: u32) -> Result<&'a MapData, TableError> {
+/// Maps the mmapable BPF array `name` ([`Mapped::new`]), or the layout error naming it.
+fn map_array<T>(map: &Map, name: &'static str, entries: u32, writable: bool) -> Result<Mapped<T>, TableError> {
     match map {
-        Map::Array(data) => Ok(data),
-        _ => Err(TableError::Layout { name, slots }),
+        Map::Array(data) => Mapped::new(data, name, entries, writable),
+        _ => Err(TableError::Layout { name, slots: entries }),
     }
 }
 
@@ -159,18 +159,8 @@ fn write_tag(tags: &Mapped<u64>, i: u32, tag: u16) {
 /// attached, while nothing else writes the table.
 pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
     let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
-    let slots = Mapped::<AutoSlot>::new(
-        array_data(map(maps::AUTOBLOCK)?, maps::AUTOBLOCK, table::SLOTS)?,
-        maps::AUTOBLOCK,
-        table::SLOTS,
-        false,
-    )?;
-    let tags = Mapped::<u64>::new(
-        array_data(map(maps::AUTOTAGS)?, maps::AUTOTAGS, table::SETS)?,
-        maps::AUTOTAGS,
-        table::SETS,
-        true,
-    )?;
+    let slots: Mapped<AutoSlot> = map_array(map(maps::AUTOBLOCK)?, maps::AUTOBLOCK, table::SLOTS, false)?;
+    let tags: Mapped<u64> = map_array(map(maps::AUTOTAGS)?, maps::AUTOTAGS, table::SETS, true)?;
     let seed = slots.get(table::SEED_SLOT).entry.added_ns;
     let mut n = 0;
     for i in 0..table::SEED_SLOT {
@@ -185,10 +175,9 @@ pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
 
 impl AutoTable {
     fn new(map: Map, tags: Map) -> Result<Self, TableError> {
-        let slots = Mapped::new(array_data(&map, maps::AUTOBLOCK, table::SLOTS)?, maps::AUTOBLOCK, table::SLOTS, true)?;
-        let tag_words =
-            Mapped::new(array_data(&tags, maps::AUTOTAGS, table::SETS)?, maps::AUTOTAGS, table::SETS, true)?;
-        let (Map::Array(a), Map::Array(b)) = (map, tags) else { unreachable!("checked by array_data") };
+        let slots = map_array(&map, maps::AUTOBLOCK, table::SLOTS, true)?;
+        let tag_words = map_array(&tags, maps::AUTOTAGS, table::SETS, true)?;
+        let (Map::Array(a), Map::Array(b)) = (map, tags) else { unreachable!("checked by map_array") };
         let mut t = Self { slots, tags: tag_words, _maps: [a, b] };
         t.seed_if_empty();
         Ok(t)
