@@ -124,8 +124,8 @@ pub struct Restored {
 }
 
 /// Puts saved blocks (with the time they have left) and manual allows back into the maps;
-/// with `only_missing`, only the blocks that the maps do not list (the same prefix, made by
-/// hand or by the kernel alike): for lists made anew next to kept ones.
+/// with `only_missing`, only the blocks that the maps do not list (the same prefix in the same
+/// list, by hand or by the kernel): for lists made anew next to kept ones.
 pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64, only_missing: bool) -> Result<Restored, PersistError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
