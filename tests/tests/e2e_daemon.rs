@@ -77,6 +77,16 @@ fn auto_mode_falls_back_to_skb_and_says_so() {
     // A bridge device has no native XDP support (the name is only a name).
     ns.ip(&["link", "add", "dummy0", "type", "bridge"]);
     ns.ip(&["link", "set", "dummy0", "up"]);
+    // The daemon pins its maps under the interface's name, which is not unique here: start
+    // without a previous run's pins and leave none behind.
+    struct Pins(std::path::PathBuf);
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let pins = Pins(std::path::Path::new("/sys/fs/bpf/ipscan/dummy0").to_owned());
+    let _ = std::fs::remove_dir_all(&pins.0);
     let dir = TempDir::new();
     let mut d = Daemon::start(&ns, "dummy0", &dir, &[]);
     assert!(xdp_attached(&ns, "dummy0"));
