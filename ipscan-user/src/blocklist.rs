@@ -139,7 +139,12 @@ pub struct AutoTable {
 }
 
 /// Maps the mmapable BPF array `name` ([`Mapped::new`]), or the layout error naming it.
-fn map_array<T>(map: &Map, name: &'static str, entries: u32, writable: bool) -> Result<Mapped<T>, TableError> {
+pub(crate) fn map_array<T>(
+    map: &Map,
+    name: &'static str,
+    entries: u32,
+    writable: bool,
+) -> Result<Mapped<T>, TableError> {
     match map {
         Map::Array(data) => Mapped::new(data, name, entries, writable),
         _ => Err(TableError::Layout { name, slots: entries }),
@@ -211,22 +216,18 @@ impl AutoTable {
         table::set_of(key, self.seed()) * table::WAYS
     }
 
-    /// Writes the tag of the address that slot `i` is about to hold (before its key, as the
-    /// kernel does).
-    fn tag(&mut self, i: u32, tag: u16) {
-        write_tag(&self.tags, i, tag);
-    }
-
     /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]),
     /// unless the set is full of other addresses' blocks that are still on: then nothing is
     /// written and the answer is false (the caller keeps the block elsewhere; giving one up
     /// here would lose a block that user space cannot see go, and leave its source in its
     /// scan modes, which the kernel forgets only for the blocks it gives up itself).
     pub fn insert(&mut self, key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
-        let first = self.first(key);
+        let place = table::place_words(&key.words(), self.seed());
+        let first = place.set * table::WAYS;
         match table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))) {
             Some(c) if !c.gives_up_a_block => {
-                self.tag(first + c.way, table::place_words(&key.words(), self.seed()).tag);
+                // The tag before the key, as the kernel writes them.
+                write_tag(&self.tags, first + c.way, place.tag);
                 // SAFETY: a slot inside the mapping.
                 unsafe { AutoSlot::store(self.ptr(first + c.way), key, entry) };
                 true

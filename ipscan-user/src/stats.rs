@@ -89,10 +89,7 @@ pub fn probation(probation: &Map, config: &Map, now: u64) -> Result<u64, StatsEr
     let cfg: Config = Array::<_, Config>::try_from(config)
         .and_then(|a| a.get(&0, 0))
         .map_err(|source| TableError::Map { name: maps::CONFIG, source })?;
-    let Map::Array(probation) = probation else {
-        return Err(TableError::Layout { name, slots: PROBATION_SETS + 1 }.into());
-    };
-    let sets = Mapped::<ProbeSet>::new(probation, name, PROBATION_SETS + 1, false)?;
+    let sets: Mapped<ProbeSet> = blocklist::map_array(probation, name, PROBATION_SETS + 1, false)?;
     let window = |kind: u8| cfg.detections.get(kind as usize).map_or(0, |d| d.window_ns);
     // The program may be writing a set: a torn copy only miscounts a way for this reading.
     let held: u64 = (0..PROBATION_SETS).map(|i| u64::from(sets.get(i).held(now, window))).sum();
