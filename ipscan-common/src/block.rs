@@ -443,6 +443,57 @@ pub mod table {
     }
 }
 
+/// Where the prefixes blocked by hand (BLOCK4, BLOCK6) lie, coarsely: BLOCKCOUNTS holds for each
+/// IPv4 /16, and for each bucket of IPv6 /32s, how many of those prefixes reach into it, so the
+/// program makes its LPM lookup (a kernel call) only for a sender in a bucket whose count is not
+/// zero. A count may be too high for a while (harmless: one lookup more), never too low: user
+/// space adds to every bucket of a prefix before it inserts the prefix and takes away only after
+/// it removed it, with atomic adds on the mmapped array (the daemon and the CLI write it; the
+/// program only reads it).
+pub mod near {
+    use crate::FAMILY_V4;
+
+    /// IPv4 buckets: one per /16, indexed by the address's first two bytes read as a
+    /// little-endian u16 (the low half of the first word the program loads).
+    pub const V4_BUCKETS: u32 = 1 << 16;
+    /// IPv6 buckets, after the IPv4 ones: a hash of the /32.
+    pub const V6_BUCKETS: u32 = 1 << 16;
+    /// The count of IPv6 prefixes shorter than /32, which reach into every bucket.
+    pub const WIDE6: u32 = V4_BUCKETS + V6_BUCKETS;
+    /// Values of BLOCKCOUNTS.
+    pub const SLOTS: u32 = WIDE6 + 1;
+
+    /// The bucket of a sender, from the first word of its address as the program loads it
+    /// (little-endian: `u32::from_le_bytes(addr[0..4])`).
+    #[inline(always)]
+    pub fn bucket(family: u8, w0: u32) -> u32 {
+        if family == FAMILY_V4 { w0 & (V4_BUCKETS - 1) } else { V4_BUCKETS + (w0.wrapping_mul(0x9e37_79b1) >> 16) }
+    }
+
+    /// The buckets a prefix (address bytes, masked or not, and length) reaches into: one for an
+    /// IPv4 prefix of /16 or longer and an IPv6 prefix of /32 or longer; every /16 of a shorter
+    /// IPv4 prefix (up to 65,536); [`WIDE6`] alone for a shorter IPv6 prefix.
+    pub fn buckets_of(family: u8, addr: &[u8; 16], len: u8) -> impl Iterator<Item = u32> + use<> {
+        let w0 = u32::from_le_bytes([addr[0], addr[1], addr[2], addr[3]]);
+        let (first, n) = if family == FAMILY_V4 && len < 16 {
+            // The /16s in a row, by their first 16 bits in network order.
+            let base = u16::from_be_bytes([addr[0], addr[1]]) as u32 & !((1u32 << (16 - len)) - 1);
+            (base, 1u32 << (16 - len))
+        } else {
+            (0, 0)
+        };
+        let one = if family == FAMILY_V4 {
+            (len >= 16).then(|| bucket(family, w0))
+        } else if len >= 32 {
+            Some(bucket(family, w0))
+        } else {
+            Some(WIDE6)
+        };
+        // Bytes (a0, a1) in network order are bucket a0 | a1 << 8.
+        one.into_iter().chain((first..first + n).map(|hi| (hi as u16).swap_bytes() as u32))
+    }
+}
+
 /// Bits of an allowlist entry's value: why the prefix is allowed (for `ipscan allow list`).
 pub mod allow_reason {
     /// Added by the configuration or the CLI.
@@ -511,6 +562,78 @@ mod tests {
             assert_ne!(p.tag, 0);
             assert_eq!(p.set, set_of_words(&w, 42));
         }
+    }
+
+    #[test]
+    fn every_address_of_a_prefix_is_in_one_of_its_buckets() {
+        extern crate std;
+        use near::*;
+        use std::{collections::BTreeSet, vec::Vec};
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let bucket_of = |family: u8, a: &[u8; 16]| bucket(family, u32::from_le_bytes([a[0], a[1], a[2], a[3]]));
+        let within = |a: &[u8; 16], base: &[u8; 16], len: u8| {
+            (0..len as usize).all(|i| (a[i / 8] ^ base[i / 8]) & (0x80 >> (i % 8)) == 0)
+        };
+        for round in 0..20_000 {
+            let family = if round % 2 == 0 { crate::FAMILY_V4 } else { crate::FAMILY_V6 };
+            let max = if family == crate::FAMILY_V4 { 32 } else { 128 };
+            let len = (next() % (max + 1)) as u8;
+            let base: [u8; 16] = core::array::from_fn(|i| (next() >> (i % 8 * 8)) as u8);
+            let mut base = base;
+            if family == crate::FAMILY_V4 {
+                base[4..].fill(0);
+            }
+            let buckets: Vec<u32> = buckets_of(family, &base, len).collect();
+            assert!(buckets.iter().all(|b| *b < SLOTS), "{buckets:?}");
+            let expected = match (family == crate::FAMILY_V4, len) {
+                (true, l) if l < 16 => 1 << (16 - l),
+                _ => 1,
+            };
+            assert_eq!(buckets.len(), expected, "family {family} /{len}");
+            // Addresses inside the prefix: the base with random bits after the prefix.
+            for _ in 0..8 {
+                let r: [u8; 16] = core::array::from_fn(|i| (next() >> (i % 8 * 8)) as u8);
+                let mut a = base;
+                for i in len as usize..max as usize {
+                    let bit = 0x80 >> (i % 8);
+                    a[i / 8] = (a[i / 8] & !bit) | (r[i / 8] & bit);
+                }
+                assert!(within(&a, &base, len));
+                let b = bucket_of(family, &a);
+                let wide = family != crate::FAMILY_V4 && buckets == [WIDE6];
+                assert!(wide || buckets.contains(&b), "{a:?} in bucket {b}, /{len} of {base:?} in {buckets:?}");
+            }
+        }
+        // Fixed points: the bucket of 198.18.x.x, both /16s of a /15, a /0 in every bucket.
+        let v4 = |a: [u8; 4]| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a);
+            b
+        };
+        let b198_18 = u16::from_le_bytes([198, 18]) as u32;
+        assert_eq!(buckets_of(crate::FAMILY_V4, &v4([198, 18, 7, 0]), 24).collect::<Vec<_>>(), [b198_18]);
+        assert_eq!(
+            buckets_of(crate::FAMILY_V4, &v4([198, 18, 0, 0]), 15).collect::<Vec<_>>(),
+            [b198_18, u16::from_le_bytes([198, 19]) as u32]
+        );
+        let all: BTreeSet<u32> = buckets_of(crate::FAMILY_V4, &v4([0; 4]), 0).collect();
+        assert_eq!(all.len(), V4_BUCKETS as usize);
+        assert_eq!(
+            buckets_of(crate::FAMILY_V6, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 16)
+                .collect::<Vec<_>>(),
+            [WIDE6]
+        );
+        // IPv6 buckets spread: 2001:db8:N::/48 for 4,096 values of N share one /32, hence one
+        // bucket; 4,096 different /32s fill many.
+        let spread: BTreeSet<u32> =
+            (0..4096u32).map(|i| bucket(crate::FAMILY_V6, 0x2001_0db8u32.wrapping_add(i << 16).swap_bytes())).collect();
+        assert!(spread.len() > 3_900 && spread.iter().all(|b| (V4_BUCKETS..WIDE6).contains(b)), "{}", spread.len());
     }
 
     #[test]
