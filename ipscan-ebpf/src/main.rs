@@ -100,9 +100,12 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
         && let Some(ip) = parse::ip_sender(&fast)
     {
         // AUTOBLOCK first: the flood of a source the kernel blocked is the common case, and its
-        // lookup is the cheaper one.
+        // lookup is the cheaper one. The LPM lookup of the prefixes blocked by hand (a call) is
+        // made only near one of them.
         if (cfg.has(AUTOBLOCKS) && record::autoblocked_words(&ip.key_words(), ip.ip_payload_len))
-            || (cfg.has(BLOCKLIST) && record::blocklisted(&record::Sender::of_ip(&ip)))
+            || (cfg.has(BLOCKLIST)
+                && record::near_blocklisted(ip.family, ip.src[0])
+                && record::blocklisted(&record::Sender::of_ip(&ip)))
         {
             record::count(stats::BLOCKED);
             record::count(stats::DROPPED);

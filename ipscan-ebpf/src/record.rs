@@ -15,7 +15,7 @@ use aya_ebpf::{
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, Event, EventKind, FAMILY_V4, PacketLine,
     PacketSummary, ProbeSet, Rule, SourceKey, SourceState,
-    block::{Block4Data, CpuLocal, Pending, PendingDrops, block4_data, table},
+    block::{Block4Data, CpuLocal, Pending, PendingDrops, block4_data, near, table},
     classify::{self, Detection},
     config::{GLOBAL_PACKET_EVENTS_PER_SEC, global_flags as g},
     event::event_flags,
@@ -57,6 +57,12 @@ static BLOCK4: LpmTrie<Block4Data, BlockEntry> = LpmTrie::with_max_entries(m::PR
 
 #[map]
 static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
+
+/// How many BLOCK4/BLOCK6 prefixes reach into each IPv4 /16 and each bucket of IPv6 /32s
+/// ([`near`]): a sender whose bucket counts none is not looked up in the tries. Written by user
+/// space only (atomic adds through mmap).
+#[map]
+static BLOCKCOUNTS: Array<u64> = Array::with_max_entries(near::SLOTS, BPF_F_MMAPABLE);
 
 /// Sources the program blocked itself on a threshold packet: a set-associative table
 /// ([`ipscan_common::block::table`]) that user space reads and edits through mmap.
@@ -295,11 +301,24 @@ fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
 // A BPF subprogram of its own: its locals get their own stack frame.
 #[inline(never)]
 fn blocked(cfg: &Config, s: &Sender) -> bool {
-    !lists_checked() && ((cfg.has(g::AUTOBLOCKS) && autoblocked(s)) || (cfg.has(g::BLOCKLIST) && blocklisted(s)))
+    !lists_checked()
+        && ((cfg.has(g::AUTOBLOCKS) && autoblocked(s))
+            || (cfg.has(g::BLOCKLIST)
+                && near_blocklisted(s.family, u32::from_le_bytes([s.src[0], s.src[1], s.src[2], s.src[3]]))
+                && blocklisted(s)))
+}
+
+/// Whether a prefix blocked by hand may cover a sender whose address starts with the word `w0`
+/// (as loaded): its BLOCKCOUNTS bucket, or for IPv6 the count of prefixes shorter than /32, is
+/// not zero. Never false for a sender that a prefix covers; a map that cannot be read says yes.
+#[inline(always)]
+pub fn near_blocklisted(family: u8, w0: u32) -> bool {
+    let counted = |i: u32| BLOCKCOUNTS.get(i).is_none_or(|c| *c != 0);
+    counted(near::bucket(family, w0)) || (family != FAMILY_V4 && counted(near::WIDE6))
 }
 
 /// Whether a prefix blocked by hand (BLOCK4, BLOCK6) covers the source and it is not
-/// allowlisted; counts the drop on the entry.
+/// allowlisted; counts the drop on the entry. Callers ask [`near_blocklisted`] first.
 // A BPF subprogram of its own: its locals (the LPM keys) get their own stack frame.
 #[inline(never)]
 pub fn blocklisted(s: &Sender) -> bool {

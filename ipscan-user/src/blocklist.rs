@@ -6,6 +6,7 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     path::{Path, PathBuf},
     ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use aya::{
@@ -14,7 +15,7 @@ use aya::{
 };
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6,
-    block::{Block4Data, CpuLocal, PendingDrops, block4_data, table},
+    block::{Block4Data, CpuLocal, PendingDrops, block4_data, near, table},
     config::global_flags,
     maps,
 };
@@ -261,10 +262,140 @@ impl AutoTable {
     }
 }
 
+/// BLOCKCOUNTS ([`near`]), mapped: how many prefixes blocked by hand reach into each bucket.
+/// Kept never too low ([`near`]): a bucket is counted up before its prefix goes into BLOCK4 or
+/// BLOCK6 and down only after it came out, with atomic read-modify-writes, as the daemon and the
+/// CLI may edit the lists at once.
+pub struct Counts {
+    words: Mapped<u64>,
+    /// Keeps the map's file descriptor open while it is mapped.
+    _map: MapData,
+}
+
+impl Counts {
+    fn new(map: Map) -> Result<Self, TableError> {
+        let words = map_array(&map, maps::BLOCKCOUNTS, near::SLOTS, true)?;
+        let Map::Array(data) = map else { unreachable!("checked by map_array") };
+        Ok(Self { words, _map: data })
+    }
+
+    fn word(&self, i: u32) -> &AtomicU64 {
+        // SAFETY: an 8-aligned u64 inside the mapping (page-aligned base), shared with other
+        // processes that also only touch it atomically; the kernel only reads it.
+        unsafe { AtomicU64::from_ptr(self.words.ptr(i)) }
+    }
+
+    /// Counts `net` in each of its buckets (before it is inserted).
+    fn up(&self, net: &IpNet) {
+        for i in net_buckets(net) {
+            self.word(i).fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes `net` out of each of its buckets (after it was removed). A count of zero stays
+    /// zero: a prefix that BLOCKCOUNTS never counted (see [`count_kept_prefixes`]) may be
+    /// removed, and must not take another prefix's count with it by wrapping.
+    fn down(&self, net: &IpNet) {
+        for i in net_buckets(net) {
+            let _ = self.word(i).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
+        }
+    }
+
+    /// The count of bucket `i`.
+    pub fn get(&self, i: u32) -> u64 {
+        self.word(i).load(Ordering::SeqCst)
+    }
+}
+
+/// The BLOCKCOUNTS buckets a prefix reaches into ([`near::buckets_of`]).
+fn net_buckets(net: &IpNet) -> impl Iterator<Item = u32> + use<> {
+    let (family, addr) = match net.addr() {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (FAMILY_V4, b)
+        }
+        IpAddr::V6(a) => (FAMILY_V6, a.octets()),
+    };
+    near::buckets_of(family, &addr, net.prefix())
+}
+
+/// Whether a map call failed with `errno`.
+fn failed_with(e: &MapError, errno: i32) -> bool {
+    matches!(e, MapError::SyscallError(aya::sys::SyscallError { io_error, .. }) if io_error.raw_os_error() == Some(errno))
+}
+
+/// Inserts a prefix blocked by hand with `insert(flags)`, keeping BLOCKCOUNTS never too low: a
+/// prefix already in the list is replaced in place (BPF_EXIST), its count standing; a new one is
+/// counted first and inserted only if still new (BPF_NOEXIST), else the count is taken back and
+/// it is tried again. `counts` is None only for the pins of an ipscan before BLOCKCOUNTS.
+fn counted_insert(
+    counts: Option<&Counts>,
+    net: &IpNet,
+    mut insert: impl FnMut(u64) -> Result<(), MapError>,
+) -> Result<(), MapError> {
+    const BPF_NOEXIST: u64 = 1;
+    const BPF_EXIST: u64 = 2;
+    let Some(counts) = counts else {
+        return insert(0);
+    };
+    let mut last = None;
+    for _ in 0..4 {
+        match insert(BPF_EXIST) {
+            Err(e) if failed_with(&e, libc::ENOENT) => {}
+            done => return done,
+        }
+        counts.up(net);
+        match insert(BPF_NOEXIST) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                counts.down(net);
+                if !failed_with(&e, libc::EEXIST) {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    // Four races lost in a row with other writers of the same prefix.
+    Err(last.unwrap_or(MapError::KeyNotFound))
+}
+
+/// Counts the prefixes of a BLOCK4 and BLOCK6 kept from an ipscan before BLOCKCOUNTS (or kept
+/// while BLOCKCOUNTS was made anew) in their buckets, and returns how many. The loader runs it,
+/// before the program is attached, only for a BLOCKCOUNTS it made anew: counted again, the
+/// prefixes would be counted twice (harmless, but never undone).
+pub fn count_kept_prefixes(ebpf: &Ebpf) -> Result<usize, TableError> {
+    let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
+    let counts_map = map(maps::BLOCKCOUNTS)?;
+    let words: Mapped<u64> = map_array(counts_map, maps::BLOCKCOUNTS, near::SLOTS, true)?;
+    let block4: LpmTrie<&MapData, Block4Data, BlockEntry> = conv_ref(map(maps::BLOCK4)?, maps::BLOCK4)?;
+    let block6: LpmTrie<&MapData, [u8; 16], BlockEntry> = conv_ref(map(maps::BLOCK6)?, maps::BLOCK6)?;
+    let nets: Vec<IpNet> = block4
+        .keys()
+        .filter_map(|k| k.ok().and_then(|k| block4_net(&k)))
+        .chain(block6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))))
+        .collect();
+    for net in &nets {
+        for i in net_buckets(net) {
+            // SAFETY: as in Counts::word.
+            unsafe { AtomicU64::from_ptr(words.ptr(i)) }.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    Ok(nets.len())
+}
+
+fn conv_ref<'a, T: TryFrom<&'a Map, Error = MapError>>(m: &'a Map, name: &'static str) -> Result<T, TableError> {
+    T::try_from(m).map_err(|source| TableError::Map { name, source })
+}
+
 /// The maps of blocking.
 pub struct Tables {
     block4: LpmTrie<MapData, Block4Data, BlockEntry>,
     block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    /// None for the pins of a running ipscan from before BLOCKCOUNTS (its program does not
+    /// read it).
+    counts: Option<Counts>,
     auto: AutoTable,
     /// The program's per-CPU state, for the drops not yet added to AUTOBLOCK entries
     /// ([`PendingDrops`]).
@@ -361,6 +492,7 @@ impl Tables {
         Ok(Self {
             block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
+            counts: Some(Counts::new(take(ebpf, maps::BLOCKCOUNTS)?)?),
             auto: AutoTable::new(take(ebpf, maps::AUTOBLOCK)?, take(ebpf, maps::AUTOTAGS)?)?,
             cpu: conv(take(ebpf, maps::CPU)?, maps::CPU)?,
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
@@ -373,6 +505,10 @@ impl Tables {
         Ok(Self {
             block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
+            counts: match dir.join(maps::BLOCKCOUNTS).exists() {
+                true => Some(Counts::new(pinned(dir, maps::BLOCKCOUNTS)?)?),
+                false => None,
+            },
             auto: AutoTable::new(pinned(dir, maps::AUTOBLOCK)?, pinned(dir, maps::AUTOTAGS)?)?,
             cpu: conv(pinned(dir, maps::CPU)?, maps::CPU)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
@@ -382,10 +518,13 @@ impl Tables {
 
     /// Blocks a prefix until `now + ttl_ns` (zero: forever). Replaces an entry of the same prefix.
     pub fn block(&mut self, net: &IpNet, entry: BlockEntry) -> Result<(), TableError> {
+        let counts = self.counts.as_ref();
         if let Some(k) = block4_key(net) {
-            self.block4.insert(&k, entry, 0).map_err(|source| TableError::Map { name: maps::BLOCK4, source })
+            counted_insert(counts, net, |flags| self.block4.insert(&k, entry, flags))
+                .map_err(|source| TableError::Map { name: maps::BLOCK4, source })
         } else if let Some(k) = v6_key(net) {
-            self.block6.insert(&k, entry, 0).map_err(|source| TableError::Map { name: maps::BLOCK6, source })
+            counted_insert(counts, net, |flags| self.block6.insert(&k, entry, flags))
+                .map_err(|source| TableError::Map { name: maps::BLOCK6, source })
         } else {
             Ok(())
         }
@@ -410,12 +549,14 @@ impl Tables {
             && let Ok(e) = self.block4.get(&k, 0)
             && self.block4.remove(&k).is_ok()
         {
+            self.uncount(net);
             out.push(BlockRow { net: *net, entry: e, auto: false });
         }
         if let Some(k) = v6_key(net)
             && let Ok(e) = self.block6.get(&k, 0)
             && self.block6.remove(&k).is_ok()
         {
+            self.uncount(net);
             out.push(BlockRow { net: *net, entry: e, auto: false });
         }
         if let Some(k) = host_key(net)
@@ -424,6 +565,18 @@ impl Tables {
             out.push(BlockRow { net: *net, entry: self.take_auto(i), auto: true });
         }
         out
+    }
+
+    /// Takes a prefix that was removed from BLOCK4 or BLOCK6 out of BLOCKCOUNTS.
+    fn uncount(&self, net: &IpNet) {
+        if let Some(c) = &self.counts {
+            c.down(net);
+        }
+    }
+
+    /// BLOCKCOUNTS, when the program has it ([`Counts`]).
+    pub fn counts(&self) -> Option<&Counts> {
+        self.counts.as_ref()
     }
 
     /// Takes the auto-block out of slot `i`, with every drop counted. Its entry first stops
@@ -509,10 +662,15 @@ impl Tables {
     pub fn sweep(&mut self, now: u64) -> Vec<BlockRow> {
         let mut expired: Vec<BlockRow> = self.manual_blocks().into_iter().filter(|r| !r.entry.active(now)).collect();
         for r in &expired {
-            if let Some(k) = block4_key(&r.net) {
-                let _ = self.block4.remove(&k);
+            let removed = if let Some(k) = block4_key(&r.net) {
+                self.block4.remove(&k).is_ok()
             } else if let Some(k) = v6_key(&r.net) {
-                let _ = self.block6.remove(&k);
+                self.block6.remove(&k).is_ok()
+            } else {
+                false
+            };
+            if removed {
+                self.uncount(&r.net);
             }
         }
         let auto: Vec<(u32, AutoSlot)> = self.auto.iter().filter(|(_, s)| !s.entry.active(now)).collect();

@@ -84,7 +84,7 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 11] {
+pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 12] {
     use ipscan_common::{
         AutoSlot, BlockEntry, ProbeSet, SourceKey, SourceState,
         block::{CpuLocal, table},
@@ -101,6 +101,7 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 11] {
         // zero bytes, see ipscan_common::block::Block4Data).
         (maps::BLOCK4, 12, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
         (maps::BLOCK6, 20, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
+        (maps::BLOCKCOUNTS, 4, 8, ipscan_common::block::near::SLOTS),
         (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
         (maps::AUTOTAGS, 4, 8, table::SETS),
         (maps::CPU, 4, s(size_of::<CpuLocal>()), 1),
@@ -136,6 +137,9 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
     }
     let replay = u8::from(opts.replay_clock);
     loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
+    // A BLOCKCOUNTS made anew (no pin to reuse) must count the prefixes of block lists kept
+    // from before (an ipscan before it, or its pin removed).
+    let counts_made_anew = opts.pin_dir.as_ref().is_none_or(|d| !d.join(maps::BLOCKCOUNTS).exists());
     if let Some(dir) = &opts.pin_dir {
         for name in maps::PINNED {
             loader.map_pin_path(name, dir.join(name));
@@ -152,6 +156,9 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
     prog.load().map_err(|source| LoadError::Verifier { summary: verifier_summary(&source), source })?;
     admission_filter(&mut ebpf)?;
     crate::blocklist::tag_kept_blocks(&ebpf)?;
+    if counts_made_anew {
+        crate::blocklist::count_kept_prefixes(&ebpf)?;
+    }
     Ok(ebpf)
 }
 

@@ -1435,15 +1435,17 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
         let mut ebpf = load_ipscan();
         let fd = prog_fd(&ebpf, PROGRAM_NAME);
         let ring = ok(aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).expect("EVENTS")), "EVENTS");
-        let block4: aya::maps::LpmTrie<MapData, ipscan_common::block::Block4Data, ipscan_common::BlockEntry> =
-            ok(aya::maps::LpmTrie::try_from(ebpf.take_map(maps::BLOCK4).expect("BLOCK4")), "BLOCK4");
+        // The block goes in as `ipscan block add` puts it (BLOCK4 and its BLOCKCOUNTS bucket).
+        let tables = ok(ipscan::blocklist::Tables::from_ebpf(&mut ebpf), "block tables");
         let config: aya::maps::Array<MapData, Config> =
             ok(aya::maps::Array::try_from(ebpf.take_map(maps::CONFIG).expect("CONFIG")), "CONFIG");
-        let cell = SendCell((ring, block4, config));
+        let cell = SendCell((ring, tables, config));
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done2 = done.clone();
         let reader = thread::spawn(move || {
-            let SendCell((mut ring, mut block4, mut config)) = cell;
+            // The whole cell moves in (a closure would capture only its fields, which are not Send).
+            let cell = cell;
+            let SendCell((mut ring, mut tables, mut config)) = cell;
             let mut pfd = libc::pollfd { fd: ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
@@ -1452,9 +1454,9 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
                 while let Some(item) = ring.next() {
                     let Some(ev) = ipscan::daemon::decode(&item) else { continue };
                     if ev.kind() == Some(ipscan_common::EventKind::Detected) {
-                        let src: [u8; 4] = [ev.key.addr[0], ev.key.addr[1], ev.key.addr[2], ev.key.addr[3]];
-                        let key = aya::maps::lpm_trie::Key::new(32, ipscan_common::block::block4_data(src));
-                        ok(block4.insert(&key, ipscan_common::BlockEntry::manual(0, 0), 0), "block");
+                        let src = Ipv4Addr::new(ev.key.addr[0], ev.key.addr[1], ev.key.addr[2], ev.key.addr[3]);
+                        let net = ipscan::config::IpNet::host(src.into());
+                        ok(tables.block(&net, ipscan_common::BlockEntry::manual(0, 0)), "block");
                         let mut c = ok(config.get(&0, 0), "CONFIG");
                         c.flags |= ipscan_common::config::global_flags::BLOCKLIST;
                         ok(config.set(0, c, 0), "CONFIG");

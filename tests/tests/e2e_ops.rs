@@ -12,8 +12,8 @@ use std::{
 };
 
 use ipscan_tests::{
-    ATTACKER4, Daemon, Listener, NetNs, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, ipscan_bin, run_in,
-    unique_tag, write_config,
+    ATTACKER4, ATTACKER6, Daemon, Listener, NetNs, OTHER4, TempDir, Testbed, VICTIM4, VICTIM6, cli, connects,
+    ipscan_bin, run_in, unique_tag, write_config,
 };
 use serde_json::Value;
 
@@ -699,4 +699,46 @@ fn a_block_list_of_an_older_layout_comes_back_from_the_state_file() {
         .as_u64()
         .expect("ttl");
     assert!((3000..=3600).contains(&left), "the time it had left: {left}");
+}
+
+/// Prefixes blocked by hand that BLOCKCOUNTS never counted (kept from an ipscan before it, or
+/// added by the CLI to such pins while no daemon ran) are counted when the daemon starts, so the
+/// program looks their senders up: the blocks hold, IPv4 and IPv6, and lifting one lets its
+/// sender through without taking another block's count with it.
+#[test]
+fn prefixes_kept_without_their_counts_are_counted_at_start() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let i = bed.victim_if.clone();
+    let _srv = Listener::start(&bed.victim, 8080);
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(cli(&["block", "add", "198.18.0.0/24", "-i", &i]).0);
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080));
+    assert!(connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "IPv6 not blocked yet");
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+
+    // An ipscan before BLOCKCOUNTS: no pin. The CLI still edits the lists (without counts).
+    let pins = Path::new("/sys/fs/bpf/ipscan").join(&i);
+    fs::remove_file(pins.join("BLOCKCOUNTS")).expect("BLOCKCOUNTS pin");
+    let (ok, _, err) = cli(&["block", "add", "2001:db8::/64", "-i", &i]);
+    assert!(ok, "{err}");
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(pins.join("BLOCKCOUNTS").exists(), "pinned anew");
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the kept IPv4 prefix is counted");
+    assert!(!connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "the IPv6 prefix the CLI added is counted");
+
+    // Lifting the IPv6 block lets its sender through and leaves the IPv4 block as it was; a
+    // block added with the daemon running is counted on the spot.
+    assert!(cli(&["block", "del", "2001:db8::/64", "-i", &i]).0);
+    assert!(connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "unblocked");
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "still blocked");
+    assert!(cli(&["block", "add", ATTACKER6, "-i", &i]).0);
+    assert!(!connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "blocked again");
+    assert!(cli(&["block", "del", "198.18.0.0/24", "-i", &i]).0);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the IPv4 block lifted");
+    let (status, err) = d.stop();
+    assert!(status.success());
+    assert!(!err.contains("restored"), "counted, not restored from the state file: {err}");
 }

@@ -512,6 +512,71 @@ fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
     assert_eq!(p.stat(stats::BLOCKED), 6);
 }
 
+/// BLOCKCOUNTS counts each prefix blocked by hand in the buckets it reaches into (an IPv4 /16,
+/// every /16 of a shorter prefix, a hashed IPv6 /32, or the one count of shorter IPv6 prefixes);
+/// replacing a prefix does not count it twice, unblocking and the expiry sweep count it down; and
+/// the program looks a sender up in BLOCK4/BLOCK6 only when its bucket counts one.
+#[test]
+fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
+    use ipscan_common::block::near;
+    let mut p = Prog::load(&Config { flags: global_flags::BLOCKLIST, ..Config::default() });
+    let ack4 = |src: Ipv4Addr| Frame { payload: 100, ..Default::default() }.v4(src, V, &L4::tcp(40000, 443, 0x10));
+    let ack6 = |src: Ipv6Addr| Frame::default().v6(src, V6, &L4::tcp(40000, 443, 0x10));
+
+    // The program trusts the counts: a prefix put into BLOCK4 past BLOCKCOUNTS (as kept from an
+    // ipscan before it) is not looked up until the loader's pass counts it.
+    {
+        let mut raw: aya::maps::LpmTrie<_, ipscan_common::block::Block4Data, BlockEntry> =
+            aya::maps::LpmTrie::try_from(p.map_mut(ipscan_common::maps::BLOCK4)).expect("trie");
+        let key = aya::maps::lpm_trie::Key::new(24, ipscan_common::block::block4_data([198, 18, 7, 0]));
+        raw.insert(&key, BlockEntry::default(), 0).expect("insert");
+    }
+    let src = Ipv4Addr::new(198, 18, 7, 1);
+    assert_eq!(p.run_at(SEC, &ack4(src)), XDP_PASS, "its bucket counts none: not looked up");
+    assert_eq!(ipscan::blocklist::count_kept_prefixes(&p.ebpf).expect("count"), 1);
+    assert_eq!(p.run_at(SEC, &ack4(src)), XDP_DROP, "counted by the loader's pass");
+
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    assert_eq!(t.unblock(&"198.18.7.0/24".parse().expect("net")).len(), 1);
+    let net = |s: &str| -> IpNet { s.parse().expect("net") };
+    for n in ["198.18.0.0/15", "198.18.5.0/24", "2001:db8:1::/48", "2001::/16"] {
+        t.block(&net(n), BlockEntry::default()).expect("block");
+    }
+    let b18 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
+    let b19 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 19, 0, 0]));
+    let b6 = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
+    let counts = |t: &Tables| {
+        let c = t.counts().expect("BLOCKCOUNTS");
+        (c.get(b18), c.get(b19), c.get(b6), c.get(near::WIDE6))
+    };
+    assert_eq!(counts(&t), (2, 1, 1, 1));
+    // The same prefix again (a new expiry, as the OSSEC active response re-adds): replaced.
+    t.block(&net("198.18.5.0/24"), BlockEntry::manual(0, 600 * SEC)).expect("block");
+    assert_eq!(counts(&t), (2, 1, 1, 1), "replaced, not counted again");
+    let rows = t.blocks();
+    assert_eq!(rows.iter().filter(|r| r.net == net("198.18.5.0/24")).count(), 1, "{rows:?}");
+
+    assert_eq!(p.run_at(SEC, &ack4(Ipv4Addr::new(198, 19, 3, 4))), XDP_DROP, "the /15's other /16");
+    assert_eq!(p.run_at(SEC, &ack4(Ipv4Addr::new(198, 18, 5, 9))), XDP_DROP);
+    assert_eq!(p.run_at(SEC, &ack4(Ipv4Addr::new(198, 20, 0, 1))), XDP_PASS, "outside");
+    assert_eq!(p.run_at(SEC, &ack6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 5))), XDP_DROP);
+    assert_eq!(p.run_at(SEC, &ack6(Ipv6Addr::new(0x2001, 0xffff, 0, 0, 0, 0, 0, 1))), XDP_DROP, "under the /16");
+    assert_eq!(p.run_at(SEC, &ack6(Ipv6Addr::new(0x2002, 0xdb8, 0, 0, 0, 0, 0, 1))), XDP_PASS, "outside");
+
+    // Unblocking counts down: 198.19/16 counts nothing, and its senders pass.
+    assert_eq!(t.unblock(&net("198.18.0.0/15")).len(), 1);
+    assert_eq!(t.unblock(&net("2001::/16")).len(), 1);
+    assert_eq!(counts(&t), (1, 0, 1, 0));
+    assert_eq!(p.run_at(2 * SEC, &ack4(Ipv4Addr::new(198, 19, 3, 4))), XDP_PASS);
+    assert_eq!(p.run_at(2 * SEC, &ack4(Ipv4Addr::new(198, 18, 5, 9))), XDP_DROP, "the /24 stays");
+    // The expiry sweep counts down what it removes (the /24 was given 600 s).
+    assert!(t.sweep(601 * SEC).iter().any(|r| r.net == net("198.18.5.0/24")));
+    assert_eq!(counts(&t), (0, 0, 1, 0));
+    assert_eq!(t.unblock(&net("2001:db8:1::/48")).len(), 1);
+    assert_eq!(counts(&t), (0, 0, 0, 0));
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
+}
+
 /// AUTOTAGS tells the fast path which ways of a set to compare: an AUTOBLOCK kept while its
 /// tags were made anew (a removed pin, an ipscan from before the tags) has every block tagged
 /// by the loader before the program is attached, and its sources are dropped again.
