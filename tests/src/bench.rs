@@ -384,8 +384,16 @@ fn generate(
 // ---------------------------------------------------------------------------------------------
 // 1. Per-packet cost
 
+/// One measurement: the verdict and the kernel's nanoseconds per run. A run that a signal cut
+/// short (EINTR: the kernel stops between repetitions) is run again whole, a few times at most.
 fn run_ns(fd: &ProgramFd, frame: &[u8], repeat: u32) -> (u32, f64) {
-    let r = ok(testrun::run(fd, frame, repeat), "BPF_PROG_TEST_RUN");
+    let mut tries = 0;
+    let r = loop {
+        match testrun::run(fd, frame, repeat) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && tries < 3 => tries += 1,
+            r => break ok(r, "BPF_PROG_TEST_RUN"),
+        }
+    };
     (r.verdict, f64::from(r.duration_ns))
 }
 
