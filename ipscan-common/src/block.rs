@@ -458,10 +458,8 @@ pub mod near {
     pub const V4_BUCKETS: u32 = 1 << 16;
     /// IPv6 buckets, after the IPv4 ones: a hash of the /32.
     pub const V6_BUCKETS: u32 = 1 << 16;
-    /// The count of IPv6 prefixes shorter than /32, which reach into every bucket.
-    pub const WIDE6: u32 = V4_BUCKETS + V6_BUCKETS;
     /// Values of BLOCKCOUNTS.
-    pub const SLOTS: u32 = WIDE6 + 1;
+    pub const SLOTS: u32 = V4_BUCKETS + V6_BUCKETS;
 
     /// The bucket of a sender, from the first word of its address as the program loads it
     /// (little-endian: `u32::from_le_bytes(addr[0..4])`).
@@ -472,25 +470,22 @@ pub mod near {
 
     /// The buckets a prefix (address bytes, masked or not, and length) reaches into: one for an
     /// IPv4 prefix of /16 or longer and an IPv6 prefix of /32 or longer; every /16 of a shorter
-    /// IPv4 prefix (up to 65,536); [`WIDE6`] alone for a shorter IPv6 prefix.
+    /// IPv4 prefix (up to 65,536); every IPv6 bucket for a shorter IPv6 prefix (rare: so the
+    /// program reads one count per packet).
     pub fn buckets_of(family: u8, addr: &[u8; 16], len: u8) -> impl Iterator<Item = u32> + use<> {
+        let v4 = family == FAMILY_V4;
         let w0 = u32::from_le_bytes([addr[0], addr[1], addr[2], addr[3]]);
-        let (first, n) = if family == FAMILY_V4 && len < 16 {
+        let one = (if v4 { len >= 16 } else { len >= 32 }).then(|| bucket(family, w0));
+        let (first, n) = if v4 && len < 16 {
             // The /16s in a row, by their first 16 bits in network order.
             let base = u16::from_be_bytes([addr[0], addr[1]]) as u32 & !((1u32 << (16 - len)) - 1);
             (base, 1u32 << (16 - len))
         } else {
             (0, 0)
         };
-        let one = if family == FAMILY_V4 {
-            (len >= 16).then(|| bucket(family, w0))
-        } else if len >= 32 {
-            Some(bucket(family, w0))
-        } else {
-            Some(WIDE6)
-        };
+        let every6 = if !v4 && len < 32 { V4_BUCKETS..SLOTS } else { 0..0 };
         // Bytes (a0, a1) in network order are bucket a0 | a1 << 8.
-        one.into_iter().chain((first..first + n).map(|hi| (hi as u16).swap_bytes() as u32))
+        one.into_iter().chain((first..first + n).map(|hi| (hi as u16).swap_bytes() as u32)).chain(every6)
     }
 }
 
@@ -580,19 +575,28 @@ mod tests {
         let within = |a: &[u8; 16], base: &[u8; 16], len: u8| {
             (0..len as usize).all(|i| (a[i / 8] ^ base[i / 8]) & (0x80 >> (i % 8)) == 0)
         };
-        for round in 0..20_000 {
+        for round in 0..10_000 {
             let family = if round % 2 == 0 { crate::FAMILY_V4 } else { crate::FAMILY_V6 };
             let max = if family == crate::FAMILY_V4 { 32 } else { 128 };
-            let len = (next() % (max + 1)) as u8;
+            // Prefixes that fan out (IPv4 shorter than /16, IPv6 shorter than /32: up to 65,536
+            // buckets each) in one round of 20 of their family.
+            let fans = if family == crate::FAMILY_V4 { 16 } else { 32 };
+            let len = match (next() % (max + 1)) as u8 {
+                l if l < fans && round % 40 > 1 => l + fans,
+                l => l,
+            };
             let base: [u8; 16] = core::array::from_fn(|i| (next() >> (i % 8 * 8)) as u8);
             let mut base = base;
             if family == crate::FAMILY_V4 {
                 base[4..].fill(0);
             }
-            let buckets: Vec<u32> = buckets_of(family, &base, len).collect();
+            let mut buckets: Vec<u32> = buckets_of(family, &base, len).collect();
+            buckets.sort_unstable();
+            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "each bucket once");
             assert!(buckets.iter().all(|b| *b < SLOTS), "{buckets:?}");
             let expected = match (family == crate::FAMILY_V4, len) {
                 (true, l) if l < 16 => 1 << (16 - l),
+                (false, l) if l < 32 => V6_BUCKETS as usize,
                 _ => 1,
             };
             assert_eq!(buckets.len(), expected, "family {family} /{len}");
@@ -606,8 +610,7 @@ mod tests {
                 }
                 assert!(within(&a, &base, len));
                 let b = bucket_of(family, &a);
-                let wide = family != crate::FAMILY_V4 && buckets == [WIDE6];
-                assert!(wide || buckets.contains(&b), "{a:?} in bucket {b}, /{len} of {base:?} in {buckets:?}");
+                assert!(buckets.binary_search(&b).is_ok(), "{a:?} in bucket {b}, /{len} of {base:?} in {buckets:?}");
             }
         }
         // Fixed points: the bucket of 198.18.x.x, both /16s of a /15, a /0 in every bucket.
@@ -624,16 +627,13 @@ mod tests {
         );
         let all: BTreeSet<u32> = buckets_of(crate::FAMILY_V4, &v4([0; 4]), 0).collect();
         assert_eq!(all.len(), V4_BUCKETS as usize);
-        assert_eq!(
-            buckets_of(crate::FAMILY_V6, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 16)
-                .collect::<Vec<_>>(),
-            [WIDE6]
-        );
-        // IPv6 buckets spread: 2001:db8:N::/48 for 4,096 values of N share one /32, hence one
-        // bucket; 4,096 different /32s fill many.
+        let wide: Vec<u32> =
+            buckets_of(crate::FAMILY_V6, &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 16).collect();
+        assert_eq!(wide, (V4_BUCKETS..SLOTS).collect::<Vec<_>>(), "an IPv6 /16 in every IPv6 bucket");
+        // IPv6 buckets spread: 4,096 different /32s (2001+N:db8::/32) fill nearly as many.
         let spread: BTreeSet<u32> =
             (0..4096u32).map(|i| bucket(crate::FAMILY_V6, 0x2001_0db8u32.wrapping_add(i << 16).swap_bytes())).collect();
-        assert!(spread.len() > 3_900 && spread.iter().all(|b| (V4_BUCKETS..WIDE6).contains(b)), "{}", spread.len());
+        assert!(spread.len() > 3_900 && spread.iter().all(|b| (V4_BUCKETS..SLOTS).contains(b)), "{}", spread.len());
     }
 
     #[test]

@@ -309,12 +309,11 @@ fn blocked(cfg: &Config, s: &Sender) -> bool {
 }
 
 /// Whether a prefix blocked by hand may cover a sender whose address starts with the word `w0`
-/// (as loaded): its BLOCKCOUNTS bucket, or for IPv6 the count of prefixes shorter than /32, is
-/// not zero. Never false for a sender that a prefix covers; a map that cannot be read says yes.
+/// (as loaded): its BLOCKCOUNTS bucket is not zero. Never false for a sender that a prefix
+/// covers; a map that cannot be read says yes.
 #[inline(always)]
 pub fn near_blocklisted(family: u8, w0: u32) -> bool {
-    let counted = |i: u32| BLOCKCOUNTS.get(i).is_none_or(|c| *c != 0);
-    counted(near::bucket(family, w0)) || (family != FAMILY_V4 && counted(near::WIDE6))
+    BLOCKCOUNTS.get(near::bucket(family, w0)).is_none_or(|c| *c != 0)
 }
 
 /// Whether a prefix blocked by hand (BLOCK4, BLOCK6) covers the source and it is not

@@ -545,14 +545,17 @@ fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
     let b18 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
     let b19 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 19, 0, 0]));
     let b6 = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
+    // An IPv6 bucket that only the /16 reaches into (2001:ffff::/32).
+    let wide = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0xff, 0xff]));
+    assert_ne!(wide, b6);
     let counts = |t: &Tables| {
         let c = t.counts().expect("BLOCKCOUNTS");
-        (c.get(b18), c.get(b19), c.get(b6), c.get(near::WIDE6))
+        (c.get(b18), c.get(b19), c.get(b6), c.get(wide))
     };
-    assert_eq!(counts(&t), (2, 1, 1, 1));
+    assert_eq!(counts(&t), (2, 1, 2, 1), "the IPv6 /16 in every IPv6 bucket");
     // The same prefix again (a new expiry, as the OSSEC active response re-adds): replaced.
     t.block(&net("198.18.5.0/24"), BlockEntry::manual(0, 600 * SEC)).expect("block");
-    assert_eq!(counts(&t), (2, 1, 1, 1), "replaced, not counted again");
+    assert_eq!(counts(&t), (2, 1, 2, 1), "replaced, not counted again");
     let rows = t.blocks();
     assert_eq!(rows.iter().filter(|r| r.net == net("198.18.5.0/24")).count(), 1, "{rows:?}");
 
