@@ -351,6 +351,33 @@ pub mod table {
         0x8000 << (16 * way)
     }
 
+    /// AUTOMARKS: one byte per [`crate::block::near`] bucket (an IPv4 /16, a hashed IPv6 /32),
+    /// eight to a value, not zero while a way may hold an address of the bucket, so that the
+    /// program neither hashes nor reads the tags for a sender in an unmarked bucket. Marks may
+    /// stay after their blocks went (one lookup more), never be missing while a block is held:
+    /// every writer of a way (the program, a restore) stores [`MARKED`] before the way's tag and
+    /// key and again after them; only user space takes marks away, through [`CLEARING`] (see
+    /// `blocklist::AutoTable::unmark_unused`).
+    pub const MARK_WORDS: u32 = crate::block::near::SLOTS / 8;
+    /// A bucket some way may hold an address of.
+    pub const MARKED: u8 = 1;
+    /// A mark user space is taking away; the program reads it as marked.
+    pub const CLEARING: u8 = 2;
+
+    /// The AUTOMARKS value and byte lane of a sender's bucket, from the first word of its
+    /// address as loaded.
+    #[inline(always)]
+    pub fn mark_of(family: u8, w0: u32) -> (u32, u32) {
+        let b = crate::block::near::bucket(family, w0);
+        (b / 8, b % 8)
+    }
+
+    /// Whether lane `lane` of an AUTOMARKS value (little-endian bytes) is not zero.
+    #[inline(always)]
+    pub fn marked(value: u64, lane: u32) -> bool {
+        (value >> (8 * lane)) & 0xff != 0
+    }
+
     /// Every [`way_bit`]: the ways to compare when the tag word cannot be read.
     pub const ALL_WAYS: u64 = 0x8000_8000_8000_8000;
 

@@ -47,12 +47,27 @@ pub mod maps {
     pub const CPU: &str = "CPU";
     pub const AUTOTAGS: &str = "AUTOTAGS";
     pub const BLOCKCOUNTS: &str = "BLOCKCOUNTS";
+    pub const AUTOMARKS: &str = "AUTOMARKS";
     /// Maps pinned per interface under the daemon's pin directory, so that blocks, allows,
     /// detection state and counters survive a restart and the CLI can reach them.
     /// (CPU holds drops not yet added to their AUTOBLOCK entries, AUTOTAGS the tags of its
-    /// ways: both go with AUTOBLOCK. BLOCKCOUNTS goes with BLOCK4 and BLOCK6.)
-    pub const PINNED: [&str; 12] =
-        [CONFIG, SOURCES, PROBATION, STATS, BLOCK4, BLOCK6, BLOCKCOUNTS, AUTOBLOCK, AUTOTAGS, CPU, ALLOW4, ALLOW6];
+    /// ways, AUTOMARKS the buckets of its addresses: all go with AUTOBLOCK. BLOCKCOUNTS goes
+    /// with BLOCK4 and BLOCK6.)
+    pub const PINNED: [&str; 13] = [
+        CONFIG,
+        SOURCES,
+        PROBATION,
+        STATS,
+        BLOCK4,
+        BLOCK6,
+        BLOCKCOUNTS,
+        AUTOBLOCK,
+        AUTOTAGS,
+        AUTOMARKS,
+        CPU,
+        ALLOW4,
+        ALLOW6,
+    ];
     /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
     pub const PREFIXES_MAX: u32 = 65_536;
     /// Exact addresses the kernel can auto-block at once ([`crate::block::table`]: a full set

@@ -76,6 +76,12 @@ static AUTOBLOCK: Array<AutoSlot> = Array::with_max_entries(table::SLOTS, BPF_F_
 #[map]
 static AUTOTAGS: Array<u64> = Array::with_max_entries(table::SETS, BPF_F_MMAPABLE);
 
+/// One byte per IPv4 /16 and hashed IPv6 /32, not zero while AUTOBLOCK may hold an address of
+/// it ([`table::MARK_WORDS`]): most senders that are not blocked are told so by one read of a
+/// 16 KB array, without the keyed hash and the tag word.
+#[map]
+static AUTOMARKS: Array<u64> = Array::with_max_entries(table::MARK_WORDS, BPF_F_MMAPABLE);
+
 /// Prefixes that are never blocked (value: allow_reason bits).
 #[map]
 static ALLOW4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
@@ -349,6 +355,10 @@ pub fn autoblocked(s: &Sender) -> bool {
 /// frame), charging `bytes`.
 #[inline(always)]
 pub fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
+    let (word, lane) = table::mark_of(w[4] as u8, w[0]);
+    if !AUTOMARKS.get(word).is_none_or(|v| table::marked(*v, lane)) {
+        return false;
+    }
     let place = autoblock_place(w);
     let ways = AUTOTAGS.get(place.set).map_or(table::ALL_WAYS, |t| table::tagged_ways(*t, place.tag));
     if ways == 0 {
@@ -416,6 +426,18 @@ fn store_last_drop(e: &BlockEntry, now: u64) {
     };
 }
 
+/// Marks the AUTOMARKS bucket of an address ([`table::MARKED`]).
+// A BPF subprogram of its own: inlined, its locals would grow `autoblock_put`'s frame past the
+// 512-byte limit of the deepest call chain.
+#[inline(never)]
+fn mark(key: &AddrKey) {
+    let (word, lane) = table::mark_of(key.family, key.words()[0]);
+    if let Some(m) = AUTOMARKS.get_ptr_mut(word) {
+        // SAFETY: byte `lane` (< 8) of an AUTOMARKS value.
+        unsafe { core::ptr::write_volatile(m.cast::<u8>().add(lane as usize), table::MARKED) };
+    }
+}
+
 /// Puts a block into the source's set (see [`table::choose`]); false on a map error.
 // A BPF subprogram of its own: verified with its caller's state once per call site rather than
 // inlined into every detection's threshold path.
@@ -430,7 +452,8 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let (Some(dst), Some(tags)) = (AUTOBLOCK.get_ptr_mut(first + way), AUTOTAGS.get_ptr_mut(place.set)) else {
         return false;
     };
-    // The tag before the key: a reader that sees the key finds it through its tag.
+    // The mark and the tag before the key: a reader that sees the key finds it through them.
+    mark(key);
     // SAFETY: lane `way` (< 4) of the set's tag word, a value of this map.
     unsafe { core::ptr::write_volatile(tags.cast::<u16>().add(way as usize), place.tag) };
     // The set was full of blocks still on: the oldest is given up. Its source may still be
@@ -441,6 +464,9 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let evicted = choice.gives_up_a_block.then(|| unsafe { (*dst).key });
     // SAFETY: an array slot of this map.
     unsafe { AutoSlot::store(dst, key, entry) };
+    // The mark again after the key: user space may have been taking it away meanwhile
+    // (`table::CLEARING`) without seeing the key.
+    mark(key);
     if let Some(k) = evicted {
         count(stats::AUTOBLOCK_EVICTIONS);
         forget_scan_states(&k);

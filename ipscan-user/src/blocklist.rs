@@ -6,7 +6,7 @@ use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     path::{Path, PathBuf},
     ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
 use aya::{
@@ -135,6 +135,9 @@ pub struct AutoTable {
     slots: Mapped<AutoSlot>,
     /// AUTOTAGS: the tag of each way's address, one word per set.
     tags: Mapped<u64>,
+    /// AUTOMARKS: the buckets of the ways' addresses ([`table::MARK_WORDS`]); None for the
+    /// pins of a running ipscan from before them (its program does not read them).
+    marks: Option<(Mapped<u64>, MapData)>,
     /// Keep the maps' file descriptors open while they are mapped.
     _maps: [MapData; 2],
 }
@@ -159,19 +162,29 @@ fn write_tag(tags: &Mapped<u64>, i: u32, tag: u16) {
     unsafe { std::ptr::write_volatile(tags.ptr(i / table::WAYS).cast::<u16>().add(way), tag) };
 }
 
-/// Gives every AUTOBLOCK way that holds an address its tag in AUTOTAGS (tags of empty ways are
-/// left as they are), and returns how many it tagged: for a table kept from an ipscan before
-/// AUTOTAGS, or kept while AUTOTAGS was made anew. The loader runs it before the program is
-/// attached, while nothing else writes the table.
+/// The AUTOMARKS byte of an address's bucket ([`table::mark_of`]).
+fn mark_byte<'a>(marks: &'a Mapped<u64>, key: &AddrKey) -> &'a AtomicU8 {
+    let (word, lane) = table::mark_of(key.family, key.words()[0]);
+    // SAFETY: byte `lane` (< 8) of a value inside the mapping; every user-space access to the
+    // marks is atomic, the program's are single-byte loads and stores.
+    unsafe { AtomicU8::from_ptr(marks.ptr(word).cast::<u8>().add(lane as usize)) }
+}
+
+/// Gives every AUTOBLOCK way that holds an address its tag in AUTOTAGS and its bucket's mark in
+/// AUTOMARKS (those of empty ways are left as they are), and returns how many it tagged: for a
+/// table kept from an ipscan before AUTOTAGS or AUTOMARKS, or kept while they were made anew.
+/// The loader runs it before the program is attached.
 pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
     let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
     let slots: Mapped<AutoSlot> = map_array(map(maps::AUTOBLOCK)?, maps::AUTOBLOCK, table::SLOTS, false)?;
     let tags: Mapped<u64> = map_array(map(maps::AUTOTAGS)?, maps::AUTOTAGS, table::SETS, true)?;
+    let marks: Mapped<u64> = map_array(map(maps::AUTOMARKS)?, maps::AUTOMARKS, table::MARK_WORDS, true)?;
     let seed = slots.get(table::SEED_SLOT).entry.added_ns;
     let mut n = 0;
     for i in 0..table::SEED_SLOT {
         let s = slots.get(i);
         if !s.is_empty() {
+            mark_byte(&marks, &s.key).store(table::MARKED, Ordering::SeqCst);
             write_tag(&tags, i, table::place_words(&s.key.words(), seed).tag);
             n += 1;
         }
@@ -180,11 +193,19 @@ pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
 }
 
 impl AutoTable {
-    fn new(map: Map, tags: Map) -> Result<Self, TableError> {
+    fn new(map: Map, tags: Map, marks: Option<Map>) -> Result<Self, TableError> {
         let slots = map_array(&map, maps::AUTOBLOCK, table::SLOTS, true)?;
         let tag_words = map_array(&tags, maps::AUTOTAGS, table::SETS, true)?;
+        let marks = match marks {
+            Some(m) => {
+                let words = map_array(&m, maps::AUTOMARKS, table::MARK_WORDS, true)?;
+                let Map::Array(data) = m else { unreachable!("checked by map_array") };
+                Some((words, data))
+            }
+            None => None,
+        };
         let (Map::Array(a), Map::Array(b)) = (map, tags) else { unreachable!("checked by map_array") };
-        let mut t = Self { slots, tags: tag_words, _maps: [a, b] };
+        let mut t = Self { slots, tags: tag_words, marks, _maps: [a, b] };
         t.seed_if_empty();
         Ok(t)
     }
@@ -227,14 +248,66 @@ impl AutoTable {
         let first = place.set * table::WAYS;
         match table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))) {
             Some(c) if !c.gives_up_a_block => {
-                // The tag before the key, as the kernel writes them.
+                // The mark and the tag before the key, and the mark again after it, as the
+                // kernel writes them.
+                self.mark(key);
                 write_tag(&self.tags, first + c.way, place.tag);
                 // SAFETY: a slot inside the mapping.
                 unsafe { AutoSlot::store(self.ptr(first + c.way), key, entry) };
+                self.mark(key);
                 true
             }
             _ => false,
         }
+    }
+
+    fn mark(&self, key: &AddrKey) {
+        if let Some((marks, _)) = &self.marks {
+            mark_byte(marks, key).store(table::MARKED, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes away the AUTOMARKS marks of buckets that no way holds an address of, and returns
+    /// how many. Never a mark that a held block needs: a mark goes to [`table::CLEARING`] (still
+    /// marked for the program) only when a pass over the table found no address of its bucket,
+    /// and to zero only when a second pass, after that, found none either and no writer marked
+    /// it again meanwhile (writers store [`table::MARKED`] before and after a way's key, so a
+    /// block written after the second pass read its way marks its bucket itself). Reads the
+    /// table twice (4.7 MB): the daemon runs it every few seconds.
+    pub fn unmark_unused(&self) -> usize {
+        let Some((marks, _)) = &self.marks else {
+            return 0;
+        };
+        let held = |t: &Self| {
+            let mut b = vec![false; (table::MARK_WORDS * 8) as usize];
+            for (_, s) in t.iter() {
+                let (word, lane) = table::mark_of(s.key.family, s.key.words()[0]);
+                b[(word * 8 + lane) as usize] = true;
+            }
+            b
+        };
+        let byte = |i: usize| {
+            // SAFETY: as in mark_byte; i < MARK_WORDS * 8.
+            unsafe { AtomicU8::from_ptr(marks.ptr((i / 8) as u32).cast::<u8>().add(i % 8)) }
+        };
+        let first = held(self);
+        let clearing: Vec<usize> = (0..first.len())
+            .filter(|&i| {
+                !first[i]
+                    && byte(i)
+                        .compare_exchange(table::MARKED, table::CLEARING, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+            })
+            .collect();
+        let second = held(self);
+        let mut cleared = 0;
+        for i in clearing {
+            let to = if second[i] { table::MARKED } else { 0 };
+            if byte(i).compare_exchange(table::CLEARING, to, Ordering::SeqCst, Ordering::SeqCst).is_ok() && to == 0 {
+                cleared += 1;
+            }
+        }
+        cleared
     }
 
     /// The slot that holds the block of `key`.
@@ -493,7 +566,11 @@ impl Tables {
             block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
             counts: Some(Counts::new(take(ebpf, maps::BLOCKCOUNTS)?)?),
-            auto: AutoTable::new(take(ebpf, maps::AUTOBLOCK)?, take(ebpf, maps::AUTOTAGS)?)?,
+            auto: AutoTable::new(
+                take(ebpf, maps::AUTOBLOCK)?,
+                take(ebpf, maps::AUTOTAGS)?,
+                Some(take(ebpf, maps::AUTOMARKS)?),
+            )?,
             cpu: conv(take(ebpf, maps::CPU)?, maps::CPU)?,
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
@@ -509,7 +586,14 @@ impl Tables {
                 true => Some(Counts::new(pinned(dir, maps::BLOCKCOUNTS)?)?),
                 false => None,
             },
-            auto: AutoTable::new(pinned(dir, maps::AUTOBLOCK)?, pinned(dir, maps::AUTOTAGS)?)?,
+            auto: AutoTable::new(
+                pinned(dir, maps::AUTOBLOCK)?,
+                pinned(dir, maps::AUTOTAGS)?,
+                match dir.join(maps::AUTOMARKS).exists() {
+                    true => Some(pinned(dir, maps::AUTOMARKS)?),
+                    false => None,
+                },
+            )?,
             cpu: conv(pinned(dir, maps::CPU)?, maps::CPU)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(pinned(dir, maps::ALLOW6)?, maps::ALLOW6)?,
@@ -572,6 +656,21 @@ impl Tables {
         if let Some(c) = &self.counts {
             c.down(net);
         }
+    }
+
+    /// Takes away the AUTOMARKS marks no auto-block needs ([`AutoTable::unmark_unused`]).
+    pub fn unmark_unused(&self) -> usize {
+        self.auto.unmark_unused()
+    }
+
+    /// Whether the AUTOMARKS bucket of `addr` is marked (None without AUTOMARKS).
+    pub fn marked(&self, addr: IpAddr) -> Option<bool> {
+        let key = match addr {
+            IpAddr::V4(a) => AddrKey::v4(a.octets()),
+            IpAddr::V6(a) => AddrKey::new(a.octets(), FAMILY_V6),
+        };
+        let (marks, _) = self.auto.marks.as_ref()?;
+        Some(mark_byte(marks, &key).load(Ordering::SeqCst) != 0)
     }
 
     /// BLOCKCOUNTS, when the program has it ([`Counts`]).

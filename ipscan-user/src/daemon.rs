@@ -181,6 +181,9 @@ impl WallClock {
     }
 }
 
+/// How often (in 1 s ticks) the daemon takes away AUTOMARKS marks that no auto-block needs.
+const UNMARK_EVERY_TICKS: u64 = 5;
+
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which is at most a tick behind).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -617,6 +620,12 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     }
                     for line in lines {
                         out.line(&line)?;
+                    }
+                    // Marks of buckets whose auto-blocks went (expired, lifted, given up by the
+                    // kernel) are taken away every few seconds: a stale mark costs its senders
+                    // the AUTOBLOCK lookup.
+                    if ticks.is_multiple_of(UNMARK_EVERY_TICKS) {
+                        tables.unmark_unused();
                     }
                     for row in tables.sweep(now) {
                         let src = row.net.addr();

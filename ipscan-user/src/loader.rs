@@ -84,7 +84,7 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 12] {
+pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 13] {
     use ipscan_common::{
         AutoSlot, BlockEntry, ProbeSet, SourceKey, SourceState,
         block::{CpuLocal, table},
@@ -104,6 +104,7 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 12] {
         (maps::BLOCKCOUNTS, 4, 8, ipscan_common::block::near::SLOTS),
         (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
         (maps::AUTOTAGS, 4, 8, table::SETS),
+        (maps::AUTOMARKS, 4, 8, table::MARK_WORDS),
         (maps::CPU, 4, s(size_of::<CpuLocal>()), 1),
         (maps::ALLOW4, 8, 4, maps::PREFIXES_MAX),
         (maps::ALLOW6, 20, 4, maps::PREFIXES_MAX),

@@ -609,6 +609,55 @@ fn autoblocks_kept_without_their_tags_are_tagged_by_the_loader() {
     assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }
 
+/// AUTOMARKS spares most senders that are not blocked the AUTOBLOCK lookup: the kernel marks
+/// the bucket (IPv4 /16) of a source it blocks, a restore marks its block's, the program trusts
+/// the marks (a block whose mark is gone is not found, until the loader's pass marks it again),
+/// and user space takes a mark away only when no block of its bucket is left.
+#[test]
+fn autoblock_marks_go_with_their_blocks() {
+    let mut p = Prog::load(&blocking_syn_scanners(600 * SEC));
+    let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
+    assert_eq!(verdicts[9], XDP_DROP, "{verdicts:?}");
+    let udp =
+        |src: Ipv4Addr| Frame { payload: 12, ..Default::default() }.v4(src, V, &L4::Udp { sport: 5000, dport: 53 });
+    assert_eq!(p.run_at(2 * SEC, &udp(A)), XDP_DROP);
+
+    // Marks taken away behind the program's back: the blocked source gets through.
+    let (word, lane) = ipscan_common::block::table::mark_of(FAMILY_V4, u32::from_le_bytes(A.octets()));
+    {
+        let mut marks: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::AUTOMARKS)).expect("array");
+        assert_eq!(marks.get(&word, 0).expect("read") >> (8 * lane) & 0xff, 1, "marked by the kernel");
+        marks.set(word, 0, 0).expect("write marks");
+    }
+    assert_eq!(p.run_at(3 * SEC, &udp(A)), XDP_PASS, "no mark, no lookup");
+    assert_eq!(ipscan::blocklist::tag_kept_blocks(&p.ebpf).expect("tags"), 1);
+    assert_eq!(p.run_at(3 * SEC, &udp(A)), XDP_DROP, "marked again by the loader's pass");
+
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let b = Ipv4Addr::new(198, 19, 0, 5);
+    let other = Ipv4Addr::new(198, 20, 0, 1);
+    assert_eq!((t.marked(b.into()), t.marked(other.into())), (Some(false), Some(false)));
+    let entry = BlockEntry { added_ns: 3 * SEC, expires_ns: 600 * SEC, ..Default::default() };
+    assert_eq!(t.block_auto(&IpNet::host(b.into()), entry).expect("restore"), Placed::Auto);
+    assert_eq!(t.marked(b.into()), Some(true), "a restore marks");
+    assert_eq!(p.run_at(4 * SEC, &udp(b)), XDP_DROP);
+    assert_eq!(t.unmark_unused(), 0, "both buckets hold a block");
+
+    // Lifted, a block leaves its mark until user space takes it away; A's stays.
+    assert_eq!(t.unblock(&IpNet::host(b.into())).len(), 1);
+    assert_eq!(t.marked(b.into()), Some(true));
+    assert_eq!(t.unmark_unused(), 1);
+    assert_eq!((t.marked(b.into()), t.marked(A.into())), (Some(false), Some(true)));
+    assert_eq!(p.run_at(5 * SEC, &udp(b)), XDP_PASS);
+    assert_eq!(p.run_at(5 * SEC, &udp(A)), XDP_DROP);
+    assert_eq!(t.unblock(&IpNet::host(A.into())).len(), 1);
+    assert_eq!(t.unmark_unused(), 1);
+    assert_eq!(t.marked(A.into()), Some(false));
+    assert_eq!(p.run_at(6 * SEC, &udp(A)), XDP_PASS);
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
+}
+
 /// A blocked source's drops are counted on their CPU and reach the block's entry in batches
 /// ([`PendingDrops`]); what user space lists, and hands over when the block goes, is every drop
 /// however many are still pending, another block's drops meanwhile are counted on its own
