@@ -2,7 +2,7 @@
 //! allowlist (also against spoofed scans), the block/allow CLI on a running daemon, and state
 //! that survives a restart and a "reboot".
 
-use std::time::Duration;
+use std::{thread, time::Duration};
 
 use ipscan_tests::{
     ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects,
@@ -91,6 +91,13 @@ fn scanner_is_blocked_on_the_threshold_packet_and_others_still_connect() {
     // Every dropped probe is counted on the entry, plus the connection attempt's SYNs.
     let dropped = rows[0]["packets"].as_u64().expect("packets");
     assert!(dropped > (sent.len() - 9) as u64, "{dropped} <= {}", sent.len() - 9);
+
+    // The daemon takes away AUTOBLOCK marks of buckets without blocks every 5 s; two of its
+    // passes later the block's own mark is still there, and lifting the block lets it through.
+    thread::sleep(Duration::from_secs(11));
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "still blocked after the daemon's unmark passes");
+    assert!(cli(&["block", "del", ATTACKER4, "-i", &bed.victim_if]).0);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the lifted block lets it through");
 }
 
 #[test]
