@@ -291,12 +291,20 @@ impl AutoTable {
             unsafe { AtomicU8::from_ptr(marks.ptr((i / 8) as u32).cast::<u8>().add(i % 8)) }
         };
         let first = held(self);
+        // (A mark already clearing was left so by a daemon that stopped between the passes; one
+        // daemon runs per interface, so nothing else is taking it away now.)
         let clearing: Vec<usize> = (0..first.len())
             .filter(|&i| {
                 !first[i]
-                    && byte(i)
-                        .compare_exchange(table::MARKED, table::CLEARING, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
+                    && match byte(i).compare_exchange(
+                        table::MARKED,
+                        table::CLEARING,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    ) {
+                        Ok(_) => true,
+                        Err(now) => now == table::CLEARING,
+                    }
             })
             .collect();
         let second = held(self);
