@@ -155,6 +155,14 @@ pub(crate) fn map_array<T>(
     }
 }
 
+/// [`map_array`] of an array taken from its program or pin, writable, with the map kept open
+/// while it is mapped.
+fn owned_array<T>(map: Map, name: &'static str, entries: u32) -> Result<(Mapped<T>, MapData), TableError> {
+    let words = map_array(&map, name, entries, true)?;
+    let Map::Array(data) = map else { unreachable!("checked by map_array") };
+    Ok((words, data))
+}
+
 /// Writes lane `i % WAYS` of AUTOTAGS word `i / WAYS`: the tag of AUTOBLOCK slot `i`.
 fn write_tag(tags: &Mapped<u64>, i: u32, tag: u16) {
     let way = (i % table::WAYS) as usize;
@@ -162,12 +170,16 @@ fn write_tag(tags: &Mapped<u64>, i: u32, tag: u16) {
     unsafe { std::ptr::write_volatile(tags.ptr(i / table::WAYS).cast::<u16>().add(way), tag) };
 }
 
-/// The AUTOMARKS byte of an address's bucket ([`table::mark_of`]).
-fn mark_byte<'a>(marks: &'a Mapped<u64>, key: &AddrKey) -> &'a AtomicU8 {
-    let (word, lane) = table::mark_of(key.family, key.words()[0]);
-    // SAFETY: byte `lane` (< 8) of a value inside the mapping; every user-space access to the
-    // marks is atomic, the program's are single-byte loads and stores.
-    unsafe { AtomicU8::from_ptr(marks.ptr(word).cast::<u8>().add(lane as usize)) }
+/// The [`near`] bucket of an address, from its key.
+fn bucket_of(key: &AddrKey) -> u32 {
+    near::bucket(key.family, key.words()[0])
+}
+
+/// The AUTOMARKS byte of bucket `b` ([`table::mark_of`]: byte `b % 8` of value `b / 8`).
+fn mark_byte(marks: &Mapped<u64>, b: u32) -> &AtomicU8 {
+    // SAFETY: byte `b % 8` of a value inside the mapping (`ptr` checks `b / 8`); every
+    // user-space access to the marks is atomic, the program's are single-byte loads and stores.
+    unsafe { AtomicU8::from_ptr(marks.ptr(b / 8).cast::<u8>().add((b % 8) as usize)) }
 }
 
 /// Gives every AUTOBLOCK way that holds an address its tag in AUTOTAGS and its bucket's mark in
@@ -184,7 +196,7 @@ pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
     for i in 0..table::SEED_SLOT {
         let s = slots.get(i);
         if !s.is_empty() {
-            mark_byte(&marks, &s.key).store(table::MARKED, Ordering::SeqCst);
+            mark_byte(&marks, bucket_of(&s.key)).store(table::MARKED, Ordering::SeqCst);
             write_tag(&tags, i, table::place_words(&s.key.words(), seed).tag);
             n += 1;
         }
@@ -194,17 +206,9 @@ pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
 
 impl AutoTable {
     fn new(map: Map, tags: Map, marks: Option<Map>) -> Result<Self, TableError> {
-        let slots = map_array(&map, maps::AUTOBLOCK, table::SLOTS, true)?;
-        let tag_words = map_array(&tags, maps::AUTOTAGS, table::SETS, true)?;
-        let marks = match marks {
-            Some(m) => {
-                let words = map_array(&m, maps::AUTOMARKS, table::MARK_WORDS, true)?;
-                let Map::Array(data) = m else { unreachable!("checked by map_array") };
-                Some((words, data))
-            }
-            None => None,
-        };
-        let (Map::Array(a), Map::Array(b)) = (map, tags) else { unreachable!("checked by map_array") };
+        let (slots, a) = owned_array(map, maps::AUTOBLOCK, table::SLOTS)?;
+        let (tag_words, b) = owned_array(tags, maps::AUTOTAGS, table::SETS)?;
+        let marks = marks.map(|m| owned_array(m, maps::AUTOMARKS, table::MARK_WORDS)).transpose()?;
         let mut t = Self { slots, tags: tag_words, marks, _maps: [a, b] };
         t.seed_if_empty();
         Ok(t)
@@ -263,7 +267,7 @@ impl AutoTable {
 
     fn mark(&self, key: &AddrKey) {
         if let Some((marks, _)) = &self.marks {
-            mark_byte(marks, key).store(table::MARKED, Ordering::SeqCst);
+            mark_byte(marks, bucket_of(key)).store(table::MARKED, Ordering::SeqCst);
         }
     }
 
@@ -279,17 +283,13 @@ impl AutoTable {
             return 0;
         };
         let held = |t: &Self| {
-            let mut b = vec![false; (table::MARK_WORDS * 8) as usize];
+            let mut b = vec![false; near::SLOTS as usize];
             for (_, s) in t.iter() {
-                let (word, lane) = table::mark_of(s.key.family, s.key.words()[0]);
-                b[(word * 8 + lane) as usize] = true;
+                b[bucket_of(&s.key) as usize] = true;
             }
             b
         };
-        let byte = |i: usize| {
-            // SAFETY: as in mark_byte; i < MARK_WORDS * 8.
-            unsafe { AtomicU8::from_ptr(marks.ptr((i / 8) as u32).cast::<u8>().add(i % 8)) }
-        };
+        let byte = |i: usize| mark_byte(marks, i as u32);
         let first = held(self);
         // (A mark already clearing was left so by a daemon that stopped between the passes; one
         // daemon runs per interface, so nothing else is taking it away now.)
@@ -355,22 +355,13 @@ pub struct Counts {
 
 impl Counts {
     fn new(map: Map) -> Result<Self, TableError> {
-        let words = map_array(&map, maps::BLOCKCOUNTS, near::SLOTS, true)?;
-        let Map::Array(data) = map else { unreachable!("checked by map_array") };
+        let (words, data) = owned_array(map, maps::BLOCKCOUNTS, near::SLOTS)?;
         Ok(Self { words, _map: data })
-    }
-
-    fn word(&self, i: u32) -> &AtomicU64 {
-        // SAFETY: an 8-aligned u64 inside the mapping (page-aligned base), shared with other
-        // processes that also only touch it atomically; the kernel only reads it.
-        unsafe { AtomicU64::from_ptr(self.words.ptr(i)) }
     }
 
     /// Counts `net` in each of its buckets (before it is inserted).
     fn up(&self, net: &IpNet) {
-        for i in net_buckets(net) {
-            self.word(i).fetch_add(1, Ordering::SeqCst);
-        }
+        count_up(&self.words, net);
     }
 
     /// Takes `net` out of each of its buckets (after it was removed). A count of zero stays
@@ -378,27 +369,34 @@ impl Counts {
     /// removed, and must not take another prefix's count with it by wrapping.
     fn down(&self, net: &IpNet) {
         for i in net_buckets(net) {
-            let _ = self.word(i).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
+            let _ = count_word(&self.words, i).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
         }
     }
 
     /// The count of bucket `i`.
     pub fn get(&self, i: u32) -> u64 {
-        self.word(i).load(Ordering::SeqCst)
+        count_word(&self.words, i).load(Ordering::SeqCst)
+    }
+}
+
+/// BLOCKCOUNTS value `i`, for atomic access.
+fn count_word(words: &Mapped<u64>, i: u32) -> &AtomicU64 {
+    // SAFETY: an 8-aligned u64 inside the mapping (page-aligned base), shared with other
+    // processes that also only touch it atomically; the kernel only reads it.
+    unsafe { AtomicU64::from_ptr(words.ptr(i)) }
+}
+
+/// Counts `net` in each of its BLOCKCOUNTS buckets.
+fn count_up(words: &Mapped<u64>, net: &IpNet) {
+    for i in net_buckets(net) {
+        count_word(words, i).fetch_add(1, Ordering::SeqCst);
     }
 }
 
 /// The BLOCKCOUNTS buckets a prefix reaches into ([`near::buckets_of`]).
 fn net_buckets(net: &IpNet) -> impl Iterator<Item = u32> + use<> {
-    let (family, addr) = match net.addr() {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (FAMILY_V4, b)
-        }
-        IpAddr::V6(a) => (FAMILY_V6, a.octets()),
-    };
-    near::buckets_of(family, &addr, net.prefix())
+    let k = addr_key(net.addr());
+    near::buckets_of(k.family, &k.addr, net.prefix())
 }
 
 /// Whether a map call failed with `errno`.
@@ -458,10 +456,7 @@ pub fn count_kept_prefixes(ebpf: &Ebpf) -> Result<usize, TableError> {
         .chain(block6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))))
         .collect();
     for net in &nets {
-        for i in net_buckets(net) {
-            // SAFETY: as in Counts::word.
-            unsafe { AtomicU64::from_ptr(words.ptr(i)) }.fetch_add(1, Ordering::SeqCst);
-        }
+        count_up(&words, net);
     }
     Ok(nets.len())
 }
@@ -502,6 +497,11 @@ pub(crate) fn pinned(dir: &Path, name: &'static str) -> Result<Map, TableError> 
     Map::from_map_data(data).map_err(|source| TableError::Pin { path, source })
 }
 
+/// [`pinned`], or None when the daemon's ipscan predates the map (no pin).
+fn pinned_if_there(dir: &Path, name: &'static str) -> Result<Option<Map>, TableError> {
+    dir.join(name).exists().then(|| pinned(dir, name)).transpose()
+}
+
 fn conv<T: TryFrom<Map, Error = MapError>>(m: Map, name: &'static str) -> Result<T, TableError> {
     T::try_from(m).map_err(|source| TableError::Map { name, source })
 }
@@ -532,13 +532,18 @@ fn v6_key(net: &IpNet) -> Option<Key<[u8; 16]>> {
     }
 }
 
+/// The exact-address key of an address.
+fn addr_key(addr: IpAddr) -> AddrKey {
+    match addr {
+        IpAddr::V4(a) => AddrKey::v4(a.octets()),
+        IpAddr::V6(a) => AddrKey::new(a.octets(), FAMILY_V6),
+    }
+}
+
 /// The exact-address key of a host prefix (/32, /128), for AUTOBLOCK.
 fn host_key(net: &IpNet) -> Option<AddrKey> {
-    match net.addr() {
-        IpAddr::V4(a) if net.prefix() == 32 => Some(AddrKey::v4(a.octets())),
-        IpAddr::V6(a) if net.prefix() == 128 => Some(AddrKey::new(a.octets(), FAMILY_V6)),
-        _ => None,
-    }
+    let host = if net.addr().is_ipv4() { 32 } else { 128 };
+    (net.prefix() == host).then(|| addr_key(net.addr()))
 }
 
 /// The BLOCK4 key of an IPv4 prefix ([`Block4Data`]).
@@ -590,17 +595,11 @@ impl Tables {
         Ok(Self {
             block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
-            counts: match dir.join(maps::BLOCKCOUNTS).exists() {
-                true => Some(Counts::new(pinned(dir, maps::BLOCKCOUNTS)?)?),
-                false => None,
-            },
+            counts: pinned_if_there(dir, maps::BLOCKCOUNTS)?.map(Counts::new).transpose()?,
             auto: AutoTable::new(
                 pinned(dir, maps::AUTOBLOCK)?,
                 pinned(dir, maps::AUTOTAGS)?,
-                match dir.join(maps::AUTOMARKS).exists() {
-                    true => Some(pinned(dir, maps::AUTOMARKS)?),
-                    false => None,
-                },
+                pinned_if_there(dir, maps::AUTOMARKS)?,
             )?,
             cpu: conv(pinned(dir, maps::CPU)?, maps::CPU)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
@@ -673,12 +672,8 @@ impl Tables {
 
     /// Whether the AUTOMARKS bucket of `addr` is marked (None without AUTOMARKS).
     pub fn marked(&self, addr: IpAddr) -> Option<bool> {
-        let key = match addr {
-            IpAddr::V4(a) => AddrKey::v4(a.octets()),
-            IpAddr::V6(a) => AddrKey::new(a.octets(), FAMILY_V6),
-        };
         let (marks, _) = self.auto.marks.as_ref()?;
-        Some(mark_byte(marks, &key).load(Ordering::SeqCst) != 0)
+        Some(mark_byte(marks, bucket_of(&addr_key(addr))).load(Ordering::SeqCst) != 0)
     }
 
     /// BLOCKCOUNTS, when the program has it ([`Counts`]).
@@ -864,11 +859,7 @@ impl Tables {
     /// The AUTOBLOCK set an address's auto-block goes to ([`table::set_of`] with the table's
     /// seed).
     pub fn auto_set(&self, addr: IpAddr) -> u32 {
-        let key = match addr {
-            IpAddr::V4(a) => AddrKey::v4(a.octets()),
-            IpAddr::V6(a) => AddrKey::new(a.octets(), FAMILY_V6),
-        };
-        table::set_of(&key, self.auto.seed())
+        table::set_of(&addr_key(addr), self.auto.seed())
     }
 
     /// Which lists hold entries: the CONFIG flags that make the kernel look at them.
