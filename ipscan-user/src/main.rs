@@ -396,6 +396,19 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
                     anyhow::anyhow!("invalid --ttl \"{t}\": expected a duration such as 90s, 10m or 1h")
                 })?,
             };
+            // A running program reads a prefix's BLOCKCOUNTS bucket before looking the prefix
+            // up: a prefix added without its count would not block until the daemon restarts
+            // (its loader counts the kept prefixes when it makes BLOCKCOUNTS anew).
+            for (iface, t) in &all {
+                if t.counts().is_none() && pins::daemon_running(&args.place.lock_dir, iface) {
+                    anyhow::bail!(
+                        "{iface}: the running daemon's {} map is not pinned (no {}): a block added now \
+                         would not take effect; restart `ipscan run` on {iface} first",
+                        ipscan_common::maps::BLOCKCOUNTS,
+                        pins::iface_dir(&args.place.pin_root, iface).join(ipscan_common::maps::BLOCKCOUNTS).display()
+                    );
+                }
+            }
             for (iface, t) in &mut all {
                 t.block(&net, ipscan_common::BlockEntry::manual(now, ttl_ns))?;
                 // The kernel skips the block lists while its CONFIG says they are empty.

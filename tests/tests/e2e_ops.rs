@@ -738,6 +738,21 @@ fn prefixes_kept_without_their_counts_are_counted_at_start() {
     assert!(!connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "blocked again");
     assert!(cli(&["block", "del", "198.18.0.0/24", "-i", &i]).0);
     assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the IPv4 block lifted");
+
+    // The pin removed under a running daemon: the CLI could not count a new prefix, which its
+    // program would then not see, so it refuses the block and changes nothing.
+    fs::remove_file(pins.join("BLOCKCOUNTS")).expect("BLOCKCOUNTS pin");
+    let (ok, out, err) = cli(&["block", "add", "198.18.0.0/24", "-i", &i]);
+    assert!(!ok, "refused: {out}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&format!("{i}: the running daemon's BLOCKCOUNTS map is not pinned"))
+            && err.contains(&format!("restart `ipscan run` on {i} first")),
+        "{err}"
+    );
+    let (_, list, _) = cli(&["block", "list", "-i", &i]);
+    assert!(!list.contains("198.18.0.0/24"), "nothing added: {list}");
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "not blocked");
     let (status, err) = d.stop();
     assert!(status.success());
     assert!(!err.contains("restored"), "counted, not restored from the state file: {err}");
