@@ -309,6 +309,32 @@ struct Attached {
     loss_reported: Loss,
     /// Why the last re-attach failed, so a retry that fails the same way stays quiet.
     reattach_error: Option<String>,
+    /// The pinned maps, pinned again when their pins go (None without `--pin-root`).
+    pins: Option<pins::Kept>,
+    /// Why pinning again failed last, so a retry that fails the same way stays quiet.
+    repin_error: Option<String>,
+}
+
+/// Pins again the maps whose pins were removed while the daemon runs (by hand, or a cleanup
+/// of /sys/fs/bpf), saying which: without them the CLI and `ipscan top` cannot find the maps,
+/// and the next daemon would start from empty ones.
+fn repin(a: &mut Attached) {
+    let Some(kept) = &a.pins else { return };
+    match kept.repin() {
+        Ok(names) => {
+            if !names.is_empty() {
+                eprintln!("ipscan: {}: pinned {} again (the pins were removed)", a.name, names.join(", "));
+            }
+            a.repin_error = None;
+        }
+        Err(e) => {
+            let why = loader::error_chain(&e);
+            if a.repin_error.as_deref() != Some(why.as_str()) {
+                eprintln!("ipscan: {}: {why}", a.name);
+                a.repin_error = Some(why);
+            }
+        }
+    }
 }
 
 fn take_map<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -363,8 +389,12 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
         None => None,
     };
     let load = |source| DaemonError::Load { iface: iface.to_owned(), source };
-    let mut ebpf = loader::load_with_ring(&LoadOptions { replay_clock: false, pin_dir }, cfg.ops.event_ring_bytes)
-        .map_err(load)?;
+    let mut ebpf = loader::load_with_ring(
+        &LoadOptions { replay_clock: false, pin_dir: pin_dir.clone() },
+        cfg.ops.event_ring_bytes,
+    )
+    .map_err(load)?;
+    let kept = pin_dir.map(|d| pins::Kept::open(&d, &maps::PINNED)).transpose()?;
     kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply { iface: iface.to_owned(), source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> = take_map(&mut ebpf, iface, maps::SOURCES)?;
     let ring: RingBuf<MapData> = take_map(&mut ebpf, iface, maps::EVENTS)?;
@@ -474,6 +504,8 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             loss_base,
             loss_reported: Loss::default(),
             reattach_error: None,
+            pins: kept,
+            repin_error: None,
         },
         ring,
     ))
@@ -657,6 +689,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                         a.written_flags = want.flags;
                     }
                 }
+                ifaces.iter_mut().for_each(repin);
                 if ticks.is_multiple_of(10) {
                     ifaces.iter().for_each(save_state);
                 }

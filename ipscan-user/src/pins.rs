@@ -5,7 +5,10 @@ use std::{
     ffi::CString,
     fs::{self, File, OpenOptions},
     io,
-    os::{fd::AsRawFd, unix::ffi::OsStrExt},
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd},
+        unix::ffi::OsStrExt,
+    },
     path::{Path, PathBuf},
 };
 
@@ -34,6 +37,18 @@ pub enum PinError {
     },
     #[error("another ipscan daemon is running on {iface} (pid {pid})")]
     AlreadyRunning { iface: String, pid: String },
+    #[error("cannot open the pinned map {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot pin {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -104,6 +119,69 @@ pub fn interfaces(root: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// A daemon's own handles on the maps it pinned, to pin them again when a pin goes: the CLI,
+/// `ipscan top` and the next daemon find the maps only through their pins, and the CLI cannot
+/// count a prefix blocked by hand without BLOCKCOUNTS's.
+#[derive(Debug)]
+pub struct Kept {
+    dir: PathBuf,
+    maps: Vec<(&'static str, MapData)>,
+}
+
+impl Kept {
+    /// Opens every map of `names` through its pin in `dir`, where the loader just pinned it.
+    pub fn open(dir: &Path, names: &[&'static str]) -> Result<Self, PinError> {
+        let mut maps = Vec::new();
+        for name in names {
+            let path = dir.join(name);
+            let map = MapData::from_pin(&path).map_err(|source| PinError::Open { path, source })?;
+            maps.push((*name, map));
+        }
+        Ok(Self { dir: dir.to_owned(), maps })
+    }
+
+    /// Pins again every map whose pin is gone (the directory too, when it went); returns
+    /// their names.
+    pub fn repin(&self) -> Result<Vec<&'static str>, PinError> {
+        let missing: Vec<_> = self.maps.iter().filter(|(name, _)| !self.dir.join(name).exists()).collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        fs::create_dir_all(&self.dir).map_err(|source| PinError::Create { path: self.dir.clone(), source })?;
+        let mut done = Vec::new();
+        for (name, map) in missing {
+            let path = self.dir.join(name);
+            obj_pin(map.fd().as_fd(), &path).map_err(|source| PinError::Pin { path, source })?;
+            done.push(*name);
+        }
+        Ok(done)
+    }
+}
+
+/// BPF_OBJ_PIN of a map by its fd.
+fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    #[repr(C)]
+    struct ObjAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        /// Zero: the kernel refuses non-zero bytes past the command's last field.
+        _pad: u32,
+    }
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let attr =
+        ObjAttr { pathname: cpath.as_ptr() as u64, bpf_fd: fd.as_raw_fd() as u32, file_flags: 0, path_fd: 0, _pad: 0 };
+    // SAFETY: attr is a valid bpf_attr prefix of the given size, its path a NUL-terminated
+    // string that outlives the call; the kernel only reads them.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, &attr as *const ObjAttr, size_of::<ObjAttr>() as u32) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A pinned map whose key size, value size or number of entries differs from this build's:

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ipscan_common::maps;
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Daemon, Listener, NetNs, OTHER4, TempDir, Testbed, VICTIM4, VICTIM6, cli, connects,
     ipscan_bin, run_in, unique_tag, write_config,
@@ -739,21 +740,80 @@ fn prefixes_kept_without_their_counts_are_counted_at_start() {
     assert!(cli(&["block", "del", "198.18.0.0/24", "-i", &i]).0);
     assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the IPv4 block lifted");
 
-    // The pin removed under a running daemon: the CLI could not count a new prefix, which its
-    // program would then not see, so it refuses the block and changes nothing.
-    fs::remove_file(pins.join("BLOCKCOUNTS")).expect("BLOCKCOUNTS pin");
-    let (ok, out, err) = cli(&["block", "add", "198.18.0.0/24", "-i", &i]);
-    assert!(!ok, "refused: {out}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(
-        err.contains(&format!("{i}: the running daemon's BLOCKCOUNTS map is not pinned"))
-            && err.contains(&format!("restart `ipscan run` on {i} first")),
-        "{err}"
-    );
-    let (_, list, _) = cli(&["block", "list", "-i", &i]);
-    assert!(!list.contains("198.18.0.0/24"), "nothing added: {list}");
-    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "not blocked");
     let (status, err) = d.stop();
     assert!(status.success());
     assert!(!err.contains("restored"), "counted, not restored from the state file: {err}");
+    drop(d);
+
+    // A daemon running without the pin (an ipscan before BLOCKCOUNTS, which holds the lock as
+    // this test does; this build's daemon pins it again within a second): the CLI could not
+    // count a new prefix, which the running program would then not see, so it refuses the
+    // block and changes nothing.
+    fs::remove_file(pins.join("BLOCKCOUNTS")).expect("BLOCKCOUNTS pin");
+    let lock = fs::File::open(Path::new("/run/ipscan").join(format!("{i}.lock"))).expect("lock file");
+    // SAFETY: valid fd; the lock goes with the file.
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
+    let (ok, out, err) = cli(&["block", "add", "198.18.0.0/24", "-i", &i]);
+    assert!(!ok, "refused: {out}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "ipscan: {i}: the running daemon's BLOCKCOUNTS map is not pinned (no {}): a block added now \
+             would not take effect; restart `ipscan run` on {i} first",
+            pins.join("BLOCKCOUNTS").display()
+        )
+    );
+    let (_, list, _) = cli(&["block", "list", "-i", &i]);
+    assert!(!list.contains("198.18.0.0/24"), "nothing added: {list}");
+    drop(lock);
+    let (ok, _, err) = cli(&["block", "add", "198.18.0.0/24", "-i", &i]);
+    assert!(ok && err.contains("no daemon is running"), "accepted once no daemon runs: {err}");
+}
+
+/// Pins removed while the daemon runs (by hand, or a cleanup of /sys/fs/bpf) are pinned again
+/// within a second, to the same maps: the CLI finds the blocks and edits them, and a restart
+/// keeps them.
+#[test]
+fn pins_removed_under_a_running_daemon_are_pinned_again() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let i = bed.victim_if.clone();
+    let _srv = Listener::start(&bed.victim, 8080);
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(cli(&["block", "add", ATTACKER4, "-i", &i]).0);
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080));
+
+    // The daemon may pin some again while the directory is being removed (then it is not
+    // empty): removed again until it is gone.
+    let pins = Path::new("/sys/fs/bpf/ipscan").join(&i);
+    while pins.exists() {
+        let _ = fs::remove_dir_all(&pins);
+    }
+    d.wait_stderr(" again (the pins were removed)", WAIT);
+    let deadline = Instant::now() + WAIT;
+    while !maps::PINNED.iter().all(|name| pins.join(name).exists()) {
+        assert!(Instant::now() < deadline, "not every map was pinned again");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, list, err) = cli(&["block", "list", "-i", &i]);
+    assert!(ok, "{err}");
+    assert!(list.contains(ATTACKER4), "the same maps: {list}");
+
+    // One pin: pinned again alone; a block added afterwards is counted and takes effect.
+    fs::remove_file(pins.join("BLOCKCOUNTS")).expect("BLOCKCOUNTS pin");
+    d.wait_stderr(&format!("ipscan: {i}: pinned BLOCKCOUNTS again (the pins were removed)"), WAIT);
+    let (ok, _, err) = cli(&["block", "add", ATTACKER6, "-i", &i]);
+    assert!(ok, "{err}");
+    assert!(!connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "blocked");
+    assert!(cli(&["block", "del", ATTACKER4, "-i", &i]).0);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "lifted");
+
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(!connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "kept across a restart");
+    let (status, err) = d.stop();
+    assert!(status.success());
+    assert!(!err.contains("restored"), "kept in the pins, not restored from the state file: {err}");
 }
