@@ -5,10 +5,7 @@ use std::{
     ffi::CString,
     fs::{self, File, OpenOptions},
     io,
-    os::{
-        fd::{AsFd, AsRawFd, BorrowedFd},
-        unix::ffi::OsStrExt,
-    },
+    os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::{Path, PathBuf},
 };
 
@@ -47,7 +44,7 @@ pub enum PinError {
     Pin {
         path: PathBuf,
         #[source]
-        source: io::Error,
+        source: aya::pin::PinError,
     },
     #[error("cannot lock {path}: {source}")]
     Lock {
@@ -153,35 +150,11 @@ impl Kept {
         let mut done = Vec::new();
         for (name, map) in missing {
             let path = self.dir.join(name);
-            obj_pin(map.fd().as_fd(), &path).map_err(|source| PinError::Pin { path, source })?;
+            map.pin(&path).map_err(|source| PinError::Pin { path, source })?;
             done.push(*name);
         }
         Ok(done)
     }
-}
-
-/// BPF_OBJ_PIN of a map by its fd.
-fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    const BPF_OBJ_PIN: libc::c_long = 6;
-    #[repr(C)]
-    struct ObjAttr {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: i32,
-        /// Zero: the kernel refuses non-zero bytes past the command's last field.
-        _pad: u32,
-    }
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let attr =
-        ObjAttr { pathname: cpath.as_ptr() as u64, bpf_fd: fd.as_raw_fd() as u32, file_flags: 0, path_fd: 0, _pad: 0 };
-    // SAFETY: attr is a valid bpf_attr prefix of the given size, its path a NUL-terminated
-    // string that outlives the call; the kernel only reads them.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, &attr as *const ObjAttr, size_of::<ObjAttr>() as u32) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A pinned map whose key size, value size or number of entries differs from this build's:
