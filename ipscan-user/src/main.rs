@@ -327,8 +327,9 @@ fn tables(place: &Where) -> anyhow::Result<Vec<(String, Tables)>> {
     Ok(out)
 }
 
+/// An address or prefix argument; the error names the text and what is wrong with it.
 fn parse_net(text: &str) -> anyhow::Result<IpNet> {
-    text.parse::<IpNet>().map_err(|e| anyhow::anyhow!("invalid address or prefix \"{text}\": {e}"))
+    Ok(text.parse::<IpNet>()?)
 }
 
 /// The rows of every interface's table, each with its interface, for `block list` and
@@ -341,7 +342,28 @@ fn secs_left(expires_ns: u64, now: u64) -> Option<u64> {
     (expires_ns != 0).then(|| expires_ns.saturating_sub(now).div_ceil(1_000_000_000))
 }
 
+/// A `--ttl` in nanoseconds (none: zero, forever).
+fn ttl_ns(ttl: Option<&str>) -> anyhow::Result<u64> {
+    match ttl {
+        None => Ok(0),
+        Some(t) => config::parse_duration_ns(t)
+            .ok_or_else(|| anyhow::anyhow!("invalid --ttl \"{t}\": expected a duration such as 90s, 10m or 1h")),
+    }
+}
+
 fn block(args: BlockArgs) -> anyhow::Result<()> {
+    // The arguments are checked before the maps are opened: a typo is reported as one, whether
+    // or not a daemon runs.
+    match &args.action {
+        BlockAction::Add { prefix, ttl } => {
+            parse_net(prefix)?;
+            ttl_ns(ttl.as_deref())?;
+        }
+        BlockAction::Del { prefix } => {
+            parse_net(prefix)?;
+        }
+        BlockAction::List { .. } | BlockAction::Flush => {}
+    }
     let mut all = tables(&args.place)?;
     let now = daemon::monotonic_ns();
     match args.action {
@@ -390,12 +412,7 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
         }
         BlockAction::Add { prefix, ttl } => {
             let net = parse_net(&prefix)?;
-            let ttl_ns = match &ttl {
-                None => 0,
-                Some(t) => config::parse_duration_ns(t).ok_or_else(|| {
-                    anyhow::anyhow!("invalid --ttl \"{t}\": expected a duration such as 90s, 10m or 1h")
-                })?,
-            };
+            let ttl_ns = ttl_ns(ttl.as_deref())?;
             // A running program reads a prefix's BLOCKCOUNTS bucket before looking the prefix
             // up: a prefix added without its count would not block until the daemon restarts
             // (its loader counts the kept prefixes when it makes BLOCKCOUNTS anew).
@@ -464,6 +481,9 @@ fn reasons(bits: u32) -> String {
 
 fn allow(args: AllowArgs) -> anyhow::Result<()> {
     use ipscan_common::block::allow_reason;
+    if let AllowAction::Add { prefix } | AllowAction::Del { prefix } = &args.action {
+        parse_net(prefix)?;
+    }
     let mut all = tables(&args.place)?;
     match args.action {
         AllowAction::List { json } => {

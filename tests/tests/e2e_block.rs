@@ -230,7 +230,10 @@ fn cli_edits_the_running_daemons_lists() {
     // Bad input: one line, nothing changed.
     let (ok, _, err) = cli(&["block", "add", "198.18.0.300", "-i", i]);
     assert!(!ok);
-    assert!(err.trim().starts_with("ipscan: invalid address or prefix \"198.18.0.300\""), "{err}");
+    assert_eq!(
+        err.trim(),
+        "ipscan: invalid address \"198.18.0.300\": expected an IPv4 or IPv6 address (host names are not resolved)"
+    );
     assert_eq!(err.trim().lines().count(), 1);
     let (ok, _, err) = cli(&["block", "add", OTHER4, "--ttl", "soon", "-i", i]);
     assert!(!ok);
@@ -253,6 +256,30 @@ fn cli_without_a_daemon_says_so() {
             root.display()
         )
     );
+    // A bad argument is reported as such first, daemon or not.
+    let root = root.to_str().expect("utf8");
+    for (args, want) in [
+        (
+            &["block", "add", "198.18.0.1/33", "--pin-root", root][..],
+            "ipscan: invalid mask \"198.18.0.1/33\": prefix length must be 0 to 32",
+        ),
+        (
+            &["block", "add", "198.18.0.1", "--ttl", "5x", "--pin-root", root],
+            "ipscan: invalid --ttl \"5x\": expected a duration such as 90s, 10m or 1h",
+        ),
+        (
+            &["block", "del", "2001:db8::/129", "--pin-root", root],
+            "ipscan: invalid mask \"2001:db8::/129\": prefix length must be 0 to 128",
+        ),
+        (
+            &["allow", "add", "198.18.0.x", "--pin-root", root],
+            "ipscan: invalid address \"198.18.0.x\": expected an IPv4 or IPv6 address (host names are not resolved)",
+        ),
+    ] {
+        let (ok, _, err) = cli(args);
+        assert!(!ok);
+        assert_eq!(err.trim(), want, "{args:?}");
+    }
 }
 
 #[test]
