@@ -48,12 +48,13 @@ pub mod maps {
     pub const AUTOTAGS: &str = "AUTOTAGS";
     pub const BLOCKCOUNTS: &str = "BLOCKCOUNTS";
     pub const AUTOMARKS: &str = "AUTOMARKS";
+    pub const ALLOWCOUNTS: &str = "ALLOWCOUNTS";
     /// Maps pinned per interface under the daemon's pin directory, so that blocks, allows,
     /// detection state and counters survive a restart and the CLI can reach them.
     /// (CPU holds drops not yet added to their AUTOBLOCK entries, AUTOTAGS the tags of its
     /// ways, AUTOMARKS the buckets of its addresses: all go with AUTOBLOCK. BLOCKCOUNTS goes
-    /// with BLOCK4 and BLOCK6.)
-    pub const PINNED: [&str; 13] = [
+    /// with BLOCK4 and BLOCK6, ALLOWCOUNTS with ALLOW4 and ALLOW6.)
+    pub const PINNED: [&str; 14] = [
         CONFIG,
         SOURCES,
         PROBATION,
@@ -67,6 +68,7 @@ pub mod maps {
         CPU,
         ALLOW4,
         ALLOW6,
+        ALLOWCOUNTS,
     ];
     /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
     pub const PREFIXES_MAX: u32 = 65_536;

@@ -64,6 +64,11 @@ static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREF
 #[map]
 static BLOCKCOUNTS: Array<u64> = Array::with_max_entries(near::SLOTS, BPF_F_MMAPABLE);
 
+/// How many ALLOW4/ALLOW6 prefixes reach into each bucket, as BLOCKCOUNTS for the blocks: a
+/// sender whose bucket counts none is not looked up in the allowlist's tries.
+#[map]
+static ALLOWCOUNTS: Array<u64> = Array::with_max_entries(near::SLOTS, BPF_F_MMAPABLE);
+
 /// Sources the program blocked itself on a threshold packet: a set-associative table
 /// ([`ipscan_common::block::table`]) that user space reads and edits through mmap.
 #[map]
@@ -270,8 +275,15 @@ impl Sender {
     }
 }
 
+/// Whether an allowlist prefix covers the address. Its ALLOWCOUNTS bucket is read first: most
+/// senders (a flood from a source blocked by hand) are far from every allow, and an LPM lookup
+/// is a kernel call. A map that cannot be read says look.
 #[inline(always)]
 fn allowlisted(src: &[u8; 16], family: u8) -> bool {
+    let w0 = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+    if ALLOWCOUNTS.get(near::bucket(family, w0)).is_some_and(|c| *c == 0) {
+        return false;
+    }
     if family == FAMILY_V4 {
         ALLOW4.get(Key::new(32, v4(src))).is_some()
     } else {

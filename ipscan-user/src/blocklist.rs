@@ -343,10 +343,10 @@ impl AutoTable {
     }
 }
 
-/// BLOCKCOUNTS ([`near`]), mapped: how many prefixes blocked by hand reach into each bucket.
-/// Kept never too low ([`near`]): a bucket is counted up before its prefix goes into BLOCK4 or
-/// BLOCK6 and down only after it came out, with atomic read-modify-writes, as the daemon and the
-/// CLI may edit the lists at once.
+/// BLOCKCOUNTS or ALLOWCOUNTS ([`near`]), mapped: how many prefixes blocked by hand, or
+/// allowlisted, reach into each bucket. Kept never too low ([`near`]): a bucket is counted up
+/// before its prefix goes into its list and down only after it came out, with atomic
+/// read-modify-writes, as the daemon and the CLI may edit the lists at once.
 pub struct Counts {
     words: Mapped<u64>,
     /// Keeps the map's file descriptor open while it is mapped.
@@ -354,8 +354,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn new(map: Map) -> Result<Self, TableError> {
-        let (words, data) = owned_array(map, maps::BLOCKCOUNTS, near::SLOTS)?;
+    fn new(map: Map, name: &'static str) -> Result<Self, TableError> {
+        let (words, data) = owned_array(map, name, near::SLOTS)?;
         Ok(Self { words, _map: data })
     }
 
@@ -373,7 +373,7 @@ impl Counts {
         }
     }
 
-    /// The count of bucket `i`.
+    /// The count of bucket `i` ([`near::bucket`]).
     pub fn get(&self, i: u32) -> u64 {
         count_word(&self.words, i).load(Ordering::SeqCst)
     }
@@ -440,6 +440,24 @@ fn counted_insert(
     Err(last.unwrap_or(MapError::KeyNotFound))
 }
 
+/// Counts the prefixes of an ALLOW4 and ALLOW6 kept from an ipscan before ALLOWCOUNTS in their
+/// buckets, and returns how many; as [`count_kept_prefixes`] for the blocks.
+pub fn count_kept_allows(ebpf: &Ebpf) -> Result<usize, TableError> {
+    let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
+    let words: Mapped<u64> = map_array(map(maps::ALLOWCOUNTS)?, maps::ALLOWCOUNTS, near::SLOTS, true)?;
+    let allow4: LpmTrie<&MapData, [u8; 4], u32> = conv_ref(map(maps::ALLOW4)?, maps::ALLOW4)?;
+    let allow6: LpmTrie<&MapData, [u8; 16], u32> = conv_ref(map(maps::ALLOW6)?, maps::ALLOW6)?;
+    let nets: Vec<IpNet> = allow4
+        .keys()
+        .filter_map(|k| k.ok().and_then(|k| net4(&k)))
+        .chain(allow6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))))
+        .collect();
+    for net in &nets {
+        count_up(&words, net);
+    }
+    Ok(nets.len())
+}
+
 /// Counts the prefixes of a BLOCK4 and BLOCK6 kept from an ipscan before BLOCKCOUNTS (or kept
 /// while BLOCKCOUNTS was made anew) in their buckets, and returns how many. The loader runs it,
 /// before the program is attached, only for a BLOCKCOUNTS it made anew: counted again, the
@@ -478,6 +496,8 @@ pub struct Tables {
     cpu: PerCpuArray<MapData, CpuLocal>,
     allow4: LpmTrie<MapData, [u8; 4], u32>,
     allow6: LpmTrie<MapData, [u8; 16], u32>,
+    /// None for the pins of a running ipscan from before ALLOWCOUNTS.
+    allow_counts: Option<Counts>,
 }
 
 /// An auto-block's entry with the drops the CPUs hold for it added ([`PendingDrops`]).
@@ -578,7 +598,7 @@ impl Tables {
         Ok(Self {
             block4: conv(take(ebpf, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(take(ebpf, maps::BLOCK6)?, maps::BLOCK6)?,
-            counts: Some(Counts::new(take(ebpf, maps::BLOCKCOUNTS)?)?),
+            counts: Some(Counts::new(take(ebpf, maps::BLOCKCOUNTS)?, maps::BLOCKCOUNTS)?),
             auto: AutoTable::new(
                 take(ebpf, maps::AUTOBLOCK)?,
                 take(ebpf, maps::AUTOTAGS)?,
@@ -587,6 +607,7 @@ impl Tables {
             cpu: conv(take(ebpf, maps::CPU)?, maps::CPU)?,
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
+            allow_counts: Some(Counts::new(take(ebpf, maps::ALLOWCOUNTS)?, maps::ALLOWCOUNTS)?),
         })
     }
 
@@ -595,7 +616,7 @@ impl Tables {
         Ok(Self {
             block4: conv(pinned(dir, maps::BLOCK4)?, maps::BLOCK4)?,
             block6: conv(pinned(dir, maps::BLOCK6)?, maps::BLOCK6)?,
-            counts: pinned_if_there(dir, maps::BLOCKCOUNTS)?.map(Counts::new).transpose()?,
+            counts: pinned_if_there(dir, maps::BLOCKCOUNTS)?.map(|m| Counts::new(m, maps::BLOCKCOUNTS)).transpose()?,
             auto: AutoTable::new(
                 pinned(dir, maps::AUTOBLOCK)?,
                 pinned(dir, maps::AUTOTAGS)?,
@@ -604,6 +625,9 @@ impl Tables {
             cpu: conv(pinned(dir, maps::CPU)?, maps::CPU)?,
             allow4: conv(pinned(dir, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(pinned(dir, maps::ALLOW6)?, maps::ALLOW6)?,
+            allow_counts: pinned_if_there(dir, maps::ALLOWCOUNTS)?
+                .map(|m| Counts::new(m, maps::ALLOWCOUNTS))
+                .transpose()?,
         })
     }
 
@@ -679,6 +703,11 @@ impl Tables {
     /// BLOCKCOUNTS, when the program has it ([`Counts`]).
     pub fn counts(&self) -> Option<&Counts> {
         self.counts.as_ref()
+    }
+
+    /// ALLOWCOUNTS, when the program has it ([`Counts`]).
+    pub fn allow_counts(&self) -> Option<&Counts> {
+        self.allow_counts.as_ref()
     }
 
     /// Takes the auto-block out of slot `i`, with every drop counted. Its entry first stops
@@ -784,14 +813,24 @@ impl Tables {
         expired
     }
 
-    /// Adds `reason` bits to a prefix's allowlist entry.
+    /// Adds `reason` bits to a prefix's allowlist entry (a new prefix is counted in
+    /// ALLOWCOUNTS first, see [`counted_insert`]).
     pub fn allow(&mut self, net: &IpNet, reason: u32) -> Result<(), TableError> {
+        let counts = self.allow_counts.as_ref();
         if let Some(k) = v4_key(net) {
-            let old = self.allow4.get(&k, 0).unwrap_or(0);
-            self.allow4.insert(&k, old | reason, 0).map_err(|source| TableError::Map { name: maps::ALLOW4, source })
+            let map = &mut self.allow4;
+            counted_insert(counts, net, |flags| {
+                let old = map.get(&k, 0).unwrap_or(0);
+                map.insert(&k, old | reason, flags)
+            })
+            .map_err(|source| TableError::Map { name: maps::ALLOW4, source })
         } else if let Some(k) = v6_key(net) {
-            let old = self.allow6.get(&k, 0).unwrap_or(0);
-            self.allow6.insert(&k, old | reason, 0).map_err(|source| TableError::Map { name: maps::ALLOW6, source })
+            let map = &mut self.allow6;
+            counted_insert(counts, net, |flags| {
+                let old = map.get(&k, 0).unwrap_or(0);
+                map.insert(&k, old | reason, flags)
+            })
+            .map_err(|source| TableError::Map { name: maps::ALLOW6, source })
         } else {
             Ok(())
         }
@@ -828,21 +867,41 @@ impl Tables {
     /// Clears `reasons` from a prefix's entry, deleting it when no reason is left. Returns
     /// whether the prefix had one of those reasons.
     pub fn disallow(&mut self, net: &IpNet, reasons: u32) -> bool {
+        let removed = |r: Result<(), MapError>| r.is_ok();
         if let Some(k) = v4_key(net)
             && let Ok(old) = self.allow4.get(&k, 0)
         {
             let left = old & !reasons;
-            let _ = if left == 0 { self.allow4.remove(&k) } else { self.allow4.insert(&k, left, 0) };
+            if left == 0 {
+                if removed(self.allow4.remove(&k)) {
+                    self.uncount_allow(net);
+                }
+            } else {
+                let _ = self.allow4.insert(&k, left, 0);
+            }
             return old & reasons != 0;
         }
         if let Some(k) = v6_key(net)
             && let Ok(old) = self.allow6.get(&k, 0)
         {
             let left = old & !reasons;
-            let _ = if left == 0 { self.allow6.remove(&k) } else { self.allow6.insert(&k, left, 0) };
+            if left == 0 {
+                if removed(self.allow6.remove(&k)) {
+                    self.uncount_allow(net);
+                }
+            } else {
+                let _ = self.allow6.insert(&k, left, 0);
+            }
             return old & reasons != 0;
         }
         false
+    }
+
+    /// Takes a prefix that was removed from ALLOW4 or ALLOW6 out of ALLOWCOUNTS.
+    fn uncount_allow(&self, net: &IpNet) {
+        if let Some(c) = &self.allow_counts {
+            c.down(net);
+        }
     }
 
     /// Clears `reasons` from every entry; returns how many entries had one.

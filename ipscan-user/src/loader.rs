@@ -84,7 +84,7 @@ pub struct LoadOptions {
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
 /// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 13] {
+pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 14] {
     use ipscan_common::{
         AutoSlot, BlockEntry, ProbeSet, SourceKey, SourceState,
         block::{CpuLocal, table},
@@ -108,6 +108,7 @@ pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 13] {
         (maps::CPU, 4, s(size_of::<CpuLocal>()), 1),
         (maps::ALLOW4, 8, 4, maps::PREFIXES_MAX),
         (maps::ALLOW6, 20, 4, maps::PREFIXES_MAX),
+        (maps::ALLOWCOUNTS, 4, 8, ipscan_common::block::near::SLOTS),
     ]
 }
 
@@ -140,7 +141,8 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
     loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
     // A BLOCKCOUNTS made anew (no pin to reuse) must count the prefixes of block lists kept
     // from before (an ipscan before it, or its pin removed).
-    let counts_made_anew = opts.pin_dir.as_ref().is_none_or(|d| !d.join(maps::BLOCKCOUNTS).exists());
+    let made_anew = |name: &str| opts.pin_dir.as_ref().is_none_or(|d| !d.join(name).exists());
+    let (counts_made_anew, allow_counts_made_anew) = (made_anew(maps::BLOCKCOUNTS), made_anew(maps::ALLOWCOUNTS));
     if let Some(dir) = &opts.pin_dir {
         for name in maps::PINNED {
             loader.map_pin_path(name, dir.join(name));
@@ -159,6 +161,9 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
     crate::blocklist::tag_kept_blocks(&ebpf)?;
     if counts_made_anew {
         crate::blocklist::count_kept_prefixes(&ebpf)?;
+    }
+    if allow_counts_made_anew {
+        crate::blocklist::count_kept_allows(&ebpf)?;
     }
     Ok(ebpf)
 }

@@ -509,6 +509,18 @@ fn allow(args: AllowArgs) -> anyhow::Result<()> {
         }
         AllowAction::Add { prefix } => {
             let net = parse_net(&prefix)?;
+            // As for `block add`: the running program reads the bucket's ALLOWCOUNTS count
+            // before it looks the allowlist up.
+            for (iface, t) in &all {
+                if t.allow_counts().is_none() && pins::daemon_running(&args.place.lock_dir, iface) {
+                    anyhow::bail!(
+                        "{iface}: the running daemon's {} map is not pinned (no {}): an allow added now \
+                         would not take effect; restart `ipscan run` on {iface} first",
+                        ipscan_common::maps::ALLOWCOUNTS,
+                        pins::iface_dir(&args.place.pin_root, iface).join(ipscan_common::maps::ALLOWCOUNTS).display()
+                    );
+                }
+            }
             for (iface, t) in &mut all {
                 t.allow(&net, allow_reason::MANUAL)?;
                 eprintln!("ipscan: {iface}: allowlisted {}", blocklist::show(&net));

@@ -770,6 +770,59 @@ fn prefixes_kept_without_their_counts_are_counted_at_start() {
     assert!(ok && err.contains("no daemon is running"), "accepted once no daemon runs: {err}");
 }
 
+/// Allows kept without ALLOWCOUNTS (from an ipscan before it) are counted when the daemon
+/// starts, so that an address allowed inside a prefix blocked by hand still passes; the CLI
+/// refuses an allow that a running daemon's program would not see.
+#[test]
+fn allows_kept_without_their_counts_are_counted_at_start() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let i = bed.victim_if.clone();
+    let _srv = Listener::start(&bed.victim, 8080);
+    // A sender in a /16 of its own: the victim's own addresses, which the daemon allowlists,
+    // count in 198.18.0.0/16's bucket, and would have it looked up whatever the pass did.
+    const SENDER: &str = "198.19.0.1";
+    bed.add_attacker_addr(&format!("{SENDER}/32"));
+    bed.victim.ip(&["route", "add", &format!("{SENDER}/32"), "dev", &i]);
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(cli(&["block", "add", "198.19.0.0/16", "-i", &i]).0);
+    assert!(!connects(&bed.attacker, SENDER, VICTIM4, 8080), "blocked");
+    assert!(cli(&["allow", "add", SENDER, "-i", &i]).0);
+    assert!(connects(&bed.attacker, SENDER, VICTIM4, 8080), "allowed inside the blocked prefix");
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+
+    let pins = Path::new("/sys/fs/bpf/ipscan").join(&i);
+    fs::remove_file(pins.join("ALLOWCOUNTS")).expect("ALLOWCOUNTS pin");
+    let mut d = Daemon::start(&bed.victim, &i, &dir, &[]);
+    assert!(pins.join("ALLOWCOUNTS").exists(), "pinned anew");
+    assert!(connects(&bed.attacker, SENDER, VICTIM4, 8080), "the kept allow is counted");
+    assert!(cli(&["allow", "del", SENDER, "-i", &i]).0);
+    assert!(!connects(&bed.attacker, SENDER, VICTIM4, 8080), "blocked once the allow went");
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+
+    // A daemon running without the pin (holding the lock as this test does).
+    fs::remove_file(pins.join("ALLOWCOUNTS")).expect("ALLOWCOUNTS pin");
+    let lock = fs::File::open(Path::new("/run/ipscan").join(format!("{i}.lock"))).expect("lock file");
+    // SAFETY: valid fd; the lock goes with the file.
+    assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
+    let (ok, _, err) = cli(&["allow", "add", SENDER, "-i", &i]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "ipscan: {i}: the running daemon's ALLOWCOUNTS map is not pinned (no {}): an allow added now \
+             would not take effect; restart `ipscan run` on {i} first",
+            pins.join("ALLOWCOUNTS").display()
+        )
+    );
+    let (_, list, _) = cli(&["allow", "list", "-i", &i]);
+    assert!(!list.contains(SENDER), "nothing added: {list}");
+}
+
 /// Pins removed while the daemon runs (by hand, or a cleanup of /sys/fs/bpf) are pinned again
 /// within a second, to the same maps: the CLI finds the blocks and edits them, and a restart
 /// keeps them.

@@ -580,6 +580,63 @@ fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
     assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }
 
+/// ALLOWCOUNTS does for the allowlist what BLOCKCOUNTS does for the blocks: an allowlisted
+/// address inside a prefix blocked by hand passes, the allowlist is looked up only in buckets
+/// that count an allow (an allow put past the counts, as kept from an ipscan before them, is
+/// not honoured until the loader's pass counts it), and an allow that goes is counted down.
+#[test]
+fn allows_are_counted_in_their_buckets() {
+    use ipscan_common::block::{allow_reason, near};
+    let mut p = Prog::load(&Config { flags: global_flags::BLOCKLIST, ..Config::default() });
+    let ack4 = |src: Ipv4Addr| Frame { payload: 100, ..Default::default() }.v4(src, V, &L4::tcp(40000, 443, 0x10));
+    let ack6 = |src: Ipv6Addr| Frame::default().v6(src, V6, &L4::tcp(40000, 443, 0x10));
+    let net = |s: &str| -> IpNet { s.parse().expect("net") };
+    let gw = Ipv4Addr::new(198, 18, 7, 1);
+    // A block and an allow inside it, both put past their counts; the block counted.
+    {
+        let mut raw: aya::maps::LpmTrie<_, ipscan_common::block::Block4Data, BlockEntry> =
+            aya::maps::LpmTrie::try_from(p.map_mut(ipscan_common::maps::BLOCK4)).expect("trie");
+        let key = aya::maps::lpm_trie::Key::new(16, ipscan_common::block::block4_data([198, 18, 0, 0]));
+        raw.insert(&key, BlockEntry::default(), 0).expect("insert");
+        let mut raw: aya::maps::LpmTrie<_, [u8; 4], u32> =
+            aya::maps::LpmTrie::try_from(p.map_mut(ipscan_common::maps::ALLOW4)).expect("trie");
+        raw.insert(&aya::maps::lpm_trie::Key::new(32, gw.octets()), allow_reason::GATEWAY, 0).expect("insert");
+    }
+    assert_eq!(ipscan::blocklist::count_kept_prefixes(&p.ebpf).expect("count"), 1);
+    assert_eq!(p.run_at(SEC, &ack4(gw)), XDP_DROP, "its bucket counts no allow: not looked up");
+    assert_eq!(ipscan::blocklist::count_kept_allows(&p.ebpf).expect("count"), 1);
+    assert_eq!(p.run_at(SEC, &ack4(gw)), XDP_PASS, "counted by the loader's pass");
+    assert_eq!(p.run_at(SEC, &ack4(Ipv4Addr::new(198, 18, 7, 2))), XDP_DROP, "its neighbour is not allowed");
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    t.block(&net("2001:db8::/32"), BlockEntry::default()).expect("block");
+
+    let b18 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
+    let b6 = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
+    let counts = |t: &Tables| {
+        let c = t.allow_counts().expect("ALLOWCOUNTS");
+        (c.get(b18), c.get(b6))
+    };
+    assert_eq!(counts(&t), (1, 0));
+    let host6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+    t.allow(&net("2001:db8::7/128"), allow_reason::MANUAL).expect("allow");
+    t.allow(&net("2001:db8::7/128"), allow_reason::NAMESERVER).expect("allow");
+    assert_eq!(counts(&t), (1, 1), "a second reason is not a second allow");
+    assert_eq!(p.run_at(SEC, &ack6(host6)), XDP_PASS);
+    assert_eq!(p.run_at(SEC, &ack6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 8))), XDP_DROP);
+
+    // One reason taken away: still allowed and counted; the last: gone and counted down.
+    assert!(t.disallow(&net("2001:db8::7/128"), allow_reason::MANUAL));
+    assert_eq!(counts(&t), (1, 1));
+    assert_eq!(p.run_at(2 * SEC, &ack6(host6)), XDP_PASS);
+    assert!(t.disallow(&net("2001:db8::7/128"), allow_reason::NAMESERVER));
+    assert_eq!(counts(&t), (1, 0));
+    assert_eq!(p.run_at(2 * SEC, &ack6(host6)), XDP_DROP);
+    assert_eq!(t.flush_allows(allow_reason::GATEWAY), 1);
+    assert_eq!(counts(&t), (0, 0));
+    assert_eq!(p.run_at(2 * SEC, &ack4(gw)), XDP_DROP);
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
+}
+
 /// AUTOTAGS tells the fast path which ways of a set to compare: an AUTOBLOCK kept while its
 /// tags were made anew (a removed pin, an ipscan from before the tags) has every block tagged
 /// by the loader before the program is attached, and its sources are dropped again.
