@@ -480,99 +480,249 @@ fn run_ns(fd: &ProgramFd, frame: &[u8], repeat: u32) -> (u32, f64) {
     }
 }
 
+/// The IPv4 scanner primed into scan mode, and the IPv6 one.
+const SCANNER4: &str = "198.18.0.9";
+const SCANNER6: &str = "2001:db8::9";
+/// The source the kernel auto-blocks before the drop rows, and the one blocked by hand.
+const BLOCKED4: &str = "198.18.0.66";
+const BY_HAND4: &str = "192.0.2.1";
+
+/// The programs a per-packet round measures, loaded afresh for every round: where a load's maps
+/// land in memory moves a row by up to a quarter (the ACK with auto-blocking on took 40.5 ns in
+/// about four loads of five on the AMD machine and 48.5 in the fifth, the whole load through,
+/// pinned to either CPU), so one load for all rounds would make a row one draw of that.
+struct Subjects {
+    /// Default configuration, the IPv4 and IPv6 scanners in scan mode.
+    ipscan: Ebpf,
+    autoblocking: Ebpf,
+    /// With [`BY_HAND4`] blocked by hand (the tables are kept with it).
+    manual: (Ebpf, ipscan::blocklist::Tables),
+    /// Auto-blocking, with [`BLOCKED4`] auto-blocked.
+    blocked: Ebpf,
+    floors: Ebpf,
+}
+
+/// Waits for the kernel's deferred work after a load (the previous round's maps, tens of MB,
+/// are freed by a kernel worker on one of the same CPUs) before measuring.
+fn settle() {
+    thread::sleep(Duration::from_millis(200));
+}
+
+/// Which of the [`Subjects`] a row runs.
+#[derive(Clone, Copy)]
+enum Subject {
+    Ipscan,
+    Autoblocking,
+    Manual,
+    Blocked,
+    Floor(&'static str),
+}
+
+impl Subjects {
+    fn load() -> Self {
+        let ipscan = load_ipscan();
+        let fd = prog_fd(&ipscan, PROGRAM_NAME);
+        // 20 distinct ports cross both the SYN scan (10) and the port scan (15) thresholds.
+        for port in 1..=20 {
+            run_ns(&fd, &syn4(a4(SCANNER4), port), 1);
+            run_ns(&fd, &syn6(a6(SCANNER6), port), 1);
+        }
+        assert!(stat(&ipscan, stats::DETECTIONS) >= 4, "priming did not put the scanners in scan mode");
+        Subjects {
+            ipscan,
+            autoblocking: load_ipscan_autoblocking(),
+            manual: load_ipscan_manual_block(),
+            blocked: load_ipscan_blocked(a4(BLOCKED4)),
+            floors: load_floors(a4(BLOCKED4)),
+        }
+    }
+
+    fn fd(&self, s: Subject) -> ProgramFd {
+        match s {
+            Subject::Ipscan => prog_fd(&self.ipscan, PROGRAM_NAME),
+            Subject::Autoblocking => prog_fd(&self.autoblocking, PROGRAM_NAME),
+            Subject::Manual => prog_fd(&self.manual.0, PROGRAM_NAME),
+            Subject::Blocked => prog_fd(&self.blocked, PROGRAM_NAME),
+            Subject::Floor(name) => prog_fd(&self.floors, name),
+        }
+    }
+}
+
+/// Runs each kind once between runs of the empty program `base_fd` (on `base_frame`): the
+/// kinds' samples, the mean of the empty runs on either side of each, and every empty run.
+fn bracketed(
+    base_fd: &ProgramFd,
+    base_frame: &[u8],
+    kinds: &[(&str, Vec<u8>, ProgramFd, u32)],
+    repeat: u32,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut before = run_ns(base_fd, base_frame, repeat).1;
+    let (mut got, mut brackets, mut base) = (Vec::new(), Vec::new(), vec![before]);
+    for (id, frame, fd, want) in kinds {
+        let (verdict, ns) = run_ns(fd, frame, repeat);
+        assert_eq!(verdict, *want, "{id}: verdict {verdict}");
+        let after = run_ns(base_fd, base_frame, repeat).1;
+        got.push(ns);
+        brackets.push((before + after) / 2.0);
+        base.push(after);
+        before = after;
+    }
+    (got, brackets, base)
+}
+
 fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     const S: &str = "per-packet cost";
     let pass = load_object(objs::BASELINE_PASS, objs::BASELINE_PASS_NAME, None);
     let drop = load_object(objs::BASELINE_DROP, objs::BASELINE_DROP_NAME, None);
-    let ipscan = load_ipscan();
     let pass_fd = prog_fd(&pass, objs::BASELINE_PASS_NAME);
     let drop_fd = prog_fd(&drop, objs::BASELINE_DROP_NAME);
-    let fd = prog_fd(&ipscan, PROGRAM_NAME);
-    // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
-    // what a benign packet costs there.
-    let autoblocking = load_ipscan_autoblocking();
-    let ab_fd = prog_fd(&autoblocking, PROGRAM_NAME);
-    // With an address blocked by hand, every packet's source is looked up in the blocklist.
-    let (manual, _manual_tables) = load_ipscan_manual_block();
-    let manual_fd = prog_fd(&manual, PROGRAM_NAME);
-
-    // Put one source in scan mode: 20 distinct ports crosses both the SYN scan (10) and the
-    // port scan (15) thresholds.
-    let scanner = a4("198.18.0.9");
-    for port in 1..=20 {
-        run_ns(&fd, &syn4(scanner, port), 1);
-    }
-    assert!(stat(&ipscan, stats::DETECTIONS) >= 2, "priming did not put the scanner in scan mode");
+    // How runs are timed, settled before anything heavy is loaded.
+    timing(&pass_fd, &ack4(), o.repeat);
 
     let mut malformed = ack4();
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
-    type Kind<'a> = (&'static str, &'static str, Vec<u8>, f64, &'a ProgramFd);
-    let kinds: [Kind; 11] = [
-        ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, &fd),
-        ("cost_syn_scan_mode", "SYN from a source already in scan mode", syn4(scanner, 1000), 3.0, &fd),
+    // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
+    // what a benign packet costs there. With an address blocked by hand, in the blocklist.
+    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 11] = [
+        ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, Subject::Ipscan),
+        (
+            "cost_syn_scan_mode",
+            "SYN from a source already in scan mode",
+            syn4(a4(SCANNER4), 1000),
+            3.0,
+            Subject::Ipscan,
+        ),
         (
             "cost_udp_v4",
             "UDP datagram, IPv4, 32 B",
             v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
             1.5,
-            &fd,
+            Subject::Ipscan,
         ),
         (
             "cost_icmp_echo_v4",
             "ICMP echo request, IPv4, 56 B",
             v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56),
             1.5,
-            &fd,
+            Subject::Ipscan,
         ),
-        ("cost_tcp_ack_v6", "established TCP ACK, IPv6, 100 B data", ack6(), 1.5, &fd),
-        ("cost_syn_v6_scan_mode", "SYN from an IPv6 source in scan mode", syn6(a6("2001:db8::9"), 1000), 3.0, &fd),
-        ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5, &fd),
-        ("cost_tcp_ack_v4_autoblocking", "established TCP ACK, IPv4, auto-blocking on", ack4(), 1.5, &ab_fd),
-        ("cost_tcp_ack_v6_autoblocking", "established TCP ACK, IPv6, auto-blocking on", ack6(), 1.5, &ab_fd),
+        ("cost_tcp_ack_v6", "established TCP ACK, IPv6, 100 B data", ack6(), 1.5, Subject::Ipscan),
+        (
+            "cost_syn_v6_scan_mode",
+            "SYN from an IPv6 source in scan mode",
+            syn6(a6(SCANNER6), 1000),
+            3.0,
+            Subject::Ipscan,
+        ),
+        ("cost_malformed", "malformed frame (IPv4 IHL 4), counted and passed", malformed, 1.5, Subject::Ipscan),
+        (
+            "cost_tcp_ack_v4_autoblocking",
+            "established TCP ACK, IPv4, auto-blocking on",
+            ack4(),
+            1.5,
+            Subject::Autoblocking,
+        ),
+        (
+            "cost_tcp_ack_v6_autoblocking",
+            "established TCP ACK, IPv6, auto-blocking on",
+            ack6(),
+            1.5,
+            Subject::Autoblocking,
+        ),
         (
             "cost_tcp_ack_v4_manual_block",
             "established TCP ACK, IPv4, another address blocked by hand",
             ack4(),
             1.5,
-            &manual_fd,
+            Subject::Manual,
         ),
         (
             "cost_tcp_ack_v6_manual_block",
             "established TCP ACK, IPv6, another address blocked by hand",
             ack6(),
             1.5,
-            &manual_fd,
+            Subject::Manual,
         ),
     ];
-    for port in 1..=20 {
-        run_ns(&fd, &syn6(a6("2001:db8::9"), port), 1);
-    }
+    // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
+    // any protocol is looked at. Next to it, the floors: what one ingredient costs alone.
+    let syn = syn4(a4(BLOCKED4), 80);
+    let drops: [(&str, &str, Vec<u8>, Target, Subject); 6] = [
+        (
+            "cost_blocked",
+            "packet from an auto-blocked source (dropped)",
+            syn.clone(),
+            Target::AtMost(1.5),
+            Subject::Blocked,
+        ),
+        (
+            "cost_blocked_udp",
+            "UDP datagram from an auto-blocked source (dropped)",
+            v4(a4(BLOCKED4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            Target::AtMost(1.5),
+            Subject::Blocked,
+        ),
+        (
+            "cost_blocked_manual",
+            "packet from a source blocked by hand (dropped)",
+            syn4(a4(BY_HAND4), 80),
+            Target::AtMost(1.5),
+            Subject::Manual,
+        ),
+        (
+            "floor_hash",
+            "floor: one LRU hash lookup of the source (20-byte key)",
+            syn.clone(),
+            Target::Info,
+            Subject::Floor("floor_hash"),
+        ),
+        (
+            "floor_array",
+            "floor: one array read of the source's slot",
+            syn.clone(),
+            Target::Info,
+            Subject::Floor("floor_array"),
+        ),
+        (
+            "floor_clock",
+            "floor: one bpf_ktime_get_coarse_ns call",
+            syn.clone(),
+            Target::Info,
+            Subject::Floor("floor_clock"),
+        ),
+    ];
 
-    // Rounds interleave the baseline with every kind so drift hits all of them alike: each run
-    // of a kind sits between two runs of the empty program, and its ratio is to their mean (on
-    // a shared machine the speed moves within a round, which lasts seconds).
+    // Every round loads the programs afresh ([`Subjects`]) and runs each kind between two runs
+    // of the empty program, its ratio to their mean (on a shared machine the speed moves within
+    // a round, which lasts seconds), so drift hits all of them alike.
     let mut base = Vec::new();
     let mut base_drop = Vec::new();
     let mut samples = vec![Vec::new(); kinds.len()];
     let mut brackets = vec![Vec::new(); kinds.len()];
+    let mut got = vec![Vec::new(); drops.len()];
+    let mut drop_brackets = vec![Vec::new(); drops.len()];
     for _ in 0..o.rounds {
-        base_drop.push(run_ns(&drop_fd, &ack4(), o.repeat).1);
-        let mut before = run_ns(&pass_fd, &ack4(), o.repeat).1;
-        base.push(before);
-        for (i, (_, _, frame, _, fd)) in kinds.iter().enumerate() {
-            let (verdict, ns) = run_ns(fd, frame, o.repeat);
-            assert_eq!(verdict, XDP_PASS, "{}: verdict {verdict}", kinds[i].0);
-            let after = run_ns(&pass_fd, &ack4(), o.repeat).1;
-            samples[i].push(ns);
-            brackets[i].push((before + after) / 2.0);
-            base.push(after);
-            before = after;
+        let subjects = Subjects::load();
+        settle();
+        let run: Vec<_> = kinds.iter().map(|k| (k.0, k.2.clone(), subjects.fd(k.4), XDP_PASS)).collect();
+        let (s, b, all) = bracketed(&pass_fd, &ack4(), &run, o.repeat);
+        let run: Vec<_> = drops.iter().map(|k| (k.0, k.2.clone(), subjects.fd(k.4), XDP_DROP)).collect();
+        let (g, db, all_drop) = bracketed(&drop_fd, &syn, &run, o.repeat);
+        for i in 0..kinds.len() {
+            samples[i].push(s[i]);
+            brackets[i].push(b[i]);
         }
+        for i in 0..drops.len() {
+            got[i].push(g[i]);
+            drop_brackets[i].push(db[i]);
+        }
+        base.extend(all);
+        base_drop.extend(all_drop);
     }
     let base_ns = median(&mut base.clone());
     let base_drop_ns = median(&mut base_drop.clone());
     let note = format!(
-        "{} rounds of BPF_PROG_TEST_RUN repeat={} ({}), medians; ratio: median of the per-round ratios, each to the empty runs on either side",
+        "{} rounds of BPF_PROG_TEST_RUN repeat={} ({}), each on a fresh load, medians; ratio: median of the per-round ratios, each to the empty runs on either side",
         o.rounds,
         o.repeat,
         timing_label()
@@ -617,7 +767,10 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             detail: json!({"samples_ns": samples[i], "baseline_samples_ns": brackets[i]}),
         });
     }
-    rows.push(new_source_row(o, &pass_fd, &fd, base_ns));
+    {
+        let ipscan = load_ipscan();
+        rows.push(new_source_row(o, &pass_fd, &prog_fd(&ipscan, PROGRAM_NAME), base_ns));
+    }
     // New sources of each kind that a spoofed flood sends: every one is counted on probation
     // (SYN: port scan and SYN scan; UDP: UDP scan and UDP flood; echo: ping flood).
     for (id, what, frame, max) in [
@@ -647,72 +800,9 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         true,
     ));
 
-    // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
-    // any protocol is looked at. Next to it, the floors: what one ingredient costs alone.
-    let blocked_src = a4("198.18.0.66");
-    let blocked = load_ipscan_blocked(blocked_src);
-    let floors = load_floors(blocked_src);
-    let syn = syn4(blocked_src, 80);
-    let udp = v4(blocked_src, &L4::Udp { sport: 40000, dport: 53 }, 32);
-    let by_hand = syn4(a4("192.0.2.1"), 80);
-    type DropKind<'a> = (&'static str, &'static str, ProgramFd, &'a [u8], Target);
-    let drops: [DropKind; 6] = [
-        (
-            "cost_blocked",
-            "packet from an auto-blocked source (dropped)",
-            prog_fd(&blocked, PROGRAM_NAME),
-            &syn,
-            Target::AtMost(1.5),
-        ),
-        (
-            "cost_blocked_udp",
-            "UDP datagram from an auto-blocked source (dropped)",
-            prog_fd(&blocked, PROGRAM_NAME),
-            &udp,
-            Target::AtMost(1.5),
-        ),
-        (
-            "cost_blocked_manual",
-            "packet from a source blocked by hand (dropped)",
-            prog_fd(&manual, PROGRAM_NAME),
-            &by_hand,
-            Target::AtMost(1.5),
-        ),
-        (
-            "floor_hash",
-            "floor: one LRU hash lookup of the source (20-byte key)",
-            prog_fd(&floors, "floor_hash"),
-            &syn,
-            Target::Info,
-        ),
-        (
-            "floor_array",
-            "floor: one array read of the source's slot",
-            prog_fd(&floors, "floor_array"),
-            &syn,
-            Target::Info,
-        ),
-        ("floor_clock", "floor: one bpf_ktime_get_coarse_ns call", prog_fd(&floors, "floor_clock"), &syn, Target::Info),
-    ];
-    let mut dropb = Vec::new();
-    let mut got = vec![Vec::new(); drops.len()];
-    let mut brackets = vec![Vec::new(); drops.len()];
-    for _ in 0..o.rounds {
-        let mut before = run_ns(&drop_fd, &syn, o.repeat).1;
-        dropb.push(before);
-        for (i, (id, _, fd, frame, _)) in drops.iter().enumerate() {
-            let (verdict, ns) = run_ns(fd, frame, o.repeat);
-            assert_eq!(verdict, XDP_DROP, "{id}: the blocked source's frame passed");
-            let after = run_ns(&drop_fd, &syn, o.repeat).1;
-            got[i].push(ns);
-            brackets[i].push((before + after) / 2.0);
-            dropb.push(after);
-            before = after;
-        }
-    }
-    let base_drop_now = median(&mut dropb.clone());
-    for (i, (id, what, _, _, target)) in drops.into_iter().enumerate() {
-        let paired = paired_ratio(&got[i], &brackets[i]);
+    let base_drop_now = median(&mut base_drop.clone());
+    for (i, (id, what, _, target, _)) in drops.into_iter().enumerate() {
+        let paired = paired_ratio(&got[i], &drop_brackets[i]);
         rows.push(Row {
             id: id.into(),
             section: S,
@@ -723,7 +813,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             target,
             paired: Some(paired),
             note: note.clone(),
-            detail: json!({"samples_ns": got[i], "baseline_samples_ns": brackets[i]}),
+            detail: json!({"samples_ns": got[i], "baseline_samples_ns": drop_brackets[i]}),
         });
     }
 }
@@ -775,13 +865,16 @@ fn fresh_sources_row(
     (id, what, frame, max): (&str, &str, &[u8], f64),
     autoblocking: bool,
 ) -> Row {
-    let ipscan = if autoblocking { load_ipscan_autoblocking() } else { load_ipscan() };
-    let into_ipscan = fresh_sources_before(&prog_fd(&ipscan, PROGRAM_NAME));
     let into_empty = fresh_sources_before(pass_fd);
-    let (wrap_ipscan, wrap_empty) =
-        (prog_fd(&into_ipscan, objs::FRESH_SOURCES_NAME), prog_fd(&into_empty, objs::FRESH_SOURCES_NAME));
+    let wrap_empty = prog_fd(&into_empty, objs::FRESH_SOURCES_NAME);
     let (mut with_ipscan, mut with_empty, mut base, mut samples) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut sources = 0;
     for round in 0..o.rounds {
+        // A fresh load each round, as for the other rows (see [`Subjects`]).
+        let ipscan = if autoblocking { load_ipscan_autoblocking() } else { load_ipscan() };
+        let into_ipscan = fresh_sources_before(&prog_fd(&ipscan, PROGRAM_NAME));
+        let wrap_ipscan = prog_fd(&into_ipscan, objs::FRESH_SOURCES_NAME);
+        settle();
         let frame = in_round(frame, round as u16);
         let b = run_ns(pass_fd, &ack4(), o.repeat).1;
         let (verdict, w) = run_ns(&wrap_ipscan, &frame, o.repeat);
@@ -792,16 +885,16 @@ fn fresh_sources_row(
         with_empty.push(e);
         base.push(b);
         samples.push(b + (w - e).max(0.0));
+        sources += stat(&ipscan, stats::PACKETS);
+        // One packet per source: none may have been admitted, or the row measured admissions.
+        let admitted = {
+            let m: BpfHashMap<_, SourceKey, SourceState> =
+                ok(BpfHashMap::try_from(ipscan.map(maps::SOURCES).expect("SOURCES")), "SOURCES");
+            m.keys().count()
+        };
+        assert_eq!(admitted, 0, "{id}: sources admitted to SOURCES, so not all were new");
     }
-    let sources = stat(&ipscan, stats::PACKETS);
     assert!(sources >= u64::from(o.repeat) * o.rounds as u64, "ipscan ran {sources} times");
-    // One packet per source: none may have been admitted, or the row measured admissions.
-    let admitted = {
-        let m: BpfHashMap<_, SourceKey, SourceState> =
-            ok(BpfHashMap::try_from(ipscan.map(maps::SOURCES).expect("SOURCES")), "SOURCES");
-        m.keys().count()
-    };
-    assert_eq!(admitted, 0, "{id}: sources admitted to SOURCES, so not all were new");
     let paired = paired_ratio(&samples, &base);
     Row {
         id: id.into(),
