@@ -753,7 +753,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     });
     for (i, (id, what, _, max, _)) in kinds.iter().enumerate() {
         let paired = paired_ratio(&samples[i], &brackets[i]);
-        let m = median(&mut samples[i]);
+        let m = median(&mut samples[i].clone());
         rows.push(Row {
             id: (*id).into(),
             section: S,
