@@ -444,14 +444,18 @@ fn counted_insert(
 /// buckets, and returns how many; as [`count_kept_prefixes`] for the blocks.
 pub fn count_kept_allows(ebpf: &Ebpf) -> Result<usize, TableError> {
     let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
-    let words: Mapped<u64> = map_array(map(maps::ALLOWCOUNTS)?, maps::ALLOWCOUNTS, near::SLOTS, true)?;
     let allow4: LpmTrie<&MapData, [u8; 4], u32> = conv_ref(map(maps::ALLOW4)?, maps::ALLOW4)?;
     let allow6: LpmTrie<&MapData, [u8; 16], u32> = conv_ref(map(maps::ALLOW6)?, maps::ALLOW6)?;
-    let nets: Vec<IpNet> = allow4
+    let nets = allow4
         .keys()
         .filter_map(|k| k.ok().and_then(|k| net4(&k)))
-        .chain(allow6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))))
-        .collect();
+        .chain(allow6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))));
+    count_into(map(maps::ALLOWCOUNTS)?, maps::ALLOWCOUNTS, nets.collect())
+}
+
+/// Counts `nets` in their buckets of the count map `counts` (named `name`); how many.
+fn count_into(counts: &Map, name: &'static str, nets: Vec<IpNet>) -> Result<usize, TableError> {
+    let words: Mapped<u64> = map_array(counts, name, near::SLOTS, true)?;
     for net in &nets {
         count_up(&words, net);
     }
@@ -464,19 +468,13 @@ pub fn count_kept_allows(ebpf: &Ebpf) -> Result<usize, TableError> {
 /// prefixes would be counted twice (harmless, but never undone).
 pub fn count_kept_prefixes(ebpf: &Ebpf) -> Result<usize, TableError> {
     let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
-    let counts_map = map(maps::BLOCKCOUNTS)?;
-    let words: Mapped<u64> = map_array(counts_map, maps::BLOCKCOUNTS, near::SLOTS, true)?;
     let block4: LpmTrie<&MapData, Block4Data, BlockEntry> = conv_ref(map(maps::BLOCK4)?, maps::BLOCK4)?;
     let block6: LpmTrie<&MapData, [u8; 16], BlockEntry> = conv_ref(map(maps::BLOCK6)?, maps::BLOCK6)?;
-    let nets: Vec<IpNet> = block4
+    let nets = block4
         .keys()
         .filter_map(|k| k.ok().and_then(|k| block4_net(&k)))
-        .chain(block6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))))
-        .collect();
-    for net in &nets {
-        count_up(&words, net);
-    }
-    Ok(nets.len())
+        .chain(block6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))));
+    count_into(map(maps::BLOCKCOUNTS)?, maps::BLOCKCOUNTS, nets.collect())
 }
 
 fn conv_ref<'a, T: TryFrom<&'a Map, Error = MapError>>(m: &'a Map, name: &'static str) -> Result<T, TableError> {

@@ -351,6 +351,28 @@ fn ttl_ns(ttl: Option<&str>) -> anyhow::Result<u64> {
     }
 }
 
+/// Refuses an addition (`what`: "a block") on an interface whose daemon runs without the
+/// pinned count map `map` (`counted` says whether the tables have it): the running program
+/// would not look the new entry up until the daemon restarts and its loader counts it.
+fn refuse_uncounted(
+    all: &[(String, Tables)],
+    place: &Where,
+    map: &str,
+    what: &str,
+    counted: impl Fn(&Tables) -> bool,
+) -> anyhow::Result<()> {
+    for (iface, t) in all {
+        if !counted(t) && pins::daemon_running(&place.lock_dir, iface) {
+            anyhow::bail!(
+                "{iface}: the running daemon's {map} map is not pinned (no {}): {what} added now would \
+                 not take effect; restart `ipscan run` on {iface} first",
+                pins::iface_dir(&place.pin_root, iface).join(map).display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn block(args: BlockArgs) -> anyhow::Result<()> {
     // The arguments are checked before the maps are opened: a typo is reported as one, whether
     // or not a daemon runs.
@@ -416,16 +438,7 @@ fn block(args: BlockArgs) -> anyhow::Result<()> {
             // A running program reads a prefix's BLOCKCOUNTS bucket before looking the prefix
             // up: a prefix added without its count would not block until the daemon restarts
             // (its loader counts the kept prefixes when it makes BLOCKCOUNTS anew).
-            for (iface, t) in &all {
-                if t.counts().is_none() && pins::daemon_running(&args.place.lock_dir, iface) {
-                    anyhow::bail!(
-                        "{iface}: the running daemon's {} map is not pinned (no {}): a block added now \
-                         would not take effect; restart `ipscan run` on {iface} first",
-                        ipscan_common::maps::BLOCKCOUNTS,
-                        pins::iface_dir(&args.place.pin_root, iface).join(ipscan_common::maps::BLOCKCOUNTS).display()
-                    );
-                }
-            }
+            refuse_uncounted(&all, &args.place, ipscan_common::maps::BLOCKCOUNTS, "a block", |t| t.counts().is_some())?;
             for (iface, t) in &mut all {
                 t.block(&net, ipscan_common::BlockEntry::manual(now, ttl_ns))?;
                 // The kernel skips the block lists while its CONFIG says they are empty.
@@ -511,16 +524,9 @@ fn allow(args: AllowArgs) -> anyhow::Result<()> {
             let net = parse_net(&prefix)?;
             // As for `block add`: the running program reads the bucket's ALLOWCOUNTS count
             // before it looks the allowlist up.
-            for (iface, t) in &all {
-                if t.allow_counts().is_none() && pins::daemon_running(&args.place.lock_dir, iface) {
-                    anyhow::bail!(
-                        "{iface}: the running daemon's {} map is not pinned (no {}): an allow added now \
-                         would not take effect; restart `ipscan run` on {iface} first",
-                        ipscan_common::maps::ALLOWCOUNTS,
-                        pins::iface_dir(&args.place.pin_root, iface).join(ipscan_common::maps::ALLOWCOUNTS).display()
-                    );
-                }
-            }
+            refuse_uncounted(&all, &args.place, ipscan_common::maps::ALLOWCOUNTS, "an allow", |t| {
+                t.allow_counts().is_some()
+            })?;
             for (iface, t) in &mut all {
                 t.allow(&net, allow_reason::MANUAL)?;
                 eprintln!("ipscan: {iface}: allowlisted {}", blocklist::show(&net));
