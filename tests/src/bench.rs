@@ -393,8 +393,6 @@ fn generate(
 // ---------------------------------------------------------------------------------------------
 // 1. Per-packet cost
 
-/// One measurement: the verdict and the kernel's nanoseconds per run. A run that a signal cut
-/// short (EINTR: the kernel stops between repetitions) is run again whole, a few times at most.
 /// CPU time this thread has used, in nanoseconds. A test run's loop runs in the calling thread
 /// (in the kernel), so this times it, less only what the thread was not running.
 fn thread_cpu_ns() -> u64 {
@@ -405,7 +403,8 @@ fn thread_cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// One test run, retried when a signal interrupted it: the result and the thread's CPU time.
+/// One test run: the result and the thread's CPU time. A run that a signal cut short (EINTR:
+/// the kernel stops between repetitions) is run again whole, a few times at most.
 fn timed_run(fd: &ProgramFd, frame: &[u8], repeat: u32) -> (testrun::RunResult, u64) {
     let mut tries = 0;
     loop {
@@ -752,20 +751,8 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         detail: json!({"samples_ns": base_drop}),
     });
     for (i, (id, what, _, max, _)) in kinds.iter().enumerate() {
-        let paired = paired_ratio(&samples[i], &brackets[i]);
-        let m = median(&mut samples[i].clone());
-        rows.push(Row {
-            id: (*id).into(),
-            section: S,
-            what: (*what).into(),
-            value: Some(m),
-            unit: "ns",
-            baseline: Some((base_ns, "empty XDP_PASS")),
-            target: Target::AtMost(*max),
-            paired: Some(paired),
-            note: note.clone(),
-            detail: json!({"samples_ns": samples[i], "baseline_samples_ns": brackets[i]}),
-        });
+        let baseline = (base_ns, "empty XDP_PASS");
+        rows.push(bracketed_row(id, what, (&samples[i], &brackets[i]), baseline, Target::AtMost(*max), &note));
     }
     {
         let ipscan = load_ipscan();
@@ -800,21 +787,33 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         true,
     ));
 
-    let base_drop_now = median(&mut base_drop.clone());
     for (i, (id, what, _, target, _)) in drops.into_iter().enumerate() {
-        let paired = paired_ratio(&got[i], &drop_brackets[i]);
-        rows.push(Row {
-            id: id.into(),
-            section: S,
-            what: what.into(),
-            value: Some(median(&mut got[i].clone())),
-            unit: "ns",
-            baseline: Some((base_drop_now, "empty XDP_DROP")),
-            target,
-            paired: Some(paired),
-            note: note.clone(),
-            detail: json!({"samples_ns": got[i], "baseline_samples_ns": drop_brackets[i]}),
-        });
+        let baseline = (base_drop_ns, "empty XDP_DROP");
+        rows.push(bracketed_row(id, what, (&got[i], &drop_brackets[i]), baseline, target, &note));
+    }
+}
+
+/// A per-packet row from [`bracketed`] runs: its samples and the mean of the empty runs on
+/// either side of each, the ratio the median of their quotients.
+fn bracketed_row(
+    id: &str,
+    what: &str,
+    (samples, brackets): (&[f64], &[f64]),
+    baseline: (f64, &'static str),
+    target: Target,
+    note: &str,
+) -> Row {
+    Row {
+        id: id.into(),
+        section: "per-packet cost",
+        what: what.into(),
+        value: Some(median(&mut samples.to_vec())),
+        unit: "ns",
+        baseline: Some(baseline),
+        target,
+        paired: Some(paired_ratio(samples, brackets)),
+        note: note.into(),
+        detail: json!({"samples_ns": samples, "baseline_samples_ns": brackets}),
     }
 }
 
