@@ -62,7 +62,7 @@ pub fn block4_data(a: [u8; 4]) -> Block4Data {
 /// An exact address (AUTOBLOCK slots, PKTRATE keys). 4-aligned so that the program reads and
 /// compares it in 32-bit words (the BPF backend assembles an unaligned word from four byte
 /// loads).
-#[repr(C)]
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AddrKey {
     pub addr: [u8; 16],

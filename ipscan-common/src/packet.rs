@@ -118,6 +118,15 @@ pub struct PacketSummary {
 const _: () = assert!(core::mem::size_of::<PacketSummary>() == 104);
 
 impl PacketSummary {
+    /// The source address as four native-order words, read with word loads (the summary is
+    /// 8-aligned and the address its first field; a `[u8; 16]` alone is read byte by byte).
+    #[inline(always)]
+    pub fn src_words(&self) -> [u32; 4] {
+        const _: () = assert!(core::mem::offset_of!(PacketSummary, src) == 0);
+        // SAFETY: the first 16 bytes of an 8-aligned struct, all initialised.
+        unsafe { *(self as *const Self).cast::<[u32; 4]>() }
+    }
+
     /// Zeroes every field in place with word stores that LLVM cannot merge into a `memset`
     /// call (the BPF backend would emit a byte loop for the verifier to walk).
     #[inline(always)]

@@ -16,8 +16,9 @@ pub const LOGGED_SPORTS: usize = 5;
 pub const BITMAP_WORDS: usize = 16;
 const BITMAP_BITS: u32 = (BITMAP_WORDS * 64) as u32;
 
-/// Key of the SOURCES map.
-#[repr(C)]
+/// Key of the SOURCES map. 4-aligned, so that the program builds, hashes and compares it as
+/// five words ([`SourceKey::words`]).
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SourceKey {
     /// Source address (or its /24 or /64 for per-network detections); IPv4 in the first 4 bytes.
@@ -141,33 +142,28 @@ impl SourceKey {
         key_words(self)
     }
 
-    /// The key whose [`SourceKey::words`] are `w`.
+    /// The key whose [`SourceKey::words`] are `w`, written as five words (the key is 4-aligned
+    /// and has no padding bytes; the BPF backend would store it byte by byte from bytes).
     #[inline(always)]
     pub fn from_words(w: [u32; 5]) -> Self {
-        let b = |i: usize| w[i].to_ne_bytes();
-        let (a0, a1, a2, a3, fk) = (b(0), b(1), b(2), b(3), b(4));
-        Self {
-            addr: [
-                a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3], a2[0], a2[1], a2[2], a2[3], a3[0], a3[1],
-                a3[2], a3[3],
-            ],
-            family: fk[0],
-            kind: fk[1],
-            _pad: [fk[2], fk[3]],
+        const _: () = assert!(size_of::<SourceKey>() == size_of::<[u32; 5]>() && align_of::<SourceKey>() >= 4);
+        let mut k = core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: the key is 20 bytes of plain u8 fields, 4-aligned: five words fill every byte,
+        // and `words` reads the same bytes back in native order.
+        unsafe {
+            k.as_mut_ptr().cast::<[u32; 5]>().write(w);
+            k.assume_init()
         }
     }
 }
 
-/// The key as five words (compared and hashed word by word: the BPF backend has no `memcmp`).
+/// The key as five words (compared and hashed word by word: the BPF backend has no `memcmp`),
+/// read as words: the key is 4-aligned, and its fifth word holds family, kind and padding in
+/// memory order.
+#[inline(always)]
 fn key_words(k: &SourceKey) -> [u32; 5] {
-    let a = &k.addr;
-    [
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-        u32::from_ne_bytes([k.family, k.kind, k._pad[0], k._pad[1]]),
-    ]
+    // SAFETY: 20 initialised bytes, 4-aligned (see `SourceKey::from_words`).
+    unsafe { *(k as *const SourceKey).cast::<[u32; 5]>() }
 }
 
 impl ProbeSet {

@@ -862,8 +862,7 @@ fn record_one(
     if !dc.enabled() {
         return Ok(none);
     }
-    let addr = if kind == Detection::Smurf as u8 { classify::smurf_network(p) } else { p.src };
-    let key = SourceKey { addr, family: p.family, kind, _pad: [0; 2] };
+    let key = SourceKey::from_words(classify::key_words(p, kind));
     // A detection that one packet (one port, for the scans) cannot cross keeps such sources on
     // probation.
     let state = if dc.threshold > 1 {
