@@ -153,23 +153,17 @@ pub fn is_smurf(p: &PacketSummary) -> bool {
 }
 
 /// The reflector network a smurf packet is counted under: the source's /24 (IPv4) or /64
-/// (IPv6), masked on bytes so the result does not depend on byte order (iplog's defect).
-#[expect(clippy::needless_range_loop, reason = "a counted loop with a checked index is what the BPF verifier accepts")]
+/// (IPv6), masked on bytes so the result does not depend on byte order (iplog's defect). The
+/// address of its SOURCES key ([`key_words`], where the mask is).
 pub fn smurf_network(p: &PacketSummary) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    let keep = if p.family == FAMILY_V4 { 3 } else { 8 };
-    for i in 0..8 {
-        if i < keep {
-            a[i] = p.src[i];
-        }
-    }
-    a
+    crate::SourceKey::from_words(key_words(p, Detection::Smurf as u8)).addr
 }
 
 /// The SOURCES key of a packet toward detection `kind` (a [`Detection`] discriminant), as its
-/// [`crate::SourceKey::words`]: the source, or for a per-network detection (smurf) its
-/// [`smurf_network`], from the summary's [`PacketSummary::src_words`]: the program builds the
-/// key from four word loads, where bytes cost a load and a store each.
+/// [`crate::SourceKey::words`]: the source, or for a per-network detection (smurf) the source's
+/// /24 or /64, its other bytes zero (each mask keeps whole bytes in memory order, whatever the
+/// host's byte order). Read from the summary's [`PacketSummary::src_words`]: the program builds
+/// the key from four word loads, where bytes cost a load and a store each.
 #[inline(always)]
 pub fn key_words(p: &PacketSummary, kind: u8) -> [u32; 5] {
     let w = p.src_words();
@@ -405,9 +399,11 @@ mod tests {
             family: FAMILY_V6,
             ..Default::default()
         };
-        for p in [v4, v6] {
+        let v4_net = [198, 51, 100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let v6_net = [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+        for (p, net) in [(v4, v4_net), (v6, v6_net)] {
             for kind in 0..DETECTIONS.len() as u8 {
-                let addr = if kind == Detection::Smurf as u8 { smurf_network(&p) } else { p.src };
+                let addr = if kind == Detection::Smurf as u8 { net } else { p.src };
                 let key = SourceKey { addr, family: p.family, kind, _pad: [0; 2] };
                 assert_eq!(key_words(&p, kind), key.words(), "family {} kind {kind}", p.family);
                 assert_eq!(SourceKey::from_words(key_words(&p, kind)), key);

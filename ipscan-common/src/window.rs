@@ -142,8 +142,9 @@ impl SourceKey {
         key_words(self)
     }
 
-    /// The key whose [`SourceKey::words`] are `w`, written as five words (the key is 4-aligned
-    /// and has no padding bytes; the BPF backend would store it byte by byte from bytes).
+    /// The key whose [`SourceKey::words`] are `w`, written as five word stores (the key is
+    /// 4-aligned and has no padding bytes); assembled field by field from bytes, the BPF backend
+    /// stored it a byte at a time.
     #[inline(always)]
     pub fn from_words(w: [u32; 5]) -> Self {
         const _: () = assert!(size_of::<SourceKey>() == size_of::<[u32; 5]>() && align_of::<SourceKey>() >= 4);
