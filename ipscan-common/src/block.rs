@@ -254,8 +254,10 @@ impl PendingDrops {
             self.slot = slot.wrapping_add(1);
             self.key0 = key0;
             self.added_ns = added_ns;
-            self.packets = 0;
-            self.bytes = 0;
+            // Volatile: LLVM merges the two zero stores into a `memset` call, a global function
+            // of its own for the verifier.
+            crate::zero::put(&mut self.packets, 0);
+            crate::zero::put(&mut self.bytes, 0);
         }
         self.packets += 1;
         self.bytes += bytes as u64;
@@ -263,8 +265,8 @@ impl PendingDrops {
             return Pending::Kept;
         }
         let out = Pending::Flush { packets: self.packets, bytes: self.bytes };
-        self.packets = 0;
-        self.bytes = 0;
+        crate::zero::put(&mut self.packets, 0);
+        crate::zero::put(&mut self.bytes, 0);
         out
     }
 

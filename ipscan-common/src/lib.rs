@@ -5,15 +5,19 @@
 //! `#[repr(C)]`, `Copy`, and has no implicit padding (each struct has a size assertion).
 
 #![no_std]
+// Inline BPF assembly for the jump-free comparisons (`flat`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod block;
 pub mod classify;
 pub mod config;
 pub mod event;
+pub mod flat;
 pub mod frag;
 pub mod packet;
 pub mod parse;
 pub mod rules;
+pub mod verify;
 pub mod window;
 pub mod zero;
 

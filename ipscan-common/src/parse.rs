@@ -52,6 +52,31 @@ pub trait Frame {
     fn word(&self, off: usize) -> Option<u32> {
         self.bytes::<4>(off).map(|b| u32::from_le_bytes(*b))
     }
+
+    /// `off`, with what the kernel's verifier knows of it forgotten (the kernel's frame passes
+    /// it through memory the verifier does not track). The parser calls it where paths that
+    /// reached different offsets go on alike (after the VLAN tags, after each IPv6 extension
+    /// header, before the transport header), so that the verifier walks what follows once, not
+    /// once for every way of getting there. Offsets it returns are checked against
+    /// [`MAX_OFFSET`] before use.
+    #[inline(always)]
+    fn opaque(&self, off: usize) -> usize {
+        off
+    }
+}
+
+/// The largest header offset the parser follows: past it, the frame is malformed (an XDP
+/// frame's linear data is at most a page).
+pub const MAX_OFFSET: usize = 4095;
+
+/// [`Frame::opaque`], then the bound the verifier needs to add the offset to a packet pointer.
+#[inline(always)]
+fn forget<F: Frame + ?Sized>(f: &F, off: usize) -> Result<usize> {
+    let off = f.opaque(off);
+    if off > MAX_OFFSET {
+        return Err(stats::MALFORMED);
+    }
+    Ok(off)
 }
 
 impl Frame for [u8] {
@@ -128,13 +153,14 @@ pub fn parse_into<F: Frame + ?Sized>(f: &F, opts: Options, p: &mut PacketSummary
         ethertype = be16(tag, 2);
         off += 4;
     }
+    let off = forget(f, off)?;
     let transport = match ethertype {
         ETH_P_IP => ipv4(f, off, p, opts)?,
         ETH_P_IPV6 => ipv6(f, off, p)?,
         _ => return Err(stats::NOT_IP),
     };
     if let Some(toff) = transport {
-        l4(f, toff, p)?;
+        l4(f, forget(f, toff)?, p)?;
     }
     Ok(())
 }
@@ -413,7 +439,7 @@ fn ipv6<F: Frame + ?Sized>(f: &F, off: usize, p: &mut PacketSummary) -> Result<O
             return Err(stats::MALFORMED);
         }
         payload -= len as u32;
-        off += len;
+        off = forget(f, off + len)?;
         if p.ip_flags & ip_flags::LATER_FRAGMENT != 0 {
             p.proto = next;
             p.ip_payload_len = payload;

@@ -1,8 +1,8 @@
 //! iplog's `log` / `ignore` rules in the form the kernel evaluates before any detection.
 
 use crate::{
-    FAMILY_V4, FAMILY_V6, PacketSummary,
-    packet::{PROTO_ICMP, PROTO_ICMPV6},
+    FAMILY_V4, FAMILY_V6, PacketSummary, flat,
+    packet::{PROTO_ICMP, PROTO_ICMPV6, ip_flags},
 };
 
 /// Rules the RULES map holds (the kernel's loop bound).
@@ -108,12 +108,12 @@ pub fn words(a: &[u8; 16]) -> [u64; 2] {
     [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
 }
 
-/// `(a ^ b) & mask == 0` over two words: no branches, no loop.
+/// 1 when `(a ^ b) & mask` is zero over both words, else 0.
 #[inline(always)]
-fn masked_eq(a: &[u64; 2], b: &[u8; 16], mask: &[u64; 2]) -> bool {
+fn masked_eq(a: &[u64; 2], b: &[u8; 16], mask: &[u64; 2]) -> u64 {
     // SAFETY: [u8; 16] and [u64; 2] have the same size; read_unaligned copes with alignment.
     let b: [u64; 2] = unsafe { core::ptr::read_unaligned(b.as_ptr().cast()) };
-    ((a[0] ^ b[0]) & mask[0]) | ((a[1] ^ b[1]) & mask[1]) == 0
+    flat::nonzero(((a[0] ^ b[0]) & mask[0]) | ((a[1] ^ b[1]) & mask[1])) ^ 1
 }
 
 impl Rule {
@@ -128,22 +128,37 @@ impl Rule {
     }
 
     /// Whether the rule matches the packet. Parts absent from the packet (ports of a later
-    /// fragment) never match a rule that tests them. Written with `&`/`|` on bools rather than
-    /// short-circuits and early returns, so the kernel's copy is nearly branch-free.
+    /// fragment) never match a rule that tests them.
     #[inline(always)]
     pub fn matches(&self, p: &PacketSummary) -> bool {
+        self.match_word(p) != 0
+    }
+
+    /// [`Rule::matches`] as a 0/1 word, computed without a jump ([`flat`]): the kernel's rule
+    /// walk is then one path per rule for the verifier.
+    #[inline(always)]
+    pub fn match_word(&self, p: &PacketSummary) -> u64 {
+        use flat::{eq, le, nonzero};
         use rule_flags::*;
-        let f = self.flags;
-        let is_icmp = (p.proto == PROTO_ICMP) | (p.proto == PROTO_ICMPV6);
-        let proto_ok = (self.proto == p.proto) | ((self.proto == PROTO_ICMP) & is_icmp);
-        let test = |has: u16, neg: u16, hit: bool| (f & has == 0) | (hit != (f & neg != 0));
-        let src_hit = (self.src_family == p.family) & masked_eq(&self.src, &p.src, &self.src_mask);
-        let dst_hit = (self.dst_family == p.family) & masked_eq(&self.dst, &p.dst, &self.dst_mask);
-        let transport_ok = (f & (HAS_SPORT | HAS_DPORT | HAS_TYPE) == 0) | p.has_transport();
-        let sport_hit = (p.sport >= self.sport_lo) & (p.sport <= self.sport_hi);
-        let dport_hit = (p.dport >= self.dport_lo) & (p.dport <= self.dport_hi);
-        let want = if p.family == FAMILY_V4 { self.icmp_type4 } else { self.icmp_type6 };
-        let type_hit = (want != NO_TYPE) & (want == p.icmp_type as u16);
+        let f = self.flags as u64;
+        let has = |bit: u16| nonzero(f & bit as u64);
+        let proto = p.proto as u64;
+        let is_icmp = eq(proto, PROTO_ICMP as u64) | eq(proto, PROTO_ICMPV6 as u64);
+        let proto_ok = eq(self.proto as u64, proto) | (eq(self.proto as u64, PROTO_ICMP as u64) & is_icmp);
+        // A test the rule does not make passes; one it makes passes when its hit is not negated.
+        let test = |present: u16, negated: u16, hit: u64| (has(present) ^ 1) | (hit ^ has(negated));
+        let family = p.family as u64;
+        let src_hit = eq(self.src_family as u64, family) & masked_eq(&self.src, &p.src, &self.src_mask);
+        let dst_hit = eq(self.dst_family as u64, family) & masked_eq(&self.dst, &p.dst, &self.dst_mask);
+        let later_fragment = nonzero((p.ip_flags & (ip_flags::LATER_FRAGMENT | ip_flags::TINY_FRAGMENT)) as u64);
+        let transport_ok = (has(HAS_SPORT | HAS_DPORT | HAS_TYPE) ^ 1) | (later_fragment ^ 1);
+        let (sport, dport) = (p.sport as u64, p.dport as u64);
+        let sport_hit = le(self.sport_lo as u64, sport) & le(sport, self.sport_hi as u64);
+        let dport_hit = le(self.dport_lo as u64, dport) & le(dport, self.dport_hi as u64);
+        // Branch-free choice of the family's wanted type: v4 is 1 for IPv4, 0 otherwise.
+        let v4 = eq(family, FAMILY_V4 as u64);
+        let want = (self.icmp_type4 as u64 & v4.wrapping_neg()) | (self.icmp_type6 as u64 & (v4 ^ 1).wrapping_neg());
+        let type_hit = (eq(want, NO_TYPE as u64) ^ 1) & eq(want, p.icmp_type as u64);
         proto_ok
             & transport_ok
             & test(HAS_SRC, NEG_SRC, src_hit)
@@ -242,7 +257,7 @@ mod tests {
                 a[flip / 8] ^= 0x80 >> (flip % 8);
                 assert_eq!(
                     masked_eq(&words(&net), &a, &words(&m)),
-                    prefix_contains(&net, FAMILY_V6, prefix, &a, FAMILY_V6),
+                    u64::from(prefix_contains(&net, FAMILY_V6, prefix, &a, FAMILY_V6)),
                     "prefix {prefix} flip {flip}"
                 );
             }
