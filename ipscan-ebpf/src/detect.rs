@@ -1,0 +1,227 @@
+//! Threshold detections: a source's packets counted toward a detection, from probation to
+//! its SOURCES entry, the threshold packet and the auto-block it triggers.
+
+// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
+// onto the 512-byte BPF stack.
+#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
+
+use crate::{
+    events::emit,
+    maps::{PROBATION, SCRATCH, SOURCES, count},
+};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
+use ipscan_common::{
+    DetectionConfig, EventKind, PacketSummary, ProbeSet, SourceKey, SourceState,
+    classify::{self, Detection},
+    stats,
+    window::{PROBATION_SEED_SLOT, PROBATION_WAYS, filter},
+};
+
+pub(crate) struct Recorded {
+    in_mode: bool,
+    block: bool,
+}
+
+/// [`ipscan_record_one`]'s answer: the source is in the detection's mode.
+pub(crate) const RECORD_IN_MODE: u64 = 1;
+
+/// The packet crossed the threshold of a detection that blocks its source: the caller blocks
+/// it ([`ipscan_autoblock`], a call of its own rather than one more frame on this one's chain).
+pub(crate) const RECORD_BLOCK: u64 = 2;
+
+/// A map error; its STATS slot is in the upper 32 bits.
+pub(crate) const RECORD_ERROR: u64 = 4;
+
+/// Records a packet toward one detection (`kind`, a [`Detection`]); returns RECORD_* bits.
+///
+/// A global BPF function (external linkage, scalar and pointer-to-struct arguments): the
+/// verifier checks it once, on its own, instead of once for every detection's call site with
+/// every state of the caller that reaches it. It must be safe for any arguments: the pointers
+/// may be null (checked), `kind` anything.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ipscan_record_one(
+    dc: *const DetectionConfig,
+    now: u64,
+    kind: u32,
+    counts_ports: u32,
+    p: *const PacketSummary,
+) -> u64 {
+    // SAFETY: null or pointers into map values valid for the program's run (the caller's
+    // CONFIG and SUMMARY slots).
+    let (Some(dc), Some(p)) = (unsafe { dc.as_ref() }, unsafe { p.as_ref() }) else {
+        return RECORD_ERROR | (stats::MAP_ERRORS as u64) << 32;
+    };
+    match record_one(dc, now, kind as u8, counts_ports != 0, p) {
+        Ok(r) => (r.in_mode as u64 * RECORD_IN_MODE) | (r.block as u64 * RECORD_BLOCK),
+        Err(slot) => RECORD_ERROR | (slot as u64) << 32,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn record_one(
+    dc: &DetectionConfig,
+    now: u64,
+    kind: u8,
+    counts_ports: bool,
+    p: &PacketSummary,
+) -> Result<Recorded, u32> {
+    let none = Recorded { in_mode: false, block: false };
+    if !dc.enabled() {
+        return Ok(none);
+    }
+    let key = SourceKey::from_words(classify::key_words(p, kind));
+    // A detection that one packet (one port, for the scans) cannot cross keeps such sources on
+    // probation.
+    let state = if dc.threshold > 1 {
+        match tracked(dc, now, &key, counts_ports, p)? {
+            Some(s) => s,
+            None => return Ok(none),
+        }
+    } else {
+        match SOURCES.get_ptr_mut(&key) {
+            Some(s) => s,
+            None => {
+                let fresh = scratch()?;
+                fresh.reset(now);
+                mark_admitted(&key);
+                insert_state(&key, fresh)?
+            }
+        }
+    };
+    // SAFETY: LRU values are stable while referenced in this program run.
+    // XXX: two CPUs updating one source race on the counters; totals may be off by a packet.
+    let state = unsafe { &mut *state };
+    if state.lapsed(now, dc.window_ns) {
+        if state.in_mode() {
+            emit(EventKind::Expired, now, &key, state, p, 0);
+            count(stats::KERNEL_EXPIRIES);
+        }
+        state.reset(now);
+    }
+    let crossed = if counts_ports {
+        state.record_ports(now, p.dport, p.sport, p.ip_payload_len, dc.threshold)
+    } else {
+        state.record_packets(now, p.dport, p.sport, p.ip_payload_len, dc.threshold, dc.window_ns)
+    };
+    if crossed {
+        emit(EventKind::Detected, now, &key, state, p, 0);
+        count(stats::DETECTIONS);
+    }
+    // Per-network detections (smurf) have no single source to block.
+    let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8;
+    Ok(Recorded { in_mode: state.in_mode(), block })
+}
+
+/// The per-CPU slot a fresh SourceState is built in (256 bytes: too big for the stack).
+#[inline(always)]
+pub(crate) fn scratch() -> Result<&'static mut SourceState, u32> {
+    let p = SCRATCH.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: per-CPU scratch slot, used for one insert at a time and only on this CPU.
+    Ok(unsafe { &mut *p })
+}
+
+/// Inserts a fresh state for `key` and returns the map's copy. Another CPU may have inserted
+/// the key meanwhile: then EEXIST, and theirs is used.
+#[inline(always)]
+pub(crate) fn insert_state(key: &SourceKey, fresh: &SourceState) -> Result<*mut SourceState, u32> {
+    let _ = SOURCES.insert(key, fresh, BPF_NOEXIST as u64);
+    SOURCES.get_ptr_mut(key).ok_or(stats::MAP_ERRORS)
+}
+
+/// The PROBATION seed, drawn on first use (a race between CPUs there only restarts the
+/// probation of the first few keys), and whether the admission filter is on ([`filter`]): the
+/// program turns it on when it draws the seed of an array whose state is still undecided (a new
+/// one; user space decides for kept pins before attaching).
+#[inline(always)]
+pub(crate) fn probation_seed() -> (u64, bool) {
+    let Some(s) = PROBATION.get_ptr_mut(PROBATION_SEED_SLOT) else {
+        return (0, false);
+    };
+    // SAFETY: array entry valid for the program's run.
+    let s = unsafe { &mut *s };
+    if s.seed() == 0 {
+        // SAFETY: helpers without arguments.
+        let (a, b) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
+        let state = if s.filter_state() == filter::UNDECIDED { filter::ON } else { s.filter_state() };
+        s.set_seed((a as u64) << 32 | b as u64 | 1, state);
+    }
+    (s.seed(), s.filter_state() == filter::ON)
+}
+
+/// Sets a key's admission-filter bit ([`filter`]) in its set, before the key goes into SOURCES:
+/// an atomic OR (BPF_ATOMIC | BPF_OR, kernel 5.12), so that two CPUs admitting keys of one set
+/// at once keep both bits.
+#[inline(always)]
+pub(crate) fn mark_admitted_in(set: &mut ProbeSet, bit: u32) {
+    let (w, mask) = ProbeSet::filter_word(bit);
+    // SAFETY: an 8-aligned word inside an array entry valid for the program's run.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({ptr} + 0) |= {val}",
+            ptr = in(reg) core::ptr::addr_of_mut!(set.admitted[w]),
+            val = in(reg) mask,
+            options(nostack),
+        )
+    };
+}
+
+/// [`mark_admitted_in`] for a key whose set is not at hand.
+#[inline(always)]
+pub(crate) fn mark_admitted(key: &SourceKey) {
+    let (seed, _) = probation_seed();
+    let place = ProbeSet::place_words(&key.words(), seed);
+    if let Some(set) = PROBATION.get_ptr_mut(place.set) {
+        // SAFETY: array entry valid for the program's run.
+        mark_admitted_in(unsafe { &mut *set }, place.bit);
+    }
+}
+
+/// The SOURCES entry of a detection's key, or None while the source is on probation (this
+/// packet was counted there). See [`Probe`] and [`ProbeSet`].
+///
+/// Inlined into [`ipscan_record_one`], which the verifier checks once. (While the per-detection
+/// work was checked once per call site, the probation search had to be a global function of its
+/// own: inlined there it cost 250,000 processed instructions.)
+#[inline(always)]
+pub(crate) fn tracked(
+    dc: &DetectionConfig,
+    now: u64,
+    key: &SourceKey,
+    counts_ports: bool,
+    p: &PacketSummary,
+) -> Result<Option<*mut SourceState>, u32> {
+    // Admission frees the way, and a probation starts only for a key SOURCES does not have, so
+    // either may be looked at first. SOURCES is looked at first, but only when the key's
+    // admission-filter bit is set: a source being tracked (a scanner, a flooder from its second
+    // packet on) costs the set's first line and the lookup, not the set's search first; a new
+    // source (every packet of a spoofed flood), or a client that sends to one port (a DNS or NTP
+    // client, for the scans), searches its probation set and costs no SOURCES lookup.
+    let words = key.words();
+    let (seed, filtered) = probation_seed();
+    let place = ProbeSet::place_words(&words, seed);
+    let set = PROBATION.get_ptr_mut(place.set).ok_or(stats::MAP_ERRORS)?;
+    // SAFETY: array entry valid for the program's run; races between CPUs only blur counts.
+    let set = unsafe { &mut *set };
+    if (!filtered || set.has_filter_bit(place.bit))
+        && let Some(s) = SOURCES.get_ptr_mut(key)
+    {
+        return Ok(Some(s));
+    }
+    let (way, held) = set.choose_words(&words, place.tag, now, dc.window_ns);
+    let way = way as usize & (PROBATION_WAYS as usize - 1);
+    if held {
+        if counts_ports && set.ways[way].dport == p.dport {
+            set.add(way, now, p.ip_payload_len);
+            return Ok(None);
+        }
+        // A second port (a second packet, for the floods): admitted, with its probation counted.
+        let fresh = scratch()?;
+        fresh.admit(&set.ways[way], set.last_ns[way]);
+        set.clear(way);
+        mark_admitted_in(set, place.bit);
+        return insert_state(key, fresh).map(Some);
+    }
+    set.start(way, key, place.tag, now, p.dport, p.sport, p.ip_payload_len);
+    Ok(None)
+}

@@ -1,0 +1,36 @@
+//! Records for user space on the EVENTS ring buffer; a full ring counts a lost event.
+
+// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
+// onto the 512-byte BPF stack.
+#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
+
+use crate::maps::{EVENTS, count};
+use ipscan_common::{Event, EventKind, PacketSummary, SourceKey, SourceState, stats};
+
+#[inline(always)]
+pub(crate) fn emit(kind: EventKind, now: u64, key: &SourceKey, state: &SourceState, p: &PacketSummary, flags: u8) {
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            // SAFETY: `fill` writes every field of the reserved record.
+            unsafe {
+                let ev = &mut *entry.as_mut_ptr();
+                ev.fill(kind, now, key, state, p);
+                ev.flags = flags;
+            }
+            entry.submit(0);
+        }
+        None => count(stats::LOST_EVENTS),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn emit_packet(kind: EventKind, line: u8, flags: u8, now: u64, n: u64, p: &PacketSummary) {
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            // SAFETY: `fill_packet` writes every field of the reserved record.
+            unsafe { (*entry.as_mut_ptr()).fill_packet(kind, line, flags, now, n, p) };
+            entry.submit(0);
+        }
+        None => count(stats::LOST_EVENTS),
+    }
+}

@@ -1,0 +1,193 @@
+//! The per-packet policy after parsing: blocked, watched, ignored, immediate lines,
+//! detections, the packet's own line, hardening.
+
+// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
+// onto the 512-byte BPF stack.
+#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
+
+use crate::{
+    block::{Sender, ipscan_autoblock, ipscan_blocked, v4},
+    detect::{RECORD_BLOCK, RECORD_ERROR, RECORD_IN_MODE, ipscan_record_one},
+    lines::{immediate, ipscan_immediate, line},
+    maps::{LISTEN, PROMISC4, PROMISC6, arg, count, now_ns},
+    rules::ipscan_rules_ignored,
+};
+use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key};
+use ipscan_common::{
+    Config, DETECTIONS, FAMILY_V4, PacketLine, PacketSummary,
+    classify::{self, Detection},
+    config::global_flags as g,
+    packet::{PROTO_TCP, PROTO_UDP, tcp_flags},
+    stats,
+};
+
+#[inline(always)]
+pub(crate) fn watched(p: &PacketSummary) -> bool {
+    if p.family == FAMILY_V4 {
+        PROMISC4.get(Key::new(32, v4(&p.dst))).is_some()
+    } else {
+        PROMISC6.get(Key::new(128, p.dst)).is_some()
+    }
+}
+
+/// The per-packet work after parsing: the verdict in the low 32 bits, or [`PROCESS_ERROR`] and a
+/// STATS slot to count in the upper ones.
+///
+/// A global function: the verifier checks it once, on its own, rather than once for every
+/// path through the parser that reaches it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ipscan_process(cfg: *const Config, p: *const PacketSummary) -> u64 {
+    // SAFETY: null or pointers into map values valid for the program's run (the caller's
+    // CONFIG and SUMMARY slots).
+    let (Some(cfg), Some(p)) = (unsafe { cfg.as_ref() }, unsafe { p.as_ref() }) else {
+        return PROCESS_ERROR | (stats::MAP_ERRORS as u64) << 32;
+    };
+    match process(cfg, p) {
+        Ok(verdict) => verdict as u64,
+        Err(slot) => PROCESS_ERROR | (slot as u64) << 32,
+    }
+}
+
+/// In the answers [`process`] ORs together: the packet is dropped (beside the RECORD_* bits).
+const DROP: u64 = 1 << 8;
+
+/// [`ipscan_process`]'s error bit.
+pub(crate) const PROCESS_ERROR: u64 = 1 << 31;
+
+#[inline(always)]
+pub(crate) fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
+    if cfg.has(g::BLOCKLIST | g::AUTOBLOCKS) && ipscan_blocked(cfg, &Sender::of(p)) != 0 {
+        count(stats::BLOCKED);
+        return Ok(xdp_action::XDP_DROP);
+    }
+    if cfg.has(g::PROMISC) && !watched(p) {
+        count(stats::NOT_WATCHED);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    if cfg.nrules != 0 && ipscan_rules_ignored(cfg.nrules) != 0 {
+        count(stats::IGNORED);
+        return Ok(xdp_action::XDP_PASS);
+    }
+    // The subprograms are called only when there is something for them to do: each call and
+    // return costs (the SRSO mitigation on the reference machine).
+    let anomalous = cfg.has(g::VERBOSE) && p.anomalies != 0;
+    let bogus = cfg.has(g::BOGUS) && p.proto == PROTO_TCP && p.has_transport() && classify::is_bogus(p.tcp_flags);
+    let traceroute = cfg.has(g::TRACEROUTE) && classify::is_traceroute(p);
+    if anomalous || bogus || traceroute || p.is_fragment() {
+        let what = (anomalous as u32 * immediate::ANOMALOUS)
+            | (bogus as u32 * immediate::BOGUS)
+            | (traceroute as u32 * immediate::TRACEROUTE);
+        let _ = ipscan_immediate(cfg, p, what);
+    }
+
+    let mut verdict = xdp_action::XDP_PASS;
+    // Detections this packet counted toward whose source is in the mode: they suppress the
+    // packet's ordinary line.
+    let mut in_mode = false;
+    let set = classify::detections(p);
+    // The clock is read only for packets that need it: an established flow's ACK does not.
+    // A UDP traceroute probe gets its traceroute line only, as in iplog (whose UDP handler
+    // returns there); TCP and ICMP probes, which iplog did not call traceroutes, keep theirs.
+    let ordinary =
+        if cfg.has(g::SCANS_ONLY) || (traceroute && p.proto == PROTO_UDP) { None } else { classify::ordinary_line(p) };
+    let now = if set != 0 || ordinary.is_some() { now_ns() } else { 0 };
+    if set != 0 {
+        // One test per detection, unrolled: a loop over the detections (by a counter, which the
+        // verifier can bound) ran its compare-and-branch nine times around the calls, and after
+        // each call's return through the SRSO thunk its branches were mispredicted. The answers
+        // are OR-ed and read once, after the calls: the verifier then follows one state through
+        // the calls, not one per combination of answers.
+        let mut all = 0u64;
+        let mut record = |i: usize| -> Result<(), u32> {
+            if set & (1 << i) != 0
+                && let Some(dc) = cfg.detections.get(i)
+            {
+                let r = ipscan_record_one(dc, now, i as u32, Detection::counts_ports_at(i) as u32, p);
+                if r & RECORD_ERROR != 0 {
+                    return Err((r >> 32) as u32);
+                }
+                all |= r;
+                // The threshold packet of a detection that blocks: the source is blocked in the
+                // kernel and this packet is its first one dropped.
+                if r & RECORD_BLOCK != 0 && ipscan_autoblock(dc, now, i as u32, p) != 0 {
+                    all |= DROP;
+                }
+            }
+            Ok(())
+        };
+        record(0)?;
+        record(1)?;
+        record(2)?;
+        record(3)?;
+        record(4)?;
+        record(5)?;
+        record(6)?;
+        record(7)?;
+        record(8)?;
+        const _: () = assert!(DETECTIONS.len() == 9, "one record() call per detection");
+        in_mode = all & RECORD_IN_MODE != 0;
+        if all & DROP != 0 {
+            verdict = xdp_action::XDP_DROP;
+        }
+    }
+    if !in_mode && let Some(l) = ordinary {
+        let wanted = match l {
+            PacketLine::TcpAttempt => cfg.has(g::LOG_TCP),
+            PacketLine::UdpDgram => cfg.has(g::LOG_UDP),
+            _ => cfg.has(g::LOG_ICMP),
+        };
+        if wanted {
+            line(cfg, p, now, l, 0);
+        }
+    }
+    if verdict != xdp_action::XDP_DROP
+        && cfg.has(g::DROP_SYNFIN | g::FOOL_NMAP | g::BLACKHOLE_TCP | g::BLACKHOLE_UDP)
+        && ipscan_hardened(cfg, p) != 0
+    {
+        count(stats::HARDENED);
+        verdict = xdp_action::XDP_DROP;
+    }
+    Ok(verdict)
+}
+
+/// The hardening options: drop what they cover (after detection and logging); 1: drop.
+///
+/// A global function: verified once, on its own.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ipscan_hardened(cfg: *const Config, p: *const PacketSummary) -> u32 {
+    match (arg(cfg), arg(p)) {
+        (Some(cfg), Some(p)) => hardened(cfg, p) as u32,
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn hardened(cfg: &Config, p: &PacketSummary) -> bool {
+    if !p.has_transport() {
+        return false;
+    }
+    if cfg.has(g::DROP_SYNFIN) && p.proto == PROTO_TCP && classify::is_bogus(p.tcp_flags) {
+        return true;
+    }
+    if cfg.has(g::FOOL_NMAP) && classify::is_os_probe(p) {
+        return true;
+    }
+    if cfg.has(g::BLACKHOLE_TCP)
+        && p.proto == PROTO_TCP
+        // Only probes: anything with ACK or RST belongs to a connection (ours as a client too).
+        && p.tcp_flags & (tcp_flags::ACK | tcp_flags::RST) == 0
+        // SAFETY: read-only lookup.
+        && unsafe { LISTEN.get(&((PROTO_TCP as u32) << 16 | p.dport as u32)) }.is_none()
+    {
+        return true;
+    }
+    // Ephemeral ports are left alone: a client socket binds there just before its answer
+    // arrives, faster than the listening-socket list is refreshed.
+    cfg.has(g::BLACKHOLE_UDP)
+        && p.proto == PROTO_UDP
+        && p.dport < cfg.ephemeral_lo
+        // SAFETY: read-only lookup.
+        && unsafe { LISTEN.get(&((PROTO_UDP as u32) << 16 | p.dport as u32)) }.is_none()
+}
