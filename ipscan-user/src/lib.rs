@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod blocklist;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod format;

@@ -43,6 +43,8 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Table(#[from] crate::blocklist::TableError),
+    #[error("cannot read the calls between the eBPF object's functions: {0}")]
+    Calls(String),
     #[error("wrong program type for {name}: {source}")]
     ProgramType {
         name: &'static str,

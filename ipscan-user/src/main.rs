@@ -40,6 +40,41 @@ enum Command {
     Top(TopArgs),
     /// Show the kernel's counters and map occupancy of running daemons (pinned maps).
     Stats(StatsArgs),
+    /// Check that this kernel accepts the XDP program (loaded, not attached), and show what
+    /// verifying it costs, function by function; fails when refused or above the budget.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Fail when the whole program takes the verifier more processed instructions than this.
+    #[arg(long, default_value_t = ipscan::check::DEFAULT_BUDGET)]
+    budget: u64,
+    /// Print the report as one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write the kernel's whole verifier logs (every instruction walked, program by program) to
+    /// this file, for a bug report. Verification is then much slower.
+    #[arg(long, value_name = "FILE")]
+    verifier_log: Option<PathBuf>,
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if !loader::has_bpf_privilege() {
+        return Err(loader::privilege_error().into());
+    }
+    let _ = loader::raise_memlock();
+    let (report, logs) = ipscan::check::check(args.budget, args.verifier_log.is_some())?;
+    if let Some(path) = &args.verifier_log {
+        let text: String = logs.iter().map(|(name, log)| format!("==> {name}\n{log}\n")).collect();
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", ipscan::check::render(&report));
+    }
+    Ok(if report.within_budget() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[derive(clap::Args, Debug)]
@@ -609,15 +644,16 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
-        Command::Replay(args) => replay(args),
-        Command::Block(args) => block(args),
-        Command::Allow(args) => allow(args),
-        Command::Top(args) => top(args),
-        Command::Stats(args) => stats(args),
+        Command::Run(args) => run(args).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => replay(args).map(|()| ExitCode::SUCCESS),
+        Command::Block(args) => block(args).map(|()| ExitCode::SUCCESS),
+        Command::Allow(args) => allow(args).map(|()| ExitCode::SUCCESS),
+        Command::Top(args) => top(args).map(|()| ExitCode::SUCCESS),
+        Command::Stats(args) => stats(args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("ipscan: {}", loader::error_chain(e.as_ref()));
             ExitCode::FAILURE

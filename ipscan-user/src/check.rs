@@ -1,0 +1,357 @@
+//! `ipscan check`: whether this kernel accepts the XDP program, and what verifying it costs,
+//! function by function.
+//!
+//! The kernel verifies the entry program and each BPF global function on its own (a global
+//! function once, whatever calls it), so the cost of verification is the sum of theirs. The
+//! whole program is loaded as `ipscan run` loads it; each global function `ipscan_F` is then
+//! verified alone through its harness program `ipscan_verify_F` (ipscan-ebpf's `verify.rs`),
+//! which the kernel refuses on purpose after the function, so that the log's statistics line
+//! gives that function's processed instructions, states and verification time. The entry's
+//! own share is what the whole program costs beyond its global functions.
+
+mod calls;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    EbpfLoader, VerifierLogLevel,
+    programs::{ProgramError, Xdp},
+};
+use ipscan_common::{GLOBAL_REPLAY_CLOCK, PROGRAM_NAME, verify};
+use serde::Serialize;
+
+use self::calls::Calls;
+use crate::loader::{LoadError, OBJECT};
+
+/// The kernel's limit of processed instructions for one program.
+pub const KERNEL_LIMIT: u64 = 1_000_000;
+
+/// What `ipscan check` fails above by default: a fifth of the kernel's limit, so that kernels
+/// that verify less cleverly than the tested ones still load the program.
+pub const DEFAULT_BUDGET: u64 = 200_000;
+
+/// The statistics line(s) the verifier writes at the end of its log (BPF_LOG_STATS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifierStats {
+    /// `processed N insns`.
+    pub processed: u64,
+    /// `total_states N`.
+    pub states: u64,
+    /// `peak_states N`.
+    pub peak_states: u64,
+    /// `verification time N usec` (kernel 5.2 and later print it at BPF_LOG_STATS).
+    pub time_us: Option<u64>,
+}
+
+impl VerifierStats {
+    /// These statistics less another load's (never below zero).
+    fn less(&self, other: &Self) -> Self {
+        Self {
+            processed: self.processed.saturating_sub(other.processed),
+            states: self.states.saturating_sub(other.states),
+            peak_states: self.peak_states,
+            time_us: self.time_us.map(|t| t.saturating_sub(other.time_us.unwrap_or(0))),
+        }
+    }
+
+    /// Reads the statistics from a verifier log; None when the log has no `processed` line.
+    pub fn parse(log: &str) -> Option<Self> {
+        let after = |line: &str, word: &str| -> Option<u64> {
+            let mut it = line.split_whitespace();
+            it.by_ref().find(|w| *w == word)?;
+            it.next()?.parse().ok()
+        };
+        let line = log.lines().rev().find(|l| l.trim_start().starts_with("processed "))?;
+        let processed = after(line, "processed")?;
+        let time_us =
+            log.lines().rev().find(|l| l.trim_start().starts_with("verification time")).and_then(|l| after(l, "time"));
+        Some(Self {
+            processed,
+            states: after(line, "total_states").unwrap_or(0),
+            peak_states: after(line, "peak_states").unwrap_or(0),
+            time_us,
+        })
+    }
+}
+
+/// One row of the report: a function the kernel verifies on its own.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub function: String,
+    /// Processed instructions.
+    pub processed: u64,
+    /// States the verifier kept (None for the entry: a load that succeeds reports no log).
+    pub states: Option<u64>,
+    /// Verification time in microseconds (the entry's: its load, less its functions').
+    pub time_us: Option<u64>,
+    /// Why the kernel refused this function, if it did.
+    pub refused: Option<String>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `uname -r`.
+    pub kernel: String,
+    pub loads: bool,
+    /// Why the kernel refused the program (one line), when it did.
+    pub refusal: Option<String>,
+    /// Processed instructions of the whole program (the kernel's count: `verified_insns`, or
+    /// the log's statistics when refused). None on kernels before 5.16 when it loads.
+    pub processed: Option<u64>,
+    /// Wall time of the whole program's load (verification and JIT), in microseconds.
+    pub load_us: u64,
+    pub budget: u64,
+    /// The entry program first, then the global functions in name order.
+    pub functions: Vec<Row>,
+}
+
+impl Report {
+    /// Whether the program loads with its processed instructions within the budget.
+    pub fn within_budget(&self) -> bool {
+        self.loads && self.processed.is_none_or(|n| n <= self.budget)
+    }
+}
+
+/// The kernel release string.
+pub fn kernel_release() -> String {
+    // SAFETY: zeroed utsname is a valid out-parameter.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: uname NUL-terminates release.
+    unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// The verifier log inside a program load error.
+fn log_of(e: &ProgramError) -> Option<String> {
+    match e {
+        ProgramError::LoadError { verifier_log, .. } => Some(verifier_log.to_string()),
+        _ => None,
+    }
+}
+
+/// The reason line of a refusal: the log's last line before its statistics.
+fn reason_of(log: &str) -> String {
+    let is_stat =
+        |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
+    log.lines().map(str::trim).filter(|l| !l.is_empty() && !is_stat(l)).last().unwrap_or("no reason given").to_owned()
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+/// A harness's verification: the function's statistics (with the harness's own few
+/// instructions), or the refusal when the function itself was refused.
+fn verify_harness(ebpf: &mut aya::Ebpf, name: &str, logs: &mut Vec<(String, String)>) -> Result<VerifierStats, String> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("no program {name}"))?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    match prog.load() {
+        Ok(()) => Err(format!("{name}: the kernel accepted the stop it must refuse")),
+        Err(e) => {
+            let log = log_of(&e).ok_or_else(|| e.to_string())?;
+            logs.push((name.to_owned(), log.clone()));
+            let stats = VerifierStats::parse(&log).ok_or_else(|| reason_of(&log))?;
+            if log.contains(verify::STOP_REFUSAL) { Ok(stats) } else { Err(reason_of(&log)) }
+        }
+    }
+}
+
+/// Loads the program as `ipscan run` does (not attached), then each global function alone.
+///
+/// With `full_logs`, the verifier logs every instruction it walks (much slower), and the logs
+/// are returned beside the report, program by program.
+pub fn check(budget: u64, full_logs: bool) -> Result<(Report, Vec<(String, String)>), LoadError> {
+    let level = if full_logs { VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS } else { VerifierLogLevel::STATS };
+    let mut logs = Vec::new();
+    let calls = Calls::of(OBJECT).map_err(|e| LoadError::Calls(e.to_string()))?;
+    let mut ebpf = EbpfLoader::new()
+        .verifier_log_level(level)
+        .override_global(GLOBAL_REPLAY_CLOCK, &0u8, true)
+        .load(OBJECT)
+        .map_err(|source| LoadError::Object { source })?;
+    let kernel = kernel_release();
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType { name: PROGRAM_NAME, source })?;
+    let start = Instant::now();
+    let loaded = prog.load();
+    let load_us = micros(start.elapsed());
+    let (loads, refusal, processed) = match &loaded {
+        Ok(()) => (true, None, prog.info().ok().and_then(|i| i.verified_instruction_count()).map(u64::from)),
+        Err(e) => {
+            let log = log_of(e).unwrap_or_default();
+            logs.push((PROGRAM_NAME.to_owned(), log.clone()));
+            (false, Some(reason_of(&log)), VerifierStats::parse(&log).map(|s| s.processed))
+        }
+    };
+    let nothing = verify_harness(&mut ebpf, verify::NOTHING, &mut logs).unwrap_or_default();
+    // Each global function the entry reaches, verified through its harness: its cost with the
+    // global functions it reaches in turn, less the stop.
+    let mut alone: BTreeMap<String, Result<VerifierStats, String>> = BTreeMap::new();
+    for function in calls.reached_from(PROGRAM_NAME) {
+        let harness = format!("{}{}", verify::HARNESS_PREFIX, function.strip_prefix("ipscan_").unwrap_or(function));
+        let result = if ebpf.program(&harness).is_none() {
+            Err(format!("no harness program {harness} in the object (ipscan-ebpf's verify.rs)"))
+        } else {
+            verify_harness(&mut ebpf, &harness, &mut logs).map(|s| s.less(&nothing))
+        };
+        alone.insert(function.to_owned(), result);
+    }
+    // Its own cost: less what the global functions it reaches cost on their own.
+    let mut own: BTreeMap<String, VerifierStats> = BTreeMap::new();
+    let mut functions = Vec::new();
+    for (function, result) in &alone {
+        let row = match result {
+            Ok(stats) => {
+                let mut mine = *stats;
+                for callee in calls.reached_from(function).filter(|c| c != function) {
+                    if let Some(Ok(theirs)) = alone.get(callee) {
+                        mine = mine.less(&own_cost(callee, &alone, &calls, &mut own, theirs));
+                    }
+                }
+                own.insert(function.clone(), mine);
+                Row {
+                    function: function.clone(),
+                    processed: mine.processed,
+                    states: Some(mine.states),
+                    time_us: mine.time_us,
+                    refused: None,
+                }
+            }
+            Err(reason) => Row {
+                function: function.clone(),
+                processed: 0,
+                states: None,
+                time_us: None,
+                refused: Some(reason.clone()),
+            },
+        };
+        functions.push(row);
+    }
+    let own_insns: u64 = functions.iter().map(|r| r.processed).sum();
+    let own_us: u64 = functions.iter().filter_map(|r| r.time_us).sum();
+    let entry = Row {
+        function: format!("{PROGRAM_NAME} (entry)"),
+        processed: processed.unwrap_or(0).saturating_sub(own_insns),
+        states: None,
+        time_us: loads.then(|| load_us.saturating_sub(own_us)),
+        refused: refusal.clone(),
+    };
+    functions.insert(0, entry);
+    Ok((Report { kernel, loads, refusal, processed, load_us, budget, functions }, logs))
+}
+
+/// A global function's own cost (memoised in `own`): its harness's, less its global callees'.
+fn own_cost(
+    function: &str,
+    alone: &BTreeMap<String, Result<VerifierStats, String>>,
+    calls: &Calls,
+    own: &mut BTreeMap<String, VerifierStats>,
+    stats: &VerifierStats,
+) -> VerifierStats {
+    if let Some(s) = own.get(function) {
+        return *s;
+    }
+    let mut mine = *stats;
+    for callee in calls.reached_from(function).filter(|c| *c != function) {
+        if let Some(Ok(theirs)) = alone.get(callee) {
+            mine = mine.less(&own_cost(callee, alone, calls, own, theirs));
+        }
+    }
+    own.insert(function.to_owned(), mine);
+    mine
+}
+
+/// Thousands separated by commas.
+fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The report as a table.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let verdict = if r.loads { "loads" } else { "is refused" };
+    out.push_str(&format!("kernel {}: the XDP program {verdict}\n", r.kernel));
+    if let Some(reason) = &r.refusal {
+        out.push_str(&format!("  refusal: {reason}\n"));
+    }
+    out.push_str(&format!("{:<28} {:>12} {:>8} {:>12}\n", "verified on its own", "processed", "states", "time"));
+    for row in &r.functions {
+        let states = row.states.map_or("-".into(), grouped);
+        let time = row.time_us.map_or("-".into(), |t| format!("{:.1} ms", t as f64 / 1000.0));
+        match &row.refused {
+            Some(reason) if row.processed == 0 => {
+                out.push_str(&format!("{:<28} refused: {reason}\n", row.function));
+            }
+            _ => out.push_str(&format!(
+                "{:<28} {:>12} {:>8} {:>12}\n",
+                row.function,
+                grouped(row.processed),
+                states,
+                time
+            )),
+        }
+    }
+    let total = r.processed.map_or("unknown (kernel before 5.16)".into(), grouped);
+    out.push_str(&format!(
+        "{:<28} {:>12}   (budget {}, kernel limit {}; load {:.1} ms)\n",
+        "whole program",
+        total,
+        grouped(r.budget),
+        grouped(KERNEL_LIMIT),
+        r.load_us as f64 / 1000.0
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_from_a_refusal_log() {
+        let log = "0: R1=ctx() R10=fp0\nBPF program is too large. Processed 1000001 insn\n\
+                   verification time 13511157 usec\nstack depth 88+72+0\n\
+                   processed 1000001 insns (limit 1000000) max_states_per_insn 30 total_states 45927 \
+                   peak_states 110792 mark_read 0\n";
+        let s = VerifierStats::parse(log).expect("stats");
+        assert_eq!(
+            s,
+            VerifierStats { processed: 1_000_001, states: 45_927, peak_states: 110_792, time_us: Some(13_511_157) }
+        );
+        assert_eq!(reason_of(log), "BPF program is too large. Processed 1000001 insn");
+    }
+
+    #[test]
+    fn no_stats_no_numbers() {
+        assert_eq!(VerifierStats::parse("invalid func unknown#32767\n"), None);
+    }
+
+    #[test]
+    fn grouping() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_000_001), "1,000,001");
+    }
+}
