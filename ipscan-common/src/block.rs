@@ -407,39 +407,37 @@ pub mod table {
         h
     }
 
-    /// What the choice of a way needs to know about one slot of a set.
+    /// What the choice of a way needs to know about one slot of a set: its place in
+    /// [`choose`]'s order, as one word (the lowest is taken). Above bit 61, the class: 0 for
+    /// the slot that holds the address being blocked, 1 for an empty slot, 2 for a block that
+    /// has expired (user space has not swept it yet), 3 for a block still on; below, for
+    /// classes 2 and 3, when the block was added (the oldest goes first).
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct Way {
-        /// Holds the address being blocked.
-        pub same: bool,
-        pub empty: bool,
-        /// Holds a block that is still on.
-        pub active: bool,
-        pub added_ns: u64,
+        rank: u64,
     }
 
-    impl Way {
-        pub fn of(slot: &AutoSlot, key: &AddrKey, now: u64) -> Self {
-            Self {
-                same: slot.holds(key),
-                empty: slot.is_empty(),
-                active: slot.entry.active(now),
-                added_ns: slot.entry.added_ns,
-            }
-        }
+    /// Where [`Way`]'s class starts.
+    const CLASS_SHIFT: u32 = 61;
 
-        /// The way's place in [`choose`]'s order: the lowest is taken.
+    impl Way {
+        /// Computed without a jump ([`crate::flat`]): the kernel places a block through four of
+        /// these, and each jump would be paths for the verifier to walk.
         #[inline(always)]
-        fn rank(&self) -> (u8, u64) {
-            if self.same {
-                (0, 0)
-            } else if self.empty {
-                (1, 0)
-            } else if !self.active {
-                (2, self.added_ns)
-            } else {
-                (3, self.added_ns)
-            }
+        pub fn of(slot: &AutoSlot, key: &AddrKey, now: u64) -> Self {
+            use crate::flat::{eq, lt, nonzero};
+            let b = key.words();
+            // SAFETY: as in `AutoSlot::holds_words`.
+            let a = unsafe { &*(slot as *const AutoSlot).cast::<[u32; 6]>() };
+            let differ =
+                (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (slot.key.family as u32 ^ b[4]);
+            let same = (nonzero(differ as u64) ^ 1) & nonzero(b[4] as u64);
+            let empty = eq(slot.key.family as u64, 0);
+            let e = &slot.entry;
+            let active = eq(e.expires_ns, 0) | lt(now, e.expires_ns);
+            let class = (same ^ 1) * (1 + (empty ^ 1) * (1 + active));
+            let age = e.added_ns & ((1 << CLASS_SHIFT) - 1);
+            Self { rank: class << CLASS_SHIFT | age * (class >> 1) }
         }
     }
 
@@ -453,22 +451,21 @@ pub mod table {
 
     /// The way a new block of an address goes to: the one that already holds the address, else
     /// an empty one, else one whose block has expired (user space has not swept it yet), else
-    /// the oldest block of the set (as an LRU map evicts when full). `way(i)` describes way `i`;
-    /// `None` there (a slot that cannot be read) chooses nothing. The kernel and user space both
-    /// place blocks with it; it keeps only the best rank so far (the kernel's stack is tight on
-    /// that call chain).
+    /// the oldest block of the set (as an LRU map evicts when full); the first of equals.
+    /// `way(i)` describes way `i`; `None` there (a slot that cannot be read) chooses nothing.
+    /// The kernel and user space both place blocks with it; it keeps only the best rank so far
+    /// (the kernel's stack is tight on that call chain), chosen without a jump.
     #[inline(always)]
     pub fn choose(mut way: impl FnMut(u32) -> Option<Way>) -> Option<Choice> {
-        let mut best = 0;
-        let mut rank = (u8::MAX, u64::MAX);
-        for i in 0..WAYS {
-            let r = way(i)?.rank();
-            if r < rank {
-                rank = r;
-                best = i;
-            }
+        let mut best = 0u64;
+        let mut rank = way(0)?.rank;
+        for i in 1..WAYS as u64 {
+            let r = way(i as u32)?.rank;
+            let take = crate::flat::lt(r, rank).wrapping_neg();
+            rank ^= (r ^ rank) & take;
+            best ^= (i ^ best) & take;
         }
-        Some(Choice { way: best, gives_up_a_block: rank.0 == 3 })
+        Some(Choice { way: best as u32, gives_up_a_block: rank >> CLASS_SHIFT == 3 })
     }
 }
 

@@ -34,27 +34,22 @@ pub fn nonzero(x: u64) -> u64 {
     }
 }
 
-/// 1 when `a == b`, else 0.
+/// `x & mask`, computed even where LLVM can prove that it is `x`. The verifier bounds the
+/// result by `mask`, in the register that holds it and in any copy LLVM spills from it;
+/// a comparison bounds only the register compared (and, before kernel 6.x, not a copy spilled
+/// before it).
 #[inline(always)]
-pub fn eq(a: u64, b: u64) -> u64 {
-    nonzero(a ^ b) ^ 1
-}
-
-/// 1 when `a < b`, else 0, for `a` and `b` below 2^63 (ports, types, lengths): the sign bit of
-/// `a - b`.
-#[inline(always)]
-pub fn lt(a: u64, b: u64) -> u64 {
+pub fn masked(x: u64, mask: u64) -> u64 {
     #[cfg(target_arch = "bpf")]
     {
         let r: u64;
         // SAFETY: arithmetic on registers only.
         unsafe {
             core::arch::asm!(
-                "{r} = {a}",
-                "{r} -= {b}",
-                "{r} >>= 63",
-                a = in(reg) a,
-                b = in(reg) b,
+                "{r} = {x}",
+                "{r} &= {m}",
+                x = in(reg) x,
+                m = in(reg) mask,
                 r = out(reg) r,
                 options(pure, nomem, nostack),
             )
@@ -63,11 +58,53 @@ pub fn lt(a: u64, b: u64) -> u64 {
     }
     #[cfg(not(target_arch = "bpf"))]
     {
-        a.wrapping_sub(b) >> 63
+        x & mask
     }
 }
 
-/// 1 when `a <= b`, else 0, for `a` and `b` below 2^63.
+/// 1 when `a == b`, else 0.
+#[inline(always)]
+pub fn eq(a: u64, b: u64) -> u64 {
+    nonzero(a ^ b) ^ 1
+}
+
+/// 1 when `a < b`, else 0: the borrow out of `a - b`, the sign bit of
+/// `(!a & b) | ((!a | b) & (a - b))` (Hacker's Delight, 2-12).
+#[inline(always)]
+pub fn lt(a: u64, b: u64) -> u64 {
+    #[cfg(target_arch = "bpf")]
+    {
+        let r: u64;
+        // SAFETY: arithmetic on registers only.
+        unsafe {
+            core::arch::asm!(
+                "{n} = {a}",
+                "{n} ^= -1",
+                "{r} = {n}",
+                "{r} &= {b}",
+                "{n} |= {b}",
+                "{d} = {a}",
+                "{d} -= {b}",
+                "{n} &= {d}",
+                "{r} |= {n}",
+                "{r} >>= 63",
+                a = in(reg) a,
+                b = in(reg) b,
+                n = out(reg) _,
+                d = out(reg) _,
+                r = out(reg) r,
+                options(pure, nomem, nostack),
+            )
+        };
+        r
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        ((!a & b) | ((!a | b) & a.wrapping_sub(b))) >> 63
+    }
+}
+
+/// 1 when `a <= b`, else 0.
 #[inline(always)]
 pub fn le(a: u64, b: u64) -> u64 {
     lt(b, a) ^ 1
@@ -77,11 +114,12 @@ pub fn le(a: u64, b: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const EDGES: [u64; 10] = [0, 1, 2, 3, 0x7f, 0xffff, 0xfffe, 1 << 32, (1 << 63) - 1, 1 << 62];
+    const EDGES: [u64; 13] =
+        [0, 1, 2, 3, 0x7f, 0xffff, 0xfffe, 1 << 32, (1 << 63) - 1, 1 << 62, 1 << 63, u64::MAX - 1, u64::MAX];
 
     #[test]
     fn nonzero_is_the_comparison() {
-        for x in EDGES.into_iter().chain([1 << 63, u64::MAX]) {
+        for x in EDGES {
             assert_eq!(nonzero(x), u64::from(x != 0), "{x:#x}");
         }
     }

@@ -97,6 +97,9 @@ pub const PROGRAM_NAME: &str = "ipscan";
 /// Load-time global that switches the program's clock to the CLOCK map (replay and tests).
 pub const GLOBAL_REPLAY_CLOCK: &str = "IPSCAN_REPLAY_CLOCK";
 
+/// Load-time global that makes the kernel refuse the program (tests of the refusal path).
+pub const GLOBAL_TEST_REFUSAL: &str = "IPSCAN_TEST_REFUSAL";
+
 /// Address families as stored in keys and events.
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;

@@ -66,8 +66,9 @@ pub trait Frame {
 }
 
 /// The largest header offset the parser follows: past it, the frame is malformed (an XDP
-/// frame's linear data is at most a page).
+/// frame's linear data is at most a page). One less than a power of two (a mask).
 pub const MAX_OFFSET: usize = 4095;
+const _: () = assert!((MAX_OFFSET + 1).is_power_of_two());
 
 /// [`Frame::opaque`], then the bound the verifier needs to add the offset to a packet pointer.
 #[inline(always)]
@@ -76,7 +77,9 @@ fn forget<F: Frame + ?Sized>(f: &F, off: usize) -> Result<usize> {
     if off > MAX_OFFSET {
         return Err(stats::MALFORMED);
     }
-    Ok(off)
+    // The same value, bounded for the verifier wherever LLVM keeps it (kernel 6.1 refused the
+    // parser's reads through a copy of the offset spilled before the comparison above).
+    Ok(crate::flat::masked(off as u64, MAX_OFFSET as u64) as usize)
 }
 
 impl Frame for [u8] {

@@ -136,36 +136,36 @@ impl Rule {
 
     /// [`Rule::matches`] as a 0/1 word, computed without a jump ([`flat`]): the kernel's rule
     /// walk is then one path per rule for the verifier.
+    ///
+    /// Each test's hit goes to the odd bit of its [`rule_flags`] pair, next to its NEG bit; a
+    /// test fails when its HAS bit (the even one) is set and hit and NEG agree.
     #[inline(always)]
     pub fn match_word(&self, p: &PacketSummary) -> u64 {
         use flat::{eq, le, nonzero};
         use rule_flags::*;
+        const HAS: u64 = (HAS_SRC | HAS_DST | HAS_SPORT | HAS_DPORT | HAS_TYPE) as u64;
+        const TRANSPORT: u64 = (HAS_SPORT | HAS_DPORT | HAS_TYPE) as u64;
+        const _: () = assert!(HAS == 0x155 && NEG_SRC == HAS_SRC << 1 && NEG_TYPE == HAS_TYPE << 1);
         let f = self.flags as u64;
-        let has = |bit: u16| nonzero(f & bit as u64);
         let proto = p.proto as u64;
         let is_icmp = eq(proto, PROTO_ICMP as u64) | eq(proto, PROTO_ICMPV6 as u64);
         let proto_ok = eq(self.proto as u64, proto) | (eq(self.proto as u64, PROTO_ICMP as u64) & is_icmp);
-        // A test the rule does not make passes; one it makes passes when its hit is not negated.
-        let test = |present: u16, negated: u16, hit: u64| (has(present) ^ 1) | (hit ^ has(negated));
         let family = p.family as u64;
         let src_hit = eq(self.src_family as u64, family) & masked_eq(&self.src, &p.src, &self.src_mask);
         let dst_hit = eq(self.dst_family as u64, family) & masked_eq(&self.dst, &p.dst, &self.dst_mask);
-        let later_fragment = nonzero((p.ip_flags & (ip_flags::LATER_FRAGMENT | ip_flags::TINY_FRAGMENT)) as u64);
-        let transport_ok = (has(HAS_SPORT | HAS_DPORT | HAS_TYPE) ^ 1) | (later_fragment ^ 1);
         let (sport, dport) = (p.sport as u64, p.dport as u64);
         let sport_hit = le(self.sport_lo as u64, sport) & le(sport, self.sport_hi as u64);
         let dport_hit = le(self.dport_lo as u64, dport) & le(dport, self.dport_hi as u64);
-        // Branch-free choice of the family's wanted type: v4 is 1 for IPv4, 0 otherwise.
+        // The family's wanted type, chosen without a jump: v4 is 1 for IPv4, 0 otherwise.
         let v4 = eq(family, FAMILY_V4 as u64);
         let want = (self.icmp_type4 as u64 & v4.wrapping_neg()) | (self.icmp_type6 as u64 & (v4 ^ 1).wrapping_neg());
         let type_hit = (eq(want, NO_TYPE as u64) ^ 1) & eq(want, p.icmp_type as u64);
-        proto_ok
-            & transport_ok
-            & test(HAS_SRC, NEG_SRC, src_hit)
-            & test(HAS_DST, NEG_DST, dst_hit)
-            & test(HAS_SPORT, NEG_SPORT, sport_hit)
-            & test(HAS_DPORT, NEG_DPORT, dport_hit)
-            & test(HAS_TYPE, NEG_TYPE, type_hit)
+        let hits = (src_hit << 1) | (dst_hit << 3) | (sport_hit << 5) | (dport_hit << 7) | (type_hit << 9);
+        let failed = nonzero(f & HAS & !((f ^ hits) >> 1));
+        // Ports and types are absent from a later fragment: a rule that tests them fails.
+        let later_fragment = nonzero((p.ip_flags & (ip_flags::LATER_FRAGMENT | ip_flags::TINY_FRAGMENT)) as u64);
+        let no_transport = nonzero(f & TRANSPORT) & later_fragment;
+        proto_ok & ((failed | no_transport) ^ 1)
     }
 }
 
@@ -197,6 +197,78 @@ mod tests {
         p.src[..4].copy_from_slice(&src);
         p.dst[..4].copy_from_slice(&[198, 18, 0, 2]);
         p
+    }
+
+    /// The rule's meaning, test by test, with the comparisons as Rust writes them.
+    fn reference(r: &Rule, p: &PacketSummary) -> bool {
+        use rule_flags::*;
+        let f = r.flags;
+        let is_icmp = p.proto == PROTO_ICMP || p.proto == PROTO_ICMPV6;
+        let proto_ok = r.proto == p.proto || (r.proto == PROTO_ICMP && is_icmp);
+        let test = |has: u16, neg: u16, hit: bool| f & has == 0 || hit != (f & neg != 0);
+        let in_net = |net: &[u64; 2], mask: &[u64; 2], a: &[u8; 16]| {
+            let w = words(a);
+            (net[0] ^ w[0]) & mask[0] == 0 && (net[1] ^ w[1]) & mask[1] == 0
+        };
+        let src_hit = r.src_family == p.family && in_net(&r.src, &r.src_mask, &p.src);
+        let dst_hit = r.dst_family == p.family && in_net(&r.dst, &r.dst_mask, &p.dst);
+        let transport_ok = f & (HAS_SPORT | HAS_DPORT | HAS_TYPE) == 0 || p.has_transport();
+        let want = if p.family == FAMILY_V4 { r.icmp_type4 } else { r.icmp_type6 };
+        proto_ok
+            && transport_ok
+            && test(HAS_SRC, NEG_SRC, src_hit)
+            && test(HAS_DST, NEG_DST, dst_hit)
+            && test(HAS_SPORT, NEG_SPORT, (r.sport_lo..=r.sport_hi).contains(&p.sport))
+            && test(HAS_DPORT, NEG_DPORT, (r.dport_lo..=r.dport_hi).contains(&p.dport))
+            && test(HAS_TYPE, NEG_TYPE, want != NO_TYPE && want == p.icmp_type as u16)
+    }
+
+    #[test]
+    fn the_jump_free_match_is_the_reference() {
+        let mut net = [0u8; 16];
+        net[..4].copy_from_slice(&[198, 18, 0, 0]);
+        let base = Rule {
+            action: ACTION_IGNORE,
+            src_family: FAMILY_V4,
+            src_prefix: 16,
+            dst_family: FAMILY_V4,
+            dst_prefix: 24,
+            sport_lo: 1000,
+            sport_hi: 2000,
+            dport_lo: 22,
+            dport_hi: 22,
+            icmp_type4: 8,
+            icmp_type6: NO_TYPE,
+            ..Default::default()
+        }
+        .with_addresses(&net, &net);
+        for proto in [PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, 47] {
+            for (src, dport, sport, icmp_type) in
+                [([198, 18, 3, 4], 22, 1500, 8), ([10, 0, 0, 1], 23, 999, 0), ([198, 18, 0, 9], 0, 2000, 3)]
+            {
+                for later in [false, true] {
+                    for family in [FAMILY_V4, crate::FAMILY_V6] {
+                        let mut p = pkt(proto, src, dport);
+                        p.family = family;
+                        p.sport = sport;
+                        p.icmp_type = icmp_type;
+                        if later {
+                            p.ip_flags = ip_flags::FRAGMENT | ip_flags::LATER_FRAGMENT;
+                        }
+                        for flags in 0..1u16 << 10 {
+                            for rule_proto in [PROTO_TCP, PROTO_UDP, PROTO_ICMP, 0] {
+                                let r = Rule { flags, proto: rule_proto, ..base };
+                                assert_eq!(
+                                    r.matches(&p),
+                                    reference(&r, &p),
+                                    "flags {flags:#x} rule {r:?} packet {p:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn dport_rule(action: u8, proto: u8, lo: u16, hi: u16, neg: bool) -> Rule {

@@ -4,7 +4,7 @@
 //! methods on the map value; the host unit-tests them. Loops have constant bounds and every index
 //! is checked, so the verifier accepts the same code.
 
-use crate::classify::Detection;
+use crate::{classify::Detection, flat};
 
 /// Distinct destination ports tracked exactly, in arrival order (the first ten are logged).
 pub const EXACT_PORTS: usize = 28;
@@ -426,15 +426,8 @@ impl SourceState {
         };
         let n = self.nports as usize;
         if n < EXACT_PORTS {
-            if in_bitmap {
-                for j in 0..EXACT_PORTS {
-                    if j >= n {
-                        break;
-                    }
-                    if self.ports.get(n - 1 - j) == Some(&port) {
-                        return false;
-                    }
-                }
+            if in_bitmap && listed(&self.ports, n, port) {
+                return false;
             }
             if let Some(slot) = self.ports.get_mut(n) {
                 *slot = port;
@@ -453,16 +446,8 @@ impl SourceState {
 
     fn note_sport(&mut self, port: u16) {
         let n = self.nsports as usize;
-        if n >= LOGGED_SPORTS {
+        if n >= LOGGED_SPORTS || listed(&self.sports, n, port) {
             return;
-        }
-        for i in 0..LOGGED_SPORTS {
-            if i >= n {
-                break;
-            }
-            if self.sports.get(i) == Some(&port) {
-                return;
-            }
         }
         if let Some(slot) = self.sports.get_mut(n) {
             *slot = port;
@@ -521,6 +506,22 @@ impl SourceState {
         let n = (self.nports as usize).min(LOGGED_DPORTS);
         &self.ports[..n]
     }
+}
+
+/// Whether `port` is among the first `n` entries of `list`: every entry compared, at a constant
+/// index, with no jump ([`flat`]). A loop that stopped at `n` became, in LLVM's hands, a pointer
+/// walked by a counter whose bound kernel 6.1's verifier could not see ("invalid access to map
+/// value, off=256"); the whole list is a few dozen instructions.
+#[inline(always)]
+fn listed<const N: usize>(list: &[u16; N], n: usize, port: u16) -> bool {
+    const { assert!(N < 64) };
+    // Bit i: entry i is in use.
+    let used = (1u64 << (n & 63)).wrapping_sub(1);
+    let mut found = 0;
+    for (i, p) in list.iter().enumerate() {
+        found |= flat::eq(*p as u64, port as u64) & (used >> i);
+    }
+    found & 1 != 0
 }
 
 /// Multiplicative hash spreading ports over the bitmap (Knuth's constant).

@@ -9,7 +9,7 @@ use crate::{
     events::emit,
     maps::{
         ALLOW4, ALLOW6, ALLOWCOUNTS, AUTOBLOCK, AUTOMARKS, AUTOTAGS, BLOCK4, BLOCK6, BLOCKCOUNTS, CPU, SOURCES, arg,
-        atomic_add, config, count, lists_checked, now_in, now_ns,
+        atomic_add, config, count, forget, lists_checked, now_in, now_ns,
     },
 };
 use aya_ebpf::maps::lpm_trie::Key;
@@ -250,7 +250,8 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let Some(choice) = table::choose(|w| AUTOBLOCK.get(first + w).map(|s| table::Way::of(s, key, now))) else {
         return false;
     };
-    let way = choice.way & (table::WAYS - 1);
+    // The way, forgotten: `choose` reaches it along many paths, and it indexes what follows.
+    let way = forget(choice.way as u64) as u32 & (table::WAYS - 1);
     let (Some(dst), Some(tags)) = (AUTOBLOCK.get_ptr_mut(first + way), AUTOTAGS.get_ptr_mut(place.set)) else {
         return false;
     };

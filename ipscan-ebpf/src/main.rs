@@ -31,6 +31,9 @@ use crate::parse::XdpFrame;
 
 #[xdp]
 pub fn ipscan(ctx: XdpContext) -> u32 {
+    if verify::test_refusal() {
+        return verify::ipscan_refused();
+    }
     maps::count(stats::PACKETS);
     // PASSED is not counted: user space derives it as PACKETS - DROPPED.
     let Ok(cfg) = maps::config() else {

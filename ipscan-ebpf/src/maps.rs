@@ -137,6 +137,23 @@ pub(crate) static CHECKED: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0
 #[map]
 pub(crate) static FORGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// `v`, with what the verifier knows of it forgotten: passed through this CPU's FORGET slot,
+/// memory the verifier does not track. For a value that the paths before it reach in several
+/// ways and that what follows needs bounded (an index): the paths then go on as one. (0 if the
+/// slot cannot be read, which does not happen.)
+#[inline(always)]
+pub(crate) fn forget(v: u64) -> u64 {
+    match FORGET.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, valid for the program's run; volatile, so that LLVM reads
+        // back the stored value instead of reusing the register.
+        Some(slot) => unsafe {
+            core::ptr::write_volatile(slot, v);
+            core::ptr::read_volatile(slot)
+        },
+        None => 0,
+    }
+}
+
 /// Records whether the fast path looked the current packet's source up (see CHECKED).
 #[inline(always)]
 pub(crate) fn set_lists_checked(v: bool) {

@@ -10,17 +10,16 @@
 //! the harness's few instructions, the function, and the stop. The product never loads these
 //! programs.
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{Global, bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 use crate::{block, detect, lines, maps, parse, process, rules};
 
-/// Refused by every verifier, with words no other refusal has: a call of helper
-/// [`ipscan_common::verify::STOP_HELPER`], which no kernel has (`invalid func unknown#32767`).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn ipscan_verify_stop() -> u64 {
+/// A call of helper [`ipscan_common::verify::STOP_HELPER`], which no kernel has: every
+/// verifier refuses it, with words no other refusal has (`invalid func unknown#32767`).
+#[inline(always)]
+fn refuse() -> u64 {
     let v: u64;
-    // SAFETY: never runs: the verifier refuses it (a harness exists to be refused).
+    // SAFETY: never runs: the verifier refuses it.
     unsafe {
         core::arch::asm!(
             "call {id}",
@@ -31,6 +30,36 @@ pub extern "C" fn ipscan_verify_stop() -> u64 {
         )
     };
     v
+}
+
+/// The stop every harness calls last: refused by every verifier.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ipscan_verify_stop() -> u64 {
+    refuse()
+}
+
+/// Non-zero: the entry calls [`ipscan_refused`] and the kernel refuses the program, for tests
+/// of what user space does then. Read-only and set at load time: at zero the call is code the
+/// verifier knows to be dead, and [`ipscan_refused`] (verified on its own by kernels before
+/// 6.6 even so) is a plain return.
+#[unsafe(no_mangle)]
+static IPSCAN_TEST_REFUSAL: Global<u8> = Global::new(0);
+
+/// Whether the program is loaded to be refused ([`IPSCAN_TEST_REFUSAL`]).
+#[inline(always)]
+pub(crate) fn test_refusal() -> bool {
+    IPSCAN_TEST_REFUSAL.load() != 0
+}
+
+/// Refused by the verifier when [`IPSCAN_TEST_REFUSAL`] is set, like the stop.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ipscan_refused() -> u32 {
+    if test_refusal() {
+        return refuse() as u32;
+    }
+    0
 }
 
 /// The stop alone: what a harness adds to the function it calls.
@@ -74,3 +103,4 @@ harness!(ipscan_verify_budget, |cfg, p| lines::ipscan_budget(cfg, p, 0));
 harness!(ipscan_verify_record_one, |cfg, p| detect::ipscan_record_one(&cfg.detections[0], 0, 0, 0, p));
 harness!(ipscan_verify_autoblock, |cfg, p| block::ipscan_autoblock(&cfg.detections[0], 0, 0, p));
 harness!(ipscan_verify_hardened, |cfg, p| process::ipscan_hardened(cfg, p));
+harness!(ipscan_verify_refused, |_cfg, _p| ipscan_refused());

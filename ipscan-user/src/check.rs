@@ -33,6 +33,11 @@ pub const KERNEL_LIMIT: u64 = 1_000_000;
 /// that verify less cleverly than the tested ones still load the program.
 pub const DEFAULT_BUDGET: u64 = 200_000;
 
+/// What one function may cost by default: a quarter of [`DEFAULT_BUDGET`]. A function past it
+/// has paths that multiply (a branch whose sides never meet again, a value the verifier tracks
+/// exactly that it need not): split it, or make the sides meet.
+pub const DEFAULT_FUNCTION_BUDGET: u64 = 50_000;
+
 /// The statistics line(s) the verifier writes at the end of its log (BPF_LOG_STATS).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VerifierStats {
@@ -105,14 +110,18 @@ pub struct Report {
     /// Wall time of the whole program's load (verification and JIT), in microseconds.
     pub load_us: u64,
     pub budget: u64,
+    pub function_budget: u64,
     /// The entry program first, then the global functions in name order.
     pub functions: Vec<Row>,
 }
 
 impl Report {
-    /// Whether the program loads with its processed instructions within the budget.
+    /// Whether the program loads with its processed instructions within the budget, and every
+    /// function verifies on its own within its budget.
     pub fn within_budget(&self) -> bool {
-        self.loads && self.processed.is_none_or(|n| n <= self.budget)
+        self.loads
+            && self.processed.is_none_or(|n| n <= self.budget)
+            && self.functions.iter().all(|f| f.refused.is_none() && f.processed <= self.function_budget)
     }
 }
 
@@ -137,7 +146,7 @@ fn log_of(e: &ProgramError) -> Option<String> {
 }
 
 /// The reason line of a refusal: the log's last line before its statistics.
-fn reason_of(log: &str) -> String {
+pub fn refusal_reason(log: &str) -> String {
     let is_stat =
         |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
     log.lines().map(str::trim).filter(|l| !l.is_empty() && !is_stat(l)).last().unwrap_or("no reason given").to_owned()
@@ -160,8 +169,8 @@ fn verify_harness(ebpf: &mut aya::Ebpf, name: &str, logs: &mut Vec<(String, Stri
         Err(e) => {
             let log = log_of(&e).ok_or_else(|| e.to_string())?;
             logs.push((name.to_owned(), log.clone()));
-            let stats = VerifierStats::parse(&log).ok_or_else(|| reason_of(&log))?;
-            if log.contains(verify::STOP_REFUSAL) { Ok(stats) } else { Err(reason_of(&log)) }
+            let stats = VerifierStats::parse(&log).ok_or_else(|| refusal_reason(&log))?;
+            if log.contains(verify::STOP_REFUSAL) { Ok(stats) } else { Err(refusal_reason(&log)) }
         }
     }
 }
@@ -170,7 +179,7 @@ fn verify_harness(ebpf: &mut aya::Ebpf, name: &str, logs: &mut Vec<(String, Stri
 ///
 /// With `full_logs`, the verifier logs every instruction it walks (much slower), and the logs
 /// are returned beside the report, program by program.
-pub fn check(budget: u64, full_logs: bool) -> Result<(Report, Vec<(String, String)>), LoadError> {
+pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Report, Vec<(String, String)>), LoadError> {
     let level = if full_logs { VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS } else { VerifierLogLevel::STATS };
     let mut logs = Vec::new();
     let calls = Calls::of(OBJECT).map_err(|e| LoadError::Calls(e.to_string()))?;
@@ -193,7 +202,7 @@ pub fn check(budget: u64, full_logs: bool) -> Result<(Report, Vec<(String, Strin
         Err(e) => {
             let log = log_of(e).unwrap_or_default();
             logs.push((PROGRAM_NAME.to_owned(), log.clone()));
-            (false, Some(reason_of(&log)), VerifierStats::parse(&log).map(|s| s.processed))
+            (false, Some(refusal_reason(&log)), VerifierStats::parse(&log).map(|s| s.processed))
         }
     };
     let nothing = verify_harness(&mut ebpf, verify::NOTHING, &mut logs).unwrap_or_default();
@@ -250,7 +259,7 @@ pub fn check(budget: u64, full_logs: bool) -> Result<(Report, Vec<(String, Strin
         refused: refusal.clone(),
     };
     functions.insert(0, entry);
-    Ok((Report { kernel, loads, refusal, processed, load_us, budget, functions }, logs))
+    Ok((Report { kernel, loads, refusal, processed, load_us, budget, function_budget, functions }, logs))
 }
 
 /// A global function's own cost (memoised in `own`): its harness's, less its global callees'.
@@ -299,12 +308,13 @@ pub fn render(r: &Report) -> String {
     for row in &r.functions {
         let states = row.states.map_or("-".into(), grouped);
         let time = row.time_us.map_or("-".into(), |t| format!("{:.1} ms", t as f64 / 1000.0));
+        let over = if row.processed > r.function_budget { "  over its budget" } else { "" };
         match &row.refused {
             Some(reason) if row.processed == 0 => {
                 out.push_str(&format!("{:<28} refused: {reason}\n", row.function));
             }
             _ => out.push_str(&format!(
-                "{:<28} {:>12} {:>8} {:>12}\n",
+                "{:<28} {:>12} {:>8} {:>12}{over}\n",
                 row.function,
                 grouped(row.processed),
                 states,
@@ -314,10 +324,11 @@ pub fn render(r: &Report) -> String {
     }
     let total = r.processed.map_or("unknown (kernel before 5.16)".into(), grouped);
     out.push_str(&format!(
-        "{:<28} {:>12}   (budget {}, kernel limit {}; load {:.1} ms)\n",
+        "{:<28} {:>12}   (budget {}, {} a function; kernel limit {}; load {:.1} ms)\n",
         "whole program",
         total,
         grouped(r.budget),
+        grouped(r.function_budget),
         grouped(KERNEL_LIMIT),
         r.load_us as f64 / 1000.0
     ));
@@ -339,7 +350,7 @@ mod tests {
             s,
             VerifierStats { processed: 1_000_001, states: 45_927, peak_states: 110_792, time_us: Some(13_511_157) }
         );
-        assert_eq!(reason_of(log), "BPF program is too large. Processed 1000001 insn");
+        assert_eq!(refusal_reason(log), "BPF program is too large. Processed 1000001 insn");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct RunConfig {
     pub json_log: Option<PathBuf>,
     /// Metrics, loss reports, ring size.
     pub ops: OpsOptions,
+    /// Where to write the kernel's verifier log if it refuses the program.
+    pub verifier_log: Option<PathBuf>,
+    /// Load a program the kernel refuses (tests of the refusal path).
+    pub test_refusal: bool,
 }
 
 /// Observability options of `ipscan run`.
@@ -390,10 +394,22 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     };
     let load = |source| DaemonError::Load { iface: iface.to_owned(), source };
     let mut ebpf = loader::load_with_ring(
-        &LoadOptions { replay_clock: false, pin_dir: pin_dir.clone() },
+        &LoadOptions {
+            replay_clock: false,
+            pin_dir: pin_dir.clone(),
+            verifier_log: cfg.verifier_log.clone(),
+            test_refusal: cfg.test_refusal,
+        },
         cfg.ops.event_ring_bytes,
     )
-    .map_err(load)?;
+    .map_err(|e| {
+        // The load took its new pins away; a directory it leaves empty goes too, so that
+        // nothing reads as a daemon's state on this interface (a kept one is not empty).
+        if let Some(dir) = &pin_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+        load(e)
+    })?;
     let kept = pin_dir.map(|d| pins::Kept::open(&d, &maps::PINNED)).transpose()?;
     kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply { iface: iface.to_owned(), source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> = take_map(&mut ebpf, iface, maps::SOURCES)?;

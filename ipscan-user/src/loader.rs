@@ -1,13 +1,17 @@
 //! Loads the embedded XDP object, writes its configuration, attaches and detaches it.
 
-use std::{ffi::CString, io, path::PathBuf};
+use std::{
+    ffi::CString,
+    io,
+    path::{Path, PathBuf},
+};
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfError, EbpfLoader, VerifierLogLevel,
     maps::{Array, MapError},
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use ipscan_common::{Config, GLOBAL_REPLAY_CLOCK, PROGRAM_NAME, maps};
+use ipscan_common::{Config, GLOBAL_REPLAY_CLOCK, GLOBAL_TEST_REFUSAL, PROGRAM_NAME, maps};
 
 /// The XDP object built by build.rs from the ipscan-ebpf crate.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipscan"));
@@ -28,10 +32,17 @@ pub enum LoadError {
     MissingProgram { name: &'static str },
     #[error("the eBPF object has no map named {name}")]
     MissingMap { name: &'static str },
-    #[error("the kernel refused the XDP program: {summary}")]
+    #[error(
+        "Linux {kernel} refused the XDP program: {summary}; ipscan needs Linux {MIN_KERNEL} or later and is tested \
+         on {TESTED_KERNELS}; {log_hint}"
+    )]
     Verifier {
-        /// The syscall error and the verifier's last words (the whole log is in `source`).
+        /// `uname -r`.
+        kernel: String,
+        /// The verifier's reason and its statistics (the log is in `source`).
         summary: String,
+        /// Where the log went, or how to keep it.
+        log_hint: String,
         #[source]
         source: ProgramError,
     },
@@ -75,6 +86,15 @@ pub enum AttachMode {
     Skb,
 }
 
+/// The oldest kernel the program can load on: 5.12 brought the atomic OR of PROBATION's
+/// admission filter (BPF_ATOMIC | BPF_OR) and global functions that take pointers to map
+/// values; 5.11 the coarse clock helper.
+pub const MIN_KERNEL: &str = "5.12";
+
+/// The kernels `cargo xtask vm` boots and the program is tested on (xtask's `vm.rs` has the
+/// packages), besides the build machine's.
+pub const TESTED_KERNELS: &str = "6.1, 6.12 and 6.18";
+
 /// Options for [`load`].
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -82,6 +102,11 @@ pub struct LoadOptions {
     pub replay_clock: bool,
     /// Directory where the maps of [`maps::PINNED`] are pinned, or reused when already there.
     pub pin_dir: Option<PathBuf>,
+    /// Where to write the kernel's verifier log if it refuses the program: the path it took to
+    /// the refusal, instruction by instruction (the load is then slower).
+    pub verifier_log: Option<PathBuf>,
+    /// Load a program the kernel refuses (tests of the refusal path).
+    pub test_refusal: bool,
 }
 
 /// Key size, value size and max entries of each pinned map in this build, to spot pins left
@@ -136,15 +161,29 @@ pub fn valid_ring_bytes(bytes: u32) -> bool {
 /// with a small one; see [`valid_ring_bytes`]).
 pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebpf, LoadError> {
     let mut loader = EbpfLoader::new();
+    // Statistics only, unless a log is asked for: a refused load is verified twice (aya asks
+    // again with a log buffer), and a whole log multiplies the time the verifier takes.
+    loader.verifier_log_level(if opts.verifier_log.is_some() {
+        VerifierLogLevel::DEBUG | VerifierLogLevel::STATS
+    } else {
+        VerifierLogLevel::STATS
+    });
     if let Some(bytes) = ring_bytes {
         loader.map_max_entries(maps::EVENTS, bytes);
     }
-    let replay = u8::from(opts.replay_clock);
+    let (replay, refusal) = (u8::from(opts.replay_clock), u8::from(opts.test_refusal));
     loader.override_global(GLOBAL_REPLAY_CLOCK, &replay, true);
+    loader.override_global(GLOBAL_TEST_REFUSAL, &refusal, true);
     // A BLOCKCOUNTS made anew (no pin to reuse) must count the prefixes of block lists kept
     // from before (an ipscan before it, or its pin removed).
     let made_anew = |name: &str| opts.pin_dir.as_ref().is_none_or(|d| !d.join(name).exists());
     let (counts_made_anew, allow_counts_made_anew) = (made_anew(maps::BLOCKCOUNTS), made_anew(maps::ALLOWCOUNTS));
+    // The pins this load makes: a refused program takes them away again, so that a failed
+    // start leaves nothing that reads as a daemon's state.
+    let new_pins: Vec<PathBuf> = match &opts.pin_dir {
+        Some(dir) => maps::PINNED.iter().map(|name| dir.join(name)).filter(|p| !p.exists()).collect(),
+        None => Vec::new(),
+    };
     if let Some(dir) = &opts.pin_dir {
         for name in maps::PINNED {
             loader.map_pin_path(name, dir.join(name));
@@ -158,7 +197,13 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
         .try_into()
         .map_err(|source| LoadError::ProgramType { name: PROGRAM_NAME, source })?;
-    prog.load().map_err(|source| LoadError::Verifier { summary: verifier_summary(&source), source })?;
+    if let Err(source) = prog.load() {
+        drop(ebpf);
+        for pin in &new_pins {
+            let _ = std::fs::remove_file(pin);
+        }
+        return Err(refused(source, opts.verifier_log.as_deref()));
+    }
     admission_filter(&mut ebpf)?;
     crate::blocklist::tag_kept_blocks(&ebpf)?;
     if counts_made_anew {
@@ -370,17 +415,29 @@ pub fn privilege_error() -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, "ipscan needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
 }
 
-/// The first line of a program-load error, the verifier's reason (its last line before the
-/// statistics) and the statistics, one line.
-fn verifier_summary(e: &ProgramError) -> String {
-    let text = e.to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default().to_owned();
-    let rest: Vec<&str> = lines.collect();
-    let is_stat =
-        |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
-    let reason = rest.iter().rev().find(|l| !is_stat(l));
-    let stats = rest.iter().filter(|l| is_stat(l)).copied();
-    let tail: Vec<&str> = reason.copied().into_iter().chain(stats).collect();
-    if tail.is_empty() { first } else { format!("{first} ... {}", tail.join(" | ")) }
+/// The error for a program the kernel refused: its reason and statistics on one line, and the
+/// whole log written to `log_file` when one was asked for.
+fn refused(source: ProgramError, log_file: Option<&Path>) -> LoadError {
+    let kernel = crate::check::kernel_release();
+    let (summary, log) = match &source {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let summary = match crate::check::VerifierStats::parse(&log) {
+                Some(s) => {
+                    format!("{} (after {} processed instructions)", crate::check::refusal_reason(&log), s.processed)
+                }
+                None => io_error.to_string(),
+            };
+            (summary, Some(log))
+        }
+        other => (other.to_string(), None),
+    };
+    let log_hint = match (log_file, log) {
+        (Some(path), Some(log)) => match std::fs::write(path, log) {
+            Ok(()) => format!("the verifier's log is in {}", path.display()),
+            Err(e) => format!("cannot write the verifier's log to {}: {e}", path.display()),
+        },
+        _ => "`--verifier-log FILE` keeps the verifier's log for a bug report".to_owned(),
+    };
+    LoadError::Verifier { kernel, summary, log_hint, source }
 }

@@ -50,6 +50,9 @@ struct CheckArgs {
     /// Fail when the whole program takes the verifier more processed instructions than this.
     #[arg(long, default_value_t = ipscan::check::DEFAULT_BUDGET)]
     budget: u64,
+    /// Fail when a function the kernel verifies on its own takes it more than this.
+    #[arg(long, default_value_t = ipscan::check::DEFAULT_FUNCTION_BUDGET)]
+    function_budget: u64,
     /// Print the report as one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -64,7 +67,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Err(loader::privilege_error().into());
     }
     let _ = loader::raise_memlock();
-    let (report, logs) = ipscan::check::check(args.budget, args.verifier_log.is_some())?;
+    let (report, logs) = ipscan::check::check(args.budget, args.function_budget, args.verifier_log.is_some())?;
     if let Some(path) = &args.verifier_log {
         let text: String = logs.iter().map(|(name, log)| format!("==> {name}\n{log}\n")).collect();
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -269,6 +272,13 @@ struct RunArgs {
     /// force ring-buffer loss; the default is the object's 1 MiB.
     #[arg(long, value_parser = parse_ring_bytes, hide = true)]
     event_ring_bytes: Option<u32>,
+    /// If the kernel refuses the XDP program, write its verifier log (the path to the refusal,
+    /// instruction by instruction) to this file, for a bug report.
+    #[arg(long, value_name = "FILE")]
+    verifier_log: Option<PathBuf>,
+    /// Load a program that the kernel refuses, to test what a refusal does.
+    #[arg(long, hide = true)]
+    test_refusal: bool,
 }
 
 fn parse_metrics(text: &str) -> Result<std::net::SocketAddr, String> {
@@ -328,6 +338,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             loss_report: std::time::Duration::from_secs(args.loss_report_secs),
             event_ring_bytes: args.event_ring_bytes,
         },
+        verifier_log: args.verifier_log,
+        test_refusal: args.test_refusal,
     };
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;

@@ -612,7 +612,7 @@ pub struct Prog {
 impl Prog {
     pub fn load(cfg: &ipscan_common::Config) -> Self {
         require_root();
-        let opts = ipscan::loader::LoadOptions { replay_clock: true, pin_dir: None };
+        let opts = ipscan::loader::LoadOptions { replay_clock: true, ..Default::default() };
         let mut ebpf = ipscan::loader::load(&opts).unwrap_or_else(|e| panic!("load: {e}"));
         ipscan::loader::write_config(&mut ebpf, cfg).unwrap_or_else(|e| panic!("config: {e}"));
         Self { ebpf }

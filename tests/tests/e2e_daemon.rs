@@ -1,6 +1,10 @@
 //! `ipscan run` as a user meets it: clear one-line errors, mode fallback, clean detach.
 
-use std::process::{Command, Stdio};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use ipscan_tests::{Daemon, NetNs, TempDir, Testbed, ipscan_bin, unique_tag, write_config};
 
@@ -35,6 +39,47 @@ fn a_bad_config_line_names_file_and_line_and_attaches_nothing() {
         format!("ipscan: {}:3: invalid threshold \"abc\" for syn_scan: expected a positive integer", conf.display())
     );
     assert!(!xdp_attached(&bed.victim, &bed.victim_if));
+}
+
+#[test]
+fn a_refused_program_is_one_line_within_seconds_keeps_the_log_and_leaves_nothing_pinned() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let log = dir.join("verifier.log");
+    let start = Instant::now();
+    let err = run_fails(
+        bed.victim
+            .cmd(ipscan_bin())
+            .args(["run", "--iface", &bed.victim_if, "--stdout", "--test-refusal", "--verifier-log"])
+            .arg(&log)
+            .arg("--state-dir")
+            .arg(dir.join("state")),
+    );
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    let kernel = String::from_utf8_lossy(&ipscan_tests::sh(Command::new("uname").arg("-r")).stdout).trim().to_owned();
+    let head = format!(
+        "ipscan: {}: Linux {kernel} refused the XDP program: invalid func unknown#32767 (after ",
+        bed.victim_if
+    );
+    assert!(err.starts_with(&head), "{err}");
+    let tail = format!(
+        " processed instructions); ipscan needs Linux 5.12 or later and is tested on 6.1, 6.12 and 6.18; the \
+         verifier's log is in {}",
+        log.display()
+    );
+    assert!(err.ends_with(&tail), "{err}");
+    let text = std::fs::read_to_string(&log).expect("verifier log");
+    assert!(text.contains("invalid func unknown#32767") && text.contains("processed "), "{text}");
+    assert!(!xdp_attached(&bed.victim, &bed.victim_if));
+    let pins = Path::new(ipscan::pins::DEFAULT_PIN_ROOT).join(&bed.victim_if);
+    assert!(!pins.exists(), "{} left behind", pins.display());
+    // And the CLI does not take the failed start for a daemon.
+    let out = bed.victim.cmd(ipscan_bin()).args(["block", "list", "--iface", &bed.victim_if]).output().expect("cli");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!("ipscan: no ipscan daemon has run on {} (no {})", bed.victim_if, pins.display())
+    );
 }
 
 #[test]
