@@ -86,13 +86,17 @@ impl AddrKey {
         Self::new(addr, FAMILY_V4)
     }
 
-    /// The key as five 32-bit words (four of address, then family and padding), for hashing
-    /// and comparing without a `memcmp` call in the BPF backend.
+    /// The key as five 32-bit words (four of address, then the family), for hashing and
+    /// comparing without a `memcmp` call in the BPF backend: word loads of the 4-aligned key
+    /// (built from its bytes, each word is four loads and three shifts the kernel's stack then
+    /// spills).
     #[inline(always)]
     pub fn words(&self) -> [u32; 5] {
-        let a = &self.addr;
-        let w = |i: usize| u32::from_le_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-        [w(0), w(4), w(8), w(12), self.family as u32]
+        const _: () = assert!(align_of::<AddrKey>() >= 4 && core::mem::offset_of!(AddrKey, family) == 16);
+        // SAFETY: the key is 20 bytes, 4-aligned, all initialised (its padding is a field).
+        let w = unsafe { &*(self as *const Self).cast::<[u32; 5]>() };
+        // The family alone: the padding of a key made elsewhere need not be zero.
+        [w[0], w[1], w[2], w[3], self.family as u32]
     }
 }
 
@@ -457,15 +461,50 @@ pub mod table {
     /// (the kernel's stack is tight on that call chain), chosen without a jump.
     #[inline(always)]
     pub fn choose(mut way: impl FnMut(u32) -> Option<Way>) -> Option<Choice> {
-        let mut best = 0u64;
-        let mut rank = way(0)?.rank;
-        for i in 1..WAYS as u64 {
-            let r = way(i as u32)?.rank;
-            let take = crate::flat::lt(r, rank).wrapping_neg();
-            rank ^= (r ^ rank) & take;
-            best ^= (i ^ best) & take;
+        let mut pick = Pick::new(way(0)?);
+        for i in 1..WAYS {
+            pick.offer(i, way(i)?);
         }
-        Some(Choice { way: best as u32, gives_up_a_block: rank >> CLASS_SHIFT == 3 })
+        Some(pick.choice())
+    }
+
+    /// [`choose`] among the set's ways described beforehand.
+    #[inline(always)]
+    pub fn choose_among(ways: [Way; WAYS as usize]) -> Choice {
+        let mut pick = Pick::new(ways[0]);
+        for (i, w) in ways.iter().enumerate().skip(1) {
+            pick.offer(i as u32, *w);
+        }
+        pick.choice()
+    }
+
+    /// [`choose`] one way at a time, in way order (the kernel offers the ways without a
+    /// closure, which LLVM made a subprogram: one more frame on the deepest call chain).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Pick {
+        best: u64,
+        rank: u64,
+    }
+
+    impl Pick {
+        /// Way 0 taken.
+        #[inline(always)]
+        pub fn new(way0: Way) -> Self {
+            Self { best: 0, rank: way0.rank }
+        }
+
+        /// Way `i` taken if it ranks strictly lower than the best so far.
+        #[inline(always)]
+        pub fn offer(&mut self, i: u32, w: Way) {
+            let take = crate::flat::lt(w.rank, self.rank).wrapping_neg();
+            self.rank ^= (w.rank ^ self.rank) & take;
+            self.best ^= (i as u64 ^ self.best) & take;
+        }
+
+        #[inline(always)]
+        pub fn choice(&self) -> Choice {
+            Choice { way: self.best as u32, gives_up_a_block: self.rank >> CLASS_SHIFT == 3 }
+        }
     }
 }
 

@@ -186,7 +186,9 @@ impl PlainTcp {
     }
 }
 
-/// The sender of an IP packet as the fast path's block check needs it (see [`ip_sender`]).
+/// The sender of an IP packet as the block checks need it (see [`ip_sender`]; the kernel
+/// passes it to a global function, whence `repr(C)`).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpSender {
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
@@ -198,6 +200,12 @@ pub struct IpSender {
 }
 
 impl IpSender {
+    /// The sender of a parsed packet.
+    #[inline(always)]
+    pub fn of(p: &PacketSummary) -> Self {
+        Self { family: p.family, ip_payload_len: p.ip_payload_len, src: p.src_words() }
+    }
+
     /// Where the source address starts in the frame (4 bytes for IPv4, 16 for IPv6).
     pub fn src_offset(&self) -> usize {
         if self.family == FAMILY_V4 { ETH_HLEN + 12 } else { ETH_HLEN + 8 }

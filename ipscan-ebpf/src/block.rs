@@ -8,8 +8,8 @@
 use crate::{
     events::emit,
     maps::{
-        ALLOW4, ALLOW6, ALLOWCOUNTS, AUTOBLOCK, AUTOMARKS, AUTOTAGS, BLOCK4, BLOCK6, BLOCKCOUNTS, CPU, SOURCES, arg,
-        atomic_add, config, count, forget, lists_checked, now_in, now_ns,
+        ALLOW4, ALLOW6, ALLOWCOUNTS, AUTOBLOCK, AUTOMARKS, AUTOTAGS, BLOCK_SCRATCH, BLOCK4, BLOCK6, BLOCKCOUNTS, CPU,
+        SOURCES, arg, atomic_add, config, count, forget, lists_checked, now_in, now_ns,
     },
 };
 use aya_ebpf::maps::lpm_trie::Key;
@@ -29,30 +29,12 @@ pub(crate) fn v4(a: &[u8; 16]) -> [u8; 4] {
     [a[0], a[1], a[2], a[3]]
 }
 
-/// Who sent a packet, as the block lists need it.
-#[repr(C)]
-pub(crate) struct Sender {
-    src: [u8; 16],
-    /// IP payload bytes, charged to a block entry.
-    bytes: u32,
-    family: u8,
-}
-
-impl Sender {
-    #[inline(always)]
-    pub(crate) fn of(p: &PacketSummary) -> Self {
-        Self { src: p.src, bytes: p.ip_payload_len, family: p.family }
-    }
-
-    /// The sender the fast path read from the IP header.
-    #[inline(always)]
-    pub fn of_ip(ip: &IpSender) -> Self {
-        let mut src = [0u8; 16];
-        for (i, w) in ip.src.iter().enumerate() {
-            src[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
-        }
-        Self { src, bytes: ip.ip_payload_len, family: ip.family }
-    }
+/// The sender's address as bytes, as the LPM tries take it (its words hold the bytes in
+/// memory order).
+#[inline(always)]
+fn src_bytes(s: &IpSender) -> [u8; 16] {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size, and every byte pattern is valid.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(s.src) }
 }
 
 /// Whether an allowlist prefix covers the address.
@@ -96,20 +78,18 @@ pub(crate) fn charge(e: &BlockEntry, now: u64, bytes: u32) -> bool {
 /// A global function: verified once, on its own (1: blocked).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ipscan_blocked(cfg: *const Config, s: *const Sender) -> u32 {
-    match (arg(cfg), arg(s)) {
-        (Some(cfg), Some(s)) => blocked(cfg, s) as u32,
+pub extern "C" fn ipscan_blocked(cfg: *const Config, p: *const PacketSummary) -> u32 {
+    match (arg(cfg), arg(p)) {
+        (Some(cfg), Some(p)) => blocked(cfg, &IpSender::of(p)) as u32,
         _ => 0,
     }
 }
 
 #[inline(always)]
-fn blocked(cfg: &Config, s: &Sender) -> bool {
+fn blocked(cfg: &Config, s: &IpSender) -> bool {
     !lists_checked()
-        && ((cfg.has(g::AUTOBLOCKS) && autoblocked(s))
-            || (cfg.has(g::BLOCKLIST)
-                && near_blocklisted(s.family, u32::from_le_bytes([s.src[0], s.src[1], s.src[2], s.src[3]]))
-                && ipscan_blocklisted(s) != 0))
+        && ((cfg.has(g::AUTOBLOCKS) && autoblocked_words(&s.key_words(), s.ip_payload_len))
+            || (cfg.has(g::BLOCKLIST) && near_blocklisted(s.family, s.src[0]) && ipscan_blocklisted(s) != 0))
 }
 
 /// Whether a prefix blocked by hand may cover a sender whose address starts with the word `w0`
@@ -127,19 +107,20 @@ pub(crate) fn near_blocklisted(family: u8, w0: u32) -> bool {
 /// stack frame (1: blocked).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ipscan_blocklisted(s: *const Sender) -> u32 {
+pub extern "C" fn ipscan_blocklisted(s: *const IpSender) -> u32 {
     arg(s).is_some_and(blocklisted) as u32
 }
 
 #[inline(always)]
-fn blocklisted(s: &Sender) -> bool {
+fn blocklisted(s: &IpSender) -> bool {
+    let src = src_bytes(s);
     let hit = if s.family == FAMILY_V4 {
-        BLOCK4.get(Key::new(32, block4_data(v4(&s.src))))
+        BLOCK4.get(Key::new(32, block4_data(v4(&src))))
     } else {
-        BLOCK6.get(Key::new(128, s.src))
+        BLOCK6.get(Key::new(128, src))
     };
     // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
-    hit.is_some_and(|e| !allowlisted_near(&s.src, s.family) && charge(e, now_ns(), s.bytes))
+    hit.is_some_and(|e| !allowlisted_near(&src, s.family) && charge(e, now_ns(), s.ip_payload_len))
 }
 
 /// The AUTOBLOCK set and tag of a key (as its words).
@@ -149,16 +130,9 @@ pub(crate) fn autoblock_place(w: &[u32; 5]) -> table::Place {
     table::place_words(w, seed)
 }
 
-/// Whether the kernel auto-blocked the source and the block is still on; counts the drop.
-/// No allowlist lookup: the kernel never auto-blocks an allowlisted source, and `ipscan allow
-/// add` removes the auto-blocks a new allow covers.
-#[inline(always)]
-pub(crate) fn autoblocked(s: &Sender) -> bool {
-    autoblocked_words(&AddrKey::new(s.src, s.family).words(), s.bytes)
-}
-
-/// [`autoblocked`] for a source given as its key's words (the fast path reads them from the
-/// frame), charging `bytes`.
+/// Whether the kernel auto-blocked the source given as its key's words and the block is still
+/// on; counts the drop (`bytes`). No allowlist lookup: the kernel never auto-blocks an
+/// allowlisted source, and `ipscan allow add` removes the auto-blocks a new allow covers.
 #[inline(always)]
 pub(crate) fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
     let (word, lane) = table::mark_of(w[4] as u8, w[0]);
@@ -242,14 +216,28 @@ fn mark(key: &AddrKey) {
     }
 }
 
+/// What [`table::choose`] needs to know of AUTOBLOCK slot `index` for a block of `key`.
+#[inline(always)]
+fn way_at(index: u32, key: &AddrKey, now: u64) -> Option<table::Way> {
+    AUTOBLOCK.get(index).map(|s| table::Way::of(s, key, now))
+}
+
 /// Puts a block into the source's set (see [`table::choose`]); false on a map error.
 #[inline(always)]
 fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let place = autoblock_place(&key.words());
     let first = place.set * table::WAYS;
-    let Some(choice) = table::choose(|w| AUTOBLOCK.get(first + w).map(|s| table::Way::of(s, key, now))) else {
+    let (Some(w0), Some(w1), Some(w2), Some(w3)) = (
+        way_at(first, key, now),
+        way_at(first + 1, key, now),
+        way_at(first + 2, key, now),
+        way_at(first + 3, key, now),
+    ) else {
         return false;
     };
+    // The four ways read first, then compared: LLVM's other orders of the same work kept more
+    // of it on the stack (a loop 336 bytes, one way at a time 288, this 200).
+    let choice = table::choose_among([w0, w1, w2, w3]);
     // The way, forgotten: `choose` reaches it along many paths, and it indexes what follows.
     let way = forget(choice.way as u64) as u32 & (table::WAYS - 1);
     let (Some(dst), Some(tags)) = (AUTOBLOCK.get_ptr_mut(first + way), AUTOTAGS.get_ptr_mut(place.set)) else {
@@ -328,7 +316,15 @@ fn autoblock(
         emit(EventKind::Blocked, now, key, state, p, event_flags::ALLOWLISTED);
         return false;
     }
-    let mut entry = BlockEntry {
+    // Built in this CPU's scratch slot: on the stack it would add its 48 bytes to the deepest
+    // call chain (entry, policy, this).
+    let Some(entry) = BLOCK_SCRATCH.get_ptr_mut(0) else {
+        count(stats::MAP_ERRORS);
+        return false;
+    };
+    // SAFETY: this CPU's slot, used only here.
+    let entry = unsafe { &mut *entry };
+    *entry = BlockEntry {
         expires_ns: now.saturating_add(dc.block_ns),
         added_ns: now,
         packets: 1,
@@ -339,7 +335,7 @@ fn autoblock(
     };
     // Volatile: a 7-byte zero store is a `memset` call for the BPF backend.
     ipscan_common::zero::fill(&mut entry._pad, 0);
-    if !autoblock_put(&AddrKey::new(p.src, p.family), &entry, now) {
+    if !autoblock_put(&AddrKey::new(p.src, p.family), entry, now) {
         count(stats::MAP_ERRORS);
         return false;
     }

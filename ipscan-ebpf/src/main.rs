@@ -59,7 +59,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
         if (cfg.has(AUTOBLOCKS) && block::autoblocked_words(&ip.key_words(), ip.ip_payload_len))
             || (cfg.has(BLOCKLIST)
                 && block::near_blocklisted(ip.family, ip.src[0])
-                && block::ipscan_blocklisted(&block::Sender::of_ip(&ip)) != 0)
+                && block::ipscan_blocklisted(&ip) != 0)
         {
             maps::count(stats::BLOCKED);
             maps::count(stats::DROPPED);
@@ -104,7 +104,22 @@ fn try_ipscan(ctx: &XdpContext, cfg: &Config) -> Result<u32, u32> {
     }
     let summary = maps::summary_slot()?;
     let r = process::ipscan_process(cfg, summary);
-    if r & process::PROCESS_ERROR != 0 { Err((r >> 32) as u32) } else { Ok(r as u32) }
+    if r & process::PROCESS_ERROR != 0 {
+        return Err((r >> 32) as u32);
+    }
+    let done = process::Processed::of(r);
+    // The threshold packet of detections that block: its source is blocked in the kernel now,
+    // and the packet is the first one dropped.
+    if done.to_block() != 0 {
+        if process::autoblock_crossed(cfg, summary, done.to_block()) {
+            return Ok(xdp_action::XDP_DROP);
+        }
+        if done.harden_later() && process::ipscan_hardened(cfg, summary) != 0 {
+            maps::count(stats::HARDENED);
+            return Ok(xdp_action::XDP_DROP);
+        }
+    }
+    Ok(done.verdict())
 }
 
 #[cfg(not(test))]

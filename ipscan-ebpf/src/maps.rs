@@ -118,6 +118,10 @@ pub(crate) static LISTEN: HashMap<u32, u8> = HashMap::with_max_entries(m::LISTEN
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU scratch for the block entry an auto-block is built in.
+#[map]
+pub(crate) static BLOCK_SCRATCH: PerCpuArray<BlockEntry> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub(crate) static FRAG_SCRATCH: PerCpuArray<FragState> = PerCpuArray::with_max_entries(1, 0);
 

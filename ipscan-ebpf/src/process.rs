@@ -6,7 +6,7 @@
 #![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
 
 use crate::{
-    block::{Sender, ipscan_autoblock, ipscan_blocked, v4},
+    block::{ipscan_autoblock, ipscan_blocked, v4},
     detect::{RECORD_BLOCK, RECORD_ERROR, RECORD_IN_MODE, ipscan_record_one},
     lines::{immediate, ipscan_immediate, line},
     maps::{LISTEN, PROMISC4, PROMISC6, arg, count, now_ns},
@@ -30,44 +30,73 @@ pub(crate) fn watched(p: &PacketSummary) -> bool {
     }
 }
 
-/// The per-packet work after parsing: the verdict in the low 32 bits, or [`PROCESS_ERROR`] and a
-/// STATS slot to count in the upper ones.
+/// The per-packet work after parsing, but for the auto-blocks it asks for: the verdict, the
+/// detections whose threshold the packet crossed and whose source the caller is to block
+/// ([`Processed`]), or [`PROCESS_ERROR`] and a STATS slot to count in the upper 32 bits.
 ///
 /// A global function: the verifier checks it once, on its own, rather than once for every
-/// path through the parser that reaches it.
+/// path through the parser that reaches it. The blocking is the caller's (the entry's), so that
+/// the frames of this function and of [`ipscan_autoblock`] are never on one call chain: with
+/// the entry's and the detection's, they came to 448 of the kernel's 512 bytes.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn ipscan_process(cfg: *const Config, p: *const PacketSummary) -> u64 {
-    // SAFETY: null or pointers into map values valid for the program's run (the caller's
-    // CONFIG and SUMMARY slots).
-    let (Some(cfg), Some(p)) = (unsafe { cfg.as_ref() }, unsafe { p.as_ref() }) else {
+    let (Some(cfg), Some(p)) = (arg(cfg), arg(p)) else {
         return PROCESS_ERROR | (stats::MAP_ERRORS as u64) << 32;
     };
     match process(cfg, p) {
-        Ok(verdict) => verdict as u64,
+        Ok(done) => done.0,
         Err(slot) => PROCESS_ERROR | (slot as u64) << 32,
     }
 }
 
-/// In the answers [`process`] ORs together: the packet is dropped (beside the RECORD_* bits).
-const DROP: u64 = 1 << 8;
-
 /// [`ipscan_process`]'s error bit.
 pub(crate) const PROCESS_ERROR: u64 = 1 << 31;
 
+/// What [`ipscan_process`] decided, as one word.
+#[derive(Clone, Copy)]
+pub(crate) struct Processed(u64);
+
+impl Processed {
+    /// The detections to block: one bit each, from this bit up.
+    const BLOCK_SHIFT: u32 = 8;
+    /// Hardening was left to the caller, for a packet that is not dropped by its auto-blocks.
+    const HARDEN_LATER: u64 = 1 << 20;
+    const _FITS: () = assert!(DETECTIONS.len() as u32 + Self::BLOCK_SHIFT <= 20);
+
+    pub(crate) fn of(word: u64) -> Self {
+        Self(word)
+    }
+
+    /// The XDP verdict so far.
+    pub(crate) fn verdict(&self) -> u32 {
+        (self.0 & 0xff) as u32
+    }
+
+    /// The detections (bit `i`: detection `i`) whose source is to be blocked.
+    pub(crate) fn to_block(&self) -> u32 {
+        (self.0 >> Self::BLOCK_SHIFT) as u32 & ((1 << DETECTIONS.len()) - 1)
+    }
+
+    pub(crate) fn harden_later(&self) -> bool {
+        self.0 & Self::HARDEN_LATER != 0
+    }
+}
+
 #[inline(always)]
-pub(crate) fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
-    if cfg.has(g::BLOCKLIST | g::AUTOBLOCKS) && ipscan_blocked(cfg, &Sender::of(p)) != 0 {
+fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
+    let verdict = |v: u32| Processed(v as u64);
+    if cfg.has(g::BLOCKLIST | g::AUTOBLOCKS) && ipscan_blocked(cfg, p) != 0 {
         count(stats::BLOCKED);
-        return Ok(xdp_action::XDP_DROP);
+        return Ok(verdict(xdp_action::XDP_DROP));
     }
     if cfg.has(g::PROMISC) && !watched(p) {
         count(stats::NOT_WATCHED);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(verdict(xdp_action::XDP_PASS));
     }
     if cfg.nrules != 0 && ipscan_rules_ignored(cfg.nrules) != 0 {
         count(stats::IGNORED);
-        return Ok(xdp_action::XDP_PASS);
+        return Ok(verdict(xdp_action::XDP_PASS));
     }
     // The subprograms are called only when there is something for them to do: each call and
     // return costs (the SRSO mitigation on the reference machine).
@@ -81,10 +110,10 @@ pub(crate) fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
         let _ = ipscan_immediate(cfg, p, what);
     }
 
-    let mut verdict = xdp_action::XDP_PASS;
     // Detections this packet counted toward whose source is in the mode: they suppress the
     // packet's ordinary line.
     let mut in_mode = false;
+    let mut block = 0u64;
     let set = classify::detections(p);
     // The clock is read only for packets that need it: an established flow's ACK does not.
     // A UDP traceroute probe gets its traceroute line only, as in iplog (whose UDP handler
@@ -108,11 +137,8 @@ pub(crate) fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
                     return Err((r >> 32) as u32);
                 }
                 all |= r;
-                // The threshold packet of a detection that blocks: the source is blocked in the
-                // kernel and this packet is its first one dropped.
-                if r & RECORD_BLOCK != 0 && ipscan_autoblock(dc, now, i as u32, p) != 0 {
-                    all |= DROP;
-                }
+                // The threshold packet of a detection that blocks: the caller blocks the source.
+                block |= (r & RECORD_BLOCK != 0) as u64 * (1 << i);
             }
             Ok(())
         };
@@ -127,9 +153,6 @@ pub(crate) fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
         record(8)?;
         const _: () = assert!(DETECTIONS.len() == 9, "one record() call per detection");
         in_mode = all & RECORD_IN_MODE != 0;
-        if all & DROP != 0 {
-            verdict = xdp_action::XDP_DROP;
-        }
     }
     if !in_mode && let Some(l) = ordinary {
         let wanted = match l {
@@ -141,14 +164,33 @@ pub(crate) fn process(cfg: &Config, p: &PacketSummary) -> Result<u32, u32> {
             line(cfg, p, now, l, 0);
         }
     }
-    if verdict != xdp_action::XDP_DROP
-        && cfg.has(g::DROP_SYNFIN | g::FOOL_NMAP | g::BLACKHOLE_TCP | g::BLACKHOLE_UDP)
-        && ipscan_hardened(cfg, p) != 0
-    {
-        count(stats::HARDENED);
-        verdict = xdp_action::XDP_DROP;
+    let hardening = cfg.has(g::DROP_SYNFIN | g::FOOL_NMAP | g::BLACKHOLE_TCP | g::BLACKHOLE_UDP);
+    if block != 0 {
+        // Hardening counts only packets that their auto-blocks do not drop.
+        let later = if hardening { Processed::HARDEN_LATER } else { 0 };
+        return Ok(Processed(xdp_action::XDP_PASS as u64 | block << Processed::BLOCK_SHIFT | later));
     }
-    Ok(verdict)
+    if hardening && ipscan_hardened(cfg, p) != 0 {
+        count(stats::HARDENED);
+        return Ok(verdict(xdp_action::XDP_DROP));
+    }
+    Ok(verdict(xdp_action::XDP_PASS))
+}
+
+/// Blocks the source of each detection in `to_block` (bit `i`: detection `i`, whose threshold
+/// this packet crossed); whether any block took (the packet is then dropped).
+#[inline(always)]
+pub(crate) fn autoblock_crossed(cfg: &Config, p: &PacketSummary, to_block: u32) -> bool {
+    let now = now_ns();
+    let mut blocked = 0u32;
+    for i in 0..DETECTIONS.len() {
+        if to_block & (1 << i) != 0
+            && let Some(dc) = cfg.detections.get(i)
+        {
+            blocked |= ipscan_autoblock(dc, now, i as u32, p);
+        }
+    }
+    blocked != 0
 }
 
 /// The hardening options: drop what they cover (after detection and logging); 1: drop.

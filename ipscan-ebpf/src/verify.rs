@@ -95,8 +95,8 @@ pub fn ipscan_verify_parse(ctx: XdpContext) -> u32 {
 }
 
 harness!(ipscan_verify_process, |cfg, p| process::ipscan_process(cfg, p));
-harness!(ipscan_verify_blocked, |cfg, p| block::ipscan_blocked(cfg, &block::Sender::of(p)));
-harness!(ipscan_verify_blocklisted, |_cfg, p| block::ipscan_blocklisted(&block::Sender::of(p)));
+harness!(ipscan_verify_blocked, |cfg, p| block::ipscan_blocked(cfg, p));
+harness!(ipscan_verify_blocklisted, |_cfg, p| block::ipscan_blocklisted(&ipscan_common::parse::IpSender::of(p)));
 harness!(ipscan_verify_rules_ignored, |cfg, _p| rules::ipscan_rules_ignored(cfg.nrules));
 harness!(ipscan_verify_immediate, |cfg, p| lines::ipscan_immediate(cfg, p, u32::MAX));
 harness!(ipscan_verify_budget, |cfg, p| lines::ipscan_budget(cfg, p, 0));

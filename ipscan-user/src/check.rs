@@ -33,6 +33,11 @@ pub const KERNEL_LIMIT: u64 = 1_000_000;
 /// that verify less cleverly than the tested ones still load the program.
 pub const DEFAULT_BUDGET: u64 = 200_000;
 
+/// The most the deepest call chain may use of the kernel's 512 bytes of stack: kernels count
+/// frames differently (what they see of a frame depends on the paths they walk), and one more
+/// local on that chain must not be what refuses the program.
+pub const STACK_BUDGET: u64 = 448;
+
 /// What one function may cost by default: a quarter of [`DEFAULT_BUDGET`]. A function past it
 /// has paths that multiply (a branch whose sides never meet again, a value the verifier tracks
 /// exactly that it need not): split it, or make the sides meet.
@@ -94,6 +99,8 @@ pub struct Row {
     pub time_us: Option<u64>,
     /// Why the kernel refused this function, if it did.
     pub refused: Option<String>,
+    /// Bytes of stack its code uses (with the static functions inlined into it).
+    pub frame: u64,
 }
 
 /// The whole report.
@@ -111,6 +118,11 @@ pub struct Report {
     pub load_us: u64,
     pub budget: u64,
     pub function_budget: u64,
+    /// The deepest chain of calls from the entry, by the frames its code uses (each rounded up
+    /// to 32 bytes as the kernel adds them), and what it adds up to; the kernel refuses a
+    /// program whose chain passes [`calls::STACK_LIMIT`].
+    pub stack_chain: Vec<String>,
+    pub stack_bytes: u64,
     /// The entry program first, then the global functions in name order.
     pub functions: Vec<Row>,
 }
@@ -122,6 +134,7 @@ impl Report {
         self.loads
             && self.processed.is_none_or(|n| n <= self.budget)
             && self.functions.iter().all(|f| f.refused.is_none() && f.processed <= self.function_budget)
+            && self.stack_bytes <= STACK_BUDGET
     }
 }
 
@@ -237,6 +250,7 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
                     states: Some(mine.states),
                     time_us: mine.time_us,
                     refused: None,
+                    frame: calls.frame(function),
                 }
             }
             Err(reason) => Row {
@@ -245,6 +259,7 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
                 states: None,
                 time_us: None,
                 refused: Some(reason.clone()),
+                frame: calls.frame(function),
             },
         };
         functions.push(row);
@@ -257,9 +272,25 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
         states: None,
         time_us: loads.then(|| load_us.saturating_sub(own_us)),
         refused: refusal.clone(),
+        frame: calls.frame(PROGRAM_NAME),
     };
     functions.insert(0, entry);
-    Ok((Report { kernel, loads, refusal, processed, load_us, budget, function_budget, functions }, logs))
+    let (stack_chain, stack_bytes) = calls.deepest_chain(PROGRAM_NAME);
+    Ok((
+        Report {
+            kernel,
+            loads,
+            refusal,
+            processed,
+            load_us,
+            budget,
+            function_budget,
+            stack_chain,
+            stack_bytes,
+            functions,
+        },
+        logs,
+    ))
 }
 
 /// A global function's own cost (memoised in `own`): its harness's, less its global callees'.
@@ -304,7 +335,10 @@ pub fn render(r: &Report) -> String {
     if let Some(reason) = &r.refusal {
         out.push_str(&format!("  refusal: {reason}\n"));
     }
-    out.push_str(&format!("{:<28} {:>12} {:>8} {:>12}\n", "verified on its own", "processed", "states", "time"));
+    out.push_str(&format!(
+        "{:<28} {:>12} {:>8} {:>12} {:>7}\n",
+        "verified on its own", "processed", "states", "time", "stack"
+    ));
     for row in &r.functions {
         let states = row.states.map_or("-".into(), grouped);
         let time = row.time_us.map_or("-".into(), |t| format!("{:.1} ms", t as f64 / 1000.0));
@@ -314,11 +348,12 @@ pub fn render(r: &Report) -> String {
                 out.push_str(&format!("{:<28} refused: {reason}\n", row.function));
             }
             _ => out.push_str(&format!(
-                "{:<28} {:>12} {:>8} {:>12}{over}\n",
+                "{:<28} {:>12} {:>8} {:>12} {:>7}{over}\n",
                 row.function,
                 grouped(row.processed),
                 states,
-                time
+                time,
+                row.frame
             )),
         }
     }
@@ -331,6 +366,13 @@ pub fn render(r: &Report) -> String {
         grouped(r.function_budget),
         grouped(KERNEL_LIMIT),
         r.load_us as f64 / 1000.0
+    ));
+    let over = if r.stack_bytes > STACK_BUDGET { "  over its budget" } else { "" };
+    out.push_str(&format!(
+        "deepest call chain: {} bytes of stack (budget {STACK_BUDGET}, kernel limit {}): {}{over}\n",
+        r.stack_bytes,
+        calls::STACK_LIMIT,
+        r.stack_chain.join(" > ")
     ));
     out
 }

@@ -1,7 +1,7 @@
 //! The verifier's budget, guarded per function: `ipscan check` loads the program as `ipscan
 //! run` does and verifies every global function alone; the whole program must stay within a
-//! fifth of the kernel's one-million-instruction limit and each function within a quarter of
-//! that. (The rule walk, open-coded and then a `bpf_loop` callback, once took one kernel past
+//! fifth of the kernel's one-million-instruction limit, each function within a quarter of
+//! that, and the deepest call chain within 448 of the kernel's 512 bytes of stack. (The rule walk, open-coded and then a `bpf_loop` callback, once took one kernel past
 //! the limit while another accepted it: the cost must add up, function by function, not
 //! multiply.) `cargo xtask vm` runs the same check on the other kernels.
 
@@ -32,6 +32,8 @@ fn every_function_verifies_on_its_own_within_its_budget() {
         let n = f["processed"].as_u64().expect("processed");
         assert!(n <= 50_000, "{} takes {n} processed instructions, over its budget of 50,000", f["function"]);
     }
+    let stack = report["stack_bytes"].as_u64().expect("stack_bytes");
+    assert!(stack <= 448, "the deepest call chain takes {stack} of the kernel's 512 bytes: {}", report["stack_chain"]);
     let own: u64 = functions.iter().filter_map(|f| f["processed"].as_u64()).sum();
     assert_eq!(own, processed, "the rows add up to the whole program");
     assert!(out.status.success(), "ipscan check failed: {}", String::from_utf8_lossy(&out.stderr));

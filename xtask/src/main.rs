@@ -2,6 +2,7 @@
 
 mod fuzz;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -80,6 +81,17 @@ enum Cmd {
     /// Check the format (rustfmt), then run clippy on the host crates and on the eBPF crate for
     /// the BPF target.
     Clippy,
+    /// Run `ipscan check` and the replay golden tests on this machine's kernel and on Debian's
+    /// other kernels (6.1, 6.12), each booted under QEMU with virtme-ng (as root; installs
+    /// QEMU, virtme-ng and the kernel packages under target/vm), then print a table.
+    Vm {
+        /// Only this kernel (repeat for several): 6.1 or 6.12.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Skip installing QEMU and virtme-ng (already there).
+        #[arg(long)]
+        no_setup: bool,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -264,5 +276,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
         Cmd::Bench { smoke, json, no_setup, only } => bench(smoke, json, no_setup, only),
         Cmd::Clippy => clippy(),
+        Cmd::Vm { kernels, no_setup } => vm::vm(&kernels, no_setup),
     }
 }

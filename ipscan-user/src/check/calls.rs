@@ -16,6 +16,16 @@ const CALL: u8 = 0x85;
 /// The source-register value that marks a call of a BPF function (not a helper).
 const PSEUDO_CALL: u8 = 1;
 
+/// Instruction classes (the low three bits of the opcode) that access memory through a
+/// register and an offset.
+const LDX: u8 = 1;
+const ST: u8 = 2;
+const STX: u8 = 3;
+/// The frame pointer register.
+const R10: u8 = 10;
+/// What the kernel allows the frames of one call chain, together (MAX_BPF_STACK).
+pub const STACK_LIMIT: u64 = 512;
+
 /// A function symbol: its section, offset and size in bytes, and whether it is global.
 struct Func {
     name: String,
@@ -30,7 +40,10 @@ struct Func {
 #[derive(Debug, Default)]
 pub struct Calls {
     reach: BTreeMap<String, BTreeSet<String>>,
-    globals: BTreeSet<String>,
+    /// Each function's direct callees (BPF functions, not helpers).
+    direct: BTreeMap<String, BTreeSet<String>>,
+    /// Each function's stack frame: the deepest byte below r10 its code reads or writes.
+    frames: BTreeMap<String, u64>,
 }
 
 impl Calls {
@@ -54,15 +67,22 @@ impl Calls {
             funcs.iter().find(|f| f.section == section && f.address == address).map(|f| f.name.clone())
         };
         let mut direct: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut frames: BTreeMap<String, u64> = BTreeMap::new();
         for f in &funcs {
             let section = file.section_by_index(f.section)?;
             let data = section.data()?;
             let relocations: BTreeMap<u64, RelocationTarget> =
                 section.relocations().map(|(off, r)| (off, r.target())).collect();
             let callees = direct.entry(f.name.clone()).or_default();
+            let frame = frames.entry(f.name.clone()).or_default();
             let mut off = f.address;
             while off + INSN <= f.address + f.size {
                 let Some(insn) = data.get(off as usize..(off + INSN) as usize) else { break };
+                let (class, dst, src) = (insn[0] & 7, insn[1] & 0x0f, insn[1] >> 4);
+                let disp = i16::from_le_bytes([insn[2], insn[3]]);
+                if ((class == LDX && src == R10) || ((class == ST || class == STX) && dst == R10)) && disp < 0 {
+                    *frame = (*frame).max(u64::from(disp.unsigned_abs()));
+                }
                 if insn[0] == CALL && insn[1] >> 4 == PSEUDO_CALL {
                     let imm = i64::from(i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]));
                     let callee = match relocations.get(&off) {
@@ -100,16 +120,34 @@ impl Calls {
             seen.retain(|n| globals.contains(n));
             reach.insert(name.clone(), seen);
         }
-        Ok(Self { reach, globals })
+        Ok(Self { reach, direct, frames })
+    }
+
+    /// The bytes of stack `name`'s code uses below its frame pointer.
+    pub fn frame(&self, name: &str) -> u64 {
+        self.frames.get(name).copied().unwrap_or(0)
+    }
+
+    /// The deepest call chain from `name`, as the kernel adds it up (each frame rounded up to
+    /// 32 bytes): the functions along it and the bytes.
+    pub fn deepest_chain(&self, name: &str) -> (Vec<String>, u64) {
+        let frame = self.frames.get(name).copied().unwrap_or(0).max(1).next_multiple_of(32);
+        let below = self
+            .direct
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|c| *c != name)
+            .map(|c| self.deepest_chain(c))
+            .max_by_key(|(_, bytes)| *bytes)
+            .unwrap_or_default();
+        let mut chain = vec![name.to_owned()];
+        chain.extend(below.0);
+        (chain, frame + below.1)
     }
 
     /// The global functions `name`'s calls reach, directly or through other functions.
     pub fn reached_from(&self, name: &str) -> impl Iterator<Item = &str> {
         self.reach.get(name).into_iter().flatten().map(String::as_str)
-    }
-
-    /// Whether the object has a global function of this name.
-    pub fn is_global(&self, name: &str) -> bool {
-        self.globals.contains(name)
     }
 }
