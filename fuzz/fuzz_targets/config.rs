@@ -16,7 +16,7 @@ use std::path::Path;
 
 use ipscan::{
     config::{ConfigError, Problem, Settings},
-    kconfig::{KconfigError, KernelSettings},
+    config::kernel::{KconfigError, KernelSettings},
 };
 use ipscan_common::{DETECTIONS, config::detection_flags};
 use libfuzzer_sys::fuzz_target;

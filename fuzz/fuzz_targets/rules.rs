@@ -4,7 +4,7 @@
 //!   rule wins" over the same decisions.
 //! - Address-only rules (as the loader builds them: `with_addresses`, IPv4 zero-padded) decide
 //!   exactly as `rules::prefix_contains` says, for any prefix length.
-//! - A config rule (`ipscan::config::FilterRule`) and its kernel form (`ipscan::kconfig::rule`)
+//! - A config rule (`ipscan::config::FilterRule`) and its kernel form (`ipscan::config::kernel::rule`)
 //!   decide alike on every packet the parser can produce.
 
 #![no_main]
@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use arbitrary::Arbitrary;
 use ipscan::{
     config::{Action, AddrMatch, FilterRule, IpNet, PortMatch, Proto, TypeMatch},
-    kconfig,
+    config::kernel,
 };
 use ipscan_common::{
     FAMILY_V4, FAMILY_V6, PacketSummary, Rule,
@@ -261,6 +261,6 @@ fuzz_target!(|input: Input| {
 
     // The config's matcher and the kernel's form of the same rule agree.
     let fr = input.filter.rule();
-    let kr = kconfig::rule(&fr);
+    let kr = kernel::rule(&fr);
     assert_eq!(fr.matches(&p), kr.matches(&p), "config rule {fr:?} vs kernel rule {kr:?} on {p:?}");
 });

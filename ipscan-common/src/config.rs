@@ -145,10 +145,89 @@ impl Default for Config {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Config {}
 
+/// Switches under which a plain TCP segment may still need more than counting: `promisc`'s
+/// destination list, `verbose`'s anomaly lines and `fool_nmap`'s probe drops (nmap's T4 is an
+/// ACK). Rules also count (`nrules`). The block lists (AUTOBLOCK, BLOCK4/BLOCK6) are the
+/// caller's: the XDP program looks the source up in them on the fast path first, from the frame.
+const FAST_PATH_OFF: u32 = global_flags::PROMISC | global_flags::VERBOSE | global_flags::FOOL_NMAP;
+
+/// Whether a plain TCP segment ([`crate::parse::plain_tcp`]: unfragmented, no anomaly) from an
+/// unblocked source with
+/// these flags needs nothing but counting under `cfg`: it counts toward no detection, has no
+/// line of its own, is not bogus, no traceroute probe, and no hardening option drops it (the
+/// blackholes leave ACK and RST alone). The XDP program passes such packets (the established
+/// flows that are most traffic) without filling a summary.
+#[inline(always)]
+pub fn passes_quietly(cfg: &Config, tcp_flags: u8) -> bool {
+    use crate::packet::tcp_flags as f;
+    cfg.flags & FAST_PATH_OFF == 0
+        && cfg.nrules == 0
+        && tcp_flags & (f::ACK | f::RST) != 0
+        && !crate::classify::is_bogus(tcp_flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::DETECTIONS;
+    use crate::{
+        FAMILY_V4, FAMILY_V6, PacketSummary,
+        classify::{DETECTIONS, detections, is_bogus, is_traceroute, ordinary_line},
+        packet::{PROTO_TCP, tcp_flags as f},
+    };
+    use global_flags as g;
+
+    fn tcp(flags: u8, opt_len: u8) -> PacketSummary {
+        PacketSummary {
+            family: FAMILY_V4,
+            proto: PROTO_TCP,
+            tcp_flags: flags,
+            tcp_opt_len: opt_len,
+            ttl: 64,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn quiet_packets_need_nothing_but_counting() {
+        let cfg = Config::default();
+        let mut quiet = 0;
+        for flags in 0..=255u8 {
+            for family in [FAMILY_V4, FAMILY_V6] {
+                for (ttl, opt_len, opts) in [(64, 0, [0; 8]), (1, 0, [0; 8]), (1, 20, [3, 3, 10, 1, 2, 4, 1, 9])] {
+                    let p = PacketSummary {
+                        family,
+                        ttl,
+                        tcp_opt_len: opt_len,
+                        tcp_opts: opts,
+                        tcp_urg_ptr: 1,
+                        ..tcp(flags, opt_len)
+                    };
+                    if !passes_quietly(&cfg, flags) {
+                        continue;
+                    }
+                    quiet += 1;
+                    assert_eq!(detections(&p), 0, "{flags:#x}");
+                    assert_eq!(ordinary_line(&p), None, "{flags:#x}");
+                    assert!(!is_bogus(flags) && !is_traceroute(&p), "{flags:#x}");
+                    // The blackholes' probe test (kernel `hardened`): ACK or RST exempts.
+                    assert_ne!(flags & (f::ACK | f::RST), 0);
+                }
+            }
+        }
+        // ACK, SYN+ACK, FIN+ACK, PSH+ACK, RST, RST+ACK... (with any ECE/CWR/URG/PSH bits).
+        assert!(quiet > 0 && passes_quietly(&cfg, f::ACK) && passes_quietly(&cfg, f::SYN | f::ACK));
+        assert!(!passes_quietly(&cfg, f::SYN) && !passes_quietly(&cfg, f::FIN) && !passes_quietly(&cfg, 0));
+        assert!(!passes_quietly(&cfg, f::SYN | f::RST | f::ACK));
+        for off in [g::PROMISC, g::VERBOSE, g::FOOL_NMAP] {
+            let c = Config { flags: cfg.flags | off, ..cfg };
+            assert!(!passes_quietly(&c, f::ACK), "{off:#x}");
+        }
+        // The block lists are looked at before (the XDP program's fast path).
+        for on in [g::BLOCKLIST, g::AUTOBLOCKS] {
+            assert!(passes_quietly(&Config { flags: cfg.flags | on, ..cfg }, f::ACK), "{on:#x}");
+        }
+        assert!(!passes_quietly(&Config { nrules: 1, ..cfg }, f::ACK));
+    }
 
     #[test]
     fn defaults_are_iplogs() {

@@ -70,7 +70,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
     // `plain_tcp` takes only frames that `ip_sender` reads a sender from (unit test, `parse`
     // fuzz target), so a segment passed here had its source looked up in the lists.
     if let Some(t) = ipscan_common::parse::plain_tcp(&fast)
-        && classify::passes_quietly(cfg, t.tcp_flags)
+        && ipscan_common::config::passes_quietly(cfg, t.tcp_flags)
     {
         return xdp_action::XDP_PASS;
     }

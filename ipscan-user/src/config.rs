@@ -21,6 +21,8 @@
 //! anything it would have warned about and skipped (unknown keywords, bad values) is an error,
 //! reported as `FILE:LINE: problem`.
 
+pub mod kernel;
+
 use std::{
     collections::HashMap,
     fmt, fs,

@@ -1,27 +1,13 @@
-//! ipscan user space: loader, daemon, log formatting and the pieces the CLI is built from.
+//! ipscan user space, by stage: the command line (`cli`), the configuration (`config`), the
+//! kernel's side of things (`kernel`: loading, pins, maps), the daemon (`daemon`), the log
+//! lines it writes (`log`), facts about the host (`host`), and `replay` of captures.
 
 pub mod bench;
-pub mod blocklist;
-pub mod check;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod format;
-pub mod hostinfo;
-pub mod json;
-pub mod kconfig;
-pub mod lines;
-pub mod listen;
-pub mod loader;
-pub mod metrics;
-pub mod netif;
-pub mod netlink;
-pub mod persist;
-pub mod pins;
+pub mod host;
+pub mod kernel;
+pub mod log;
 pub mod replay;
-pub mod resolve;
-pub mod sink;
-pub mod stats;
-pub mod syslog;
-pub mod testrun;
-pub mod top;
-pub mod tracker;

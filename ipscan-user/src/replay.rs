@@ -36,12 +36,14 @@ use pcap_file::{
 };
 
 use crate::{
+    clock::WallClock,
     config::Settings,
-    daemon::{WallClock, decode},
-    loader::{self, LoadError, LoadOptions},
-    sink::Sink,
-    testrun,
-    tracker::{Plain, Tracker},
+    kernel::{
+        events::decode,
+        loader::{self, LoadError, LoadOptions},
+        testrun,
+    },
+    log::{resolve::Plain, sink::Sink, tracker::Tracker},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -86,7 +88,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
-    Kconfig(#[from] crate::kconfig::KconfigError),
+    Kconfig(#[from] crate::config::kernel::KconfigError),
     #[error("the XDP program has no fd: {source}")]
     Program {
         #[source]
@@ -323,7 +325,7 @@ impl Detector {
     fn load(settings: &Settings) -> Result<Self, ReplayError> {
         let mut ebpf = loader::load(&LoadOptions { replay_clock: true, ..Default::default() })?;
         // The same CONFIG, RULES and PROMISC the daemon would write for this configuration.
-        crate::daemon::kernel_settings(settings)?.apply(&mut ebpf)?;
+        crate::config::kernel::KernelSettings::load(settings)?.apply(&mut ebpf)?;
         let prog: &Xdp = ebpf
             .program(PROGRAM_NAME)
             .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?

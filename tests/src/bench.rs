@@ -34,7 +34,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
     programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use ipscan::{bench as objs, loader, testrun};
+use ipscan::{bench as objs, kernel::loader, kernel::testrun};
 use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
 use serde_json::{Value, json};
 
@@ -226,9 +226,9 @@ fn load_ipscan_autoblocking() -> Ebpf {
 
 /// [`load_ipscan`] with one address blocked by hand (`ipscan block add`, as the OSSEC active
 /// response does), not the sender of any benchmark frame: the blocklist then has entries.
-fn load_ipscan_manual_block() -> (Ebpf, ipscan::blocklist::Tables) {
+fn load_ipscan_manual_block() -> (Ebpf, ipscan::kernel::tables::Tables) {
     let mut ebpf = load_ipscan();
-    let mut tables = ok(ipscan::blocklist::Tables::from_ebpf(&mut ebpf), "block tables");
+    let mut tables = ok(ipscan::kernel::tables::Tables::from_ebpf(&mut ebpf), "block tables");
     let net = ipscan::config::IpNet::host("192.0.2.1".parse().expect("address"));
     ok(tables.block(&net, ipscan_common::BlockEntry::default()), "block");
     let mut cfg = Config::default();
@@ -495,7 +495,7 @@ struct Subjects {
     ipscan: Ebpf,
     autoblocking: Ebpf,
     /// With [`BY_HAND4`] blocked by hand (the tables are kept with it).
-    manual: (Ebpf, ipscan::blocklist::Tables),
+    manual: (Ebpf, ipscan::kernel::tables::Tables),
     /// Auto-blocking, with [`BLOCKED4`] auto-blocked.
     blocked: Ebpf,
     floors: Ebpf,
@@ -1652,7 +1652,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
         let fd = prog_fd(&ebpf, PROGRAM_NAME);
         let ring = ok(aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).expect("EVENTS")), "EVENTS");
         // The block goes in as `ipscan block add` puts it (BLOCK4 and its BLOCKCOUNTS bucket).
-        let tables = ok(ipscan::blocklist::Tables::from_ebpf(&mut ebpf), "block tables");
+        let tables = ok(ipscan::kernel::tables::Tables::from_ebpf(&mut ebpf), "block tables");
         let config: aya::maps::Array<MapData, Config> =
             ok(aya::maps::Array::try_from(ebpf.take_map(maps::CONFIG).expect("CONFIG")), "CONFIG");
         let cell = SendCell((ring, tables, config));
@@ -1668,7 +1668,7 @@ fn time_to_block(o: &Options, rows: &mut Vec<Row>) {
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut pfd, 1, 100) };
                 while let Some(item) = ring.next() {
-                    let Some(ev) = ipscan::daemon::decode(&item) else { continue };
+                    let Some(ev) = ipscan::kernel::events::decode(&item) else { continue };
                     if ev.kind() == Some(ipscan_common::EventKind::Detected) {
                         let src = Ipv4Addr::new(ev.key.addr[0], ev.key.addr[1], ev.key.addr[2], ev.key.addr[3]);
                         let net = ipscan::config::IpNet::host(src.into());

@@ -612,20 +612,20 @@ pub struct Prog {
 impl Prog {
     pub fn load(cfg: &ipscan_common::Config) -> Self {
         require_root();
-        let opts = ipscan::loader::LoadOptions { replay_clock: true, ..Default::default() };
-        let mut ebpf = ipscan::loader::load(&opts).unwrap_or_else(|e| panic!("load: {e}"));
-        ipscan::loader::write_config(&mut ebpf, cfg).unwrap_or_else(|e| panic!("config: {e}"));
+        let opts = ipscan::kernel::loader::LoadOptions { replay_clock: true, ..Default::default() };
+        let mut ebpf = ipscan::kernel::loader::load(&opts).unwrap_or_else(|e| panic!("load: {e}"));
+        ipscan::kernel::loader::write_config(&mut ebpf, cfg).unwrap_or_else(|e| panic!("config: {e}"));
         Self { ebpf }
     }
 
     /// Runs one frame at clock `now_ns`; returns the XDP verdict or the test run's error
     /// (frames the kernel refuses to run, such as ones shorter than an Ethernet header).
     pub fn try_run_at(&mut self, now_ns: u64, frame: &[u8]) -> std::io::Result<u32> {
-        ipscan::loader::set_clock(&mut self.ebpf, now_ns).unwrap_or_else(|e| panic!("clock: {e}"));
+        ipscan::kernel::loader::set_clock(&mut self.ebpf, now_ns).unwrap_or_else(|e| panic!("clock: {e}"));
         let prog: &aya::programs::Xdp =
             self.ebpf.program(ipscan_common::PROGRAM_NAME).expect("program").try_into().expect("xdp");
         let fd = prog.fd().expect("loaded");
-        ipscan::testrun::run(fd, frame, 1).map(|r| r.verdict)
+        ipscan::kernel::testrun::run(fd, frame, 1).map(|r| r.verdict)
     }
 
     /// Runs one frame at clock `now_ns`; returns the XDP verdict.
@@ -639,7 +639,7 @@ impl Prog {
         let mut ring = aya::maps::RingBuf::try_from(map).expect("ring");
         let mut out = Vec::new();
         while let Some(item) = ring.next() {
-            out.push(ipscan::daemon::decode(&item).expect("event size"));
+            out.push(ipscan::kernel::events::decode(&item).expect("event size"));
         }
         out
     }

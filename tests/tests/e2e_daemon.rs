@@ -71,7 +71,7 @@ fn a_refused_program_is_one_line_within_seconds_keeps_the_log_and_leaves_nothing
     let text = std::fs::read_to_string(&log).expect("verifier log");
     assert!(text.contains("invalid func unknown#32767") && text.contains("processed "), "{text}");
     assert!(!xdp_attached(&bed.victim, &bed.victim_if));
-    let pins = Path::new(ipscan::pins::DEFAULT_PIN_ROOT).join(&bed.victim_if);
+    let pins = Path::new(ipscan::kernel::pins::DEFAULT_PIN_ROOT).join(&bed.victim_if);
     assert!(!pins.exists(), "{} left behind", pins.display());
     // And the CLI does not take the failed start for a daemon.
     let out = bed.victim.cmd(ipscan_bin()).args(["block", "list", "--iface", &bed.victim_if]).output().expect("cli");

@@ -4,9 +4,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipscan::{
-    blocklist::{BlockRow, Placed, Tables},
     config::IpNet,
-    loader,
+    kernel::loader,
+    kernel::tables::{BlockRow, Placed, Tables},
 };
 use ipscan_common::{
     BlockEntry, Config, Detection, EventKind, FAMILY_V4, FAMILY_V6, PacketLine, ProbeSet, SourceKey,
@@ -176,8 +176,8 @@ fn sources_on_probation_are_counted_until_their_window_lapses() {
         p.run_at(SEC, &echo(nth([198, 19, 8, 0], i)));
     }
     let held = |p: &Prog, now: u64| {
-        let (probation, config) = ipscan::stats::probation_of(&p.ebpf).expect("maps");
-        ipscan::stats::probation(probation, config, now).expect("read PROBATION")
+        let (probation, config) = ipscan::kernel::stats::probation_of(&p.ebpf).expect("maps");
+        ipscan::kernel::stats::probation(probation, config, now).expect("read PROBATION")
     };
     assert_eq!(held(&p, SEC), 700);
     assert_eq!(held(&p, 51 * SEC), 700, "50 s after: still inside every window");
@@ -533,7 +533,7 @@ fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
     }
     let src = Ipv4Addr::new(198, 18, 7, 1);
     assert_eq!(p.run_at(SEC, &ack4(src)), XDP_PASS, "its bucket counts none: not looked up");
-    assert_eq!(ipscan::blocklist::count_kept_prefixes(&p.ebpf).expect("count"), 1);
+    assert_eq!(ipscan::kernel::tables::count_kept_prefixes(&p.ebpf).expect("count"), 1);
     assert_eq!(p.run_at(SEC, &ack4(src)), XDP_DROP, "counted by the loader's pass");
 
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
@@ -602,9 +602,9 @@ fn allows_are_counted_in_their_buckets() {
             aya::maps::LpmTrie::try_from(p.map_mut(ipscan_common::maps::ALLOW4)).expect("trie");
         raw.insert(&aya::maps::lpm_trie::Key::new(32, gw.octets()), allow_reason::GATEWAY, 0).expect("insert");
     }
-    assert_eq!(ipscan::blocklist::count_kept_prefixes(&p.ebpf).expect("count"), 1);
+    assert_eq!(ipscan::kernel::tables::count_kept_prefixes(&p.ebpf).expect("count"), 1);
     assert_eq!(p.run_at(SEC, &ack4(gw)), XDP_DROP, "its bucket counts no allow: not looked up");
-    assert_eq!(ipscan::blocklist::count_kept_allows(&p.ebpf).expect("count"), 1);
+    assert_eq!(ipscan::kernel::tables::count_kept_allows(&p.ebpf).expect("count"), 1);
     assert_eq!(p.run_at(SEC, &ack4(gw)), XDP_PASS, "counted by the loader's pass");
     assert_eq!(p.run_at(SEC, &ack4(Ipv4Addr::new(198, 18, 7, 2))), XDP_DROP, "its neighbour is not allowed");
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
@@ -660,7 +660,7 @@ fn autoblocks_kept_without_their_tags_are_tagged_by_the_loader() {
     assert_eq!(p.run_at(3 * SEC, &udp), XDP_PASS, "no tag, no comparison");
 
     // The loader's pass (run before attaching) tags every way that holds an address.
-    assert_eq!(ipscan::blocklist::tag_kept_blocks(&p.ebpf).expect("tags"), 1);
+    assert_eq!(ipscan::kernel::tables::tag_kept_blocks(&p.ebpf).expect("tags"), 1);
     assert_eq!(p.run_at(4 * SEC, &udp), XDP_DROP, "found through its tag again");
     assert_eq!(p.stat(stats::BLOCKED), 2);
     assert_eq!(p.stat(stats::MAP_ERRORS), 0);
@@ -693,7 +693,7 @@ fn autoblock_marks_go_with_their_blocks() {
         marks.set(w, 2u64 << (8 * l), 0).expect("write marks");
     }
     assert_eq!(p.run_at(3 * SEC, &udp(A)), XDP_PASS, "no mark, no lookup");
-    assert_eq!(ipscan::blocklist::tag_kept_blocks(&p.ebpf).expect("tags"), 1);
+    assert_eq!(ipscan::kernel::tables::tag_kept_blocks(&p.ebpf).expect("tags"), 1);
     assert_eq!(p.run_at(3 * SEC, &udp(A)), XDP_DROP, "marked again by the loader's pass");
 
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
@@ -914,7 +914,7 @@ fn a_flooder_kept_without_its_probation_array_is_found_through_the_rebuild() {
 
     // After the loader's rebuild the flooder is found in SOURCES again, and the count goes on.
     new_probation(&mut p);
-    assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
+    assert_eq!(ipscan::kernel::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
     p.run_at(3 * SEC, &echo);
     assert_eq!(packets(&p), 4, "found in SOURCES again");
     assert!(p.probe(&k).is_none(), "nothing on probation");
@@ -945,7 +945,7 @@ fn sources_kept_without_their_probation_array_are_still_found() {
 
     // The loader's rebuild (run before attaching) gives every SOURCES key its bit.
     new_probation(&mut p);
-    let marked = ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild");
+    let marked = ipscan::kernel::loader::admission_filter(&mut p.ebpf).expect("rebuild");
     assert_eq!(marked, p.source_count(), "one bit per SOURCES key");
     assert_ne!(p.probation_seed(), 0, "the loader drew the seed");
     p.run_at(3 * SEC, &syn4(1001));
@@ -963,9 +963,9 @@ fn sources_kept_without_their_probation_array_are_still_found() {
         seed.set_seed(0x1234_5679, filter::UNDECIDED);
         a.set(PROBATION_SEED_SLOT, seed, 0).expect("seed");
     }
-    assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
+    assert_eq!(ipscan::kernel::loader::admission_filter(&mut p.ebpf).expect("rebuild"), p.source_count());
     assert_eq!(p.probation_seed(), 0x1234_5679, "the seed is kept");
-    assert_eq!(ipscan::loader::admission_filter(&mut p.ebpf).expect("again"), 0, "already on");
+    assert_eq!(ipscan::kernel::loader::admission_filter(&mut p.ebpf).expect("again"), 0, "already on");
     p.run_at(4 * SEC, &syn4(1002));
     assert_eq!(packets(&p), 6);
     let seed_slot = {

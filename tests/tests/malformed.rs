@@ -184,7 +184,7 @@ impl Harness {
             assert_eq!(self.prog.stat(slot), 0, "STATS slot {slot}");
         }
         assert!(self.prog.detections().is_empty());
-        let tables = ipscan::blocklist::Tables::from_ebpf(&mut self.prog.ebpf).expect("block tables");
+        let tables = ipscan::kernel::tables::Tables::from_ebpf(&mut self.prog.ebpf).expect("block tables");
         assert_eq!(tables.blocks(), [], "blocked a source");
         let map = self.prog.ebpf.map(maps::SOURCES).expect("SOURCES");
         let sources: aya::maps::HashMap<_, SourceKey, SourceState> = aya::maps::HashMap::try_from(map).expect("hash");

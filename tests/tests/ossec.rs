@@ -27,7 +27,7 @@ use std::{
 };
 
 use chrono::{FixedOffset, TimeZone};
-use ipscan::json::{self, Event, JsonRecord};
+use ipscan::log::json::{self, Event, JsonRecord};
 use regex::Regex;
 
 fn contrib(file: &str) -> PathBuf {

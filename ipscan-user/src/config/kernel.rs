@@ -3,7 +3,7 @@
 //! loaded program, at start and on SIGHUP. SOURCES (detection state) is never touched here, so a
 //! reload keeps every window and mode.
 
-use std::{collections::HashSet, net::IpAddr, path::Path};
+use std::{collections::HashSet, net::IpAddr};
 
 use aya::{
     Ebpf,
@@ -17,10 +17,10 @@ use ipscan_common::{
     rules::{ACTION_IGNORE, ACTION_LOG, MAX_RULES, NO_TYPE, rule_flags},
 };
 
-use crate::config::{Action, AddrMatch, FilterRule, IpNet, PortMatch, Proto, Settings};
-
-/// Where `ignore_dns` finds the nameservers.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+use crate::{
+    config::{Action, AddrMatch, FilterRule, IpNet, PortMatch, Proto, Settings},
+    host::{hostinfo, listen},
+};
 
 /// Entries of each PROMISC trie (the map's size in the eBPF object).
 pub const PROMISC_MAX: usize = 256;
@@ -117,11 +117,30 @@ impl KernelSettings {
         Ok(Self { config, rules, promisc4, promisc6 })
     }
 
-    /// [`KernelSettings::from_settings`] with the nameservers of `/etc/resolv.conf` (read only
-    /// when `ignore_dns` is on; an unreadable file means no nameservers).
+    /// The kernel side of `settings` as `ipscan run` and `ipscan replay` write it: CONFIG
+    /// (thresholds, windows, block times, iplog's switches, the hardening options), RULES and
+    /// PROMISC, with the nameservers of `/etc/resolv.conf` for `ignore_dns` (read only when it
+    /// is on; an unreadable file means no nameservers) and this host's ephemeral ports.
     pub fn load(s: &Settings) -> Result<Self, KconfigError> {
-        let ns = if s.flags.ignore_dns { nameservers(Path::new(RESOLV_CONF)) } else { Vec::new() };
-        Self::from_settings(s, &ns)
+        let ns = if s.flags.ignore_dns { hostinfo::nameservers() } else { Vec::new() };
+        let mut k = Self::from_settings(s, &ns)?;
+        let mut set = |flag: u32, on: bool| {
+            if on {
+                k.config.flags |= flag;
+            } else {
+                k.config.flags &= !flag;
+            }
+        };
+        set(g::DROP_SYNFIN, s.flags.drop_synfin);
+        set(g::FOOL_NMAP, s.flags.fool_nmap);
+        set(g::BLACKHOLE_TCP, s.blackhole_tcp);
+        set(g::BLACKHOLE_UDP, s.blackhole_udp);
+        // A policy that auto-blocks makes the kernel look at AUTOBLOCK from the start; entries
+        // left from before (restart, restore) set it too, at setup and on every sweep.
+        let auto = k.config.detections.iter().any(|d| d.block_ns != 0);
+        set(g::AUTOBLOCKS, auto);
+        k.config.ephemeral_lo = listen::ephemeral_low();
+        Ok(k)
     }
 
     /// Writes RULES, PROMISC4/6 and CONFIG into a loaded program. Order matters for a reload
@@ -167,24 +186,6 @@ fn replace_prefixes<K: aya::Pod + PartialEq>(
         trie.remove(&k).map_err(err)?;
     }
     Ok(())
-}
-
-/// The nameserver addresses of a resolv.conf; an unreadable file has none.
-pub fn nameservers(path: &Path) -> Vec<IpAddr> {
-    std::fs::read_to_string(path).map(|t| parse_nameservers(&t)).unwrap_or_default()
-}
-
-/// `nameserver ADDR` lines of resolv.conf text (`#` and `;` comments; a zone index such as
-/// `fe80::1%eth0` is dropped, since the address alone is what arrives on the wire).
-pub fn parse_nameservers(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next()? == "nameserver").then_some(())?;
-            let a = w.next()?;
-            a.split('%').next()?.parse().ok()
-        })
-        .collect()
 }
 
 /// `ignore udp from NS sport 53`.
@@ -276,6 +277,8 @@ pub fn rule(r: &FilterRule) -> Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
     use ipscan_common::{Detection, PacketSummary, packet::PROTO_ICMPV6, rules};
 
     fn settings(text: &str) -> Settings {
@@ -374,7 +377,7 @@ mod tests {
 
     #[test]
     fn ignore_dns_adds_one_rule_per_nameserver() {
-        let ns = parse_nameservers(
+        let ns = hostinfo::parse_nameservers(
             "# comment\nnameserver 10.0.0.53\nnameserver 2001:db8::53\nnameserver fe80::1%eth0\n\
              nameserver 10.0.0.53\nsearch example.org\n; nameserver 1.1.1.1\nnameserver bogus\n",
         );

@@ -3,9 +3,7 @@
 
 use std::{
     net::IpAddr,
-    os::fd::{AsFd as _, AsRawFd as _},
     path::{Path, PathBuf},
-    ptr::NonNull,
     sync::atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
@@ -20,7 +18,11 @@ use ipscan_common::{
     maps,
 };
 
-use crate::{config::IpNet, format};
+use crate::{
+    config::IpNet,
+    kernel::mmap::{Mapped, MmapError, map_array},
+    log::format,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -38,14 +40,8 @@ pub enum TableError {
         #[source]
         source: MapError,
     },
-    #[error("map {name}: not an mmap-able array of {slots} slots")]
-    Layout { name: &'static str, slots: u32 },
-    #[error("map {name}: mmap: {source}")]
-    Mmap {
-        name: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Mmap(#[from] MmapError),
 }
 
 /// One blocklist row.
@@ -73,60 +69,6 @@ pub struct AllowRow {
     pub reason: u32,
 }
 
-/// A BPF array made with BPF_F_MMAPABLE (AUTOBLOCK, PROBATION), mapped into memory as its
-/// values of `T`: reading or editing it is a memory access, not a system call per value. The
-/// mapping starts on a page, so values keep the alignment they have in the kernel.
-pub(crate) struct Mapped<T> {
-    base: NonNull<T>,
-    entries: u32,
-    bytes: usize,
-}
-
-impl<T> Mapped<T> {
-    /// Maps `data`, which must be an array of `entries` values of `T` (else a layout error
-    /// naming `name`), shared with the kernel, writable or read-only.
-    pub(crate) fn new(data: &MapData, name: &'static str, entries: u32, writable: bool) -> Result<Self, TableError> {
-        let layout = TableError::Layout { name, slots: entries };
-        let info = data.info().map_err(|source| TableError::Map { name, source })?;
-        if info.max_entries() != entries || info.value_size() as usize != size_of::<T>() {
-            return Err(layout);
-        }
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let bytes = (entries as usize * size_of::<T>()).div_ceil(page) * page;
-        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
-        // SAFETY: a shared mapping of the map's fd; the kernel checks the size and BPF_F_MMAPABLE.
-        let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), bytes, prot, libc::MAP_SHARED, data.fd().as_fd().as_raw_fd(), 0)
-        };
-        if p == libc::MAP_FAILED {
-            return Err(TableError::Mmap { name, source: std::io::Error::last_os_error() });
-        }
-        let base = NonNull::new(p.cast::<T>()).ok_or(layout)?;
-        Ok(Self { base, entries, bytes })
-    }
-
-    /// Value `i`, inside the mapping.
-    pub(crate) fn ptr(&self, i: u32) -> *mut T {
-        assert!(i < self.entries, "value {i} of {}", self.entries);
-        // SAFETY: i < entries, inside the mapping.
-        unsafe { self.base.as_ptr().add(i as usize) }
-    }
-
-    /// A copy of value `i` (the kernel may be writing it: a torn copy is possible).
-    pub(crate) fn get(&self, i: u32) -> T {
-        // SAFETY: inside the mapping, aligned (page-aligned base, values of T in a row).
-        unsafe { std::ptr::read_volatile(self.ptr(i)) }
-    }
-}
-
-impl<T> Drop for Mapped<T> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
-    }
-}
-
 /// AUTOBLOCK, the kernel's set-associative table of auto-blocked addresses
 /// ([`ipscan_common::block::table`]), mapped into memory: listing its 65,537 slots is a memory
 /// scan, not a system call per slot. Slots are written with the same word-wise stores as the
@@ -140,19 +82,6 @@ pub struct AutoTable {
     marks: Option<(Mapped<u64>, MapData)>,
     /// Keep the maps' file descriptors open while they are mapped.
     _maps: [MapData; 2],
-}
-
-/// Maps the mmapable BPF array `name` ([`Mapped::new`]), or the layout error naming it.
-pub(crate) fn map_array<T>(
-    map: &Map,
-    name: &'static str,
-    entries: u32,
-    writable: bool,
-) -> Result<Mapped<T>, TableError> {
-    match map {
-        Map::Array(data) => Mapped::new(data, name, entries, writable),
-        _ => Err(TableError::Layout { name, slots: entries }),
-    }
 }
 
 /// [`map_array`] of an array taken from its program or pin, writable, with the map kept open
@@ -233,7 +162,7 @@ impl AutoTable {
         if self.seed() != 0 || self.iter().next().is_some() {
             return;
         }
-        let seed = crate::daemon::random_seed();
+        let seed = crate::clock::random_seed();
         // SAFETY: the seed slot's added_ns field, inside the mapping.
         unsafe { std::ptr::write_volatile(&raw mut (*self.ptr(table::SEED_SLOT)).entry.added_ns, seed) };
     }
@@ -649,7 +578,7 @@ impl Tables {
     /// counts and reason: nothing restored is given up. Returns where it went.
     pub fn block_auto(&mut self, net: &IpNet, entry: BlockEntry) -> Result<Placed, TableError> {
         match host_key(net) {
-            Some(k) if self.auto.insert(&k, &entry, crate::daemon::monotonic_ns()) => Ok(Placed::Auto),
+            Some(k) if self.auto.insert(&k, &entry, crate::clock::monotonic_ns()) => Ok(Placed::Auto),
             _ => self.block(net, entry).map(|()| Placed::Blocklist),
         }
     }

@@ -4,10 +4,11 @@
 // start or reload, so boxing them would buy nothing.
 #![expect(clippy::result_large_err, reason = "one-off start-up errors; see above")]
 
+pub mod metrics;
+
 use std::{
     collections::{BTreeMap, HashMap},
     fs::OpenOptions,
-    io::Write as _,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -17,32 +18,38 @@ use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
 };
-use chrono::{DateTime, Local};
-use ipscan_common::{
-    Detection, Event, EventKind, SourceKey, SourceState, block::allow_reason, config::global_flags, maps,
-};
+use chrono::Local;
+use ipscan_common::{Detection, Event, EventKind, SourceKey, SourceState, block::allow_reason, maps};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
 
+use self::metrics::MetricsError;
 use crate::{
-    blocklist::{self, TableError, Tables},
-    config::{IpNet, Settings},
-    format, hostinfo, json,
-    kconfig::{KconfigError, KernelSettings},
-    listen,
-    loader::{self, AttachMode, LoadError, LoadOptions},
-    metrics::{self, MetricsError},
-    netlink,
-    persist::{self, PersistError},
-    pins::{self, DaemonLock, PinError},
-    resolve::Resolver,
-    sink::Sink,
-    stats::{self, Loss},
-    syslog::{self, Syslog, SyslogError},
-    tracker::{Line, Namer, Plain, Tracker},
+    clock::{WallClock, monotonic_ns},
+    config::{
+        IpNet, Settings,
+        kernel::{KconfigError, KernelSettings},
+    },
+    host::{hostinfo, listen, netlink},
+    kernel::{
+        events::decode,
+        loader::{self, AttachMode, LoadError, LoadOptions},
+        persist::{self, PersistError},
+        pins::{self, DaemonLock, PinError},
+        stats::{self, Loss},
+        tables::{self, TableError, Tables},
+    },
+    log::{
+        format, json,
+        output::Output,
+        resolve::{Namer, Plain, Resolver},
+        sink::Sink,
+        syslog::{self, Syslog, SyslogError},
+        tracker::{Line, Tracker},
+    },
 };
 
 /// Where log lines go.
@@ -156,89 +163,8 @@ pub enum DaemonError {
     },
 }
 
-/// Converts kernel monotonic nanoseconds to local wall time, with an offset taken at start.
-#[derive(Clone, Copy, Debug)]
-pub struct WallClock {
-    offset_ns: i128,
-}
-
-impl WallClock {
-    pub fn now() -> Self {
-        let mono = monotonic_ns() as i128;
-        let real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        Self { offset_ns: real - mono }
-    }
-
-    /// A clock whose zero is the Unix epoch (replay uses capture timestamps directly).
-    pub fn epoch() -> Self {
-        Self { offset_ns: 0 }
-    }
-
-    pub fn wall(&self, kernel_ns: u64) -> DateTime<Local> {
-        let t = kernel_ns as i128 + self.offset_ns;
-        let secs = t.div_euclid(1_000_000_000) as i64;
-        let nanos = t.rem_euclid(1_000_000_000) as u32;
-        DateTime::from_timestamp(secs, nanos).unwrap_or_default().with_timezone(&Local)
-    }
-}
-
 /// How often (in 1 s ticks) the daemon takes away AUTOMARKS marks that no auto-block needs.
 const UNMARK_EVERY_TICKS: u64 = 5;
-
-/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which is at most a tick behind).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// A non-zero hash seed for the kernel's set-associative tables (AUTOBLOCK, PROBATION): 64
-/// random bits from getrandom(2), or the clock if that fails.
-pub fn random_seed() -> u64 {
-    let mut seed = 0u64;
-    // SAFETY: writes at most 8 bytes into `seed`.
-    let n = unsafe { libc::getrandom((&raw mut seed).cast(), 8, 0) };
-    if n != 8 {
-        seed = monotonic_ns();
-    }
-    seed | 1
-}
-
-/// Reads one raw ring-buffer record as an [`Event`].
-pub fn decode(bytes: &[u8]) -> Option<Event> {
-    if bytes.len() < size_of::<Event>() {
-        return None;
-    }
-    // SAFETY: Event is plain old data of this size; read_unaligned copes with any alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
-}
-
-/// The kernel side of `settings`: CONFIG (thresholds, windows, block times, iplog's switches,
-/// the hardening options), RULES and PROMISC.
-pub fn kernel_settings(settings: &Settings) -> Result<KernelSettings, KconfigError> {
-    let mut k = KernelSettings::load(settings)?;
-    let mut set = |flag: u32, on: bool| {
-        if on {
-            k.config.flags |= flag;
-        } else {
-            k.config.flags &= !flag;
-        }
-    };
-    set(global_flags::DROP_SYNFIN, settings.flags.drop_synfin);
-    set(global_flags::FOOL_NMAP, settings.flags.fool_nmap);
-    set(global_flags::BLACKHOLE_TCP, settings.blackhole_tcp);
-    set(global_flags::BLACKHOLE_UDP, settings.blackhole_udp);
-    // A policy that auto-blocks makes the kernel look at AUTOBLOCK from the start; entries left
-    // from before (restart, restore) set it too, at setup and on every sweep.
-    let auto = k.config.detections.iter().any(|d| d.block_ns != 0);
-    set(global_flags::AUTOBLOCKS, auto);
-    k.config.ephemeral_lo = listen::ephemeral_low();
-    Ok(k)
-}
 
 /// How sources are printed: `name (address)` with `set log_ip` unless the resolver is disabled.
 fn namer(settings: &Settings) -> Box<dyn Namer> {
@@ -527,32 +453,9 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     ))
 }
 
-/// Text and JSON outputs.
-struct Output {
-    sink: Sink,
-    json: Option<std::fs::File>,
-    clock: WallClock,
-}
-
-impl Output {
-    fn line(&mut self, line: &Line) -> Result<(), DaemonError> {
-        let at = self.clock.wall(line.at_ns);
-        self.sink.line(&at, &line.text).map_err(|source| DaemonError::Write { source })?;
-        if let (Some(f), Some(event), Some(src)) = (&mut self.json, line.meta.event, line.meta.src) {
-            let m = &line.meta;
-            let rec = json::JsonRecord {
-                detection: m.detection.map(|d| json::detection_name(d).to_owned()),
-                dstip: m.dst,
-                dports: m.dports.clone(),
-                sports: m.sports.clone(),
-                packets: m.packets,
-                bytes: m.bytes,
-                ..json::JsonRecord::new(at.fixed_offset(), event, src, line.text.clone())
-            };
-            writeln!(f, "{}", json::to_line(&rec)).map_err(|source| DaemonError::Write { source })?;
-        }
-        Ok(())
-    }
+/// [`Output::line`], its failure as the daemon's.
+fn write_line(out: &mut Output, line: &Line) -> Result<(), DaemonError> {
+    out.line(line).map_err(|source| DaemonError::Write { source })
 }
 
 fn save_state(a: &Attached) {
@@ -591,7 +494,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             return Err(loader::AttachError::NoInterface { iface: iface.clone() }.into());
         }
     }
-    let mut kernel = kernel_settings(&cfg.settings)?;
+    let mut kernel = KernelSettings::load(&cfg.settings)?;
     // Bound before anything is attached: a taken port is a one-line error that changes nothing.
     let metrics_listener = match cfg.ops.metrics {
         Some(addr) => Some((metrics::bind(addr).await?, addr)),
@@ -647,7 +550,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     *a.detections.entry(metrics::kind_label(d)).or_default() += 1;
                 }
                 if let Some(line) = a.tracker.on_event(&ev, &mut *namer) {
-                    out.line(&line)?;
+                    write_line(&mut out, &line)?;
                 }
             }
             _ = tick.tick() => {
@@ -667,7 +570,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                         let _ = sources.remove(&k);
                     }
                     for line in lines {
-                        out.line(&line)?;
+                        write_line(&mut out, &line)?;
                     }
                     // Marks of buckets whose auto-blocks went (expired, lifted, given up by the
                     // kernel) are taken away every few seconds: a stale mark costs its senders
@@ -677,11 +580,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     }
                     for row in tables.sweep(now) {
                         let src = row.net.addr();
-                        out.line(&Line {
+                        write_line(&mut out, &Line {
                             at_ns: now,
-                            text: format::unblocked(&blocklist::show(&row.net), row.entry.packets, row.entry.bytes),
+                            text: format::unblocked(&tables::show(&row.net), row.entry.packets, row.entry.bytes),
                             detected: None,
-                            meta: crate::tracker::Meta {
+                            meta: crate::log::tracker::Meta {
                                 event: Some(json::Event::Unblocked),
                                 src: Some(src),
                                 packets: Some(row.entry.packets),
@@ -759,7 +662,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
 fn reload(path: &Path, ifaces: &mut [Attached], kernel: &mut KernelSettings, namer: &mut Box<dyn Namer>) {
     let loaded = Settings::load(path)
         .map_err(|e| loader::error_chain(&e))
-        .and_then(|s| kernel_settings(&s).map(|k| (s, k)).map_err(|e| e.to_string()));
+        .and_then(|s| KernelSettings::load(&s).map(|k| (s, k)).map_err(|e| e.to_string()));
     let (settings, next) = match loaded {
         Ok(v) => v,
         Err(e) => {
@@ -871,12 +774,15 @@ fn report_loss(ifaces: &mut [Attached], out: &mut Output, at_exit: bool) -> Resu
         let grew = loss != a.loss_reported;
         if (grew || at_exit) && !loss.is_zero() {
             a.loss_reported = loss;
-            out.line(&Line {
-                at_ns: monotonic_ns(),
-                text: loss.line(&a.name),
-                detected: None,
-                meta: crate::tracker::Meta::default(),
-            })?;
+            write_line(
+                out,
+                &Line {
+                    at_ns: monotonic_ns(),
+                    text: loss.line(&a.name),
+                    detected: None,
+                    meta: crate::log::tracker::Meta::default(),
+                },
+            )?;
         }
     }
     Ok(())

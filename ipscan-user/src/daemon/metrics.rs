@@ -19,7 +19,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::stats::Snapshot;
+use crate::kernel::stats::Snapshot;
 
 /// Address of `--metrics PORT` (only a port given): loopback, so the endpoint is never exposed
 /// by accident.

@@ -18,8 +18,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::tracker::Namer;
-
 /// How long a found name is trusted.
 pub const NAME_TTL: Duration = Duration::from_secs(3600);
 /// How long "no name" is remembered before asking again.
@@ -43,6 +41,19 @@ enum Entry {
 }
 
 type Cache = Arc<Mutex<HashMap<IpAddr, Entry>>>;
+
+/// How sources are printed.
+pub trait Namer {
+    fn name(&mut self, addr: std::net::IpAddr) -> String;
+}
+
+/// Prints bare addresses.
+pub struct Plain;
+impl Namer for Plain {
+    fn name(&mut self, addr: std::net::IpAddr) -> String {
+        addr.to_string()
+    }
+}
 
 /// A [`Namer`] that prints `name (address)` once a background lookup has found a name.
 pub struct Resolver {

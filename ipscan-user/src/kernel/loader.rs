@@ -53,7 +53,7 @@ pub enum LoadError {
         source: MapError,
     },
     #[error(transparent)]
-    Table(#[from] crate::blocklist::TableError),
+    Table(#[from] crate::kernel::tables::TableError),
     #[error("cannot read the calls between the eBPF object's functions: {0}")]
     Calls(String),
     #[error("wrong program type for {name}: {source}")]
@@ -205,12 +205,12 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         return Err(refused(source, opts.verifier_log.as_deref()));
     }
     admission_filter(&mut ebpf)?;
-    crate::blocklist::tag_kept_blocks(&ebpf)?;
+    crate::kernel::tables::tag_kept_blocks(&ebpf)?;
     if counts_made_anew {
-        crate::blocklist::count_kept_prefixes(&ebpf)?;
+        crate::kernel::tables::count_kept_prefixes(&ebpf)?;
     }
     if allow_counts_made_anew {
-        crate::blocklist::count_kept_allows(&ebpf)?;
+        crate::kernel::tables::count_kept_allows(&ebpf)?;
     }
     Ok(ebpf)
 }
@@ -245,7 +245,7 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     {
         return Ok(0);
     }
-    let seed = if seed_slot.seed() == 0 { crate::daemon::random_seed() } else { seed_slot.seed() };
+    let seed = if seed_slot.seed() == 0 { crate::clock::random_seed() } else { seed_slot.seed() };
     for key in &keys {
         let place = ProbeSet::place(key, seed);
         let mut set = probation.get(&place.set, 0).map_err(map_err(maps::PROBATION))?;
@@ -418,13 +418,17 @@ pub fn privilege_error() -> io::Error {
 /// The error for a program the kernel refused: its reason and statistics on one line, and the
 /// whole log written to `log_file` when one was asked for.
 fn refused(source: ProgramError, log_file: Option<&Path>) -> LoadError {
-    let kernel = crate::check::kernel_release();
+    let kernel = crate::kernel::verifier::kernel_release();
     let (summary, log) = match &source {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
-            let summary = match crate::check::VerifierStats::parse(&log) {
+            let summary = match crate::kernel::verifier::VerifierStats::parse(&log) {
                 Some(s) => {
-                    format!("{} (after {} processed instructions)", crate::check::refusal_reason(&log), s.processed)
+                    format!(
+                        "{} (after {} processed instructions)",
+                        crate::kernel::verifier::refusal_reason(&log),
+                        s.processed
+                    )
                 }
                 None => io_error.to_string(),
             };

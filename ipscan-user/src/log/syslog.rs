@@ -9,7 +9,7 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use crate::format::stamp;
+use crate::log::format::stamp;
 
 /// The local syslog socket.
 pub const DEFAULT_SOCKET: &str = "/dev/log";

@@ -9,7 +9,7 @@ use std::{
 
 use chrono::{DateTime, Local};
 
-use crate::{format::stamp, syslog::Syslog};
+use crate::{log::format::stamp, log::syslog::Syslog};
 
 /// iplog writes a pending repeat count when an identical line comes this long after the last
 /// one written.

@@ -13,8 +13,8 @@ use ipscan_common::{BlockEntry, block::allow_reason};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    blocklist::{Placed, TableError, Tables},
     config::IpNet,
+    kernel::tables::{Placed, TableError, Tables},
 };
 
 /// Default state directory.

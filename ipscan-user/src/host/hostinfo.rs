@@ -77,9 +77,30 @@ fn route_gateway(hex_value: u32) -> Ipv4Addr {
     Ipv4Addr::from(hex_value.to_le_bytes())
 }
 
+/// Where the nameservers are.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// The nameservers of /etc/resolv.conf (one parser for the allowlist and `ignore_dns`).
 pub fn nameservers() -> Vec<IpAddr> {
-    crate::kconfig::nameservers(std::path::Path::new("/etc/resolv.conf"))
+    nameservers_in(std::path::Path::new(RESOLV_CONF))
+}
+
+/// The nameserver addresses of a resolv.conf; an unreadable file has none.
+pub fn nameservers_in(path: &std::path::Path) -> Vec<IpAddr> {
+    std::fs::read_to_string(path).map(|t| parse_nameservers(&t)).unwrap_or_default()
+}
+
+/// `nameserver ADDR` lines of resolv.conf text (`#` and `;` comments; a zone index such as
+/// `fe80::1%eth0` is dropped, since the address alone is what arrives on the wire).
+pub fn parse_nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == "nameserver").then_some(())?;
+            let a = w.next()?;
+            a.split('%').next()?.parse().ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]

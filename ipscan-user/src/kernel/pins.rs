@@ -52,6 +52,10 @@ pub enum PinError {
         #[source]
         source: io::Error,
     },
+    #[error("no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first", root.display())]
+    NothingPinned { root: PathBuf },
+    #[error("no ipscan daemon has run on {iface} (no {})", dir.display())]
+    NotPinned { iface: String, dir: PathBuf },
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -102,6 +106,22 @@ pub fn prepare(root: &Path, iface: &str) -> Result<PathBuf, PinError> {
     let dir = iface_dir(root, iface);
     fs::create_dir_all(&dir).map_err(|source| PinError::Create { path: dir.clone(), source })?;
     Ok(dir)
+}
+
+/// The interfaces `wanted` (every one with a pin directory under `root` when empty), each
+/// checked to have its pin directory: a daemon ran there.
+pub fn with_state(root: &Path, wanted: &[String]) -> Result<Vec<String>, PinError> {
+    let ifaces = if wanted.is_empty() { interfaces(root) } else { wanted.to_vec() };
+    if ifaces.is_empty() {
+        return Err(PinError::NothingPinned { root: root.to_owned() });
+    }
+    for iface in &ifaces {
+        let dir = iface_dir(root, iface);
+        if !dir.is_dir() {
+            return Err(PinError::NotPinned { iface: iface.clone(), dir });
+        }
+    }
+    Ok(ifaces)
 }
 
 /// Interfaces with a pin directory under `root`.

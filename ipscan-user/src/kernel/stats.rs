@@ -10,7 +10,10 @@ use ipscan_common::{
     window::{PROBATION_SETS, PROBATION_SLOTS},
 };
 
-use crate::blocklist::{self, Mapped, TableError, Tables};
+use crate::kernel::{
+    mmap::{Mapped, map_array},
+    tables::{self, TableError, Tables},
+};
 
 /// Reading the pinned maps fails the way the block tables' reads do.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,7 @@ pub fn probation(probation: &Map, config: &Map, now: u64) -> Result<u64, StatsEr
     let cfg: Config = Array::<_, Config>::try_from(config)
         .and_then(|a| a.get(&0, 0))
         .map_err(|source| TableError::Map { name: maps::CONFIG, source })?;
-    let sets: Mapped<ProbeSet> = blocklist::map_array(probation, name, PROBATION_SETS + 1, false)?;
+    let sets: Mapped<ProbeSet> = map_array(probation, name, PROBATION_SETS + 1, false).map_err(TableError::from)?;
     let window = |kind: u8| cfg.detections.get(kind as usize).map_or(0, |d| d.window_ns);
     // The program may be writing a set: a torn copy only miscounts a way for this reading.
     let held: u64 = (0..PROBATION_SETS).map(|i| u64::from(sets.get(i).held(now, window))).sum();
@@ -114,7 +117,7 @@ pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
         // Entries that vanish under the iteration (LRU eviction) only end it early.
         sources: sources.keys().filter(Result::is_ok).count() as u64,
         sources_max: maps::SOURCES_MAX,
-        probation: probation(probation_maps.0, probation_maps.1, crate::daemon::monotonic_ns())?,
+        probation: probation(probation_maps.0, probation_maps.1, crate::clock::monotonic_ns())?,
         probation_max: PROBATION_SLOTS,
         autoblock_max: maps::AUTOBLOCK_MAX,
         ..Snapshot::default()
@@ -133,14 +136,14 @@ pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
 
 /// Reads a snapshot from a daemon's pinned maps (`ipscan stats`).
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
-    let stats_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(blocklist::pinned(dir, maps::STATS)?)
+    let stats_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(tables::pinned(dir, maps::STATS)?)
         .map_err(|source| TableError::Map { name: maps::STATS, source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
-        BpfHashMap::try_from(blocklist::pinned(dir, maps::SOURCES)?)
+        BpfHashMap::try_from(tables::pinned(dir, maps::SOURCES)?)
             .map_err(|source| TableError::Map { name: maps::SOURCES, source })?;
     let tables = Tables::open_pinned(dir)?;
-    let probation = blocklist::pinned(dir, maps::PROBATION)?;
-    let config = blocklist::pinned(dir, maps::CONFIG)?;
+    let probation = tables::pinned(dir, maps::PROBATION)?;
+    let config = tables::pinned(dir, maps::CONFIG)?;
     snapshot(&stats_map, &sources, &tables, (&probation, &config))
 }
 

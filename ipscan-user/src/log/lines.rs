@@ -22,7 +22,7 @@ use ipscan_common::{
     packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ip_flags},
 };
 
-use crate::{format, tracker::Namer};
+use crate::{log::format, log::resolve::Namer};
 
 /// iplog logged one traceroute line per source per this many seconds.
 pub const TRACEROUTE_QUIET_NS: u64 = 15_000_000_000;
@@ -427,7 +427,7 @@ mod tests {
     const D6: &str = "2001:db8::2";
 
     fn line(l: PacketLine, p: &PacketSummary, src: &str, dst: Option<&str>) -> String {
-        let names = IcmpNames::of(p, &mut crate::tracker::Plain);
+        let names = IcmpNames::of(p, &mut crate::log::resolve::Plain);
         packet_line(l, p, src, dst, &names, &svc).expect("a line")
     }
 
@@ -650,7 +650,7 @@ mod tests {
         );
         // Names come from the namer, as iplog's host_lookup.
         struct Names;
-        impl crate::tracker::Namer for Names {
+        impl crate::log::resolve::Namer for Names {
             fn name(&mut self, addr: IpAddr) -> String {
                 format!("name-of-{addr}")
             }
@@ -768,7 +768,7 @@ mod tests {
     }
 
     fn event(kind: EventKind, line: PacketLine, p: &PacketSummary, ts_ns: u64) -> Event {
-        let mut ev = crate::tracker::tests_support::blank_event();
+        let mut ev = crate::log::tracker::tests_support::blank_event();
         ev.fill_packet(kind, line as u8, 0, ts_ns, 7, p);
         ev
     }
@@ -776,12 +776,12 @@ mod tests {
     #[test]
     fn traceroute_once_per_source_per_15s() {
         let mut pl = PacketLines::default();
-        let mut namer = crate::tracker::Plain;
+        let mut namer = crate::log::resolve::Plain;
         let p = v4(PROTO_UDP);
         let mut other = v4(PROTO_UDP);
         other.src[3] = 9;
         let sec = 1_000_000_000;
-        let got = |pl: &mut PacketLines, p: &PacketSummary, t: u64, namer: &mut crate::tracker::Plain| {
+        let got = |pl: &mut PacketLines, p: &PacketSummary, t: u64, namer: &mut crate::log::resolve::Plain| {
             pl.on_event(&event(EventKind::Packet, PacketLine::Traceroute, p, t), namer, false)
         };
         assert_eq!(got(&mut pl, &p, 100 * sec, &mut namer).as_deref(), Some("UDP: traceroute from 10.10.150.1"));
@@ -802,7 +802,7 @@ mod tests {
         let mut pl = PacketLines::default();
         let ev = event(EventKind::RateLimited, PacketLine::TcpAttempt, &v6(PROTO_TCP), 5);
         assert_eq!(
-            pl.on_event(&ev, &mut crate::tracker::Plain, true).as_deref(),
+            pl.on_event(&ev, &mut crate::log::resolve::Plain, true).as_deref(),
             Some("ipscan: left out 7 per-packet lines from 2001:db8::1 (rate limit)")
         );
     }

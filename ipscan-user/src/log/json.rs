@@ -21,7 +21,7 @@ use chrono::{DateTime, FixedOffset, SecondsFormat};
 use ipscan_common::Detection;
 use serde::{Serialize, Serializer};
 
-use crate::format::{self, Detected};
+use crate::log::format::{self, Detected};
 
 /// The `program` of every record, matched by the JSON rules (`<field name="program">^ipscan$</field>`).
 pub const PROGRAM: &str = "ipscan";

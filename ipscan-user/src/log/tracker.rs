@@ -20,10 +20,11 @@ use ipscan_common::{
     window::{LOGGED_DPORTS, LOGGED_SPORTS},
 };
 
-use crate::{
+use crate::log::{
     format::{self, Detected},
     json,
     lines::PacketLines,
+    resolve::Namer,
 };
 
 /// A mode being tracked: which interface it was seen on and its last known totals.
@@ -73,19 +74,6 @@ pub struct Meta {
     pub sports: Vec<u16>,
     pub packets: Option<u64>,
     pub bytes: Option<u64>,
-}
-
-/// How sources are printed.
-pub trait Namer {
-    fn name(&mut self, addr: std::net::IpAddr) -> String;
-}
-
-/// Prints bare addresses.
-pub struct Plain;
-impl Namer for Plain {
-    fn name(&mut self, addr: std::net::IpAddr) -> String {
-        addr.to_string()
-    }
 }
 
 /// Per-interface active-mode table.
@@ -376,6 +364,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::resolve::Plain;
     use ipscan_common::{FAMILY_V4, PacketSummary};
 
     fn key() -> SourceKey {

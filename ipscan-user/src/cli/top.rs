@@ -24,9 +24,14 @@ use ratatui::{
     widgets::{Block, Cell, Paragraph, Row, Table},
 };
 
+use super::Daemons;
 use crate::{
-    blocklist::{self, BlockRow, TableError, Tables},
-    daemon, format, pins,
+    clock::monotonic_ns,
+    kernel::{
+        loader, pins,
+        tables::{self, BlockRow, TableError, Tables},
+    },
+    log::format,
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -42,10 +47,8 @@ const POLL_SLICE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopError {
-    #[error("no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first", root.display())]
-    NothingPinned { root: PathBuf },
-    #[error("no ipscan daemon has run on {iface} (no {})", dir.display())]
-    NotPinned { iface: String, dir: PathBuf },
+    #[error(transparent)]
+    Pins(#[from] pins::PinError),
     #[error("cannot open {}: {source}", path.display())]
     Pin {
         path: PathBuf,
@@ -75,32 +78,23 @@ pub enum TopError {
     },
 }
 
-/// Where the daemons' state is and which interfaces to show.
-#[derive(Clone, Debug)]
-pub struct Place {
-    /// Root of the per-interface pin directories.
-    pub pin_root: PathBuf,
-    /// Directory of the daemons' lock files (whether a daemon runs).
-    pub lock_dir: PathBuf,
-    /// Interfaces to show; empty: every interface with pinned state.
-    pub ifaces: Vec<String>,
+/// `ipscan top`'s options.
+#[derive(clap::Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    daemons: Daemons,
+    /// Seconds between refreshes (fractions allowed, 0.1 to 3600).
+    #[arg(long, default_value = "1", value_parser = parse_interval)]
+    interval: Duration,
 }
 
-impl Place {
-    /// The interfaces to show, each checked to have a pin directory.
-    pub fn resolve(&self) -> Result<Vec<String>, TopError> {
-        let ifaces = if self.ifaces.is_empty() { pins::interfaces(&self.pin_root) } else { self.ifaces.clone() };
-        if ifaces.is_empty() {
-            return Err(TopError::NothingPinned { root: self.pin_root.clone() });
-        }
-        for iface in &ifaces {
-            let dir = pins::iface_dir(&self.pin_root, iface);
-            if !dir.is_dir() {
-                return Err(TopError::NotPinned { iface: iface.clone(), dir });
-            }
-        }
-        Ok(ifaces)
+/// `ipscan top`.
+pub(super) fn command(args: TopArgs) -> anyhow::Result<()> {
+    if !loader::has_bpf_privilege() {
+        anyhow::bail!("reading the daemon's maps needs root or CAP_BPF");
     }
+    run(&args.daemons, args.interval)?;
+    Ok(())
 }
 
 /// `--interval`: seconds between refreshes, fractions allowed.
@@ -144,7 +138,7 @@ pub struct IfaceSnapshot {
     pub blocks: Vec<BlockRow>,
     /// Every SOURCES entry's window start and packets (rates of sources that just entered a mode).
     counts: HashMap<SourceKey, Count>,
-    /// Sources on probation ([`crate::stats::probation`]): one port or packet so far.
+    /// Sources on probation ([`crate::kernel::stats::probation`]): one port or packet so far.
     pub probation: u64,
 }
 
@@ -192,8 +186,8 @@ fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, TopError> {
     Map::from_map_data(data).map_err(|source| TopError::Pin { path, source })
 }
 
-fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, TopError> {
-    let dir = pins::iface_dir(&place.pin_root, iface);
+fn read_iface(place: &Daemons, iface: &str, now: u64) -> Result<IfaceSnapshot, TopError> {
+    let dir = place.dir(iface);
     let map_err = |name| move |source| TopError::Map { iface: iface.to_owned(), name, source };
     let config: Array<MapData, Config> =
         Array::try_from(open_pinned(&dir, maps::CONFIG)?).map_err(map_err(maps::CONFIG))?;
@@ -201,18 +195,20 @@ fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, Top
     let stats_map: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(open_pinned(&dir, maps::STATS)?).map_err(map_err(maps::STATS))?;
     let table_err = |source| TopError::Table { iface: iface.to_owned(), source: Box::new(source) };
-    let stats = crate::stats::counters(&stats_map).map_err(|crate::stats::StatsError::Table(e)| table_err(e))?.to_vec();
+    let stats = crate::kernel::stats::counters(&stats_map)
+        .map_err(|crate::kernel::stats::StatsError::Table(e)| table_err(e))?
+        .to_vec();
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
         BpfHashMap::try_from(open_pinned(&dir, maps::SOURCES)?).map_err(map_err(maps::SOURCES))?;
     // Entries deleted by the daemon's sweep during the walk come back as errors: skip them.
     let entries = sources.iter().filter_map(Result::ok);
     let tables = Tables::open_pinned(&dir).map_err(table_err)?;
     let probation =
-        crate::stats::probation(&open_pinned(&dir, maps::PROBATION)?, &open_pinned(&dir, maps::CONFIG)?, now)
-            .map_err(|crate::stats::StatsError::Table(e)| table_err(e))?;
+        crate::kernel::stats::probation(&open_pinned(&dir, maps::PROBATION)?, &open_pinned(&dir, maps::CONFIG)?, now)
+            .map_err(|crate::kernel::stats::StatsError::Table(e)| table_err(e))?;
     let mut snap = IfaceSnapshot::from_parts(
         iface.to_owned(),
-        pins::daemon_running(&place.lock_dir, iface),
+        place.running(iface),
         stats,
         &config,
         entries,
@@ -226,8 +222,8 @@ fn read_iface(place: &Place, iface: &str, now: u64) -> Result<IfaceSnapshot, Top
 impl Snapshot {
     /// Reads the pinned maps of `ifaces` now. The maps are opened afresh each time, so a daemon
     /// that starts or restarts meanwhile is picked up.
-    pub fn take(place: &Place, ifaces: &[String]) -> Result<Self, TopError> {
-        let at_ns = daemon::monotonic_ns();
+    pub fn take(place: &Daemons, ifaces: &[String]) -> Result<Self, TopError> {
+        let at_ns = monotonic_ns();
         let ifaces = ifaces.iter().map(|iface| read_iface(place, iface, at_ns)).collect::<Result<_, _>>()?;
         Ok(Self { at_ns, ifaces })
     }
@@ -407,7 +403,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
                 rate.unwrap_or(0.0),
                 e.packets,
                 [
-                    blocklist::show(&b.net),
+                    tables::show(&b.net),
                     i.iface.clone(),
                     reason.to_owned(),
                     e.packets.to_string(),
@@ -598,8 +594,8 @@ fn wait(tty: &Tty, timeout: Duration) -> Result<bool, TopError> {
 
 /// `ipscan top`: reads the maps once (so a missing daemon or map is a plain error before the
 /// screen changes), then redraws every `interval` until a quit key or SIGTERM.
-pub fn run(place: &Place, interval: Duration) -> Result<(), TopError> {
-    let ifaces = place.resolve()?;
+pub fn run(place: &Daemons, interval: Duration) -> Result<(), TopError> {
+    let ifaces = place.ifaces()?;
     let mut cur = Snapshot::take(place, &ifaces)?;
     if !io::stdout().is_terminal() {
         return Err(TopError::NotATerminal);
@@ -626,7 +622,7 @@ pub fn run(place: &Place, interval: Duration) -> Result<(), TopError> {
                     prev = Some(std::mem::replace(&mut cur, s));
                     error = None;
                 }
-                Err(e) => error = Some(crate::loader::error_chain(&e)),
+                Err(e) => error = Some(crate::kernel::loader::error_chain(&e)),
             }
             // After a stall (a suspended terminal) do not try to catch up on missed refreshes.
             if next < Instant::now() {
@@ -847,15 +843,15 @@ mod tests {
     #[test]
     fn place_without_pins_is_the_block_list_error() {
         let root = std::env::temp_dir().join(format!("ipscan-top-unit-{}", std::process::id()));
-        let place = Place { pin_root: root.clone(), lock_dir: root.clone(), ifaces: vec![] };
-        let e = place.resolve().expect_err("nothing pinned");
+        let place = Daemons { pin_root: root.clone(), lock_dir: root.clone(), ifaces: vec![] };
+        let e = place.ifaces().expect_err("nothing pinned");
         assert_eq!(
             e.to_string(),
             format!("no ipscan daemon is running (nothing pinned under {}); start `ipscan run` first", root.display())
         );
-        let named = Place { ifaces: vec!["eth9".into()], ..place };
+        let named = Daemons { ifaces: vec!["eth9".into()], ..place };
         assert!(
-            named.resolve().expect_err("not pinned").to_string().starts_with("no ipscan daemon has run on eth9 (no ")
+            named.ifaces().expect_err("not pinned").to_string().starts_with("no ipscan daemon has run on eth9 (no ")
         );
     }
 

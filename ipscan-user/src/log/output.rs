@@ -1,0 +1,38 @@
+//! Where the daemon's lines go: the text sink (file, standard output or syslog) and, beside
+//! it, the JSON records.
+
+use std::io::{self, Write as _};
+
+use crate::{
+    clock::WallClock,
+    log::{json, sink::Sink, tracker::Line},
+};
+
+/// Text and JSON outputs.
+pub struct Output {
+    pub sink: Sink,
+    pub json: Option<std::fs::File>,
+    pub clock: WallClock,
+}
+
+impl Output {
+    /// Writes a line, stamped with its wall time, and its JSON record when it has one.
+    pub fn line(&mut self, line: &Line) -> io::Result<()> {
+        let at = self.clock.wall(line.at_ns);
+        self.sink.line(&at, &line.text)?;
+        if let (Some(f), Some(event), Some(src)) = (&mut self.json, line.meta.event, line.meta.src) {
+            let m = &line.meta;
+            let rec = json::JsonRecord {
+                detection: m.detection.map(|d| json::detection_name(d).to_owned()),
+                dstip: m.dst,
+                dports: m.dports.clone(),
+                sports: m.sports.clone(),
+                packets: m.packets,
+                bytes: m.bytes,
+                ..json::JsonRecord::new(at.fixed_offset(), event, src, line.text.clone())
+            };
+            writeln!(f, "{}", json::to_line(&rec))?;
+        }
+        Ok(())
+    }
+}
