@@ -72,6 +72,52 @@ impl Detection {
     pub const fn per_network(self) -> bool {
         matches!(self, Detection::Smurf)
     }
+
+    /// What user space calls the detection: the one table of its names.
+    pub const fn names(self) -> Names {
+        const fn n(
+            keyword: &'static str,
+            proto: &'static str,
+            log_name: &'static str,
+            label: &'static str,
+            switch: bool,
+        ) -> Names {
+            Names { keyword, proto, log_name, label, switch }
+        }
+        match self {
+            Detection::PortScan => n("portscan", "TCP", "port scan", "port scan", true),
+            Detection::SynScan => n("syn_scan", "TCP", "SYN scan", "SYN scan", true),
+            Detection::FinScan => n("fin_scan", "TCP", "FIN scan", "FIN scan", true),
+            Detection::NullScan => n("null_scan", "TCP", "null scan", "null scan", true),
+            Detection::XmasScan => n("xmas_scan", "TCP", "Xmas scan", "Xmas scan", true),
+            Detection::UdpScan => n("udp_scan", "UDP", "scan/flood", "UDP scan", true),
+            Detection::PingFlood => n("ping_flood", "ICMP", "ping flood", "ping flood", true),
+            Detection::Smurf => n("smurf", "ICMP/UDP", "smurf attack", "smurf attack", true),
+            // iplog's "scan/flood" counted packets only: ipscan's rate detection has its own
+            // threshold and window, and `set udp_scan` switches both.
+            Detection::UdpFlood => n("udp_flood", "UDP", "scan/flood", "UDP flood", false),
+        }
+    }
+
+    /// The detection a configuration keyword names (case-insensitive).
+    pub fn by_keyword(keyword: &str) -> Option<Self> {
+        DETECTIONS.iter().copied().find(|d| d.names().keyword.eq_ignore_ascii_case(keyword))
+    }
+}
+
+/// The names of a [`Detection`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// Its keyword in the configuration (`set`, `threshold`, `window`, `block`).
+    pub keyword: &'static str,
+    /// The protocol prefix of its log lines (`TCP: SYN scan detected ...`).
+    pub proto: &'static str,
+    /// Its name in log lines, as iplog prints it; the JSON records' `detection` too.
+    pub log_name: &'static str,
+    /// Its label in metrics: the log name, but UDP scan and flood apart.
+    pub label: &'static str,
+    /// Whether `set KEYWORD` switches it (UDP flood goes with `set udp_scan`).
+    pub switch: bool,
 }
 
 /// A set of detections as a bit mask of [`Detection::bit`].

@@ -53,27 +53,64 @@ pub mod maps {
     pub const BLOCKCOUNTS: &str = "BLOCKCOUNTS";
     pub const AUTOMARKS: &str = "AUTOMARKS";
     pub const ALLOWCOUNTS: &str = "ALLOWCOUNTS";
-    /// Maps pinned per interface under the daemon's pin directory, so that blocks, allows,
-    /// detection state and counters survive a restart and the CLI can reach them.
+    /// A map's layout as the kernel holds it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Layout {
+        pub name: &'static str,
+        pub key_size: u32,
+        pub value_size: u32,
+        pub max_entries: u32,
+    }
+
+    const fn layout<K, V>(name: &'static str, max_entries: u32) -> Layout {
+        Layout { name, key_size: size_of::<K>() as u32, value_size: size_of::<V>() as u32, max_entries }
+    }
+
+    /// The maps pinned per interface under the daemon's pin directory, so that blocks, allows,
+    /// detection state and counters survive a restart and the CLI can reach them, with their
+    /// layouts: the one table the loader checks pins against (a pin left by an ipscan whose
+    /// layout differs is dropped) and a unit test checks the object against.
     /// (CPU holds drops not yet added to their AUTOBLOCK entries, AUTOTAGS the tags of its
     /// ways, AUTOMARKS the buckets of its addresses: all go with AUTOBLOCK. BLOCKCOUNTS goes
     /// with BLOCK4 and BLOCK6, ALLOWCOUNTS with ALLOW4 and ALLOW6.)
-    pub const PINNED: [&str; 14] = [
-        CONFIG,
-        SOURCES,
-        PROBATION,
-        STATS,
-        BLOCK4,
-        BLOCK6,
-        BLOCKCOUNTS,
-        AUTOBLOCK,
-        AUTOTAGS,
-        AUTOMARKS,
-        CPU,
-        ALLOW4,
-        ALLOW6,
-        ALLOWCOUNTS,
-    ];
+    pub const PINNED_LAYOUTS: [Layout; 14] = {
+        use crate::{
+            AutoSlot, BlockEntry, Config, ProbeSet, SourceKey, SourceState,
+            block::{Block4Data, CpuLocal, near, table},
+            window::PROBATION_SETS,
+        };
+        /// An LPM trie's key: a 4-byte prefix length, then the data.
+        #[repr(C)]
+        struct Lpm<D>(u32, D);
+        [
+            layout::<u32, Config>(CONFIG, 1),
+            layout::<SourceKey, SourceState>(SOURCES, SOURCES_MAX),
+            // The sets and the seed slot.
+            layout::<u32, ProbeSet>(PROBATION, PROBATION_SETS + 1),
+            layout::<u32, u64>(STATS, crate::stats::COUNT),
+            layout::<Lpm<Block4Data>, BlockEntry>(BLOCK4, PREFIXES_MAX),
+            layout::<Lpm<[u8; 16]>, BlockEntry>(BLOCK6, PREFIXES_MAX),
+            layout::<u32, u64>(BLOCKCOUNTS, near::SLOTS),
+            layout::<u32, AutoSlot>(AUTOBLOCK, table::SLOTS),
+            layout::<u32, u64>(AUTOTAGS, table::SETS),
+            layout::<u32, u64>(AUTOMARKS, table::MARK_WORDS),
+            layout::<u32, CpuLocal>(CPU, 1),
+            layout::<Lpm<[u8; 4]>, u32>(ALLOW4, PREFIXES_MAX),
+            layout::<Lpm<[u8; 16]>, u32>(ALLOW6, PREFIXES_MAX),
+            layout::<u32, u64>(ALLOWCOUNTS, near::SLOTS),
+        ]
+    };
+
+    /// The names of [`PINNED_LAYOUTS`].
+    pub const PINNED: [&str; PINNED_LAYOUTS.len()] = {
+        let mut names = [""; PINNED_LAYOUTS.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = PINNED_LAYOUTS[i].name;
+            i += 1;
+        }
+        names
+    };
     /// Prefixes in each of BLOCK4/BLOCK6/ALLOW4/ALLOW6.
     pub const PREFIXES_MAX: u32 = 65_536;
     /// Exact addresses the kernel can auto-block at once ([`crate::block::table`]: a full set

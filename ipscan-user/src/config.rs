@@ -232,26 +232,6 @@ flags! {
     drop_synfin = false,
 }
 
-/// The iplog keyword of each threshold detection, as used by `set`, `threshold` and `window`.
-pub const DETECTION_KEYWORDS: [(&str, Detection); 8] = [
-    ("portscan", Detection::PortScan),
-    ("syn_scan", Detection::SynScan),
-    ("fin_scan", Detection::FinScan),
-    ("null_scan", Detection::NullScan),
-    ("xmas_scan", Detection::XmasScan),
-    ("udp_scan", Detection::UdpScan),
-    ("ping_flood", Detection::PingFlood),
-    ("smurf", Detection::Smurf),
-];
-
-/// ipscan's UDP packet-rate detection (iplog's "scan/flood" counted packets only). Only
-/// `threshold` and `window` take it; `set udp_scan` switches both UDP detections.
-pub const UDP_FLOOD_KEYWORD: (&str, Detection) = ("udp_flood", Detection::UdpFlood);
-
-fn detection_by_keyword(keyword: &str) -> Option<(&'static str, Detection)> {
-    DETECTION_KEYWORDS.iter().copied().find(|(k, _)| *k == keyword)
-}
-
 /// Everything an `iplog.conf` says. `Default` is what an empty file says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -439,7 +419,7 @@ impl Settings {
         let flag =
             self.flags.get_mut(&keyword).ok_or_else(|| Problem::UnknownFlag { keyword: (*written).to_owned() })?;
         *flag = value;
-        if let Some((_, detection)) = detection_by_keyword(&keyword) {
+        if let Some(detection) = Detection::by_keyword(&keyword).filter(|d| d.names().switch) {
             // iplog's udp_scan is "scan/flood": it switches ipscan's rate detection too.
             let also = (detection == Detection::UdpScan).then_some(Detection::UdpFlood);
             for d in std::iter::once(detection).chain(also) {
@@ -462,9 +442,9 @@ impl Settings {
             .get(1)
             .ok_or_else(|| Problem::MissingValue { keyword: tokens[0].to_owned(), what: "detection name" })?;
         let lower = name.to_ascii_lowercase();
-        let (keyword, detection) = detection_by_keyword(&lower)
-            .or((lower == UDP_FLOOD_KEYWORD.0).then_some(UDP_FLOOD_KEYWORD))
-            .ok_or_else(|| Problem::UnknownDetection { name: (*name).to_owned() })?;
+        let detection =
+            Detection::by_keyword(&lower).ok_or_else(|| Problem::UnknownDetection { name: (*name).to_owned() })?;
+        let keyword = detection.names().keyword;
         let value =
             tokens.get(2).ok_or_else(|| Problem::MissingValue { keyword: format!("{} {name}", tokens[0]), what })?;
         if let Some(extra) = tokens.get(3) {
@@ -1172,6 +1152,7 @@ pub fn service_name(port: u16, proto: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipscan_common::DETECTIONS;
 
     const FILE: &str = "ipscan.conf";
 
@@ -1356,12 +1337,17 @@ mod tests {
         }
     }
 
+    /// The detections `set` switches, with their keywords.
+    fn switched() -> impl Iterator<Item = (&'static str, Detection)> {
+        DETECTIONS.into_iter().filter(|d| d.names().switch).map(|d| (d.names().keyword, d))
+    }
+
     #[test]
     fn detection_flags_switch_the_kernel_config() {
-        for (k, d) in DETECTION_KEYWORDS {
+        for (k, d) in switched() {
             let s = parse(&format!("set {k} false"));
             assert!(!enabled(&s, d), "{k} disabled");
-            for (k2, d2) in DETECTION_KEYWORDS {
+            for (k2, d2) in switched() {
                 if k2 != k {
                     assert!(enabled(&s, d2), "{k2} untouched by {k}");
                 }
@@ -1415,7 +1401,7 @@ mod tests {
         assert_eq!(d(Detection::FinScan), KernelConfig::default().detections[Detection::FinScan as usize]);
         assert!(d(Detection::SynScan).enabled());
 
-        for (k, det) in DETECTION_KEYWORDS {
+        for (k, det) in switched() {
             let s = parse(&format!("threshold {k} 3\nwindow {k} 9"));
             assert_eq!(s.kernel.detection(det).threshold, 3, "{k}");
             assert_eq!(s.kernel.detection(det).window_ns, 9_000_000_000, "{k}");

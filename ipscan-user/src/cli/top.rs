@@ -375,7 +375,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
                 [
                     source_text(&a.key, d),
                     i.iface.clone(),
-                    format::detection_name(d).1.to_owned(),
+                    d.names().log_name.to_owned(),
                     ports_text(s, d),
                     s.packets.to_string(),
                     s.bytes.to_string(),
@@ -398,7 +398,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
                     .map_or(0, |o| o.entry.packets);
                 per_sec(old, e.packets, secs)
             });
-            let reason = e.detection().map_or("manual", |d| format::detection_name(d).1);
+            let reason = e.detection().map_or("manual", |d| d.names().log_name);
             blocks.push((
                 rate.unwrap_or(0.0),
                 e.packets,

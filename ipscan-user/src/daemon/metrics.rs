@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use ipscan_common::{Detection, stats};
+use ipscan_common::stats;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -70,21 +70,6 @@ pub type Scrape = Vec<IfaceScrape>;
 
 /// A request for a scrape, answered by the daemon's main loop.
 pub type Request = oneshot::Sender<Scrape>;
-
-/// The label of a detection kind in metrics (the name in its log line; UDP scan and flood apart).
-pub fn kind_label(d: Detection) -> &'static str {
-    match d {
-        Detection::PortScan => "port scan",
-        Detection::SynScan => "SYN scan",
-        Detection::FinScan => "FIN scan",
-        Detection::NullScan => "null scan",
-        Detection::XmasScan => "Xmas scan",
-        Detection::UdpScan => "UDP scan",
-        Detection::UdpFlood => "UDP flood",
-        Detection::PingFlood => "ping flood",
-        Detection::Smurf => "smurf attack",
-    }
-}
 
 /// Help text of each STATS slot's metric.
 fn counter_help(name: &str) -> &'static str {

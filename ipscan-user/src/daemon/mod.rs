@@ -308,8 +308,9 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
     let pin_dir = match &cfg.pin_root {
         Some(root) => {
             let dir = pins::prepare(root, iface)?;
-            for (name, key, value, entries) in loader::pinned_layouts() {
-                if let Some(note) = pins::drop_incompatible(&dir, name, key, value, entries) {
+            for l in maps::PINNED_LAYOUTS {
+                let name = l.name;
+                if let Some(note) = pins::drop_incompatible(&dir, name, l.key_size, l.value_size, l.max_entries) {
                     eprintln!("ipscan: {iface}: {note}");
                     block_list_discarded |= [maps::BLOCK4, maps::BLOCK6, maps::AUTOBLOCK].contains(&name);
                 }
@@ -547,7 +548,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 if ev.kind() == Some(EventKind::Detected)
                     && let Some(d) = Detection::from_u8(ev.detection)
                 {
-                    *a.detections.entry(metrics::kind_label(d)).or_default() += 1;
+                    *a.detections.entry(d.names().label).or_default() += 1;
                 }
                 if let Some(line) = a.tracker.on_event(&ev, &mut *namer) {
                     write_line(&mut out, &line)?;
@@ -804,7 +805,7 @@ fn scrape(ifaces: &[Attached]) -> metrics::Scrape {
             };
             let mut active: BTreeMap<&'static str, u64> = BTreeMap::new();
             for d in a.tracker.active_detections() {
-                *active.entry(metrics::kind_label(d)).or_default() += 1;
+                *active.entry(d.names().label).or_default() += 1;
             }
             metrics::IfaceScrape {
                 iface: a.name.clone(),

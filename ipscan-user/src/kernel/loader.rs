@@ -109,36 +109,6 @@ pub struct LoadOptions {
     pub test_refusal: bool,
 }
 
-/// Key size, value size and max entries of each pinned map in this build, to spot pins left
-/// by an older ipscan whose layout differs.
-pub fn pinned_layouts() -> [(&'static str, u32, u32, u32); 14] {
-    use ipscan_common::{
-        AutoSlot, BlockEntry, ProbeSet, SourceKey, SourceState,
-        block::{CpuLocal, table},
-        window::PROBATION_SETS,
-    };
-    let s = |n: usize| n as u32;
-    [
-        (maps::CONFIG, 4, s(size_of::<Config>()), 1),
-        (maps::SOURCES, s(size_of::<SourceKey>()), s(size_of::<SourceState>()), maps::SOURCES_MAX),
-        // The sets and the seed slot.
-        (maps::PROBATION, 4, s(size_of::<ProbeSet>()), PROBATION_SETS + 1),
-        (maps::STATS, 4, 8, ipscan_common::stats::COUNT),
-        // LPM trie keys are a 4-byte prefix length followed by the address (BLOCK4: and four
-        // zero bytes, see ipscan_common::block::Block4Data).
-        (maps::BLOCK4, 12, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
-        (maps::BLOCK6, 20, s(size_of::<BlockEntry>()), maps::PREFIXES_MAX),
-        (maps::BLOCKCOUNTS, 4, 8, ipscan_common::block::near::SLOTS),
-        (maps::AUTOBLOCK, 4, s(size_of::<AutoSlot>()), table::SLOTS),
-        (maps::AUTOTAGS, 4, 8, table::SETS),
-        (maps::AUTOMARKS, 4, 8, table::MARK_WORDS),
-        (maps::CPU, 4, s(size_of::<CpuLocal>()), 1),
-        (maps::ALLOW4, 8, 4, maps::PREFIXES_MAX),
-        (maps::ALLOW6, 20, 4, maps::PREFIXES_MAX),
-        (maps::ALLOWCOUNTS, 4, 8, ipscan_common::block::near::SLOTS),
-    ]
-}
-
 fn is_eperm(e: &EbpfError) -> bool {
     let text = format!("{e:?}");
     text.contains("PermissionDenied") || text.contains("Operation not permitted")
@@ -444,4 +414,35 @@ fn refused(source: ProgramError, log_file: Option<&Path>) -> LoadError {
         _ => "`--verifier-log FILE` keeps the verifier's log for a bug report".to_owned(),
     };
     LoadError::Verifier { kernel, summary, log_hint, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+
+    use super::*;
+
+    /// The layout of every pinned map in the object this build embeds, from its `maps` section
+    /// (aya-ebpf's `bpf_map_def`: type, key size, value size, max entries, flags, ... as u32s).
+    fn object_layouts() -> Vec<maps::Layout> {
+        let file = object::File::parse(OBJECT).expect("the embedded eBPF object");
+        let section = file.section_by_name("maps").expect("a maps section");
+        let data = section.data().expect("maps data");
+        maps::PINNED
+            .iter()
+            .map(|name| {
+                let sym = file.symbols().find(|s| s.name() == Ok(*name)).unwrap_or_else(|| panic!("no map {name}"));
+                let at = |i: usize| {
+                    let o = sym.address() as usize + 4 * i;
+                    u32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes"))
+                };
+                maps::Layout { name, key_size: at(1), value_size: at(2), max_entries: at(3) }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_pinned_maps_of_the_object_have_the_table_s_layouts() {
+        assert_eq!(object_layouts(), maps::PINNED_LAYOUTS.to_vec());
+    }
 }

@@ -25,20 +25,6 @@ pub fn stamp(t: &DateTime<Local>) -> String {
     t.format("%b %e %H:%M:%S").to_string()
 }
 
-/// The protocol prefix and name of a detection as iplog prints them.
-pub fn detection_name(d: Detection) -> (&'static str, &'static str) {
-    match d {
-        Detection::PortScan => ("TCP", "port scan"),
-        Detection::SynScan => ("TCP", "SYN scan"),
-        Detection::FinScan => ("TCP", "FIN scan"),
-        Detection::NullScan => ("TCP", "null scan"),
-        Detection::XmasScan => ("TCP", "Xmas scan"),
-        Detection::UdpScan | Detection::UdpFlood => ("UDP", "scan/flood"),
-        Detection::PingFlood => ("ICMP", "ping flood"),
-        Detection::Smurf => ("ICMP/UDP", "smurf attack"),
-    }
-}
-
 /// `[ports a,b,c]`, `[port a]`, or `[ports a,...,j,...]` once `cap` entries fill the list.
 pub fn port_list(ports: &[u16], cap: usize, full: bool) -> String {
     let mut s = String::from(if ports.len() == 1 && !full { "[port " } else { "[ports " });
@@ -72,7 +58,7 @@ pub struct Detected<'a> {
 
 /// `TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,...]`
 pub fn detected(d: &Detected<'_>) -> String {
-    let (proto, name) = detection_name(d.detection);
+    let (proto, name) = (d.detection.names().proto, d.detection.names().log_name);
     let mut s = format!("{proto}: {name} detected");
     if let Some(dest) = d.dest {
         let _ = write!(s, " to {dest}");
@@ -94,19 +80,19 @@ pub fn detected(d: &Detected<'_>) -> String {
 
 /// `TCP: port scan mode expired for 10.10.150.1 - received a total of 1678 packets (47092 bytes).`
 pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: u64, bytes: u64) -> String {
-    let (proto, name) = detection_name(detection);
+    let (proto, name) = (detection.names().proto, detection.names().log_name);
     let to = dest.map(|d| format!(" to {d}")).unwrap_or_default();
     format!("{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes).")
 }
 
 /// `Blocked 198.18.0.1 for 3600 s (SYN scan)`
 pub fn blocked(source: &str, secs: u64, detection: Detection) -> String {
-    format!("Blocked {source} for {secs} s ({})", detection_name(detection).1)
+    format!("Blocked {source} for {secs} s ({})", detection.names().log_name)
 }
 
 /// `Not blocked 198.18.0.1: allowlisted (SYN scan)`
 pub fn not_blocked(source: &str, detection: Detection) -> String {
-    format!("Not blocked {source}: allowlisted ({})", detection_name(detection).1)
+    format!("Not blocked {source}: allowlisted ({})", detection.names().log_name)
 }
 
 /// `Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).`

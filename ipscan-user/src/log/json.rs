@@ -18,7 +18,6 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
-use ipscan_common::Detection;
 use serde::{Serialize, Serializer};
 
 use crate::log::format::{self, Detected};
@@ -115,18 +114,13 @@ impl JsonRecord {
         dstip: Option<IpAddr>,
     ) -> Self {
         Self {
-            detection: Some(detection_name(d.detection).to_owned()),
+            detection: Some(d.detection.names().log_name.to_owned()),
             dstip,
             dports: d.dports.to_vec(),
             sports: d.sports.to_vec(),
             ..Self::new(timestamp, Event::Detected, srcip, format::detected(d))
         }
     }
-}
-
-/// The `detection` value of a threshold detection: iplog's name without the protocol prefix.
-pub fn detection_name(d: Detection) -> &'static str {
-    format::detection_name(d).1
 }
 
 /// One JSON object, without the trailing newline (the sink adds it, as for text lines). serde_json
@@ -150,6 +144,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use ipscan_common::Detection;
 
     fn t() -> DateTime<FixedOffset> {
         FixedOffset::east_opt(3600)
@@ -207,7 +203,7 @@ mod tests {
     fn json_expired_carries_totals_and_omits_empty_fields() {
         let message = format::expired(Detection::PortScan, "10.10.150.1", None, 1678, 47092);
         let r = JsonRecord {
-            detection: Some(detection_name(Detection::PortScan).to_owned()),
+            detection: Some(Detection::PortScan.names().log_name.to_owned()),
             packets: Some(1678),
             bytes: Some(47092),
             ..JsonRecord::new(t(), Event::Expired, V4, message)

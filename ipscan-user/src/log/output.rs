@@ -23,7 +23,7 @@ impl Output {
         if let (Some(f), Some(event), Some(src)) = (&mut self.json, line.meta.event, line.meta.src) {
             let m = &line.meta;
             let rec = json::JsonRecord {
-                detection: m.detection.map(|d| json::detection_name(d).to_owned()),
+                detection: m.detection.map(|d| d.names().log_name.to_owned()),
                 dstip: m.dst,
                 dports: m.dports.clone(),
                 sports: m.sports.clone(),
