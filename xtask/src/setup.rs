@@ -79,7 +79,10 @@ pub fn setup() -> anyhow::Result<()> {
         step("test tools: present");
         return Ok(());
     }
-    step(&format!("installing {}", missing.join(" ")));
+    step(&format!(
+        "installing {} with apt-get (the end-to-end tests drive them; `--no-setup` skips this step)",
+        missing.join(" ")
+    ));
     let sudo = |args: &[&str]| {
         // SAFETY: no arguments.
         let mut c = if unsafe { libc::geteuid() } == 0 {

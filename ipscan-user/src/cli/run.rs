@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::{
     config::{Settings, kernel::KernelSettings},
-    daemon::{self, LogTarget, OpsOptions, RunConfig},
+    daemon::{self, LogTarget, RunConfig},
     host::netif,
     kernel::{
         loader::{self, AttachMode},
@@ -126,11 +126,9 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         lock_dir: args.lock_dir,
         json_log: args.json_log,
-        ops: OpsOptions {
-            metrics: args.metrics,
-            loss_report: std::time::Duration::from_secs(args.loss_report_secs),
-            event_ring_bytes: args.event_ring_bytes,
-        },
+        metrics: args.metrics,
+        loss_report: std::time::Duration::from_secs(args.loss_report_secs),
+        event_ring_bytes: args.event_ring_bytes,
         verifier_log: args.verifier_log,
         test_refusal: args.test_refusal,
     };

@@ -1,7 +1,7 @@
 //! `ipscan top`: a live view of what the kernel sees now, read from the daemons' pinned maps
 //! (no round trip through the daemon).
 //!
-//! [`Snapshot::take`] reads the maps of every interface shown; [`view`] turns the previous and
+//! [`Reading::take`] reads the maps of every interface shown; [`view`] turns the previous and
 //! the current snapshot into rows of text (pure: rates are deltas between the two, so it is
 //! unit-tested without a kernel); [`run`] is the thin terminal loop around them.
 
@@ -112,7 +112,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 
 /// A source in a scan or flood mode whose window has not lapsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Active {
+pub struct ActiveSource {
     pub key: SourceKey,
     pub state: SourceState,
 }
@@ -126,14 +126,14 @@ struct Count {
 
 /// One interface's maps at one instant.
 #[derive(Clone, Debug)]
-pub struct IfaceSnapshot {
+pub struct IfaceReading {
     pub iface: String,
     /// Whether a daemon holds the interface's lock.
     pub running: bool,
     /// STATS slots summed over CPUs, indexed by `ipscan_common::stats` slot.
     pub stats: Vec<u64>,
     /// Sources in a mode, in map order.
-    pub active: Vec<Active>,
+    pub active: Vec<ActiveSource>,
     /// Blocklist and auto-block entries.
     pub blocks: Vec<BlockRow>,
     /// Every SOURCES entry's window start and packets (rates of sources that just entered a mode).
@@ -142,7 +142,7 @@ pub struct IfaceSnapshot {
     pub probation: u64,
 }
 
-impl IfaceSnapshot {
+impl IfaceReading {
     /// Builds the snapshot from map contents read at `now` (kernel clock): keeps the sources in
     /// a mode whose window, from `config`, has not lapsed. The daemon's sweep deletes lapsed
     /// ones within a second; until then they are history, not "now".
@@ -161,7 +161,7 @@ impl IfaceSnapshot {
             counts.insert(key, Count { first_ns: state.first_ns, packets: state.packets });
             let Some(d) = key.detection() else { continue };
             if state.in_mode() && !state.lapsed(now, config.detection(d).window_ns) {
-                active.push(Active { key, state });
+                active.push(ActiveSource { key, state });
             }
         }
         Self { iface, running, stats, active, blocks, counts, probation: 0 }
@@ -174,10 +174,10 @@ impl IfaceSnapshot {
 
 /// Every shown interface's maps at one instant.
 #[derive(Clone, Debug)]
-pub struct Snapshot {
+pub struct Reading {
     /// Kernel clock (CLOCK_MONOTONIC) when the read began.
     pub at_ns: u64,
-    pub ifaces: Vec<IfaceSnapshot>,
+    pub ifaces: Vec<IfaceReading>,
 }
 
 fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, TopError> {
@@ -186,7 +186,7 @@ fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, TopError> {
     Map::from_map_data(data).map_err(|source| TopError::Pin { path, source })
 }
 
-fn read_iface(place: &Daemons, iface: &str, now: u64) -> Result<IfaceSnapshot, TopError> {
+fn read_iface(place: &Daemons, iface: &str, now: u64) -> Result<IfaceReading, TopError> {
     let dir = place.dir(iface);
     let map_err = |name| move |source| TopError::Map { iface: iface.to_owned(), name, source };
     let config: Array<MapData, Config> =
@@ -206,20 +206,13 @@ fn read_iface(place: &Daemons, iface: &str, now: u64) -> Result<IfaceSnapshot, T
     let probation =
         crate::kernel::stats::probation(&open_pinned(&dir, maps::PROBATION)?, &open_pinned(&dir, maps::CONFIG)?, now)
             .map_err(|crate::kernel::stats::StatsError::Table(e)| table_err(e))?;
-    let mut snap = IfaceSnapshot::from_parts(
-        iface.to_owned(),
-        place.running(iface),
-        stats,
-        &config,
-        entries,
-        tables.blocks(),
-        now,
-    );
+    let mut snap =
+        IfaceReading::from_parts(iface.to_owned(), place.running(iface), stats, &config, entries, tables.blocks(), now);
     snap.probation = probation;
     Ok(snap)
 }
 
-impl Snapshot {
+impl Reading {
     /// Reads the pinned maps of `ifaces` now. The maps are opened afresh each time, so a daemon
     /// that starts or restarts meanwhile is picked up.
     pub fn take(place: &Daemons, ifaces: &[String]) -> Result<Self, TopError> {
@@ -228,7 +221,7 @@ impl Snapshot {
         Ok(Self { at_ns, ifaces })
     }
 
-    fn iface(&self, name: &str) -> Option<&IfaceSnapshot> {
+    fn iface(&self, name: &str) -> Option<&IfaceReading> {
         self.ifaces.iter().find(|i| i.iface == name)
     }
 }
@@ -313,7 +306,7 @@ fn per_sec(before: u64, after: u64, secs: f64) -> f64 {
 
 /// The rows on screen for `cur`, with rates over the time since `prev` (none on the first
 /// refresh). `refresh` is only printed.
-pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View {
+pub fn view(prev: Option<&Reading>, cur: &Reading, refresh: Duration) -> View {
     let now = cur.at_ns;
     // Rates need a previous sample some time ago.
     let prev = prev.filter(|p| cur.at_ns > p.at_ns);
@@ -332,7 +325,7 @@ pub fn view(prev: Option<&Snapshot>, cur: &Snapshot, refresh: Duration) -> View 
         ("blocked", stats::BLOCKED),
         ("malformed", stats::MALFORMED),
     ];
-    let total = |snap: &Snapshot, slot: u32| -> u64 { snap.ifaces.iter().map(|i| i.stat(slot)).sum() };
+    let total = |snap: &Reading, slot: u32| -> u64 { snap.ifaces.iter().map(|i| i.stat(slot)).sum() };
     // An interface missing from the previous snapshot has no rate yet; count it from zero.
     let before = |slot: u32| -> u64 {
         prev.map_or(0, |p| cur.ifaces.iter().map(|i| p.iface(&i.iface).map_or(i.stat(slot), |pi| pi.stat(slot))).sum())
@@ -596,7 +589,7 @@ fn wait(tty: &Tty, timeout: Duration) -> Result<bool, TopError> {
 /// screen changes), then redraws every `interval` until a quit key or SIGTERM.
 pub fn run(place: &Daemons, interval: Duration) -> Result<(), TopError> {
     let ifaces = place.ifaces()?;
-    let mut cur = Snapshot::take(place, &ifaces)?;
+    let mut cur = Reading::take(place, &ifaces)?;
     if !io::stdout().is_terminal() {
         return Err(TopError::NotATerminal);
     }
@@ -604,7 +597,7 @@ pub fn run(place: &Daemons, interval: Duration) -> Result<(), TopError> {
     catch_quit_signal();
     let mut terminal = ratatui::try_init().map_err(|source| TopError::Terminal { source })?;
     let _restore = Restore;
-    let mut prev: Option<Snapshot> = None;
+    let mut prev: Option<Reading> = None;
     let mut error: Option<String> = None;
     let mut next = Instant::now() + interval;
     loop {
@@ -617,7 +610,7 @@ pub fn run(place: &Daemons, interval: Duration) -> Result<(), TopError> {
             next += interval;
             // A refresh that fails (a daemon tearing its pins down) keeps the last picture and
             // says why; the next one may work again.
-            match Snapshot::take(place, &ifaces) {
+            match Reading::take(place, &ifaces) {
                 Ok(s) => {
                     prev = Some(std::mem::replace(&mut cur, s));
                     error = None;
@@ -677,10 +670,10 @@ mod tests {
         c
     }
 
-    fn snap(at: u64, sources: Vec<(SourceKey, SourceState)>, blocks: Vec<BlockRow>, stats: Vec<u64>) -> Snapshot {
-        Snapshot {
+    fn snap(at: u64, sources: Vec<(SourceKey, SourceState)>, blocks: Vec<BlockRow>, stats: Vec<u64>) -> Reading {
+        Reading {
             at_ns: at,
-            ifaces: vec![IfaceSnapshot::from_parts("veth0".into(), true, stats, &config(), sources, blocks, at)],
+            ifaces: vec![IfaceReading::from_parts("veth0".into(), true, stats, &config(), sources, blocks, at)],
         }
     }
 

@@ -77,34 +77,16 @@ pub struct RunConfig {
     pub lock_dir: PathBuf,
     /// Also write every line as a JSON object to this file.
     pub json_log: Option<PathBuf>,
-    /// Metrics, loss reports, ring size.
-    pub ops: OpsOptions,
-    /// Where to write the kernel's verifier log if it refuses the program.
-    pub verifier_log: Option<PathBuf>,
-    /// Load a program the kernel refuses (tests of the refusal path).
-    pub test_refusal: bool,
-}
-
-/// Observability options of `ipscan run`.
-#[derive(Clone, Debug)]
-pub struct OpsOptions {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     pub metrics: Option<SocketAddr>,
     /// How often to log lost events and left-out per-packet lines, when they grew.
     pub loss_report: Duration,
     /// Size of the event ring buffer in bytes; None: the object's (1 MiB).
     pub event_ring_bytes: Option<u32>,
-}
-
-impl Default for OpsOptions {
-    fn default() -> Self {
-        Self {
-            metrics: None,
-            // Often enough to notice, rarely enough not to flood the log during an attack.
-            loss_report: Duration::from_secs(60),
-            event_ring_bytes: None,
-        }
-    }
+    /// Where to write the kernel's verifier log if it refuses the program.
+    pub verifier_log: Option<PathBuf>,
+    /// Load a program the kernel refuses (tests of the refusal path).
+    pub test_refusal: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +197,7 @@ fn promiscuous(iface: &str) -> std::io::Result<Promisc> {
 }
 
 /// One attached interface.
-struct Attached {
+struct Interface {
     name: String,
     ebpf: Ebpf,
     link: Option<aya::programs::xdp::XdpLinkId>,
@@ -248,7 +230,7 @@ struct Attached {
 /// Pins again the maps whose pins were removed while the daemon runs (by hand, or a cleanup
 /// of /sys/fs/bpf), saying which: without them the CLI and `ipscan top` cannot find the maps,
 /// and the next daemon would start from empty ones.
-fn repin(a: &mut Attached) {
+fn repin(a: &mut Interface) {
     let Some(kept) = &a.pins else { return };
     match kept.repin() {
         Ok(names) => {
@@ -300,7 +282,7 @@ fn populate_allowlist(tables: &mut Tables, settings: &Settings, iface: &str) -> 
     Ok(nets.len())
 }
 
-fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attached, RingBuf<MapData>), DaemonError> {
+fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Interface, RingBuf<MapData>), DaemonError> {
     let lock = DaemonLock::acquire(&cfg.lock_dir, iface)?;
     // A block list whose pin had an older layout is made anew, empty: its blocks come back from
     // the state file, while the lists that were kept keep theirs.
@@ -327,7 +309,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
             verifier_log: cfg.verifier_log.clone(),
             test_refusal: cfg.test_refusal,
         },
-        cfg.ops.event_ring_bytes,
+        cfg.event_ring_bytes,
     )
     .map_err(|e| {
         // The load took its new pins away; a directory it leaves empty goes too, so that
@@ -430,7 +412,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Attac
         }
     };
     Ok((
-        Attached {
+        Interface {
             name: iface.to_owned(),
             ebpf,
             link: Some(attached.link),
@@ -459,7 +441,7 @@ fn write_line(out: &mut Output, line: &Line) -> Result<(), DaemonError> {
     out.line(line).map_err(|source| DaemonError::Write { source })
 }
 
-fn save_state(a: &Attached) {
+fn save_state(a: &Interface) {
     if let Err(e) = persist::save(&a.tables, &a.state_file, monotonic_ns()) {
         let e: PersistError = e;
         eprintln!("ipscan: {}: saving blocks: {}", a.name, loader::error_chain(&e));
@@ -497,13 +479,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     }
     let mut kernel = KernelSettings::load(&cfg.settings)?;
     // Bound before anything is attached: a taken port is a one-line error that changes nothing.
-    let metrics_listener = match cfg.ops.metrics {
+    let metrics_listener = match cfg.metrics {
         Some(addr) => Some((metrics::bind(addr).await?, addr)),
         None => None,
     };
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
-    let mut ifaces: Vec<Attached> = Vec::new();
+    let mut ifaces: Vec<Interface> = Vec::new();
     for (i, iface) in cfg.ifaces.iter().enumerate() {
         let (attached, ring) = setup(&cfg, &kernel, iface)?;
         spawn_reader(i, iface.clone(), ring, tx.clone())?;
@@ -526,7 +508,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     };
     let mut links_ok = links.is_some();
-    let loss_every = cfg.ops.loss_report.as_secs().max(1);
+    let loss_every = cfg.loss_report.as_secs().max(1);
 
     let mut out = Output { sink, json, clock: WallClock::now() };
     let mut sigint = signal(SignalKind::interrupt())
@@ -558,7 +540,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 ticks += 1;
                 let now = monotonic_ns();
                 for a in &mut ifaces {
-                    let Attached { sources, tracker, tables, listen: listen_map, .. } = a;
+                    let Interface { sources, tracker, tables, listen: listen_map, .. } = a;
                     let mut doomed = Vec::new();
                     let lines = tracker.sweep(
                         now,
@@ -660,7 +642,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
 /// SIGHUP: re-reads the configuration and rewrites CONFIG, RULES and PROMISC in every attached
 /// program. SOURCES is left alone, so windows and modes carry on under the new thresholds. An
 /// invalid file changes nothing: one line on stderr, and the old configuration stays.
-fn reload(path: &Path, ifaces: &mut [Attached], kernel: &mut KernelSettings, namer: &mut Box<dyn Namer>) {
+fn reload(path: &Path, ifaces: &mut [Interface], kernel: &mut KernelSettings, namer: &mut Box<dyn Namer>) {
     let loaded = Settings::load(path)
         .map_err(|e| loader::error_chain(&e))
         .and_then(|s| KernelSettings::load(&s).map(|k| (s, k)).map_err(|e| e.to_string()));
@@ -729,7 +711,7 @@ async fn next_links(links: Option<&netlink::LinkWatch>) -> Result<Vec<netlink::L
 /// Notices interfaces that went away or came back. A deleted interface takes its XDP link with
 /// it; when an interface of that name exists again (a new ifindex) the same loaded program, with
 /// the same pinned maps, is attached to it.
-fn check_links(ifaces: &mut [Attached], mode: AttachMode) {
+fn check_links(ifaces: &mut [Interface], mode: AttachMode) {
     for a in ifaces.iter_mut() {
         let now = loader::if_index(&a.name);
         if a.ifindex.is_some() && a.ifindex != now {
@@ -762,7 +744,7 @@ fn check_links(ifaces: &mut [Attached], mode: AttachMode) {
 
 /// Logs lost events and left-out per-packet lines since start: periodically when they grew,
 /// and at exit when there were any. The counts are the kernel's (STATS), not estimates.
-fn report_loss(ifaces: &mut [Attached], out: &mut Output, at_exit: bool) -> Result<(), DaemonError> {
+fn report_loss(ifaces: &mut [Interface], out: &mut Output, at_exit: bool) -> Result<(), DaemonError> {
     for a in ifaces.iter_mut() {
         let counters = match stats::stats_of(&a.ebpf).and_then(|m| stats::counters(&m)) {
             Ok(c) => c,
@@ -790,7 +772,7 @@ fn report_loss(ifaces: &mut [Attached], out: &mut Output, at_exit: bool) -> Resu
 }
 
 /// What the metrics endpoint shows, read now.
-fn scrape(ifaces: &[Attached]) -> metrics::Scrape {
+fn scrape(ifaces: &[Interface]) -> metrics::Scrape {
     ifaces
         .iter()
         .map(|a| {

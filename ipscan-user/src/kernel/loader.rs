@@ -252,14 +252,14 @@ pub fn if_index(iface: &str) -> Option<u32> {
 
 /// Result of [`attach`]: the link and the mode actually used, with the reason for a fallback.
 #[derive(Debug)]
-pub struct Attached {
+pub struct Attachment {
     pub link: XdpLinkId,
     pub mode: &'static str,
     pub fallback: Option<String>,
 }
 
 /// Attaches the loaded program to `iface`.
-pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attached, AttachError> {
+pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attachment, AttachError> {
     let idx = if_index(iface).ok_or_else(|| AttachError::NoInterface { iface: iface.to_owned() })?;
     let prog: &mut Xdp = match ebpf.program_mut(PROGRAM_NAME).map(TryInto::try_into) {
         Some(Ok(p)) => p,
@@ -271,18 +271,18 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attached
     match mode {
         AttachMode::Native => prog
             .attach_to_if_index(idx, XdpMode::Driver)
-            .map(|link| Attached { link, mode: "native", fallback: None })
+            .map(|link| Attachment { link, mode: "native", fallback: None })
             .map_err(|e| fail("native", e)),
         AttachMode::Skb => prog
             .attach_to_if_index(idx, XdpMode::Skb)
-            .map(|link| Attached { link, mode: "skb", fallback: None })
+            .map(|link| Attachment { link, mode: "skb", fallback: None })
             .map_err(|e| fail("skb", e)),
         AttachMode::Auto => match prog.attach_to_if_index(idx, XdpMode::Driver) {
-            Ok(link) => Ok(Attached { link, mode: "native", fallback: None }),
+            Ok(link) => Ok(Attachment { link, mode: "native", fallback: None }),
             Err(native) => {
                 let reason = error_chain(&native);
                 prog.attach_to_if_index(idx, XdpMode::Skb)
-                    .map(|link| Attached { link, mode: "skb", fallback: Some(reason) })
+                    .map(|link| Attachment { link, mode: "skb", fallback: Some(reason) })
                     .map_err(|e| fail("skb", e))
             }
         },

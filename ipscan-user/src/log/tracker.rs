@@ -1,4 +1,4 @@
-//! Active modes in user space: turns kernel events into log lines and sweeps lapsed modes.
+//! Tracked modes in user space: turns kernel events into log lines and sweeps lapsed modes.
 //!
 //! The kernel reports when a source enters a mode; this table holds only those sources, and a
 //! sweep once a second looks each one up to see whether its window has lapsed. Sweeps cost is
@@ -29,7 +29,7 @@ use crate::log::{
 
 /// A mode being tracked: which interface it was seen on and its last known totals.
 #[derive(Clone, Debug)]
-struct Active {
+struct Tracked {
     since_ns: u64,
     /// Last counted packet as last known (the kernel's may be later): the window cannot lapse
     /// before `last_ns + window`.
@@ -79,7 +79,7 @@ pub struct Meta {
 /// Per-interface active-mode table.
 #[derive(Default)]
 pub struct Tracker {
-    active: HashMap<SourceKey, Active>,
+    active: HashMap<SourceKey, Tracked>,
     pub log_dest: bool,
     /// Stamp sweep expiries at the instant the window lapsed (`last packet + window`) instead of
     /// the sweep's `now`. Replay sets it: its sweeps run on the capture clock, and the lapse
@@ -119,7 +119,7 @@ impl Tracker {
         let folded = self.twin_shown(&key);
         self.active.insert(
             key,
-            Active {
+            Tracked {
                 since_ns: state.mode_since_ns,
                 last_ns: state.last_ns,
                 packets: state.packets,
@@ -185,7 +185,7 @@ impl Tracker {
                 let folded = self.twin_shown(&ev.key);
                 self.active.insert(
                     ev.key,
-                    Active {
+                    Tracked {
                         since_ns: ev.mode_since_ns,
                         // The threshold packet is the last one counted so far.
                         last_ns: ev.ts_ns,
