@@ -262,18 +262,6 @@ fn stat(ebpf: &Ebpf, slot: u32) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Frames
 
-/// Sets the IPv4 header checksum of an untagged frame (test-run frames are built with zero).
-fn fix_ipv4_checksum(f: &mut [u8]) {
-    let ihl = usize::from(f[14] & 0x0f) * 4;
-    f[24] = 0;
-    f[25] = 0;
-    let mut sum: u32 = f[14..14 + ihl].chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-}
-
 fn a4(s: &str) -> Ipv4Addr {
     ok(s.parse(), "address")
 }
@@ -282,10 +270,10 @@ fn a6(s: &str) -> Ipv6Addr {
     ok(s.parse(), "address")
 }
 
+/// An untagged IPv4 frame to the victim, with its header checksum: the throughput section's
+/// frames go on to the victim's IP stack.
 fn v4(src: Ipv4Addr, l4: &L4, payload: usize) -> Vec<u8> {
-    let mut f = Frame { payload, df: true, ..Default::default() }.v4(src, a4(VICTIM4), l4);
-    fix_ipv4_checksum(&mut f);
-    f
+    Frame { payload, df: true, ipv4_checksum: true, ..Default::default() }.v4(src, a4(VICTIM4), l4)
 }
 
 fn v6(src: Ipv6Addr, l4: &L4, payload: usize) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! Hand-built frames for BPF_PROG_TEST_RUN: Ethernet (+VLAN) / IPv4 (+options) | IPv6 (+extension
 //! headers) / TCP | UDP | ICMP | ICMPv6. Checksums are left zero: XDP sees frames before any
-//! checksum validation, and ipscan does not check them.
+//! checksum validation, and ipscan does not check them. Only frames that go on to a kernel's IP
+//! stack (the benchmark's live frames) need the IPv4 header checksum: [`Frame::ipv4_checksum`].
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -106,6 +107,8 @@ pub struct Frame {
     pub more_fragments: bool,
     /// IPv6 extension headers as (next-header code, body bytes); the builder links them.
     pub ext: Vec<(u8, Vec<u8>)>,
+    /// Fill in the IPv4 header checksum (else zero).
+    pub ipv4_checksum: bool,
 }
 
 impl Default for Frame {
@@ -119,6 +122,7 @@ impl Default for Frame {
             frag_offset: 0,
             more_fragments: false,
             ext: Vec::new(),
+            ipv4_checksum: false,
         }
     }
 }
@@ -143,6 +147,7 @@ impl Frame {
         let body = l4.bytes(self.payload);
         let ihl = 20 + opts.len();
         let mut f = eth(&self.vlans, ETH_P_IP);
+        let ip = f.len();
         f.push(0x40 | (ihl / 4) as u8);
         f.push(0);
         f.extend_from_slice(&((ihl + body.len()) as u16).to_be_bytes());
@@ -161,6 +166,10 @@ impl Frame {
         f.extend_from_slice(&src.octets());
         f.extend_from_slice(&dst.octets());
         f.extend_from_slice(&opts);
+        if self.ipv4_checksum {
+            let sum = checksum(&f[ip..]);
+            f[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+        }
         f.extend_from_slice(&body);
         f
     }
@@ -189,6 +198,15 @@ impl Frame {
     }
 }
 
+/// The Internet checksum (RFC 1071) of `bytes`, an even number of them.
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// An IPv6 hop-by-hop / destination-options style extension body (after the next-header byte):
 /// hdr-ext-len 0 plus 6 bytes of PadN, 8 bytes in all.
 pub fn ext_opts() -> Vec<u8> {
@@ -202,4 +220,25 @@ pub fn ext_frag(offset_units: u16, more: bool, id: u32) -> Vec<u8> {
     b.extend_from_slice(&fo.to_be_bytes());
     b.extend_from_slice(&id.to_be_bytes());
     b
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn ipv4_checksum_sums_the_header_to_all_ones() {
+        let src = Ipv4Addr::new(198, 18, 0, 1);
+        let dst = Ipv4Addr::new(198, 18, 0, 2);
+        for (vlans, ip_options) in [(vec![], vec![]), (vec![100], vec![7, 7, 4, 0, 0, 0, 0])] {
+            let ip = 14 + 4 * vlans.len();
+            let f = Frame { vlans, ip_options, df: true, ipv4_checksum: true, ..Default::default() };
+            let bytes = f.v4(src, dst, &L4::tcp(40000, 443, 0x10));
+            let ihl = usize::from(bytes[ip] & 0x0f) * 4;
+            assert_ne!(bytes[ip + 10..ip + 12], [0, 0]);
+            assert_eq!(checksum(&bytes[ip..ip + ihl]), 0, "{bytes:02x?}");
+        }
+        let zero = Frame::default().v4(src, dst, &L4::syn(1, 80));
+        assert_eq!(zero[14 + 10..14 + 12], [0, 0]);
+    }
 }
