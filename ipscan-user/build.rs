@@ -25,8 +25,9 @@ fn main() -> anyhow::Result<()> {
         .find(|p| p.name.as_str() == "ipscan-ebpf")
         .ok_or_else(|| anyhow!("ipscan-ebpf package not found in the workspace"))?;
     let root = ebpf.manifest_path.parent().ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
-    // The shared crate is a dependency of the eBPF crate: rebuild when it changes too.
+    // The shared crates are dependencies of the eBPF crate: rebuild when they change too.
     println!("cargo:rerun-if-changed={}", root.join("../ipscan-common/src"));
+    println!("cargo:rerun-if-changed={}", root.join("../bench/common/src"));
     aya_build::build_ebpf(
         [aya_build::Package { name: "ipscan-ebpf", root_dir: root.as_str(), ..Default::default() }],
         aya_build::Toolchain::default(),

@@ -26,5 +26,5 @@ pub const FRESH_SOURCES_NEXT: &str = "NEXT";
 /// Load-time global of the generator: 0 sends the frame unchanged, 4 / 6 rewrite the IPv4 /
 /// IPv6 source from a per-CPU counter before each transmission.
 pub const GENERATOR_VARY_SOURCE: &str = "GEN_VARY_SOURCE";
-/// The generator's scan-flood mode and its number of sources ([`ipscan_common::bench`]).
-pub use ipscan_common::bench::{SCAN_FLOOD as GENERATOR_SCAN_FLOOD, SCAN_SOURCES as GENERATOR_SCAN_SOURCES};
+/// The generator's scan-flood mode and its number of sources ([`ipscan_bench_common`]).
+pub use ipscan_bench_common::{SCAN_FLOOD as GENERATOR_SCAN_FLOOD, SCAN_SOURCES as GENERATOR_SCAN_SOURCES};

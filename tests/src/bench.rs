@@ -819,7 +819,7 @@ fn load_floors(src: Ipv4Addr) -> Ebpf {
     ok(hash.insert(ipscan_common::AddrKey::v4(src.octets()), entry, 0), "FLOOR_HASH insert");
     let mut arr: aya::maps::Array<_, ipscan_common::BlockEntry> =
         ok(aya::maps::Array::try_from(ebpf.map_mut("FLOOR_ARRAY").expect("FLOOR_ARRAY")), "FLOOR_ARRAY");
-    ok(arr.set(ipscan_common::bench::floor_slot(a), entry, 0), "FLOOR_ARRAY set");
+    ok(arr.set(ipscan_bench_common::floor_slot(a), entry, 0), "FLOOR_ARRAY set");
     ebpf
 }
 

@@ -27,7 +27,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
     programs::XdpContext,
 };
-use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4, bench::floor_slot};
+use ipscan_bench_common::floor_slot;
+use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4};
 
 #[map]
 static FLOOR_HASH: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(65_536, 0);

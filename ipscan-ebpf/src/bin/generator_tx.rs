@@ -20,7 +20,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::XdpContext,
 };
-use ipscan_common::bench::{SCAN_FLOOD, SCAN_SOURCES};
+use ipscan_bench_common::{SCAN_FLOOD, SCAN_SOURCES};
 
 /// 0: send the frame as it is; 4 or 6: rewrite the IPv4 / IPv6 source first.
 #[unsafe(no_mangle)]
