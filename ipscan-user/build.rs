@@ -4,7 +4,7 @@
 use anyhow::{Context as _, anyhow};
 
 /// Programs of the ipscan-ebpf crate that `include_bytes_aligned!` embeds.
-const EBPF_BINS: [&str; 6] = ["ipscan", "baseline_pass", "baseline_drop", "generator_tx", "floor", "fresh_sources"];
+const EBPF_BINS: [&str; 1] = ["ipscan"];
 
 fn main() -> anyhow::Result<()> {
     if std::env::var_os("CARGO_FEATURE_WITHOUT_EBPF").is_some() {
@@ -25,9 +25,8 @@ fn main() -> anyhow::Result<()> {
         .find(|p| p.name.as_str() == "ipscan-ebpf")
         .ok_or_else(|| anyhow!("ipscan-ebpf package not found in the workspace"))?;
     let root = ebpf.manifest_path.parent().ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
-    // The shared crates are dependencies of the eBPF crate: rebuild when they change too.
+    // The shared crate is a dependency of the eBPF crate: rebuild when it changes too.
     println!("cargo:rerun-if-changed={}", root.join("../ipscan-common/src"));
-    println!("cargo:rerun-if-changed={}", root.join("../bench/common/src"));
     aya_build::build_ebpf(
         [aya_build::Package { name: "ipscan-ebpf", root_dir: root.as_str(), ..Default::default() }],
         aya_build::Toolchain::default(),

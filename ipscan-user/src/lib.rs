@@ -2,7 +2,6 @@
 //! kernel's side of things (`kernel`: loading, pins, maps), the daemon (`daemon`), the log
 //! lines it writes (`log`), facts about the host (`host`), and `replay` of captures.
 
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

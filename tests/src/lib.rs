@@ -5,7 +5,6 @@
 //! Every helper panics with a message instead of returning errors (STYLE rule 11), and every
 //! namespace is removed on drop so a crashed run leaves nothing that breaks the next.
 
-pub mod bench;
 pub mod frames;
 pub mod pcap;
 

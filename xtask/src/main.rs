@@ -216,8 +216,8 @@ fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String
         setup::setup()?;
     }
     let bin = build(false)?;
-    step("building ipscan-bench");
-    run(cargo().args(["build", "-p", "ipscan-tests", "--bin", "ipscan-bench"]))?;
+    step("building ipscan-bench and the benchmark's eBPF objects");
+    run(cargo().args(["build", "-p", "ipscan-bench"]))?;
     let bench = workspace_root().join("target/debug/ipscan-bench");
     // A relative --json is relative to where xtask was started (cargo runs it from there).
     let json = match json {

@@ -1,6 +1,9 @@
 //! `ipscan-bench`: the benchmark behind `cargo xtask bench` (needs root). Prints a table of
 //! ratios against baselines measured in the same run and writes it as JSON.
 
+mod bench;
+mod objects;
+
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -17,11 +20,11 @@ struct Cli {
     json: Option<PathBuf>,
     /// Run only these sections (default: all): per-packet, throughput, exhaustion, block.
     #[arg(long, value_delimiter = ',')]
-    only: Vec<ipscan_tests::bench::Section>,
+    only: Vec<bench::Section>,
 }
 
 fn main() {
     let cli = Cli::parse();
-    let path = cli.json.unwrap_or_else(ipscan_tests::bench::default_json_path);
-    ipscan_tests::bench::run(cli.smoke, &cli.only, &path);
+    let path = cli.json.unwrap_or_else(bench::default_json_path);
+    bench::run(cli.smoke, &cli.only, &path);
 }

@@ -1,5 +1,6 @@
-//! The benchmark's own XDP objects, built by build.rs from ipscan-ebpf's extra bins alongside
-//! the real program. `cargo xtask bench` measures ipscan against the baselines in the same run.
+//! The benchmark's own XDP objects, built by build.rs from bench/ebpf (ipscan-bench-ebpf). The
+//! real program comes from the `ipscan` library: `cargo xtask bench` measures it against these
+//! baselines in the same run.
 
 /// Empty program returning XDP_PASS (program name `baseline_pass`).
 pub static BASELINE_PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline_pass"));
@@ -9,11 +10,11 @@ pub static BASELINE_DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_
 pub static GENERATOR_TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/generator_tx"));
 
 /// Floor programs `floor_hash`, `floor_array`, `floor_clock` and their maps `FLOOR_HASH`,
-/// `FLOOR_ARRAY` (see ipscan-ebpf's `src/bin/floor.rs`).
+/// `FLOOR_ARRAY` (see bench/ebpf's `src/bin/floor.rs`).
 pub static FLOOR: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
 
 /// Program `fresh_sources`: a new IPv6 source per test run, then a tail call through its
-/// `NEXT` program array (see ipscan-ebpf's `src/bin/fresh_sources.rs`).
+/// `NEXT` program array (see bench/ebpf's `src/bin/fresh_sources.rs`).
 pub static FRESH_SOURCES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fresh_sources"));
 
 /// Program names in the objects above.

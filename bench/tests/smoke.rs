@@ -1,10 +1,10 @@
-//! The benchmark keeps working: the smoke run (tiny repeats and floods) produces every row of
-//! the table with positive numbers, and the blocking rows as "n/a" until blocking exists.
-//! No timing is asserted: the smoke run's numbers mean nothing.
+//! The benchmark keeps working: the smoke run (`ipscan-bench --smoke`: tiny repeats and floods)
+//! produces every row of the table with positive numbers, and the blocking rows as "n/a" until
+//! blocking exists. No timing is asserted: the smoke run's numbers mean nothing.
 
-use std::fs;
+use std::{fs, process::Command};
 
-use ipscan_tests::TempDir;
+use ipscan_tests::{TempDir, require_root};
 use serde_json::Value;
 
 /// Rows measured today.
@@ -61,9 +61,17 @@ fn positive(v: &Value) -> bool {
 
 #[test]
 fn smoke_bench_writes_every_row() {
+    require_root();
     let dir = TempDir::new();
     let path = dir.join("bench.json");
-    ipscan_tests::bench::run(true, &[], &path);
+    let bench = env!("CARGO_BIN_EXE_ipscan-bench");
+    let status = Command::new(bench)
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&path)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {bench}: {e}"));
+    assert!(status.success(), "{bench} --smoke failed: {status}");
     let doc: Value = serde_json::from_str(&fs::read_to_string(&path).expect("JSON written")).expect("valid JSON");
 
     assert_eq!(doc["smoke"], true);

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: ipscan's cost as ratios against baselines measured in the same run.
 //!
 //! Nothing here asserts an absolute time. Every number is set against an empty XDP program
-//! (`baseline_pass`, `baseline_drop` from ipscan-ebpf) that is loaded, run or attached in exactly
+//! (`baseline_pass`, `baseline_drop` from bench/ebpf) that is loaded, run or attached in exactly
 //! the same way in the same run, so the table compares like with like on whatever machine runs
 //! it. Sections:
 //!
@@ -34,15 +34,16 @@ use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
     programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use ipscan::{bench as objs, kernel::loader, kernel::testrun};
+use ipscan::{kernel::loader, kernel::testrun};
 use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
-use serde_json::{Value, json};
-
-use crate::{
+use ipscan_tests::{
     ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_DROP, XDP_PASS,
     frames::{Frame, L4},
     sh,
 };
+use serde_json::{Value, json};
+
+use crate::objects as objs;
 
 /// How much work a run does.
 #[derive(Clone, Debug)]
@@ -1582,7 +1583,7 @@ pub enum Section {
 
 /// Runs the sections in `only` (all when empty), prints the table and writes the JSON.
 pub fn run(smoke: bool, only: &[Section], json_path: &Path) -> Value {
-    crate::require_root();
+    ipscan_tests::require_root();
     let o = if smoke { Options::smoke() } else { Options::full() };
     let machine = machine();
     let mut rows = Vec::new();
