@@ -78,8 +78,8 @@ enum Cmd {
         #[arg(long)]
         only: Option<String>,
     },
-    /// Check the format (rustfmt), then run clippy on the host crates and on the eBPF crate for
-    /// the BPF target.
+    /// Check the format (rustfmt), then run clippy on the host crates and on the eBPF crates
+    /// (ipscan's and the bench's) for the BPF target.
     Clippy,
     /// Run `ipscan check` and the replay golden tests on this machine's kernel and on Debian's
     /// other kernels (6.1, 6.12), each booted under QEMU with virtme-ng (as root; installs
@@ -145,15 +145,20 @@ pub fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-/// Builds the test binaries of `package` and returns their paths.
-fn test_binaries(package: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let out = cargo()
-        .args(["test", "-p", package, "--no-run", "--message-format=json"])
+/// Builds the test binaries of `packages` and returns their paths.
+fn test_binaries(packages: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut c = cargo();
+    c.arg("test");
+    for p in packages {
+        c.args(["-p", p]);
+    }
+    let out = c
+        .args(["--no-run", "--message-format=json"])
         .stderr(Stdio::inherit())
         .output()
         .context("cargo test --no-run")?;
     if !out.status.success() {
-        bail!("building the tests of {package} failed");
+        bail!("building the tests of {} failed", packages.join(", "));
     }
     let mut bins = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -191,10 +196,11 @@ fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool) -> anyhow::Result
     } else {
         fuzz::fuzz(TEST_FUZZ_SECONDS, None)?;
     }
-    step("kernel and end-to-end tests (root, one at a time)");
-    // Every test file runs even after a failure, so one report shows all of them.
+    step("kernel and end-to-end tests, then the bench's (root, one at a time)");
+    // Every test file runs even after a failure, so one report shows all of them. The bench's
+    // smoke run (bench/tests/smoke.rs) checks that every row of `cargo xtask bench` is produced.
     let mut failed = Vec::new();
-    for test_bin in test_binaries("ipscan-tests")? {
+    for test_bin in test_binaries(&["ipscan-tests", "ipscan-bench"])? {
         let mut c = privileged(&test_bin);
         c.env("IPSCAN_BIN", &bin).arg("--test-threads=1");
         if let Some(f) = &filter {
@@ -241,14 +247,27 @@ fn clippy() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().current_dir(workspace_root().join("fuzz")).args(["fmt", "--check"]))?;
     step("clippy: host crates");
-    run(cargo().args(["clippy", "--workspace", "--exclude", "ipscan-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
-    step("clippy: ipscan-ebpf for bpfel-unknown-none");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "ipscan-ebpf",
+        "--exclude",
+        "ipscan-bench-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("clippy: ipscan-ebpf and ipscan-bench-ebpf for bpfel-unknown-none");
     // The rustup proxy, not $CARGO (the stable toolchain's own cargo knows no `+nightly`).
     run(Command::new("cargo").current_dir(workspace_root()).args([
         "+nightly",
         "clippy",
         "-p",
         "ipscan-ebpf",
+        "-p",
+        "ipscan-bench-ebpf",
         "-Z",
         "build-std=core",
         "--target",

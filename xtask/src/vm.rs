@@ -292,7 +292,7 @@ pub fn vm(only: &[String], no_setup: bool) -> anyhow::Result<()> {
     let vng = if no_setup { find_vng().context("vng not found: run without --no-setup")? } else { setup()? };
     step("building ipscan and the replay tests");
     run(cargo().args(["build", "-p", "ipscan-user"]))?;
-    let replay = test_binaries("ipscan-tests")?
+    let replay = test_binaries(&["ipscan-tests"])?
         .into_iter()
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("replay-")))
         .context("no replay test binary")?;
