@@ -15,8 +15,8 @@
 use std::path::Path;
 
 use ipscan::{
-    config::{ConfigError, Problem, Settings},
     config::kernel::{KconfigError, KernelSettings},
+    config::{ConfigError, Problem, Settings},
 };
 use ipscan_common::{DETECTIONS, config::detection_flags};
 use libfuzzer_sys::fuzz_target;

@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         // source in a block list never passes as plain TCP.
         let s = parse::ip_sender(data).expect("plain TCP without a sender for the block check");
         assert_eq!((s.family, s.ip_payload_len, s.src_offset()), (fast.family, fast.ip_payload_len, fast.src_offset()));
-        if classify::passes_quietly(&Config::default(), fast.tcp_flags) {
+        if ipscan_common::config::passes_quietly(&Config::default(), fast.tcp_flags) {
             assert_eq!(classify::detections(p), 0);
             assert_eq!(classify::ordinary_line(p), None);
             assert!(!classify::is_bogus(p.tcp_flags) && !classify::is_traceroute(p));

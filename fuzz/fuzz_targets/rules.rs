@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use arbitrary::Arbitrary;
 use ipscan::{
-    config::{Action, AddrMatch, FilterRule, IpNet, PortMatch, Proto, TypeMatch},
     config::kernel,
+    config::{Action, AddrMatch, FilterRule, IpNet, PortMatch, Proto, TypeMatch},
 };
 use ipscan_common::{
     FAMILY_V4, FAMILY_V6, PacketSummary, Rule,

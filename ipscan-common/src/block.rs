@@ -441,7 +441,7 @@ pub mod table {
             let active = eq(e.expires_ns, 0) | lt(now, e.expires_ns);
             let class = (same ^ 1) * (1 + (empty ^ 1) * (1 + active));
             let age = e.added_ns & ((1 << CLASS_SHIFT) - 1);
-            Self { rank: class << CLASS_SHIFT | age * (class >> 1) }
+            Self { rank: (class << CLASS_SHIFT) | (age * (class >> 1)) }
         }
     }
 

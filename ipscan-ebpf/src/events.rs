@@ -1,9 +1,5 @@
 //! Records for user space on the EVENTS ring buffer; a full ring counts a lost event.
 
-// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
-// onto the 512-byte BPF stack.
-#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
-
 use crate::maps::{EVENTS, count};
 use ipscan_common::{Event, EventKind, PacketSummary, SourceKey, SourceState, stats};
 

@@ -22,7 +22,7 @@ mod verify;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use ipscan_common::{
-    Config, classify,
+    Config,
     config::global_flags::{AUTOBLOCKS, BLOCKLIST, VERBOSE},
     stats,
 };

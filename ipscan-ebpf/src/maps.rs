@@ -1,10 +1,6 @@
 //! The program's maps, and the per-CPU state and counters every stage uses: STATS, the
 //! clock, the CONFIG and SUMMARY slots.
 
-// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
-// onto the 512-byte BPF stack.
-#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
-
 use aya_ebpf::{
     Global,
     bindings::BPF_F_MMAPABLE,

@@ -69,16 +69,16 @@ impl Processed {
     }
 
     /// The XDP verdict so far.
-    pub(crate) fn verdict(&self) -> u32 {
+    pub(crate) fn verdict(self) -> u32 {
         (self.0 & 0xff) as u32
     }
 
     /// The detections (bit `i`: detection `i`) whose source is to be blocked.
-    pub(crate) fn to_block(&self) -> u32 {
+    pub(crate) fn to_block(self) -> u32 {
         (self.0 >> Self::BLOCK_SHIFT) as u32 & ((1 << DETECTIONS.len()) - 1)
     }
 
-    pub(crate) fn harden_later(&self) -> bool {
+    pub(crate) fn harden_later(self) -> bool {
         self.0 & Self::HARDEN_LATER != 0
     }
 }

@@ -1,9 +1,5 @@
 //! iplog's `log` / `ignore` rules, walked before any detection.
 
-// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
-// onto the 512-byte BPF stack.
-#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
-
 use crate::maps::{RULES, summary_slot};
 use ipscan_common::{
     flat,

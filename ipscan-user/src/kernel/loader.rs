@@ -43,8 +43,8 @@ pub enum LoadError {
         summary: String,
         /// Where the log went, or how to keep it.
         log_hint: String,
-        #[source]
-        source: ProgramError,
+        /// The load error with the verifier's log (boxed: it is large, and a refusal rare).
+        source: Box<ProgramError>,
     },
     #[error("map {name}: {source}")]
     Map {
@@ -413,7 +413,7 @@ fn refused(source: ProgramError, log_file: Option<&Path>) -> LoadError {
         },
         _ => "`--verifier-log FILE` keeps the verifier's log for a bug report".to_owned(),
     };
-    LoadError::Verifier { kernel, summary, log_hint, source }
+    LoadError::Verifier { kernel, summary, log_hint, source: Box::new(source) }
 }
 
 #[cfg(test)]

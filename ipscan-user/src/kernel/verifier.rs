@@ -66,7 +66,7 @@ pub fn kernel_release() -> String {
 pub fn refusal_reason(log: &str) -> String {
     let is_stat =
         |l: &&str| l.starts_with("verification time") || l.starts_with("stack depth") || l.starts_with("processed ");
-    log.lines().map(str::trim).filter(|l| !l.is_empty() && !is_stat(l)).last().unwrap_or("no reason given").to_owned()
+    log.lines().map(str::trim).rfind(|l| !l.is_empty() && !is_stat(l)).unwrap_or("no reason given").to_owned()
 }
 
 #[cfg(test)]
