@@ -1,7 +1,9 @@
 //! The `ipscan` command line: the clap definitions of each command beside what it does, one
-//! module per command (`run`, `replay`, `tables` for block/allow/stats, `top`, `check`).
+//! module per command (`run`, `replay`, `tables` for block/allow/stats, `top`, `check`), and
+//! `generate` (manual pages and completions for packages), which is not part of it.
 
 mod check;
+mod generate;
 mod replay;
 mod run;
 mod tables;
@@ -82,15 +84,12 @@ pub fn command() -> clap::Command {
 
 /// Runs the command line; errors are one line on standard error.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Replay(args) => replay::replay(args).map(|()| ExitCode::SUCCESS),
-        Command::Block(args) => tables::block(args).map(|()| ExitCode::SUCCESS),
-        Command::Allow(args) => tables::allow(args).map(|()| ExitCode::SUCCESS),
-        Command::Top(args) => top::command(args).map(|()| ExitCode::SUCCESS),
-        Command::Stats(args) => tables::stats(args).map(|()| ExitCode::SUCCESS),
-        Command::Check(args) => check::check(args),
+    // `ipscan generate ...` has a parser of its own, so that neither --help nor the completions
+    // it writes offer it.
+    let result = if std::env::args_os().nth(1).is_some_and(|a| a == generate::NAME) {
+        generate::generate(std::env::args_os().skip(1)).map(|()| ExitCode::SUCCESS)
+    } else {
+        dispatch(Cli::parse())
     };
     match result {
         Ok(code) => code,
@@ -98,5 +97,17 @@ pub fn main() -> ExitCode {
             eprintln!("ipscan: {}", loader::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Replay(args) => replay::replay(args).map(|()| ExitCode::SUCCESS),
+        Command::Block(args) => tables::block(args).map(|()| ExitCode::SUCCESS),
+        Command::Allow(args) => tables::allow(args).map(|()| ExitCode::SUCCESS),
+        Command::Top(args) => top::command(args).map(|()| ExitCode::SUCCESS),
+        Command::Stats(args) => tables::stats(args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check::check(args),
     }
 }
