@@ -1832,3 +1832,72 @@ mod block_keyword_tests {
         assert_eq!(e.to_string(), "x.conf:1: unknown blackhole protocol \"icmp\": expected tcp or udp");
     }
 }
+
+#[cfg(test)]
+mod shipped_config_tests {
+    use super::*;
+
+    /// Every statement keyword `Settings::statement` accepts.
+    const STATEMENTS: &[&str] = &[
+        "set",
+        "threshold",
+        "packet_rate",
+        "window",
+        "block",
+        "allow",
+        "blackhole",
+        "interface",
+        "logfile",
+        "pid-file",
+        "user",
+        "group",
+        "facility",
+        "priority",
+        "promisc",
+        "log",
+        "ignore",
+    ];
+
+    /// contrib/ipscan.conf, the packages' /etc/ipscan/ipscan.conf: as shipped it says what no
+    /// file says; its `#KEYWORD ...` lines, uncommented, still do (they show the defaults); it
+    /// names every keyword, switch and detection; and each `# e.g.` example parses.
+    #[test]
+    fn the_shipped_config_keeps_and_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/ipscan.conf");
+        assert_eq!(Settings::load(&path).expect("the shipped config parses"), Settings::default());
+
+        let text = fs::read_to_string(&path).expect("read");
+        let defaults: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
+            .collect();
+        let mut uncommented = Settings::parse(&defaults.join("\n"), &path).expect("the default lines parse");
+        // The daemon's own defaults, written out.
+        assert_eq!(uncommented.facility.take().as_deref(), Some(crate::log::syslog::DEFAULT_FACILITY));
+        assert_eq!(uncommented.priority.take().as_deref(), Some(crate::log::syslog::DEFAULT_PRIORITY));
+        assert_eq!(uncommented, Settings::default(), "a `#KEYWORD` line is not the default");
+
+        let words: Vec<Vec<&str>> = defaults.iter().map(|l| l.split_whitespace().collect()).collect();
+        let has = |w: &[&str]| words.iter().any(|l| l.starts_with(w));
+        for flag in Flags::KEYWORDS {
+            assert!(has(&["set", flag]), "no `#set {flag} ...` line");
+        }
+        let detections = DETECTION_KEYWORDS.iter().chain([&UDP_FLOOD_KEYWORD]).map(|(k, _)| *k);
+        for d in detections {
+            for statement in ["threshold", "window", "block"] {
+                assert!(has(&[statement, d]), "no `#{statement} {d} ...` line");
+            }
+        }
+        let examples: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# e.g. ")).collect();
+        for keyword in STATEMENTS {
+            let mentioned = |l: &&str| l.split_whitespace().next() == Some(keyword);
+            assert!(defaults.iter().any(mentioned) || examples.iter().any(mentioned), "{keyword} is not shown");
+        }
+        for example in examples {
+            if let Err(e) = Settings::parse(example, &path) {
+                panic!("example `{example}`: {e}");
+            }
+        }
+    }
+}
