@@ -573,7 +573,7 @@ fn the_systemd_unit_verifies_and_keeps_the_sandbox() {
     let dir = TempDir::new();
     let copy = dir.join("ipscan.service");
     let bin = ipscan_bin().canonicalize().expect("binary");
-    fs::write(&copy, unit.replace("/usr/local/sbin/ipscan", bin.to_str().expect("utf8"))).expect("write");
+    fs::write(&copy, unit.replace("/usr/sbin/ipscan", bin.to_str().expect("utf8"))).expect("write");
     let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output().expect("verify");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
