@@ -1,5 +1,7 @@
-//! `cargo xtask`: set-up, build, run, test and bench orchestration. No product logic here.
+//! `cargo xtask`: set-up, build, run, test, bench and packaging orchestration. No product logic
+//! here.
 
+mod deb;
 mod fuzz;
 mod setup;
 mod vm;
@@ -21,8 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what building and testing need (idempotent): nightly rust-src, bpf-linker, apt
-    /// packages for the end-to-end tests.
+    /// Install what building and testing need (idempotent): nightly rust-src, bpf-linker,
+    /// cargo-deb, apt packages for the end-to-end tests and the package check.
     Setup,
     /// Build the eBPF object and the `ipscan` binary.
     Build {
@@ -40,7 +42,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Set up, then run every test: host unit tests, then the root-only kernel and
-    /// end-to-end tests one at a time.
+    /// end-to-end tests one at a time, then the Debian package's check (`deb --check`).
     Test {
         /// Only run tests whose name contains this filter.
         filter: Option<String>,
@@ -50,6 +52,9 @@ enum Cmd {
         /// Skip the bounded fuzzing run (also skipped when a filter is given).
         #[arg(long)]
         no_fuzz: bool,
+        /// Skip building and checking the Debian package (also skipped when a filter is given).
+        #[arg(long)]
+        no_deb: bool,
     },
     /// Run the cargo-fuzz targets of fuzz/ (parse, rules, config), each for a bounded time,
     /// after writing their seed corpora (installs cargo-fuzz if missing). A crash fails with
@@ -77,6 +82,15 @@ enum Cmd {
         /// Run only these sections, comma-separated: per-packet, throughput, exhaustion, block.
         #[arg(long)]
         only: Option<String>,
+    },
+    /// Build the Debian package (release binary, unit, /etc/ipscan/ipscan.conf, OSSEC files,
+    /// manual pages and completions; installs cargo-deb if missing) and print its path.
+    Deb {
+        /// Then check it: unpack it into a scratch root under target/deb-check and check the
+        /// metadata, the files, `ipscan --help`, `man` on every page, the completions and
+        /// `systemd-analyze verify` on the unit (installs nothing on this machine).
+        #[arg(long)]
+        check: bool,
     },
     /// Check the format (rustfmt), then run clippy on the host crates and on the eBPF crates
     /// (ipscan's and the bench's) for the BPF target.
@@ -179,7 +193,7 @@ fn test_binaries(packages: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
 /// the build).
 const TEST_FUZZ_SECONDS: u64 = 20;
 
-fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool) -> anyhow::Result<()> {
+fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool, no_deb: bool) -> anyhow::Result<()> {
     if !no_setup {
         setup::setup()?;
     }
@@ -210,6 +224,12 @@ fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool) -> anyhow::Result
             eprintln!("==> FAILED: {e}");
             failed.push(test_bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         }
+    }
+    if no_deb || filter.is_some() {
+        step("Debian package: skipped");
+    } else if let Err(e) = deb::deb(true) {
+        eprintln!("==> FAILED: {e:#}");
+        failed.push("the Debian package (cargo xtask deb --check)".into());
     }
     if !failed.is_empty() {
         bail!("failing test files: {}", failed.join(", "));
@@ -291,9 +311,10 @@ fn main() -> anyhow::Result<()> {
             c.arg("run").args(&args);
             run(&mut c)
         }
-        Cmd::Test { filter, no_setup, no_fuzz } => test(filter, no_setup, no_fuzz),
+        Cmd::Test { filter, no_setup, no_fuzz, no_deb } => test(filter, no_setup, no_fuzz, no_deb),
         Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
         Cmd::Bench { smoke, json, no_setup, only } => bench(smoke, json, no_setup, only),
+        Cmd::Deb { check } => deb::deb(check),
         Cmd::Clippy => clippy(),
         Cmd::Vm { kernels, no_setup } => vm::vm(&kernels, no_setup),
     }

@@ -9,9 +9,23 @@ use crate::{run, step};
 /// bpf-linker release known to work with this nightly's LLVM.
 const BPF_LINKER_VERSION: &str = "0.10.4";
 
-/// Debian packages the end-to-end tests drive.
-const APT_PACKAGES: &[&str] =
-    &["iproute2", "iputils-ping", "nmap", "hping3", "tcpdump", "traceroute", "python3-scapy", "tmux"];
+/// cargo-deb release that builds the Debian package (`cargo xtask deb`).
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// Debian packages the end-to-end tests drive, and what building and checking the Debian
+/// package needs (dpkg-shlibdeps and strip; man to render the pages).
+const APT_PACKAGES: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "nmap",
+    "hping3",
+    "tcpdump",
+    "traceroute",
+    "python3-scapy",
+    "tmux",
+    "dpkg-dev",
+    "man-db",
+];
 
 fn quiet_ok(cmd: &mut Command) -> bool {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
@@ -63,9 +77,22 @@ pub fn setup_build() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// cargo-deb, for `cargo xtask deb`.
+pub fn cargo_deb() -> anyhow::Result<()> {
+    let version = output(Command::new("cargo").args(["deb", "--version"])).unwrap_or_default();
+    if version.contains(CARGO_DEB_VERSION) {
+        step(&format!("cargo-deb {CARGO_DEB_VERSION}: present"));
+        return Ok(());
+    }
+    step(&format!("installing cargo-deb {CARGO_DEB_VERSION} (a few minutes)"));
+    run(Command::new("cargo").args(["install", "--locked", &format!("cargo-deb@{CARGO_DEB_VERSION}")]))
+        .context("`cargo install cargo-deb` failed")
+}
+
 /// Everything: build prerequisites and the test tools.
 pub fn setup() -> anyhow::Result<()> {
     setup_build()?;
+    cargo_deb()?;
     step("checking test tools (apt)");
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
