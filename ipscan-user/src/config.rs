@@ -1883,7 +1883,7 @@ mod shipped_config_tests {
         for flag in Flags::KEYWORDS {
             assert!(has(&["set", flag]), "no `#set {flag} ...` line");
         }
-        let detections = DETECTION_KEYWORDS.iter().chain([&UDP_FLOOD_KEYWORD]).map(|(k, _)| *k);
+        let detections = ipscan_common::DETECTIONS.iter().map(|d| d.names().keyword);
         for d in detections {
             for statement in ["threshold", "window", "block"] {
                 assert!(has(&[statement, d]), "no `#{statement} {d} ...` line");
