@@ -1,0 +1,38 @@
+//! The daemon's log as the tests read it: lines without their stamps.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::Path,
+};
+
+/// Reads an iplog-format log: checks each line's `%b %e %H:%M:%S ` stamp and strips it.
+pub fn log_lines(path: &Path) -> Vec<String> {
+    let Ok(f) = fs::File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| {
+            assert!(l.len() > 16 && is_stamp(&l[..16]), "bad timestamp in log line {l:?}");
+            l[16..].to_owned()
+        })
+        .collect()
+}
+
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    MONTHS.contains(&&s[..3])
+        && b[3] == b' '
+        && (b[4] == b' ' || b[4].is_ascii_digit())
+        && b[5].is_ascii_digit()
+        && b[6] == b' '
+        && b[7..9].iter().all(u8::is_ascii_digit)
+        && b[9] == b':'
+        && b[10..12].iter().all(u8::is_ascii_digit)
+        && b[12] == b':'
+        && b[13..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b' '
+}
