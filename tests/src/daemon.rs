@@ -1,5 +1,5 @@
-//! Running `ipscan run` in a namespace and reading what it says (its log, waiting for lines; its
-//! stderr); the CLI and the config file.
+//! Running `ipscan run` in a namespace and reading what it says: its log (waiting for lines),
+//! its stderr, `ipscan stats`, its Prometheus metrics; the CLI and the config file.
 
 use std::{
     fs,
@@ -9,7 +9,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{log::log_lines, ns::NetNs, util::TempDir};
+use serde_json::Value;
+
+use crate::{
+    log::log_lines,
+    ns::{NetNs, Testbed},
+    util::TempDir,
+};
+
+/// How long [`Daemon::wait_all`] waits for its lines.
+const WAIT_LINES: Duration = Duration::from_secs(20);
 
 /// Path of the `ipscan` binary under test (built by `cargo xtask test`).
 pub fn ipscan_bin() -> PathBuf {
@@ -170,6 +179,30 @@ impl Daemon {
             thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Starts `ipscan run --config DIR/ipscan.conf` (with `config` written there) on the
+    /// testbed's victim side and waits until it has attached.
+    pub fn with_config(bed: &Testbed, dir: &TempDir, config: &str) -> Self {
+        let conf = write_config(dir, config);
+        Self::start(&bed.victim, &bed.victim_if, dir, &["--config", conf.to_str().expect("utf-8 temp path")])
+    }
+
+    /// Waits until every line of `want` is logged, then a little more, and returns the log.
+    pub fn wait_all(&self, want: &[String]) -> Vec<String> {
+        self.wait_log("expected lines", WAIT_LINES, |l| want.iter().all(|w| l.contains(w)));
+        // Late duplicates or strays would arrive within this.
+        thread::sleep(Duration::from_millis(800));
+        self.lines()
+    }
+
+    /// Waits for the lines of `want`, then asserts that the log holds exactly these, in any order.
+    pub fn wait_exactly(&self, want: &[String], why: &str) {
+        let mut got = self.wait_all(want);
+        got.sort();
+        let mut w = want.to_vec();
+        w.sort();
+        assert_eq!(got, w, "{why}");
+    }
 }
 
 impl Drop for Daemon {
@@ -202,4 +235,46 @@ pub fn cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `ipscan stats --json -i IFACE` (extra args: where the pins are), the interface's object.
+pub fn stats_json(iface: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["stats", "--json", "-i", iface];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = cli(&args);
+    assert!(ok, "ipscan stats: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
+    v[0].clone()
+}
+
+/// One kernel counter of a [`stats_json`] object.
+pub fn counter(stats: &Value, name: &str) -> u64 {
+    stats["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+}
+
+/// GET http://127.0.0.1:PORT/PATH from inside `ns`; returns (status, body).
+pub fn http_get(ns: &NetNs, port: u16, path: &str) -> (u16, String) {
+    let code = format!(
+        "import urllib.request, urllib.error, sys\n\
+try:\n    r = urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=10)\n    print(r.status); sys.stdout.write(r.read().decode())\n\
+except urllib.error.HTTPError as e:\n    print(e.code); sys.stdout.write(e.read().decode())\n"
+    );
+    let out = ns
+        .cmd("timeout")
+        .args(["-s", "KILL", "20", "python3", "-c", &code])
+        .output()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, body) = text
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("no HTTP answer: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    (status.trim().parse().unwrap_or_else(|_| panic!("status {status}")), body.to_owned())
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in a Prometheus text body.
+pub fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("value of {series}: {v}")))
 }

@@ -8,6 +8,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 
+/// The testbed's attacker and victim addresses ([`crate::ATTACKER4`], [`crate::VICTIM4`],
+/// [`crate::ATTACKER6`], [`crate::VICTIM6`]) as addresses, for frames.
+pub const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
 /// Transport layer to put in a frame.
 #[derive(Clone, Debug)]
 pub enum L4 {

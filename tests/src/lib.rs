@@ -8,10 +8,10 @@
 //! | module | holds |
 //! |---|---|
 //! | [`util`] | the root check, commands that must succeed, unique names, scratch directories |
-//! | [`ns`] | network namespaces, the attacker/victim testbed and its addresses |
-//! | [`daemon`] | `ipscan run` in a namespace, waiting for its lines; the CLI and the config file |
-//! | [`log`] | the log as tests read it: stamps checked and stripped |
-//! | [`tools`] | commands bounded in time in a namespace, python3 clients and listeners |
+//! | [`ns`] | network namespaces, the attacker/victim testbed and its addresses, interface facts |
+//! | [`daemon`] | `ipscan run` in a namespace, waiting for its lines; the CLI, `ipscan stats`, metrics |
+//! | [`log`] | the log as tests read it: stamps checked and stripped, lines counted, port lists |
+//! | [`tools`] | nmap, hping3 floods, scapy, python3 clients and listeners in a namespace |
 //! | [`capture`] | tcpdump captures in a namespace |
 //! | [`pcap`] | what a capture holds: packets and totals |
 //! | [`frames`] | hand-built frames for BPF_PROG_TEST_RUN |
@@ -30,9 +30,9 @@ pub mod tools;
 pub mod util;
 
 pub use capture::Capture;
-pub use daemon::{Daemon, cli, ipscan_bin, write_config};
-pub use log::log_lines;
-pub use ns::{ATTACKER4, ATTACKER6, NetNs, OTHER4, OTHER6, Testbed, VICTIM4, VICTIM6};
+pub use daemon::{Daemon, cli, counter, http_get, ipscan_bin, sample, stats_json, write_config};
+pub use log::{count, log_lines, port_list, show};
+pub use ns::{ATTACKER4, ATTACKER6, NetNs, OTHER4, OTHER6, Testbed, VICTIM4, VICTIM6, xdp_attached, xdp_programs};
 pub use prog::{Probation, Prog, XDP_ABORTED, XDP_DROP, XDP_PASS, key4, key6};
-pub use tools::{Listener, connects, run_in};
+pub use tools::{Flood, Listener, connects, nmap_syn, run_in, scapy};
 pub use util::{TempDir, require_root, sh, unique_tag};

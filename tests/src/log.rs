@@ -1,4 +1,5 @@
-//! The daemon's log as the tests read it: lines without their stamps.
+//! The daemon's log as the tests read it: lines without their stamps, counted and shown, and
+//! the pieces of iplog's line formats the tests build expected lines from.
 
 use std::{
     fs,
@@ -35,4 +36,22 @@ fn is_stamp(s: &str) -> bool {
         && b[12] == b':'
         && b[13..15].iter().all(u8::is_ascii_digit)
         && b[15] == b' '
+}
+
+/// How many lines contain `needle`.
+pub fn count(lines: &[String], needle: &str) -> usize {
+    lines.iter().filter(|l| l.contains(needle)).count()
+}
+
+/// Lines for an assertion message, one a line.
+pub fn show(lines: &[String]) -> String {
+    lines.join("\n")
+}
+
+/// A detection line's port list as iplog writes it: `[port 40000]`, `[ports 1,2,3]`, or with
+/// `full` (the list was cut at its ten ports or five source ports) `[ports 1,2,...,10,...]`.
+pub fn port_list(ports: &[u16], full: bool) -> String {
+    let body: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let word = if ports.len() == 1 && !full { "port" } else { "ports" };
+    format!("[{word} {}{}]", body.join(","), if full { ",..." } else { "" })
 }

@@ -1,5 +1,6 @@
 //! Network namespaces and the veth testbed: an attacker and a victim namespace joined by a veth
-//! pair, each removed on drop so a crashed run leaves nothing that breaks the next.
+//! pair, each removed on drop so a crashed run leaves nothing that breaks the next; and what the
+//! tests read back about an interface (its MAC address, the XDP programs on it).
 
 use std::{
     fs,
@@ -176,4 +177,26 @@ impl Default for Testbed {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The MAC address of an interface in a namespace (`ip link`, since /sys is the host's).
+pub fn mac_of(ns: &NetNs, iface: &str) -> String {
+    let out = ns.cmd("ip").args(["link", "show", "dev", iface]).output().expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {text}"))
+        .to_owned()
+}
+
+/// How many XDP programs `ip -d link` shows on an interface in a namespace.
+pub fn xdp_programs(ns: &NetNs, iface: &str) -> usize {
+    let out = ns.cmd("ip").args(["-d", "link", "show", "dev", iface]).output().expect("ip link");
+    String::from_utf8_lossy(&out.stdout).matches("prog/xdp").count()
+}
+
+/// Whether an XDP program is attached to an interface in a namespace.
+pub fn xdp_attached(ns: &NetNs, iface: &str) -> bool {
+    xdp_programs(ns, iface) > 0
 }

@@ -132,3 +132,13 @@ pub fn first_distinct<T: PartialEq + Copy>(packets: &[Packet], n: usize, f: impl
     }
     v
 }
+
+/// Whether TCP flags are a SYN probe's: SYN without ACK, FIN or RST (ECN bits aside).
+pub fn is_syn(flags: u8) -> bool {
+    flags & 0x17 == 0x02
+}
+
+/// The SYN probes to ports 1-40 in a capture: what [`crate::tools::nmap_syn`] sends.
+pub fn syn_probes(path: &Path) -> Vec<Packet> {
+    packets(path).into_iter().filter(|p| p.proto == 6 && is_syn(p.tcp_flags) && p.dport <= 40).collect()
+}

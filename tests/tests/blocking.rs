@@ -5,43 +5,15 @@
 use std::{thread, time::Duration};
 
 use ipscan_tests::{
-    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects,
-    pcap::{self, Packet},
-    run_in, write_config,
+    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, count, nmap_syn,
+    pcap::{self, syn_probes},
+    scapy, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn config(extra: &str) -> String {
     format!("window syn_scan 3s\nwindow portscan 3s\nset scans_only\n{extra}")
-}
-
-fn nmap_syn(bed: &Testbed) {
-    run_in(
-        &bed.attacker,
-        120,
-        "nmap",
-        &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-40", VICTIM4],
-    );
-}
-
-fn syn_probes(file: &std::path::Path) -> Vec<Packet> {
-    pcap::packets(file).into_iter().filter(|p| p.proto == 6 && p.tcp_flags & 0x17 == 0x02 && p.dport <= 40).collect()
-}
-
-/// The MAC address of an interface in a namespace (`ip link`, since /sys is the host's).
-fn mac_of(ns: &ipscan_tests::NetNs, iface: &str) -> String {
-    let out = ns.cmd("ip").args(["link", "show", "dev", iface]).output().expect("ip link");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no MAC in {text}"))
-        .to_owned()
-}
-
-fn count(lines: &[String], needle: &str) -> usize {
-    lines.iter().filter(|l| l.contains(needle)).count()
 }
 
 #[test]
@@ -145,13 +117,12 @@ fn allowlisted_sources_are_logged_not_blocked_even_when_spoofed() {
     drop(d);
     let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
     // nmap will not route with a foreign -S: craft the probes (nmap's: SYN with one MSS option).
-    let mac = mac_of(&bed.victim, &bed.victim_if);
-    let scapy = format!(
-        "from scapy.all import Ether, IP, TCP, sendp\n\
-sendp([Ether(dst='{mac}')/IP(src='198.18.0.9', dst='{VICTIM4}')/TCP(sport=40001, dport=p, flags='S', options=[('MSS', 1460)]) for p in range(100, 141)], iface='{}', verbose=False)\n",
-        bed.attacker_if
+    scapy(
+        &bed,
+        &format!(
+            "send4([IP(src='198.18.0.9', dst='{VICTIM4}')/TCP(sport=40001, dport=p, flags='S', options=[('MSS', 1460)]) for p in range(100, 141)])"
+        ),
     );
-    run_in(&bed.attacker, 60, "/usr/bin/python3", &["-c", &scapy]);
     let lines = d.wait_log("the spoofed scan", WAIT, |l| {
         l.iter().any(|x| x == "Not blocked 198.18.0.9: allowlisted (SYN scan)")
     });

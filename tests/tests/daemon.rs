@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipscan_tests::{Daemon, NetNs, TempDir, Testbed, ipscan_bin, unique_tag, write_config};
+use ipscan_tests::{Daemon, NetNs, TempDir, Testbed, ipscan_bin, unique_tag, write_config, xdp_attached};
 
 fn run_fails(cmd: &mut Command) -> String {
     let out = cmd.stdin(Stdio::null()).output().expect("run ipscan");
@@ -14,11 +14,6 @@ fn run_fails(cmd: &mut Command) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.trim_end().lines().count(), 1, "one line, got: {err}");
     err.trim_end().to_owned()
-}
-
-fn xdp_attached(ns: &NetNs, iface: &str) -> bool {
-    let out = ns.cmd("ip").args(["-d", "link", "show", "dev", iface]).output().expect("ip link");
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
 #[test]

@@ -14,14 +14,10 @@ use ipscan_common::{
 };
 use ipscan_tests::{
     Prog, XDP_DROP, XDP_PASS,
-    frames::{Frame, L4, ext_frag, ext_opts},
+    frames::{DST4 as V, DST6 as V6, Frame, L4, SRC4 as A, SRC6 as A6, ext_frag, ext_opts},
     key4, key6,
 };
 
-const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const V: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 const SEC: u64 = 1_000_000_000;
 
 /// Source addresses to search for ones that share a table set with another: 2001:db8::/32

@@ -11,7 +11,6 @@
 use std::{
     collections::{HashMap, HashSet},
     io,
-    net::{Ipv4Addr, Ipv6Addr},
 };
 
 use ipscan_common::{
@@ -21,13 +20,9 @@ use ipscan_common::{
 };
 use ipscan_tests::{
     Prog, XDP_ABORTED, XDP_PASS,
-    frames::{Frame, L4, ext_frag, ext_opts},
+    frames::{DST4 as V, DST6 as V6, Frame, L4, SRC4 as A, SRC6 as A6, ext_frag, ext_opts},
 };
 
-const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const V: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 const MS: u64 = 1_000_000;
 
 /// STATS slots a frame's outcome is read from.

@@ -12,7 +12,9 @@ use std::{
 };
 
 use ipscan_tests::{
-    ATTACKER4, ATTACKER6, Capture, TempDir, Testbed, VICTIM4, VICTIM6, ipscan_bin, pcap, require_root, run_in,
+    ATTACKER4, ATTACKER6, Capture, TempDir, Testbed, VICTIM4, VICTIM6, ipscan_bin,
+    pcap::{self, is_syn},
+    require_root, run_in,
 };
 
 /// Short windows, as in the end-to-end tests; the same file is used to record and replay.
@@ -108,10 +110,6 @@ fn golden(name: &str, src: &str, expiries: &[Expiry<'_>]) {
     let (attempts, alerts): (Vec<&str>, Vec<&str>) = out.lines().partition(|l| l.contains(" connection attempt from "));
     assert_eq!(alerts.len(), 2 * expiries.len(), "one detection and one expiry each:\n{out}");
     assert!(attempts.len() < 15, "attempt lines stop at the threshold:\n{out}");
-}
-
-fn is_syn(f: u8) -> bool {
-    f & 0x17 == 0x02
 }
 
 #[test]

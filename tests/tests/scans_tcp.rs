@@ -1,18 +1,19 @@
-//! End to end: the daemon attached in a victim namespace, real nmap scans from an attacker
-//! namespace, exact iplog lines checked against a tcpdump capture of what was sent.
+//! TCP scans end to end: the daemon attached in a victim namespace, real nmap scans from an
+//! attacker namespace (`-sS` over IPv4 and IPv6, `-sT`, `-sF`, `-sN`, `-sX`), exact iplog lines
+//! checked against a tcpdump capture of what was sent; a busy client raises nothing.
 
 use std::{process::Stdio, time::Duration};
 
 use ipscan_tests::{
-    ATTACKER4, ATTACKER6, Capture, Daemon, TempDir, Testbed, VICTIM4, VICTIM6,
-    pcap::{self, Packet, first_distinct},
-    run_in, write_config,
+    ATTACKER4, ATTACKER6, Capture, Daemon, TempDir, Testbed, VICTIM4, VICTIM6, count,
+    pcap::{self, Packet, first_distinct, is_syn},
+    port_list, run_in, write_config,
 };
 
 /// Short windows so expiry lines come within seconds.
 const CONFIG: &str = "\
 # test configuration: iplog's thresholds, 3 s windows
-# only detections: per-packet lines (connection attempts) are checked in e2e_issue3
+# only detections: per-packet lines (connection attempts) are checked in output.rs
 set scans_only true
 window portscan 3s
 window syn_scan 3s
@@ -21,12 +22,6 @@ window null_scan 3s
 window xmas_scan 3s
 ";
 const WAIT: Duration = Duration::from_secs(15);
-
-fn list(v: &[u16], cap: usize, full: bool) -> String {
-    let body: Vec<String> = v.iter().take(cap).map(u16::to_string).collect();
-    let word = if v.len() == 1 && !full { "port" } else { "ports" };
-    format!("[{word} {}{}]", body.join(","), if full { ",..." } else { "" })
-}
 
 /// The detection line iplog would write for `pkts`, crossing at `threshold` distinct ports.
 fn expected_detection(label: &str, src: &str, pkts: &[Packet], threshold: usize) -> String {
@@ -46,18 +41,14 @@ fn expected_detection(label: &str, src: &str, pkts: &[Packet], threshold: usize)
     let sports = first_distinct(&upto, 5, |p| p.sport);
     format!(
         "{label} detected {} from {src} {}",
-        list(&dports, 10, seen.len() >= 10),
-        list(&sports, 5, sports.len() >= 5)
+        port_list(&dports, seen.len() >= 10),
+        port_list(&sports, sports.len() >= 5)
     )
 }
 
 fn expired(label: &str, src: &str, pkts: &[Packet]) -> String {
     let bytes: u64 = pkts.iter().map(|p| p.payload).sum();
     format!("{label} mode expired for {src} - received a total of {} packets ({bytes} bytes).", pkts.len())
-}
-
-fn count(lines: &[String], needle: &str) -> usize {
-    lines.iter().filter(|l| l.contains(needle)).count()
 }
 
 struct Scan<'a> {
@@ -103,10 +94,6 @@ fn scan(s: &Scan<'_>) {
         assert_eq!(count(&lines, w), 1, "log:\n{}", lines.join("\n"));
     }
     assert_eq!(lines.len(), 2 * s.expect.len(), "log:\n{}", lines.join("\n"));
-}
-
-fn is_syn(f: u8) -> bool {
-    f & 0x17 == 0x02
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::{
 };
 
 use ipscan_tests::{
-    Capture, Daemon, TempDir, Testbed, VICTIM4, cli, ipscan_bin, pcap, require_root, run_in, unique_tag, write_config,
+    Capture, Daemon, TempDir, Testbed, VICTIM4, cli, ipscan_bin, nmap_syn, pcap, require_root, unique_tag, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -188,12 +188,7 @@ fn top_shows_the_scanner_in_mode_and_blocked_with_rates_and_quits() {
     tmux.wait_screen("the header", |s| s.contains(&running) && s.contains("Sources in a scan or flood mode: 0"));
 
     let sent = Capture::start(&bed.attacker, &bed.attacker_if, "tcp and src host 198.18.0.1", dir.join("sent.pcap"));
-    run_in(
-        &bed.attacker,
-        120,
-        "nmap",
-        &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-40", VICTIM4],
-    );
+    nmap_syn(&bed);
     sent.finish();
     // What the kernel counted for the SYN scan: the probes up to the threshold packet (port 10),
     // which is counted and then dropped with the rest.
