@@ -1,5 +1,6 @@
-//! The seed's "more restrictions" in the kernel: drop_synfin, blackhole, fool_nmap; and the JSON
-//! event log that Wazuh reads.
+//! The seed's "more restrictions" in the kernel, end to end: `drop_synfin` (SYN+FIN dropped after
+//! it is logged), `blackhole` (closed ports look filtered, open ones still answer) and `fool_nmap`
+//! (judged by `nmap -O`'s own fingerprint).
 
 use std::time::Duration;
 
@@ -133,46 +134,4 @@ fn fool_nmap_hides_the_hosts_answers_to_odd_probes() {
     assert_eq!(test_result(&fooled, "WIN"), test_result(&real, "WIN"));
     assert_ne!(real, fooled);
     assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "normal connections are unaffected");
-}
-
-#[test]
-fn json_log_carries_srcip_for_wazuh() {
-    let bed = Testbed::new();
-    let dir = TempDir::new();
-    let conf = write_config(&dir, "window syn_scan 3s\nwindow portscan 3s\nblock syn_scan 2s\nset scans_only\n");
-    let json = dir.join("events.json");
-    let d = Daemon::start(
-        &bed.victim,
-        &bed.victim_if,
-        &dir,
-        &["--config", conf.to_str().expect("utf8"), "--json-log", json.to_str().expect("utf8")],
-    );
-    run_in(
-        &bed.attacker,
-        120,
-        "nmap",
-        &["-sS", "-Pn", "-n", "-r", "-g", "40000", "--max-retries", "0", "-p", "1-40", VICTIM4],
-    );
-    let lines = d.wait_log("unblock and expiry", WAIT, |l| {
-        l.iter().any(|x| x.starts_with("Unblocked")) && l.iter().any(|x| x.contains(" mode expired "))
-    });
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
-        .expect("json log")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
-    // One record per log line, same message, same order.
-    let messages: Vec<&str> = records.iter().map(|r| r["message"].as_str().expect("message")).collect();
-    assert_eq!(messages, lines.iter().map(String::as_str).collect::<Vec<_>>());
-    let det = &records[0];
-    assert_eq!(det["event"], "detected");
-    assert_eq!(det["program"], "ipscan");
-    assert_eq!(det["srcip"], "198.18.0.1");
-    assert_eq!(det["dstip"], "198.18.0.2");
-    assert_eq!(det["detection"], "SYN scan");
-    assert_eq!(det["dports"], serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
-    assert_eq!(det["sports"], serde_json::json!([40000]));
-    let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().expect("event")).collect();
-    assert!(events.contains(&"blocked") && events.contains(&"unblocked") && events.contains(&"expired"), "{events:?}");
-    assert!(records.iter().all(|r| r["srcip"] == "198.18.0.1"));
 }
