@@ -307,7 +307,7 @@ pub struct CpuLocal {
 /// the whole budget of a blocked source's drop). Slot `set * WAYS + way`; the slot after the
 /// last set, [`SEED_SLOT`], holds the hash seed in `entry.added_ns`, chosen at random by user
 /// space while the table is empty, so that spoofed sources cannot aim at one set.
-pub mod table {
+pub mod autoblock {
     use super::{AddrKey, AutoSlot};
 
     pub const WAYS: u32 = 4;
@@ -357,14 +357,14 @@ pub mod table {
         0x8000 << (16 * way)
     }
 
-    /// AUTOMARKS: one byte per [`crate::block::near`] bucket (an IPv4 /16, a hashed IPv6 /32),
+    /// AUTOMARKS: one byte per [`crate::block::counts`] bucket (an IPv4 /16, a hashed IPv6 /32),
     /// eight to a value, not zero while a way may hold an address of the bucket, so that the
     /// program neither hashes nor reads the tags for a sender in an unmarked bucket. Marks may
     /// stay after their blocks went (one lookup more), never be missing while a block is held:
     /// every writer of a way (the program, a restore) stores [`MARKED`] before the way's tag and
     /// key and again after them; only user space takes marks away, through [`CLEARING`] (see
     /// `blocklist::AutoTable::unmark_unused`).
-    pub const MARK_WORDS: u32 = crate::block::near::SLOTS / 8;
+    pub const MARK_WORDS: u32 = crate::block::counts::SLOTS / 8;
     /// A bucket some way may hold an address of.
     pub const MARKED: u8 = 1;
     /// A mark user space is taking away; the program reads it as marked.
@@ -374,7 +374,7 @@ pub mod table {
     /// address as loaded.
     #[inline(always)]
     pub fn mark_of(family: u8, w0: u32) -> (u32, u32) {
-        let b = crate::block::near::bucket(family, w0);
+        let b = crate::block::counts::bucket(family, w0);
         (b / 8, b % 8)
     }
 
@@ -515,7 +515,7 @@ pub mod table {
 /// space adds to every bucket of a prefix before it inserts the prefix and takes away only after
 /// it removed it, with atomic adds on the mmapped array (the daemon and the CLI write it; the
 /// program only reads it).
-pub mod near {
+pub mod counts {
     use crate::FAMILY_V4;
 
     /// IPv4 buckets: one per /16, indexed by the address's first two bytes read as a
@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn tagged_ways_never_miss_a_way_with_the_tag() {
-        use table::*;
+        use autoblock::*;
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
             x ^= x << 13;
@@ -627,7 +627,7 @@ mod tests {
     #[test]
     fn every_address_of_a_prefix_is_in_one_of_its_buckets() {
         extern crate std;
-        use near::*;
+        use counts::*;
         use std::{collections::BTreeSet, vec::Vec};
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
@@ -766,11 +766,11 @@ mod tests {
 
     #[test]
     fn way_choice() {
-        use table::Way;
+        use autoblock::Way;
         let key = AddrKey::v4([198, 18, 0, 9]);
         let now = 1_000;
         let ways = |s: [AutoSlot; 4]| s.map(|s| Way::of(&s, &key, now));
-        let choice = |w: [Way; 4]| table::choose(|i| w.get(i as usize).copied()).expect("a way");
+        let choice = |w: [Way; 4]| autoblock::choose(|i| w.get(i as usize).copied()).expect("a way");
         let choose = |w: &[Way; 4]| choice(*w).way;
         // The address's own way wins over an empty one.
         let own = [AutoSlot::default(), slot(1, 5, 0), slot(9, 7, 0), AutoSlot::default()];
@@ -787,7 +787,7 @@ mod tests {
         // Only that last choice gives a block up; a slot that cannot be read chooses nothing.
         assert!(choice(ways(live)).gives_up_a_block);
         assert!(![own, full_but_one, expired].iter().any(|s| choice(ways(*s)).gives_up_a_block));
-        assert_eq!(table::choose(|i| (i < 3).then(|| ways(live)[i as usize])), None);
+        assert_eq!(autoblock::choose(|i| (i < 3).then(|| ways(live)[i as usize])), None);
         // The seed slot's layout: empty to the listing.
         assert!(AutoSlot::default().is_empty());
         assert!(!AutoSlot::default().holds(&AddrKey::default()), "an empty slot holds nothing");
@@ -811,7 +811,7 @@ mod tests {
 
     #[test]
     fn sets_spread_and_depend_on_the_seed() {
-        use table::{SETS, set_of};
+        use autoblock::{SETS, set_of};
         let mut hits = [0u32; 64];
         let mut moved = 0;
         for i in 0..65_536u32 {

@@ -16,6 +16,7 @@ pub mod flat;
 pub mod frag;
 pub mod packet;
 pub mod parse;
+pub mod probation;
 pub mod rules;
 pub mod verify;
 pub mod window;
@@ -26,8 +27,9 @@ pub use classify::{DETECTIONS, Detection, PacketLine};
 pub use config::{Config, DetectionConfig};
 pub use event::{Event, EventKind};
 pub use packet::PacketSummary;
+pub use probation::{Probe, ProbeSet};
 pub use rules::Rule;
-pub use window::{Probe, ProbeSet, SourceKey, SourceState};
+pub use window::{SourceKey, SourceState};
 
 /// Names of the maps in the object file; user space looks them up by these names.
 pub mod maps {
@@ -76,8 +78,8 @@ pub mod maps {
     pub const PINNED_LAYOUTS: [Layout; 14] = {
         use crate::{
             AutoSlot, BlockEntry, Config, ProbeSet, SourceKey, SourceState,
-            block::{Block4Data, CpuLocal, near, table},
-            window::PROBATION_SETS,
+            block::{Block4Data, CpuLocal, autoblock, counts},
+            probation::PROBATION_SETS,
         };
         /// An LPM trie's key: a 4-byte prefix length, then the data.
         #[repr(C)]
@@ -90,14 +92,14 @@ pub mod maps {
             layout::<u32, u64>(STATS, crate::stats::COUNT),
             layout::<Lpm<Block4Data>, BlockEntry>(BLOCK4, PREFIXES_MAX),
             layout::<Lpm<[u8; 16]>, BlockEntry>(BLOCK6, PREFIXES_MAX),
-            layout::<u32, u64>(BLOCKCOUNTS, near::SLOTS),
-            layout::<u32, AutoSlot>(AUTOBLOCK, table::SLOTS),
-            layout::<u32, u64>(AUTOTAGS, table::SETS),
-            layout::<u32, u64>(AUTOMARKS, table::MARK_WORDS),
+            layout::<u32, u64>(BLOCKCOUNTS, counts::SLOTS),
+            layout::<u32, AutoSlot>(AUTOBLOCK, autoblock::SLOTS),
+            layout::<u32, u64>(AUTOTAGS, autoblock::SETS),
+            layout::<u32, u64>(AUTOMARKS, autoblock::MARK_WORDS),
             layout::<u32, CpuLocal>(CPU, 1),
             layout::<Lpm<[u8; 4]>, u32>(ALLOW4, PREFIXES_MAX),
             layout::<Lpm<[u8; 16]>, u32>(ALLOW6, PREFIXES_MAX),
-            layout::<u32, u64>(ALLOWCOUNTS, near::SLOTS),
+            layout::<u32, u64>(ALLOWCOUNTS, counts::SLOTS),
         ]
     };
 

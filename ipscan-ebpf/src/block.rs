@@ -16,7 +16,7 @@ use aya_ebpf::maps::lpm_trie::Key;
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, DETECTIONS, DetectionConfig, EventKind, FAMILY_V4, PacketSummary, SourceKey,
     SourceState,
-    block::{Pending, PendingDrops, block4_data, near, table},
+    block::{Pending, PendingDrops, autoblock, block4_data, counts},
     classify::{self, Detection},
     config::global_flags as g,
     event::event_flags,
@@ -55,7 +55,7 @@ pub(crate) fn allowlisted(src: &[u8; 16], family: u8) -> bool {
 #[inline(always)]
 pub(crate) fn allowlisted_near(src: &[u8; 16], family: u8) -> bool {
     let w0 = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-    ALLOWCOUNTS.get(near::bucket(family, w0)).is_none_or(|c| *c != 0) && allowlisted(src, family)
+    ALLOWCOUNTS.get(counts::bucket(family, w0)).is_none_or(|c| *c != 0) && allowlisted(src, family)
 }
 
 /// Counts a drop against an active block entry; false when the entry has expired.
@@ -97,7 +97,7 @@ fn blocked(cfg: &Config, s: &IpSender) -> bool {
 /// covers; a map that cannot be read says yes.
 #[inline(always)]
 pub(crate) fn near_blocklisted(family: u8, w0: u32) -> bool {
-    BLOCKCOUNTS.get(near::bucket(family, w0)).is_none_or(|c| *c != 0)
+    BLOCKCOUNTS.get(counts::bucket(family, w0)).is_none_or(|c| *c != 0)
 }
 
 /// Whether a prefix blocked by hand (BLOCK4, BLOCK6) covers the source and it is not
@@ -125,9 +125,9 @@ fn blocklisted(s: &IpSender) -> bool {
 
 /// The AUTOBLOCK set and tag of a key (as its words).
 #[inline(always)]
-pub(crate) fn autoblock_place(w: &[u32; 5]) -> table::Place {
-    let seed = AUTOBLOCK.get(table::SEED_SLOT).map_or(0, |s| s.entry.added_ns);
-    table::place_words(w, seed)
+pub(crate) fn autoblock_place(w: &[u32; 5]) -> autoblock::Place {
+    let seed = AUTOBLOCK.get(autoblock::SEED_SLOT).map_or(0, |s| s.entry.added_ns);
+    autoblock::place_words(w, seed)
 }
 
 /// Whether the kernel auto-blocked the source given as its key's words and the block is still
@@ -135,18 +135,18 @@ pub(crate) fn autoblock_place(w: &[u32; 5]) -> table::Place {
 /// allowlisted source, and `ipscan allow add` removes the auto-blocks a new allow covers.
 #[inline(always)]
 pub(crate) fn autoblocked_words(w: &[u32; 5], bytes: u32) -> bool {
-    let (word, lane) = table::mark_of(w[4] as u8, w[0]);
-    if !AUTOMARKS.get(word).is_none_or(|v| table::marked(*v, lane)) {
+    let (word, lane) = autoblock::mark_of(w[4] as u8, w[0]);
+    if !AUTOMARKS.get(word).is_none_or(|v| autoblock::marked(*v, lane)) {
         return false;
     }
     let place = autoblock_place(w);
-    let ways = AUTOTAGS.get(place.set).map_or(table::ALL_WAYS, |t| table::tagged_ways(*t, place.tag));
+    let ways = AUTOTAGS.get(place.set).map_or(autoblock::ALL_WAYS, |t| autoblock::tagged_ways(*t, place.tag));
     if ways == 0 {
         return false;
     }
-    let first = place.set * table::WAYS;
-    for way in 0..table::WAYS {
-        if ways & table::way_bit(way) != 0
+    let first = place.set * autoblock::WAYS;
+    for way in 0..autoblock::WAYS {
+        if ways & autoblock::way_bit(way) != 0
             && let Some(slot) = AUTOBLOCK.get(first + way)
             && slot.holds_words(w)
         {
@@ -206,27 +206,27 @@ pub(crate) fn store_last_drop(e: &BlockEntry, now: u64) {
     };
 }
 
-/// Marks the AUTOMARKS bucket of an address ([`table::MARKED`]).
+/// Marks the AUTOMARKS bucket of an address ([`autoblock::MARKED`]).
 #[inline(always)]
 fn mark(key: &AddrKey) {
-    let (word, lane) = table::mark_of(key.family, key.words()[0]);
+    let (word, lane) = autoblock::mark_of(key.family, key.words()[0]);
     if let Some(m) = AUTOMARKS.get_ptr_mut(word) {
         // SAFETY: byte `lane` (< 8) of an AUTOMARKS value.
-        unsafe { core::ptr::write_volatile(m.cast::<u8>().add(lane as usize), table::MARKED) };
+        unsafe { core::ptr::write_volatile(m.cast::<u8>().add(lane as usize), autoblock::MARKED) };
     }
 }
 
-/// What [`table::choose`] needs to know of AUTOBLOCK slot `index` for a block of `key`.
+/// What [`autoblock::choose`] needs to know of AUTOBLOCK slot `index` for a block of `key`.
 #[inline(always)]
-fn way_at(index: u32, key: &AddrKey, now: u64) -> Option<table::Way> {
-    AUTOBLOCK.get(index).map(|s| table::Way::of(s, key, now))
+fn way_at(index: u32, key: &AddrKey, now: u64) -> Option<autoblock::Way> {
+    AUTOBLOCK.get(index).map(|s| autoblock::Way::of(s, key, now))
 }
 
-/// Puts a block into the source's set (see [`table::choose`]); false on a map error.
+/// Puts a block into the source's set (see [`autoblock::choose`]); false on a map error.
 #[inline(always)]
 fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     let place = autoblock_place(&key.words());
-    let first = place.set * table::WAYS;
+    let first = place.set * autoblock::WAYS;
     let (Some(w0), Some(w1), Some(w2), Some(w3)) = (
         way_at(first, key, now),
         way_at(first + 1, key, now),
@@ -237,9 +237,9 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     };
     // The four ways read first, then compared: LLVM's other orders of the same work kept more
     // of it on the stack (a loop 336 bytes, one way at a time 288, this 200).
-    let choice = table::choose_among([w0, w1, w2, w3]);
+    let choice = autoblock::choose_among([w0, w1, w2, w3]);
     // The way, forgotten: `choose` reaches it along many paths, and it indexes what follows.
-    let way = forget(choice.way as u64) as u32 & (table::WAYS - 1);
+    let way = forget(choice.way as u64) as u32 & (autoblock::WAYS - 1);
     let (Some(dst), Some(tags)) = (AUTOBLOCK.get_ptr_mut(first + way), AUTOTAGS.get_ptr_mut(place.set)) else {
         return false;
     };
@@ -256,7 +256,7 @@ fn autoblock_put(key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
     // SAFETY: an array slot of this map.
     unsafe { AutoSlot::store(dst, key, entry) };
     // The mark again after the key: user space may have been taking it away meanwhile
-    // (`table::CLEARING`) without seeing the key.
+    // (`autoblock::CLEARING`) without seeing the key.
     mark(key);
     if let Some(k) = evicted {
         count(stats::AUTOBLOCK_EVICTIONS);
@@ -299,11 +299,11 @@ pub extern "C" fn ipscan_autoblock(dc: *const DetectionConfig, now: u64, kind: u
         return 0;
     };
     // SAFETY: an LRU value, valid for the program's run.
-    autoblock(dc, now, kind, &key, unsafe { &*state }, p) as u32
+    block_source(dc, now, kind, &key, unsafe { &*state }, p) as u32
 }
 
 #[inline(always)]
-fn autoblock(
+fn block_source(
     dc: &DetectionConfig,
     now: u64,
     kind: u8,

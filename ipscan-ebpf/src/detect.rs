@@ -13,8 +13,8 @@ use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use ipscan_common::{
     DetectionConfig, EventKind, PacketSummary, ProbeSet, SourceKey, SourceState,
     classify::{self, Detection},
+    probation::{PROBATION_SEED_SLOT, PROBATION_WAYS, filter},
     stats,
-    window::{PROBATION_SEED_SLOT, PROBATION_WAYS, filter},
 };
 
 pub(crate) struct Recorded {

@@ -10,12 +10,12 @@ use aya_ebpf::{
 };
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, PacketSummary, ProbeSet, Rule, SourceKey, SourceState,
-    block::{Block4Data, CpuLocal, near, table},
+    block::{Block4Data, CpuLocal, autoblock, counts},
     frag::{FragKey, FragState},
     maps as m,
+    probation::PROBATION_SETS,
     rules::MAX_RULES,
     stats,
-    window::PROBATION_SETS,
 };
 
 #[map]
@@ -49,33 +49,33 @@ pub(crate) static BLOCK4: LpmTrie<Block4Data, BlockEntry> = LpmTrie::with_max_en
 pub(crate) static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
 
 /// How many BLOCK4/BLOCK6 prefixes reach into each IPv4 /16 and each bucket of IPv6 /32s
-/// ([`near`]): a sender whose bucket counts none is not looked up in the tries. Written by user
+/// ([`counts`]): a sender whose bucket counts none is not looked up in the tries. Written by user
 /// space only (atomic adds through mmap).
 #[map]
-pub(crate) static BLOCKCOUNTS: Array<u64> = Array::with_max_entries(near::SLOTS, BPF_F_MMAPABLE);
+pub(crate) static BLOCKCOUNTS: Array<u64> = Array::with_max_entries(counts::SLOTS, BPF_F_MMAPABLE);
 
 /// How many ALLOW4/ALLOW6 prefixes reach into each bucket, as BLOCKCOUNTS for the blocks: a
 /// sender whose bucket counts none is not looked up in the allowlist's tries.
 #[map]
-pub(crate) static ALLOWCOUNTS: Array<u64> = Array::with_max_entries(near::SLOTS, BPF_F_MMAPABLE);
+pub(crate) static ALLOWCOUNTS: Array<u64> = Array::with_max_entries(counts::SLOTS, BPF_F_MMAPABLE);
 
 /// Sources the program blocked itself on a threshold packet: a set-associative table
-/// ([`ipscan_common::block::table`]) that user space reads and edits through mmap.
+/// ([`ipscan_common::block::autoblock`]) that user space reads and edits through mmap.
 #[map]
-pub(crate) static AUTOBLOCK: Array<AutoSlot> = Array::with_max_entries(table::SLOTS, BPF_F_MMAPABLE);
+pub(crate) static AUTOBLOCK: Array<AutoSlot> = Array::with_max_entries(autoblock::SLOTS, BPF_F_MMAPABLE);
 
-/// One word per AUTOBLOCK set: its 16-bit lane `way` is the tag ([`table::Place`]) of the
+/// One word per AUTOBLOCK set: its 16-bit lane `way` is the tag ([`autoblock::Place`]) of the
 /// address in that way, so a packet from an address that is not blocked is told so by one read
 /// of a 128 KB array, without comparing four ways (a 4.7 MB table). Written before the way's
 /// key, by the program and by user space; a stale tag of an emptied way costs one comparison.
 #[map]
-pub(crate) static AUTOTAGS: Array<u64> = Array::with_max_entries(table::SETS, BPF_F_MMAPABLE);
+pub(crate) static AUTOTAGS: Array<u64> = Array::with_max_entries(autoblock::SETS, BPF_F_MMAPABLE);
 
 /// One byte per IPv4 /16 and hashed IPv6 /32, not zero while AUTOBLOCK may hold an address of
-/// it ([`table::MARK_WORDS`]): most senders that are not blocked are told so by one read of a
+/// it ([`autoblock::MARK_WORDS`]): most senders that are not blocked are told so by one read of a
 /// 16 KB array, without the keyed hash and the tag word.
 #[map]
-pub(crate) static AUTOMARKS: Array<u64> = Array::with_max_entries(table::MARK_WORDS, BPF_F_MMAPABLE);
+pub(crate) static AUTOMARKS: Array<u64> = Array::with_max_entries(autoblock::MARK_WORDS, BPF_F_MMAPABLE);
 
 /// Prefixes that are never blocked (value: allow_reason bits).
 #[map]

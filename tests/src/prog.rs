@@ -74,7 +74,7 @@ impl Prog {
 
     /// The probation of (source, detection), if a way of its set holds that key (at any time).
     pub fn probe(&self, key: &ipscan_common::SourceKey) -> Option<Probation> {
-        use ipscan_common::{ProbeSet, window::PROBATION_WAYS};
+        use ipscan_common::{ProbeSet, probation::PROBATION_WAYS};
         let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
         let a: aya::maps::Array<_, ProbeSet> = aya::maps::Array::try_from(map).expect("array");
         let place = ProbeSet::place(key, self.probation_seed());
@@ -98,7 +98,7 @@ impl Prog {
     pub fn probation_seed(&self) -> u64 {
         let map = self.ebpf.map(ipscan_common::maps::PROBATION).expect("PROBATION");
         let a: aya::maps::Array<_, ipscan_common::ProbeSet> = aya::maps::Array::try_from(map).expect("array");
-        a.get(&ipscan_common::window::PROBATION_SEED_SLOT, 0).expect("seed entry").seed()
+        a.get(&ipscan_common::probation::PROBATION_SEED_SLOT, 0).expect("seed entry").seed()
     }
 
     /// Number of SOURCES entries.

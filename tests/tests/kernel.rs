@@ -514,7 +514,7 @@ fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
 /// the program looks a sender up in BLOCK4/BLOCK6 only when its bucket counts one.
 #[test]
 fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
-    use ipscan_common::block::near;
+    use ipscan_common::block::counts;
     let mut p = Prog::load(&Config { flags: global_flags::BLOCKLIST, ..Config::default() });
     let ack4 = |src: Ipv4Addr| Frame { payload: 100, ..Default::default() }.v4(src, V, &L4::tcp(40000, 443, 0x10));
     let ack6 = |src: Ipv6Addr| Frame::default().v6(src, V6, &L4::tcp(40000, 443, 0x10));
@@ -538,11 +538,11 @@ fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
     for n in ["198.18.0.0/15", "198.18.5.0/24", "2001:db8:1::/48", "2001::/16"] {
         t.block(&net(n), BlockEntry::default()).expect("block");
     }
-    let b18 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
-    let b19 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 19, 0, 0]));
-    let b6 = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
+    let b18 = counts::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
+    let b19 = counts::bucket(FAMILY_V4, u32::from_le_bytes([198, 19, 0, 0]));
+    let b6 = counts::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
     // An IPv6 bucket that only the /16 reaches into (2001:ffff::/32).
-    let wide = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0xff, 0xff]));
+    let wide = counts::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0xff, 0xff]));
     assert_ne!(wide, b6);
     let counts = |t: &Tables| {
         let c = t.counts().expect("BLOCKCOUNTS");
@@ -582,7 +582,7 @@ fn prefixes_blocked_by_hand_are_counted_in_their_buckets() {
 /// not honoured until the loader's pass counts it), and an allow that goes is counted down.
 #[test]
 fn allows_are_counted_in_their_buckets() {
-    use ipscan_common::block::{allow_reason, near};
+    use ipscan_common::block::{allow_reason, counts};
     let mut p = Prog::load(&Config { flags: global_flags::BLOCKLIST, ..Config::default() });
     let ack4 = |src: Ipv4Addr| Frame { payload: 100, ..Default::default() }.v4(src, V, &L4::tcp(40000, 443, 0x10));
     let ack6 = |src: Ipv6Addr| Frame::default().v6(src, V6, &L4::tcp(40000, 443, 0x10));
@@ -606,8 +606,8 @@ fn allows_are_counted_in_their_buckets() {
     let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
     t.block(&net("2001:db8::/32"), BlockEntry::default()).expect("block");
 
-    let b18 = near::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
-    let b6 = near::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
+    let b18 = counts::bucket(FAMILY_V4, u32::from_le_bytes([198, 18, 0, 0]));
+    let b6 = counts::bucket(FAMILY_V6, u32::from_le_bytes([0x20, 0x01, 0x0d, 0xb8]));
     let counts = |t: &Tables| {
         let c = t.allow_counts().expect("ALLOWCOUNTS");
         (c.get(b18), c.get(b6))
@@ -648,7 +648,7 @@ fn autoblocks_kept_without_their_tags_are_tagged_by_the_loader() {
     let clear_tags = |p: &mut Prog| {
         let mut a: aya::maps::Array<_, u64> =
             aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::AUTOTAGS)).expect("array");
-        for i in 0..ipscan_common::block::table::SETS {
+        for i in 0..ipscan_common::block::autoblock::SETS {
             a.set(i, 0, 0).expect("write tags");
         }
     };
@@ -676,7 +676,7 @@ fn autoblock_marks_go_with_their_blocks() {
     assert_eq!(p.run_at(2 * SEC, &udp(A)), XDP_DROP);
 
     // Marks taken away behind the program's back: the blocked source gets through.
-    let (word, lane) = ipscan_common::block::table::mark_of(FAMILY_V4, u32::from_le_bytes(A.octets()));
+    let (word, lane) = ipscan_common::block::autoblock::mark_of(FAMILY_V4, u32::from_le_bytes(A.octets()));
     let other = Ipv4Addr::new(198, 20, 0, 1);
     {
         let mut marks: aya::maps::Array<_, u64> =
@@ -684,7 +684,7 @@ fn autoblock_marks_go_with_their_blocks() {
         assert_eq!(marks.get(&word, 0).expect("read") >> (8 * lane) & 0xff, 1, "marked by the kernel");
         marks.set(word, 0, 0).expect("write marks");
         // A mark left clearing by a daemon that stopped between its two passes.
-        let (w, l) = ipscan_common::block::table::mark_of(FAMILY_V4, u32::from_le_bytes(other.octets()));
+        let (w, l) = ipscan_common::block::autoblock::mark_of(FAMILY_V4, u32::from_le_bytes(other.octets()));
         assert_ne!(w, word);
         marks.set(w, 2u64 << (8 * l), 0).expect("write marks");
     }
@@ -880,7 +880,7 @@ fn colliding_scanners_in_lockstep_are_both_detected() {
 /// Empties PROBATION (every set and the seed slot), as a restart that kept the SOURCES pin but
 /// made PROBATION anew leaves it.
 fn new_probation(p: &mut Prog) {
-    use ipscan_common::window::PROBATION_SETS;
+    use ipscan_common::probation::PROBATION_SETS;
     let mut a: aya::maps::Array<_, ProbeSet> =
         aya::maps::Array::try_from(p.map_mut(ipscan_common::maps::PROBATION)).expect("array");
     for i in 0..=PROBATION_SETS {
@@ -919,7 +919,7 @@ fn a_flooder_kept_without_its_probation_array_is_found_through_the_rebuild() {
 
 #[test]
 fn sources_kept_without_their_probation_array_are_still_found() {
-    use ipscan_common::window::{PROBATION_SEED_SLOT, filter};
+    use ipscan_common::probation::{PROBATION_SEED_SLOT, filter};
     let k = key4(A, Detection::SynScan);
     let packets = |p: &Prog| p.source(&k).expect("in SOURCES").packets;
     let mut p = Prog::load(&Config::default());

@@ -349,7 +349,7 @@ fn ring_buffer_loss_and_rate_limited_lines_are_counted_and_reported() {
     // SOURCES; the metrics and `ipscan stats` count the same.
     let on_probation = now["probation"]["entries"].as_u64().expect("probation entries");
     assert!(on_probation > 1_000, "{now}");
-    assert_eq!(now["probation"]["max"].as_u64(), Some(u64::from(ipscan_common::window::PROBATION_SLOTS)));
+    assert_eq!(now["probation"]["max"].as_u64(), Some(u64::from(ipscan_common::probation::PROBATION_SLOTS)));
     assert_eq!(now["sources"]["entries"].as_u64(), Some(0), "{now}");
     assert_eq!(sample(&body, &format!("ipscan_map_entries{{iface=\"{i}\",map=\"PROBATION\"}}")), Some(on_probation));
 
@@ -424,7 +424,7 @@ fn metrics_and_stats_equal_the_kernels_counters() {
     assert_eq!(Some(series("ipscan_map_entries", "map=\"PROBATION\"")), after["probation"]["entries"].as_u64());
     assert_eq!(
         series("ipscan_map_max_entries", "map=\"PROBATION\""),
-        u64::from(ipscan_common::window::PROBATION_SLOTS)
+        u64::from(ipscan_common::probation::PROBATION_SLOTS)
     );
     assert_eq!(series("ipscan_attached", ""), 1);
     // Only /metrics is served.

@@ -185,7 +185,7 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
     Ok(ebpf)
 }
 
-/// Makes PROBATION's admission filter ([`ipscan_common::window::filter`]) cover every SOURCES
+/// Makes PROBATION's admission filter ([`ipscan_common::probation::filter`]) cover every SOURCES
 /// entry before the program is attached, and returns how many keys it marked.
 ///
 /// A new PROBATION array with an empty SOURCES is left to the program (it turns the filter on
@@ -199,7 +199,7 @@ pub fn admission_filter(ebpf: &mut Ebpf) -> Result<usize, LoadError> {
     use aya::maps::HashMap;
     use ipscan_common::{
         ProbeSet, SourceKey, SourceState,
-        window::{PROBATION_SEED_SLOT, filter},
+        probation::{PROBATION_SEED_SLOT, filter},
     };
     let map_err = |name| move |source| LoadError::Map { name, source };
     let keys: Vec<SourceKey> = {

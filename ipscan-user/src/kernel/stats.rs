@@ -6,8 +6,9 @@ use std::{borrow::Borrow, path::Path};
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ipscan_common::{
-    Config, ProbeSet, SourceKey, SourceState, maps, stats,
-    window::{PROBATION_SETS, PROBATION_SLOTS},
+    Config, ProbeSet, SourceKey, SourceState, maps,
+    probation::{PROBATION_SETS, PROBATION_SLOTS},
+    stats,
 };
 
 use crate::kernel::{

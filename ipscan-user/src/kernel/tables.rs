@@ -13,7 +13,7 @@ use aya::{
 };
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6,
-    block::{Block4Data, CpuLocal, PendingDrops, block4_data, near, table},
+    block::{Block4Data, CpuLocal, PendingDrops, autoblock, block4_data, counts},
     config::global_flags,
     maps,
 };
@@ -70,14 +70,14 @@ pub struct AllowRow {
 }
 
 /// AUTOBLOCK, the kernel's set-associative table of auto-blocked addresses
-/// ([`ipscan_common::block::table`]), mapped into memory: listing its 65,537 slots is a memory
+/// ([`ipscan_common::block::autoblock`]), mapped into memory: listing its 65,537 slots is a memory
 /// scan, not a system call per slot. Slots are written with the same word-wise stores as the
 /// kernel's ([`AutoSlot::store`], [`AutoSlot::clear`]).
 pub struct AutoTable {
     slots: Mapped<AutoSlot>,
     /// AUTOTAGS: the tag of each way's address, one word per set.
     tags: Mapped<u64>,
-    /// AUTOMARKS: the buckets of the ways' addresses ([`table::MARK_WORDS`]); None for the
+    /// AUTOMARKS: the buckets of the ways' addresses ([`autoblock::MARK_WORDS`]); None for the
     /// pins of a running ipscan from before them (its program does not read them).
     marks: Option<(Mapped<u64>, MapData)>,
     /// Keep the maps' file descriptors open while they are mapped.
@@ -94,17 +94,17 @@ fn owned_array<T>(map: Map, name: &'static str, entries: u32) -> Result<(Mapped<
 
 /// Writes lane `i % WAYS` of AUTOTAGS word `i / WAYS`: the tag of AUTOBLOCK slot `i`.
 fn write_tag(tags: &Mapped<u64>, i: u32, tag: u16) {
-    let way = (i % table::WAYS) as usize;
+    let way = (i % autoblock::WAYS) as usize;
     // SAFETY: 16-bit lane `way` (< 4) of the set's tag word, inside the mapping.
-    unsafe { std::ptr::write_volatile(tags.ptr(i / table::WAYS).cast::<u16>().add(way), tag) };
+    unsafe { std::ptr::write_volatile(tags.ptr(i / autoblock::WAYS).cast::<u16>().add(way), tag) };
 }
 
-/// The [`near`] bucket of an address, from its key.
+/// The [`counts`] bucket of an address, from its key.
 fn bucket_of(key: &AddrKey) -> u32 {
-    near::bucket(key.family, key.words()[0])
+    counts::bucket(key.family, key.words()[0])
 }
 
-/// The AUTOMARKS byte of bucket `b` ([`table::mark_of`]: byte `b % 8` of value `b / 8`).
+/// The AUTOMARKS byte of bucket `b` ([`autoblock::mark_of`]: byte `b % 8` of value `b / 8`).
 fn mark_byte(marks: &Mapped<u64>, b: u32) -> &AtomicU8 {
     // SAFETY: byte `b % 8` of a value inside the mapping (`ptr` checks `b / 8`); every
     // user-space access to the marks is atomic, the program's are single-byte loads and stores.
@@ -117,16 +117,16 @@ fn mark_byte(marks: &Mapped<u64>, b: u32) -> &AtomicU8 {
 /// The loader runs it before the program is attached.
 pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
     let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
-    let slots: Mapped<AutoSlot> = map_array(map(maps::AUTOBLOCK)?, maps::AUTOBLOCK, table::SLOTS, false)?;
-    let tags: Mapped<u64> = map_array(map(maps::AUTOTAGS)?, maps::AUTOTAGS, table::SETS, true)?;
-    let marks: Mapped<u64> = map_array(map(maps::AUTOMARKS)?, maps::AUTOMARKS, table::MARK_WORDS, true)?;
-    let seed = slots.get(table::SEED_SLOT).entry.added_ns;
+    let slots: Mapped<AutoSlot> = map_array(map(maps::AUTOBLOCK)?, maps::AUTOBLOCK, autoblock::SLOTS, false)?;
+    let tags: Mapped<u64> = map_array(map(maps::AUTOTAGS)?, maps::AUTOTAGS, autoblock::SETS, true)?;
+    let marks: Mapped<u64> = map_array(map(maps::AUTOMARKS)?, maps::AUTOMARKS, autoblock::MARK_WORDS, true)?;
+    let seed = slots.get(autoblock::SEED_SLOT).entry.added_ns;
     let mut n = 0;
-    for i in 0..table::SEED_SLOT {
+    for i in 0..autoblock::SEED_SLOT {
         let s = slots.get(i);
         if !s.is_empty() {
-            mark_byte(&marks, bucket_of(&s.key)).store(table::MARKED, Ordering::SeqCst);
-            write_tag(&tags, i, table::place_words(&s.key.words(), seed).tag);
+            mark_byte(&marks, bucket_of(&s.key)).store(autoblock::MARKED, Ordering::SeqCst);
+            write_tag(&tags, i, autoblock::place_words(&s.key.words(), seed).tag);
             n += 1;
         }
     }
@@ -135,9 +135,9 @@ pub fn tag_kept_blocks(ebpf: &Ebpf) -> Result<usize, TableError> {
 
 impl AutoTable {
     fn new(map: Map, tags: Map, marks: Option<Map>) -> Result<Self, TableError> {
-        let (slots, a) = owned_array(map, maps::AUTOBLOCK, table::SLOTS)?;
-        let (tag_words, b) = owned_array(tags, maps::AUTOTAGS, table::SETS)?;
-        let marks = marks.map(|m| owned_array(m, maps::AUTOMARKS, table::MARK_WORDS)).transpose()?;
+        let (slots, a) = owned_array(map, maps::AUTOBLOCK, autoblock::SLOTS)?;
+        let (tag_words, b) = owned_array(tags, maps::AUTOTAGS, autoblock::SETS)?;
+        let marks = marks.map(|m| owned_array(m, maps::AUTOMARKS, autoblock::MARK_WORDS)).transpose()?;
         let mut t = Self { slots, tags: tag_words, marks, _maps: [a, b] };
         t.seed_if_empty();
         Ok(t)
@@ -153,7 +153,7 @@ impl AutoTable {
     }
 
     fn seed(&self) -> u64 {
-        self.slot(table::SEED_SLOT).entry.added_ns
+        self.slot(autoblock::SEED_SLOT).entry.added_ns
     }
 
     /// Chooses the hash seed, at random, while no slot is in use (a fresh map: a table that
@@ -164,22 +164,22 @@ impl AutoTable {
         }
         let seed = crate::clock::random_seed();
         // SAFETY: the seed slot's added_ns field, inside the mapping.
-        unsafe { std::ptr::write_volatile(&raw mut (*self.ptr(table::SEED_SLOT)).entry.added_ns, seed) };
+        unsafe { std::ptr::write_volatile(&raw mut (*self.ptr(autoblock::SEED_SLOT)).entry.added_ns, seed) };
     }
 
     fn first(&self, key: &AddrKey) -> u32 {
-        table::set_of(key, self.seed()) * table::WAYS
+        autoblock::set_of(key, self.seed()) * autoblock::WAYS
     }
 
-    /// Puts a block into the set of `key`, where the kernel would (see [`table::choose`]),
+    /// Puts a block into the set of `key`, where the kernel would (see [`autoblock::choose`]),
     /// unless the set is full of other addresses' blocks that are still on: then nothing is
     /// written and the answer is false (the caller keeps the block elsewhere; giving one up
     /// here would lose a block that user space cannot see go, and leave its source in its
     /// scan modes, which the kernel forgets only for the blocks it gives up itself).
     pub fn insert(&mut self, key: &AddrKey, entry: &BlockEntry, now: u64) -> bool {
-        let place = table::place_words(&key.words(), self.seed());
-        let first = place.set * table::WAYS;
-        match table::choose(|w| Some(table::Way::of(&self.slot(first + w), key, now))) {
+        let place = autoblock::place_words(&key.words(), self.seed());
+        let first = place.set * autoblock::WAYS;
+        match autoblock::choose(|w| Some(autoblock::Way::of(&self.slot(first + w), key, now))) {
             Some(c) if !c.gives_up_a_block => {
                 // The mark and the tag before the key, and the mark again after it, as the
                 // kernel writes them.
@@ -196,15 +196,15 @@ impl AutoTable {
 
     fn mark(&self, key: &AddrKey) {
         if let Some((marks, _)) = &self.marks {
-            mark_byte(marks, bucket_of(key)).store(table::MARKED, Ordering::SeqCst);
+            mark_byte(marks, bucket_of(key)).store(autoblock::MARKED, Ordering::SeqCst);
         }
     }
 
     /// Takes away the AUTOMARKS marks of buckets that no way holds an address of, and returns
-    /// how many. Never a mark that a held block needs: a mark goes to [`table::CLEARING`] (still
+    /// how many. Never a mark that a held block needs: a mark goes to [`autoblock::CLEARING`] (still
     /// marked for the program) only when a pass over the table found no address of its bucket,
     /// and to zero only when a second pass, after that, found none either and no writer marked
-    /// it again meanwhile (writers store [`table::MARKED`] before and after a way's key, so a
+    /// it again meanwhile (writers store [`autoblock::MARKED`] before and after a way's key, so a
     /// block written after the second pass read its way marks its bucket itself). Reads the
     /// table twice (4.7 MB): the daemon runs it every few seconds.
     pub fn unmark_unused(&self) -> usize {
@@ -212,7 +212,7 @@ impl AutoTable {
             return 0;
         };
         let held = |t: &Self| {
-            let mut b = vec![false; near::SLOTS as usize];
+            let mut b = vec![false; counts::SLOTS as usize];
             for (_, s) in t.iter() {
                 b[bucket_of(&s.key) as usize] = true;
             }
@@ -226,21 +226,22 @@ impl AutoTable {
             .filter(|&i| {
                 !first[i]
                     && match byte(i).compare_exchange(
-                        table::MARKED,
-                        table::CLEARING,
+                        autoblock::MARKED,
+                        autoblock::CLEARING,
                         Ordering::SeqCst,
                         Ordering::SeqCst,
                     ) {
                         Ok(_) => true,
-                        Err(now) => now == table::CLEARING,
+                        Err(now) => now == autoblock::CLEARING,
                     }
             })
             .collect();
         let second = held(self);
         let mut cleared = 0;
         for i in clearing {
-            let to = if second[i] { table::MARKED } else { 0 };
-            if byte(i).compare_exchange(table::CLEARING, to, Ordering::SeqCst, Ordering::SeqCst).is_ok() && to == 0 {
+            let to = if second[i] { autoblock::MARKED } else { 0 };
+            if byte(i).compare_exchange(autoblock::CLEARING, to, Ordering::SeqCst, Ordering::SeqCst).is_ok() && to == 0
+            {
                 cleared += 1;
             }
         }
@@ -250,7 +251,7 @@ impl AutoTable {
     /// The slot that holds the block of `key`.
     pub fn find(&self, key: &AddrKey) -> Option<u32> {
         let first = self.first(key);
-        (first..first + table::WAYS).find(|i| self.slot(*i).holds(key))
+        (first..first + autoblock::WAYS).find(|i| self.slot(*i).holds(key))
     }
 
     /// Makes the block in slot `i` stop blocking (expired since the clock's first nanosecond):
@@ -268,12 +269,12 @@ impl AutoTable {
 
     /// Every block in the table, with its slot.
     pub fn iter(&self) -> impl Iterator<Item = (u32, AutoSlot)> + '_ {
-        (0..table::SEED_SLOT).map(|i| (i, self.slot(i))).filter(|(_, s)| !s.is_empty())
+        (0..autoblock::SEED_SLOT).map(|i| (i, self.slot(i))).filter(|(_, s)| !s.is_empty())
     }
 }
 
-/// BLOCKCOUNTS or ALLOWCOUNTS ([`near`]), mapped: how many prefixes blocked by hand, or
-/// allowlisted, reach into each bucket. Kept never too low ([`near`]): a bucket is counted up
+/// BLOCKCOUNTS or ALLOWCOUNTS ([`counts`]), mapped: how many prefixes blocked by hand, or
+/// allowlisted, reach into each bucket. Kept never too low ([`counts`]): a bucket is counted up
 /// before its prefix goes into its list and down only after it came out, with atomic
 /// read-modify-writes, as the daemon and the CLI may edit the lists at once.
 pub struct Counts {
@@ -284,7 +285,7 @@ pub struct Counts {
 
 impl Counts {
     fn new(map: Map, name: &'static str) -> Result<Self, TableError> {
-        let (words, data) = owned_array(map, name, near::SLOTS)?;
+        let (words, data) = owned_array(map, name, counts::SLOTS)?;
         Ok(Self { words, _map: data })
     }
 
@@ -302,7 +303,7 @@ impl Counts {
         }
     }
 
-    /// The count of bucket `i` ([`near::bucket`]).
+    /// The count of bucket `i` ([`counts::bucket`]).
     pub fn get(&self, i: u32) -> u64 {
         count_word(&self.words, i).load(Ordering::SeqCst)
     }
@@ -322,10 +323,10 @@ fn count_up(words: &Mapped<u64>, net: &IpNet) {
     }
 }
 
-/// The BLOCKCOUNTS buckets a prefix reaches into ([`near::buckets_of`]).
+/// The BLOCKCOUNTS buckets a prefix reaches into ([`counts::buckets_of`]).
 fn net_buckets(net: &IpNet) -> impl Iterator<Item = u32> + use<> {
     let k = addr_key(net.addr());
-    near::buckets_of(k.family, &k.addr, net.prefix())
+    counts::buckets_of(k.family, &k.addr, net.prefix())
 }
 
 /// Whether a map call failed with `errno`.
@@ -384,7 +385,7 @@ pub fn count_kept_allows(ebpf: &Ebpf) -> Result<usize, TableError> {
 
 /// Counts `nets` in their buckets of the count map `counts` (named `name`); how many.
 fn count_into(counts: &Map, name: &'static str, nets: Vec<IpNet>) -> Result<usize, TableError> {
-    let words: Mapped<u64> = map_array(counts, name, near::SLOTS, true)?;
+    let words: Mapped<u64> = map_array(counts, name, counts::SLOTS, true)?;
     for net in &nets {
         count_up(&words, net);
     }
@@ -842,10 +843,10 @@ impl Tables {
         self.blocks().is_empty()
     }
 
-    /// The AUTOBLOCK set an address's auto-block goes to ([`table::set_of`] with the table's
+    /// The AUTOBLOCK set an address's auto-block goes to ([`autoblock::set_of`] with the table's
     /// seed).
     pub fn auto_set(&self, addr: IpAddr) -> u32 {
-        table::set_of(&addr_key(addr), self.auto.seed())
+        autoblock::set_of(&addr_key(addr), self.auto.seed())
     }
 
     /// Which lists hold entries: the CONFIG flags that make the kernel look at them.
