@@ -132,7 +132,7 @@ fn verify_harness(ebpf: &mut aya::Ebpf, name: &str, logs: &mut Vec<(String, Stri
 pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Report, Vec<(String, String)>), LoadError> {
     let level = if full_logs { VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS } else { VerifierLogLevel::STATS };
     let mut logs = Vec::new();
-    let calls = Calls::of(OBJECT).map_err(|e| LoadError::Calls(e.to_string()))?;
+    let calls = Calls::of(OBJECT).map_err(|source| LoadError::Calls { source })?;
     let mut ebpf = EbpfLoader::new()
         .verifier_log_level(level)
         .override_global(GLOBAL_REPLAY_CLOCK, &0u8, true)

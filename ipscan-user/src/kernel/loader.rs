@@ -54,8 +54,11 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Table(#[from] crate::kernel::tables::TableError),
-    #[error("cannot read the calls between the eBPF object's functions: {0}")]
-    Calls(String),
+    #[error("cannot read the calls between the eBPF object's functions: {source}")]
+    Calls {
+        #[source]
+        source: object::Error,
+    },
     #[error("wrong program type for {name}: {source}")]
     ProgramType {
         name: &'static str,
