@@ -6,10 +6,12 @@
 //!   program name, then prematch; the first child whose prematch matches; its regex fills `<order>`),
 //!   and rule evaluation (decoded_as, if_sid, match, regex, field). Each line must decode to the exact
 //!   srcip/dstip/extra_data and land on exactly one most-specific rule, the intended one.
-//! - OSSEC regexes (os_regex, not PCRE) are translated to the `regex` crate. Only the subset the files use
-//!   is accepted; anything else fails the test rather than being guessed at. OSSEC's engine matches `+`
-//!   lazily with a little backtracking, so each pattern is run both greedy and lazy and the two must agree
-//!   on every line: a pattern where they differ is one whose OSSEC result cannot be trusted.
+//! - OSSEC regexes (os_regex syntax, not PCRE) are translated to the `regex` crate. Only the subset the files
+//!   use is accepted; anything else fails the test rather than being guessed at. Each pattern runs three
+//!   ways that must agree on every line: as OSSEC 3.3 and later run it (converted to one PCRE2 expression,
+//!   alternatives competing for the leftmost match, repeats lazy but the last), and as Wazuh's os_regex
+//!   matcher tries it (alternatives in order, `+` lazy with a little backtracking) both greedy and lazy. A
+//!   pattern where they differ is one whose result depends on the engine.
 //! - The active-response script runs under /bin/sh with a fake `ipscan` that records its arguments,
 //!   through the OSSEC argument protocol, Wazuh 4.2+'s JSON protocol with its check_keys handshake, and
 //!   Wazuh 5's enable/disable messages.
@@ -42,11 +44,34 @@ fn read(file: &str) -> String {
 // os_regex (OSRegex) and os_match (OSMatch), as far as the files use them
 // ---------------------------------------------------------------------------------------------
 
-/// One OSRegex: `|`-separated patterns tried in order, the first match wins (OSRegex_Execute).
+/// One OSRegex: `|`-separated alternatives, which two engines read differently.
+///
+/// - OSSEC 3.3 and later (os_regex/os_converter.c, OSRegex_ConvertRegex) convert the whole pattern to one
+///   PCRE2 expression: the alternatives compete at each position of the log (leftmost match first, then the
+///   first alternative), the captures of the alternative that matched are numbered from 0 (unset groups
+///   are skipped, OSRegex_Execute_pcre2_match), and every repeat is lazy except one that ends its
+///   alternative ([`Repeat::Ossec`]).
+/// - Wazuh, and OSSEC before 3.3, keep os_regex's own matcher (OSRegex_Execute): the alternatives are tried
+///   in order over the whole log and the first that matches wins; `+` is lazy with a little backtracking.
+///
+/// `exec` runs the exact OSSEC form and the in-order form both greedy and lazy, and all three must agree on
+/// every line: a pattern where they differ is one whose result depends on the engine.
 struct OsRegex {
     source: String,
     greedy: Vec<Regex>,
     lazy: Vec<Regex>,
+    ossec: Regex,
+}
+
+/// How a translated pattern repeats its classes (`\S+`, `\d*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Repeat {
+    Greedy,
+    Lazy,
+    /// OSSEC 3.3+: the converter makes every repeat lazy (`+?`), then takes the `?` back from a repeat that
+    /// is followed only by `)`s and then `|` or the end of the pattern (OSREGEX_TO_PCRE2_FIX). A `$` anchor
+    /// is converted to `(?!\n)$` before that, so a repeat before `$` stays lazy.
+    Ossec,
 }
 
 /// os_regex's `\w`: letters, digits, '-', '@' and '_'.
@@ -56,28 +81,47 @@ const PUNCT: &str = r#"[()*+,\-.:;<=>?\[\]!"'#$%&|{}]"#;
 
 impl OsRegex {
     fn new(pattern: &str) -> Self {
-        let mut greedy = Vec::new();
-        let mut lazy = Vec::new();
-        for alt in split_alternatives(pattern) {
-            greedy.push(translate(&alt, false).unwrap_or_else(|e| panic!("{pattern:?}: {e}")));
-            lazy.push(translate(&alt, true).unwrap_or_else(|e| panic!("{pattern:?}: {e}")));
+        let alts = split_alternatives(pattern);
+        let compile = |body: String| Regex::new(&format!("(?i){body}")).unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+        let each = |repeat| -> Vec<Regex> {
+            alts.iter()
+                .map(|alt| compile(translate(alt, repeat).unwrap_or_else(|e| panic!("{pattern:?}: {e}"))))
+                .collect()
+        };
+        let whole: Vec<String> = alts
+            .iter()
+            .map(|alt| translate(alt, Repeat::Ossec).unwrap_or_else(|e| panic!("{pattern:?}: {e}")))
+            .collect();
+        Self {
+            source: pattern.to_owned(),
+            greedy: each(Repeat::Greedy),
+            lazy: each(Repeat::Lazy),
+            ossec: compile(whole.join("|")),
         }
-        Self { source: pattern.to_owned(), greedy, lazy }
     }
 
-    /// The substrings of the first alternative that matches, or None.
+    /// The substrings of the alternative that matched, or None; the engines must agree.
     fn exec(&self, s: &str) -> Option<Vec<String>> {
-        let run = |res: &[Regex]| {
+        let [g, l, o] = self.results(s);
+        assert_eq!(g, l, "pattern {:?} is ambiguous on {s:?}: greedy and lazy matching disagree", self.source);
+        assert_eq!(g, o, "pattern {:?} on {s:?}: OSSEC 3.3+'s PCRE2 form and os_regex's disagree", self.source);
+        g
+    }
+
+    /// In order greedy, in order lazy, OSSEC 3.3+.
+    fn results(&self, s: &str) -> [Option<Vec<String>>; 3] {
+        let in_order = |res: &[Regex]| {
             res.iter().find_map(|re| {
                 re.captures(s).map(|c| {
                     c.iter().skip(1).map(|m| m.map(|m| m.as_str().to_owned()).unwrap_or_default()).collect::<Vec<_>>()
                 })
             })
         };
-        let g = run(&self.greedy);
-        let l = run(&self.lazy);
-        assert_eq!(g, l, "pattern {:?} is ambiguous on {s:?}: greedy and lazy matching disagree", self.source);
-        g
+        let g = in_order(&self.greedy);
+        let l = in_order(&self.lazy);
+        // PCRE2 and the regex crate agree on which match a backtracking engine picks (leftmost-first).
+        let o = self.ossec.captures(s).map(|c| c.iter().skip(1).flatten().map(|m| m.as_str().to_owned()).collect());
+        [g, l, o]
     }
 }
 
@@ -101,9 +145,10 @@ fn split_alternatives(p: &str) -> Vec<String> {
     out
 }
 
-fn translate(alt: &str, lazy: bool) -> Result<Regex, String> {
-    // Literals compare case-insensitively in os_regex (both sides go through a lowercase charmap).
-    let mut out = String::from("(?i)");
+/// One alternative as a `regex` crate pattern (case-insensitive matching is added by the caller: literals compare
+/// case-insensitively in os_regex, and OSSEC 3.3+ compiles with PCRE2_CASELESS).
+fn translate(alt: &str, repeat: Repeat) -> Result<String, String> {
+    let mut out = String::new();
     let mut body = alt;
     if let Some(rest) = body.strip_prefix('^') {
         out.push('^');
@@ -132,7 +177,8 @@ fn translate(alt: &str, lazy: bool) -> Result<Regex, String> {
                     'p' => PUNCT.to_owned(),
                     '.' => "(?s:.)".to_owned(),
                     't' => "\\t".to_owned(),
-                    '(' | ')' | '\\' | '$' | '|' | '<' | '>' => {
+                    // OSSEC 3.3+ refuses `\>` (only `<` may be escaped), so it is not accepted here either.
+                    '(' | ')' | '\\' | '$' | '|' | '<' => {
                         out.push_str(&regex::escape(&e.to_string()));
                         continue;
                     }
@@ -141,10 +187,11 @@ fn translate(alt: &str, lazy: bool) -> Result<Regex, String> {
                 out.push_str(&class);
                 if let Some(&q @ ('+' | '*')) = chars.get(i) {
                     out.push(q);
-                    if lazy {
+                    i += 1;
+                    let ends_alternative = !end_anchor && chars[i..].iter().all(|&c| c == ')');
+                    if repeat == Repeat::Lazy || (repeat == Repeat::Ossec && !ends_alternative) {
                         out.push('?');
                     }
-                    i += 1;
                 }
             }
             '(' => {
@@ -177,7 +224,8 @@ fn translate(alt: &str, lazy: bool) -> Result<Regex, String> {
     if end_anchor {
         out.push('$');
     }
-    Regex::new(&out).map_err(|e| e.to_string())
+    // Check it alone, so that a bad alternative is reported as such.
+    Regex::new(&out).map(|_| out).map_err(|e| e.to_string())
 }
 
 /// OSMatch: `|` alternatives of plain strings, `^` and `$` anchors, case-insensitive.
@@ -854,14 +902,25 @@ fn ossec_predecoder_model_matches_os_cleanmsg() {
 
 #[test]
 fn ossec_regex_translation_refuses_what_it_does_not_model() {
-    for bad in [r"a+", r"(a(b))", r"\x", r"a^b", r"(a", r"a)"] {
-        assert!(translate(bad, false).is_err(), "{bad:?} accepted");
+    for bad in [r"a+", r"(a(b))", r"\x", r"\>", r"a^b", r"(a", r"a)"] {
+        assert!(translate(bad, Repeat::Greedy).is_err(), "{bad:?} accepted");
     }
     let re = OsRegex::new(r"^(\w+) \d+ \(x\)$|from (\S+)$");
     assert_eq!(re.exec("Word 12 (X)"), Some(vec!["Word".to_owned()]));
     assert_eq!(re.exec("a from b"), Some(vec!["b".to_owned()]));
     assert_eq!(re.exec("a from b c"), None);
     assert!(os_match("^ipscan$|^iplog$", "IPLOG") && !os_match("^ipscan$", "ipscand"));
+    // OSSEC 3.3+'s conversion: lazy repeats, but greedy for one that ends its alternative (not before `$`).
+    assert_eq!(translate(r"(\S+) x (\d+)", Repeat::Ossec).as_deref(), Ok("([^ ]+?) x ([0-9]+)"));
+    assert_eq!(translate(r"(\S+) x (\d+)$", Repeat::Ossec).as_deref(), Ok("([^ ]+?) x ([0-9]+?)$"));
+    assert_eq!(translate(r"\w+ \S*", Repeat::Lazy).as_deref(), Ok("[A-Za-z0-9@_-]+? [^ ]*?"));
+    // Where the engines part: PCRE2 takes the leftmost match of any alternative, os_regex the first alternative
+    // that matches anywhere; and a trailing greedy repeat takes more than a lazy one.
+    let [in_order, _, ossec] = OsRegex::new(r"b(\w+)|a(\w+)").results("a1 b2");
+    assert_eq!((in_order, ossec), (Some(vec!["2".to_owned()]), Some(vec!["1".to_owned()])));
+    let [greedy, lazy, ossec] = OsRegex::new(r"x(\d+)").results("x123");
+    assert_eq!((greedy.as_deref(), lazy.as_deref()), (Some(&["123".to_owned()][..]), Some(&["1".to_owned()][..])));
+    assert_eq!(ossec, greedy);
 }
 
 // ---------------------------------------------------------------------------------------------
