@@ -1,13 +1,17 @@
-//! contrib/ossec, checked without OSSEC or Wazuh (neither is packaged for Debian):
+//! contrib/ossec, checked without OSSEC or Wazuh installed (neither is packaged for Debian):
 //!
-//! - Every ipscan line form (IPv4 and IPv6, with and without `log_dest`) goes through a model of the
-//!   analysis daemon's pipeline: the syslog pre-decoder (the "Mmm dd hh:mm:ss" branch of OS_CleanMSG,
-//!   which splits off hostname and program name), decoder selection as DecodeEvent does it (parents by
-//!   program name, then prematch; the first child whose prematch matches; its regex fills `<order>`, and
-//!   a regex that does not match leaves the event decoded with no fields), and rule evaluation
-//!   (decoded_as, if_sid, match, regex, field). Each line must decode to exactly its
-//!   srcip/dstip/srcport/dstport/extra_data and land on exactly one most-specific rule, the intended one, at
-//!   its level.
+//! - Every ipscan line form (IPv4 and IPv6, with and without `log_dest`, built by ipscan's own formatters
+//!   as well as written out) goes through a model of the analysis daemon's pipeline: the syslog
+//!   pre-decoder (the "Mmm dd hh:mm:ss" branch of OS_CleanMSG, which splits off hostname and program
+//!   name), decoder selection as DecodeEvent does it (parents by program name, then prematch; the first
+//!   child whose prematch matches; its regex fills `<order>`, and a regex that does not match leaves the
+//!   event decoded with no fields), and rule evaluation (decoded_as, if_sid, match, regex, field). Each line
+//!   must decode to exactly its srcip/dstip/srcport/dstport/extra_data and land on exactly one most-specific
+//!   rule, the intended one, at its level.
+//! - The model was checked against a real OSSEC 4.2 `ossec-logtest` (built from its source, with these
+//!   files installed as contrib/ossec/README.md says): every form of `ossec_every_form_ipscan_writes`,
+//!   `GOLDEN` and `QUIET` in the four shapes of `shapes`, before and after the log_dest and fragment fixes,
+//!   gave the same rule, level and fields in both.
 //! - OSSEC regexes (os_regex syntax, not PCRE) are translated to the `regex` crate. Only the subset the files
 //!   use is accepted; anything else fails the test rather than being guessed at. Each pattern runs three
 //!   ways that must agree on every line: as OSSEC 3.3 and later run it (converted to one PCRE2 expression,
@@ -550,6 +554,17 @@ const fn frag(
     Golden { msg, srcip, dstip, extra: Some(kind), extra_file: None, ports: None, rule: FRAGMENT }
 }
 
+/// A line with no extra_data.
+const fn bare(
+    msg: &'static str,
+    srcip: &'static str,
+    dstip: Option<&'static str>,
+    ports: Option<(&'static str, &'static str)>,
+    rule: u32,
+) -> Golden<'static> {
+    Golden { msg, srcip, dstip, extra: None, extra_file: None, ports, rule }
+}
+
 const GOLDEN: &[Golden<'static>] = &[
     // The seed's lines, verbatim.
     g(
@@ -740,6 +755,39 @@ const GOLDEN: &[Golden<'static>] = &[
     frag("Oversized IP fragment from 10.10.150.1", "10.10.150.1", None, "Oversized"),
     frag("Overlapping IP fragments from 2001:db8::1", "2001:db8::1", None, "Overlapping"),
     frag("Duplicate IP fragments from 10.10.150.1", "10.10.150.1", None, "Duplicate"),
+    // Real OSSEC 4.2's ossec-logtest printed, for the forms below, before the decoders knew them:
+    // - "Tiny IP fragment from S": syslog mode rule 100205 level 6 with no fields (no child's prematch named
+    //   Tiny); file mode srcip (the kind went to the hostname, the rest to the file-mode child).
+    // - fragments with log_dest: syslog mode rule 100200 level 0, no fields; file mode not decoded at all
+    //   (hostname 'Oversized', log 'IP fragment to D from S', which no file-mode prematch named).
+    // - bogus flags with "(dest H:P)" or "(dest [H6]:P)": rule 100203 level 6 with no fields; traceroute
+    //   with "to D": rule 100204 level 6 with no fields. Here the child's prematch claimed the line and its
+    //   regex (which knew only "(dest port N)", or ended at the source) did not match, which OSSEC takes
+    //   for a decoded event without fields; the model took it for an error until it was made to agree.
+    frag("Tiny IP fragment from 10.10.150.1", "10.10.150.1", None, "Tiny"),
+    frag("Tiny IP fragment from 2001:db8::1", "2001:db8::1", None, "Tiny"),
+    frag("Oversized IP fragment to 10.10.150.2 from 10.10.150.1", "10.10.150.1", Some("10.10.150.2"), "Oversized"),
+    frag("Overlapping IP fragments to 10.10.150.2 from 10.10.150.1", "10.10.150.1", Some("10.10.150.2"), "Overlapping"),
+    frag("Overlapping IP fragments to 2001:db8::2 from 2001:db8::1", "2001:db8::1", Some("2001:db8::2"), "Overlapping"),
+    frag("Duplicate IP fragments to 2001:db8::2 from 2001:db8::1", "2001:db8::1", Some("2001:db8::2"), "Duplicate"),
+    frag("Tiny IP fragment to 10.10.150.2 from 10.10.150.1", "10.10.150.1", Some("10.10.150.2"), "Tiny"),
+    bare(
+        "TCP: Bogus TCP flags set by 10.10.150.1:1234 (dest 10.10.150.2:80)",
+        "10.10.150.1",
+        Some("10.10.150.2"),
+        Some(("1234", "80")),
+        BOGUS,
+    ),
+    bare(
+        "TCP: Bogus TCP flags set by [2001:db8::1]:1234 (dest [2001:db8::2]:80)",
+        "2001:db8::1",
+        Some("2001:db8::2"),
+        Some(("1234", "80")),
+        BOGUS,
+    ),
+    bare("UDP: traceroute from 10.10.150.1 to 10.10.150.2", "10.10.150.1", Some("10.10.150.2"), None, TRACEROUTE),
+    bare("ICMP: traceroute from 2001:db8::1 to 2001:db8::2", "2001:db8::1", Some("2001:db8::2"), None, TRACEROUTE),
+    bare("TCP: traceroute from 10.10.150.1", "10.10.150.1", None, None, TRACEROUTE),
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
     g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
@@ -782,7 +830,8 @@ const GOLDEN: &[Golden<'static>] = &[
 ];
 
 /// Lines ipscan (or its neighbours in a log) writes that must never raise an alert: per-packet lines and
-/// ipscan's own notices.
+/// ipscan's own notices. (Every per-packet form ipscan writes is also checked in
+/// `ossec_every_form_ipscan_writes`.)
 const QUIET: &[&str] = &[
     "TCP: ssh connection attempt from 10.0.0.1:5000",
     "TCP: port 1723 connection attempt from 10.10.150.1:51241",
@@ -901,6 +950,232 @@ fn ossec_quiet_lines_never_alert() {
     ] {
         assert!(decode(&decoders, line).1.is_none(), "{line:?} claimed by ipscan's decoders");
     }
+}
+
+/// An alerting line built by ipscan's own formatters, with what it must decode to.
+struct Form {
+    msg: String,
+    srcip: &'static str,
+    dstip: Option<&'static str>,
+    extra: Option<&'static str>,
+    extra_file: Option<&'static str>,
+    ports: Option<(&'static str, &'static str)>,
+    rule: u32,
+}
+
+/// Every line form ipscan writes (ipscan::log::format and ipscan::log::lines), IPv4 and IPv6, with and without
+/// log_dest: those that alert, and those that must not. A new PacketLine fails to compile here until it has
+/// its expectation.
+fn every_form() -> (Vec<Form>, Vec<String>) {
+    use ipscan::log::{
+        format::{self, Detected},
+        lines::{self, IcmpNames},
+        resolve::Plain,
+    };
+    use ipscan_common::{
+        DETECTIONS, Detection, FAMILY_V4, FAMILY_V6, PacketLine, PacketSummary,
+        packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ip_flags},
+    };
+
+    let mut alerts = Vec::new();
+    let mut quiet = Vec::new();
+    let no_services = |_: u16, _: &str| None;
+    for (src, dst) in [("10.10.150.1", "10.10.150.2"), ("2001:db8::1", "2001:db8::2")] {
+        let (src_ip, dst_ip): (IpAddr, IpAddr) = (src.parse().expect("src"), dst.parse().expect("dst"));
+        let bytes = |a: IpAddr| match a {
+            IpAddr::V4(a) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                b
+            }
+            IpAddr::V6(a) => a.octets(),
+        };
+        let family = if src_ip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+        for d in DETECTIONS {
+            let name = d.names().log_name;
+            for secs in [60, 3600] {
+                alerts.push(Form {
+                    msg: format::blocked(src, secs, d),
+                    srcip: src,
+                    dstip: None,
+                    extra: Some(name),
+                    extra_file: Some(name),
+                    ports: None,
+                    rule: BLOCKED,
+                });
+            }
+            let msg = format::not_blocked(src, d);
+            alerts.push(Form {
+                msg,
+                srcip: src,
+                dstip: None,
+                extra: None,
+                extra_file: None,
+                ports: None,
+                rule: NOT_BLOCKED,
+            });
+        }
+        let msg = format::unblocked(src, 12, 480);
+        alerts.push(Form { msg, srcip: src, dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED });
+        quiet.push(lines::rate_limited(src, 7));
+
+        for dest in [None, Some(dst)] {
+            for d in DETECTIONS {
+                let name = d.names().log_name;
+                let rule = match d {
+                    Detection::PingFlood | Detection::Smurf => FLOOD,
+                    _ => SCAN,
+                };
+                let form = |msg| Form {
+                    msg,
+                    srcip: src,
+                    dstip: dest,
+                    extra: Some(name),
+                    extra_file: Some(name),
+                    ports: None,
+                    rule,
+                };
+                // One port each, and full lists.
+                let ten: Vec<u16> = (1..=10).collect();
+                for (dports, sports, full) in [(&[22u16][..], &[40000u16][..], false), (&ten[..], &ten[..5], true)] {
+                    let det = Detected {
+                        detection: d,
+                        source: src,
+                        dest,
+                        dports,
+                        dports_full: full,
+                        sports,
+                        sports_full: full,
+                    };
+                    alerts.push(form(format::detected(&det)));
+                }
+                alerts.push(Form { rule: EXPIRED, ..form(format::expired(d, src, dest, 1678, 47092)) });
+            }
+
+            let summary = |proto: u8| PacketSummary {
+                family,
+                proto,
+                src: bytes(src_ip),
+                dst: bytes(dst_ip),
+                ttl: 64,
+                sport: 1234,
+                dport: 80,
+                ip_payload_len: 64,
+                ..Default::default()
+            };
+            let icmp = if family == FAMILY_V4 { PROTO_ICMP } else { PROTO_ICMPV6 };
+            let line = |l: PacketLine, p: &PacketSummary| {
+                let names = IcmpNames::of(p, &mut Plain);
+                lines::packet_line(l, p, src, dest, &names, &no_services)
+            };
+            for v in 0..=u8::MAX {
+                let Some(l) = PacketLine::from_u8(v) else { continue };
+                let frag = |kind| {
+                    let msg = line(l, &summary(PROTO_UDP)).expect("a fragment line");
+                    Form {
+                        msg,
+                        srcip: src,
+                        dstip: dest,
+                        extra: Some(kind),
+                        extra_file: None,
+                        ports: None,
+                        rule: FRAGMENT,
+                    }
+                };
+                match l {
+                    PacketLine::TcpAttempt => quiet.push(line(l, &summary(PROTO_TCP)).expect("a line")),
+                    PacketLine::UdpDgram => quiet.push(line(l, &summary(PROTO_UDP)).expect("a line")),
+                    PacketLine::Short | PacketLine::BadChecksum => {
+                        quiet.push(line(l, &summary(PROTO_TCP)).expect("a line"))
+                    }
+                    // Every ICMP type, quoting a UDP packet (which only the errors show).
+                    PacketLine::Icmp => {
+                        for t in 0..=u8::MAX {
+                            let mut p = PacketSummary {
+                                icmp_type: t,
+                                icmp_code: 1,
+                                icmp_rest: [10, 10, 150, 254],
+                                ..summary(icmp)
+                            };
+                            p.inner_proto = PROTO_UDP;
+                            p.inner_sport = 40000;
+                            p.inner_dport = 33434;
+                            p.inner_dst = p.src;
+                            p.ip_flags |= ip_flags::INNER_PORTS;
+                            quiet.push(line(l, &p).expect("an ICMP line"));
+                        }
+                    }
+                    PacketLine::Hardened => {
+                        assert_eq!(line(l, &summary(PROTO_TCP)), None, "hardening drops are not logged")
+                    }
+                    PacketLine::Bogus => alerts.push(Form {
+                        msg: line(l, &summary(PROTO_TCP)).expect("a bogus-flags line"),
+                        srcip: src,
+                        dstip: dest,
+                        extra: None,
+                        extra_file: None,
+                        ports: Some(("1234", "80")),
+                        rule: BOGUS,
+                    }),
+                    PacketLine::Traceroute => {
+                        for proto in [PROTO_UDP, PROTO_TCP, icmp] {
+                            let msg = line(l, &summary(proto)).expect("a traceroute line");
+                            alerts.push(Form {
+                                msg,
+                                srcip: src,
+                                dstip: dest,
+                                extra: None,
+                                extra_file: None,
+                                ports: None,
+                                rule: TRACEROUTE,
+                            });
+                        }
+                    }
+                    PacketLine::FragOversized => alerts.push(frag("Oversized")),
+                    PacketLine::FragOverlap => alerts.push(frag("Overlapping")),
+                    PacketLine::FragDuplicate => alerts.push(frag("Duplicate")),
+                    PacketLine::FragTiny => alerts.push(frag("Tiny")),
+                }
+            }
+        }
+    }
+    (alerts, quiet)
+}
+
+#[test]
+fn ossec_every_form_ipscan_writes() {
+    let decoders = load_decoders();
+    let rules = load_rules("ipscan_rules.xml");
+    let (alerts, quiet) = every_form();
+    for f in &alerts {
+        let gl = Golden {
+            msg: &f.msg,
+            srcip: f.srcip,
+            dstip: f.dstip,
+            extra: f.extra,
+            extra_file: f.extra_file,
+            ports: f.ports,
+            rule: f.rule,
+        };
+        check_alert(&decoders, &rules, &gl);
+    }
+    for msg in &quiet {
+        check_quiet(&decoders, &rules, msg);
+    }
+    // Each alerting rule is reached by some form, in both address families and with and without log_dest.
+    for (rule, _) in &LEVELS[1..] {
+        for v6 in [false, true] {
+            for dest in [false, true] {
+                let reached = alerts.iter().any(|f| {
+                    f.rule == *rule
+                        && f.srcip.contains(':') == v6
+                        && (f.dstip.is_some() == dest || matches!(*rule, BLOCKED | UNBLOCKED | NOT_BLOCKED))
+                });
+                assert!(reached, "no form reaches {rule} (IPv6 {v6}, log_dest {dest})");
+            }
+        }
+    }
+    assert!(quiet.len() > 1000, "{}", quiet.len());
 }
 
 #[test]
