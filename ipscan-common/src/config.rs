@@ -43,6 +43,9 @@ pub mod global_flags {
     pub const BLOCKLIST: u32 = 1 << 13;
     /// AUTOBLOCK holds an entry or some detection auto-blocks: look sources up there.
     pub const AUTOBLOCKS: u32 = 1 << 14;
+    /// Drop nothing: a packet a verdict would drop is passed and counted
+    /// ([`crate::stats::DRY_RUN_PASSED`]), and an auto-block's event says so.
+    pub const DRY_RUN: u32 = 1 << 15;
 }
 
 /// Per-packet events all sources together may cause per second on one CPU: the per-source

@@ -41,6 +41,8 @@ pub mod event_flags {
     pub const ALLOWLISTED: u8 = 0x1;
     /// The packet was dropped (hardening option or block).
     pub const DROPPED: u8 = 0x2;
+    /// `dry_run`: the source would have been blocked; nothing is dropped.
+    pub const DRY_RUN: u8 = 0x4;
 }
 
 /// One ring-buffer record.

@@ -185,11 +185,14 @@ pub mod stats {
     /// Auto-blocks still on that a full AUTOBLOCK set gave up for a newer one (the source's
     /// scan state was reset with it, so that it is detected and blocked again).
     pub const AUTOBLOCK_EVICTIONS: u32 = 18;
+    /// Frames a verdict would have dropped, passed because of `dry_run` (DROPPED does not count
+    /// them; BLOCKED and HARDENED do).
+    pub const DRY_RUN_PASSED: u32 = 19;
     /// Number of slots; keep last.
     pub const COUNT: u32 = 24;
 
     /// Human names for the slots, indexed by slot; used by `ipscan stats` and metrics.
-    pub const NAMES: [&str; 19] = [
+    pub const NAMES: [&str; 20] = [
         "packets",
         "passed",
         "dropped",
@@ -209,6 +212,7 @@ pub mod stats {
         "allowlisted",
         "not_watched",
         "autoblock_evictions",
+        "dry_run_passed",
     ];
 
     /// Fills in the slots the kernel does not count, in counters read slot by slot and summed

@@ -340,6 +340,9 @@ fn block_source(
         return false;
     }
     count(stats::AUTOBLOCKS);
-    emit(EventKind::Blocked, now, key, state, p, event_flags::DROPPED);
+    // Under `dry_run` the entry is kept all the same (its drop counts are what a block would
+    // have dropped); the event says that nothing is.
+    let dry = matches!(config(), Ok(cfg) if cfg.has(g::DRY_RUN));
+    emit(EventKind::Blocked, now, key, state, p, if dry { event_flags::DRY_RUN } else { event_flags::DROPPED });
     true
 }

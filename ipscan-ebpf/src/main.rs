@@ -35,7 +35,8 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
         return verify::ipscan_refused();
     }
     maps::count(stats::PACKETS);
-    // PASSED is not counted: user space derives it as PACKETS - DROPPED.
+    // PASSED is not counted: user space derives it as PACKETS - DROPPED. Every drop goes
+    // through `maps::drop_verdict`, which passes it instead under `dry_run`.
     let Ok(cfg) = maps::config() else {
         maps::count(stats::MAP_ERRORS);
         return xdp_action::XDP_PASS;
@@ -62,8 +63,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
                 && block::ipscan_blocklisted(&ip) != 0)
         {
             maps::count(stats::BLOCKED);
-            maps::count(stats::DROPPED);
-            return xdp_action::XDP_DROP;
+            return maps::drop_verdict(cfg);
         }
         checked = true;
     }
@@ -89,7 +89,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
         }
     };
     if verdict == xdp_action::XDP_DROP {
-        maps::count(stats::DROPPED);
+        return maps::drop_verdict(cfg);
     }
     verdict
 }

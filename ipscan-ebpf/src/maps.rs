@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     Global,
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, xdp_action},
     helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
@@ -11,6 +11,7 @@ use aya_ebpf::{
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, PacketSummary, ProbeSet, Rule, SourceKey, SourceState,
     block::{Block4Data, CpuLocal, autoblock, counts},
+    config::global_flags,
     frag::{FragKey, FragState},
     maps as m,
     probation::PROBATION_SETS,
@@ -190,6 +191,18 @@ pub(crate) fn count(slot: u32) {
     }
 }
 
+/// The verdict for a frame the policy drops: XDP_DROP, counted in DROPPED; under `dry_run`,
+/// XDP_PASS, counted in DRY_RUN_PASSED.
+#[inline(always)]
+pub(crate) fn drop_verdict(cfg: &Config) -> u32 {
+    if cfg.has(global_flags::DRY_RUN) {
+        count(stats::DRY_RUN_PASSED);
+        return xdp_action::XDP_PASS;
+    }
+    count(stats::DROPPED);
+    xdp_action::XDP_DROP
+}
+
 /// This CPU's state ([`CpuLocal`]): the coarse clock of the current tick, and the drops of one
 /// auto-block not yet added to its entry.
 #[map]
@@ -228,7 +241,6 @@ pub(crate) fn now_in(c: &mut CpuLocal) -> u64 {
     c.tick_ns
 }
 
-/// The per-CPU slot the parser fills for this packet.
 /// The referent of a global function's pointer argument: the verifier lets a caller pass null
 /// for any of them, so each is checked (and a null one makes the function do nothing).
 #[inline(always)]
@@ -238,6 +250,7 @@ pub(crate) fn arg<'a, T>(p: *const T) -> Option<&'a T> {
     unsafe { p.as_ref() }
 }
 
+/// The per-CPU slot the parser fills for this packet.
 #[inline(always)]
 pub(crate) fn summary_slot() -> Result<&'static mut PacketSummary, u32> {
     let p = SUMMARY.get_ptr_mut(0).ok_or(stats::MAP_ERRORS)?;
