@@ -454,6 +454,54 @@ fn autoblocks_are_shared_with_user_space_and_a_full_set_gives_up_its_oldest() {
     assert_eq!(p.stat(stats::BLOCKED), 8);
 }
 
+/// `dry_run`: every verdict that would drop passes and is counted in DRY_RUN_PASSED, never in
+/// DROPPED: the threshold packet of an auto-block (whose entry is made all the same, counting
+/// what it would drop, and whose event says dry run), the blocked source's later packets on the
+/// fast path and the slow one, a prefix blocked by hand, and a hardening option. Turning it off
+/// drops them again.
+#[test]
+fn dry_run_passes_what_would_be_dropped_and_counts_it() {
+    let mut cfg = blocking_syn_scanners(600 * SEC);
+    cfg.flags |= global_flags::DRY_RUN | global_flags::DROP_SYNFIN;
+    let mut p = Prog::load(&cfg);
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let verdicts: Vec<u32> = (1..=10u16).map(|port| p.run_at(SEC, &syn4(port))).collect();
+    assert_eq!(verdicts, [XDP_PASS; 10], "the threshold packet passes");
+    let blocked: Vec<_> = p.events().into_iter().filter(|e| e.kind() == Some(EventKind::Blocked)).collect();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].flags, ipscan_common::event::event_flags::DRY_RUN);
+    let rows = t.blocks();
+    assert_eq!((rows.len(), rows[0].net, rows[0].auto), (1, IpNet::host(A.into()), true), "{rows:?}");
+
+    // The would-be blocked source's later packets: the fast path, and a tagged frame (slow path).
+    let ack = |f: Frame| Frame { payload: 100, ..f }.v4(A, V, &L4::tcp(40000, 443, 0x10));
+    assert_eq!(p.run_at(2 * SEC, &ack(Frame::default())), XDP_PASS);
+    assert_eq!(p.run_at(2 * SEC, &ack(Frame { vlans: vec![100], ..Default::default() })), XDP_PASS);
+    let e = t.blocks()[0].entry;
+    assert_eq!((e.packets, e.bytes), (3, 24 + 120 + 120), "what the block would have dropped");
+
+    // A prefix blocked by hand, and a hardening option (SYN+FIN from another source).
+    t.block(&"198.19.0.0/16".parse().expect("net"), BlockEntry::default()).expect("block");
+    cfg.flags |= t.presence_flags();
+    loader::write_config(&mut p.ebpf, &cfg).expect("config");
+    let other = Ipv4Addr::new(198, 19, 0, 1);
+    assert_eq!(p.run_at(3 * SEC, &Frame::default().v4(other, V, &L4::tcp(40000, 443, 0x10))), XDP_PASS);
+    let synfin = Frame::default().v4(Ipv4Addr::new(198, 18, 0, 50), V, &L4::tcp(40000, 80, 0x03));
+    assert_eq!(p.run_at(3 * SEC, &synfin), XDP_PASS);
+    assert_eq!(
+        [stats::DRY_RUN_PASSED, stats::DROPPED, stats::BLOCKED, stats::HARDENED, stats::AUTOBLOCKS].map(|s| p.stat(s)),
+        [5, 0, 3, 1, 1]
+    );
+    assert_eq!(p.stat(stats::PASSED), p.stat(stats::PACKETS));
+
+    // Off again: the same packets are dropped.
+    cfg.flags &= !global_flags::DRY_RUN;
+    loader::write_config(&mut p.ebpf, &cfg).expect("config");
+    assert_eq!(p.run_at(4 * SEC, &ack(Frame::default())), XDP_DROP);
+    assert_eq!(p.run_at(4 * SEC, &synfin), XDP_DROP);
+    assert_eq!((p.stat(stats::DRY_RUN_PASSED), p.stat(stats::DROPPED)), (5, 2));
+}
+
 /// Prefixes blocked by hand (BLOCK4/BLOCK6: `ipscan block add`, the OSSEC active response) are
 /// looked up on the fast path: a blocked source's packets of any protocol are dropped there and
 /// charged to the entry once, an allowlisted address inside a blocked prefix and every other
