@@ -230,6 +230,10 @@ flags! {
     /// Drop RFC-impossible TCP flag combinations (SYN+FIN, ...) after logging them, like BSD's
     /// tcp_drop_synfin. ipscan extension. Default off.
     drop_synfin = false,
+    /// Drop nothing: every block decision is logged as `Would block ...` and counted, and every
+    /// packet a verdict would drop is passed and counted (`dry_run_passed`). For a first week on a
+    /// production host. ipscan extension. Default off.
+    dry_run = false,
 }
 
 /// Everything an `iplog.conf` says. `Default` is what an empty file says.
@@ -1309,7 +1313,7 @@ mod tests {
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 30);
+        assert_eq!(Flags::KEYWORDS.len(), 31);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));

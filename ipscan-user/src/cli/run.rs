@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// instruction by instruction) to this file, for a bug report.
     #[arg(long, value_name = "FILE")]
     verifier_log: Option<PathBuf>,
+    /// Drop nothing: log each block as `Would block ...` and count the packets it would drop
+    /// (`dry_run_passed`), as `set dry_run` does; holds across reloads.
+    #[arg(long)]
+    dry_run: bool,
     /// Load a program that the kernel refuses, to test what a refusal does.
     #[arg(long, hide = true)]
     test_refusal: bool,
@@ -87,10 +91,11 @@ fn parse_ring_bytes(text: &str) -> Result<u32, String> {
 
 pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
     // Parse and validate everything before touching the kernel: a bad line attaches nothing.
-    let settings = match &args.config {
+    let mut settings = match &args.config {
         Some(path) => Settings::load(path)?,
         None => Settings::default(),
     };
+    settings.flags.dry_run |= args.dry_run;
     let mut ifaces = args.ifaces;
     if ifaces.is_empty() {
         ifaces = settings.interfaces.clone();
@@ -131,6 +136,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<()> {
         event_ring_bytes: args.event_ring_bytes,
         verifier_log: args.verifier_log,
         test_refusal: args.test_refusal,
+        dry_run: args.dry_run,
     };
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;

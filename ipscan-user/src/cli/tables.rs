@@ -233,11 +233,12 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
             let net = parse_net(&prefix)?;
             let mut found = false;
             for (iface, t) in &mut all {
+                let dry_run = dry_run(&args.place, iface);
                 for r in t.unblock(&net) {
                     found = true;
                     eprintln!(
                         "ipscan: {iface}: {}",
-                        format::unblocked(&tables::show(&r.net), r.entry.packets, r.entry.bytes)
+                        format::unblock(dry_run, &tables::show(&r.net), r.entry.packets, r.entry.bytes)
                     );
                 }
             }
@@ -253,6 +254,11 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the daemon on `iface` runs `dry_run` (its blocks drop nothing).
+fn dry_run(place: &Daemons, iface: &str) -> bool {
+    tables::pinned_flags(&pins::iface_dir(&place.pin_root, iface)) & ipscan_common::config::global_flags::DRY_RUN != 0
 }
 
 fn reasons(bits: u32) -> String {
@@ -305,10 +311,11 @@ pub(super) fn allow(args: AllowArgs) -> anyhow::Result<()> {
             for (iface, t) in &mut all {
                 t.allow(&net, allow_reason::MANUAL)?;
                 eprintln!("ipscan: {iface}: allowlisted {}", tables::show(&net));
+                let dry_run = dry_run(&args.place, iface);
                 for r in t.unblock_auto_within(&net) {
                     eprintln!(
                         "ipscan: {iface}: {}",
-                        format::unblocked(&tables::show(&r.net), r.entry.packets, r.entry.bytes)
+                        format::unblock(dry_run, &tables::show(&r.net), r.entry.packets, r.entry.bytes)
                     );
                 }
             }

@@ -345,6 +345,11 @@ pub fn view(prev: Option<&Reading>, cur: &Reading, refresh: Duration) -> View {
         totals.push_str(&format!("   {name} {}", total(cur, slot)));
     }
     totals.push_str(&format!("   on probation {}", cur.ifaces.iter().map(|i| i.probation).sum::<u64>()));
+    // Under dry_run nothing is dropped: what would have been is counted apart.
+    let would = total(cur, stats::DRY_RUN_PASSED);
+    if would != 0 {
+        totals.push_str(&format!("   dry run: would have dropped {would}"));
+    }
     header.push(totals);
 
     let mut modes: Vec<(f64, u64, [String; 8])> = Vec::new();
@@ -806,6 +811,17 @@ mod tests {
         let first = view(None, &after, Duration::from_millis(500));
         assert_eq!(first.header[1], "packets/s   passed -   dropped -   blocked -   malformed -");
         assert!(first.header[0].ends_with("refresh 0.5s   q: quit"));
+    }
+
+    #[test]
+    fn dry_run_totals_say_what_would_have_been_dropped() {
+        let stats =
+            stats_with(&[(stats::PACKETS, 50), (stats::PASSED, 50), (stats::BLOCKED, 7), (stats::DRY_RUN_PASSED, 7)]);
+        let v = view(None, &snap(S, vec![], vec![], stats), DEFAULT_INTERVAL);
+        assert_eq!(
+            v.header[2],
+            "totals      packets 50   passed 50   dropped 0   blocked 7   malformed 0   detections 0   auto-blocks 0   on probation 0   dry run: would have dropped 7"
+        );
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl KernelSettings {
             }
         };
         set(g::DROP_SYNFIN, s.flags.drop_synfin);
+        set(g::DRY_RUN, s.flags.dry_run);
         set(g::FOOL_NMAP, s.flags.fool_nmap);
         set(g::BLACKHOLE_TCP, s.blackhole_tcp);
         set(g::BLACKHOLE_UDP, s.blackhole_udp);

@@ -85,8 +85,8 @@ fn counter_help(name: &str) -> &'static str {
         "kernel_expiries" => "Mode expiries noticed by the kernel before user space swept them.",
         "ipv6_ext_limit" => "IPv6 frames whose extension-header chain exceeded the parser's bound.",
         "fragments" => "Non-first IP fragments.",
-        "blocked" => "Frames dropped because their source is blocked.",
-        "hardened" => "Frames dropped by a hardening option.",
+        "blocked" => "Frames from blocked sources (dropped, or passed under dry_run).",
+        "hardened" => "Frames a hardening option drops (passed under dry_run).",
         "rate_limited" => "Per-packet events left out by the per-source rate limit.",
         "ignored" => "Frames skipped by an ignore rule.",
         "autoblocks" => "Sources auto-blocked by the kernel.",
@@ -95,6 +95,7 @@ fn counter_help(name: &str) -> &'static str {
         "autoblock_evictions" => {
             "Auto-blocks given up by a full AUTOBLOCK set for newer ones (the source is detected anew)."
         }
+        "dry_run_passed" => "Frames a block or hardening option would have dropped, passed because of dry_run.",
         _ => "Kernel counter.",
     }
 }

@@ -19,7 +19,9 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
 };
 use chrono::Local;
-use ipscan_common::{Detection, Event, EventKind, SourceKey, SourceState, block::allow_reason, maps};
+use ipscan_common::{
+    Detection, Event, EventKind, SourceKey, SourceState, block::allow_reason, config::global_flags, maps,
+};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -61,6 +63,9 @@ pub enum LogTarget {
     Syslog(PathBuf),
 }
 
+/// What `ipscan run` says when `dry_run` is on (at start, and when a reload turns it on).
+const DRY_RUN_NOTICE: &str = "dry run: nothing is dropped; each block is logged as \"Would block ...\" and each packet it would drop counted in dry_run_passed";
+
 /// Everything `ipscan run` needs, already validated.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -87,6 +92,8 @@ pub struct RunConfig {
     pub verifier_log: Option<PathBuf>,
     /// Load a program the kernel refuses (tests of the refusal path).
     pub test_refusal: bool,
+    /// `--dry-run`: `dry_run` on whatever the configuration file says, across reloads.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -478,6 +485,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
     let mut kernel = KernelSettings::load(&cfg.settings)?;
+    if kernel.config.has(global_flags::DRY_RUN) {
+        eprintln!("ipscan: {DRY_RUN_NOTICE}");
+    }
     // Bound before anything is attached: a taken port is a one-line error that changes nothing.
     let metrics_listener = match cfg.metrics {
         Some(addr) => Some((metrics::bind(addr).await?, addr)),
@@ -561,14 +571,16 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     if ticks.is_multiple_of(UNMARK_EVERY_TICKS) {
                         tables.unmark_unused();
                     }
+                    let dry_run = kernel.config.has(global_flags::DRY_RUN);
                     for row in tables.sweep(now) {
                         let src = row.net.addr();
+                        let shown = tables::show(&row.net);
                         write_line(&mut out, &Line {
                             at_ns: now,
-                            text: format::unblocked(&tables::show(&row.net), row.entry.packets, row.entry.bytes),
+                            text: format::unblock(dry_run, &shown, row.entry.packets, row.entry.bytes),
                             detected: None,
                             meta: crate::log::tracker::Meta {
-                                event: Some(json::Event::Unblocked),
+                                event: Some(if dry_run { json::Event::WouldUnblock } else { json::Event::Unblocked }),
                                 src: Some(src),
                                 packets: Some(row.entry.packets),
                                 bytes: Some(row.entry.bytes),
@@ -617,7 +629,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     eprintln!("ipscan: reopening the log: {e}");
                 }
                 if let Some(path) = &cfg.config_path {
-                    reload(path, &mut ifaces, &mut kernel, &mut namer);
+                    reload(path, cfg.dry_run, &mut ifaces, &mut kernel, &mut namer);
                 }
             }
             _ = sigint.recv() => break,
@@ -642,8 +654,18 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
 /// SIGHUP: re-reads the configuration and rewrites CONFIG, RULES and PROMISC in every attached
 /// program. SOURCES is left alone, so windows and modes carry on under the new thresholds. An
 /// invalid file changes nothing: one line on stderr, and the old configuration stays.
-fn reload(path: &Path, ifaces: &mut [Interface], kernel: &mut KernelSettings, namer: &mut Box<dyn Namer>) {
+fn reload(
+    path: &Path,
+    dry_run: bool,
+    ifaces: &mut [Interface],
+    kernel: &mut KernelSettings,
+    namer: &mut Box<dyn Namer>,
+) {
     let loaded = Settings::load(path)
+        .map(|mut s| {
+            s.flags.dry_run |= dry_run;
+            s
+        })
         .map_err(|e| loader::error_chain(&e))
         .and_then(|s| KernelSettings::load(&s).map(|k| (s, k)).map_err(|e| e.to_string()));
     let (settings, next) = match loaded {
@@ -662,9 +684,15 @@ fn reload(path: &Path, ifaces: &mut [Interface], kernel: &mut KernelSettings, na
         a.tracker.log_dest = settings.flags.log_dest;
         a.tracker.set_config(&next.config);
     }
+    let was_dry = kernel.config.has(global_flags::DRY_RUN);
     *kernel = next;
     *namer = self::namer(&settings);
     eprintln!("ipscan: reloaded {}", path.display());
+    match (was_dry, kernel.config.has(global_flags::DRY_RUN)) {
+        (false, true) => eprintln!("ipscan: {DRY_RUN_NOTICE}"),
+        (true, false) => eprintln!("ipscan: dry run over: blocked sources are dropped"),
+        _ => {}
+    }
 }
 
 /// Moves ring-buffer records to the main loop as they arrive.

@@ -866,6 +866,15 @@ pub fn set_pinned_flags(dir: &Path, flags: u32) -> Result<(), TableError> {
     arr.set(0, cfg, 0).map_err(|source| TableError::Map { name: maps::CONFIG, source })
 }
 
+/// A daemon's pinned CONFIG flags (0 if unreadable): whether it runs `dry_run`, for the lines
+/// the CLI prints.
+pub fn pinned_flags(dir: &Path) -> u32 {
+    pinned(dir, maps::CONFIG)
+        .and_then(|m| conv::<Array<MapData, Config>>(m, maps::CONFIG))
+        .and_then(|arr| arr.get(&0, 0).map_err(|source| TableError::Map { name: maps::CONFIG, source }))
+        .map_or(0, |cfg| cfg.flags)
+}
+
 /// The family byte of an address.
 pub fn family(a: &IpAddr) -> u8 {
     if a.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 }

@@ -100,6 +100,21 @@ pub fn unblocked(source: &str, packets: u64, bytes: u64) -> String {
     format!("Unblocked {source} - dropped {packets} packets ({bytes} bytes).")
 }
 
+/// `dry_run`: `Would block 198.18.0.1 for 3600 s (SYN scan)`
+pub fn would_block(source: &str, secs: u64, detection: Detection) -> String {
+    format!("Would block {source} for {secs} s ({})", detection.names().log_name)
+}
+
+/// `dry_run`: `Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes).`
+pub fn would_unblock(source: &str, packets: u64, bytes: u64) -> String {
+    format!("Would unblock {source} - would have dropped {packets} packets ({bytes} bytes).")
+}
+
+/// The end of a block ([`unblocked`]), or under `dry_run` of a would-be one ([`would_unblock`]).
+pub fn unblock(dry_run: bool, source: &str, packets: u64, bytes: u64) -> String {
+    if dry_run { would_unblock(source, packets, bytes) } else { unblocked(source, packets, bytes) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +189,11 @@ mod tests {
         assert_eq!(blocked("198.18.0.1", 3600, Detection::SynScan), "Blocked 198.18.0.1 for 3600 s (SYN scan)");
         assert_eq!(not_blocked("2001:db8::1", Detection::PortScan), "Not blocked 2001:db8::1: allowlisted (port scan)");
         assert_eq!(unblocked("198.18.0.0/24", 12, 480), "Unblocked 198.18.0.0/24 - dropped 12 packets (480 bytes).");
+        assert_eq!(would_block("198.18.0.1", 3600, Detection::SynScan), "Would block 198.18.0.1 for 3600 s (SYN scan)");
+        assert_eq!(
+            would_unblock("198.18.0.1", 12, 480),
+            "Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes)."
+        );
     }
 
     #[test]

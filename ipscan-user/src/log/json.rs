@@ -48,6 +48,11 @@ pub enum Event {
     Unblocked,
     /// A block was wanted but refused (allowlisted source).
     NotBlocked,
+    /// `dry_run`: the source would have gone on the block list; nothing is dropped.
+    WouldBlock,
+    /// `dry_run`: the source's would-be block ended; `packets` and `bytes` count what it would
+    /// have dropped.
+    WouldUnblock,
     /// A single packet worth a line (bogus flags, traceroute, fragment anomalies, connection attempts).
     Packet,
 }
@@ -216,14 +221,31 @@ mod tests {
 
     #[test]
     fn json_event_names_are_snake_case() {
-        let names: Vec<String> =
-            [Event::Detected, Event::Expired, Event::Blocked, Event::Unblocked, Event::NotBlocked, Event::Packet]
-                .iter()
-                .map(|e| serde_json::to_string(e).expect("serializes"))
-                .collect();
+        let names: Vec<String> = [
+            Event::Detected,
+            Event::Expired,
+            Event::Blocked,
+            Event::Unblocked,
+            Event::NotBlocked,
+            Event::WouldBlock,
+            Event::WouldUnblock,
+            Event::Packet,
+        ]
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("serializes"))
+        .collect();
         assert_eq!(
             names,
-            [r#""detected""#, r#""expired""#, r#""blocked""#, r#""unblocked""#, r#""not_blocked""#, r#""packet""#]
+            [
+                r#""detected""#,
+                r#""expired""#,
+                r#""blocked""#,
+                r#""unblocked""#,
+                r#""not_blocked""#,
+                r#""would_block""#,
+                r#""would_unblock""#,
+                r#""packet""#
+            ]
         );
     }
 

@@ -252,10 +252,12 @@ impl Tracker {
             EventKind::Blocked => {
                 let src = format::addr(&ev.packet.src, ev.packet.family);
                 let who = namer.name(src);
+                let secs = self.block_ns.get(detection as usize).copied().unwrap_or(0) / 1_000_000_000;
                 let (event, text) = if ev.flags & event_flags::ALLOWLISTED != 0 {
                     (json::Event::NotBlocked, format::not_blocked(&who, detection))
+                } else if ev.flags & event_flags::DRY_RUN != 0 {
+                    (json::Event::WouldBlock, format::would_block(&who, secs, detection))
                 } else {
-                    let secs = self.block_ns.get(detection as usize).copied().unwrap_or(0) / 1_000_000_000;
                     (json::Event::Blocked, format::blocked(&who, secs, detection))
                 };
                 Some(Line {
