@@ -502,9 +502,11 @@ const EXPIRED: u32 = 100206;
 const BLOCKED: u32 = 100207;
 const UNBLOCKED: u32 = 100208;
 const NOT_BLOCKED: u32 = 100209;
+const WOULD_BLOCK: u32 = 100210;
+const WOULD_UNBLOCK: u32 = 100211;
 
 /// The levels the rules must have (a line's expected level is its rule's).
-const LEVELS: [(u32, u32); 10] = [
+const LEVELS: [(u32, u32); 12] = [
     (100200, 0),
     (SCAN, 10),
     (FLOOD, 10),
@@ -515,6 +517,8 @@ const LEVELS: [(u32, u32); 10] = [
     (BLOCKED, 3),
     (UNBLOCKED, 3),
     (NOT_BLOCKED, 3),
+    (WOULD_BLOCK, 3),
+    (WOULD_UNBLOCK, 3),
 ];
 
 fn want_level(rule: u32) -> u32 {
@@ -827,6 +831,18 @@ const GOLDEN: &[Golden<'static>] = &[
         ports: None,
         rule: NOT_BLOCKED,
     },
+    // dry_run.
+    g("Would block 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", WOULD_BLOCK),
+    g("Would block 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", WOULD_BLOCK),
+    Golden {
+        msg: "Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes).",
+        srcip: "198.18.0.1",
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: WOULD_UNBLOCK,
+    },
 ];
 
 /// Lines ipscan (or its neighbours in a log) writes that must never raise an alert: per-packet lines and
@@ -1003,6 +1019,15 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     ports: None,
                     rule: BLOCKED,
                 });
+                alerts.push(Form {
+                    msg: format::would_block(src, secs, d),
+                    srcip: src,
+                    dstip: None,
+                    extra: Some(name),
+                    extra_file: Some(name),
+                    ports: None,
+                    rule: WOULD_BLOCK,
+                });
             }
             let msg = format::not_blocked(src, d);
             alerts.push(Form {
@@ -1017,6 +1042,16 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
         }
         let msg = format::unblocked(src, 12, 480);
         alerts.push(Form { msg, srcip: src, dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED });
+        let msg = format::would_unblock(src, 12, 480);
+        alerts.push(Form {
+            msg,
+            srcip: src,
+            dstip: None,
+            extra: None,
+            extra_file: None,
+            ports: None,
+            rule: WOULD_UNBLOCK,
+        });
         quiet.push(lines::rate_limited(src, 7));
 
         for dest in [None, Some(dst)] {
@@ -1169,7 +1204,8 @@ fn ossec_every_form_ipscan_writes() {
                 let reached = alerts.iter().any(|f| {
                     f.rule == *rule
                         && f.srcip.contains(':') == v6
-                        && (f.dstip.is_some() == dest || matches!(*rule, BLOCKED | UNBLOCKED | NOT_BLOCKED))
+                        && (f.dstip.is_some() == dest
+                            || matches!(*rule, BLOCKED | UNBLOCKED | NOT_BLOCKED | WOULD_BLOCK | WOULD_UNBLOCK))
                 });
                 assert!(reached, "no form reaches {rule} (IPv6 {v6}, log_dest {dest})");
             }
@@ -1252,6 +1288,8 @@ fn ossec_json_records_hit_their_rules() {
         (rec(Event::Blocked, Some("SYN scan"), v6), 100257),
         (rec(Event::Unblocked, None, v6), 100258),
         (rec(Event::NotBlocked, Some("SYN scan"), v4), 100259),
+        (rec(Event::WouldBlock, Some("SYN scan"), v4), 100260),
+        (rec(Event::WouldUnblock, None, v6), 100261),
     ];
     for (record, want) in cases {
         let line = json::to_line(&record);
