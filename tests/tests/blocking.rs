@@ -6,9 +6,9 @@
 use std::{thread, time::Duration};
 
 use ipscan_tests::{
-    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, count, nmap_syn,
+    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, count, counter, nmap_syn,
     pcap::{self, syn_probes},
-    scapy, write_config,
+    scapy, stats_json, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -96,6 +96,63 @@ fn block_expires_and_unblock_reports_what_was_dropped() {
     let (ok, out, _) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
     assert!(ok);
     assert_eq!(out.trim(), "[]");
+}
+
+/// `--dry-run`, for a first week on a production host: the scan is detected and its block logged
+/// as `Would block`, but every probe reaches the victim and the scanner still connects, also
+/// after a reload; what the block would have dropped is counted on its entry and in
+/// `dry_run_passed`, nothing in `dropped`, and lifting it says what it would have dropped.
+#[test]
+fn dry_run_logs_the_block_and_drops_nothing() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config("block syn_scan 60s\n"));
+    let _srv = Listener::start(&bed.victim, 8080);
+    let mut d =
+        Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8"), "--dry-run"]);
+    d.wait_stderr("dry run: nothing is dropped", WAIT);
+    let sent = Capture::start(&bed.attacker, &bed.attacker_if, "tcp and src host 198.18.0.1", dir.join("sent.pcap"));
+    let got = Capture::start(&bed.victim, &bed.victim_if, "tcp and src host 198.18.0.1", dir.join("got.pcap"));
+    nmap_syn(&bed);
+    sent.finish();
+    got.finish();
+    let sent: Vec<u16> = syn_probes(&dir.join("sent.pcap")).iter().map(|p| p.dport).collect();
+    let got: Vec<u16> = syn_probes(&dir.join("got.pcap")).iter().map(|p| p.dport).collect();
+    assert!(sent.len() >= 40, "nmap sent {}", sent.len());
+    assert_eq!(got, sent, "every probe reaches the victim");
+
+    let lines = d.wait_log("the would-block line", WAIT, |l| l.iter().any(|x| x.starts_with("Would block ")));
+    assert_eq!(
+        lines[..2],
+        [
+            "TCP: SYN scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 198.18.0.1 [port 40000]".to_owned(),
+            "Would block 198.18.0.1 for 60 s (SYN scan)".to_owned()
+        ]
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("Blocked")), "{}", lines.join("\n"));
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "the scanner still connects");
+    d.signal(libc::SIGHUP);
+    d.wait_stderr("reloaded", WAIT);
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "still a dry run after a reload");
+
+    let (ok, out, err) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!((&v[0]["prefix"], &v[0]["auto"]), (&"198.18.0.1".into(), &true.into()), "{out}");
+    let (ok, _, err) = cli(&["block", "del", ATTACKER4, "-i", &bed.victim_if]);
+    assert!(ok, "{err}");
+    let prefix = format!("ipscan: {}: Would unblock 198.18.0.1 - would have dropped ", bed.victim_if);
+    let would: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no would-unblock line: {err}"));
+    // The threshold probe and every later one, and the two connections' packets.
+    assert!(would > (sent.len() - 9) as u64, "{would} <= {}", sent.len() - 9);
+    let stats = stats_json(&bed.victim_if, &[]);
+    assert_eq!((counter(&stats, "dry_run_passed"), counter(&stats, "dropped")), (would, 0), "{stats}");
 }
 
 #[test]
