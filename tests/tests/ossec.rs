@@ -1007,51 +1007,26 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
             IpAddr::V6(a) => a.octets(),
         };
         let family = if src_ip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
-        for d in DETECTIONS {
-            let name = d.names().log_name;
-            for secs in [60, 3600] {
-                alerts.push(Form {
-                    msg: format::blocked(src, secs, d),
-                    srcip: src,
-                    dstip: None,
-                    extra: Some(name),
-                    extra_file: Some(name),
-                    ports: None,
-                    rule: BLOCKED,
-                });
-                alerts.push(Form {
-                    msg: format::would_block(src, secs, d),
-                    srcip: src,
-                    dstip: None,
-                    extra: Some(name),
-                    extra_file: Some(name),
-                    ports: None,
-                    rule: WOULD_BLOCK,
-                });
-            }
-            let msg = format::not_blocked(src, d);
-            alerts.push(Form {
-                msg,
-                srcip: src,
-                dstip: None,
-                extra: None,
-                extra_file: None,
-                ports: None,
-                rule: NOT_BLOCKED,
-            });
-        }
-        let msg = format::unblocked(src, 12, 480);
-        alerts.push(Form { msg, srcip: src, dstip: None, extra: None, extra_file: None, ports: None, rule: UNBLOCKED });
-        let msg = format::would_unblock(src, 12, 480);
-        alerts.push(Form {
+        // ipscan's own lines: the source, and the detection's name where the line has one.
+        let own = |msg: String, extra: Option<&'static str>, rule: u32| Form {
             msg,
             srcip: src,
             dstip: None,
-            extra: None,
-            extra_file: None,
+            extra,
+            extra_file: extra,
             ports: None,
-            rule: WOULD_UNBLOCK,
-        });
+            rule,
+        };
+        for d in DETECTIONS {
+            let name = d.names().log_name;
+            for secs in [60, 3600] {
+                alerts.push(own(format::blocked(src, secs, d), Some(name), BLOCKED));
+                alerts.push(own(format::would_block(src, secs, d), Some(name), WOULD_BLOCK));
+            }
+            alerts.push(own(format::not_blocked(src, d), None, NOT_BLOCKED));
+        }
+        alerts.push(own(format::unblocked(src, 12, 480), None, UNBLOCKED));
+        alerts.push(own(format::would_unblock(src, 12, 480), None, WOULD_UNBLOCK));
         quiet.push(lines::rate_limited(src, 7));
 
         for dest in [None, Some(dst)] {
