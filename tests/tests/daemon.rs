@@ -52,6 +52,8 @@ fn a_refused_program_is_one_line_within_seconds_keeps_the_log_and_leaves_nothing
     let bed = Testbed::new();
     let dir = TempDir::new();
     let log = dir.join("verifier.log");
+    let root = Path::new(ipscan::kernel::pins::DEFAULT_PIN_ROOT);
+    let root_was_there = root.exists();
     let start = Instant::now();
     let err = run_fails(
         bed.victim
@@ -79,6 +81,7 @@ fn a_refused_program_is_one_line_within_seconds_keeps_the_log_and_leaves_nothing
     assert!(!xdp_attached(&bed.victim, &bed.victim_if));
     let pins = Path::new(ipscan::kernel::pins::DEFAULT_PIN_ROOT).join(&bed.victim_if);
     assert!(!pins.exists(), "{} left behind", pins.display());
+    assert!(root_was_there || !root.exists(), "the pin root {} left behind", root.display());
     // And the CLI does not take the failed start for a daemon.
     let out = bed.victim.cmd(ipscan_bin()).args(["block", "list", "--iface", &bed.victim_if]).output().expect("cli");
     assert!(!out.status.success());

@@ -320,9 +320,13 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
     )
     .map_err(|e| {
         // The load took its new pins away; a directory it leaves empty goes too, so that
-        // nothing reads as a daemon's state on this interface (a kept one is not empty).
+        // nothing reads as a daemon's state on this interface (a kept one is not empty), and
+        // so does the pin root if no other interface has a directory there.
         if let Some(dir) = &pin_dir {
             let _ = std::fs::remove_dir(dir);
+            if let Some(root) = dir.parent() {
+                let _ = std::fs::remove_dir(root);
+            }
         }
         load(e)
     })?;
