@@ -33,7 +33,8 @@ use std::{
 };
 
 use ipscan_common::{
-    Config as KernelConfig, Detection, FAMILY_V4, FAMILY_V6, PacketSummary, config::detection_flags, packet,
+    Config as KernelConfig, Detection, FAMILY_V4, FAMILY_V6, PacketSummary, classify::DETECTION_SLOTS,
+    config::detection_flags, packet,
 };
 
 /// Where service names are looked up (`services(5)`).
@@ -89,6 +90,20 @@ pub enum Problem {
          or off"
     )]
     InvalidBlock { value: String, detection: &'static str },
+    #[error(
+        "invalid escalate factor \"{value}\" for {detection}: expected a factor above 1 such as 2x \
+         or 1.5x"
+    )]
+    InvalidEscalation { value: String, detection: &'static str },
+    #[error(
+        "invalid {what} \"{value}\" for {detection}: expected a duration such as 1d or 30d, no \
+         shorter than the block time"
+    )]
+    InvalidEscalationTime { what: &'static str, value: String, detection: &'static str },
+    #[error("\"escalate\" for {detection} needs a block time, not off")]
+    EscalateOff { detection: &'static str },
+    #[error("\"{keyword}\" for {detection} needs \"escalate\" before it")]
+    EscalationWithout { keyword: String, detection: &'static str },
     #[error("unknown blackhole protocol \"{value}\": expected tcp or udp")]
     InvalidBlackhole { value: String },
     #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
@@ -269,6 +284,35 @@ pub struct Settings {
     pub blackhole_tcp: bool,
     /// `blackhole udp`: drop UDP to unbound ports below the ephemeral range.
     pub blackhole_udp: bool,
+    /// `block DETECTION TIME escalate Nx [max D] [within D]`: longer blocks for repeat
+    /// offenders, per detection (ipscan extension).
+    pub escalation: [Option<Escalation>; DETECTION_SLOTS],
+}
+
+/// How a detection's block grows for a repeat offender: offence `n` (a block of a source whose
+/// last block ended at most `within_ns` ago, whatever its detection) is blocked for the
+/// detection's block time times `factor^(n-1)`, at most `max_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Escalation {
+    /// The factor in thousandths (`4x`: 4000; above 1000).
+    pub factor_milli: u32,
+    /// The longest block (`max`; default [`Escalation::DEFAULT_MAX_NS`]).
+    pub max_ns: u64,
+    /// How long after a block ends the source is remembered (`within`; default `max_ns`).
+    pub within_ns: u64,
+}
+
+impl Escalation {
+    /// 30 days.
+    pub const DEFAULT_MAX_NS: u64 = 30 * 86_400 * 1_000_000_000;
+
+    /// The block time of offence `n` (1: the first) for a detection whose block time is `base_ns`.
+    pub fn block_ns(&self, base_ns: u64, n: u32) -> u64 {
+        let factor = f64::from(self.factor_milli) / 1000.0;
+        let grown = base_ns as f64 * factor.powi(n.saturating_sub(1).min(1_000) as i32);
+        // `as` saturates; the float's rounding may only make it a few ns off the exact product.
+        (grown as u64).clamp(base_ns, self.max_ns.max(base_ns))
+    }
 }
 
 impl Settings {
@@ -325,17 +369,7 @@ impl Settings {
                 Ok(())
             }
             "window" => self.window(tokens),
-            "block" => {
-                let (keyword, detection, value) = Self::detection_statement(tokens, "duration")?;
-                let block_ns = if value.eq_ignore_ascii_case("off") {
-                    0
-                } else {
-                    parse_duration_ns(value)
-                        .ok_or_else(|| Problem::InvalidBlock { value: value.to_owned(), detection: keyword })?
-                };
-                self.kernel.detection_mut(detection).block_ns = block_ns;
-                Ok(())
-            }
+            "block" => self.block(tokens),
             "allow" => {
                 let nets =
                     list(tokens, "network list")?.iter().map(|n| n.parse::<IpNet>()).collect::<Result<Vec<_>, _>>()?;
@@ -455,6 +489,63 @@ impl Settings {
             return Err(unexpected(extra, tokens[0]));
         }
         Ok((keyword, detection, value))
+    }
+
+    /// `block DETECTION TIME|off [escalate Nx [max D] [within D]]`.
+    fn block(&mut self, tokens: &[&str]) -> Result<(), Problem> {
+        let (keyword, detection, value) = Self::detection_statement(&tokens[..tokens.len().min(3)], "duration")?;
+        let block_ns = if value.eq_ignore_ascii_case("off") {
+            0
+        } else {
+            parse_duration_ns(value)
+                .ok_or_else(|| Problem::InvalidBlock { value: value.to_owned(), detection: keyword })?
+        };
+        let mut escalation: Option<Escalation> = None;
+        let mut within = None;
+        let mut rest = tokens[3..].iter();
+        while let Some(word) = rest.next() {
+            let option = word.to_ascii_lowercase();
+            let what = match option.as_str() {
+                "escalate" => "factor",
+                "max" | "within" => "duration",
+                _ => return Err(unexpected(word, tokens[0])),
+            };
+            let value = rest.next().ok_or_else(|| Problem::MissingValue { keyword: (*word).to_owned(), what })?;
+            if option == "escalate" {
+                if block_ns == 0 {
+                    return Err(Problem::EscalateOff { detection: keyword });
+                }
+                if escalation.is_some() {
+                    return Err(unexpected(word, tokens[0]));
+                }
+                let factor_milli = parse_factor_milli(value)
+                    .ok_or_else(|| Problem::InvalidEscalation { value: (*value).to_owned(), detection: keyword })?;
+                escalation =
+                    Some(Escalation { factor_milli, max_ns: Escalation::DEFAULT_MAX_NS.max(block_ns), within_ns: 0 });
+                continue;
+            }
+            let Some(e) = escalation.as_mut() else {
+                return Err(Problem::EscalationWithout { keyword: option, detection: keyword });
+            };
+            let ns = parse_duration_ns(value).filter(|ns| *ns >= block_ns).ok_or_else(|| {
+                Problem::InvalidEscalationTime {
+                    what: if option == "max" { "max" } else { "within" },
+                    value: (*value).to_owned(),
+                    detection: keyword,
+                }
+            })?;
+            if option == "max" {
+                e.max_ns = ns;
+            } else {
+                within = Some(ns);
+            }
+        }
+        if let Some(e) = escalation.as_mut() {
+            e.within_ns = within.unwrap_or(e.max_ns);
+        }
+        self.kernel.detection_mut(detection).block_ns = block_ns;
+        self.escalation[detection as usize] = escalation;
+        Ok(())
     }
 
     fn threshold(&mut self, tokens: &[&str]) -> Result<(), Problem> {
@@ -611,10 +702,23 @@ pub fn parse_duration_ns(value: &str) -> Option<u64> {
         "ms" => 1_000_000,
         "m" => 60 * 1_000_000_000,
         "h" => 3_600 * 1_000_000_000,
+        "d" => 86_400 * 1_000_000_000,
         _ => return None,
     };
     let n: u64 = number.parse().ok()?;
     n.checked_mul(scale).filter(|ns| *ns > 0)
+}
+
+/// `4x`, `1.5x` (the `x` may be left out) as thousandths; above 1, at most 1000.
+fn parse_factor_milli(value: &str) -> Option<u32> {
+    let number = value.strip_suffix(['x', 'X']).unwrap_or(value);
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || frac.len() > 3 || !(whole.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok().filter(|w| *w <= 1000)?;
+    let frac: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<3}").parse().ok()? };
+    Some(whole * 1000 + frac).filter(|m| (1001..=1_000_000).contains(m))
 }
 
 fn valid_interface_name(name: &str) -> bool {
@@ -1423,7 +1527,8 @@ mod tests {
         assert_eq!(parse_duration_ns("500ms"), Some(500_000_000));
         assert_eq!(parse_duration_ns("2m"), Some(120_000_000_000));
         assert_eq!(parse_duration_ns("1h"), Some(3_600_000_000_000));
-        for bad in ["0", "0s", "", "s", "-1", "1.5s", "5 s", "5d", "ms", "1H", "99999999999999999999"] {
+        assert_eq!(parse_duration_ns("30d"), Some(30 * 86_400_000_000_000));
+        for bad in ["0", "0s", "", "s", "-1", "1.5s", "5 s", "5w", "ms", "1H", "99999999999999999999"] {
             assert_eq!(parse_duration_ns(bad), None, "{bad:?}");
         }
         assert_eq!(parse_duration_ns("18446744073709551615h"), None, "overflow");
@@ -1834,6 +1939,62 @@ mod block_keyword_tests {
         );
         let e = Settings::parse("blackhole icmp\n", Path::new("x.conf")).expect_err("bad");
         assert_eq!(e.to_string(), "x.conf:1: unknown blackhole protocol \"icmp\": expected tcp or udp");
+    }
+
+    #[test]
+    fn block_escalate_max_within() {
+        const H: u64 = 3_600_000_000_000;
+        let s = Settings::parse(
+            "block syn_scan 1h escalate 4x max 30d within 7d\nblock udp_scan 10m ESCALATE 1.5x\nblock ping_flood 1h\n",
+            Path::new("x.conf"),
+        )
+        .expect("valid");
+        assert_eq!(
+            s.escalation[Detection::SynScan as usize],
+            Some(Escalation { factor_milli: 4000, max_ns: 720 * H, within_ns: 168 * H })
+        );
+        // Defaults: at most 30 days, remembered as long as the longest block.
+        assert_eq!(
+            s.escalation[Detection::UdpScan as usize],
+            Some(Escalation { factor_milli: 1500, max_ns: 720 * H, within_ns: 720 * H })
+        );
+        assert_eq!(s.escalation[Detection::PingFlood as usize], None);
+        assert_eq!(s.kernel.detection(Detection::SynScan).block_ns, H);
+        let e = s.escalation[Detection::UdpScan as usize].expect("set");
+        assert_eq!([1, 2, 3].map(|n| e.block_ns(H / 6, n) / 1_000_000_000), [600, 900, 1350]);
+        assert_eq!(e.block_ns(H / 6, 60), 720 * H, "capped at max");
+
+        for (text, error) in [
+            (
+                "block syn_scan 1h escalate 1x",
+                "invalid escalate factor \"1x\" for syn_scan: expected a factor above 1 such as 2x or 1.5x",
+            ),
+            (
+                "block syn_scan 1h escalate fast",
+                "invalid escalate factor \"fast\" for syn_scan: expected a factor above 1 such as 2x or 1.5x",
+            ),
+            (
+                "block syn_scan 1h escalate 2.0001x",
+                "invalid escalate factor \"2.0001x\" for syn_scan: expected a factor above 1 such as 2x or 1.5x",
+            ),
+            ("block syn_scan 1h escalate", "missing factor after \"escalate\""),
+            ("block syn_scan 1h escalate 2x max", "missing duration after \"max\""),
+            (
+                "block syn_scan 1h escalate 2x max 30m",
+                "invalid max \"30m\" for syn_scan: expected a duration such as 1d or 30d, no shorter than the block time",
+            ),
+            (
+                "block syn_scan 1h escalate 2x within soon",
+                "invalid within \"soon\" for syn_scan: expected a duration such as 1d or 30d, no shorter than the block time",
+            ),
+            ("block syn_scan 1h max 1d", "\"max\" for syn_scan needs \"escalate\" before it"),
+            ("block syn_scan off escalate 2x", "\"escalate\" for syn_scan needs a block time, not off"),
+            ("block syn_scan 1h escalate 2x escalate 3x", "too many values for \"block\": unexpected \"escalate\""),
+            ("block syn_scan 1h forever", "too many values for \"block\": unexpected \"forever\""),
+        ] {
+            let e = Settings::parse(&format!("\n{text}\n"), Path::new("x.conf")).expect_err(text);
+            assert_eq!(e.to_string(), format!("x.conf:2: {error}"), "{text}");
+        }
     }
 }
 
