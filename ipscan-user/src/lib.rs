@@ -1,6 +1,6 @@
 //! ipscan user space, by stage: the command line (`cli`), the configuration (`config`), the
 //! kernel's side of things (`kernel`: loading, pins, maps), the daemon (`daemon`), the log
-//! lines it writes (`log`), facts about the host (`host`), and `replay` of captures.
+//! lines it writes (`log`), the history of repeat offenders (`offenders`), facts about the host (`host`), and `replay` of captures.
 
 pub mod cli;
 pub mod clock;
@@ -9,4 +9,5 @@ pub mod daemon;
 pub mod host;
 pub mod kernel;
 pub mod log;
+pub mod offenders;
 pub mod replay;

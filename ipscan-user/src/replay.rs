@@ -445,6 +445,7 @@ pub fn replay(path: &Path, settings: &Settings, sink: &mut Sink) -> Result<Repla
     let mut tracker = Tracker::new(settings.flags.log_dest);
     tracker.stamp_at_lapse = true;
     tracker.set_config(&settings.kernel);
+    tracker.set_escalation(&settings.escalation);
     let mut run = Run {
         path,
         settings,

@@ -795,6 +795,8 @@ const GOLDEN: &[Golden<'static>] = &[
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
     g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
+    // A repeat offender's block (`block ... escalate`): the offence stays in the extra data.
+    g("Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)", "198.18.0.1", None, "SYN scan, offence 2", BLOCKED),
     Golden {
         msg: "Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).",
         srcip: "198.18.0.1",
@@ -834,6 +836,13 @@ const GOLDEN: &[Golden<'static>] = &[
     // dry_run.
     g("Would block 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", WOULD_BLOCK),
     g("Would block 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", WOULD_BLOCK),
+    g(
+        "Would block 2001:db8::1 for 240 s (scan/flood, offence 3)",
+        "2001:db8::1",
+        None,
+        "scan/flood, offence 3",
+        WOULD_BLOCK,
+    ),
     Golden {
         msg: "Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes).",
         srcip: "198.18.0.1",
@@ -1019,9 +1028,14 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
         };
         for d in DETECTIONS {
             let name = d.names().log_name;
-            for secs in [60, 3600] {
-                alerts.push(own(format::blocked(src, secs, d), Some(name), BLOCKED));
-                alerts.push(own(format::would_block(src, secs, d), Some(name), WOULD_BLOCK));
+            for (secs, offence) in [(60, None), (3600, None), (14400, Some(2))] {
+                // A repeat offender's offence stays in the extra data (`block ... escalate`).
+                let extra: &'static str = match offence {
+                    Some(n) => String::leak(format!("{name}, offence {n}")),
+                    None => name,
+                };
+                alerts.push(own(format::blocked(src, secs, d, offence), Some(extra), BLOCKED));
+                alerts.push(own(format::would_block(src, secs, d, offence), Some(extra), WOULD_BLOCK));
             }
             alerts.push(own(format::not_blocked(src, d), None, NOT_BLOCKED));
         }

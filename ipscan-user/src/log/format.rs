@@ -85,9 +85,18 @@ pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: 
     format!("{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes).")
 }
 
-/// `Blocked 198.18.0.1 for 3600 s (SYN scan)`
-pub fn blocked(source: &str, secs: u64, detection: Detection) -> String {
-    format!("Blocked {source} for {secs} s ({})", detection.names().log_name)
+/// `Blocked 198.18.0.1 for 3600 s (SYN scan)`; with an escalating block time
+/// (`block ... escalate`), the offence: `Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)`.
+pub fn blocked(source: &str, secs: u64, detection: Detection, offence: Option<u32>) -> String {
+    format!("Blocked {source} for {secs} s ({})", why(detection, offence))
+}
+
+/// The parenthesis of a block line: the detection, and the offence when numbered.
+fn why(detection: Detection, offence: Option<u32>) -> String {
+    match offence {
+        Some(n) => format!("{}, offence {n}", detection.names().log_name),
+        None => detection.names().log_name.to_owned(),
+    }
 }
 
 /// `Not blocked 198.18.0.1: allowlisted (SYN scan)`
@@ -100,9 +109,9 @@ pub fn unblocked(source: &str, packets: u64, bytes: u64) -> String {
     format!("Unblocked {source} - dropped {packets} packets ({bytes} bytes).")
 }
 
-/// `dry_run`: `Would block 198.18.0.1 for 3600 s (SYN scan)`
-pub fn would_block(source: &str, secs: u64, detection: Detection) -> String {
-    format!("Would block {source} for {secs} s ({})", detection.names().log_name)
+/// `dry_run`: `Would block 198.18.0.1 for 3600 s (SYN scan)`, and as [`blocked`] with the offence.
+pub fn would_block(source: &str, secs: u64, detection: Detection, offence: Option<u32>) -> String {
+    format!("Would block {source} for {secs} s ({})", why(detection, offence))
 }
 
 /// `dry_run`: `Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes).`
@@ -186,10 +195,21 @@ mod tests {
 
     #[test]
     fn block_lines() {
-        assert_eq!(blocked("198.18.0.1", 3600, Detection::SynScan), "Blocked 198.18.0.1 for 3600 s (SYN scan)");
+        assert_eq!(blocked("198.18.0.1", 3600, Detection::SynScan, None), "Blocked 198.18.0.1 for 3600 s (SYN scan)");
+        assert_eq!(
+            blocked("2001:db8::1", 14400, Detection::UdpScan, Some(2)),
+            "Blocked 2001:db8::1 for 14400 s (scan/flood, offence 2)"
+        );
         assert_eq!(not_blocked("2001:db8::1", Detection::PortScan), "Not blocked 2001:db8::1: allowlisted (port scan)");
         assert_eq!(unblocked("198.18.0.0/24", 12, 480), "Unblocked 198.18.0.0/24 - dropped 12 packets (480 bytes).");
-        assert_eq!(would_block("198.18.0.1", 3600, Detection::SynScan), "Would block 198.18.0.1 for 3600 s (SYN scan)");
+        assert_eq!(
+            would_block("198.18.0.1", 3600, Detection::SynScan, None),
+            "Would block 198.18.0.1 for 3600 s (SYN scan)"
+        );
+        assert_eq!(
+            would_block("198.18.0.1", 57600, Detection::SynScan, Some(3)),
+            "Would block 198.18.0.1 for 57600 s (SYN scan, offence 3)"
+        );
         assert_eq!(
             would_unblock("198.18.0.1", 12, 480),
             "Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes)."

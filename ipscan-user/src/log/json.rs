@@ -83,6 +83,12 @@ pub struct JsonRecord {
     pub packets: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// A block's length in seconds (`blocked`, `would_block`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_secs: Option<u64>,
+    /// Which offence of the source a block is, under `block ... escalate` (1: the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offence: Option<u32>,
     /// The iplog-format line, exactly as the text output writes it after its timestamp.
     pub message: String,
 }
@@ -106,6 +112,8 @@ impl JsonRecord {
             sports: Vec::new(),
             packets: None,
             bytes: None,
+            block_secs: None,
+            offence: None,
             message,
         }
     }

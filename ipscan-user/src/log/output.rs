@@ -29,6 +29,8 @@ impl Output {
                 sports: m.sports.clone(),
                 packets: m.packets,
                 bytes: m.bytes,
+                block_secs: m.block_ns.map(|ns| ns / 1_000_000_000),
+                offence: m.offence,
                 ..json::JsonRecord::new(at.fixed_offset(), event, src, line.text.clone())
             };
             writeln!(f, "{}", json::to_line(&rec))?;

@@ -20,11 +20,15 @@ use ipscan_common::{
     window::{LOGGED_DPORTS, LOGGED_SPORTS},
 };
 
-use crate::log::{
-    format::{self, Detected},
-    json,
-    lines::PacketLines,
-    resolve::Namer,
+use crate::{
+    config::Escalation,
+    log::{
+        format::{self, Detected},
+        json,
+        lines::PacketLines,
+        resolve::Namer,
+    },
+    offenders::{self, Offenders},
 };
 
 /// A mode being tracked: which interface it was seen on and its last known totals.
@@ -74,6 +78,10 @@ pub struct Meta {
     pub sports: Vec<u16>,
     pub packets: Option<u64>,
     pub bytes: Option<u64>,
+    /// A block's length (blocked and would-block lines).
+    pub block_ns: Option<u64>,
+    /// A block's offence number, under `block ... escalate`.
+    pub offence: Option<u32>,
 }
 
 /// Per-interface active-mode table.
@@ -88,6 +96,10 @@ pub struct Tracker {
     pub stamp_at_lapse: bool,
     /// Auto-block time of each detection (from the config), for `Blocked H for N s` lines.
     pub block_ns: [u64; DETECTION_SLOTS],
+    /// How each detection's block grows for repeat offenders (`block ... escalate`).
+    pub escalation: [Option<Escalation>; DETECTION_SLOTS],
+    /// Who was blocked before: sets the length of each block under `escalation`.
+    pub offenders: Offenders,
     /// Per-packet line state (traceroute quiet periods).
     packets: PacketLines,
 }
@@ -99,8 +111,20 @@ impl Tracker {
             log_dest,
             stamp_at_lapse: false,
             block_ns: [0; DETECTION_SLOTS],
+            escalation: [None; DETECTION_SLOTS],
+            offenders: Offenders::default(),
             packets: PacketLines::default(),
         }
+    }
+
+    /// Takes the escalation of repeat offenders' blocks (`block ... escalate`).
+    pub fn set_escalation(&mut self, escalation: &[Option<Escalation>; DETECTION_SLOTS]) {
+        self.escalation = *escalation;
+    }
+
+    /// Forgets the offenders whose memory window is over at `now_ns`.
+    pub fn forget_offenders(&mut self, now_ns: u64) {
+        self.offenders.prune(now_ns, offenders::memory_ns(&self.escalation));
     }
 
     /// Takes the auto-block times of a config (for the `Blocked H for N s` lines).
@@ -221,6 +245,7 @@ impl Tracker {
                         sports: ev.sports().to_vec(),
                         packets: Some(ev.packets),
                         bytes: Some(ev.bytes),
+                        ..Meta::default()
                     },
                 })
             }
@@ -252,19 +277,30 @@ impl Tracker {
             EventKind::Blocked => {
                 let src = format::addr(&ev.packet.src, ev.packet.family);
                 let who = namer.name(src);
-                let secs = self.block_ns.get(detection as usize).copied().unwrap_or(0) / 1_000_000_000;
-                let (event, text) = if ev.flags & event_flags::ALLOWLISTED != 0 {
-                    (json::Event::NotBlocked, format::not_blocked(&who, detection))
-                } else if ev.flags & event_flags::DRY_RUN != 0 {
-                    (json::Event::WouldBlock, format::would_block(&who, secs, detection))
+                let meta = Meta { detection: Some(detection), src: Some(src), ..Meta::default() };
+                if ev.flags & event_flags::ALLOWLISTED != 0 {
+                    return Some(Line {
+                        at_ns: ev.ts_ns,
+                        text: format::not_blocked(&who, detection),
+                        detected: None,
+                        meta: Meta { event: Some(json::Event::NotBlocked), ..meta },
+                    });
+                }
+                let base = self.block_ns.get(detection as usize).copied().unwrap_or(0);
+                let escalation = self.escalation.get(detection as usize).copied().flatten();
+                let memory = offenders::memory_ns(&self.escalation);
+                let ban = self.offenders.offend(src, ev.ts_ns, base, escalation.as_ref(), memory);
+                let secs = ban.ns / 1_000_000_000;
+                let (event, text) = if ev.flags & event_flags::DRY_RUN != 0 {
+                    (json::Event::WouldBlock, format::would_block(&who, secs, detection, ban.offence))
                 } else {
-                    (json::Event::Blocked, format::blocked(&who, secs, detection))
+                    (json::Event::Blocked, format::blocked(&who, secs, detection, ban.offence))
                 };
                 Some(Line {
                     at_ns: ev.ts_ns,
                     text,
                     detected: None,
-                    meta: Meta { event: Some(event), detection: Some(detection), src: Some(src), ..Meta::default() },
+                    meta: Meta { event: Some(event), block_ns: Some(ban.ns), offence: ban.offence, ..meta },
                 })
             }
             _ => None,
