@@ -410,6 +410,12 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
     }
     let mut tracker = Tracker::new(cfg.settings.flags.log_dest);
     tracker.set_config(&kernel.config);
+    tracker.set_escalation(&cfg.settings.escalation);
+    match persist::offenders(&state_file, monotonic_ns()) {
+        Ok(saved) => saved.into_iter().for_each(|(addr, r)| tracker.offenders.insert(addr, r)),
+        Err(e) => eprintln!("ipscan: {iface}: not restoring repeat offenders: {}", loader::error_chain(&e)),
+    }
+    tracker.forget_offenders(monotonic_ns());
     // Modes the kernel kept across a restart (pinned SOURCES) still get their expiry line.
     let adopted = sources.iter().filter_map(Result::ok).filter(|(k, s)| tracker.adopt(*k, s)).count();
     if adopted > 0 {
@@ -452,8 +458,27 @@ fn write_line(out: &mut Output, line: &Line) -> Result<(), DaemonError> {
     out.line(line).map_err(|source| DaemonError::Write { source })
 }
 
+/// A repeat offender's block ([`crate::offenders`]): the kernel made it for the detection's
+/// block time; the line says how long it lasts, and this makes the kernel's entry say so too.
+fn lengthen_repeat_block(a: &mut Interface, line: &Line) {
+    let m = &line.meta;
+    let (Some(src), Some(ns), Some(2..)) = (m.src, m.block_ns, m.offence) else {
+        return;
+    };
+    if !matches!(m.event, Some(json::Event::Blocked | json::Event::WouldBlock)) {
+        return;
+    }
+    if !a.tables.set_auto_expiry(src, line.at_ns, line.at_ns.saturating_add(ns)) {
+        eprintln!(
+            "ipscan: {}: the block of {src} went before it could be lengthened to {} s",
+            a.name,
+            ns / 1_000_000_000
+        );
+    }
+}
+
 fn save_state(a: &Interface) {
-    if let Err(e) = persist::save(&a.tables, &a.state_file, monotonic_ns()) {
+    if let Err(e) = persist::save(&a.tables, &a.tracker.offenders, &a.state_file, monotonic_ns()) {
         let e: PersistError = e;
         eprintln!("ipscan: {}: saving blocks: {}", a.name, loader::error_chain(&e));
     }
@@ -547,6 +572,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     *a.detections.entry(d.names().label).or_default() += 1;
                 }
                 if let Some(line) = a.tracker.on_event(&ev, &mut *namer) {
+                    lengthen_repeat_block(a, &line);
                     write_line(&mut out, &line)?;
                 }
             }
@@ -609,7 +635,10 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 }
                 ifaces.iter_mut().for_each(repin);
                 if ticks.is_multiple_of(10) {
-                    ifaces.iter().for_each(save_state);
+                    for a in &mut ifaces {
+                        a.tracker.forget_offenders(now);
+                        save_state(a);
+                    }
                 }
                 check_links(&mut ifaces, cfg.mode);
                 if ticks.is_multiple_of(loss_every) {
@@ -687,6 +716,7 @@ fn reload(
         }
         a.tracker.log_dest = settings.flags.log_dest;
         a.tracker.set_config(&next.config);
+        a.tracker.set_escalation(&settings.escalation);
     }
     let was_dry = kernel.config.has(global_flags::DRY_RUN);
     *kernel = next;

@@ -1,10 +1,11 @@
-//! Blocks and hand-made allows saved to the state directory, so they survive a reboot (pinned
+//! Blocks, hand-made allows and repeat offenders saved to the state directory, so they survive a reboot (pinned
 //! maps already survive a daemon restart). Expiry is saved as wall-clock time and restored as
 //! the time left.
 
 use std::{
     collections::HashSet,
     fs, io,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::IpNet,
     kernel::tables::{Placed, TableError, Tables},
+    offenders::{Offenders, Record},
 };
 
 /// Default state directory.
@@ -61,12 +63,24 @@ struct SavedAllow {
     net: String,
 }
 
+/// A repeat offender ([`crate::offenders`]).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct SavedOffender {
+    addr: IpAddr,
+    offences: u32,
+    /// Unix seconds at which its last block ends (or ended).
+    until_unix: i64,
+}
+
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Saved {
     version: u32,
     saved_unix: u64,
     blocks: Vec<SavedBlock>,
     allows: Vec<SavedAllow>,
+    /// Absent in files from before repeat offenders were remembered.
+    #[serde(default)]
+    offenders: Vec<SavedOffender>,
 }
 
 /// The state file of an interface.
@@ -78,9 +92,18 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Writes the blocks and manual allows (atomically: a crash leaves the old file).
-pub fn save(tables: &Tables, path: &Path, now_mono: u64) -> Result<(), PersistError> {
+/// Writes the blocks, manual allows and repeat offenders (atomically: a crash leaves the old
+/// file).
+pub fn save(tables: &Tables, offenders: &Offenders, path: &Path, now_mono: u64) -> Result<(), PersistError> {
     let now_unix = unix_now();
+    let offenders = offenders
+        .iter()
+        .map(|(addr, r)| SavedOffender {
+            addr: *addr,
+            offences: r.offences,
+            until_unix: now_unix as i64 + r.until_ns.saturating_sub(now_mono as i64).div_euclid(1_000_000_000),
+        })
+        .collect();
     let blocks = tables
         .blocks()
         .into_iter()
@@ -101,7 +124,7 @@ pub fn save(tables: &Tables, path: &Path, now_mono: u64) -> Result<(), PersistEr
         .filter(|a| a.reason & allow_reason::MANUAL != 0)
         .map(|a| SavedAllow { net: a.net.to_string() })
         .collect();
-    let saved = Saved { version: VERSION, saved_unix: now_unix, blocks, allows };
+    let saved = Saved { version: VERSION, saved_unix: now_unix, blocks, allows, offenders };
     let write = |source| PersistError::Write { path: path.to_owned(), source };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(write)?;
@@ -110,6 +133,33 @@ pub fn save(tables: &Tables, path: &Path, now_mono: u64) -> Result<(), PersistEr
     let text = serde_json::to_string_pretty(&saved).map_err(|e| write(io::Error::other(e)))?;
     fs::write(&tmp, text).map_err(write)?;
     fs::rename(&tmp, path).map_err(write)
+}
+
+/// The repeat offenders of a state file, on the kernel clock (`now_mono` now); none when
+/// there is no file.
+pub fn offenders(path: &Path, now_mono: u64) -> Result<Vec<(IpAddr, Record)>, PersistError> {
+    let Some(saved) = read(path)? else {
+        return Ok(Vec::new());
+    };
+    let now_unix = unix_now() as i64;
+    let now_mono = now_mono as i64;
+    Ok(saved
+        .offenders
+        .into_iter()
+        .map(|o| {
+            let until_ns = now_mono.saturating_add(o.until_unix.saturating_sub(now_unix).saturating_mul(1_000_000_000));
+            (o.addr, Record { offences: o.offences, until_ns })
+        })
+        .collect())
+}
+
+fn read(path: &Path) -> Result<Option<Saved>, PersistError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PersistError::Read { path: path.to_owned(), source }),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|source| PersistError::Parse { path: path.to_owned(), source })
 }
 
 /// What [`restore`] put back.
@@ -127,13 +177,9 @@ pub struct Restored {
 /// with `only_missing`, only the blocks that the maps do not list (the same prefix in the same
 /// list, by hand or by the kernel): for lists made anew next to kept ones.
 pub fn restore(tables: &mut Tables, path: &Path, now_mono: u64, only_missing: bool) -> Result<Restored, PersistError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Restored::default()),
-        Err(source) => return Err(PersistError::Read { path: path.to_owned(), source }),
+    let Some(saved) = read(path)? else {
+        return Ok(Restored::default());
     };
-    let saved: Saved =
-        serde_json::from_str(&text).map_err(|source| PersistError::Parse { path: path.to_owned(), source })?;
     let now_unix = unix_now();
     let mut r = Restored::default();
     let present: HashSet<(IpNet, bool)> =

@@ -254,6 +254,25 @@ impl AutoTable {
         (first..first + autoblock::WAYS).find(|i| self.slot(*i).holds(key))
     }
 
+    /// Moves the expiry of the block of `key` that the kernel made at `added_ns` to `expires_ns`,
+    /// unless that block is gone, replaced or already made to stop (a compare-and-swap of the
+    /// expiry read with the slot: a block put into the slot meanwhile has another expiry).
+    /// Returns whether it did.
+    fn set_expiry(&mut self, key: &AddrKey, added_ns: u64, expires_ns: u64) -> bool {
+        let Some(i) = self.find(key) else {
+            return false;
+        };
+        let s = self.slot(i);
+        // An expiry at or before the block's start is one user space set to lift it.
+        if s.entry.added_ns != added_ns || s.entry.expires_ns <= added_ns {
+            return false;
+        }
+        // SAFETY: the 8-aligned expiry of a slot inside the mapping; the kernel stores it whole.
+        let e = unsafe { AtomicU64::from_ptr(&raw mut (*self.ptr(i)).entry.expires_ns) };
+        e.compare_exchange(s.entry.expires_ns, expires_ns, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            && self.slot(i).holds(key)
+    }
+
     /// Makes the block in slot `i` stop blocking (expired since the clock's first nanosecond):
     /// the kernel then neither drops for it nor counts drops for it.
     fn expire(&mut self, i: u32) {
@@ -582,6 +601,13 @@ impl Tables {
             Some(k) if self.auto.insert(&k, &entry, crate::clock::monotonic_ns()) => Ok(Placed::Auto),
             _ => self.block(net, entry).map(|()| Placed::Blocklist),
         }
+    }
+
+    /// Lengthens (or shortens) the kernel's auto-block of `addr` made at kernel time
+    /// `added_ns`, to end at `expires_ns` (a repeat offender's block). False when that block
+    /// is no longer in AUTOBLOCK as it was made.
+    pub fn set_auto_expiry(&mut self, addr: IpAddr, added_ns: u64, expires_ns: u64) -> bool {
+        self.auto.set_expiry(&addr_key(addr), added_ns, expires_ns)
     }
 
     /// Removes a prefix from the blocklist (and, for a single address, its auto-block).
