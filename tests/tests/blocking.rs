@@ -98,6 +98,63 @@ fn block_expires_and_unblock_reports_what_was_dropped() {
     assert_eq!(out.trim(), "[]");
 }
 
+/// `block syn_scan 4s escalate 4x max 2m`: a source blocked again while it is remembered is
+/// blocked for longer each time, the kernel's entry lasting what the line says, and the count
+/// survives a restart (the state file): 4 s, then 16 s, then 64 s, with the JSON records.
+#[test]
+fn repeat_offenders_are_blocked_longer_each_time_also_after_a_restart() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, &config("block syn_scan 4s escalate 4x max 2m\n"));
+    let json = dir.join("ipscan.json");
+    let args = ["--config", conf.to_str().expect("utf8"), "--json-log", json.to_str().expect("utf8")];
+    let left = || {
+        let (ok, out, err) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!((v[0]["prefix"].as_str(), v.as_array().map(Vec::len)), (Some(ATTACKER4), Some(1)), "{out}");
+        v[0]["expires_in_s"].as_u64().expect("expires")
+    };
+    let _srv = Listener::start(&bed.victim, 8080);
+    let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &args);
+    nmap_syn(&bed);
+    let first = "Blocked 198.18.0.1 for 4 s (SYN scan, offence 1)";
+    d.wait_log("the first block", WAIT, |l| l.iter().any(|x| x == first));
+    // It ends as configured, and the scanner connects again.
+    d.wait_log("the first unblock", WAIT, |l| l.iter().any(|x| x.starts_with("Unblocked 198.18.0.1")));
+    assert!(connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "unblocked after 4 s");
+
+    nmap_syn(&bed);
+    let second = "Blocked 198.18.0.1 for 16 s (SYN scan, offence 2)";
+    d.wait_log("the second block", WAIT, |l| l.iter().any(|x| x == second));
+    let secs = left();
+    assert!((12..=16).contains(&secs), "the kernel's entry lasts the 16 s of the line: {secs} s left");
+    thread::sleep(Duration::from_secs(5));
+    assert!(!connects(&bed.attacker, ATTACKER4, VICTIM4, 8080), "still blocked after the first block's 4 s");
+
+    // A restart keeps the count; lift the block by hand to offend again sooner.
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &args);
+    assert!(cli(&["block", "del", ATTACKER4, "-i", &bed.victim_if]).0);
+    nmap_syn(&bed);
+    let third = "Blocked 198.18.0.1 for 64 s (SYN scan, offence 3)";
+    let lines = d.wait_log("the third block", WAIT, |l| l.iter().any(|x| x == third));
+    assert_eq!(count(&lines, third), 1, "{}", lines.join("\n"));
+    let secs = left();
+    assert!((60..=64).contains(&secs), "{secs} s left of 64");
+
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .expect("json log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .filter(|v: &serde_json::Value| v["event"] == "blocked")
+        .collect();
+    let got: Vec<(Option<u64>, Option<u64>)> =
+        records.iter().map(|v| (v["block_secs"].as_u64(), v["offence"].as_u64())).collect();
+    assert_eq!(got, [(Some(4), Some(1)), (Some(16), Some(2)), (Some(64), Some(3))]);
+}
+
 /// `--dry-run`, for a first week on a production host: the scan is detected and its block logged
 /// as `Would block`, but every probe reaches the victim and the scanner still connects, also
 /// after a reload; what the block would have dropped is counted on its entry and in
