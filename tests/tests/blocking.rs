@@ -6,9 +6,10 @@
 use std::{thread, time::Duration};
 
 use ipscan_tests::{
-    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, count, counter, nmap_syn,
+    ATTACKER4, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, cli, connects, count, counter, http_get,
+    nmap_syn,
     pcap::{self, syn_probes},
-    scapy, stats_json, write_config,
+    sample, scapy, stats_json, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -107,7 +108,8 @@ fn repeat_offenders_are_blocked_longer_each_time_also_after_a_restart() {
     let dir = TempDir::new();
     let conf = write_config(&dir, &config("block syn_scan 4s escalate 4x max 2m\n"));
     let json = dir.join("ipscan.json");
-    let args = ["--config", conf.to_str().expect("utf8"), "--json-log", json.to_str().expect("utf8")];
+    let args =
+        ["--config", conf.to_str().expect("utf8"), "--json-log", json.to_str().expect("utf8"), "--metrics", "9464"];
     let left = || {
         let (ok, out, err) = cli(&["block", "list", "--json", "-i", &bed.victim_if]);
         assert!(ok, "{err}");
@@ -143,6 +145,9 @@ fn repeat_offenders_are_blocked_longer_each_time_also_after_a_restart() {
     assert_eq!(count(&lines, third), 1, "{}", lines.join("\n"));
     let secs = left();
     assert!((60..=64).contains(&secs), "{secs} s left of 64");
+    let (_, body) = http_get(&bed.victim, 9464, "/metrics");
+    let series = format!("ipscan_repeat_offenders{{iface=\"{}\"}}", bed.victim_if);
+    assert_eq!(sample(&body, &series), Some(1), "{body}");
 
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&json)
         .expect("json log")

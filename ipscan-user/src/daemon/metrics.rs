@@ -63,6 +63,9 @@ pub struct IfaceScrape {
     pub detections: BTreeMap<&'static str, u64>,
     /// Sources in a mode now, by kind.
     pub active: BTreeMap<&'static str, u64>,
+    /// Sources in the repeat-offender history now, and those forgotten because it was full.
+    pub offenders: u64,
+    pub offenders_forgotten: u64,
 }
 
 /// One scrape: every interface of the daemon.
@@ -179,6 +182,19 @@ pub fn render(scrape: &[IfaceScrape]) -> String {
     f.head("ipscan_blocklist_dropped_bytes", "gauge", "IP payload bytes dropped by the blocks that exist now.");
     for (iface, k) in kernel() {
         f.sample("ipscan_blocklist_dropped_bytes", &[("iface", iface)], k.block_bytes);
+    }
+
+    f.head("ipscan_repeat_offenders", "gauge", "Sources remembered as blocked before (block ... escalate).");
+    for s in scrape {
+        f.sample("ipscan_repeat_offenders", &[("iface", &s.iface)], s.offenders);
+    }
+    f.head(
+        "ipscan_repeat_offenders_forgotten_total",
+        "counter",
+        "Sources dropped from the repeat-offender history because it was full.",
+    );
+    for s in scrape {
+        f.sample("ipscan_repeat_offenders_forgotten_total", &[("iface", &s.iface)], s.offenders_forgotten);
     }
 
     f.head(
@@ -339,6 +355,8 @@ mod tests {
             kernel: Some(k),
             detections: BTreeMap::from([("SYN scan", 1)]),
             active: BTreeMap::from([("SYN scan", 1)]),
+            offenders: 2,
+            offenders_forgotten: 0,
         };
         let text = render(&[s]);
         for want in [
@@ -350,6 +368,8 @@ mod tests {
             "ipscan_detections_total{iface=\"eth0\",kind=\"SYN scan\"} 1",
             "ipscan_active_modes{iface=\"eth0\",kind=\"SYN scan\"} 1",
             "ipscan_blocklist_entries{iface=\"eth0\",type=\"auto\"} 1",
+            "ipscan_repeat_offenders{iface=\"eth0\"} 2",
+            "ipscan_repeat_offenders_forgotten_total{iface=\"eth0\"} 0",
             "ipscan_map_entries{iface=\"eth0\",map=\"SOURCES\"} 3",
             "ipscan_map_max_entries{iface=\"eth0\",map=\"SOURCES\"} 65536",
             "ipscan_map_entries{iface=\"eth0\",map=\"PROBATION\"} 7",

@@ -857,6 +857,8 @@ fn scrape(ifaces: &[Interface]) -> metrics::Scrape {
                 kernel,
                 detections: a.detections.clone(),
                 active,
+                offenders: a.tracker.offenders.len() as u64,
+                offenders_forgotten: a.tracker.offenders.forgotten,
             }
         })
         .collect()
