@@ -21,6 +21,7 @@
 //! anything it would have warned about and skipped (unknown keywords, bad values) is an error,
 //! reported as `FILE:LINE: problem`.
 
+pub mod crowdsec;
 pub mod kernel;
 
 use std::{
@@ -104,6 +105,12 @@ pub enum Problem {
     EscalateOff { detection: &'static str },
     #[error("\"{keyword}\" for {detection} needs \"escalate\" before it")]
     EscalationWithout { keyword: String, detection: &'static str },
+    #[error("unknown crowdsec statement \"{value}\": expected bouncer, machine, poll or push")]
+    InvalidCrowdSec { value: String },
+    #[error("invalid LAPI URL \"{value}\": expected http://HOST:PORT/ or https://HOST:PORT/")]
+    InvalidCrowdSecUrl { value: String },
+    #[error("invalid crowdsec poll \"{value}\": expected a duration of at least 1s")]
+    InvalidCrowdSecPoll { value: String },
     #[error("unknown blackhole protocol \"{value}\": expected tcp or udp")]
     InvalidBlackhole { value: String },
     #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
@@ -287,6 +294,8 @@ pub struct Settings {
     /// `block DETECTION TIME escalate Nx [max D] [within D]`: longer blocks for repeat
     /// offenders, per detection (ipscan extension).
     pub escalation: [Option<Escalation>; DETECTION_SLOTS],
+    /// `crowdsec ...`: the CrowdSec LAPI as a source of blocks and a sink for detections.
+    pub crowdsec: crowdsec::CrowdSec,
 }
 
 /// How a detection's block grows for a repeat offender: offence `n` (a block of a source whose
@@ -370,6 +379,7 @@ impl Settings {
             }
             "window" => self.window(tokens),
             "block" => self.block(tokens),
+            "crowdsec" => self.crowdsec.statement(tokens),
             "allow" => {
                 let nets =
                     list(tokens, "network list")?.iter().map(|n| n.parse::<IpNet>()).collect::<Result<Vec<_>, _>>()?;
@@ -2011,6 +2021,7 @@ mod shipped_config_tests {
         "block",
         "allow",
         "blackhole",
+        "crowdsec",
         "interface",
         "logfile",
         "pid-file",
