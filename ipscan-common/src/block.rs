@@ -16,13 +16,17 @@ pub struct BlockEntry {
     pub bytes: u64,
     /// Kernel clock of the last dropped packet.
     pub last_ns: u64,
-    /// 0: added by hand (CLI, restore); otherwise 1 + the [`Detection`] that triggered it.
+    /// 0: added by hand (CLI, restore); [`BlockEntry::CROWDSEC`]: a CrowdSec decision;
+    /// otherwise 1 + the [`Detection`] that triggered it.
     pub reason: u8,
     pub _pad: [u8; 7],
 }
 const _: () = assert!(core::mem::size_of::<BlockEntry>() == 48);
 
 impl BlockEntry {
+    /// [`BlockEntry::reason`] of a block made for a CrowdSec decision (`crowdsec bouncer`).
+    pub const CROWDSEC: u8 = 0xc5;
+
     pub fn manual(now: u64, ttl_ns: u64) -> Self {
         Self {
             expires_ns: if ttl_ns == 0 { 0 } else { now.saturating_add(ttl_ns) },

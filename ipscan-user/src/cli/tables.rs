@@ -174,7 +174,7 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
                             "iface": iface,
                             "prefix": tables::show(&r.net),
                             "auto": r.auto,
-                            "reason": r.entry.detection().map(|d| d.names().log_name).unwrap_or("manual"),
+                            "reason": r.reason(),
                             "expires_in_s": secs_left(r.entry.expires_ns, now),
                             "active": r.entry.active(now),
                             "packets": r.entry.packets,
@@ -189,7 +189,7 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
                     "IFACE", "PREFIX", "REASON", "EXPIRES", "PACKETS", "BYTES"
                 );
                 for (iface, r) in &rows {
-                    let reason = r.entry.detection().map(|d| d.names().log_name).unwrap_or("manual");
+                    let reason = r.reason();
                     let exp = match secs_left(r.entry.expires_ns, now) {
                         None => "never".to_owned(),
                         Some(0) => "expired".to_owned(),

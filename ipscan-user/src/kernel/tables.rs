@@ -53,6 +53,17 @@ pub struct BlockRow {
     pub auto: bool,
 }
 
+impl BlockRow {
+    /// Why it is blocked: the detection's log name, `crowdsec` or `manual`.
+    pub fn reason(&self) -> &'static str {
+        match self.entry.detection() {
+            Some(d) => d.names().log_name,
+            None if self.entry.reason == BlockEntry::CROWDSEC => "crowdsec",
+            None => "manual",
+        }
+    }
+}
+
 /// Where [`Tables::block_auto`] put a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placed {
@@ -636,6 +647,30 @@ impl Tables {
         out
     }
 
+    /// The blocklist's (BLOCK4, BLOCK6) entry for exactly this prefix, if any.
+    pub fn listed(&self, net: &IpNet) -> Option<BlockEntry> {
+        if let Some(k) = block4_key(net) {
+            self.block4.get(&k, 0).ok()
+        } else {
+            v6_key(net).and_then(|k| self.block6.get(&k, 0).ok())
+        }
+    }
+
+    /// Removes exactly this prefix from the blocklist (BLOCK4, BLOCK6), leaving an auto-block
+    /// of the same address alone. Returns the entry removed.
+    pub fn unlist(&mut self, net: &IpNet) -> Option<BlockRow> {
+        let entry = self.listed(net)?;
+        let removed = if let Some(k) = block4_key(net) {
+            self.block4.remove(&k).is_ok()
+        } else {
+            v6_key(net).is_some_and(|k| self.block6.remove(&k).is_ok())
+        };
+        removed.then(|| {
+            self.uncount(net);
+            BlockRow { net: *net, entry, auto: false }
+        })
+    }
+
     /// Takes a prefix that was removed from BLOCK4 or BLOCK6 out of BLOCKCOUNTS.
     fn uncount(&self, net: &IpNet) {
         if let Some(c) = &self.counts {
@@ -720,7 +755,7 @@ impl Tables {
     }
 
     /// The BLOCK4 and BLOCK6 entries.
-    fn manual_blocks(&self) -> Vec<BlockRow> {
+    pub fn manual_blocks(&self) -> Vec<BlockRow> {
         let mut out = Vec::new();
         for (k, e) in self.block4.iter().filter_map(Result::ok) {
             if let Some(net) = block4_net(&k) {

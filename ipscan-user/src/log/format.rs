@@ -114,6 +114,17 @@ pub fn would_block(source: &str, secs: u64, detection: Detection, offence: Optio
     format!("Would block {source} for {secs} s ({})", why(detection, offence))
 }
 
+/// A block for another reason than a detection: `Blocked 198.18.0.0/24 for 14399 s (crowdsec:
+/// ipscan/syn_scan)`.
+pub fn blocked_for(source: &str, secs: u64, why: &str) -> String {
+    format!("Blocked {source} for {secs} s ({why})")
+}
+
+/// `dry_run`: as [`blocked_for`].
+pub fn would_block_for(source: &str, secs: u64, why: &str) -> String {
+    format!("Would block {source} for {secs} s ({why})")
+}
+
 /// `dry_run`: `Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes).`
 pub fn would_unblock(source: &str, packets: u64, bytes: u64) -> String {
     format!("Would unblock {source} - would have dropped {packets} packets ({bytes} bytes).")
