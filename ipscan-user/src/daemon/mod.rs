@@ -33,8 +33,10 @@ use crate::{
     clock::{WallClock, monotonic_ns},
     config::{
         IpNet, Settings,
+        crowdsec::CrowdSec,
         kernel::{KconfigError, KernelSettings},
     },
+    crowdsec::{self, CrowdSecError, lapi::Alert},
     host::{hostinfo, listen, netlink},
     kernel::{
         events::decode,
@@ -107,6 +109,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Attach(#[from] loader::AttachError),
     #[error(transparent)]
+    CrowdSec(#[from] CrowdSecError),
+    #[error(transparent)]
     Pin(#[from] PinError),
     #[error(transparent)]
     Kconfig(#[from] KconfigError),
@@ -154,6 +158,8 @@ pub enum DaemonError {
 
 /// How often (in 1 s ticks) the daemon takes away AUTOMARKS marks that no auto-block needs.
 const UNMARK_EVERY_TICKS: u64 = 5;
+/// CrowdSec alerts waiting for the machine thread; past this they are counted and left out.
+const ALERT_QUEUE: usize = 4096;
 
 /// How sources are printed: `name (address)` with `set log_ip` unless the resolver is disabled.
 fn namer(settings: &Settings) -> Box<dyn Namer> {
@@ -477,6 +483,65 @@ fn lengthen_repeat_block(a: &mut Interface, line: &Line) {
     }
 }
 
+/// Keeps the kernel's "look at the block lists" flags in step with the lists (the CLI sets
+/// them on add; only the daemon clears them).
+fn sync_flags(a: &mut Interface, kernel: &KernelSettings) {
+    let mut want = kernel.config;
+    want.flags |= a.tables.presence_flags();
+    if want.flags != a.written_flags {
+        if let Err(e) = loader::write_config(&mut a.ebpf, &want) {
+            eprintln!("ipscan: {}: updating CONFIG: {}", a.name, loader::error_chain(&e));
+        }
+        a.written_flags = want.flags;
+    }
+}
+
+/// One answer of the CrowdSec decision stream, applied to every interface's blocklist.
+fn apply_decisions(
+    ifaces: &mut [Interface],
+    decisions: &mut crowdsec::decisions::Decisions,
+    pulled: &crowdsec::Pulled,
+    kernel: &KernelSettings,
+    out: &mut Output,
+) -> Result<(), DaemonError> {
+    let now = monotonic_ns();
+    let dry_run = kernel.config.has(global_flags::DRY_RUN);
+    let changes = decisions.apply(&pulled.stream, pulled.startup, now);
+    for a in ifaces.iter_mut() {
+        let mut lines = match crowdsec::apply(&mut a.tables, &changes, now, dry_run) {
+            Ok(lines) => lines,
+            Err(e) => {
+                eprintln!("ipscan: {}: crowdsec: {}", a.name, loader::error_chain(&e));
+                Vec::new()
+            }
+        };
+        if pulled.startup {
+            lines.extend(crowdsec::reconcile(&mut a.tables, decisions, now, dry_run));
+        }
+        sync_flags(a, kernel);
+        for line in &lines {
+            write_line(out, line)?;
+        }
+    }
+    Ok(())
+}
+
+/// A detection line as a CrowdSec alert, unless `crowdsec push` leaves its detection out or
+/// its source is allowlisted here (the fleet would block it everywhere else).
+fn push_alert(a: &Interface, line: &Line, cs: &CrowdSec, kernel: &KernelSettings, out: &Output) -> Option<Alert> {
+    let (Some(json::Event::Detected), Some(d), Some(src)) = (line.meta.event, line.meta.detection, line.meta.src)
+    else {
+        return None;
+    };
+    if !cs.pushes(d) || a.tables.allows().iter().any(|r| r.net.contains(&src)) {
+        return None;
+    }
+    let c = kernel.config.detection(d);
+    let at = out.clock.wall(line.at_ns).to_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let dry_run = kernel.config.has(global_flags::DRY_RUN);
+    Some(crowdsec::alert(line, d, src, &at, u64::from(c.threshold), c.window_ns / 1_000_000_000, dry_run))
+}
+
 fn save_state(a: &Interface) {
     if let Err(e) = persist::save(&a.tables, &a.tracker.offenders, &a.state_file, monotonic_ns()) {
         let e: PersistError = e;
@@ -523,6 +588,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         None => None,
     };
 
+    let cs = cfg.settings.crowdsec.clone();
+    let secrets = crowdsec_secrets(&cs)?;
+
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
     let mut ifaces: Vec<Interface> = Vec::new();
     for (i, iface) in cfg.ifaces.iter().enumerate() {
@@ -531,6 +599,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         ifaces.push(attached);
     }
     drop(tx);
+    let (mut decisions, mut pulled_rx, alerts) = start_crowdsec(&cs, secrets)?;
     let (scrape_tx, mut scrape_rx) = mpsc::channel::<metrics::Request>(8);
     let metrics_on = metrics_listener.is_some();
     if let Some((listener, addr)) = metrics_listener {
@@ -559,6 +628,8 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
     let mut namer = namer(&cfg.settings);
+    let bouncer_on = cs.bouncer.is_some();
+    let mut alerts_dropped: u64 = 0;
 
     loop {
         tokio::select! {
@@ -574,6 +645,15 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 if let Some(line) = a.tracker.on_event(&ev, &mut *namer) {
                     lengthen_repeat_block(a, &line);
                     write_line(&mut out, &line)?;
+                    if let Some(tx) = &alerts
+                        && let Some(alert) = push_alert(a, &line, &cs, &kernel, &out)
+                        && tx.try_send(alert).is_err()
+                    {
+                        alerts_dropped += 1;
+                        if alerts_dropped.is_power_of_two() {
+                            eprintln!("ipscan: crowdsec: {alerts_dropped} alerts left out (the LAPI is not keeping up)");
+                        }
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -622,16 +702,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                     if let Some(m) = listen_map {
                         listen::sync(m, &listen::current());
                     }
-                    // Keep the kernel's "look at the block lists" flags in step with the lists
-                    // (the CLI sets them on add; only the daemon clears them).
-                    let mut want = kernel.config;
-                    want.flags |= a.tables.presence_flags();
-                    if want.flags != a.written_flags {
-                        if let Err(e) = loader::write_config(&mut a.ebpf, &want) {
-                            eprintln!("ipscan: {}: updating CONFIG: {}", a.name, loader::error_chain(&e));
-                        }
-                        a.written_flags = want.flags;
-                    }
+                    sync_flags(a, &kernel);
                 }
                 ifaces.iter_mut().for_each(repin);
                 if ticks.is_multiple_of(10) {
@@ -657,12 +728,15 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 }
                 check_links(&mut ifaces, cfg.mode);
             }
+            Some(pulled) = pulled_rx.recv(), if bouncer_on => {
+                apply_decisions(&mut ifaces, &mut decisions, &pulled, &kernel, &mut out)?;
+            }
             _ = sighup.recv() => {
                 if let Err(e) = out.sink.reopen() {
                     eprintln!("ipscan: reopening the log: {e}");
                 }
                 if let Some(path) = &cfg.config_path {
-                    reload(path, cfg.dry_run, &mut ifaces, &mut kernel, &mut namer);
+                    reload(path, cfg.dry_run, &cs, &mut ifaces, &mut kernel, &mut namer);
                 }
             }
             _ = sigint.recv() => break,
@@ -690,6 +764,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
 fn reload(
     path: &Path,
     dry_run: bool,
+    crowdsec: &CrowdSec,
     ifaces: &mut [Interface],
     kernel: &mut KernelSettings,
     namer: &mut Box<dyn Namer>,
@@ -722,11 +797,49 @@ fn reload(
     *kernel = next;
     *namer = self::namer(&settings);
     eprintln!("ipscan: reloaded {}", path.display());
+    if settings.crowdsec != *crowdsec {
+        eprintln!("ipscan: the crowdsec statements take effect at the next start");
+    }
     match (was_dry, kernel.config.has(global_flags::DRY_RUN)) {
         (false, true) => eprintln!("ipscan: {DRY_RUN_NOTICE}"),
         (true, false) => eprintln!("ipscan: dry run over: blocked sources are dropped"),
         _ => {}
     }
+}
+
+/// The bouncer's key and the machine's password, read before anything is attached, so that a
+/// missing file is a one-line error that changes nothing.
+fn crowdsec_secrets(cs: &CrowdSec) -> Result<(Option<String>, Option<String>), DaemonError> {
+    let key = cs.bouncer.as_ref().map(|b| crowdsec::read_secret(&b.key_file, "bouncer key")).transpose()?;
+    let password =
+        cs.machine.as_ref().map(|m| crowdsec::read_secret(&m.password_file, "machine password")).transpose()?;
+    Ok((key, password))
+}
+
+/// The CrowdSec threads that the configuration asks for: the bouncer's answers come on the
+/// returned receiver, the machine takes alerts on the returned sender.
+type CrowdSecStart =
+    (crowdsec::decisions::Decisions, mpsc::Receiver<crowdsec::Pulled>, Option<std::sync::mpsc::SyncSender<Alert>>);
+
+fn start_crowdsec(
+    cs: &CrowdSec,
+    (key, password): (Option<String>, Option<String>),
+) -> Result<CrowdSecStart, DaemonError> {
+    let (tx, rx) = mpsc::channel(4);
+    if let (Some(b), Some(key)) = (&cs.bouncer, key) {
+        crowdsec::spawn_bouncer(b, key, Duration::from_nanos(cs.poll_ns), tx)?;
+        eprintln!("ipscan: crowdsec: bouncer of {}, every {} s", b.url, cs.poll_ns / 1_000_000_000);
+    }
+    let alerts = match (&cs.machine, password) {
+        (Some(m), Some(password)) => {
+            let (atx, arx) = std::sync::mpsc::sync_channel(ALERT_QUEUE);
+            crowdsec::spawn_machine(m, password, arx)?;
+            eprintln!("ipscan: crowdsec: sending detections to {} as machine {}", m.url, m.login);
+            Some(atx)
+        }
+        _ => None,
+    };
+    Ok((crowdsec::decisions::Decisions::default(), rx, alerts))
 }
 
 /// Moves ring-buffer records to the main loop as they arrive.
