@@ -13,6 +13,7 @@
 //! | [`log`] | the log as tests read it: stamps checked and stripped, lines counted, port lists |
 //! | [`tools`] | nmap, hping3 floods, scapy, python3 clients and listeners in a namespace |
 //! | [`capture`] | tcpdump captures in a namespace |
+//! | [`crowdsec`] | a real CrowdSec LAPI in a namespace of its own, its bouncers and machines |
 //! | [`pcap`] | what a capture holds: packets and totals |
 //! | [`frames`] | hand-built frames for BPF_PROG_TEST_RUN |
 //! | [`prog`] | the XDP program under BPF_PROG_TEST_RUN: verdicts, maps, events, counters |
@@ -20,6 +21,7 @@
 //! The tests use the names below from the crate root.
 
 pub mod capture;
+pub mod crowdsec;
 pub mod daemon;
 pub mod frames;
 pub mod log;

@@ -25,7 +25,13 @@ const APT_PACKAGES: &[&str] = &[
     "tmux",
     "dpkg-dev",
     "man-db",
+    "crowdsec",
 ];
+
+/// Debian's crowdsec registers with the Central API while it installs, which fails offline
+/// (exit 100), unless this file is non-empty beforehand (its README.Debian). The tests run a
+/// LAPI of their own, with its own configuration; the system's is not used.
+const CROWDSEC_CAPI: &str = "/etc/crowdsec/online_api_credentials.yaml";
 
 fn quiet_ok(cmd: &mut Command) -> bool {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
@@ -122,6 +128,12 @@ pub fn setup() -> anyhow::Result<()> {
         c.args(&args[1..]).env("DEBIAN_FRONTEND", "noninteractive");
         c
     };
+    if missing.contains(&"crowdsec") && std::fs::metadata(CROWDSEC_CAPI).map_or(true, |m| m.len() == 0) {
+        step(&format!("writing {CROWDSEC_CAPI} (no Central API registration: the machine may be offline)"));
+        std::fs::create_dir_all("/etc/crowdsec").context("creating /etc/crowdsec")?;
+        std::fs::write(CROWDSEC_CAPI, "# Written by ipscan's `cargo xtask setup`: no Central API registration.\n")
+            .with_context(|| format!("writing {CROWDSEC_CAPI}"))?;
+    }
     run(&mut sudo(&["apt-get", "update", "-q"])).context("apt-get update failed")?;
     let mut install = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
