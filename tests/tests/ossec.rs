@@ -797,6 +797,21 @@ const GOLDEN: &[Golden<'static>] = &[
     g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
     // A repeat offender's block (`block ... escalate`): the offence stays in the extra data.
     g("Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)", "198.18.0.1", None, "SYN scan, offence 2", BLOCKED),
+    // A CrowdSec decision's block (`crowdsec bouncer`): an address or a range, the scenario.
+    g(
+        "Blocked 198.18.0.1 for 14399 s (crowdsec: ipscan/syn_scan)",
+        "198.18.0.1",
+        None,
+        "crowdsec: ipscan/syn_scan",
+        BLOCKED,
+    ),
+    g(
+        "Blocked 198.18.0.0/30 for 1799 s (crowdsec: manual 'ban' from 'cli')",
+        "198.18.0.0/30",
+        None,
+        "crowdsec: manual 'ban' from 'cli'",
+        BLOCKED,
+    ),
     Golden {
         msg: "Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).",
         srcip: "198.18.0.1",
@@ -889,9 +904,13 @@ fn shapes(msg: &str) -> [(String, bool); 4] {
 
 /// `gl` in every shape: decoded as ipscan to exactly its fields, and on exactly its rule, at that rule's level.
 fn check_alert(decoders: &[Decoder], rules: &[Rule], gl: &Golden<'_>) {
-    // Every decoded address must be one ipscan-block.sh would accept.
-    let addr: IpAddr = gl.srcip.parse().expect("srcip parses");
-    assert_eq!(addr.to_string(), gl.srcip, "srcip must be in ipscan's printed form");
+    // Every decoded address must be one ipscan-block.sh would accept: an address in ipscan's
+    // printed form, with a prefix length for a range (a CrowdSec decision's block).
+    let (a, len) = gl.srcip.split_once('/').map_or((gl.srcip, None), |(a, l)| (a, Some(l)));
+    let addr: IpAddr = a.parse().expect("srcip parses");
+    assert_eq!(addr.to_string(), a, "srcip must be in ipscan's printed form");
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    assert!(len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max)), "{}: bad prefix length", gl.srcip);
     for (line, syslog) in shapes(gl.msg) {
         let (pre, decoded) = decode(decoders, &line);
         let d = decoded.unwrap_or_else(|| panic!("{line:?} ({pre:?}) is not decoded"));
@@ -1039,6 +1058,9 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
             }
             alerts.push(own(format::not_blocked(src, d), None, NOT_BLOCKED));
         }
+        let why = "crowdsec: ipscan/syn_scan";
+        alerts.push(own(format::blocked_for(src, 14399, why), Some(why), BLOCKED));
+        alerts.push(own(format::would_block_for(src, 14399, why), Some(why), WOULD_BLOCK));
         alerts.push(own(format::unblocked(src, 12, 480), None, UNBLOCKED));
         alerts.push(own(format::would_unblock(src, 12, 480), None, WOULD_UNBLOCK));
         quiet.push(lines::rate_limited(src, 7));
