@@ -25,6 +25,17 @@ fn listed(bed: &Testbed) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The time of the first JSON record of this event.
+fn first_time(path: &std::path::Path, event: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = std::fs::read_to_string(path).expect("json log");
+    let v: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .find(|v| v["event"] == event)
+        .unwrap_or_else(|| panic!("no {event} record in {}:\n{text}", path.display()));
+    chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().expect("timestamp")).expect("RFC 3339")
+}
+
 #[test]
 fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
     let mut lapi = Lapi::start();
@@ -47,9 +58,11 @@ fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
         &dir_b,
         &format!("set scans_only\ncrowdsec poll 1s\ncrowdsec bouncer {url_b} {}\n", key_b.display()),
     );
-    let args_b = ["--config", conf_b.to_str().expect("utf8")];
+    let (json_a, json_b) = (dir_a.join("ipscan.json"), dir_b.join("ipscan.json"));
+    let args_b = ["--config", conf_b.to_str().expect("utf8"), "--json-log", json_b.to_str().expect("utf8")];
     let (_la, _lb) = (Listener::start(&a.victim, 8080), Listener::start(&b.victim, 8080));
-    let da = Daemon::start(&a.victim, &a.victim_if, &dir_a, &["--config", conf_a.to_str().expect("utf8")]);
+    let args_a = ["--config", conf_a.to_str().expect("utf8"), "--json-log", json_a.to_str().expect("utf8")];
+    let da = Daemon::start(&a.victim, &a.victim_if, &dir_a, &args_a);
     let mut db = Daemon::start(&b.victim, &b.victim_if, &dir_b, &args_b);
     assert!(connects(&b.attacker, ATTACKER4, VICTIM4, 8080), "B is reachable before the scan on A");
 
@@ -63,6 +76,11 @@ fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
         assert!(line.ends_with(" s (crowdsec: ipscan/syn_scan)"), "{line}");
     }
     assert_eq!(listed(&b), [(ATTACKER4.to_owned(), "crowdsec".to_owned())]);
+    // Within the 1 s poll, give or take the LAPI's answer: from A's detection to B's block.
+    let detected = first_time(&json_a, "detected");
+    let blocked = first_time(&json_b, "blocked");
+    let took = (blocked - detected).num_milliseconds();
+    assert!((0..=2500).contains(&took), "B blocked {took} ms after A's detection");
     assert!(!connects(&b.attacker, ATTACKER4, VICTIM4, 8080), "B drops the scanner caught on A");
     let decisions = lapi.cscli(&["decisions", "list", "-a", "-o", "json"]);
     assert!(decisions.contains("\"scenario\": \"ipscan/syn_scan\"") && decisions.contains("198.18.0.1"), "{decisions}");
