@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use ipscan_common::Detection;
+use ipscan_common::{DETECTIONS, Detection};
 
 use super::{Problem, parse_duration_ns, unexpected};
 
@@ -46,16 +46,12 @@ pub struct Machine {
 impl CrowdSec {
     /// 10 s, as CrowdSec's own firewall bouncer.
     pub const DEFAULT_POLL_NS: u64 = 10_000_000_000;
-    /// The scans, whose sources are not spoofed by the handshake-less floods: the same set as
-    /// the OSSEC rule to block on (100201). Floods and smurf sources are spoofable or victims.
-    pub const DEFAULT_PUSH: [Detection; 6] = [
-        Detection::PortScan,
-        Detection::SynScan,
-        Detection::FinScan,
-        Detection::NullScan,
-        Detection::XmasScan,
-        Detection::UdpScan,
-    ];
+    /// The scans (the detections that count ports): their sources complete no handshake, but
+    /// are not the forged ones of the floods, nor the victims that smurf reflectors are. The
+    /// same set as the OSSEC rule to block on (100201).
+    pub fn default_push() -> Vec<Detection> {
+        DETECTIONS.iter().copied().filter(|d| d.counts_ports()).collect()
+    }
 
     pub fn pushes(&self, d: Detection) -> bool {
         self.push.contains(&d)
@@ -116,7 +112,7 @@ impl CrowdSec {
 
 impl Default for CrowdSec {
     fn default() -> Self {
-        Self { bouncer: None, machine: None, poll_ns: Self::DEFAULT_POLL_NS, push: Self::DEFAULT_PUSH.to_vec() }
+        Self { bouncer: None, machine: None, poll_ns: Self::DEFAULT_POLL_NS, push: Self::default_push() }
     }
 }
 
