@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Daemon, Listener, TempDir, Testbed, VICTIM4, VICTIM6, cli, connects, count, crowdsec::Lapi,
-    nmap_syn, write_config,
+    http_get, nmap_syn, sample, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -59,7 +59,8 @@ fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
         &format!("set scans_only\ncrowdsec poll 1s\ncrowdsec bouncer {url_b} {}\n", key_b.display()),
     );
     let (json_a, json_b) = (dir_a.join("ipscan.json"), dir_b.join("ipscan.json"));
-    let args_b = ["--config", conf_b.to_str().expect("utf8"), "--json-log", json_b.to_str().expect("utf8")];
+    let args_b =
+        ["--config", conf_b.to_str().expect("utf8"), "--json-log", json_b.to_str().expect("utf8"), "--metrics", "9464"];
     let (_la, _lb) = (Listener::start(&a.victim, 8080), Listener::start(&b.victim, 8080));
     let args_a = ["--config", conf_a.to_str().expect("utf8"), "--json-log", json_a.to_str().expect("utf8")];
     let da = Daemon::start(&a.victim, &a.victim_if, &dir_a, &args_a);
@@ -104,6 +105,9 @@ fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
             && l.iter().any(|x| x.starts_with("Blocked 198.18.0.0/30 for 17"))
     });
     assert!(!connects(&b.attacker, ATTACKER6, VICTIM6, 8080), "the IPv6 ban");
+    let (_, body) = http_get(&b.victim, 9464, "/metrics");
+    let series = format!("ipscan_crowdsec_decisions{{iface=\"{}\"}}", b.victim_if);
+    assert_eq!(sample(&body, &series), Some(2), "{body}");
     assert!(!connects(&b.attacker, ATTACKER4, VICTIM4, 8080), "the range");
 
     // Deleted while B is stopped: its pinned blocklist still has them; the first answer after

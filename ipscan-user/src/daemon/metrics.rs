@@ -66,6 +66,8 @@ pub struct IfaceScrape {
     /// Sources in the repeat-offender history now, and those forgotten because it was full.
     pub offenders: u64,
     pub offenders_forgotten: u64,
+    /// Prefixes blocked for CrowdSec decisions (None without `crowdsec bouncer`).
+    pub crowdsec: Option<u64>,
 }
 
 /// One scrape: every interface of the daemon.
@@ -195,6 +197,15 @@ pub fn render(scrape: &[IfaceScrape]) -> String {
     );
     for s in scrape {
         f.sample("ipscan_repeat_offenders_forgotten_total", &[("iface", &s.iface)], s.offenders_forgotten);
+    }
+
+    if scrape.iter().any(|s| s.crowdsec.is_some()) {
+        f.head("ipscan_crowdsec_decisions", "gauge", "Prefixes blocked for CrowdSec decisions (crowdsec bouncer).");
+        for s in scrape {
+            if let Some(n) = s.crowdsec {
+                f.sample("ipscan_crowdsec_decisions", &[("iface", &s.iface)], n);
+            }
+        }
     }
 
     f.head(
@@ -357,6 +368,7 @@ mod tests {
             active: BTreeMap::from([("SYN scan", 1)]),
             offenders: 2,
             offenders_forgotten: 0,
+            crowdsec: Some(3),
         };
         let text = render(&[s]);
         for want in [
@@ -370,6 +382,7 @@ mod tests {
             "ipscan_blocklist_entries{iface=\"eth0\",type=\"auto\"} 1",
             "ipscan_repeat_offenders{iface=\"eth0\"} 2",
             "ipscan_repeat_offenders_forgotten_total{iface=\"eth0\"} 0",
+            "ipscan_crowdsec_decisions{iface=\"eth0\"} 3",
             "ipscan_map_entries{iface=\"eth0\",map=\"SOURCES\"} 3",
             "ipscan_map_max_entries{iface=\"eth0\",map=\"SOURCES\"} 65536",
             "ipscan_map_entries{iface=\"eth0\",map=\"PROBATION\"} 7",

@@ -718,7 +718,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
             }
             req = scrape_rx.recv(), if metrics_on => {
                 if let Some(reply) = req {
-                    let _ = reply.send(scrape(&ifaces));
+                    let _ = reply.send(scrape(&ifaces, bouncer_on.then(|| decisions.len() as u64)));
                 }
             }
             got = next_links(links.as_ref()), if links_ok => {
@@ -947,7 +947,8 @@ fn report_loss(ifaces: &mut [Interface], out: &mut Output, at_exit: bool) -> Res
 }
 
 /// What the metrics endpoint shows, read now.
-fn scrape(ifaces: &[Interface]) -> metrics::Scrape {
+/// `crowdsec`: the prefixes CrowdSec decisions hold (with `crowdsec bouncer`).
+fn scrape(ifaces: &[Interface], crowdsec: Option<u64>) -> metrics::Scrape {
     ifaces
         .iter()
         .map(|a| {
@@ -972,6 +973,7 @@ fn scrape(ifaces: &[Interface]) -> metrics::Scrape {
                 active,
                 offenders: a.tracker.offenders.len() as u64,
                 offenders_forgotten: a.tracker.offenders.forgotten,
+                crowdsec,
             }
         })
         .collect()
