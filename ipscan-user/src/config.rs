@@ -105,7 +105,7 @@ pub enum Problem {
     EscalateOff { detection: &'static str },
     #[error("\"{keyword}\" for {detection} needs \"escalate\" before it")]
     EscalationWithout { keyword: String, detection: &'static str },
-    #[error("unknown crowdsec statement \"{value}\": expected bouncer, machine, poll or push")]
+    #[error("unknown crowdsec statement \"{value}\": expected bouncer, machine, poll, push or ca_cert")]
     InvalidCrowdSec { value: String },
     #[error("invalid LAPI URL \"{value}\": expected http://HOST:PORT/ or https://HOST:PORT/")]
     InvalidCrowdSecUrl { value: String },

@@ -5,6 +5,7 @@
 //! crowdsec bouncer http://127.0.0.1:8080/ /etc/ipscan/crowdsec-bouncer.key
 //! crowdsec machine http://127.0.0.1:8080/ ipscan-web1 /etc/ipscan/crowdsec-machine.password
 //! crowdsec poll 10s
+//! crowdsec ca_cert /etc/ipscan/crowdsec-ca.pem
 //! crowdsec push portscan,syn_scan,fin_scan,null_scan,xmas_scan,udp_scan
 //! ```
 //!
@@ -28,6 +29,9 @@ pub struct CrowdSec {
     pub poll_ns: u64,
     /// `crowdsec push DETECTION[,...]|none`: which detections become alerts.
     pub push: Vec<Detection>,
+    /// `crowdsec ca_cert FILE`: trust an `https://` LAPI's certificate when this CA (PEM)
+    /// signed it, instead of the Mozilla roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,13 +64,14 @@ impl CrowdSec {
     /// One `crowdsec ...` statement.
     pub(super) fn statement(&mut self, tokens: &[&str]) -> Result<(), Problem> {
         let missing = |what| Problem::MissingValue { keyword: tokens[..tokens.len().min(2)].join(" "), what };
-        let what = tokens
-            .get(1)
-            .ok_or(Problem::MissingValue { keyword: tokens[0].to_owned(), what: "bouncer, machine, poll or push" })?;
+        let what = tokens.get(1).ok_or(Problem::MissingValue {
+            keyword: tokens[0].to_owned(),
+            what: "bouncer, machine, poll, push or ca_cert",
+        })?;
         let arity = match what.to_ascii_lowercase().as_str() {
             "bouncer" => 4,
             "machine" => 5,
-            "poll" | "push" => 3,
+            "poll" | "push" | "ca_cert" => 3,
             _ => return Err(Problem::InvalidCrowdSec { value: (*what).to_owned() }),
         };
         if let Some(extra) = tokens.get(arity) {
@@ -85,6 +90,7 @@ impl CrowdSec {
                 let password_file = PathBuf::from(arg(4, "machine password file")?);
                 self.machine = Some(Machine { url, login, password_file });
             }
+            "ca_cert" => self.ca_cert = Some(PathBuf::from(arg(2, "CA certificate file")?)),
             "poll" => {
                 let value = arg(2, "duration")?;
                 self.poll_ns = parse_duration_ns(value)
@@ -112,7 +118,7 @@ impl CrowdSec {
 
 impl Default for CrowdSec {
     fn default() -> Self {
-        Self { bouncer: None, machine: None, poll_ns: Self::DEFAULT_POLL_NS, push: Self::default_push() }
+        Self { bouncer: None, machine: None, poll_ns: Self::DEFAULT_POLL_NS, push: Self::default_push(), ca_cert: None }
     }
 }
 
@@ -140,7 +146,7 @@ mod tests {
         let s = Settings::parse(
             "crowdsec bouncer http://127.0.0.1:8080 /etc/ipscan/b.key\n\
              crowdsec machine https://lapi.example:8080/ web1 /etc/ipscan/m.pw\n\
-             crowdsec poll 2s\ncrowdsec push syn_scan,UDP_SCAN\n",
+             crowdsec poll 2s\ncrowdsec push syn_scan,UDP_SCAN\ncrowdsec ca_cert /etc/ipscan/ca.pem\n",
             Path::new("x.conf"),
         )
         .expect("valid");
@@ -159,6 +165,7 @@ mod tests {
         );
         assert_eq!(c.poll_ns, 2_000_000_000);
         assert_eq!(c.push, [Detection::SynScan, Detection::UdpScan]);
+        assert_eq!(c.ca_cert.as_deref(), Some(Path::new("/etc/ipscan/ca.pem")));
         let d = Settings::parse("", Path::new("x.conf")).expect("empty").crowdsec;
         assert_eq!((&d.bouncer, &d.machine, d.poll_ns), (&None, &None, 10_000_000_000));
         assert!(d.pushes(Detection::XmasScan) && !d.pushes(Detection::PingFlood) && !d.pushes(Detection::Smurf));
@@ -166,10 +173,10 @@ mod tests {
         assert!(none.push.is_empty());
 
         for (text, error) in [
-            ("crowdsec", "missing bouncer, machine, poll or push after \"crowdsec\""),
+            ("crowdsec", "missing bouncer, machine, poll, push or ca_cert after \"crowdsec\""),
             (
                 "crowdsec bouncers http://x/ k",
-                "unknown crowdsec statement \"bouncers\": expected bouncer, machine, poll or push",
+                "unknown crowdsec statement \"bouncers\": expected bouncer, machine, poll, push or ca_cert",
             ),
             ("crowdsec bouncer http://127.0.0.1:8080/", "missing bouncer key file after \"crowdsec bouncer\""),
             (

@@ -2,7 +2,9 @@
 //! login and alerts of a machine (login and password, then a JWT). Blocking calls, made from the
 //! bouncer's and the machine's own threads.
 
-use std::time::Duration;
+use std::{path::Path, sync::Arc, time::Duration};
+
+use rustls_pki_types::{CertificateDer, pem::PemObject as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -117,13 +119,30 @@ pub struct Source {
     pub ip: String,
 }
 
+/// TLS that trusts the certificates of one CA file (PEM) instead of the Mozilla roots.
+pub fn tls_trusting(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("no CA certificate in it".into());
+    }
+    // The crypto provider is ring's, the one rustls is built with here (as ureq's own).
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 impl Lapi {
-    pub fn new(url: &str) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(TIMEOUT)
-            .user_agent(concat!("ipscan/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Self { agent, url: url.to_owned() }
+    /// `tls`: from [`tls_trusting`]; None: the Mozilla roots.
+    pub fn new(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let mut builder =
+            ureq::AgentBuilder::new().timeout(TIMEOUT).user_agent(concat!("ipscan/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls);
+        }
+        Self { agent: builder.build(), url: url.to_owned() }
     }
 
     pub fn url(&self) -> &str {

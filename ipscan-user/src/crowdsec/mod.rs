@@ -14,7 +14,7 @@ use std::{
     io,
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::mpsc as std_mpsc,
+    sync::{Arc, mpsc as std_mpsc},
     thread,
     time::Duration,
 };
@@ -29,7 +29,7 @@ use self::{
 use crate::{
     config::{
         IpNet,
-        crowdsec::{Bouncer, Machine},
+        crowdsec::{Bouncer, CrowdSec, Machine},
     },
     kernel::tables::{self, Tables},
     log::{
@@ -57,6 +57,8 @@ pub enum CrowdSecError {
     },
     #[error("crowdsec: the {what} file {path} is empty")]
     EmptySecret { what: &'static str, path: PathBuf },
+    #[error("crowdsec: cannot use the CA certificate file {path}: {reason}")]
+    CaCert { path: PathBuf, reason: String },
     #[error("crowdsec: cannot start the {what} thread: {source}")]
     Thread {
         what: &'static str,
@@ -79,6 +81,28 @@ pub fn read_secret(path: &Path, what: &'static str) -> Result<String, CrowdSecEr
     Ok(secret)
 }
 
+/// What the threads need to reach the LAPI: the bouncer's key, the machine's password and
+/// the TLS of `crowdsec ca_cert`, all read when the daemon starts.
+#[derive(Default)]
+pub struct Secrets {
+    pub key: Option<String>,
+    pub password: Option<String>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Secrets {
+    pub fn read(cs: &CrowdSec) -> Result<Self, CrowdSecError> {
+        let key = cs.bouncer.as_ref().map(|b| read_secret(&b.key_file, "bouncer key")).transpose()?;
+        let password = cs.machine.as_ref().map(|m| read_secret(&m.password_file, "machine password")).transpose()?;
+        let tls = cs
+            .ca_cert
+            .as_ref()
+            .map(|path| lapi::tls_trusting(path).map_err(|reason| CrowdSecError::CaCert { path: path.clone(), reason }))
+            .transpose()?;
+        Ok(Self { key, password, tls })
+    }
+}
+
 /// One answer of the decision stream, for the daemon's loop.
 #[derive(Debug)]
 pub struct Pulled {
@@ -89,8 +113,14 @@ pub struct Pulled {
 
 /// Starts the thread that reads the decision stream every `poll` and hands each answer to the
 /// daemon's loop; it ends when the loop is gone.
-pub fn spawn_bouncer(b: &Bouncer, key: String, poll: Duration, tx: mpsc::Sender<Pulled>) -> Result<(), CrowdSecError> {
-    let lapi = Lapi::new(&b.url);
+pub fn spawn_bouncer(
+    b: &Bouncer,
+    key: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    poll: Duration,
+    tx: mpsc::Sender<Pulled>,
+) -> Result<(), CrowdSecError> {
+    let lapi = Lapi::new(&b.url, tls);
     let spawned = thread::Builder::new().name("crowdsec-bouncer".into()).spawn(move || {
         let mut startup = true;
         let mut failing: Option<String> = None;
@@ -127,8 +157,13 @@ pub fn spawn_bouncer(b: &Bouncer, key: String, poll: Duration, tx: mpsc::Sender<
 
 /// Starts the thread that sends the daemon's alerts to the LAPI, in batches, logging in again
 /// when its token has expired. Alerts that cannot be sent are kept and sent again.
-pub fn spawn_machine(m: &Machine, password: String, rx: std_mpsc::Receiver<Alert>) -> Result<(), CrowdSecError> {
-    let lapi = Lapi::new(&m.url);
+pub fn spawn_machine(
+    m: &Machine,
+    password: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    rx: std_mpsc::Receiver<Alert>,
+) -> Result<(), CrowdSecError> {
+    let lapi = Lapi::new(&m.url, tls);
     let login = m.login.clone();
     let spawned = thread::Builder::new().name("crowdsec-machine".into()).spawn(move || {
         let mut token: Option<String> = None;

@@ -589,7 +589,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     };
 
     let cs = cfg.settings.crowdsec.clone();
-    let secrets = crowdsec_secrets(&cs)?;
+    let secrets = crowdsec::Secrets::read(&cs)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Event)>();
     let mut ifaces: Vec<Interface> = Vec::new();
@@ -807,33 +807,22 @@ fn reload(
     }
 }
 
-/// The bouncer's key and the machine's password, read before anything is attached, so that a
-/// missing file is a one-line error that changes nothing.
-fn crowdsec_secrets(cs: &CrowdSec) -> Result<(Option<String>, Option<String>), DaemonError> {
-    let key = cs.bouncer.as_ref().map(|b| crowdsec::read_secret(&b.key_file, "bouncer key")).transpose()?;
-    let password =
-        cs.machine.as_ref().map(|m| crowdsec::read_secret(&m.password_file, "machine password")).transpose()?;
-    Ok((key, password))
-}
-
 /// The CrowdSec threads that the configuration asks for: the bouncer's answers come on the
-/// returned receiver, the machine takes alerts on the returned sender.
+/// returned receiver, the machine takes alerts on the returned sender. `secrets` were read
+/// before anything was attached, so that a missing file is a one-line error that changes nothing.
 type CrowdSecStart =
     (crowdsec::decisions::Decisions, mpsc::Receiver<crowdsec::Pulled>, Option<std::sync::mpsc::SyncSender<Alert>>);
 
-fn start_crowdsec(
-    cs: &CrowdSec,
-    (key, password): (Option<String>, Option<String>),
-) -> Result<CrowdSecStart, DaemonError> {
+fn start_crowdsec(cs: &CrowdSec, secrets: crowdsec::Secrets) -> Result<CrowdSecStart, DaemonError> {
     let (tx, rx) = mpsc::channel(4);
-    if let (Some(b), Some(key)) = (&cs.bouncer, key) {
-        crowdsec::spawn_bouncer(b, key, Duration::from_nanos(cs.poll_ns), tx)?;
+    if let (Some(b), Some(key)) = (&cs.bouncer, secrets.key) {
+        crowdsec::spawn_bouncer(b, key, secrets.tls.clone(), Duration::from_nanos(cs.poll_ns), tx)?;
         eprintln!("ipscan: crowdsec: bouncer of {}, every {} s", b.url, cs.poll_ns / 1_000_000_000);
     }
-    let alerts = match (&cs.machine, password) {
+    let alerts = match (&cs.machine, secrets.password) {
         (Some(m), Some(password)) => {
             let (atx, arx) = std::sync::mpsc::sync_channel(ALERT_QUEUE);
-            crowdsec::spawn_machine(m, password, arx)?;
+            crowdsec::spawn_machine(m, password, secrets.tls, arx)?;
             eprintln!("ipscan: crowdsec: sending detections to {} as machine {}", m.url, m.login);
             Some(atx)
         }
