@@ -21,23 +21,50 @@ pub struct Lapi {
     child: Option<Child>,
     links: usize,
     tag: String,
+    /// `https` with a certificate of its own CA ([`Lapi::ca`]), else `http`.
+    scheme: &'static str,
 }
 
 impl Lapi {
-    /// Starts the LAPI and waits until it answers.
+    /// Starts the LAPI over plain HTTP and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts the LAPI over HTTPS, with a certificate (for the addresses of [`Lapi::link`])
+    /// signed by a CA made for it, `ca.pem` in its directory ([`Lapi::ca`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The CA of [`Lapi::start_tls`].
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_with(tls: bool) -> Self {
         let tag = unique_tag();
         let ns = NetNs::new(format!("ipst-{tag}-l"));
         let dir = TempDir::new();
         let d = dir.path.display().to_string();
         fs::create_dir_all(dir.join("data")).unwrap_or_else(|e| panic!("{e}"));
+        let scheme = if tls { "https" } else { "http" };
+        let (server_tls, client_tls) = if tls {
+            make_certs(&dir);
+            (
+                format!("    tls:\n      cert_file: {d}/lapi.pem\n      key_file: {d}/lapi.key\n"),
+                "    insecure_skip_verify: true\n".to_owned(),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         let config = format!(
             "common:\n  daemonize: false\n  log_media: stdout\n  log_level: info\n\
              config_paths:\n  config_dir: {d}/\n  data_dir: {d}/data/\n  simulation_path: {d}/simulation.yaml\n  \
              hub_dir: {d}/hub/\n  index_path: {d}/hub/.index.json\n\
              db_config:\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n  use_wal: false\n\
-             api:\n  client:\n    credentials_path: {d}/local_api_credentials.yaml\n  \
-             server:\n    listen_uri: 0.0.0.0:{LAPI_PORT}\n    profiles_path: {d}/profiles.yaml\n    \
+             api:\n  client:\n    credentials_path: {d}/local_api_credentials.yaml\n{client_tls}  \
+             server:\n    listen_uri: 0.0.0.0:{LAPI_PORT}\n    profiles_path: {d}/profiles.yaml\n{server_tls}    \
              trusted_ips:\n      - 127.0.0.1\n\
              prometheus:\n  enabled: false\n"
         );
@@ -48,7 +75,7 @@ impl Lapi {
             ("config.yaml", config.as_str()),
             ("profiles.yaml", profiles),
             ("simulation.yaml", "simulation: off\n"),
-            ("local_api_credentials.yaml", &format!("url: http://127.0.0.1:{LAPI_PORT}/\n")),
+            ("local_api_credentials.yaml", &format!("url: {scheme}://127.0.0.1:{LAPI_PORT}/\n")),
         ] {
             fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
@@ -67,7 +94,7 @@ impl Lapi {
             });
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("crowdsec (apt-get install crowdsec): {e}"));
-        let mut lapi = Self { ns, dir, child: Some(child), links: 0, tag };
+        let mut lapi = Self { ns, dir, child: Some(child), links: 0, tag, scheme };
         lapi.wait_ready();
         // The machine cscli itself uses for `decisions add` and `delete`.
         lapi.cscli(&[
@@ -78,7 +105,7 @@ impl Lapi {
             "-f",
             &format!("{d}/local_api_credentials.yaml"),
             "--url",
-            &format!("http://127.0.0.1:{LAPI_PORT}/"),
+            &format!("{scheme}://127.0.0.1:{LAPI_PORT}/"),
         ]);
         lapi
     }
@@ -147,7 +174,7 @@ impl Lapi {
         self.ns.ip(&["link", "set", &lapi_if, "up"]);
         bed.victim.ip(&["addr", "add", &format!("198.19.{n}.2/30"), "dev", &victim_if]);
         bed.victim.ip(&["link", "set", &victim_if, "up"]);
-        format!("http://198.19.{n}.1:{LAPI_PORT}/")
+        format!("{}://198.19.{n}.1:{LAPI_PORT}/", self.scheme)
     }
 
     /// A bouncer's API key, written to a file in `dir` (as `crowdsec bouncer` reads it).
@@ -166,6 +193,65 @@ impl Lapi {
         let path = dir.join(&format!("{name}.password"));
         fs::write(&path, format!("{password}\n")).unwrap_or_else(|e| panic!("{e}"));
         path
+    }
+}
+
+/// A CA and the LAPI's certificate signed by it, for 127.0.0.1 and the addresses of
+/// [`Lapi::link`], made with openssl in `dir`.
+fn make_certs(dir: &TempDir) {
+    let sans: Vec<String> =
+        std::iter::once("IP:127.0.0.1".to_owned()).chain((1..=4).map(|n| format!("IP:198.19.{n}.1"))).collect();
+    let ext = dir.join("lapi.ext");
+    fs::write(&ext, format!("subjectAltName={}\n", sans.join(","))).unwrap_or_else(|e| panic!("{e}"));
+    let d = |name: &str| dir.join(name).display().to_string();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ipscan test CA",
+            "-keyout",
+            &d("ca.key"),
+            "-out",
+            &d("ca.pem"),
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=lapi",
+            "-keyout",
+            &d("lapi.key"),
+            "-out",
+            &d("lapi.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &d("lapi.csr"),
+            "-CA",
+            &d("ca.pem"),
+            "-CAkey",
+            &d("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &d("lapi.ext"),
+            "-out",
+            &d("lapi.pem"),
+        ],
+    ] {
+        let out = Command::new("openssl").args(&args).output().unwrap_or_else(|e| panic!("openssl: {e}"));
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 

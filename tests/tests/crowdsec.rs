@@ -124,3 +124,38 @@ fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
     assert!(!connects(&b.attacker, ATTACKER4, VICTIM4, 8080), "the range still holds");
     assert_eq!(listed(&b), [("198.18.0.0/30".to_owned(), "crowdsec".to_owned())]);
 }
+
+/// A LAPI over HTTPS with a certificate of the site's own CA: the bouncer that trusts that CA
+/// (`crowdsec ca_cert`) applies its decisions; one that trusts only the Mozilla roots says why
+/// it cannot read them, and blocks nothing.
+#[test]
+fn a_lapi_over_tls_is_trusted_through_its_ca() {
+    let mut lapi = Lapi::start_tls();
+    let (a, b) = (Testbed::new(), Testbed::new());
+    let (url_a, url_b) = (lapi.link(&a), lapi.link(&b));
+    assert!(url_a.starts_with("https://"), "{url_a}");
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let key_a = lapi.bouncer("ipscan-a", &dir_a);
+    let key_b = lapi.bouncer("ipscan-b", &dir_b);
+    let conf_a = write_config(
+        &dir_a,
+        &format!(
+            "crowdsec poll 1s\ncrowdsec bouncer {url_a} {}\ncrowdsec ca_cert {}\n",
+            key_a.display(),
+            lapi.ca().display()
+        ),
+    );
+    let conf_b = write_config(&dir_b, &format!("crowdsec poll 1s\ncrowdsec bouncer {url_b} {}\n", key_b.display()));
+    let _l = Listener::start(&a.victim, 8080);
+    let da = Daemon::start(&a.victim, &a.victim_if, &dir_a, &["--config", conf_a.to_str().expect("utf8")]);
+    let mut db = Daemon::start(&b.victim, &b.victim_if, &dir_b, &["--config", conf_b.to_str().expect("utf8")]);
+
+    lapi.cscli(&["decisions", "add", "--ip", ATTACKER4, "--duration", "1h"]);
+    da.wait_log("the ban over TLS", WAIT, |l| l.iter().any(|x| x.starts_with("Blocked 198.18.0.1 for 35")));
+    assert!(!connects(&a.attacker, ATTACKER4, VICTIM4, 8080), "blocked on A");
+    db.wait_stderr("ipscan: crowdsec: cannot read decisions: ", WAIT);
+    let (_, stderr) = db.stop();
+    let why = stderr.lines().find(|l| l.contains("cannot read decisions")).expect("the line");
+    assert!(why.contains("UnknownIssuer") && why.contains(&url_b), "{why}");
+    assert_eq!(listed(&b), [], "B reads no decision it cannot trust");
+}
