@@ -551,6 +551,14 @@ fn save_state(a: &Interface) {
 
 /// Runs until SIGINT or SIGTERM; detaches on the way out.
 pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
+    // First: a SIGINT or SIGTERM from here on, also while the program loads and attaches, ends
+    // the daemon through its shutdown (state saved, detached) at the first turn of the loop.
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|source| DaemonError::Io { what: "installing the SIGINT handler", source })?;
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|source| DaemonError::Io { what: "installing the SIGTERM handler", source })?;
+    let mut sighup = signal(SignalKind::hangup())
+        .map_err(|source| DaemonError::Io { what: "installing the SIGHUP handler", source })?;
     let sink = match &cfg.log {
         LogTarget::File(path) => {
             Sink::file(path).map_err(|source| DaemonError::LogFile { path: path.clone(), source })?
@@ -619,12 +627,6 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let loss_every = cfg.loss_report.as_secs().max(1);
 
     let mut out = Output { sink, json, clock: WallClock::now() };
-    let mut sigint = signal(SignalKind::interrupt())
-        .map_err(|source| DaemonError::Io { what: "installing the SIGINT handler", source })?;
-    let mut sigterm = signal(SignalKind::terminate())
-        .map_err(|source| DaemonError::Io { what: "installing the SIGTERM handler", source })?;
-    let mut sighup = signal(SignalKind::hangup())
-        .map_err(|source| DaemonError::Io { what: "installing the SIGHUP handler", source })?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
     let mut namer = namer(&cfg.settings);
