@@ -124,6 +124,42 @@ fn sigint_detaches_and_native_mode_is_used_on_veth() {
     assert!(!xdp_attached(&bed.victim, &bed.victim_if));
 }
 
+/// A SIGINT that comes the moment the daemon says it attached (as from a supervisor that stops
+/// what it just started) still goes through the shutdown: detached, state saved, exit 0.
+#[test]
+fn sigint_right_after_attaching_still_shuts_down_cleanly() {
+    use std::io::{BufRead as _, BufReader};
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let state = dir.join("state");
+    let mut child = bed
+        .victim
+        .cmd(ipscan_bin())
+        .args(["run", "--iface", &bed.victim_if, "--stdout", "--state-dir"])
+        .arg(&state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ipscan");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut text = String::new();
+    while err.read_line(&mut text).expect("stderr") > 0 {
+        if text.contains("attached to") || text.contains("attached in") {
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            break;
+        }
+    }
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}: {text}{rest}");
+    assert!(rest.contains(&format!("detached from {}", bed.victim_if)), "{text}{rest}");
+    assert!(state.join(format!("{}.json", bed.victim_if)).exists(), "no state saved: {text}{rest}");
+    assert!(!xdp_attached(&bed.victim, &bed.victim_if));
+}
+
 #[test]
 fn auto_mode_falls_back_to_skb_and_says_so() {
     ipscan_tests::require_root();
