@@ -81,6 +81,7 @@ fn a_scanner_caught_on_one_host_is_dropped_on_the_other_and_lifted_on_both() {
     let detected = first_time(&json_a, "detected");
     let blocked = first_time(&json_b, "blocked");
     let took = (blocked - detected).num_milliseconds();
+    eprintln!("B blocked the scanner {took} ms after A's detection");
     assert!((0..=2500).contains(&took), "B blocked {took} ms after A's detection");
     assert!(!connects(&b.attacker, ATTACKER4, VICTIM4, 8080), "B drops the scanner caught on A");
     let decisions = lapi.cscli(&["decisions", "list", "-a", "-o", "json"]);
