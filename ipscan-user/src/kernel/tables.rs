@@ -624,21 +624,7 @@ impl Tables {
     /// Removes a prefix from the blocklist (and, for a single address, its auto-block).
     /// Returns the entries removed.
     pub fn unblock(&mut self, net: &IpNet) -> Vec<BlockRow> {
-        let mut out = Vec::new();
-        if let Some(k) = block4_key(net)
-            && let Ok(e) = self.block4.get(&k, 0)
-            && self.block4.remove(&k).is_ok()
-        {
-            self.uncount(net);
-            out.push(BlockRow { net: *net, entry: e, auto: false });
-        }
-        if let Some(k) = v6_key(net)
-            && let Ok(e) = self.block6.get(&k, 0)
-            && self.block6.remove(&k).is_ok()
-        {
-            self.uncount(net);
-            out.push(BlockRow { net: *net, entry: e, auto: false });
-        }
+        let mut out: Vec<BlockRow> = self.unlist(net).into_iter().collect();
         if let Some(k) = host_key(net)
             && let Some(i) = self.auto.find(&k)
         {
@@ -660,15 +646,21 @@ impl Tables {
     /// of the same address alone. Returns the entry removed.
     pub fn unlist(&mut self, net: &IpNet) -> Option<BlockRow> {
         let entry = self.listed(net)?;
+        self.delist(net).then_some(BlockRow { net: *net, entry, auto: false })
+    }
+
+    /// Deletes this prefix's BLOCK4 or BLOCK6 entry and takes it out of BLOCKCOUNTS; false when
+    /// there was none to delete.
+    fn delist(&mut self, net: &IpNet) -> bool {
         let removed = if let Some(k) = block4_key(net) {
             self.block4.remove(&k).is_ok()
         } else {
             v6_key(net).is_some_and(|k| self.block6.remove(&k).is_ok())
         };
-        removed.then(|| {
+        if removed {
             self.uncount(net);
-            BlockRow { net: *net, entry, auto: false }
-        })
+        }
+        removed
     }
 
     /// Takes a prefix that was removed from BLOCK4 or BLOCK6 out of BLOCKCOUNTS.
@@ -782,16 +774,7 @@ impl Tables {
     pub fn sweep(&mut self, now: u64) -> Vec<BlockRow> {
         let mut expired: Vec<BlockRow> = self.manual_blocks().into_iter().filter(|r| !r.entry.active(now)).collect();
         for r in &expired {
-            let removed = if let Some(k) = block4_key(&r.net) {
-                self.block4.remove(&k).is_ok()
-            } else if let Some(k) = v6_key(&r.net) {
-                self.block6.remove(&k).is_ok()
-            } else {
-                false
-            };
-            if removed {
-                self.uncount(&r.net);
-            }
+            self.delist(&r.net);
         }
         let auto: Vec<(u32, AutoSlot)> = self.auto.iter().filter(|(_, s)| !s.entry.active(now)).collect();
         for (i, s) in auto {
