@@ -88,7 +88,7 @@ pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: 
 /// `Blocked 198.18.0.1 for 3600 s (SYN scan)`; with an escalating block time
 /// (`block ... escalate`), the offence: `Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)`.
 pub fn blocked(source: &str, secs: u64, detection: Detection, offence: Option<u32>) -> String {
-    format!("Blocked {source} for {secs} s ({})", why(detection, offence))
+    blocked_for(source, secs, &why(detection, offence))
 }
 
 /// The parenthesis of a block line: the detection, and the offence when numbered.
@@ -111,7 +111,7 @@ pub fn unblocked(source: &str, packets: u64, bytes: u64) -> String {
 
 /// `dry_run`: `Would block 198.18.0.1 for 3600 s (SYN scan)`, and as [`blocked`] with the offence.
 pub fn would_block(source: &str, secs: u64, detection: Detection, offence: Option<u32>) -> String {
-    format!("Would block {source} for {secs} s ({})", why(detection, offence))
+    would_block_for(source, secs, &why(detection, offence))
 }
 
 /// A block for another reason than a detection: `Blocked 198.18.0.0/24 for 14399 s (crowdsec:
