@@ -74,12 +74,15 @@ impl Offenders {
     /// Forgets the sources whose memory window (`memory_ns` after their block ends) is over at
     /// `now`.
     pub fn prune(&mut self, now: u64, memory_ns: u64) {
-        let now = signed(now);
+        self.retain_remembered(signed(now), memory_ns);
+    }
+
+    fn retain_remembered(&mut self, now: i64, memory_ns: u64) {
         self.records.retain(|_, r| now <= r.until_ns.saturating_add(signed(memory_ns)));
     }
 
     fn make_room(&mut self, now: i64, memory_ns: u64) {
-        self.records.retain(|_, r| now <= r.until_ns.saturating_add(signed(memory_ns)));
+        self.retain_remembered(now, memory_ns);
         if self.records.len() < MAX_RECORDS {
             return;
         }

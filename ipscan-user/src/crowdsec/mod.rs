@@ -166,6 +166,7 @@ pub fn spawn_machine(
     let lapi = Lapi::new(&m.url, tls);
     let login = m.login.clone();
     let spawned = thread::Builder::new().name("crowdsec-machine".into()).spawn(move || {
+        let scenarios: Vec<String> = ipscan_common::DETECTIONS.iter().map(|d| scenario(*d)).collect();
         let mut token: Option<String> = None;
         let mut failing: Option<String> = None;
         let mut batch: Vec<Alert> = Vec::new();
@@ -181,7 +182,6 @@ pub fn spawn_machine(
             {
                 batch.push(a);
             }
-            let scenarios: Vec<String> = ipscan_common::DETECTIONS.iter().map(|d| scenario(*d)).collect();
             let sent = (|| {
                 let t = match &token {
                     Some(t) => t.clone(),

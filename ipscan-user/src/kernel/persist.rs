@@ -1,6 +1,6 @@
-//! Blocks, hand-made allows and repeat offenders saved to the state directory, so they survive a reboot (pinned
-//! maps already survive a daemon restart). Expiry is saved as wall-clock time and restored as
-//! the time left.
+//! Blocks, hand-made allows and repeat offenders saved to the state directory, so they survive
+//! a reboot (pinned maps already survive a daemon restart). Expiry is saved as wall-clock time
+//! and restored as the time left.
 
 use std::{
     collections::HashSet,
