@@ -512,8 +512,9 @@ pub mod autoblock {
     }
 }
 
-/// Where the prefixes blocked by hand (BLOCK4, BLOCK6) lie, coarsely: BLOCKCOUNTS holds for each
-/// IPv4 /16, and for each bucket of IPv6 /32s, how many of those prefixes reach into it, so the
+/// Where the prefixes blocked by hand (BLOCK4, BLOCK6) and by feeds ([`crate::feed`]) lie,
+/// coarsely: BLOCKCOUNTS holds for each IPv4 /16, and for each bucket of IPv6 /32s, how many of
+/// those prefixes reach into it (a feed prefix once, whatever its sets and tries), so the
 /// program makes its LPM lookup (a kernel call) only for a sender in a bucket whose count is not
 /// zero. A count may be too high for a while (harmless: one lookup more), never too low: user
 /// space adds to every bucket of a prefix before it inserts the prefix and takes away only after

@@ -37,9 +37,9 @@ pub mod global_flags {
     pub const SCANS_ONLY: u32 = 1 << 11;
     /// Watch only destinations in the PROMISC prefix list (`promisc NET,...`).
     pub const PROMISC: u32 = 1 << 12;
-    /// BLOCK4 or BLOCK6 holds an entry: look sources up there. Set by whoever adds one (CLI,
-    /// restore) and kept true by the daemon's sweep; without it ordinary traffic skips the LPM
-    /// lookups (about 40 ns each on the reference machine).
+    /// BLOCK4 or BLOCK6 or a feed trie ([`crate::feed`]) holds an entry: look sources up there.
+    /// Set by whoever adds one (CLI, restore) and kept true by the daemon's sweep; without it
+    /// ordinary traffic skips the LPM lookups (about 40 ns each on the reference machine).
     pub const BLOCKLIST: u32 = 1 << 13;
     /// AUTOBLOCK holds an entry or some detection auto-blocks: look sources up there.
     pub const AUTOBLOCKS: u32 = 1 << 14;

@@ -12,6 +12,7 @@ pub mod block;
 pub mod classify;
 pub mod config;
 pub mod event;
+pub mod feed;
 pub mod flat;
 pub mod frag;
 pub mod packet;
@@ -55,6 +56,13 @@ pub mod maps {
     pub const BLOCKCOUNTS: &str = "BLOCKCOUNTS";
     pub const AUTOMARKS: &str = "AUTOMARKS";
     pub const ALLOWCOUNTS: &str = "ALLOWCOUNTS";
+    pub const FEED4_A: &str = "FEED4_A";
+    pub const FEED4_B: &str = "FEED4_B";
+    pub const FEED6_A: &str = "FEED6_A";
+    pub const FEED6_B: &str = "FEED6_B";
+    pub const FEEDCTL: &str = "FEEDCTL";
+    pub const FEEDSETS: &str = "FEEDSETS";
+    pub const FEEDDROPS: &str = "FEEDDROPS";
     /// A map's layout as the kernel holds it.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Layout {
@@ -74,11 +82,12 @@ pub mod maps {
     /// layout differs is dropped) and a unit test checks the object against.
     /// (CPU holds drops not yet added to their AUTOBLOCK entries, AUTOTAGS the tags of its
     /// ways, AUTOMARKS the buckets of its addresses: all go with AUTOBLOCK. BLOCKCOUNTS goes
-    /// with BLOCK4 and BLOCK6, ALLOWCOUNTS with ALLOW4 and ALLOW6.)
-    pub const PINNED_LAYOUTS: [Layout; 14] = {
+    /// with BLOCK4 and BLOCK6, ALLOWCOUNTS with ALLOW4 and ALLOW6; the FEED maps go together.)
+    pub const PINNED_LAYOUTS: [Layout; 21] = {
         use crate::{
             AutoSlot, BlockEntry, Config, ProbeSet, SourceKey, SourceState,
             block::{Block4Data, CpuLocal, autoblock, counts},
+            feed::{self, FeedDrops, FeedEntry, FeedSet},
             probation::PROBATION_SETS,
         };
         /// An LPM trie's key: a 4-byte prefix length, then the data.
@@ -100,6 +109,13 @@ pub mod maps {
             layout::<Lpm<[u8; 4]>, u32>(ALLOW4, PREFIXES_MAX),
             layout::<Lpm<[u8; 16]>, u32>(ALLOW6, PREFIXES_MAX),
             layout::<u32, u64>(ALLOWCOUNTS, counts::SLOTS),
+            layout::<Lpm<Block4Data>, FeedEntry>(FEED4_A, feed::V4_MAX),
+            layout::<Lpm<Block4Data>, FeedEntry>(FEED4_B, feed::V4_MAX),
+            layout::<Lpm<[u8; 16]>, FeedEntry>(FEED6_A, feed::V6_MAX),
+            layout::<Lpm<[u8; 16]>, FeedEntry>(FEED6_B, feed::V6_MAX),
+            layout::<u32, u64>(FEEDCTL, feed::ctl::SLOTS),
+            layout::<u32, FeedSet>(FEEDSETS, feed::SETS),
+            layout::<u32, FeedDrops>(FEEDDROPS, feed::SETS),
         ]
     };
 

@@ -9,7 +9,8 @@ use crate::{
     events::emit,
     maps::{
         ALLOW4, ALLOW6, ALLOWCOUNTS, AUTOBLOCK, AUTOMARKS, AUTOTAGS, BLOCK_SCRATCH, BLOCK4, BLOCK6, BLOCKCOUNTS, CPU,
-        SOURCES, arg, atomic_add, config, count, forget, lists_checked, now_in, now_ns,
+        FEED4_A, FEED4_B, FEED6_A, FEED6_B, FEEDCTL, FEEDDROPS, SOURCES, arg, atomic_add, config, count, forget,
+        lists_checked, now_in, now_ns,
     },
 };
 use aya_ebpf::maps::lpm_trie::Key;
@@ -20,6 +21,7 @@ use ipscan_common::{
     classify::{self, Detection},
     config::global_flags as g,
     event::event_flags,
+    feed,
     parse::IpSender,
     stats,
 };
@@ -100,8 +102,9 @@ pub(crate) fn near_blocklisted(family: u8, w0: u32) -> bool {
     BLOCKCOUNTS.get(counts::bucket(family, w0)).is_none_or(|c| *c != 0)
 }
 
-/// Whether a prefix blocked by hand (BLOCK4, BLOCK6) covers the source and it is not
-/// allowlisted; counts the drop on the entry. Callers ask [`near_blocklisted`] first.
+/// Whether a prefix blocked by hand (BLOCK4, BLOCK6) or by a feed covers the source and it is
+/// not allowlisted; counts the drop on the entry (the feed's set). Callers ask
+/// [`near_blocklisted`] first.
 ///
 /// A global function: verified once, on its own, and its locals (the LPM keys) get their own
 /// stack frame (1: blocked).
@@ -120,7 +123,40 @@ fn blocklisted(s: &IpSender) -> bool {
         BLOCK6.get(Key::new(128, src))
     };
     // The allowlist is consulted only on a hit: it costs nothing on ordinary traffic.
-    hit.is_some_and(|e| !allowlisted_near(&src, s.family) && charge(e, now_ns(), s.ip_payload_len))
+    match hit {
+        Some(_) if allowlisted_near(&src, s.family) => false,
+        Some(e) if charge(e, now_ns(), s.ip_payload_len) => true,
+        // Not blocked by hand, or no longer: a feed may list it.
+        _ => fed(&src, s.family, s.ip_payload_len),
+    }
+}
+
+/// Whether a feed's prefix covers the address (in the live trie, [`feed::ctl::LIVE`]) and it is
+/// not allowlisted; counts the drop (`bytes`) in the first set that lists the prefix.
+#[inline(always)]
+fn fed(src: &[u8; 16], family: u8, bytes: u32) -> bool {
+    let b = FEEDCTL.get(feed::ctl::LIVE).is_some_and(|v| *v != 0);
+    let hit = if family == FAMILY_V4 {
+        let k = Key::new(32, block4_data(v4(src)));
+        if b { FEED4_B.get(&k) } else { FEED4_A.get(&k) }
+    } else {
+        let k = Key::new(128, *src);
+        if b { FEED6_B.get(&k) } else { FEED6_A.get(&k) }
+    };
+    let Some(e) = hit else {
+        return false;
+    };
+    if e.sets == 0 || allowlisted_near(src, family) {
+        return false;
+    }
+    if let Some(d) = FEEDDROPS.get_ptr_mut(e.first) {
+        // SAFETY: this CPU's slot of the set, no concurrent writer on this CPU.
+        unsafe {
+            (*d).packets += 1;
+            (*d).bytes += bytes as u64;
+        }
+    }
+    true
 }
 
 /// The AUTOBLOCK set and tag of a key (as its words).

@@ -12,6 +12,7 @@ use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, PacketSummary, ProbeSet, Rule, SourceKey, SourceState,
     block::{Block4Data, CpuLocal, autoblock, counts},
     config::global_flags,
+    feed::{self, FeedDrops, FeedEntry},
     frag::{FragKey, FragState},
     maps as m,
     probation::PROBATION_SETS,
@@ -49,7 +50,32 @@ pub(crate) static BLOCK4: LpmTrie<Block4Data, BlockEntry> = LpmTrie::with_max_en
 #[map]
 pub(crate) static BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(m::PREFIXES_MAX, 1);
 
-/// How many BLOCK4/BLOCK6 prefixes reach into each IPv4 /16 and each bucket of IPv6 /32s
+/// Threat feeds ([`ipscan_common::feed`]): two tries per family, FEEDCTL's live word says which
+/// one is read; user space writes them all.
+#[map]
+pub(crate) static FEED4_A: LpmTrie<Block4Data, FeedEntry> = LpmTrie::with_max_entries(feed::V4_MAX, 1);
+
+#[map]
+pub(crate) static FEED4_B: LpmTrie<Block4Data, FeedEntry> = LpmTrie::with_max_entries(feed::V4_MAX, 1);
+
+#[map]
+pub(crate) static FEED6_A: LpmTrie<[u8; 16], FeedEntry> = LpmTrie::with_max_entries(feed::V6_MAX, 1);
+
+#[map]
+pub(crate) static FEED6_B: LpmTrie<[u8; 16], FeedEntry> = LpmTrie::with_max_entries(feed::V6_MAX, 1);
+
+#[map]
+pub(crate) static FEEDCTL: Array<u64> = Array::with_max_entries(feed::ctl::SLOTS, 0);
+
+/// The sets' names and sizes: user space's alone, here so that the loader makes and pins it.
+#[map]
+pub(crate) static FEEDSETS: Array<feed::FeedSet> = Array::with_max_entries(feed::SETS, 0);
+
+/// Each set's drops, per CPU.
+#[map]
+pub(crate) static FEEDDROPS: PerCpuArray<FeedDrops> = PerCpuArray::with_max_entries(feed::SETS, 0);
+
+/// How many BLOCK4/BLOCK6 and feed prefixes reach into each IPv4 /16 and each bucket of IPv6 /32s
 /// ([`counts`]): a sender whose bucket counts none is not looked up in the tries. Written by user
 /// space only (atomic adds through mmap).
 #[map]
