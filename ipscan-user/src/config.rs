@@ -22,6 +22,7 @@
 //! reported as `FILE:LINE: problem`.
 
 pub mod crowdsec;
+pub mod feedlist;
 pub mod kernel;
 
 use std::{

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod events;
+pub mod feeds;
 pub mod loader;
 pub mod mmap;
 pub mod persist;

@@ -46,6 +46,23 @@ pub struct Snapshot {
     /// Packets and bytes dropped by the blocks that exist now (each entry counts its own).
     pub block_packets: u64,
     pub block_bytes: u64,
+    /// The threat feed sets, by name, with their prefixes and drops.
+    pub sets: Vec<crate::kernel::feeds::SetRow>,
+}
+
+/// A threat feed set as JSON (`ipscan stats --json`, `ipscan block sets --json`).
+pub fn set_json(r: &crate::kernel::feeds::SetRow) -> serde_json::Value {
+    let now = crate::clock::monotonic_ns();
+    serde_json::json!({
+        "name": r.name,
+        "ipv4": r.v4,
+        "ipv6": r.v6,
+        "dropped_packets": r.packets,
+        "dropped_bytes": r.bytes,
+        "expires_in_s": (r.expires_ns != 0).then(|| r.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),
+        "loaded_unix": r.loaded_unix_ns / 1_000_000_000,
+        "source": r.source,
+    })
 }
 
 impl Snapshot {
@@ -70,6 +87,7 @@ impl Snapshot {
                 "dropped_packets": self.block_packets,
                 "dropped_bytes": self.block_bytes,
             },
+            "sets": self.sets.iter().map(set_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -132,6 +150,7 @@ pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
         snap.block_packets += row.entry.packets;
         snap.block_bytes += row.entry.bytes;
     }
+    snap.sets = tables.feeds().map_or_else(Vec::new, |f| f.sets());
     Ok(snap)
 }
 

@@ -20,7 +20,10 @@ use ipscan_common::{
 
 use crate::{
     config::IpNet,
-    kernel::mmap::{Mapped, MmapError, map_array},
+    kernel::{
+        feeds::{FeedError, Feeds},
+        mmap::{Mapped, MmapError, map_array},
+    },
     log::format,
 };
 
@@ -320,14 +323,14 @@ impl Counts {
     }
 
     /// Counts `net` in each of its buckets (before it is inserted).
-    fn up(&self, net: &IpNet) {
+    pub(crate) fn up(&self, net: &IpNet) {
         count_up(&self.words, net);
     }
 
     /// Takes `net` out of each of its buckets (after it was removed). A count of zero stays
     /// zero: a prefix that BLOCKCOUNTS never counted (see [`count_kept_prefixes`]) may be
     /// removed, and must not take another prefix's count with it by wrapping.
-    fn down(&self, net: &IpNet) {
+    pub(crate) fn down(&self, net: &IpNet) {
         for i in net_buckets(net) {
             let _ = count_word(&self.words, i).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
         }
@@ -422,7 +425,7 @@ fn count_into(counts: &Map, name: &'static str, nets: Vec<IpNet>) -> Result<usiz
     Ok(nets.len())
 }
 
-/// Counts the prefixes of a BLOCK4 and BLOCK6 kept from an ipscan before BLOCKCOUNTS (or kept
+/// Counts the prefixes of a BLOCK4 and BLOCK6 (and the feed tries) kept from an ipscan before BLOCKCOUNTS (or kept
 /// while BLOCKCOUNTS was made anew) in their buckets, and returns how many. The loader runs it,
 /// before the program is attached, only for a BLOCKCOUNTS it made anew: counted again, the
 /// prefixes would be counted twice (harmless, but never undone).
@@ -430,11 +433,23 @@ pub fn count_kept_prefixes(ebpf: &Ebpf) -> Result<usize, TableError> {
     let map = |name| ebpf.map(name).ok_or(TableError::Missing { name });
     let block4: LpmTrie<&MapData, Block4Data, BlockEntry> = conv_ref(map(maps::BLOCK4)?, maps::BLOCK4)?;
     let block6: LpmTrie<&MapData, [u8; 16], BlockEntry> = conv_ref(map(maps::BLOCK6)?, maps::BLOCK6)?;
-    let nets = block4
+    let mut nets: Vec<IpNet> = block4
         .keys()
         .filter_map(|k| k.ok().and_then(|k| block4_net(&k)))
-        .chain(block6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))));
-    count_into(map(maps::BLOCKCOUNTS)?, maps::BLOCKCOUNTS, nets.collect())
+        .chain(block6.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))))
+        .collect();
+    // The feeds' prefixes, each once whatever its tries.
+    let mut fed = std::collections::HashSet::new();
+    for name in [maps::FEED4_A, maps::FEED4_B] {
+        let t: LpmTrie<&MapData, Block4Data, ipscan_common::feed::FeedEntry> = conv_ref(map(name)?, name)?;
+        fed.extend(t.keys().filter_map(|k| k.ok().and_then(|k| block4_net(&k))));
+    }
+    for name in [maps::FEED6_A, maps::FEED6_B] {
+        let t: LpmTrie<&MapData, [u8; 16], ipscan_common::feed::FeedEntry> = conv_ref(map(name)?, name)?;
+        fed.extend(t.keys().filter_map(|k| k.ok().and_then(|k| net6(&k))));
+    }
+    nets.extend(fed);
+    count_into(map(maps::BLOCKCOUNTS)?, maps::BLOCKCOUNTS, nets)
 }
 
 fn conv_ref<'a, T: TryFrom<&'a Map, Error = MapError>>(m: &'a Map, name: &'static str) -> Result<T, TableError> {
@@ -456,6 +471,8 @@ pub struct Tables {
     allow6: LpmTrie<MapData, [u8; 16], u32>,
     /// None for the pins of a running ipscan from before ALLOWCOUNTS.
     allow_counts: Option<Counts>,
+    /// The threat feeds; None for the pins of a running ipscan from before them.
+    feeds: Option<Feeds>,
 }
 
 /// An auto-block's entry with the drops the CPUs hold for it added ([`PendingDrops`]).
@@ -503,7 +520,7 @@ fn v4_key(net: &IpNet) -> Option<Key<[u8; 4]>> {
     }
 }
 
-fn v6_key(net: &IpNet) -> Option<Key<[u8; 16]>> {
+pub(crate) fn v6_key(net: &IpNet) -> Option<Key<[u8; 16]>> {
     match net.addr() {
         IpAddr::V6(a) => Some(Key::new(net.prefix() as u32, masked(a.octets(), net.prefix()))),
         IpAddr::V4(_) => None,
@@ -525,14 +542,14 @@ fn host_key(net: &IpNet) -> Option<AddrKey> {
 }
 
 /// The BLOCK4 key of an IPv4 prefix ([`Block4Data`]).
-fn block4_key(net: &IpNet) -> Option<Key<Block4Data>> {
+pub(crate) fn block4_key(net: &IpNet) -> Option<Key<Block4Data>> {
     v4_key(net).map(|k| {
         let d = k.data();
         Key::new(k.prefix_len(), block4_data(d))
     })
 }
 
-fn block4_net(k: &Key<Block4Data>) -> Option<IpNet> {
+pub(crate) fn block4_net(k: &Key<Block4Data>) -> Option<IpNet> {
     let d = k.data();
     IpNet::new(IpAddr::from([d[0], d[1], d[2], d[3]]), k.prefix_len() as u8)
 }
@@ -541,7 +558,7 @@ fn net4(k: &Key<[u8; 4]>) -> Option<IpNet> {
     IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
 }
 
-fn net6(k: &Key<[u8; 16]>) -> Option<IpNet> {
+pub(crate) fn net6(k: &Key<[u8; 16]>) -> Option<IpNet> {
     IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
 }
 
@@ -566,7 +583,16 @@ impl Tables {
             allow4: conv(take(ebpf, maps::ALLOW4)?, maps::ALLOW4)?,
             allow6: conv(take(ebpf, maps::ALLOW6)?, maps::ALLOW6)?,
             allow_counts: Some(Counts::new(take(ebpf, maps::ALLOWCOUNTS)?, maps::ALLOWCOUNTS)?),
+            feeds: Some(Feeds::new(|name| take(ebpf, name), None)?),
         })
+    }
+
+    /// Makes feed changes take the lock of the pin directory `dir` (the daemon's, which the
+    /// CLI also writes through).
+    pub fn lock_feeds_on(&mut self, dir: &Path) {
+        if let Some(f) = &mut self.feeds {
+            f.lock_on(dir);
+        }
     }
 
     /// Opens a daemon's pinned maps (the CLI).
@@ -586,7 +612,22 @@ impl Tables {
             allow_counts: pinned_if_there(dir, maps::ALLOWCOUNTS)?
                 .map(|m| Counts::new(m, maps::ALLOWCOUNTS))
                 .transpose()?,
+            feeds: Feeds::open_pinned(dir)?,
         })
+    }
+
+    /// The threat feeds (None: the running program predates them).
+    pub fn feeds(&self) -> Option<&Feeds> {
+        self.feeds.as_ref()
+    }
+
+    /// The threat feeds, to change, with BLOCKCOUNTS; an error when the running program
+    /// predates them.
+    pub fn feeds_mut(&mut self) -> Result<(&mut Feeds, Option<&Counts>), FeedError> {
+        match &mut self.feeds {
+            Some(f) => Ok((f, self.counts.as_ref())),
+            None => Err(FeedError::Unsupported),
+        }
     }
 
     /// Blocks a prefix until `now + ttl_ns` (zero: forever). Replaces an entry of the same prefix.
@@ -895,7 +936,9 @@ impl Tables {
 
     /// Which lists hold entries: the CONFIG flags that make the kernel look at them.
     pub fn presence_flags(&self) -> u32 {
-        let manual = self.block4.keys().next().is_some() || self.block6.keys().next().is_some();
+        let manual = self.block4.keys().next().is_some()
+            || self.block6.keys().next().is_some()
+            || self.feeds.as_ref().is_some_and(Feeds::any);
         let auto = self.auto.iter().next().is_some();
         (if manual { global_flags::BLOCKLIST } else { 0 }) | (if auto { global_flags::AUTOBLOCKS } else { 0 })
     }
