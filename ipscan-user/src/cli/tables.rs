@@ -6,8 +6,9 @@ use clap::Subcommand;
 use super::Daemons;
 use crate::{
     clock,
-    config::{self, IpNet},
+    config::{self, IpNet, feedlist},
     kernel::{
+        feeds::{self, NewSet},
         loader, pins,
         tables::{self, Tables},
     },
@@ -33,11 +34,15 @@ pub struct BlockArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BlockAction {
-    /// List blocked prefixes and addresses with their drop counts and time left.
+    /// List blocked prefixes and addresses with their drop counts and time left (with --set, the
+    /// prefixes of that threat feed set).
     List {
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the prefixes of this set (see `import`).
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
     },
     /// Block an address or prefix (ADDR or ADDR/LEN, IPv4 or IPv6).
     Add {
@@ -47,13 +52,37 @@ pub enum BlockAction {
         #[arg(long)]
         ttl: Option<String>,
     },
-    /// Remove a blocked address or prefix (also a kernel auto-block of that address).
+    /// Remove a blocked address or prefix (also a kernel auto-block of that address), or a
+    /// whole threat feed set (--set).
     Del {
         /// Address or prefix to unblock, as it was added.
-        prefix: String,
+        #[arg(required_unless_present = "set", conflicts_with = "set")]
+        prefix: Option<String>,
+        /// Remove this set with all its prefixes.
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
     },
-    /// Remove every block.
+    /// Remove every block (threat feed sets stay: `del --set NAME`).
     Flush,
+    /// Load a threat feed into a named set, replacing the set whole (a packet sees the old set
+    /// or the new one, never half): plain lists, Spamhaus DROP/EDROP (text or JSON), FireHOL
+    /// .netset; IPv4 and IPv6.
+    Import {
+        /// The list, or - for standard input.
+        file: String,
+        /// The set's name (default: the file's name without its extension).
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
+        /// Lift the set this long after the import unless imported again (90s, 10m, 1h, 1d).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// List the threat feed sets with their prefixes and drops.
+    Sets {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -156,15 +185,22 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
             parse_net(prefix)?;
             ttl_ns(ttl.as_deref())?;
         }
-        BlockAction::Del { prefix } => {
+        BlockAction::Del { prefix: Some(prefix), .. } => {
             parse_net(prefix)?;
         }
-        BlockAction::List { .. } | BlockAction::Flush => {}
+        BlockAction::Import { file, set, ttl } => {
+            let list = read_list(file, set.as_deref())?;
+            let ttl = ttl_ns(ttl.as_deref())?;
+            return import(&args.place, &list, ttl);
+        }
+        BlockAction::Sets { json } => return sets(&args.place, *json),
+        BlockAction::List { set: Some(name), json } => return list_set(&args.place, name, *json),
+        BlockAction::Del { prefix: None, .. } | BlockAction::List { .. } | BlockAction::Flush => {}
     }
     let mut all = tables(&args.place)?;
     let now = clock::monotonic_ns();
     match args.action {
-        BlockAction::List { json } => {
+        BlockAction::List { json, .. } => {
             let rows = rows_of(&all, Tables::blocks);
             if json {
                 let v: Vec<serde_json::Value> = rows
@@ -229,8 +265,20 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        BlockAction::Del { prefix } => {
-            let net = parse_net(&prefix)?;
+        BlockAction::Del { set: Some(name), .. } => {
+            for (iface, t) in &mut all {
+                let (feeds, counts) = t.feeds_mut().with_context(|| iface.clone())?;
+                let r = feeds.remove(counts, &name).with_context(|| iface.clone())?;
+                eprintln!(
+                    "ipscan: {iface}: removed set {name} ({} prefixes) - dropped {} packets ({} bytes)",
+                    r.v4 + r.v6,
+                    r.packets,
+                    r.bytes
+                );
+            }
+        }
+        BlockAction::Del { prefix, .. } => {
+            let net = parse_net(prefix.as_deref().unwrap_or_default())?;
             let mut found = false;
             for (iface, t) in &mut all {
                 let dry_run = dry_run(&args.place, iface);
@@ -251,6 +299,134 @@ pub(super) fn block(args: BlockArgs) -> anyhow::Result<()> {
                 let n = t.flush_blocks().len();
                 eprintln!("ipscan: {iface}: removed {n} blocks");
             }
+        }
+        BlockAction::Import { .. } | BlockAction::Sets { .. } => {}
+    }
+    Ok(())
+}
+
+/// A threat feed read and checked, ready to import.
+struct List {
+    name: String,
+    nets: Vec<IpNet>,
+    /// The file as given, or `-`.
+    source: String,
+}
+
+/// Reads and checks a list (`-`: standard input): every line before anything changes.
+fn read_list(file: &str, set: Option<&str>) -> anyhow::Result<List> {
+    let name = match set {
+        Some(n) => n.to_owned(),
+        None if file == "-" => anyhow::bail!("reading standard input needs --set NAME"),
+        None => std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).map(str::to_owned).unwrap_or_default(),
+    };
+    if !feeds::valid_name(&name) {
+        anyhow::bail!(
+            "invalid set name \"{name}\": 1 to 31 letters, digits, '-', '_' or '.'{}",
+            if set.is_none() { " (name it with --set NAME)" } else { "" }
+        );
+    }
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+    };
+    let nets = feedlist::parse(&text, file)?;
+    let source = if file == "-" {
+        "-".to_owned()
+    } else {
+        std::fs::canonicalize(file).map_or_else(|_| file.to_owned(), |p| p.display().to_string())
+    };
+    Ok(List { name, nets, source })
+}
+
+/// `block import`: the set replaced whole on every interface.
+fn import(place: &Daemons, list: &List, ttl_ns: u64) -> anyhow::Result<()> {
+    let mut all = tables(place)?;
+    refuse_uncounted(&all, place, ipscan_common::maps::BLOCKCOUNTS, "a set", |t| t.counts().is_some())?;
+    let unix_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    for (iface, t) in &mut all {
+        let started = std::time::Instant::now();
+        let expires_ns = if ttl_ns == 0 { 0 } else { clock::monotonic_ns() + ttl_ns };
+        let (f, counts) = t.feeds_mut().with_context(|| iface.clone())?;
+        let set =
+            NewSet { name: &list.name, nets: &list.nets, expires_ns, source: &list.source, loaded_unix_ns: unix_ns };
+        let c = f.import(counts, &set).with_context(|| iface.clone())?;
+        if c.v4 + c.v6 > 0 {
+            tables::set_pinned_flags(
+                &pins::iface_dir(&place.pin_root, iface),
+                ipscan_common::config::global_flags::BLOCKLIST,
+            )?;
+        }
+        let ttl = if ttl_ns == 0 { String::new() } else { format!(" for {} s", ttl_ns / 1_000_000_000) };
+        eprintln!(
+            "ipscan: {iface}: set {}: {} prefixes ({} IPv4, {} IPv6){ttl}: {} added, {} removed in {:.2} s",
+            list.name,
+            c.v4 + c.v6,
+            c.v4,
+            c.v6,
+            c.added,
+            c.removed,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `block sets`.
+fn sets(place: &Daemons, json: bool) -> anyhow::Result<()> {
+    let all = tables(place)?;
+    let rows = rows_of(&all, |t| t.feeds().map_or_else(Vec::new, |f| f.sets()));
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(iface, r)| {
+                let mut j = crate::kernel::stats::set_json(r);
+                j["iface"] = iface.as_str().into();
+                j
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    let now = clock::monotonic_ns();
+    println!(
+        "{:<16} {:<24} {:>9} {:>9} {:>10} {:>12} {:>14}  SOURCE",
+        "IFACE", "SET", "IPV4", "IPV6", "EXPIRES", "PACKETS", "BYTES"
+    );
+    for (iface, r) in &rows {
+        let exp = match secs_left(r.expires_ns, now) {
+            None => "never".to_owned(),
+            Some(s) => format!("{s}s"),
+        };
+        println!(
+            "{:<16} {:<24} {:>9} {:>9} {:>10} {:>12} {:>14}  {}",
+            iface, r.name, r.v4, r.v6, exp, r.packets, r.bytes, r.source
+        );
+    }
+    Ok(())
+}
+
+/// `block list --set NAME`: its prefixes, one a line (JSON: one array of objects).
+fn list_set(place: &Daemons, name: &str, json: bool) -> anyhow::Result<()> {
+    let all = tables(place)?;
+    let mut rows = Vec::new();
+    for (iface, t) in &all {
+        let f = t.feeds().ok_or(feeds::FeedError::Unsupported).with_context(|| iface.clone())?;
+        for n in f.prefixes(name).with_context(|| iface.clone())? {
+            rows.push((iface.clone(), n));
+        }
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(iface, n)| serde_json::json!({ "iface": iface, "set": name, "prefix": tables::show(n) }))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        println!("{:<16} PREFIX", "IFACE");
+        for (iface, n) in &rows {
+            println!("{:<16} {}", iface, tables::show(n));
         }
     }
     Ok(())
@@ -372,6 +548,15 @@ pub(super) fn stats(args: StatsArgs) -> anyhow::Result<()> {
         println!("  {:<18} {:>14} of {}", "autoblock", s.autoblock, s.autoblock_max);
         println!("  {:<18} {:>14}", "manual_blocks", s.manual_blocks);
         println!("  {:<18} {:>14} ({} bytes)", "block_drops", s.block_packets, s.block_bytes);
+        for r in &s.sets {
+            println!(
+                "  {:<18} {:>14} prefixes, dropped {} packets ({} bytes)",
+                format!("set {}", r.name),
+                r.v4 + r.v6,
+                r.packets,
+                r.bytes
+            );
+        }
     }
     Ok(())
 }

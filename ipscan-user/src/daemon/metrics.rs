@@ -186,6 +186,32 @@ pub fn render(scrape: &[IfaceScrape]) -> String {
         f.sample("ipscan_blocklist_dropped_bytes", &[("iface", iface)], k.block_bytes);
     }
 
+    if kernel().any(|(_, k)| !k.sets.is_empty()) {
+        f.head("ipscan_set_prefixes", "gauge", "Prefixes in each threat feed set (ipscan block import), by family.");
+        for (iface, k) in kernel() {
+            for r in &k.sets {
+                f.sample("ipscan_set_prefixes", &[("iface", iface), ("set", &r.name), ("family", "ipv4")], r.v4 as u64);
+                f.sample("ipscan_set_prefixes", &[("iface", iface), ("set", &r.name), ("family", "ipv6")], r.v6 as u64);
+            }
+        }
+        f.head(
+            "ipscan_set_dropped_packets_total",
+            "counter",
+            "Frames dropped because a threat feed set lists their source.",
+        );
+        for (iface, k) in kernel() {
+            for r in &k.sets {
+                f.sample("ipscan_set_dropped_packets_total", &[("iface", iface), ("set", &r.name)], r.packets);
+            }
+        }
+        f.head("ipscan_set_dropped_bytes_total", "counter", "IP payload bytes of the frames each set dropped.");
+        for (iface, k) in kernel() {
+            for r in &k.sets {
+                f.sample("ipscan_set_dropped_bytes_total", &[("iface", iface), ("set", &r.name)], r.bytes);
+            }
+        }
+    }
+
     f.head("ipscan_repeat_offenders", "gauge", "Sources remembered as blocked before (block ... escalate).");
     for s in scrape {
         f.sample("ipscan_repeat_offenders", &[("iface", &s.iface)], s.offenders);

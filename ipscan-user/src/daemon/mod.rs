@@ -5,6 +5,7 @@
 #![expect(clippy::result_large_err, reason = "one-off start-up errors; see above")]
 
 pub mod metrics;
+mod sets;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -216,6 +217,8 @@ struct Interface {
     link: Option<aya::programs::xdp::XdpLinkId>,
     sources: BpfHashMap<MapData, SourceKey, SourceState>,
     tables: Tables,
+    /// The threat feed sets as last seen (logged, saved).
+    sets: sets::SetWatch,
     listen: Option<BpfHashMap<MapData, u32, u8>>,
     tracker: Tracker,
     state_file: PathBuf,
@@ -336,7 +339,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
         }
         load(e)
     })?;
-    let kept = pin_dir.map(|d| pins::Kept::open(&d, &maps::PINNED)).transpose()?;
+    let kept = pin_dir.as_ref().map(|d| pins::Kept::open(d, &maps::PINNED)).transpose()?;
     kernel.apply(&mut ebpf).map_err(|source| DaemonError::Apply { iface: iface.to_owned(), source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> = take_map(&mut ebpf, iface, maps::SOURCES)?;
     let ring: RingBuf<MapData> = take_map(&mut ebpf, iface, maps::EVENTS)?;
@@ -380,6 +383,13 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
             Ok(_) => {}
             Err(e) => notes.push(format!("ipscan: {iface}: not restoring blocks: {}", loader::error_chain(&e))),
         }
+    }
+    if let Some(dir) = &pin_dir {
+        tables.lock_feeds_on(dir);
+    }
+    let mut sets = sets::SetWatch::new(&tables, &cfg.state_dir, iface);
+    if let Some(note) = sets.restore(&mut tables, monotonic_ns()) {
+        notes.push(format!("ipscan: {iface}: {note}"));
     }
     // Restored auto-blocks of sources that are allowlisted now do not come back.
     for a in tables.allows() {
@@ -441,6 +451,7 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
             link: Some(attached.link),
             sources,
             tables,
+            sets,
             listen: listen_map,
             tracker,
             state_file,
@@ -662,7 +673,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                 ticks += 1;
                 let now = monotonic_ns();
                 for a in &mut ifaces {
-                    let Interface { sources, tracker, tables, listen: listen_map, .. } = a;
+                    let Interface { sources, tracker, tables, sets, listen: listen_map, .. } = a;
                     let mut doomed = Vec::new();
                     let lines = tracker.sweep(
                         now,
@@ -700,6 +711,9 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                                 ..Default::default()
                             },
                         })?;
+                    }
+                    for text in sets.tick(tables, now) {
+                        write_line(&mut out, &Line { at_ns: now, text, detected: None, meta: Default::default() })?;
                     }
                     if let Some(m) = listen_map {
                         listen::sync(m, &listen::current());
@@ -746,6 +760,13 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
 
+    // The sets as they are at the end: what changed since the last tick is logged and saved.
+    let now = monotonic_ns();
+    for a in &mut ifaces {
+        for text in a.sets.tick(&mut a.tables, now) {
+            write_line(&mut out, &Line { at_ns: now, text, detected: None, meta: Default::default() })?;
+        }
+    }
     report_loss(&mut ifaces, &mut out, true)?;
     let _ = out.sink.finish(&Local::now());
     for a in &mut ifaces {

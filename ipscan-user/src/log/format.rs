@@ -135,6 +135,20 @@ pub fn unblock(dry_run: bool, source: &str, packets: u64, bytes: u64) -> String 
     if dry_run { would_unblock(source, packets, bytes) } else { unblocked(source, packets, bytes) }
 }
 
+/// A threat feed's set, new or replaced: `Set drop loaded: 1234 prefixes (1200 IPv4, 34 IPv6)
+/// from /etc/ipscan/drop.txt`.
+pub fn set_loaded(name: &str, v4: u32, v6: u32, source: &str) -> String {
+    let from = if source.is_empty() { String::new() } else { format!(" from {source}") };
+    format!("Set {name} loaded: {} prefixes ({v4} IPv4, {v6} IPv6){from}", v4 + v6)
+}
+
+/// A set gone (`expired`: its `--ttl` lapsed; else removed): `Set drop expired - dropped 31
+/// packets (744 bytes).`
+pub fn set_gone(name: &str, expired: bool, packets: u64, bytes: u64) -> String {
+    let how = if expired { "expired" } else { "removed" };
+    format!("Set {name} {how} - dropped {packets} packets ({bytes} bytes).")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
