@@ -295,6 +295,40 @@ fn top_shows_the_scanner_in_mode_and_blocked_with_rates_and_quits() {
 }
 
 #[test]
+fn top_shows_each_threat_feed_set_with_its_drop_rate() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, "set scans_only\n");
+    let _d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+    let list = dir.join("drop.txt");
+    fs::write(&list, "198.18.0.1/32 ; SBL1\n203.0.113.0/24 ; SBL2\n").expect("write");
+    let (ok, _, err) = cli(&["block", "import", list.to_str().expect("utf8"), "--ttl", "1h", "-i", &bed.victim_if]);
+    assert!(ok, "{err}");
+    let _ping = Background(
+        bed.attacker
+            .cmd("ping")
+            .args(["-q", "-i", "0.2", "-c", "200", VICTIM4])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ping"),
+    );
+    let status = dir.join("top.status");
+    let tmux = Tmux::start(&top_command(&bed.victim_if, &status));
+    let screen = tmux.wait_screen("the set with its drop rate", |s| {
+        let blocks = table_rows(s, "Blocked:");
+        row_of(&blocks, "set drop (2 prefixes)").and_then(|r| number(r.get(5))).is_some_and(|x| x > 0.0)
+    });
+    let blocks = table_rows(&screen, "Blocked:");
+    let row = row_of(&blocks, "set drop (2 prefixes)").expect("row");
+    assert_eq!(row[1..3], [bed.victim_if.clone(), "feed".to_owned()], "{screen}");
+    assert!(row[3].parse::<u64>().expect("packets") >= 1, "{screen}");
+    assert!((3500..=3600).contains(&seconds(&row[6])), "{screen}");
+    tmux.keys("q");
+    tmux.wait_end(Duration::from_secs(5));
+}
+
+#[test]
 fn without_a_daemon_or_privileges_top_is_one_clear_line() {
     require_root();
     let dir = TempDir::new();

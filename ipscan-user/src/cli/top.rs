@@ -28,6 +28,7 @@ use super::Daemons;
 use crate::{
     clock::monotonic_ns,
     kernel::{
+        feeds::SetRow,
         loader, pins,
         tables::{self, BlockRow, TableError, Tables},
     },
@@ -136,6 +137,8 @@ pub struct IfaceReading {
     pub active: Vec<ActiveSource>,
     /// Blocklist and auto-block entries.
     pub blocks: Vec<BlockRow>,
+    /// The threat feed sets, each one row of the block table.
+    pub sets: Vec<SetRow>,
     /// Every SOURCES entry's window start and packets (rates of sources that just entered a mode).
     counts: HashMap<SourceKey, Count>,
     /// Sources on probation ([`crate::kernel::stats::probation`]): one port or packet so far.
@@ -164,7 +167,7 @@ impl IfaceReading {
                 active.push(ActiveSource { key, state });
             }
         }
-        Self { iface, running, stats, active, blocks, counts, probation: 0 }
+        Self { iface, running, stats, active, blocks, sets: Vec::new(), counts, probation: 0 }
     }
 
     fn stat(&self, slot: u32) -> u64 {
@@ -209,6 +212,7 @@ fn read_iface(place: &Daemons, iface: &str, now: u64) -> Result<IfaceReading, To
     let mut snap =
         IfaceReading::from_parts(iface.to_owned(), place.running(iface), stats, &config, entries, tables.blocks(), now);
     snap.probation = probation;
+    snap.sets = tables.feeds().map_or_else(Vec::new, |f| f.sets());
     Ok(snap)
 }
 
@@ -408,6 +412,30 @@ pub fn view(prev: Option<&Reading>, cur: &Reading, refresh: Duration) -> View {
                     e.bytes.to_string(),
                     rate_text(rate),
                     time_left(e.expires_ns, now),
+                ],
+            ));
+        }
+    }
+    for i in &cur.ifaces {
+        let before = prev.and_then(|p| p.iface(&i.iface));
+        for set in &i.sets {
+            let rate = secs.map(|secs| {
+                let old = before
+                    .and_then(|p| p.sets.iter().find(|o| o.name == set.name && o.loaded_unix_ns == set.loaded_unix_ns))
+                    .map_or(0, |o| o.packets);
+                per_sec(old, set.packets, secs)
+            });
+            blocks.push((
+                rate.unwrap_or(0.0),
+                set.packets,
+                [
+                    format!("set {} ({} prefixes)", set.name, set.v4 + set.v6),
+                    i.iface.clone(),
+                    "feed".to_owned(),
+                    set.packets.to_string(),
+                    set.bytes.to_string(),
+                    rate_text(rate),
+                    time_left(set.expires_ns, now),
                 ],
             ));
         }
