@@ -155,7 +155,10 @@ fn feeds_drop_in_the_kernel_per_set_and_are_replaced_whole() {
     // A set removed by name.
     let (ok, _, err) = cli(&["block", "del", "--set", "firehol_level1", "-i", i]);
     assert!(ok, "{err}");
-    assert!(err.trim().starts_with(&format!("ipscan: {i}: removed set firehol_level1 (2 prefixes) - dropped ")), "{err}");
+    assert!(
+        err.trim().starts_with(&format!("ipscan: {i}: removed set firehol_level1 (2 prefixes) - dropped ")),
+        "{err}"
+    );
     assert!(connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "set removed");
     d.wait_all(&["Set firehol_level1 removed.".to_owned()]);
     let (ok, _, err) = cli(&["block", "del", "--set", "firehol_level1", "-i", i]);
