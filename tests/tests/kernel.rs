@@ -556,6 +556,69 @@ fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
     assert_eq!(p.stat(stats::BLOCKED), 6);
 }
 
+/// Threat feed sets: a listed source is dropped on the fast path, IPv4 and IPv6, and counted for
+/// the first set that lists its prefix; the allowlist wins; each import flips the trie the program
+/// reads, so the verdicts after the second and third imports show that the trie left behind by the
+/// one before had been caught up (a prefix of an earlier set still dropped, a removed set's
+/// prefix no longer).
+#[test]
+fn feed_sets_drop_from_the_live_trie_and_each_import_catches_the_other_up() {
+    use ipscan::kernel::feeds::NewSet;
+    let mut p = Prog::load(&Config::default());
+    let mut t = Tables::from_ebpf(&mut p.ebpf).expect("block tables");
+    let nets = |list: &[&str]| list.iter().map(|n| n.parse::<IpNet>().expect("net")).collect::<Vec<_>>();
+    let import = |t: &mut Tables, name: &str, list: &[IpNet]| {
+        let (f, counts) = t.feeds_mut().expect("feeds");
+        let set = NewSet { name, nets: list, expires_ns: 0, source: "test", loaded_unix_ns: 1 };
+        f.import(counts, &set).expect("import")
+    };
+    let c = import(&mut t, "first", &nets(&["198.18.0.0/24", "2001:db8::/64"]));
+    assert_eq!((c.added, c.removed, c.v4, c.v6), (2, 0, 1, 1));
+    let mut cfg = Config::default();
+    cfg.flags |= t.presence_flags();
+    assert_eq!(cfg.flags & global_flags::BLOCKLIST, global_flags::BLOCKLIST, "a set turns the lookups on");
+    loader::write_config(&mut p.ebpf, &cfg).expect("config");
+
+    let ack = |src: Ipv4Addr| Frame { payload: 100, ..Default::default() }.v4(src, V, &L4::tcp(40000, 443, 0x10));
+    let other = Ipv4Addr::new(198, 19, 7, 7);
+    assert_eq!(p.run_at(SEC, &ack(A)), XDP_DROP, "listed by the first set");
+    assert_eq!(p.run_at(SEC, &Frame::default().v6(A6, V6, &L4::tcp(40000, 443, 0x10))), XDP_DROP, "IPv6");
+    assert_eq!(p.run_at(SEC, &ack(other)), XDP_PASS, "not listed yet");
+
+    // The second import goes into the trie the first one left: it must hold the first set too.
+    let c = import(&mut t, "second", &nets(&["198.18.0.0/24", "198.19.0.0/16"]));
+    assert_eq!((c.added, c.removed, c.v4, c.v6), (2, 0, 2, 0));
+    assert_eq!(p.run_at(2 * SEC, &ack(A)), XDP_DROP, "still listed, now by both sets");
+    assert_eq!(p.run_at(2 * SEC, &ack(other)), XDP_DROP, "listed by the second set");
+    let spared = Ipv4Addr::new(198, 19, 7, 8);
+    t.allow(&IpNet::host(spared.into()), ipscan_common::block::allow_reason::CONFIGURED).expect("allow");
+    assert_eq!(p.run_at(2 * SEC, &ack(spared)), XDP_PASS, "the allowlist wins");
+    let drops = |t: &Tables| {
+        t.feeds().expect("feeds").sets().iter().map(|s| (s.name.clone(), s.packets, s.bytes)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        drops(&t),
+        [("first".to_owned(), 3, 120 + 20 + 120), ("second".to_owned(), 1, 120)],
+        "a prefix in both sets counts for the first"
+    );
+
+    // The first set removed: its own prefix goes, the shared one stays for the second set, in
+    // the trie read now (the one the second import caught up).
+    let gone = t.feeds_mut().map(|(f, c)| f.remove(c, "first")).expect("feeds").expect("remove");
+    assert_eq!((gone.v4, gone.v6, gone.packets), (1, 1, 3));
+    assert_eq!(p.run_at(3 * SEC, &Frame::default().v6(A6, V6, &L4::tcp(40000, 443, 0x10))), XDP_PASS);
+    assert_eq!(p.run_at(3 * SEC, &ack(A)), XDP_DROP, "the second set lists it");
+    assert_eq!(drops(&t), [("second".to_owned(), 2, 240)]);
+    // Replaced by an empty list, the last set leaves nothing to look up.
+    let c = import(&mut t, "second", &[]);
+    assert_eq!((c.added, c.removed), (0, 2));
+    assert_eq!(p.run_at(4 * SEC, &ack(A)), XDP_PASS);
+    assert_eq!(t.presence_flags() & global_flags::BLOCKLIST, 0, "no set holds a prefix");
+    let counts = t.counts().expect("BLOCKCOUNTS");
+    let bucket = ipscan_common::block::counts::bucket(FAMILY_V4, u32::from_le_bytes(A.octets()));
+    assert_eq!(counts.get(bucket), 0, "counted down when the prefixes left both tries");
+}
+
 /// BLOCKCOUNTS counts each prefix blocked by hand in the buckets it reaches into (an IPv4 /16,
 /// every /16 of a shorter prefix, a hashed IPv6 /32, or the one count of shorter IPv6 prefixes);
 /// replacing a prefix does not count it twice, unblocking and the expiry sweep count it down; and
