@@ -196,7 +196,8 @@ fn sets_are_kept_across_a_restart_and_put_back_after_a_reboot() {
     drop(d);
 
     // A reboot empties bpffs: the set comes back from the state directory, with its time left.
-    fs::remove_dir_all(std::path::Path::new("/sys/fs/bpf/ipscan").join(i)).expect("unpin");
+    let reboot = || fs::remove_dir_all(std::path::Path::new("/sys/fs/bpf/ipscan").join(i)).expect("unpin");
+    reboot();
     let mut d = Daemon::start(&bed.victim, i, &dir, &args);
     d.wait_stderr("restored 1 threat feed sets (2 prefixes)", Duration::from_secs(5));
     assert!(!connects(&bed.attacker, OTHER4, VICTIM4, 8080), "restored after a reboot");
@@ -205,5 +206,27 @@ fn sets_are_kept_across_a_restart_and_put_back_after_a_reboot() {
     let left = v[0]["expires_in_s"].as_u64().expect("ttl");
     assert!((3500..=3600).contains(&left), "{v}");
     assert_eq!(v[0]["source"], list.to_str().expect("utf8"), "{v}");
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+
+    // Changed while no daemon runs: a set removed stays removed, one imported is saved when the
+    // daemon starts, and only it comes back after the next reboot.
+    let (ok, _, err) = cli(&["block", "del", "--set", "edrop", "-i", i]);
+    assert!(ok, "{err}");
+    let late = dir.join("late.txt");
+    fs::write(&late, "2001:db8::1\n").expect("write");
+    import(&[late.to_str().expect("utf8"), "-i", i]);
+    let mut d = Daemon::start(&bed.victim, i, &dir, &args);
+    d.wait_all(&[format!("Set late loaded: 1 prefixes (0 IPv4, 1 IPv6) from {}", late.display())]);
+    assert!(connects(&bed.attacker, OTHER4, VICTIM4, 8080), "edrop stays removed");
+    let (status, _) = d.stop();
+    assert!(status.success());
+    drop(d);
+    reboot();
+    let mut d = Daemon::start(&bed.victim, i, &dir, &args);
+    d.wait_stderr("restored 1 threat feed sets (1 prefixes)", Duration::from_secs(5));
+    assert!(connects(&bed.attacker, OTHER4, VICTIM4, 8080), "the removed set did not come back");
+    assert!(!connects(&bed.attacker, ATTACKER6, VICTIM6, 8080), "the late set did");
     let _ = d.stop();
 }

@@ -317,6 +317,9 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
         }
         None => None,
     };
+    // Threat feed sets come back from their saved copies only into maps made now (a reboot, a
+    // new layout); kept maps are the truth, also about sets removed while no daemon ran.
+    let sets_kept = pin_dir.as_ref().is_some_and(|d| d.join(maps::FEEDSETS).exists());
     let load = |source| DaemonError::Load { iface: iface.to_owned(), source };
     let mut ebpf = loader::load_with_ring(
         &LoadOptions {
@@ -387,8 +390,8 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
     if let Some(dir) = &pin_dir {
         tables.lock_feeds_on(dir);
     }
-    let mut sets = sets::SetWatch::new(&tables, &cfg.state_dir, iface);
-    if let Some(note) = sets.restore(&mut tables, monotonic_ns()) {
+    let (sets, note) = sets::SetWatch::start(&mut tables, &cfg.state_dir, iface, sets_kept, monotonic_ns());
+    if let Some(note) = note {
         notes.push(format!("ipscan: {iface}: {note}"));
     }
     // Restored auto-blocks of sources that are allowlisted now do not come back.

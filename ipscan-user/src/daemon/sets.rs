@@ -56,28 +56,58 @@ pub fn sets_dir(state_dir: &Path, iface: &str) -> PathBuf {
 }
 
 impl SetWatch {
-    /// The sets the maps hold now are taken as seen (a restart logs nothing for them).
-    pub fn new(tables: &Tables, state_dir: &Path, iface: &str) -> Self {
-        let seen =
-            tables.feeds().map_or_else(Vec::new, |f| f.sets()).iter().map(|r| (r.name.clone(), Seen::of(r))).collect();
-        Self { seen, dir: sets_dir(state_dir, iface) }
+    /// The watch of an interface's sets, its saved copies made to agree with the maps: put back
+    /// into maps made anew (`kept`: the maps were pinned before; after a reboot they are not),
+    /// else the copies of sets no longer in the maps removed (removed while no daemon ran). A
+    /// set whose copy is not of its last import is saved (and logged) at the first tick. Returns
+    /// a note of what came back.
+    pub fn start(
+        tables: &mut Tables,
+        state_dir: &Path,
+        iface: &str,
+        kept: bool,
+        now_ns: u64,
+    ) -> (Self, Option<String>) {
+        let mut w = Self { seen: BTreeMap::new(), dir: sets_dir(state_dir, iface) };
+        let note = if kept { None } else { w.restore(tables, now_ns) };
+        let rows = tables.feeds().map_or_else(Vec::new, |f| f.sets());
+        for path in w.copies() {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            match rows.iter().find(|r| r.name == name) {
+                Some(r) if saved_stamp(&path) == Some(r.loaded_unix_ns) => {
+                    w.seen.insert(r.name.clone(), Seen::of(r));
+                }
+                Some(_) => {}
+                None => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        (w, note)
     }
 
-    /// Puts the saved sets back when the maps hold none (after a reboot, or on maps made
-    /// anew), each with the time it had left; a note of what came back.
-    pub fn restore(&mut self, tables: &mut Tables, now_ns: u64) -> Option<String> {
+    /// The saved copies (files named as a set may be).
+    fn copies(&self) -> Vec<PathBuf> {
+        let Ok(files) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = files
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(valid_name))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Puts the saved sets back into empty maps, each with the time it had left.
+    fn restore(&mut self, tables: &mut Tables, now_ns: u64) -> Option<String> {
         if tables.feeds().is_none_or(|f| !f.sets().is_empty()) {
             return None;
         }
-        let files = fs::read_dir(&self.dir).ok()?;
         let (mut sets, mut prefixes, mut lapsed, mut bad) = (0, 0, 0, Vec::new());
-        let mut names: Vec<PathBuf> = files.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        names.sort();
-        for path in names {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| valid_name(n)) else {
-                continue;
-            };
-            match restore_one(tables, &path, name, now_ns) {
+        for path in self.copies() {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            match restore_one(tables, &path, &name, now_ns) {
                 Ok(Some(n)) => {
                     sets += 1;
                     prefixes += n;
@@ -89,8 +119,6 @@ impl SetWatch {
                 Err(e) => bad.push(e),
             }
         }
-        self.seen =
-            tables.feeds().map_or_else(Vec::new, |f| f.sets()).iter().map(|r| (r.name.clone(), Seen::of(r))).collect();
         let mut note = (sets + lapsed > 0).then(|| {
             format!(
                 "restored {sets} threat feed sets ({prefixes} prefixes) from {} ({lapsed} had expired)",
@@ -166,6 +194,13 @@ impl SetWatch {
         fs::write(&tmp, text)?;
         fs::rename(tmp, path)
     }
+}
+
+/// The `loaded_unix_ns` a saved copy was made of (its third line).
+fn saved_stamp(path: &Path) -> Option<u64> {
+    use std::io::BufRead;
+    let file = io::BufReader::new(fs::File::open(path).ok()?);
+    file.lines().take(4).map_while(Result::ok).find_map(|l| l.strip_prefix("# loaded_unix_ns: ")?.parse().ok())
 }
 
 /// Imports one saved set; Some(prefixes), or None when it had lapsed.
