@@ -29,13 +29,17 @@ pub enum Detection {
     Smurf = 7,
     /// UDP at a high packet rate, whatever the ports.
     UdpFlood = 8,
+    /// A probe (TCP SYN, UDP, ICMP echo request) to a port or address configured as a tripwire
+    /// (`tripwire tcp|udp PORTS`, `tripwire addr NETS`): no service is there, so whoever probes
+    /// it is scanning. Threshold 1 by default.
+    Tripwire = 9,
 }
 
 /// Number of detection slots in the config (room for more without changing the layout).
 pub const DETECTION_SLOTS: usize = 16;
 
 /// Every detection, in discriminant order.
-pub const DETECTIONS: [Detection; 9] = [
+pub const DETECTIONS: [Detection; 10] = [
     Detection::PortScan,
     Detection::SynScan,
     Detection::FinScan,
@@ -45,6 +49,7 @@ pub const DETECTIONS: [Detection; 9] = [
     Detection::PingFlood,
     Detection::Smurf,
     Detection::UdpFlood,
+    Detection::Tripwire,
 ];
 
 impl Detection {
@@ -96,6 +101,8 @@ impl Detection {
             // iplog's "scan/flood" counted packets only: ipscan's rate detection has its own
             // threshold and window, and `set udp_scan` switches both.
             Detection::UdpFlood => n("udp_flood", "UDP", "scan/flood", "UDP flood", false),
+            // Not in iplog; on only where `tripwire` lines configure ports or addresses.
+            Detection::Tripwire => n("tripwire", "IP", "tripwire", "tripwire", false),
         }
     }
 
@@ -279,6 +286,19 @@ pub fn detections(p: &PacketSummary) -> DetectionSet {
         PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) && !is_traceroute(p) => Detection::PingFlood.bit(),
         PROTO_ICMP | PROTO_ICMPV6 if is_smurf(p) => Detection::Smurf.bit(),
         _ => 0,
+    }
+}
+
+/// A probe a tripwire counts: a TCP SYN without ACK, a UDP datagram (not a traceroute probe) or
+/// an ICMP/ICMPv6 echo request. (The port or address is the kernel's lookup.)
+pub fn is_tripwire_probe(p: &PacketSummary) -> bool {
+    if !p.has_transport() || is_traceroute(p) {
+        return false;
+    }
+    match p.proto {
+        PROTO_TCP => is_connection_attempt(p),
+        PROTO_UDP => true,
+        _ => is_echo_request(p),
     }
 }
 
@@ -568,7 +588,7 @@ mod tests {
             assert_eq!(Detection::from_u8(*d as u8), Some(*d));
             assert_eq!(d.counts_ports(), Detection::counts_ports_at(i));
         }
-        assert_eq!(Detection::from_u8(9), None);
+        assert_eq!(Detection::from_u8(DETECTIONS.len() as u8), None);
         assert_eq!(Detection::from_u8(255), None);
         for v in 1..=12u8 {
             assert_eq!(PacketLine::from_u8(v).map(|l| l as u8), Some(v));

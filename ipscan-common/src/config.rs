@@ -46,6 +46,9 @@ pub mod global_flags {
     /// Drop nothing: a packet a verdict would drop is passed and counted
     /// ([`crate::stats::DRY_RUN_PASSED`]), and an auto-block's event says so.
     pub const DRY_RUN: u32 = 1 << 15;
+    /// `tripwire` lines configured ports (TRIPWIRE) or addresses (TRIPADDR4/TRIPADDR6): probes
+    /// are looked up there ([`crate::Detection::Tripwire`]).
+    pub const TRIPWIRE: u32 = 1 << 16;
 }
 
 /// Per-packet events all sources together may cause per second on one CPU: the per-source
@@ -133,6 +136,8 @@ impl Default for Config {
         detections[Detection::Smurf as usize] = DetectionConfig::new(90, 30);
         // Not in iplog (its UDP "scan/flood" counted packets): 1000 datagrams within 5 s.
         detections[Detection::UdpFlood as usize] = DetectionConfig::new(1000, 5);
+        // Not in iplog: one probe is enough; the mode lasts a minute after the last one.
+        detections[Detection::Tripwire as usize] = DetectionConfig::new(1, 60);
         use global_flags::*;
         Self {
             detections,

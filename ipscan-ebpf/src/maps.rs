@@ -137,6 +137,17 @@ pub(crate) static PKTRATE: LruHashMap<AddrKey, RateState> = LruHashMap::with_max
 #[map]
 pub(crate) static LISTEN: HashMap<u32, u8> = HashMap::with_max_entries(m::LISTEN_MAX, 0);
 
+/// Tripwire (protocol << 16 | port) pairs (`tripwire tcp|udp PORTS`).
+#[map]
+pub(crate) static TRIPWIRE: HashMap<u32, u8> = HashMap::with_max_entries(m::TRIPWIRE_MAX, 0);
+
+/// Tripwire addresses and prefixes (`tripwire addr NETS`).
+#[map]
+pub(crate) static TRIPADDR4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(m::TRIPADDR_MAX, 1);
+
+#[map]
+pub(crate) static TRIPADDR6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(m::TRIPADDR_MAX, 1);
+
 /// Per-CPU scratch for fresh map values too big for the 512-byte BPF stack.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(1, 0);
