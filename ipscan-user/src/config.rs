@@ -114,6 +114,8 @@ pub enum Problem {
     InvalidCrowdSecPoll { value: String },
     #[error("unknown blackhole protocol \"{value}\": expected tcp or udp")]
     InvalidBlackhole { value: String },
+    #[error("unknown tripwire kind \"{value}\": expected tcp, udp or addr")]
+    InvalidTripwire { value: String },
     #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
     InvalidPacketRate { value: String },
     #[error("unknown syslog facility \"{value}\"")]
@@ -297,6 +299,23 @@ pub struct Settings {
     pub escalation: [Option<Escalation>; DETECTION_SLOTS],
     /// `crowdsec ...`: the CrowdSec LAPI as a source of blocks and a sink for detections.
     pub crowdsec: crowdsec::CrowdSec,
+    /// `tripwire tcp|udp PORTS`, `tripwire addr NETS`: where no service is, so that one probe
+    /// there is a detection (ipscan extension).
+    pub tripwire: Tripwires,
+}
+
+/// Ports and addresses where no service is ([`Detection::Tripwire`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tripwires {
+    pub tcp: Vec<u16>,
+    pub udp: Vec<u16>,
+    pub addrs: Vec<IpNet>,
+}
+
+impl Tripwires {
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.udp.is_empty() && self.addrs.is_empty()
+    }
 }
 
 /// How a detection's block grows for a repeat offender: offence `n` (a block of a source whose
@@ -394,6 +413,33 @@ impl Settings {
                         "udp" => self.blackhole_udp = true,
                         _ => return Err(Problem::InvalidBlackhole { value: proto }),
                     }
+                }
+                Ok(())
+            }
+            "tripwire" => {
+                let Some(kind) = tokens.get(1) else {
+                    return Err(Problem::MissingValue { keyword: tokens[0].to_owned(), what: "tcp, udp or addr" });
+                };
+                // `tripwire KIND A,B`: the list as if it followed the keyword.
+                let rest: Vec<&str> = std::iter::once(tokens[0]).chain(tokens[2..].iter().copied()).collect();
+                match kind.to_ascii_lowercase().as_str() {
+                    proto @ ("tcp" | "udp") => {
+                        let proto = if proto == "tcp" { Proto::Tcp } else { Proto::Udp };
+                        let ports = list(&rest, "port list")?
+                            .iter()
+                            .map(|p| port_number(p, proto))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let into = if proto == Proto::Tcp { &mut self.tripwire.tcp } else { &mut self.tripwire.udp };
+                        into.extend(ports);
+                    }
+                    "addr" => {
+                        let nets = list(&rest, "address list")?
+                            .iter()
+                            .map(|n| n.parse::<IpNet>())
+                            .collect::<Result<Vec<_>, _>>()?;
+                        self.tripwire.addrs.extend(nets);
+                    }
+                    _ => return Err(Problem::InvalidTripwire { value: (*kind).to_owned() }),
                 }
                 Ok(())
             }
@@ -1931,6 +1977,31 @@ mod block_keyword_tests {
     use super::*;
 
     #[test]
+    fn tripwires_accumulate_and_bad_ones_are_named() {
+        let s = Settings::parse(
+            "tripwire tcp 23,telnet, 445\ntripwire UDP 161\ntripwire addr 198.18.0.250\ntripwire addr 2001:db8::/64\n",
+            Path::new("x.conf"),
+        )
+        .expect("parses");
+        assert_eq!(s.tripwire.tcp, [23, 23, 445]);
+        assert_eq!(s.tripwire.udp, [161]);
+        assert_eq!(s.tripwire.addrs.len(), 2);
+        assert!(!s.tripwire.is_empty() && Settings::default().tripwire.is_empty());
+        for (text, want) in [
+            ("tripwire icmp 8\n", "x.conf:1: unknown tripwire kind \"icmp\": expected tcp, udp or addr"),
+            ("tripwire\n", "x.conf:1: missing tcp, udp or addr after \"tripwire\""),
+            ("tripwire tcp 70000\n", "x.conf:1: invalid port \"70000\": expected 0 to 65535 or a service name"),
+            (
+                "tripwire addr 198.18.0.300\n",
+                "x.conf:1: invalid address \"198.18.0.300\": expected an IPv4 or IPv6 address (host names are not resolved)",
+            ),
+        ] {
+            let e = Settings::parse(text, Path::new("x.conf")).expect_err(text);
+            assert_eq!(e.to_string(), want, "{text}");
+        }
+    }
+
+    #[test]
     fn block_allow_blackhole_and_drop_synfin() {
         let s = Settings::parse(
             "block syn_scan 1h\nblock portscan off\nblock udp_flood 90s\nallow 198.18.5.0/24, 2001:db8:5::/48\nallow 10.1.1.1\nblackhole tcp,udp\nset drop_synfin\n",
@@ -2022,6 +2093,7 @@ mod shipped_config_tests {
         "block",
         "allow",
         "blackhole",
+        "tripwire",
         "crowdsec",
         "interface",
         "logfile",

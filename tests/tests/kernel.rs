@@ -556,6 +556,48 @@ fn prefixes_blocked_by_hand_are_dropped_on_the_fast_path() {
     assert_eq!(p.stat(stats::BLOCKED), 6);
 }
 
+/// Tripwires: one probe (TCP SYN, UDP datagram, ICMP echo request) to a tripwire port or address
+/// is a detection, and with `block tripwire` its source is dropped from that packet on; other
+/// ports, other addresses, and packets of established flows to a tripwire port are nothing.
+#[test]
+fn one_probe_to_a_tripwire_is_a_detection_and_blocks() {
+    use ipscan::config::{Settings, kernel::KernelSettings};
+    let text = "tripwire tcp 23\ntripwire udp 161\ntripwire addr 198.18.0.250, 2001:db8::250\nblock tripwire 60s\n";
+    let settings = Settings::parse(text, std::path::Path::new("t.conf")).expect("config");
+    let mut k = KernelSettings::from_settings(&settings, &[]).expect("kernel settings");
+    k.config.flags |= global_flags::AUTOBLOCKS;
+    let mut p = Prog::load(&k.config);
+    k.apply(&mut p.ebpf).expect("apply");
+    let trap4 = Ipv4Addr::new(198, 18, 0, 250);
+    let trap6: Ipv6Addr = "2001:db8::250".parse().expect("v6");
+    let b = Ipv4Addr::new(198, 18, 0, 7);
+
+    // Nothing for what is not a tripwire, nor for an established flow's segment to one.
+    assert_eq!(p.run_at(SEC, &Frame::default().v4(b, V, &L4::syn(40000, 80))), XDP_PASS);
+    assert_eq!(p.run_at(SEC, &Frame::default().v4(b, V, &L4::tcp(40000, 23, 0x10))), XDP_PASS);
+    assert_eq!(p.run_at(SEC, &Frame::default().v4(b, V, &L4::Udp { sport: 5000, dport: 162 })), XDP_PASS);
+    assert!(p.detections().is_empty());
+
+    // A SYN to the tripwire port: detected and blocked on that packet, the next one dropped too.
+    assert_eq!(p.run_at(2 * SEC, &Frame::default().v4(A, V, &L4::syn(40000, 23))), XDP_DROP);
+    assert_eq!(p.run_at(2 * SEC, &Frame::default().v4(A, V, &L4::tcp(40001, 443, 0x10))), XDP_DROP, "blocked");
+    let ev = p.detections();
+    let kinds: Vec<(Option<EventKind>, u8)> = ev.iter().map(|e| (e.kind(), e.detection)).collect();
+    let t = Detection::Tripwire as u8;
+    assert_eq!(kinds, [(Some(EventKind::Detected), t), (Some(EventKind::Blocked), t)]);
+    assert_eq!(ev[0].ports[..ev[0].nports as usize], [23]);
+
+    // A ping to a tripwire address (IPv4, IPv6) and a UDP datagram to a tripwire port.
+    let c = Ipv4Addr::new(198, 18, 0, 8);
+    assert_eq!(p.run_at(3 * SEC, &Frame::default().v4(c, trap4, &L4::Icmp { ty: 8, code: 0 })), XDP_DROP);
+    assert_eq!(p.run_at(3 * SEC, &Frame::default().v6(A6, trap6, &L4::Icmp { ty: 128, code: 0 })), XDP_DROP);
+    let d = Ipv4Addr::new(198, 18, 0, 9);
+    assert_eq!(p.run_at(3 * SEC, &Frame::default().v4(d, V, &L4::Udp { sport: 5000, dport: 161 })), XDP_DROP);
+    let detected = p.detections().iter().filter(|e| e.kind() == Some(EventKind::Detected)).count();
+    assert_eq!(detected, 3);
+    assert_eq!(p.stat(stats::AUTOBLOCKS), 4);
+}
+
 /// Threat feed sets: a listed source is dropped on the fast path, IPv4 and IPv6, and counted for
 /// the first set that lists its prefix; the allowlist wins; each import flips the trie the program
 /// reads, so the verdicts after the second and third imports show that the trie left behind by the

@@ -504,9 +504,10 @@ const UNBLOCKED: u32 = 100208;
 const NOT_BLOCKED: u32 = 100209;
 const WOULD_BLOCK: u32 = 100210;
 const WOULD_UNBLOCK: u32 = 100211;
+const TRIPWIRE: u32 = 100212;
 
 /// The levels the rules must have (a line's expected level is its rule's).
-const LEVELS: [(u32, u32); 12] = [
+const LEVELS: [(u32, u32); 13] = [
     (100200, 0),
     (SCAN, 10),
     (FLOOD, 10),
@@ -519,6 +520,7 @@ const LEVELS: [(u32, u32); 12] = [
     (NOT_BLOCKED, 3),
     (WOULD_BLOCK, 3),
     (WOULD_UNBLOCK, 3),
+    (TRIPWIRE, 10),
 ];
 
 fn want_level(rule: u32) -> u32 {
@@ -1070,6 +1072,7 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                 let name = d.names().log_name;
                 let rule = match d {
                     Detection::PingFlood | Detection::Smurf => FLOOD,
+                    Detection::Tripwire => TRIPWIRE,
                     _ => SCAN,
                 };
                 let form = |msg| Form {

@@ -496,3 +496,35 @@ fn replay_matches_the_live_daemon() {
     assert_eq!(live.len(), 13, "{live:?}");
     assert_eq!(live.iter().filter(|l| l.contains(" connection attempt from ")).count(), 9, "{live:?}");
 }
+
+/// A tripwire replays as it runs live: nmap's one probe of port 23 in the SYN scan capture is
+/// the tripwire's detection, and its mode ends a window after it with that one probe's totals.
+#[test]
+fn a_tripwire_port_in_a_capture_replays_as_a_detection() {
+    require_root();
+    let dir = TempDir::new();
+    let conf = dir.join("ipscan.conf");
+    fs::write(&conf, "set scans_only\ntripwire tcp 23\nwindow tripwire 3s\nset syn_scan false\nset portscan false\n")
+        .expect("config");
+    let out = Command::new(ipscan_bin())
+        .env("TZ", "UTC")
+        .arg("replay")
+        .arg(data("nmap-sS-v4.pcap"))
+        .arg("--config")
+        .arg(&conf)
+        .output()
+        .expect("ipscan replay");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let probe = pcap::packets(&data("nmap-sS-v4.pcap"))
+        .into_iter()
+        .find(|p| p.proto == 6 && p.dport == 23)
+        .expect("nmap probed port 23");
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "Nov 27 21:31:05 IP: tripwire detected [port 23] from 198.18.0.1 [port 40000]\n\
+             Nov 27 21:31:08 IP: tripwire mode expired for 198.18.0.1 - received a total of 1 packets ({} bytes).\n",
+            probe.payload
+        )
+    );
+}

@@ -31,6 +31,8 @@ pub enum KconfigError {
     TooManyRules { count: usize, max: usize },
     #[error("too many promisc networks: {count}; the kernel holds at most {max}")]
     TooManyPromisc { count: usize, max: usize },
+    #[error("too many tripwire {what}: {count}; the kernel holds at most {max}")]
+    TooManyTripwires { what: &'static str, count: usize, max: usize },
     #[error("the eBPF object has no map named {name}")]
     MissingMap { name: &'static str },
     #[error("map {name}: {source}")]
@@ -52,6 +54,11 @@ pub struct KernelSettings {
     pub promisc4: Vec<([u8; 4], u8)>,
     /// `promisc` networks, IPv6.
     pub promisc6: Vec<([u8; 16], u8)>,
+    /// `tripwire tcp|udp` ports as TRIPWIRE keys (protocol << 16 | port).
+    pub tripwire_ports: Vec<u32>,
+    /// `tripwire addr` prefixes, IPv4 and IPv6.
+    pub tripaddr4: Vec<([u8; 4], u8)>,
+    pub tripaddr6: Vec<([u8; 16], u8)>,
 }
 
 /// The `set` switches the kernel reads; every other bit of the kernel flags (the hardening
@@ -64,7 +71,8 @@ const MANAGED: u32 = g::LOG_TCP
     | g::FRAG
     | g::VERBOSE
     | g::SCANS_ONLY
-    | g::PROMISC;
+    | g::PROMISC
+    | g::TRIPWIRE;
 
 impl KernelSettings {
     /// Converts settings; `nameservers` are the addresses `ignore_dns` ignores (see
@@ -83,6 +91,7 @@ impl KernelSettings {
             (f.verbose, g::VERBOSE),
             (f.scans_only, g::SCANS_ONLY),
             (!s.promisc.is_empty(), g::PROMISC),
+            (!s.tripwire.is_empty(), g::TRIPWIRE),
         ] {
             if on {
                 flags |= bit;
@@ -101,20 +110,29 @@ impl KernelSettings {
         }
         config.nrules = rules.len() as u32;
 
-        let mut promisc4 = Vec::new();
-        let mut promisc6 = Vec::new();
-        for net in &s.promisc {
-            match net.addr() {
-                IpAddr::V4(a) => promisc4.push((a.octets(), net.prefix())),
-                IpAddr::V6(a) => promisc6.push((a.octets(), net.prefix())),
-            }
-        }
+        let (promisc4, promisc6) = by_family(&s.promisc);
         for count in [promisc4.len(), promisc6.len()] {
             if count > PROMISC_MAX {
                 return Err(KconfigError::TooManyPromisc { count, max: PROMISC_MAX });
             }
         }
-        Ok(Self { config, rules, promisc4, promisc6 })
+        let mut tripwire_ports: Vec<u32> = (s.tripwire.tcp.iter().map(|p| (PROTO_TCP as u32) << 16 | *p as u32))
+            .chain(s.tripwire.udp.iter().map(|p| (PROTO_UDP as u32) << 16 | *p as u32))
+            .collect();
+        tripwire_ports.sort_unstable();
+        tripwire_ports.dedup();
+        let max = maps::TRIPWIRE_MAX as usize;
+        if tripwire_ports.len() > max {
+            return Err(KconfigError::TooManyTripwires { what: "ports", count: tripwire_ports.len(), max });
+        }
+        let (tripaddr4, tripaddr6) = by_family(&s.tripwire.addrs);
+        for count in [tripaddr4.len(), tripaddr6.len()] {
+            let max = maps::TRIPADDR_MAX as usize;
+            if count > max {
+                return Err(KconfigError::TooManyTripwires { what: "networks", count, max });
+            }
+        }
+        Ok(Self { config, rules, promisc4, promisc6, tripwire_ports, tripaddr4, tripaddr6 })
     }
 
     /// The kernel side of `settings` as `ipscan run` and `ipscan replay` write it: CONFIG
@@ -144,7 +162,7 @@ impl KernelSettings {
         Ok(k)
     }
 
-    /// Writes RULES, PROMISC4/6 and CONFIG into a loaded program. Order matters for a reload
+    /// Writes RULES, PROMISC4/6, the tripwires and CONFIG into a loaded program. Order matters for a reload
     /// under traffic: the rules and prefixes are complete before CONFIG says how many rules to
     /// walk and whether to consult the prefixes; new prefixes go in before stale ones go out.
     pub fn apply(&self, ebpf: &mut Ebpf) -> Result<(), KconfigError> {
@@ -160,10 +178,42 @@ impl KernelSettings {
         replace_prefixes(map(ebpf, maps::PROMISC4)?, maps::PROMISC4, &p4)?;
         let p6: Vec<Key<[u8; 16]>> = self.promisc6.iter().map(|(a, p)| Key::new(u32::from(*p), *a)).collect();
         replace_prefixes(map(ebpf, maps::PROMISC6)?, maps::PROMISC6, &p6)?;
+        let t4: Vec<Key<[u8; 4]>> = self.tripaddr4.iter().map(|(a, p)| Key::new(u32::from(*p), *a)).collect();
+        replace_prefixes(map(ebpf, maps::TRIPADDR4)?, maps::TRIPADDR4, &t4)?;
+        let t6: Vec<Key<[u8; 16]>> = self.tripaddr6.iter().map(|(a, p)| Key::new(u32::from(*p), *a)).collect();
+        replace_prefixes(map(ebpf, maps::TRIPADDR6)?, maps::TRIPADDR6, &t6)?;
+        {
+            let err = |source| KconfigError::Map { name: maps::TRIPWIRE, source };
+            let mut ports: aya::maps::HashMap<_, u32, u8> =
+                aya::maps::HashMap::try_from(map(ebpf, maps::TRIPWIRE)?).map_err(err)?;
+            for k in &self.tripwire_ports {
+                ports.insert(k, 1, 0).map_err(err)?;
+            }
+            let stale: Vec<u32> =
+                ports.keys().filter_map(Result::ok).filter(|k| !self.tripwire_ports.contains(k)).collect();
+            for k in stale {
+                ports.remove(&k).map_err(err)?;
+            }
+        }
         let mut arr: Array<_, Config> = Array::try_from(map(ebpf, maps::CONFIG)?)
             .map_err(|source| KconfigError::Map { name: maps::CONFIG, source })?;
         arr.set(0, self.config, 0).map_err(|source| KconfigError::Map { name: maps::CONFIG, source })
     }
+}
+
+/// IPv4 and IPv6 prefixes as (address bytes, prefix length).
+type ByFamily = (Vec<([u8; 4], u8)>, Vec<([u8; 16], u8)>);
+
+/// Prefixes split by family.
+fn by_family(nets: &[IpNet]) -> ByFamily {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for net in nets {
+        match net.addr() {
+            IpAddr::V4(a) => v4.push((a.octets(), net.prefix())),
+            IpAddr::V6(a) => v6.push((a.octets(), net.prefix())),
+        }
+    }
+    (v4, v6)
 }
 
 fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, KconfigError> {
@@ -358,6 +408,21 @@ mod tests {
         assert_eq!(k.promisc4, vec![([198, 18, 0, 0], 15), ([10, 1, 2, 3], 32)]);
         assert_eq!(k.promisc6.len(), 1);
         assert_eq!(k.promisc6[0].1, 32);
+    }
+
+    #[test]
+    fn tripwires_become_port_keys_and_prefixes_and_turn_the_lookup_on() {
+        assert_eq!(ks("").config.flags & g::TRIPWIRE, 0, "off without tripwires");
+        let k = ks(
+            "tripwire tcp 23, 445\ntripwire udp 161\ntripwire tcp 23\ntripwire addr 198.18.0.250, 2001:db8::250/128",
+        );
+        assert_eq!(k.config.flags & g::TRIPWIRE, g::TRIPWIRE);
+        assert_eq!(k.tripwire_ports, vec![6 << 16 | 23, 6 << 16 | 445, 17 << 16 | 161], "sorted, each once");
+        assert_eq!(k.tripaddr4, vec![([198, 18, 0, 250], 32)]);
+        assert_eq!(k.tripaddr6.len(), 1);
+        let many: String = (0..1025).map(|p| format!("tripwire tcp {}\n", 1000 + p)).collect();
+        let err = KernelSettings::from_settings(&settings(&many), &[]).expect_err("too many");
+        assert_eq!(err.to_string(), "too many tripwire ports: 1025; the kernel holds at most 1024");
     }
 
     #[test]

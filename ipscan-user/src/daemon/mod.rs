@@ -357,6 +357,16 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
         Tables::from_ebpf(&mut ebpf).map_err(|source| DaemonError::Table { iface: iface.to_owned(), source })?;
     // Notes are printed once attached: a failure must stay a single line.
     let mut notes = Vec::new();
+    if !kernel.tripwire_ports.is_empty() {
+        let listening = listen::current();
+        for key in kernel.tripwire_ports.iter().filter(|k| listening.contains(k)) {
+            let proto = if key >> 16 == u32::from(ipscan_common::packet::PROTO_TCP) { "tcp" } else { "udp" };
+            notes.push(format!(
+                "ipscan: {iface}: tripwire {proto} {} has a listening socket: each of its clients will be reported",
+                key & 0xffff
+            ));
+        }
+    }
     let allowed = populate_allowlist(&mut tables, &cfg.settings, iface)?;
     notes.push(format!(
         "ipscan: {iface}: {allowed} allowlisted prefixes (configured, own addresses, gateways, nameservers)"
