@@ -14,14 +14,18 @@
 //! 3. state exhaustion: a 1,000,000-source SYN flood while a real `nmap -sS` runs, against the
 //!    `ipscan run` daemon: was the scan detected, did kernel memory or the daemon grow;
 //! 4. time to block: scanner packets passed after the threshold packet, kernel auto-block
-//!    against a user-space blocking path.
+//!    against a user-space blocking path;
+//! 5. threat feeds: the time to load a million IPv4 and a hundred thousand IPv6 prefixes and to
+//!    refresh them, the kernel memory they take, and the per-packet cost with them loaded.
 //!
 //! Traffic is bounded in packets and time; namespaces come from [`Testbed`] and are removed on
-//! drop. Addresses are from 198.18.0.0/15 and 2001:db8::/32 only.
+//! drop. Addresses are from 198.18.0.0/15 and 2001:db8::/32 only, but for the threat feeds'
+//! prefixes and the senders under or near them (test runs only, never on a wire).
 
 use std::{
+    collections::HashSet,
     fs,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -34,7 +38,10 @@ use aya::{
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
     programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use ipscan::{kernel::loader, kernel::testrun};
+use ipscan::{
+    config::IpNet,
+    kernel::{feeds::NewSet, loader, tables::Tables, testrun},
+};
 use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_DROP, XDP_PASS,
@@ -66,6 +73,10 @@ pub struct Options {
     pub flood_max: Duration,
     /// Ports the concurrent nmap scans.
     pub nmap_ports: &'static str,
+    /// Prefixes of the IPv4 and of the IPv6 threat feed, and the rounds that load them afresh.
+    pub feed_v4: usize,
+    pub feed_v6: usize,
+    pub feed_rounds: usize,
 }
 
 impl Options {
@@ -81,6 +92,9 @@ impl Options {
             flood_sources: 1_000_000,
             flood_max: Duration::from_secs(60),
             nmap_ports: "1-200",
+            feed_v4: 1_000_000,
+            feed_v6: 100_000,
+            feed_rounds: 5,
         }
     }
 
@@ -96,6 +110,9 @@ impl Options {
             flood_sources: 20_000,
             flood_max: Duration::from_secs(20),
             nmap_ports: "1-30",
+            feed_v4: 10_000,
+            feed_v6: 1_000,
+            feed_rounds: 2,
         }
     }
 }
@@ -179,7 +196,7 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     assert!(!v.is_empty(), "median of nothing");
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -1437,9 +1454,450 @@ fn state_exhaustion(o: &Options, rows: &mut Vec<Row>) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5. Threat feeds
+
+const FEEDS: &str = "threat feeds";
+
+/// A deterministic stream of pseudo-random words (splitmix64): every run imports the same feeds.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = self.0;
+        let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One prefix as a blocklist feed lists it. IPv4: 60% hosts, 25% /24s, 10% /25../31 and 5%
+/// /16../23, in 1.0.0.0-223.255.255.255 outside 10/8, 127/8 and 198.18.0.0/15 (the bench's own
+/// senders). IPv6: in 2000::/3 outside 2001:db8::/32, 40% /48s, 20% /32../47, 20% /56s, 10% /64s
+/// and 10% hosts; none shorter than /32, which would reach into every IPv6 bucket of
+/// BLOCKCOUNTS and have every IPv6 packet looked up.
+fn feed_prefix(mix: &mut Mix, v6: bool) -> IpNet {
+    let bench4 = u32::from(a4(ATTACKER4)) >> 17;
+    loop {
+        let pick = mix.below(100);
+        let net = if v6 {
+            let len = match pick {
+                0..40 => 48,
+                40..60 => 32 + mix.below(16) as u8,
+                60..80 => 56,
+                80..90 => 64,
+                _ => 128,
+            };
+            let a = (u128::from(mix.next()) << 64 | u128::from(mix.next())) >> 3 | 1 << 125;
+            (a >> 96 != 0x2001_0db8).then(|| IpNet::new(Ipv6Addr::from(a).into(), len))
+        } else {
+            let len = match pick {
+                0..60 => 32,
+                60..85 => 24,
+                85..95 => 25 + mix.below(7) as u8,
+                _ => 16 + mix.below(8) as u8,
+            };
+            let a = mix.next() as u32;
+            let first = a >> 24;
+            let public = !matches!(first, 0 | 10 | 127 | 224..) && a >> 17 != bench4;
+            public.then(|| IpNet::new(Ipv4Addr::from(a).into(), len))
+        };
+        if let Some(net) = net.flatten() {
+            return net;
+        }
+    }
+}
+
+/// A [`feed_prefix`] that `seen` does not hold yet (now it does).
+fn new_prefix(mix: &mut Mix, seen: &mut HashSet<IpNet>, v6: bool) -> IpNet {
+    loop {
+        let net = feed_prefix(mix, v6);
+        if seen.insert(net) {
+            return net;
+        }
+    }
+}
+
+/// Whether a prefix of `nets` covers `a`.
+fn covered(nets: &HashSet<IpNet>, a: IpAddr) -> bool {
+    let host = if a.is_ipv4() { 32 } else { 128 };
+    (0..=host).any(|len| IpNet::new(a, len).is_some_and(|n| nets.contains(&n)))
+}
+
+/// `a` with its bits past the first `keep` taken from `r`.
+fn with_tail(a: IpAddr, keep: u32, r: u64) -> IpAddr {
+    match a {
+        IpAddr::V4(a) => Ipv4Addr::from(u32::from(a) & !(u32::MAX >> keep) | r as u32 & u32::MAX >> keep).into(),
+        IpAddr::V6(a) => {
+            let r = u128::from(r) << 64 | u128::from(r.rotate_left(32));
+            Ipv6Addr::from(u128::from(a) & !(u128::MAX >> keep) | r & u128::MAX >> keep).into()
+        }
+    }
+}
+
+/// One family's feed as a round imports it.
+struct FamilyFeed {
+    /// The set's name.
+    name: &'static str,
+    nets: Vec<IpNet>,
+    /// The daily refresh: every hundredth prefix replaced by a new one.
+    refreshed: Vec<IpNet>,
+    /// A sender under a prefix of both versions (dropped).
+    listed: IpAddr,
+    /// A sender in the BLOCKCOUNTS bucket of a listed prefix (its IPv4 /16, its IPv6 /32) that
+    /// no prefix of either version covers: the program looks it up in the feed trie and misses.
+    near: IpAddr,
+}
+
+impl FamilyFeed {
+    fn generate(mix: &mut Mix, n: usize, v6: bool) -> Self {
+        assert!(n >= 2, "a feed of {n} prefixes");
+        let mut seen = HashSet::with_capacity(n + n / 100 + 1);
+        let nets: Vec<IpNet> = (0..n).map(|_| new_prefix(mix, &mut seen, v6)).collect();
+        let refreshed = nets
+            .iter()
+            .enumerate()
+            .map(|(i, net)| if i % 100 == 0 { new_prefix(mix, &mut seen, v6) } else { *net })
+            .collect();
+        // `seen` holds both versions. Index 1 is kept by the refresh.
+        let keep = if v6 { 32 } else { 16 };
+        let near = nets[1..]
+            .iter()
+            .flat_map(|net| (0..64).map(move |_| net.addr()))
+            .map(|a| with_tail(a, keep, mix.next()))
+            .find(|a| !covered(&seen, *a))
+            .expect("an address near the feed that it does not list");
+        Self { name: if v6 { "bench6" } else { "bench4" }, listed: nets[1].addr(), near, nets, refreshed }
+    }
+}
+
+/// Time a step took: wall, and the thread's user and system CPU time (its own code, and the
+/// kernel's map calls), in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Took {
+    wall: f64,
+    user: f64,
+    sys: f64,
+}
+
+/// The calling thread's user and system CPU time, in seconds.
+fn thread_times() -> (f64, f64) {
+    // SAFETY: rusage is plain integers, for which zero is a value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills one rusage, which `u` is.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    assert_eq!(r, 0, "getrusage(RUSAGE_THREAD): {}", std::io::Error::last_os_error());
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(u.ru_utime), secs(u.ru_stime))
+}
+
+/// Runs `f`: the time it took.
+fn timed(f: impl FnOnce()) -> Took {
+    let ((user0, sys0), t) = (thread_times(), Instant::now());
+    f();
+    let wall = t.elapsed().as_secs_f64();
+    let (user1, sys1) = thread_times();
+    Took { wall, user: user1 - user0, sys: sys1 - sys0 }
+}
+
+/// Makes the set `name` hold `nets`, as `ipscan block import FILE --set NAME` does.
+fn import(tables: &mut Tables, name: &str, nets: &[IpNet]) -> Took {
+    let (feeds, counts) = ok(tables.feeds_mut(), "feeds");
+    let set = NewSet { name, nets, expires_ns: 0, source: "bench", loaded_unix_ns: 0 };
+    timed(|| {
+        ok(feeds.import(counts, &set), name);
+    })
+}
+
+/// `n` with thousands separated by commas.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The kernel's unreclaimable slab memory (`SUnreclaim` of /proc/meminfo), in bytes.
+fn slab_unreclaimable() -> u64 {
+    let s = ok(fs::read_to_string("/proc/meminfo"), "/proc/meminfo");
+    let kb = s
+        .lines()
+        .find_map(|l| l.strip_prefix("SUnreclaim:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kb.expect("SUnreclaim in /proc/meminfo") * 1024
+}
+
+/// Waits for the kernel to free a round's tries (a worker frees them node by node after the
+/// last descriptor closes), so that the next round's slab figure starts from rest: until
+/// `SUnreclaim` moves by less than 1 MB in 200 ms, 10 s at most.
+fn wait_freed() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut before = slab_unreclaimable();
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+        let now = slab_unreclaimable();
+        if now.abs_diff(before) < 1 << 20 {
+            return;
+        }
+        before = now;
+    }
+}
+
+/// The memlock of this process's feed tries, as /proc/self/fdinfo reports it.
+fn feed_memlock() -> u64 {
+    let names = [maps::FEED4_A, maps::FEED4_B, maps::FEED6_A, maps::FEED6_B];
+    process_maps(std::process::id()).iter().filter(|m| names.contains(&m.name.as_str())).map(|m| m.memlock).sum()
+}
+
+/// Drops of the set `name` in FEEDDROPS.
+fn feed_drops(tables: &Tables, name: &str) -> u64 {
+    let feeds = tables.feeds().expect("feeds");
+    feeds.sets().iter().find(|s| s.name == name).map_or(0, |s| s.packets)
+}
+
+/// A round's figures.
+#[derive(Default)]
+struct FeedRound {
+    /// The load of each family's set, a read of the live tries back (which every import makes
+    /// first), then each set's refresh.
+    load: [Took; 2],
+    read: Took,
+    refresh: [Took; 2],
+    /// Kernel memory the two sets took: the slab figure's growth, and the tries' memlock
+    /// before and after.
+    slab: i64,
+    memlock: [u64; 2],
+}
+
+/// The threat feeds: each round loads ipscan afresh, imports the IPv4 set then the IPv6 set
+/// (timed), reads the kernel memory they took, times a read of the tries back, refreshes both
+/// sets (timed), and runs the packets between runs of the empty programs, as the per-packet
+/// section does.
+///
+/// Memory: the growth of `SUnreclaim` (the slab, where the trie nodes are allocated) over the
+/// two imports, the median of the rounds. The tries' memlock in fdinfo is the kernel's own
+/// figure (map_mem_usage), but for an LPM trie it is the prefix count times one node's size
+/// (a node's header, key and value): it leaves out the intermediate nodes the trie adds where
+/// prefixes branch and the slab's rounding, so it is reported alongside, not as the measure.
+/// The slab figure is the whole machine's; over hundreds of MB its noise is small, and the
+/// rounds show it.
+fn threat_feeds(o: &Options, rows: &mut Vec<Row>) {
+    let mut mix = Mix(0x5eed_f33d);
+    let feeds = [FamilyFeed::generate(&mut mix, o.feed_v4, false), FamilyFeed::generate(&mut mix, o.feed_v6, true)];
+    let empty_pass = load_object(objs::BASELINE_PASS, objs::BASELINE_PASS_NAME, None);
+    let empty_drop = load_object(objs::BASELINE_DROP, objs::BASELINE_DROP_NAME, None);
+    let pass_fd = prog_fd(&empty_pass, objs::BASELINE_PASS_NAME);
+    let drop_fd = prog_fd(&empty_drop, objs::BASELINE_DROP_NAME);
+    timing(&pass_fd, &ack4(), o.repeat);
+    let frame = |src: IpAddr, l4: &L4, payload: usize| match src {
+        IpAddr::V4(a) => v4(a, l4, payload),
+        IpAddr::V6(a) => v6(a, l4, payload),
+    };
+    let ack = L4::tcp(40000, 443, 0x10);
+    let benign: Vec<(String, String, Vec<u8>)> = feeds
+        .iter()
+        .zip(["v4", "v6"])
+        .map(|(f, v)| {
+            let what = format!("established TCP ACK, IP{v}, near the feed's prefixes but under none");
+            (format!("cost_tcp_ack_{v}_feed_near"), what, frame(f.near, &ack, 100))
+        })
+        .collect();
+    let listed: Vec<(String, String, Vec<u8>)> = feeds
+        .iter()
+        .zip(["v4", "v6"])
+        .map(|(f, v)| {
+            let what = format!("SYN from a source the IP{v} feed lists (dropped)");
+            (format!("cost_feed_drop_{v}"), what, frame(f.listed, &L4::syn(40000, 80), 0))
+        })
+        .collect();
+    let (mut rounds, mut base, mut base_drop) = (Vec::new(), Vec::new(), Vec::new());
+    let mut samples = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut brackets = samples.clone();
+    for _ in 0..o.feed_rounds {
+        let mut ebpf = load_ipscan();
+        let mut tables = ok(Tables::from_ebpf(&mut ebpf), "tables");
+        settle();
+        let mut r = FeedRound::default();
+        let (slab0, memlock0) = (slab_unreclaimable(), feed_memlock());
+        for (i, f) in feeds.iter().enumerate() {
+            r.load[i] = import(&mut tables, f.name, &f.nets);
+        }
+        r.slab = slab_unreclaimable() as i64 - slab0 as i64;
+        r.memlock = [memlock0, feed_memlock()];
+        let feeds_now = tables.feeds().expect("feeds");
+        r.read = timed(|| {
+            ok(feeds_now.prefixes(feeds[0].name), "read back");
+        });
+        for (i, f) in feeds.iter().enumerate() {
+            r.refresh[i] = import(&mut tables, f.name, &f.refreshed);
+        }
+        let mut cfg = Config::default();
+        cfg.flags |= tables.presence_flags();
+        assert_ne!(cfg.flags & ipscan_common::config::global_flags::BLOCKLIST, 0, "the blocklist flag");
+        ok(loader::write_config(&mut ebpf, &cfg), "config");
+        // Each sender's bucket is counted, so the program makes the LPM lookup.
+        let counts = tables.counts().expect("BLOCKCOUNTS");
+        for f in &feeds {
+            for a in [f.listed, f.near] {
+                let (family, w0) = match a {
+                    IpAddr::V4(a) => (ipscan_common::FAMILY_V4, a.octets()),
+                    IpAddr::V6(a) => (ipscan_common::FAMILY_V6, a.octets()[..4].try_into().expect("4 bytes")),
+                };
+                let bucket = ipscan_common::block::counts::bucket(family, u32::from_le_bytes(w0));
+                assert_ne!(counts.get(bucket), 0, "{a}: its BLOCKCOUNTS bucket is not counted");
+            }
+        }
+        settle();
+        // The program's descriptors made here close with the block, so the tries are freed with
+        // `ebpf` below and the next round's slab figure starts from rest.
+        let ((s, b, all), (g, gb, all_drop)) = {
+            let fd = prog_fd(&ebpf, PROGRAM_NAME);
+            (
+                bracketed(&pass_fd, &ack4(), &on(&benign, &fd, XDP_PASS), o.repeat),
+                bracketed(&drop_fd, &listed[0].2, &on(&listed, &fd, XDP_DROP), o.repeat),
+            )
+        };
+        for (i, (x, y)) in s.iter().chain(&g).zip(b.iter().chain(&gb)).enumerate() {
+            samples[i].push(*x);
+            brackets[i].push(*y);
+        }
+        base.extend(all);
+        base_drop.extend(all_drop);
+        // The drops were the feeds' own: each set counted its sender's runs.
+        for f in &feeds {
+            let n = feed_drops(&tables, f.name);
+            assert!(n >= u64::from(o.repeat), "set {}: {n} drops, {} runs", f.name, o.repeat);
+        }
+        assert!(stat(&ebpf, stats::BLOCKED) >= 2 * u64::from(o.repeat), "STATS blocked");
+        rounds.push(r);
+        drop((tables, ebpf));
+        wait_freed();
+    }
+    rows.extend(feed_rows(o, &feeds, &rounds));
+    let note = format!(
+        "{} rounds of BPF_PROG_TEST_RUN repeat={} ({}), each on a fresh load with the feeds imported, medians; ratio: median of the per-round ratios, each to the empty runs on either side",
+        o.feed_rounds,
+        o.repeat,
+        timing_label()
+    );
+    let (base_ns, base_drop_ns) = (median(&mut base), median(&mut base_drop));
+    for (i, (id, what, _)) in benign.iter().chain(&listed).enumerate() {
+        let baseline = if i < 2 { (base_ns, "empty XDP_PASS") } else { (base_drop_ns, "empty XDP_DROP") };
+        // Reported, not judged: the issue sets no target, and the cost is one LPM lookup in a
+        // trie of a million prefixes, hit or miss (about 5x already with 11,000).
+        let row = bracketed_row(id, what, (&samples[i], &brackets[i]), baseline, Target::Info, &note);
+        rows.push(Row { section: FEEDS, ..row });
+    }
+}
+
+/// `kinds` (id, what, frame) as [`bracketed`] runs them: on `fd`, each expecting `verdict`.
+fn on<'a>(
+    kinds: &'a [(String, String, Vec<u8>)],
+    fd: &ProgramFd,
+    verdict: u32,
+) -> Vec<(&'a str, Vec<u8>, ProgramFd, u32)> {
+    kinds.iter().map(|k| (k.0.as_str(), k.2.clone(), ok(fd.try_clone(), "dup program fd"), verdict)).collect()
+}
+
+/// The load, refresh and memory rows of [`threat_feeds`].
+fn feed_rows(o: &Options, feeds: &[FamilyFeed; 2], rounds: &[FeedRound]) -> Vec<Row> {
+    let took = |ts: Vec<Took>| {
+        let wall: Vec<f64> = ts.iter().map(|t| t.wall).collect();
+        let detail = json!({
+            "wall_s": wall,
+            "user_s": ts.iter().map(|t| t.user).collect::<Vec<_>>(),
+            "sys_s": ts.iter().map(|t| t.sys).collect::<Vec<_>>(),
+        });
+        (median(&mut wall.clone()), detail)
+    };
+    let info = |id: String, what: String, (value, detail): (f64, Value), unit, note: String| Row {
+        id,
+        section: FEEDS,
+        what,
+        value: Some(value),
+        unit,
+        baseline: None,
+        target: Target::Info,
+        paired: None,
+        note,
+        detail,
+    };
+    let mut rows = Vec::new();
+    let how = format!(
+        "median of {} rounds, each into a fresh ipscan; wall time of `Feeds::import` (detail: the thread's user and system CPU time)",
+        o.feed_rounds
+    );
+    for (i, (f, v)) in feeds.iter().zip(["v4", "v6"]).enumerate() {
+        let n = f.nets.len();
+        let what = format!("load {} IP{v} prefixes (a new set; the IPv6 one after the IPv4 one)", thousands(n));
+        rows.push(info(
+            format!("feed_load_{v}"),
+            what,
+            took(rounds.iter().map(|r| r.load[i]).collect()),
+            "s",
+            how.clone(),
+        ));
+        let what = format!("refresh them with 1% changed ({} out, as many in)", thousands(n.div_ceil(100)));
+        rows.push(info(
+            format!("feed_refresh_{v}"),
+            what,
+            took(rounds.iter().map(|r| r.refresh[i]).collect()),
+            "s",
+            how.clone(),
+        ));
+    }
+    let n = feeds.iter().map(|f| f.nets.len()).sum::<usize>();
+    let what = format!("read the live tries back ({} prefixes), as every import does first", thousands(n));
+    let note = format!("median of {} rounds, wall time of `Feeds::prefixes` after the loads", o.feed_rounds);
+    rows.push(info("feed_read".into(), what, took(rounds.iter().map(|r| r.read).collect()), "s", note));
+    let prefixes = n as f64;
+    let slab: Vec<f64> = rounds.iter().map(|r| r.slab as f64).collect();
+    let memlock: Vec<[u64; 2]> = rounds.iter().map(|r| r.memlock).collect();
+    let slab_med = median(&mut slab.clone());
+    let detail = json!({"sunreclaim_growth_bytes": slab, "feed_tries_memlock_bytes": memlock, "prefixes": prefixes});
+    let note = format!(
+        "growth of SUnreclaim (/proc/meminfo) over the two loads, median of {} rounds; both tries of each family hold every prefix",
+        o.feed_rounds
+    );
+    rows.push(info(
+        "feed_kernel_memory".into(),
+        "kernel memory of the loaded feeds (slab growth)".into(),
+        (slab_med, detail.clone()),
+        "bytes",
+        note.clone(),
+    ));
+    rows.push(info(
+        "feed_memory_per_prefix".into(),
+        "the same per prefix".into(),
+        (slab_med / prefixes, detail),
+        "B/prefix",
+        note,
+    ));
+    let m = memlock.last().map_or(0.0, |[before, after]| after.saturating_sub(*before) as f64);
+    rows.push(info(
+        "feed_memlock".into(),
+        "the feed tries' memlock growth (fdinfo: the kernel's estimate)".into(),
+        (m, json!({"per_prefix": m / prefixes, "before_after_bytes": memlock})),
+        "bytes",
+        "sum over FEED4_A/B and FEED6_A/B of /proc/self/fdinfo memlock: entries x one node's size, without the trie's intermediate nodes".into(),
+    ));
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
 // Machine, table, JSON
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |k: &str| {
         cpuinfo.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned())
@@ -1465,6 +1923,7 @@ fn fmt_value(v: f64, unit: &str) -> String {
         "pps" => format!("{:.3} Mpps", v / 1e6),
         "bytes" if v >= 1e6 => format!("{:.1} MB", v / 1e6),
         "bytes" => format!("{:.1} kB", v / 1e3),
+        "s" => format!("{v:.2} s"),
         _ => format!("{v:.0} {unit}"),
     }
 }
@@ -1553,6 +2012,9 @@ pub fn to_json(machine: &Value, o: &Options, smoke: bool, rows: &[Row]) -> Value
             "throughput_packets": o.tput_packets,
             "throughput_rounds": o.tput_rounds,
             "flood_sources": o.flood_sources,
+            "feed_v4": o.feed_v4,
+            "feed_v6": o.feed_v6,
+            "feed_rounds": o.feed_rounds,
         },
         "rows": rows.iter().map(|r| json!({
             "id": r.id,
@@ -1579,6 +2041,7 @@ pub enum Section {
     Throughput,
     Exhaustion,
     Block,
+    Feeds,
 }
 
 /// Runs the sections in `only` (all when empty), prints the table and writes the JSON.
@@ -1588,11 +2051,12 @@ pub fn run(smoke: bool, only: &[Section], json_path: &Path) -> Value {
     let machine = machine();
     let mut rows = Vec::new();
     type Measure = fn(&Options, &mut Vec<Row>);
-    let sections: [(Section, &str, Measure); 4] = [
+    let sections: [(Section, &str, Measure); 5] = [
         (Section::PerPacket, "per-packet cost (BPF_PROG_TEST_RUN)", per_packet),
         (Section::Throughput, "throughput on a veth pair", throughput),
         (Section::Exhaustion, "state exhaustion (flood + nmap -sS against `ipscan run`)", state_exhaustion),
         (Section::Block, "time to block", time_to_block),
+        (Section::Feeds, "threat feeds (a big set loaded, refreshed, and in the way of packets)", threat_feeds),
     ];
     for (section, what, measure) in sections {
         if only.is_empty() || only.contains(&section) {

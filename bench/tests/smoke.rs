@@ -50,6 +50,18 @@ const MEASURED: &[&str] = &[
     "cost_blocked_manual",
     "tput_syn_flood_autoblock",
     "time_to_block_userspace",
+    "feed_load_v4",
+    "feed_refresh_v4",
+    "feed_load_v6",
+    "feed_refresh_v6",
+    "feed_read",
+    "feed_kernel_memory",
+    "feed_memory_per_prefix",
+    "feed_memlock",
+    "cost_tcp_ack_v4_feed_near",
+    "cost_tcp_ack_v6_feed_near",
+    "cost_feed_drop_v4",
+    "cost_feed_drop_v6",
 ];
 
 /// Rows whose value may be zero: packets that got past a block.
