@@ -3,6 +3,7 @@
 
 mod bench;
 mod objects;
+mod peers;
 
 use std::path::PathBuf;
 
@@ -18,13 +19,23 @@ struct Cli {
     /// Where to write the JSON (default: target/bench/bench.json in the workspace).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these sections (default: all): per-packet, throughput, exhaustion, block.
+    /// Run only these sections (default: all): per-packet, throughput, exhaustion, block,
+    /// feeds.
     #[arg(long, value_delimiter = ',')]
     only: Vec<bench::Section>,
+    /// Instead of the sections: ipscan against psad and a libpcap capture on the same traffic
+    /// (default JSON: target/bench/peers.json).
+    #[arg(long, conflicts_with = "only")]
+    peers: bool,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if cli.peers {
+        let path = cli.json.unwrap_or_else(|| bench::default_json_path().with_file_name("peers.json"));
+        peers::run(cli.smoke, &path);
+        return;
+    }
     let path = cli.json.unwrap_or_else(bench::default_json_path);
     bench::run(cli.smoke, &cli.only, &path);
 }

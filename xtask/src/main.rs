@@ -79,9 +79,14 @@ enum Cmd {
         /// Skip the set-up step (tools already installed).
         #[arg(long)]
         no_setup: bool,
-        /// Run only these sections, comma-separated: per-packet, throughput, exhaustion, block.
+        /// Run only these sections, comma-separated: per-packet, throughput, exhaustion, block,
+        /// feeds.
         #[arg(long)]
         only: Option<String>,
+        /// Instead: ipscan against psad and a tcpdump capture on the same traffic (needs the
+        /// psad package; JSON default: target/bench/peers.json).
+        #[arg(long, conflicts_with = "only")]
+        peers: bool,
     },
     /// Build the Debian package (release binary, unit, /etc/ipscan/ipscan.conf, OSSEC files,
     /// manual pages and completions; installs cargo-deb if missing) and print its path.
@@ -237,18 +242,22 @@ fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool, no_deb: bool) -> 
     Ok(())
 }
 
-fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String>) -> anyhow::Result<()> {
+fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String>, peers: bool) -> anyhow::Result<()> {
     if !no_setup {
         setup::setup()?;
+        if peers {
+            setup::apt_install(setup::PEER_PACKAGES, "the peers the bench runs ipscan against")?;
+        }
     }
-    let bin = build(false)?;
+    // The peers are compared on CPU time with the daemon as users run it: the release build.
+    let bin = build(peers)?;
     step("building ipscan-bench and the benchmark's eBPF objects");
     run(cargo().args(["build", "-p", "ipscan-bench"]))?;
     let bench = workspace_root().join("target/debug/ipscan-bench");
     // A relative --json is relative to where xtask was started (cargo runs it from there).
     let json = match json {
         Some(p) => std::env::current_dir().context("current directory")?.join(p),
-        None => workspace_root().join("target/bench/bench.json"),
+        None => workspace_root().join(if peers { "target/bench/peers.json" } else { "target/bench/bench.json" }),
     };
     step(&format!("running the benchmark{} (root)", if smoke { " (smoke)" } else { "" }));
     let mut c = privileged(&bench);
@@ -258,6 +267,9 @@ fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String
     }
     if let Some(only) = only {
         c.arg("--only").arg(only);
+    }
+    if peers {
+        c.arg("--peers");
     }
     run(&mut c)
 }
@@ -313,7 +325,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { filter, no_setup, no_fuzz, no_deb } => test(filter, no_setup, no_fuzz, no_deb),
         Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
-        Cmd::Bench { smoke, json, no_setup, only } => bench(smoke, json, no_setup, only),
+        Cmd::Bench { smoke, json, no_setup, only, peers } => bench(smoke, json, no_setup, only, peers),
         Cmd::Deb { check } => deb::deb(check),
         Cmd::Clippy => clippy(),
         Cmd::Vm { kernels, no_setup } => vm::vm(&kernels, no_setup),

@@ -100,7 +100,16 @@ pub fn setup() -> anyhow::Result<()> {
     setup_build()?;
     cargo_deb()?;
     step("checking test tools (apt)");
-    let missing: Vec<&str> = APT_PACKAGES
+    apt_install(APT_PACKAGES, "the end-to-end tests drive them")
+}
+
+/// What `cargo xtask bench --peers` runs besides ipscan: psad (fed by iptables LOG rules) and
+/// bpftool (the XDP program's run time).
+pub const PEER_PACKAGES: &[&str] = &["psad", "iptables", "bpftool"];
+
+/// Installs those of `packages` that are missing with apt-get (`why`: what needs them).
+pub fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {
@@ -109,13 +118,10 @@ pub fn setup() -> anyhow::Result<()> {
         })
         .collect();
     if missing.is_empty() {
-        step("test tools: present");
+        step(&format!("{}: present", packages.join(" ")));
         return Ok(());
     }
-    step(&format!(
-        "installing {} with apt-get (the end-to-end tests drive them; `--no-setup` skips this step)",
-        missing.join(" ")
-    ));
+    step(&format!("installing {} with apt-get ({why}; `--no-setup` skips this step)", missing.join(" ")));
     let sudo = |args: &[&str]| {
         // SAFETY: no arguments.
         let mut c = if unsafe { libc::geteuid() } == 0 {
