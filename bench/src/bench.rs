@@ -1857,7 +1857,7 @@ fn feed_rows(o: &Options, feeds: &[FamilyFeed; 2], rounds: &[FeedRound]) -> Vec<
         ));
     }
     let n = feeds.iter().map(|f| f.nets.len()).sum::<usize>();
-    let what = format!("read the live tries back ({} prefixes), as every import does first", thousands(n));
+    let what = format!("read the live tries back ({} prefixes), as an import does for its set's families", thousands(n));
     let note = format!("median of {} rounds, wall time of `Feeds::prefixes` after the loads", o.feed_rounds);
     rows.push(info("feed_read".into(), what, took(rounds.iter().map(|r| r.read).collect()), "s", note));
     let prefixes = n as f64;
