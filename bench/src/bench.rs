@@ -242,6 +242,17 @@ fn load_ipscan_autoblocking() -> Ebpf {
     ebpf
 }
 
+/// ipscan with tripwire ports and addresses configured, none of them a benchmark frame's: what
+/// looking probes up in TRIPWIRE and TRIPADDR4/6 adds.
+fn load_ipscan_tripwired() -> Ebpf {
+    let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
+    let text = "tripwire tcp 23,445,3389\ntripwire udp 161,1900\ntripwire addr 198.51.100.250, 2001:db8:ffff::250\n";
+    let settings = ok(ipscan::config::Settings::parse(text, std::path::Path::new("bench.conf")), "tripwire config");
+    let k = ok(ipscan::config::kernel::KernelSettings::from_settings(&settings, &[]), "kernel settings");
+    ok(k.apply(&mut ebpf), "tripwires");
+    ebpf
+}
+
 /// [`load_ipscan`] with one address blocked by hand (`ipscan block add`, as the OSSEC active
 /// response does), not the sender of any benchmark frame: the blocklist then has entries.
 fn load_ipscan_manual_block() -> (Ebpf, ipscan::kernel::tables::Tables) {
@@ -504,6 +515,9 @@ struct Subjects {
     manual: (Ebpf, ipscan::kernel::tables::Tables),
     /// Auto-blocking, with [`BLOCKED4`] auto-blocked.
     blocked: Ebpf,
+    /// Default configuration with tripwires (none of them on the frames' ports or addresses),
+    /// the scanners in scan mode.
+    tripwired: Ebpf,
     floors: Ebpf,
 }
 
@@ -513,6 +527,18 @@ fn settle() {
     thread::sleep(Duration::from_millis(200));
 }
 
+/// `ebpf` with the IPv4 and IPv6 scanners in scan mode: 20 distinct ports cross both the SYN
+/// scan (10) and the port scan (15) thresholds.
+fn primed(ebpf: Ebpf) -> Ebpf {
+    let fd = prog_fd(&ebpf, PROGRAM_NAME);
+    for port in 1..=20 {
+        run_ns(&fd, &syn4(a4(SCANNER4), port), 1);
+        run_ns(&fd, &syn6(a6(SCANNER6), port), 1);
+    }
+    assert!(stat(&ebpf, stats::DETECTIONS) >= 4, "priming did not put the scanners in scan mode");
+    ebpf
+}
+
 /// Which of the [`Subjects`] a row runs.
 #[derive(Clone, Copy)]
 enum Subject {
@@ -520,24 +546,18 @@ enum Subject {
     Autoblocking,
     Manual,
     Blocked,
+    Tripwired,
     Floor(&'static str),
 }
 
 impl Subjects {
     fn load() -> Self {
-        let ipscan = load_ipscan();
-        let fd = prog_fd(&ipscan, PROGRAM_NAME);
-        // 20 distinct ports cross both the SYN scan (10) and the port scan (15) thresholds.
-        for port in 1..=20 {
-            run_ns(&fd, &syn4(a4(SCANNER4), port), 1);
-            run_ns(&fd, &syn6(a6(SCANNER6), port), 1);
-        }
-        assert!(stat(&ipscan, stats::DETECTIONS) >= 4, "priming did not put the scanners in scan mode");
         Subjects {
-            ipscan,
+            ipscan: primed(load_ipscan()),
             autoblocking: load_ipscan_autoblocking(),
             manual: load_ipscan_manual_block(),
             blocked: load_ipscan_blocked(a4(BLOCKED4)),
+            tripwired: primed(load_ipscan_tripwired()),
             floors: load_floors(a4(BLOCKED4)),
         }
     }
@@ -548,6 +568,7 @@ impl Subjects {
             Subject::Autoblocking => prog_fd(&self.autoblocking, PROGRAM_NAME),
             Subject::Manual => prog_fd(&self.manual.0, PROGRAM_NAME),
             Subject::Blocked => prog_fd(&self.blocked, PROGRAM_NAME),
+            Subject::Tripwired => prog_fd(&self.tripwired, PROGRAM_NAME),
             Subject::Floor(name) => prog_fd(&self.floors, name),
         }
     }
@@ -588,7 +609,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
     // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
     // what a benign packet costs there. With an address blocked by hand, in the blocklist.
-    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 11] = [
+    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 13] = [
         ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, Subject::Ipscan),
         (
             "cost_syn_scan_mode",
@@ -647,6 +668,20 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             ack6(),
             1.5,
             Subject::Manual,
+        ),
+        (
+            "cost_syn_scan_mode_tripwires",
+            "SYN from a source in scan mode, tripwires configured (not this port)",
+            syn4(a4(SCANNER4), 1000),
+            3.0,
+            Subject::Tripwired,
+        ),
+        (
+            "cost_udp_v4_tripwires",
+            "UDP datagram, IPv4, 32 B, tripwires configured (not this port)",
+            v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            1.5,
+            Subject::Tripwired,
         ),
     ];
     // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
@@ -1857,7 +1892,8 @@ fn feed_rows(o: &Options, feeds: &[FamilyFeed; 2], rounds: &[FeedRound]) -> Vec<
         ));
     }
     let n = feeds.iter().map(|f| f.nets.len()).sum::<usize>();
-    let what = format!("read the live tries back ({} prefixes), as an import does for its set's families", thousands(n));
+    let what =
+        format!("read the live tries back ({} prefixes), as an import does for its set's families", thousands(n));
     let note = format!("median of {} rounds, wall time of `Feeds::prefixes` after the loads", o.feed_rounds);
     rows.push(info("feed_read".into(), what, took(rounds.iter().map(|r| r.read).collect()), "s", note));
     let prefixes = n as f64;

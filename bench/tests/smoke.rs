@@ -22,6 +22,8 @@ const MEASURED: &[&str] = &[
     "cost_tcp_ack_v6_autoblocking",
     "cost_tcp_ack_v4_manual_block",
     "cost_tcp_ack_v6_manual_block",
+    "cost_syn_scan_mode_tripwires",
+    "cost_udp_v4_tripwires",
     "cost_syn_new_source",
     "cost_syn_fresh_sources",
     "cost_udp_fresh_sources",
