@@ -46,9 +46,33 @@ pub mod global_flags {
     /// Drop nothing: a packet a verdict would drop is passed and counted
     /// ([`crate::stats::DRY_RUN_PASSED`]), and an auto-block's event says so.
     pub const DRY_RUN: u32 = 1 << 15;
-    /// `tripwire` lines configured ports (TRIPWIRE) or addresses (TRIPADDR4/TRIPADDR6): probes
-    /// are looked up there ([`crate::Detection::Tripwire`]).
+    /// `tripwire tcp|udp` lines configured ports (TRIPPORTS, [`crate::config::tripports`]):
+    /// probes are looked up there ([`crate::Detection::Tripwire`]).
     pub const TRIPWIRE: u32 = 1 << 16;
+    /// `tripwire addr` lines configured addresses (TRIPADDR4/TRIPADDR6): probes are looked up
+    /// there too.
+    pub const TRIPADDR: u32 = 1 << 17;
+}
+
+/// TRIPPORTS: one bit per TCP port, then one per UDP port, 64 to a word.
+pub mod tripports {
+    use crate::packet::{PROTO_TCP, PROTO_UDP};
+
+    /// Words per protocol.
+    pub const WORDS_PER_PROTO: u32 = 65_536 / 64;
+    /// Words in all.
+    pub const WORDS: u32 = 2 * WORDS_PER_PROTO;
+
+    /// The word and bit of a (protocol, port); None for other protocols.
+    #[inline(always)]
+    pub fn place(proto: u8, port: u16) -> Option<(u32, u32)> {
+        let first = match proto {
+            PROTO_TCP => 0,
+            PROTO_UDP => WORDS_PER_PROTO,
+            _ => return None,
+        };
+        Some((first + (port as u32 >> 6), port as u32 & 63))
+    }
 }
 
 /// Per-packet events all sources together may cause per second on one CPU: the per-source
@@ -235,6 +259,17 @@ mod tests {
             assert!(passes_quietly(&Config { flags: cfg.flags | on, ..cfg }, f::ACK), "{on:#x}");
         }
         assert!(!passes_quietly(&Config { nrules: 1, ..cfg }, f::ACK));
+    }
+
+    #[test]
+    fn tripwire_ports_have_a_bit_each_per_protocol() {
+        use crate::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+        assert_eq!(tripports::place(PROTO_TCP, 0), Some((0, 0)));
+        assert_eq!(tripports::place(PROTO_TCP, 23), Some((0, 23)));
+        assert_eq!(tripports::place(PROTO_TCP, 65535), Some((1023, 63)));
+        assert_eq!(tripports::place(PROTO_UDP, 161), Some((1024 + 2, 33)));
+        assert_eq!(tripports::place(PROTO_UDP, 65535), Some((tripports::WORDS - 1, 63)));
+        assert_eq!(tripports::place(PROTO_ICMP, 8), None);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub mod maps {
     pub const BLOCKCOUNTS: &str = "BLOCKCOUNTS";
     pub const AUTOMARKS: &str = "AUTOMARKS";
     pub const ALLOWCOUNTS: &str = "ALLOWCOUNTS";
-    pub const TRIPWIRE: &str = "TRIPWIRE";
+    pub const TRIPPORTS: &str = "TRIPPORTS";
     pub const TRIPADDR4: &str = "TRIPADDR4";
     pub const TRIPADDR6: &str = "TRIPADDR6";
     pub const FEED4_A: &str = "FEED4_A";
@@ -143,8 +143,7 @@ pub mod maps {
     pub const PKTRATE_MAX: u32 = 65_536;
     /// Listening (protocol, port) pairs for blackholing.
     pub const LISTEN_MAX: u32 = 4_096;
-    /// Tripwire (protocol, port) pairs, and tripwire prefixes of each family.
-    pub const TRIPWIRE_MAX: u32 = 1_024;
+    /// Tripwire prefixes of each family.
     pub const TRIPADDR_MAX: u32 = 256;
     /// Size of the SOURCES LRU hash: one entry per (source, detection) being tracked.
     pub const SOURCES_MAX: u32 = 65_536;

@@ -137,9 +137,10 @@ pub(crate) static PKTRATE: LruHashMap<AddrKey, RateState> = LruHashMap::with_max
 #[map]
 pub(crate) static LISTEN: HashMap<u32, u8> = HashMap::with_max_entries(m::LISTEN_MAX, 0);
 
-/// Tripwire (protocol << 16 | port) pairs (`tripwire tcp|udp PORTS`).
+/// Tripwire ports (`tripwire tcp|udp PORTS`), a bit each ([`ipscan_common::config::tripports`]):
+/// one array read, which the verifier inlines, where a hash lookup is a call.
 #[map]
-pub(crate) static TRIPWIRE: HashMap<u32, u8> = HashMap::with_max_entries(m::TRIPWIRE_MAX, 0);
+pub(crate) static TRIPPORTS: Array<u64> = Array::with_max_entries(ipscan_common::config::tripports::WORDS, 0);
 
 /// Tripwire addresses and prefixes (`tripwire addr NETS`).
 #[map]

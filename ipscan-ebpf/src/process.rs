@@ -9,7 +9,7 @@ use crate::{
     block::{ipscan_autoblock, ipscan_blocked, v4},
     detect::{RECORD_BLOCK, RECORD_ERROR, RECORD_IN_MODE, ipscan_record_one},
     lines::{immediate, ipscan_immediate, line},
-    maps::{LISTEN, PROMISC4, PROMISC6, TRIPADDR4, TRIPADDR6, TRIPWIRE, arg, count, forget, now_ns},
+    maps::{LISTEN, PROMISC4, PROMISC6, TRIPADDR4, TRIPADDR6, TRIPPORTS, arg, count, forget, now_ns},
     rules::ipscan_rules_ignored,
 };
 use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key};
@@ -17,7 +17,7 @@ use ipscan_common::{
     Config, DETECTIONS, FAMILY_V4, PacketLine, PacketSummary,
     classify::{self, Detection},
     config::global_flags as g,
-    packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, tcp_flags},
+    packet::{PROTO_TCP, PROTO_UDP, tcp_flags},
     stats,
 };
 
@@ -30,22 +30,22 @@ pub(crate) fn watched(p: &PacketSummary) -> bool {
     }
 }
 
-/// Whether the packet is a probe of a tripwire: a port (TRIPWIRE) or a destination
-/// (TRIPADDR4/TRIPADDR6) configured as one.
+/// Whether the packet is a probe of a tripwire: a port (TRIPPORTS) or, with `tripwire addr`, a
+/// destination (TRIPADDR4/TRIPADDR6) configured as one.
 #[inline(always)]
-fn tripped(p: &PacketSummary) -> bool {
+fn tripped(cfg: &Config, p: &PacketSummary) -> bool {
     if !classify::is_tripwire_probe(p) {
         return false;
     }
-    let port = (p.proto as u32) << 16 | p.dport as u32;
-    // SAFETY: read-only lookup.
-    let by_port = p.proto != PROTO_ICMP && p.proto != PROTO_ICMPV6 && unsafe { TRIPWIRE.get(&port) }.is_some();
+    let by_port = ipscan_common::config::tripports::place(p.proto, p.dport)
+        .is_some_and(|(word, bit)| TRIPPORTS.get(word).is_some_and(|w| (*w >> bit) & 1 != 0));
     by_port
-        || if p.family == FAMILY_V4 {
-            TRIPADDR4.get(Key::new(32, v4(&p.dst))).is_some()
-        } else {
-            TRIPADDR6.get(Key::new(128, p.dst)).is_some()
-        }
+        || (cfg.has(g::TRIPADDR)
+            && if p.family == FAMILY_V4 {
+                TRIPADDR4.get(Key::new(32, v4(&p.dst))).is_some()
+            } else {
+                TRIPADDR6.get(Key::new(128, p.dst)).is_some()
+            })
 }
 
 /// The per-packet work after parsing, but for the auto-blocks it asks for: the verdict, the
@@ -132,7 +132,7 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
     // packet's ordinary line.
     let mut in_mode = false;
     let mut block = 0u64;
-    let tripwire = cfg.has(g::TRIPWIRE) && tripped(p);
+    let tripwire = cfg.has(g::TRIPWIRE | g::TRIPADDR) && tripped(cfg, p);
     // Forgotten: the verifier would otherwise follow the calls below once with the tripwire
     // bit known clear and once known set (twice the states of this function).
     let set = forget((classify::detections(p) | (tripwire as u32 * Detection::Tripwire.bit())) as u64) as u32;

@@ -11,7 +11,7 @@ use aya::{
 };
 use ipscan_common::{
     Config, FAMILY_V4, FAMILY_V6, Rule,
-    config::global_flags as g,
+    config::{global_flags as g, tripports},
     maps,
     packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
     rules::{ACTION_IGNORE, ACTION_LOG, MAX_RULES, NO_TYPE, rule_flags},
@@ -31,8 +31,8 @@ pub enum KconfigError {
     TooManyRules { count: usize, max: usize },
     #[error("too many promisc networks: {count}; the kernel holds at most {max}")]
     TooManyPromisc { count: usize, max: usize },
-    #[error("too many tripwire {what}: {count}; the kernel holds at most {max}")]
-    TooManyTripwires { what: &'static str, count: usize, max: usize },
+    #[error("too many tripwire networks: {count}; the kernel holds at most {max}")]
+    TooManyTripwires { count: usize, max: usize },
     #[error("the eBPF object has no map named {name}")]
     MissingMap { name: &'static str },
     #[error("map {name}: {source}")]
@@ -72,7 +72,8 @@ const MANAGED: u32 = g::LOG_TCP
     | g::VERBOSE
     | g::SCANS_ONLY
     | g::PROMISC
-    | g::TRIPWIRE;
+    | g::TRIPWIRE
+    | g::TRIPADDR;
 
 impl KernelSettings {
     /// Converts settings; `nameservers` are the addresses `ignore_dns` ignores (see
@@ -91,7 +92,8 @@ impl KernelSettings {
             (f.verbose, g::VERBOSE),
             (f.scans_only, g::SCANS_ONLY),
             (!s.promisc.is_empty(), g::PROMISC),
-            (!s.tripwire.is_empty(), g::TRIPWIRE),
+            (!s.tripwire.tcp.is_empty() || !s.tripwire.udp.is_empty(), g::TRIPWIRE),
+            (!s.tripwire.addrs.is_empty(), g::TRIPADDR),
         ] {
             if on {
                 flags |= bit;
@@ -121,15 +123,11 @@ impl KernelSettings {
             .collect();
         tripwire_ports.sort_unstable();
         tripwire_ports.dedup();
-        let max = maps::TRIPWIRE_MAX as usize;
-        if tripwire_ports.len() > max {
-            return Err(KconfigError::TooManyTripwires { what: "ports", count: tripwire_ports.len(), max });
-        }
         let (tripaddr4, tripaddr6) = by_family(&s.tripwire.addrs);
         for count in [tripaddr4.len(), tripaddr6.len()] {
             let max = maps::TRIPADDR_MAX as usize;
             if count > max {
-                return Err(KconfigError::TooManyTripwires { what: "networks", count, max });
+                return Err(KconfigError::TooManyTripwires { count, max });
             }
         }
         Ok(Self { config, rules, promisc4, promisc6, tripwire_ports, tripaddr4, tripaddr6 })
@@ -162,9 +160,10 @@ impl KernelSettings {
         Ok(k)
     }
 
-    /// Writes RULES, PROMISC4/6, the tripwires and CONFIG into a loaded program. Order matters for a reload
-    /// under traffic: the rules and prefixes are complete before CONFIG says how many rules to
-    /// walk and whether to consult the prefixes; new prefixes go in before stale ones go out.
+    /// Writes RULES, PROMISC4/6, the tripwires and CONFIG into a loaded program. Order matters
+    /// for a reload under traffic: the rules and prefixes are complete before CONFIG says how many
+    /// rules to walk and whether to consult the prefixes; new prefixes go in before stale ones go
+    /// out.
     pub fn apply(&self, ebpf: &mut Ebpf) -> Result<(), KconfigError> {
         {
             let mut arr: Array<_, Rule> = Array::try_from(map(ebpf, maps::RULES)?)
@@ -183,16 +182,19 @@ impl KernelSettings {
         let t6: Vec<Key<[u8; 16]>> = self.tripaddr6.iter().map(|(a, p)| Key::new(u32::from(*p), *a)).collect();
         replace_prefixes(map(ebpf, maps::TRIPADDR6)?, maps::TRIPADDR6, &t6)?;
         {
-            let err = |source| KconfigError::Map { name: maps::TRIPWIRE, source };
-            let mut ports: aya::maps::HashMap<_, u32, u8> =
-                aya::maps::HashMap::try_from(map(ebpf, maps::TRIPWIRE)?).map_err(err)?;
-            for k in &self.tripwire_ports {
-                ports.insert(k, 1, 0).map_err(err)?;
+            let err = |source| KconfigError::Map { name: maps::TRIPPORTS, source };
+            let mut words: Array<_, u64> = Array::try_from(map(ebpf, maps::TRIPPORTS)?).map_err(err)?;
+            let mut want = vec![0u64; tripports::WORDS as usize];
+            for key in &self.tripwire_ports {
+                if let Some((word, bit)) = tripports::place((key >> 16) as u8, *key as u16) {
+                    want[word as usize] |= 1 << bit;
+                }
             }
-            let stale: Vec<u32> =
-                ports.keys().filter_map(Result::ok).filter(|k| !self.tripwire_ports.contains(k)).collect();
-            for k in stale {
-                ports.remove(&k).map_err(err)?;
+            // Only the words that differ: a reload writes what changed.
+            for (i, w) in want.iter().enumerate() {
+                if words.get(&(i as u32), 0).map_err(err)? != *w {
+                    words.set(i as u32, *w, 0).map_err(err)?;
+                }
             }
         }
         let mut arr: Array<_, Config> = Array::try_from(map(ebpf, maps::CONFIG)?)
@@ -420,9 +422,11 @@ mod tests {
         assert_eq!(k.tripwire_ports, vec![6 << 16 | 23, 6 << 16 | 445, 17 << 16 | 161], "sorted, each once");
         assert_eq!(k.tripaddr4, vec![([198, 18, 0, 250], 32)]);
         assert_eq!(k.tripaddr6.len(), 1);
-        let many: String = (0..1025).map(|p| format!("tripwire tcp {}\n", 1000 + p)).collect();
+        assert_eq!(k.config.flags & g::TRIPADDR, g::TRIPADDR);
+        assert_eq!(ks("tripwire udp 161").config.flags & (g::TRIPWIRE | g::TRIPADDR), g::TRIPWIRE);
+        let many: String = (0..257).map(|i| format!("tripwire addr 10.0.{}.{}\n", i / 256, i % 256)).collect();
         let err = KernelSettings::from_settings(&settings(&many), &[]).expect_err("too many");
-        assert_eq!(err.to_string(), "too many tripwire ports: 1025; the kernel holds at most 1024");
+        assert_eq!(err.to_string(), "too many tripwire networks: 257; the kernel holds at most 256");
     }
 
     #[test]
