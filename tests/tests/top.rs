@@ -164,6 +164,19 @@ fn header_value(screen: &str, prefix: &str, name: &str) -> f64 {
     word.parse().unwrap_or_else(|_| panic!("{name} is {word:?} in {line:?}"))
 }
 
+/// The attacker pinging the victim five times a second (at most 40 s), so a drop rate is live.
+fn knocking(bed: &Testbed) -> Background {
+    Background(
+        bed.attacker
+            .cmd("ping")
+            .args(["-q", "-i", "0.2", "-c", "200", VICTIM4])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ping"),
+    )
+}
+
 fn top_command(iface: &str, status: &Path) -> String {
     format!("{} top -i {iface}; echo $? > {}", ipscan_bin().display(), status.display())
 }
@@ -200,15 +213,7 @@ fn top_shows_the_scanner_in_mode_and_blocked_with_rates_and_quits() {
     let counted_bytes: u64 = counted.iter().map(|p| p.payload).sum();
 
     // The blocked scanner keeps knocking (five pings a second), so its drop rate is live.
-    let _ping = Background(
-        bed.attacker
-            .cmd("ping")
-            .args(["-q", "-i", "0.2", "-c", "200", VICTIM4])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ping"),
-    );
+    let _ping = knocking(&bed);
 
     // The refresh that first sees the scan shows its packet rate; once the block has stopped
     // the count the rate is zero, while the pings keep the drop rate up.
@@ -304,15 +309,7 @@ fn top_shows_each_threat_feed_set_with_its_drop_rate() {
     fs::write(&list, "198.18.0.1/32 ; SBL1\n203.0.113.0/24 ; SBL2\n").expect("write");
     let (ok, _, err) = cli(&["block", "import", list.to_str().expect("utf8"), "--ttl", "1h", "-i", &bed.victim_if]);
     assert!(ok, "{err}");
-    let _ping = Background(
-        bed.attacker
-            .cmd("ping")
-            .args(["-q", "-i", "0.2", "-c", "200", VICTIM4])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ping"),
-    );
+    let _ping = knocking(&bed);
     let status = dir.join("top.status");
     let tmux = Tmux::start(&top_command(&bed.victim_if, &status));
     let screen = tmux.wait_screen("the set with its drop rate", |s| {
