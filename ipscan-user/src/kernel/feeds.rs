@@ -22,7 +22,7 @@ use ipscan_common::{
 
 use crate::{
     config::IpNet,
-    kernel::tables::{Counts, TableError, block4_key, block4_net, net6, pinned, v6_key},
+    kernel::prefixes::{Counts, TableError, block4_key, block4_net, conv, failed_with, net6, pinned, v6_key},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +109,6 @@ impl DirLock {
         }
         Ok(Self { _file: f })
     }
-}
-
-fn conv<T: TryFrom<Map, Error = MapError>>(m: Map, name: &'static str) -> Result<T, TableError> {
-    T::try_from(m).map_err(|source| TableError::Map { name, source })
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> TableError {
@@ -469,14 +465,11 @@ impl Feeds {
     }
 }
 
+/// A removal of a key that is not there (any more) is no failure.
 fn gone_is_fine(r: Result<(), MapError>) -> Result<(), MapError> {
     match r {
         Err(MapError::KeyNotFound) => Ok(()),
-        Err(MapError::SyscallError(aya::sys::SyscallError { io_error, .. }))
-            if io_error.raw_os_error() == Some(libc::ENOENT) =>
-        {
-            Ok(())
-        }
+        Err(e) if failed_with(&e, libc::ENOENT) => Ok(()),
         r => r,
     }
 }

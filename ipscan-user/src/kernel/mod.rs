@@ -8,6 +8,7 @@ pub mod loader;
 pub mod mmap;
 pub mod persist;
 pub mod pins;
+pub mod prefixes;
 pub mod stats;
 pub mod tables;
 pub mod testrun;

@@ -13,7 +13,8 @@ use ipscan_common::{
 
 use crate::kernel::{
     mmap::{Mapped, map_array},
-    tables::{self, TableError, Tables},
+    prefixes,
+    tables::{TableError, Tables},
 };
 
 /// Reading the pinned maps fails the way the block tables' reads do.
@@ -156,14 +157,14 @@ pub fn snapshot<S: Borrow<MapData>, R: Borrow<MapData>>(
 
 /// Reads a snapshot from a daemon's pinned maps (`ipscan stats`).
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, StatsError> {
-    let stats_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(tables::pinned(dir, maps::STATS)?)
+    let stats_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(prefixes::pinned(dir, maps::STATS)?)
         .map_err(|source| TableError::Map { name: maps::STATS, source })?;
     let sources: BpfHashMap<MapData, SourceKey, SourceState> =
-        BpfHashMap::try_from(tables::pinned(dir, maps::SOURCES)?)
+        BpfHashMap::try_from(prefixes::pinned(dir, maps::SOURCES)?)
             .map_err(|source| TableError::Map { name: maps::SOURCES, source })?;
     let tables = Tables::open_pinned(dir)?;
-    let probation = tables::pinned(dir, maps::PROBATION)?;
-    let config = tables::pinned(dir, maps::CONFIG)?;
+    let probation = prefixes::pinned(dir, maps::PROBATION)?;
+    let config = prefixes::pinned(dir, maps::CONFIG)?;
     snapshot(&stats_map, &sources, &tables, (&probation, &config))
 }
 

@@ -3,49 +3,34 @@
 
 use std::{
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
 use aya::{
     Ebpf,
-    maps::{Array, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
+    maps::{Array, LpmTrie, Map, MapData, MapError, PerCpuArray},
 };
 use ipscan_common::{
     AddrKey, AutoSlot, BlockEntry, Config, FAMILY_V4, FAMILY_V6,
-    block::{Block4Data, CpuLocal, PendingDrops, autoblock, block4_data, counts},
+    block::{Block4Data, CpuLocal, PendingDrops, autoblock, counts},
     config::global_flags,
     maps,
 };
 
+pub use crate::kernel::prefixes::{Counts, TableError};
 use crate::{
     config::IpNet,
     kernel::{
         feeds::{FeedError, Feeds},
-        mmap::{Mapped, MmapError, map_array},
+        mmap::{Mapped, map_array},
+        prefixes::{
+            addr_key, block4_key, block4_net, conv, conv_ref, count_up, failed_with, net4, net6, owned_array, pinned,
+            pinned_if_there, take, v4_key, v6_key,
+        },
     },
     log::format,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    #[error("no map {name} in the eBPF object")]
-    Missing { name: &'static str },
-    #[error("cannot open {path}: {source}")]
-    Pin {
-        path: PathBuf,
-        #[source]
-        source: MapError,
-    },
-    #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: MapError,
-    },
-    #[error(transparent)]
-    Mmap(#[from] MmapError),
-}
 
 /// One blocklist row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,14 +81,6 @@ pub struct AutoTable {
     marks: Option<(Mapped<u64>, MapData)>,
     /// Keep the maps' file descriptors open while they are mapped.
     _maps: [MapData; 2],
-}
-
-/// [`map_array`] of an array taken from its program or pin, writable, with the map kept open
-/// while it is mapped.
-fn owned_array<T>(map: Map, name: &'static str, entries: u32) -> Result<(Mapped<T>, MapData), TableError> {
-    let words = map_array(&map, name, entries, true)?;
-    let Map::Array(data) = map else { unreachable!("checked by map_array") };
-    Ok((words, data))
 }
 
 /// Writes lane `i % WAYS` of AUTOTAGS word `i / WAYS`: the tag of AUTOBLOCK slot `i`.
@@ -306,67 +283,6 @@ impl AutoTable {
     }
 }
 
-/// BLOCKCOUNTS or ALLOWCOUNTS ([`counts`]), mapped: how many prefixes blocked by hand, or
-/// allowlisted, reach into each bucket. Kept never too low ([`counts`]): a bucket is counted up
-/// before its prefix goes into its list and down only after it came out, with atomic
-/// read-modify-writes, as the daemon and the CLI may edit the lists at once.
-pub struct Counts {
-    words: Mapped<u64>,
-    /// Keeps the map's file descriptor open while it is mapped.
-    _map: MapData,
-}
-
-impl Counts {
-    fn new(map: Map, name: &'static str) -> Result<Self, TableError> {
-        let (words, data) = owned_array(map, name, counts::SLOTS)?;
-        Ok(Self { words, _map: data })
-    }
-
-    /// Counts `net` in each of its buckets (before it is inserted).
-    pub(crate) fn up(&self, net: &IpNet) {
-        count_up(&self.words, net);
-    }
-
-    /// Takes `net` out of each of its buckets (after it was removed). A count of zero stays
-    /// zero: a prefix that BLOCKCOUNTS never counted (see [`count_kept_prefixes`]) may be
-    /// removed, and must not take another prefix's count with it by wrapping.
-    pub(crate) fn down(&self, net: &IpNet) {
-        for i in net_buckets(net) {
-            let _ = count_word(&self.words, i).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
-        }
-    }
-
-    /// The count of bucket `i` ([`counts::bucket`]).
-    pub fn get(&self, i: u32) -> u64 {
-        count_word(&self.words, i).load(Ordering::SeqCst)
-    }
-}
-
-/// BLOCKCOUNTS value `i`, for atomic access.
-fn count_word(words: &Mapped<u64>, i: u32) -> &AtomicU64 {
-    // SAFETY: an 8-aligned u64 inside the mapping (page-aligned base), shared with other
-    // processes that also only touch it atomically; the kernel only reads it.
-    unsafe { AtomicU64::from_ptr(words.ptr(i)) }
-}
-
-/// Counts `net` in each of its BLOCKCOUNTS buckets.
-fn count_up(words: &Mapped<u64>, net: &IpNet) {
-    for i in net_buckets(net) {
-        count_word(words, i).fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// The BLOCKCOUNTS buckets a prefix reaches into ([`counts::buckets_of`]).
-fn net_buckets(net: &IpNet) -> impl Iterator<Item = u32> + use<> {
-    let k = addr_key(net.addr());
-    counts::buckets_of(k.family, &k.addr, net.prefix())
-}
-
-/// Whether a map call failed with `errno`.
-fn failed_with(e: &MapError, errno: i32) -> bool {
-    matches!(e, MapError::SyscallError(aya::sys::SyscallError { io_error, .. }) if io_error.raw_os_error() == Some(errno))
-}
-
 /// Inserts a prefix blocked by hand with `insert(flags)`, keeping BLOCKCOUNTS never too low: a
 /// prefix already in the list is replaced in place (BPF_EXIST), its count standing; a new one is
 /// counted first and inserted only if still new (BPF_NOEXIST), else the count is taken back and
@@ -452,10 +368,6 @@ pub fn count_kept_prefixes(ebpf: &Ebpf) -> Result<usize, TableError> {
     count_into(map(maps::BLOCKCOUNTS)?, maps::BLOCKCOUNTS, nets)
 }
 
-fn conv_ref<'a, T: TryFrom<&'a Map, Error = MapError>>(m: &'a Map, name: &'static str) -> Result<T, TableError> {
-    T::try_from(m).map_err(|source| TableError::Map { name, source })
-}
-
 /// The maps of blocking.
 pub struct Tables {
     block4: LpmTrie<MapData, Block4Data, BlockEntry>,
@@ -481,85 +393,10 @@ fn with_pending(pending: &[PendingDrops], slot: u32, s: &AutoSlot) -> BlockEntry
     BlockEntry { packets: s.entry.packets + packets, bytes: s.entry.bytes + bytes, ..s.entry }
 }
 
-fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, TableError> {
-    ebpf.take_map(name).ok_or(TableError::Missing { name })
-}
-
-/// Opens one of a daemon's pinned maps.
-pub(crate) fn pinned(dir: &Path, name: &'static str) -> Result<Map, TableError> {
-    let path = dir.join(name);
-    let data = MapData::from_pin(&path).map_err(|source| TableError::Pin { path: path.clone(), source })?;
-    Map::from_map_data(data).map_err(|source| TableError::Pin { path, source })
-}
-
-/// [`pinned`], or None when the daemon's ipscan predates the map (no pin).
-fn pinned_if_there(dir: &Path, name: &'static str) -> Result<Option<Map>, TableError> {
-    dir.join(name).exists().then(|| pinned(dir, name)).transpose()
-}
-
-fn conv<T: TryFrom<Map, Error = MapError>>(m: Map, name: &'static str) -> Result<T, TableError> {
-    T::try_from(m).map_err(|source| TableError::Map { name, source })
-}
-
-/// `addr` masked to `prefix` bits, as the LPM key the entry is stored under.
-fn masked<const N: usize>(bytes: [u8; N], prefix: u8) -> [u8; N] {
-    let mut out = [0u8; N];
-    let mut left = prefix as usize;
-    for (o, b) in out.iter_mut().zip(bytes) {
-        let take = left.min(8);
-        *o = if take == 0 { 0 } else { b & (0xffu8 << (8 - take)) };
-        left -= take;
-    }
-    out
-}
-
-fn v4_key(net: &IpNet) -> Option<Key<[u8; 4]>> {
-    match net.addr() {
-        IpAddr::V4(a) => Some(Key::new(net.prefix() as u32, masked(a.octets(), net.prefix()))),
-        IpAddr::V6(_) => None,
-    }
-}
-
-pub(crate) fn v6_key(net: &IpNet) -> Option<Key<[u8; 16]>> {
-    match net.addr() {
-        IpAddr::V6(a) => Some(Key::new(net.prefix() as u32, masked(a.octets(), net.prefix()))),
-        IpAddr::V4(_) => None,
-    }
-}
-
-/// The exact-address key of an address.
-fn addr_key(addr: IpAddr) -> AddrKey {
-    match addr {
-        IpAddr::V4(a) => AddrKey::v4(a.octets()),
-        IpAddr::V6(a) => AddrKey::new(a.octets(), FAMILY_V6),
-    }
-}
-
 /// The exact-address key of a host prefix (/32, /128), for AUTOBLOCK.
 fn host_key(net: &IpNet) -> Option<AddrKey> {
     let host = if net.addr().is_ipv4() { 32 } else { 128 };
     (net.prefix() == host).then(|| addr_key(net.addr()))
-}
-
-/// The BLOCK4 key of an IPv4 prefix ([`Block4Data`]).
-pub(crate) fn block4_key(net: &IpNet) -> Option<Key<Block4Data>> {
-    v4_key(net).map(|k| {
-        let d = k.data();
-        Key::new(k.prefix_len(), block4_data(d))
-    })
-}
-
-pub(crate) fn block4_net(k: &Key<Block4Data>) -> Option<IpNet> {
-    let d = k.data();
-    IpNet::new(IpAddr::from([d[0], d[1], d[2], d[3]]), k.prefix_len() as u8)
-}
-
-fn net4(k: &Key<[u8; 4]>) -> Option<IpNet> {
-    IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
-}
-
-pub(crate) fn net6(k: &Key<[u8; 16]>) -> Option<IpNet> {
-    IpNet::new(IpAddr::from(k.data()), k.prefix_len() as u8)
 }
 
 fn host_net(k: &AddrKey) -> Option<IpNet> {
@@ -978,12 +815,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_masked_to_the_prefix() {
-        assert_eq!(masked([198, 18, 7, 9], 24), [198, 18, 7, 0]);
-        assert_eq!(masked([198, 19, 7, 9], 15), [198, 18, 0, 0]);
-        assert_eq!(masked([1, 2, 3, 4], 0), [0, 0, 0, 0]);
-        let n: IpNet = "2001:db8::1/32".parse().expect("net");
-        assert_eq!(v6_key(&n).map(|k| k.data()), Some([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    fn hosts_show_as_bare_addresses() {
         assert_eq!(show(&"198.18.0.1".parse().expect("host")), "198.18.0.1");
         assert_eq!(show(&"198.18.0.0/24".parse().expect("net")), "198.18.0.0/24");
     }
