@@ -289,7 +289,7 @@ pub fn apply(
     }
     if lines.len() > LINES_PER_ANSWER {
         let text = format!("ipscan: crowdsec: {blocked} decisions blocked, {lifted} lifted");
-        lines = vec![Line { at_ns: now, text, detected: None, meta: Meta::default() }];
+        lines = vec![Line::plain(now, text)];
     }
     Ok(lines)
 }

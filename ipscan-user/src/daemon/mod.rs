@@ -726,7 +726,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
                         })?;
                     }
                     for text in sets.tick(tables, now) {
-                        write_line(&mut out, &Line { at_ns: now, text, detected: None, meta: Default::default() })?;
+                        write_line(&mut out, &Line::plain(now, text))?;
                     }
                     if let Some(m) = listen_map {
                         listen::sync(m, &listen::current());
@@ -777,7 +777,7 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let now = monotonic_ns();
     for a in &mut ifaces {
         for text in a.sets.tick(&mut a.tables, now) {
-            write_line(&mut out, &Line { at_ns: now, text, detected: None, meta: Default::default() })?;
+            write_line(&mut out, &Line::plain(now, text))?;
         }
     }
     report_loss(&mut ifaces, &mut out, true)?;

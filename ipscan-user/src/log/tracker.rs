@@ -66,6 +66,13 @@ pub struct Line {
     pub meta: Meta,
 }
 
+impl Line {
+    /// A line with no JSON counterpart and no detection (a note of the daemon's).
+    pub fn plain(at_ns: u64, text: String) -> Self {
+        Self { at_ns, text, detected: None, meta: Meta::default() }
+    }
+}
+
 /// Structured facts of a line (the JSON output's fields besides the message).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Meta {
