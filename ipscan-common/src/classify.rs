@@ -33,13 +33,21 @@ pub enum Detection {
     /// (`tripwire tcp|udp PORTS`, `tripwire addr NETS`): no service is there, so whoever probes
     /// it is scanning. Threshold 1 by default.
     Tripwire = 9,
+    /// TCP SYNs without ACK from one source to many distinct destination hosts (a port sweep:
+    /// `nmap -sS -p 22 198.18.1.0/24`). Counts hosts, not ports; off by default.
+    TcpSweep = 10,
+    /// UDP datagrams from one source to many distinct destination hosts. Off by default.
+    UdpSweep = 11,
+    /// ICMP / ICMPv6 echo requests from one source to many distinct hosts (a ping sweep,
+    /// `nmap -sn`). Off by default.
+    PingSweep = 12,
 }
 
 /// Number of detection slots in the config (room for more without changing the layout).
 pub const DETECTION_SLOTS: usize = 16;
 
 /// Every detection, in discriminant order.
-pub const DETECTIONS: [Detection; 10] = [
+pub const DETECTIONS: [Detection; 13] = [
     Detection::PortScan,
     Detection::SynScan,
     Detection::FinScan,
@@ -50,6 +58,9 @@ pub const DETECTIONS: [Detection; 10] = [
     Detection::Smurf,
     Detection::UdpFlood,
     Detection::Tripwire,
+    Detection::TcpSweep,
+    Detection::UdpSweep,
+    Detection::PingSweep,
 ];
 
 impl Detection {
@@ -71,6 +82,29 @@ impl Detection {
     /// Same as [`Detection::counts_ports`], by discriminant (for the kernel's counter loop).
     pub const fn counts_ports_at(i: usize) -> bool {
         !matches!(i, 6..=8)
+    }
+
+    /// Whether the detection is a sweep: its distinct values are destination hosts (a fold of
+    /// the address, [`crate::sweep::fold`]), and its source ports are the destination ports.
+    pub const fn counts_hosts(self) -> bool {
+        Self::counts_hosts_at(self as usize)
+    }
+
+    /// Same as [`Detection::counts_hosts`], by discriminant.
+    pub const fn counts_hosts_at(i: usize) -> bool {
+        matches!(i, 10..=12)
+    }
+
+    /// What [`Detection::counts_ports_at`] and [`Detection::counts_hosts_at`] say, as one
+    /// [`counting`] value (the kernel's record call takes it as an argument).
+    pub const fn counting_at(i: usize) -> u32 {
+        if Self::counts_hosts_at(i) {
+            counting::HOSTS
+        } else if Self::counts_ports_at(i) {
+            counting::PORTS
+        } else {
+            counting::PACKETS
+        }
     }
 
     /// Whether the detection is kept per reflector network rather than per source address.
@@ -103,6 +137,11 @@ impl Detection {
             Detection::UdpFlood => n("udp_flood", "UDP", "scan/flood", "UDP flood", false),
             // Not in iplog; on only where `tripwire` lines configure ports or addresses.
             Detection::Tripwire => n("tripwire", "IP", "tripwire", "tripwire", false),
+            // Not in iplog; off unless switched on (a host that sees only its own traffic
+            // cannot see a sweep, and each would cost its probes a record call).
+            Detection::TcpSweep => n("tcp_sweep", "TCP", "SYN sweep", "SYN sweep", true),
+            Detection::UdpSweep => n("udp_sweep", "UDP", "sweep", "UDP sweep", true),
+            Detection::PingSweep => n("ping_sweep", "ICMP", "ping sweep", "ping sweep", true),
         }
     }
 
@@ -126,6 +165,20 @@ pub struct Names {
     /// Whether `set KEYWORD` switches it (UDP flood goes with `set udp_scan`).
     pub switch: bool,
 }
+
+/// What a detection counts toward its threshold ([`Detection::counting_at`]).
+pub mod counting {
+    /// Packets within the rate window (floods).
+    pub const PACKETS: u32 = 0;
+    /// Distinct destination ports (scans).
+    pub const PORTS: u32 = 1;
+    /// Distinct destination hosts (sweeps).
+    pub const HOSTS: u32 = 2;
+}
+
+/// The sweeps (bits of [`Detection::TcpSweep`], [`Detection::UdpSweep`] and
+/// [`Detection::PingSweep`]).
+pub const SWEEPS: DetectionSet = Detection::TcpSweep.bit() | Detection::UdpSweep.bit() | Detection::PingSweep.bit();
 
 /// A set of detections as a bit mask of [`Detection::bit`].
 pub type DetectionSet = u32;
@@ -285,6 +338,21 @@ pub fn detections(p: &PacketSummary) -> DetectionSet {
         PROTO_UDP => Detection::UdpScan.bit() | Detection::UdpFlood.bit(),
         PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) && !is_traceroute(p) => Detection::PingFlood.bit(),
         PROTO_ICMP | PROTO_ICMPV6 if is_smurf(p) => Detection::Smurf.bit(),
+        _ => 0,
+    }
+}
+
+/// The sweep a packet counts toward: a TCP SYN without ACK, a UDP datagram (not a smurf reply
+/// nor a traceroute probe), an ICMP/ICMPv6 echo request, to a unicast destination (a host
+/// talking to many multicast groups is no sweep).
+pub fn sweep_detections(p: &PacketSummary) -> DetectionSet {
+    if !p.has_transport() || is_group_destination(p) || is_traceroute(p) {
+        return 0;
+    }
+    match p.proto {
+        PROTO_TCP if is_connection_attempt(p) => Detection::TcpSweep.bit(),
+        PROTO_UDP if !is_smurf(p) => Detection::UdpSweep.bit(),
+        PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) => Detection::PingSweep.bit(),
         _ => 0,
     }
 }
@@ -533,6 +601,34 @@ mod tests {
         assert_eq!(detections(&tr), 0);
         assert_eq!(ordinary_line(&icmp(FAMILY_V6, 135, 0)), None, "neighbour solicitation");
         assert_eq!(ordinary_line(&icmp(FAMILY_V6, 128, 0)), Some(PacketLine::Icmp));
+    }
+
+    #[test]
+    fn sweeps_count_probes_to_unicast_hosts() {
+        let syn = tcp(f::SYN, 22);
+        assert_eq!(sweep_detections(&syn), Detection::TcpSweep.bit());
+        assert_eq!(sweep_detections(&tcp(f::SYN | f::ACK, 22)), 0);
+        assert_eq!(sweep_detections(&udp(40000, 161)), Detection::UdpSweep.bit());
+        assert_eq!(sweep_detections(&udp(7, 40000)), 0, "a smurf reply");
+        assert_eq!(sweep_detections(&icmp(FAMILY_V6, 128, 0)), Detection::PingSweep.bit());
+        assert_eq!(sweep_detections(&icmp(crate::FAMILY_V4, 0, 0)), 0, "an echo reply");
+        let mut mdns = udp(5353, 5353);
+        mdns.dst[..4].copy_from_slice(&[224, 0, 0, 251]);
+        assert_eq!(sweep_detections(&mdns), 0, "a multicast group");
+        let mut tr = udp(40000, 33434);
+        tr.ttl = 1;
+        assert_eq!(sweep_detections(&tr), 0, "a traceroute probe");
+        for (i, d) in DETECTIONS.iter().enumerate() {
+            assert_eq!(d.counts_hosts(), SWEEPS & d.bit() != 0);
+            let want = if d.counts_hosts() {
+                counting::HOSTS
+            } else if d.counts_ports() {
+                counting::PORTS
+            } else {
+                counting::PACKETS
+            };
+            assert_eq!(Detection::counting_at(i), want, "{d:?}");
+        }
     }
 
     #[test]

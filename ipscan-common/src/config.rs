@@ -52,6 +52,9 @@ pub mod global_flags {
     /// `tripwire addr` lines configured addresses (TRIPADDR4/TRIPADDR6): probes are looked up
     /// there too.
     pub const TRIPADDR: u32 = 1 << 17;
+    /// A sweep detection is on ([`crate::classify::SWEEPS`]): probes are counted toward them.
+    /// Without it the program does not even classify packets as sweeps.
+    pub const SWEEPS: u32 = 1 << 18;
 }
 
 /// TRIPPORTS: one bit per TCP port, then one per UDP port, 64 to a word.
@@ -98,6 +101,11 @@ const _: () = assert!(core::mem::size_of::<DetectionConfig>() == 24);
 impl DetectionConfig {
     pub const fn new(threshold: u32, window_secs: u64) -> Self {
         Self { threshold, flags: detection_flags::ENABLED, window_ns: window_secs * 1_000_000_000, block_ns: 0 }
+    }
+
+    /// The same, switched off (a `set NAME true` switches it on).
+    pub const fn off(self) -> Self {
+        Self { flags: self.flags & !detection_flags::ENABLED, ..self }
     }
 
     pub const fn disabled() -> Self {
@@ -162,6 +170,10 @@ impl Default for Config {
         detections[Detection::UdpFlood as usize] = DetectionConfig::new(1000, 5);
         // Not in iplog: one probe is enough; the mode lasts a minute after the last one.
         detections[Detection::Tripwire as usize] = DetectionConfig::new(1, 60);
+        // Not in iplog: off until switched on; then 10 hosts with no minute between probes.
+        for sweep in [Detection::TcpSweep, Detection::UdpSweep, Detection::PingSweep] {
+            detections[sweep as usize] = DetectionConfig::new(10, 60).off();
+        }
         use global_flags::*;
         Self {
             detections,

@@ -2,6 +2,7 @@
 
 use crate::{
     packet::PacketSummary,
+    sweep::{LOGGED_HOSTS, SweepHosts},
     window::{LOGGED_DPORTS, LOGGED_SPORTS, SourceKey, SourceState},
 };
 
@@ -61,7 +62,9 @@ pub struct Event {
     pub line: u8,
     /// [`event_flags`] bits.
     pub flags: u8,
-    pub _pad: [u8; 2],
+    /// Sweeps' detections: bit `i`, `hosts[i]` is known.
+    pub hosts_known: u8,
+    pub _pad: u8,
     /// Kernel clock when the event was made.
     pub ts_ns: u64,
     /// Clock at which the mode began (the threshold packet); block expiry for Blocked events.
@@ -76,11 +79,15 @@ pub struct Event {
     pub key: SourceKey,
     /// First distinct destination ports.
     pub ports: [u16; LOGGED_DPORTS],
-    /// First distinct source ports.
+    /// First distinct source ports (sweeps: the destination ports swept).
     pub sports: [u16; LOGGED_SPORTS],
-    pub _pad1: [u8; 6],
+    pub _pad1: [u8; 2],
+    /// Distinct destination ports (sweeps: hosts) counted so far in the window.
+    pub distinct: u32,
+    /// Sweeps' detections: the first distinct destination hosts, as four native-order words.
+    pub hosts: [[u32; 4]; LOGGED_HOSTS],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 104 + 20 + 20 + 10 + 6);
+const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 104 + 20 + 20 + 10 + 2 + 4 + 16 * LOGGED_HOSTS);
 
 impl Event {
     /// Fills every field of `self` from a state snapshot (field by field, for the verifier).
@@ -91,7 +98,8 @@ impl Event {
         self.nsports = if state.nsports > LOGGED_SPORTS as u8 { LOGGED_SPORTS as u8 } else { state.nsports };
         self.line = 0;
         self.flags = 0;
-        self._pad = [0; 2];
+        self.hosts_known = 0;
+        self._pad = 0;
         self.ts_ns = now;
         self.mode_since_ns = state.mode_since_ns;
         self.packets = state.packets;
@@ -109,6 +117,22 @@ impl Event {
             }
         }
         crate::zero::fill(&mut self._pad1, 0);
+        self.distinct = state.distinct;
+        crate::zero::words(&mut self.hosts);
+    }
+
+    /// Puts a sweep's first hosts in (after [`Event::fill`]), if they are of its window.
+    #[inline(always)]
+    pub fn put_hosts(&mut self, state: &SourceState, hosts: &SweepHosts) {
+        if hosts.first_ns != state.first_ns {
+            return;
+        }
+        self.hosts_known = hosts.known as u8;
+        for i in 0..LOGGED_HOSTS {
+            if let (Some(d), Some(s)) = (self.hosts.get_mut(i), hosts.hosts.get(i)) {
+                crate::zero::copy_words(d, s);
+            }
+        }
     }
 
     /// Fills every field for a per-packet event (no window state).
@@ -121,7 +145,8 @@ impl Event {
         put(&mut self.nsports, 0);
         self.line = line;
         self.flags = flags;
-        crate::zero::fill(&mut self._pad, 0);
+        put(&mut self.hosts_known, 0);
+        put(&mut self._pad, 0);
         self.ts_ns = now;
         put(&mut self.mode_since_ns, 0);
         self.packets = count;
@@ -131,6 +156,8 @@ impl Event {
         crate::zero::fill(&mut self.ports, 0);
         crate::zero::fill(&mut self.sports, 0);
         crate::zero::fill(&mut self._pad1, 0);
+        put(&mut self.distinct, 0);
+        crate::zero::words(&mut self.hosts);
     }
 
     pub fn kind(&self) -> Option<EventKind> {
@@ -143,6 +170,11 @@ impl Event {
 
     pub fn sports(&self) -> &[u16] {
         &self.sports[..(self.nsports as usize).min(LOGGED_SPORTS)]
+    }
+
+    /// A sweep's first hosts that are known, in the order they were counted.
+    pub fn hosts(&self) -> impl Iterator<Item = &[u32; 4]> + '_ {
+        self.hosts.iter().enumerate().filter(|(i, _)| self.hosts_known & (1 << i) != 0).map(|(_, h)| h)
     }
 }
 

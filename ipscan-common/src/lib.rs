@@ -19,6 +19,7 @@ pub mod packet;
 pub mod parse;
 pub mod probation;
 pub mod rules;
+pub mod sweep;
 pub mod verify;
 pub mod window;
 pub mod zero;
@@ -66,6 +67,7 @@ pub mod maps {
     pub const FEEDCTL: &str = "FEEDCTL";
     pub const FEEDSETS: &str = "FEEDSETS";
     pub const FEEDDROPS: &str = "FEEDDROPS";
+    pub const SWEEPHOSTS: &str = "SWEEPHOSTS";
     /// A map's layout as the kernel holds it.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Layout {
@@ -145,6 +147,8 @@ pub mod maps {
     pub const LISTEN_MAX: u32 = 4_096;
     /// Tripwire prefixes of each family.
     pub const TRIPADDR_MAX: u32 = 256;
+    /// Sweeps whose first hosts are kept (SWEEPHOSTS, an LRU hash beside SOURCES).
+    pub const SWEEPHOSTS_MAX: u32 = 16_384;
     /// Size of the SOURCES LRU hash: one entry per (source, detection) being tracked.
     pub const SOURCES_MAX: u32 = 65_536;
     /// Ring buffer size in bytes (a power of two, a multiple of the page size).

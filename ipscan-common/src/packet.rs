@@ -127,6 +127,15 @@ impl PacketSummary {
         unsafe { *(self as *const Self).cast::<[u32; 4]>() }
     }
 
+    /// The destination address as four native-order words, read with word loads (it is the
+    /// second 16 bytes of the 8-aligned summary).
+    #[inline(always)]
+    pub fn dst_words(&self) -> [u32; 4] {
+        const _: () = assert!(core::mem::offset_of!(PacketSummary, dst) == 16);
+        // SAFETY: bytes 16..32 of an 8-aligned struct, all initialised.
+        unsafe { *(self as *const Self).cast::<u8>().add(16).cast::<[u32; 4]>() }
+    }
+
     /// Zeroes every field in place with word stores that LLVM cannot merge into a `memset`
     /// call (the BPF backend would emit a byte loop for the verifier to walk).
     #[inline(always)]

@@ -62,7 +62,9 @@ pub struct Probe {
     pub sport: u16,
     /// Packets counted.
     pub packets: u32,
-    pub _pad: u32,
+    /// Sweeps: the word of the destination address its fold does not keep whole
+    /// ([`crate::sweep::host_word`]), to name the first host; zero for the others.
+    pub host_word: u32,
     /// IP payload bytes counted.
     pub bytes: u64,
     pub first_ns: u64,
@@ -87,6 +89,25 @@ pub struct ProbeSet {
 }
 const _: () = assert!(core::mem::size_of::<ProbeSet>() == 256);
 const _: () = assert!(core::mem::offset_of!(ProbeSet, ways) == 64);
+
+/// What one packet gives the window it counts in: the distinct value (the destination port of a
+/// scan, the [`crate::sweep::fold`] of a sweep's destination), the other port logged with it (a
+/// scan's source port, a sweep's destination port) and, for a sweep, the word of the
+/// destination that names its host ([`crate::sweep::host_word`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub value: u16,
+    pub other: u16,
+    pub host_word: u32,
+}
+
+impl Counted {
+    /// A scan's packet: its destination port counted, its source port logged.
+    #[inline(always)]
+    pub const fn ports(dport: u16, sport: u16) -> Self {
+        Self { value: dport, other: sport, host_word: 0 }
+    }
+}
 
 /// Where a key's probation lives ([`ProbeSet::place_words`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,12 +224,13 @@ impl ProbeSet {
         reason = "fields written straight into the map value, no record on the BPF stack"
     )]
     #[inline(always)]
-    pub fn start(&mut self, i: usize, key: &SourceKey, tag: u32, now: u64, dport: u16, sport: u16, bytes: u32) {
+    pub fn start(&mut self, i: usize, key: &SourceKey, tag: u32, now: u64, counted: Counted, bytes: u32) {
         let i = i & (PROBATION_WAYS as usize - 1);
         let w = &mut self.ways[i];
         w.key = *key;
-        w.dport = dport;
-        w.sport = sport;
+        w.dport = counted.value;
+        w.sport = counted.other;
+        w.host_word = counted.host_word;
         w.packets = 1;
         w.bytes = bytes as u64;
         w.first_ns = now;
@@ -293,7 +315,7 @@ mod tests {
             if let Some(s) = state.as_mut() {
                 crossed.push(s.record_ports(t, dport, sport, bytes, threshold));
             } else if !set.holds(0, &key, t, window) {
-                set.start(0, &key, tag, t, dport, sport, bytes);
+                set.start(0, &key, tag, t, Counted::ports(dport, sport), bytes);
                 crossed.push(false);
             } else if set.ways[0].dport == dport {
                 set.add(0, t, bytes);
@@ -330,7 +352,7 @@ mod tests {
         let crossed_direct: Vec<bool> =
             times.iter().map(|t| direct.record_packets(*t, 0, 0, 64, threshold, window)).collect();
         let mut set = ProbeSet::default();
-        set.start(3, &key, 1, times[0], 0, 0, 64);
+        set.start(3, &key, 1, times[0], Counted::ports(0, 0), 64);
         assert!(set.holds(3, &key, times[1], window));
         let mut s = SourceState::new(0);
         s.admit(&set.ways[3], set.last_ns[3]);
@@ -347,9 +369,9 @@ mod tests {
         let mut p = ProbeSet::default();
         assert!(!p.holds(0, &a, 0, 10), "an empty way holds nothing, not even the zero key");
         assert!(!p.holds(0, &SourceKey::default(), 0, 10));
-        p.start(0, &a, 1, 100, 22, 1000, 40);
+        p.start(0, &a, 1, 100, Counted::ports(22, 1000), 40);
         assert!(p.holds(0, &a, 110, 10) && !p.holds(0, &a, 111, 10) && !p.holds(0, &b, 100, 10));
-        p.start(0, &b, 1, 105, 23, 1000, 40);
+        p.start(0, &b, 1, 105, Counted::ports(23, 1000), 40);
         assert!(p.holds(0, &b, 105, 10) && !p.holds(0, &a, 105, 10), "taken over");
         p.clear(0);
         assert!(!p.holds(0, &b, 105, 10), "freed");
@@ -380,15 +402,15 @@ mod tests {
         // Two keys that share a set take two ways and each finds its own again.
         for (i, k) in [key(1), key(2)].iter().enumerate() {
             assert_eq!(choose(&set, k, now), (i as u32, false));
-            set.start(i, k, tag(k), now + i as u64, 80, 1000, 40);
+            set.start(i, k, tag(k), now + i as u64, Counted::ports(80, 1000), 40);
         }
         assert_eq!(choose(&set, &key(1), now + 5), (0, true));
         assert_eq!(choose(&set, &key(2), now + 5), (1, true));
         // A tag alone is not the key: another key with key 1's tag is not held.
         assert_eq!(set.choose_words(&key(9).words(), tag(&key(1)), now + 5, window), (2, false));
         // A full set: a lapsed way first, a free one likewise; else one picked by clock and key.
-        set.start(2, &key(3), tag(&key(3)), now - 3, 80, 1000, 40);
-        set.start(3, &key(4), tag(&key(4)), now + 2, 80, 1000, 40);
+        set.start(2, &key(3), tag(&key(3)), now - 3, Counted::ports(80, 1000), 40);
+        set.start(3, &key(4), tag(&key(4)), now + 2, Counted::ports(80, 1000), 40);
         let picked: std::collections::BTreeSet<u32> = (0..64)
             .map(|t| choose(&set, &key(5), now + t))
             .map(|(w, held)| {
@@ -397,14 +419,14 @@ mod tests {
             })
             .collect();
         assert_eq!(picked.len(), 4, "every way can be replaced: {picked:?}");
-        set.start(1, &key(2), tag(&key(2)), now - window - 1, 80, 1000, 40);
+        set.start(1, &key(2), tag(&key(2)), now - window - 1, Counted::ports(80, 1000), 40);
         assert_eq!(choose(&set, &key(5), now + 5), (1, false));
         set.clear(0);
         assert_eq!(choose(&set, &key(5), now + 5), (0, false));
         // In a full set, one source's keys of detections 0 and 1 (a SYN's port scan and SYN
         // scan, should they share a set) pick different ways at the same instant.
-        set.start(0, &key(1), tag(&key(1)), now, 80, 1000, 40);
-        set.start(1, &key(2), tag(&key(2)), now, 80, 1000, 40);
+        set.start(0, &key(1), tag(&key(1)), now, Counted::ports(80, 1000), 40);
+        set.start(1, &key(2), tag(&key(2)), now, Counted::ports(80, 1000), 40);
         let kind = |d| SourceKey::new(key(6).addr, 4, d);
         for t in 0..16 {
             let a = choose(&set, &kind(Detection::PortScan), now + t);
@@ -451,7 +473,7 @@ mod tests {
                     admitted += 1;
                 }
             } else {
-                set.start(w, key, place.tag, now, dport, 1, 40);
+                set.start(w, key, place.tag, now, Counted::ports(dport, 1), 40);
                 started += 1;
             }
             for k in &keys {
@@ -473,8 +495,8 @@ mod tests {
         let window = |kind: u8| if kind == Detection::PingFlood as u8 { 60 } else { 10 };
         let mut set = ProbeSet::default();
         assert_eq!(set.held(0, window), 0);
-        set.start(0, &key(1, Detection::SynScan), 5, 100, 80, 1, 40);
-        set.start(2, &key(2, Detection::PingFlood), 7, 100, 0, 0, 64);
+        set.start(0, &key(1, Detection::SynScan), 5, 100, Counted::ports(80, 1), 40);
+        set.start(2, &key(2, Detection::PingFlood), 7, 100, Counted::ports(0, 0), 64);
         assert_eq!(set.held(110, window), 2);
         assert_eq!(set.held(111, window), 1, "the scan's window lapsed, the flood's not");
         assert_eq!(set.held(161, window), 0);
@@ -514,7 +536,7 @@ mod tests {
         assert_eq!((0..128).filter(|x| set.has_filter_bit(*x)).count(), 1);
         // Probation coming and going in the set keeps the bits.
         for w in 0..4 {
-            set.start(w, &key(9), 9, 5, 80, 1000, 40);
+            set.start(w, &key(9), 9, 5, Counted::ports(80, 1000), 40);
             set.add(w, 6, 40);
             set.clear(w);
         }

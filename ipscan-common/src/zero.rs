@@ -29,6 +29,17 @@ pub fn fill<T: Copy, const N: usize>(a: &mut [T; N], v: T) {
     }
 }
 
+/// Copies `src` into `dst` with 4-byte volatile stores: LLVM would turn a copy loop into a
+/// `memmove` call, for the BPF target a subprogram with a byte loop.
+#[inline(always)]
+pub fn copy_words<const N: usize>(dst: &mut [u32; N], src: &[u32; N]) {
+    let d = dst.as_mut_ptr();
+    for (i, v) in src.iter().enumerate() {
+        // SAFETY: i < N.
+        unsafe { core::ptr::write_volatile(d.add(i), *v) };
+    }
+}
+
 /// Stores `v` with a volatile store: a run of zero stores to small neighbouring fields would
 /// otherwise become a `memset` call.
 #[inline(always)]

@@ -6,15 +6,16 @@
 #![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
 
 use crate::{
-    events::emit,
-    maps::{PROBATION, SCRATCH, SOURCES, count},
+    events::{emit, emit_with},
+    maps::{HOSTS_SCRATCH, PROBATION, SCRATCH, SOURCES, SWEEPHOSTS, count},
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use ipscan_common::{
-    DetectionConfig, EventKind, PacketSummary, ProbeSet, SourceKey, SourceState,
-    classify::{self, Detection},
-    probation::{PROBATION_SEED_SLOT, PROBATION_WAYS, filter},
+    DetectionConfig, EventKind, PacketSummary, Probe, ProbeSet, SourceKey, SourceState,
+    classify::{self, Detection, counting},
+    probation::{Counted, PROBATION_SEED_SLOT, PROBATION_WAYS, filter},
     stats,
+    sweep::{self, LOGGED_HOSTS, SweepHosts},
 };
 
 pub(crate) struct Recorded {
@@ -44,7 +45,7 @@ pub extern "C" fn ipscan_record_one(
     dc: *const DetectionConfig,
     now: u64,
     kind: u32,
-    counts_ports: u32,
+    counts: u32,
     p: *const PacketSummary,
 ) -> u64 {
     // SAFETY: null or pointers into map values valid for the program's run (the caller's
@@ -52,7 +53,7 @@ pub extern "C" fn ipscan_record_one(
     let (Some(dc), Some(p)) = (unsafe { dc.as_ref() }, unsafe { p.as_ref() }) else {
         return RECORD_ERROR | (stats::MAP_ERRORS as u64) << 32;
     };
-    match record_one(dc, now, kind as u8, counts_ports != 0, p) {
+    match record_one(dc, now, kind as u8, counts, p) {
         Ok(r) => (r.in_mode as u64 * RECORD_IN_MODE) | (r.block as u64 * RECORD_BLOCK),
         Err(slot) => RECORD_ERROR | (slot as u64) << 32,
     }
@@ -63,7 +64,7 @@ pub(crate) fn record_one(
     dc: &DetectionConfig,
     now: u64,
     kind: u8,
-    counts_ports: bool,
+    counts: u32,
     p: &PacketSummary,
 ) -> Result<Recorded, u32> {
     let none = Recorded { in_mode: false, block: false };
@@ -71,10 +72,23 @@ pub(crate) fn record_one(
         return Ok(none);
     }
     let key = SourceKey::from_words(classify::key_words(p, kind));
+    // A sweep counts hosts where a scan counts ports ([`sweep`]).
+    let hosts = counts == counting::HOSTS;
+    let counted = if hosts {
+        let dport = if p.proto == ipscan_common::packet::PROTO_TCP || p.proto == ipscan_common::packet::PROTO_UDP {
+            p.dport
+        } else {
+            0
+        };
+        Counted { value: sweep::fold(&p.dst_words()), other: dport, host_word: sweep::host_word(p) }
+    } else {
+        Counted::ports(p.dport, p.sport)
+    };
+    let counts_ports = counts != counting::PACKETS;
     // A detection that one packet (one port, for the scans) cannot cross keeps such sources on
     // probation.
     let state = if dc.threshold > 1 {
-        match tracked(dc, now, &key, counts_ports, p)? {
+        match tracked(dc, now, &key, counts, counted, p)? {
             Some(s) => s,
             None => return Ok(none),
         }
@@ -99,18 +113,59 @@ pub(crate) fn record_one(
         }
         state.reset(now);
     }
+    let before = state.distinct;
     let crossed = if counts_ports {
-        state.record_ports(now, p.dport, p.sport, p.ip_payload_len, dc.threshold)
+        state.record_ports(now, counted.value, counted.other, p.ip_payload_len, dc.threshold)
     } else {
         state.record_packets(now, p.dport, p.sport, p.ip_payload_len, dc.threshold, dc.window_ns)
     };
+    // A sweep's new host among its first: kept whole for the line.
+    let mut named: Option<&SweepHosts> = None;
+    if hosts && (state.distinct != before || crossed) && state.distinct as usize <= LOGGED_HOSTS {
+        named = note_host(&key, state.first_ns, state.distinct as usize - 1, &p.dst_words());
+    }
     if crossed {
-        emit(EventKind::Detected, now, &key, state, p, 0);
+        if hosts && named.is_none() {
+            // SAFETY: LRU values are stable while referenced in this program run.
+            named = SWEEPHOSTS.get_ptr_mut(&key).map(|h| unsafe { &*h });
+        }
+        emit_with(EventKind::Detected, now, &key, state, p, 0, named);
         count(stats::DETECTIONS);
     }
     // Per-network detections (smurf) have no single source to block.
     let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8;
     Ok(Recorded { in_mode: state.in_mode(), block })
+}
+
+/// Keeps the `index`th distinct host of a sweep's window (begun at `first_ns`) in SWEEPHOSTS;
+/// the entry, or None if it could not be made (the line then names fewer hosts).
+#[inline(always)]
+fn note_host(key: &SourceKey, first_ns: u64, index: usize, host: &[u32; 4]) -> Option<&'static SweepHosts> {
+    let entry = match SWEEPHOSTS.get_ptr_mut(key) {
+        Some(e) => e,
+        None => {
+            // SAFETY: per-CPU scratch slot, used for one insert at a time and only on this CPU.
+            let fresh = unsafe { &mut *HOSTS_SCRATCH.get_ptr_mut(0)? };
+            fresh.first_ns = first_ns;
+            fresh.known = 0;
+            let _ = SWEEPHOSTS.insert(key, fresh, BPF_NOEXIST as u64);
+            SWEEPHOSTS.get_ptr_mut(key)?
+        }
+    };
+    // SAFETY: LRU values are stable while referenced in this program run; races between CPUs
+    // only mix two sweeps' hosts of one source.
+    let entry = unsafe { &mut *entry };
+    entry.put(first_ns, index, host);
+    Some(entry)
+}
+
+/// A sweep admitted from probation: its first host, rebuilt from what probation kept
+/// ([`sweep::first_host`]), goes first in SWEEPHOSTS.
+#[inline(always)]
+fn note_first_host(key: &SourceKey, probe: &Probe, p: &PacketSummary) {
+    if let Some(first) = sweep::first_host(&p.dst_words(), p.family, probe.host_word, probe.dport) {
+        let _ = note_host(key, probe.first_ns, 0, &first);
+    }
 }
 
 /// The per-CPU slot a fresh SourceState is built in (256 bytes: too big for the stack).
@@ -188,9 +243,11 @@ pub(crate) fn tracked(
     dc: &DetectionConfig,
     now: u64,
     key: &SourceKey,
-    counts_ports: bool,
+    counts: u32,
+    counted: Counted,
     p: &PacketSummary,
 ) -> Result<Option<*mut SourceState>, u32> {
+    let counts_ports = counts != counting::PACKETS;
     // Admission frees the way, and a probation starts only for a key SOURCES does not have, so
     // either may be looked at first. SOURCES is looked at first, but only when the key's
     // admission-filter bit is set: a source being tracked (a scanner, a flooder from its second
@@ -211,17 +268,21 @@ pub(crate) fn tracked(
     let (way, held) = set.choose_words(&words, place.tag, now, dc.window_ns);
     let way = way as usize & (PROBATION_WAYS as usize - 1);
     if held {
-        if counts_ports && set.ways[way].dport == p.dport {
+        if counts_ports && set.ways[way].dport == counted.value {
             set.add(way, now, p.ip_payload_len);
             return Ok(None);
         }
-        // A second port (a second packet, for the floods): admitted, with its probation counted.
+        // A second port (a second packet, for the floods; a second host, for the sweeps):
+        // admitted, with its probation counted.
         let fresh = scratch()?;
         fresh.admit(&set.ways[way], set.last_ns[way]);
+        if counts == counting::HOSTS {
+            note_first_host(key, &set.ways[way], p);
+        }
         set.clear(way);
         mark_admitted_in(set, place.bit);
         return insert_state(key, fresh).map(Some);
     }
-    set.start(way, key, place.tag, now, p.dport, p.sport, p.ip_payload_len);
+    set.start(way, key, place.tag, now, counted, p.ip_payload_len);
     Ok(None)
 }

@@ -18,6 +18,7 @@ use ipscan_common::{
     probation::PROBATION_SETS,
     rules::MAX_RULES,
     stats,
+    sweep::SweepHosts,
 };
 
 #[map]
@@ -148,6 +149,14 @@ pub(crate) static TRIPADDR4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(m
 
 #[map]
 pub(crate) static TRIPADDR6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(m::TRIPADDR_MAX, 1);
+
+/// Sweeps' first hosts, per (source, sweep) in SOURCES ([`ipscan_common::sweep`]).
+#[map]
+pub(crate) static SWEEPHOSTS: LruHashMap<SourceKey, SweepHosts> = LruHashMap::with_max_entries(m::SWEEPHOSTS_MAX, 0);
+
+/// Per-CPU scratch for a fresh SWEEPHOSTS value.
+#[map]
+pub(crate) static HOSTS_SCRATCH: PerCpuArray<SweepHosts> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU scratch for fresh map values too big for the 512-byte BPF stack.
 #[map]

@@ -79,8 +79,8 @@ impl Processed {
     /// The detections to block: one bit each, from this bit up.
     const BLOCK_SHIFT: u32 = 8;
     /// Hardening was left to the caller, for a packet that is not dropped by its auto-blocks.
-    const HARDEN_LATER: u64 = 1 << 20;
-    const _FITS: () = assert!(DETECTIONS.len() as u32 + Self::BLOCK_SHIFT <= 20);
+    const HARDEN_LATER: u64 = 1 << 24;
+    const _FITS: () = assert!(DETECTIONS.len() as u32 + Self::BLOCK_SHIFT <= 24);
 
     pub(crate) fn of(word: u64) -> Self {
         Self(word)
@@ -135,7 +135,8 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
     let tripwire = cfg.has(g::TRIPWIRE | g::TRIPADDR) && tripped(cfg, p);
     // Forgotten: the verifier would otherwise follow the calls below once with the tripwire
     // bit known clear and once known set (twice the states of this function).
-    let set = forget((classify::detections(p) | (tripwire as u32 * Detection::Tripwire.bit())) as u64) as u32;
+    let sweeps = if cfg.has(g::SWEEPS) { classify::sweep_detections(p) } else { 0 };
+    let set = forget((classify::detections(p) | sweeps | (tripwire as u32 * Detection::Tripwire.bit())) as u64) as u32;
     // The clock is read only for packets that need it: an established flow's ACK does not.
     // A UDP traceroute probe gets its traceroute line only, as in iplog (whose UDP handler
     // returns there); TCP and ICMP probes, which iplog did not call traceroutes, keep theirs.
@@ -153,7 +154,7 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
             if set & (1 << i) != 0
                 && let Some(dc) = cfg.detections.get(i)
             {
-                let r = ipscan_record_one(dc, now, i as u32, Detection::counts_ports_at(i) as u32, p);
+                let r = ipscan_record_one(dc, now, i as u32, Detection::counting_at(i), p);
                 if r & RECORD_ERROR != 0 {
                     return Err((r >> 32) as u32);
                 }
@@ -173,7 +174,10 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
         record(7)?;
         record(8)?;
         record(9)?;
-        const _: () = assert!(DETECTIONS.len() == 10, "one record() call per detection");
+        record(10)?;
+        record(11)?;
+        record(12)?;
+        const _: () = assert!(DETECTIONS.len() == 13, "one record() call per detection");
         in_mode = all & RECORD_IN_MODE != 0;
     }
     if !in_mode && let Some(l) = ordinary {

@@ -240,6 +240,13 @@ flags! {
     ignore_dns = false,
     /// Detect ICMP ping floods. Default on.
     ping_flood = true,
+    /// Detect TCP port sweeps: SYNs from one source to many hosts. ipscan extension. Default off.
+    tcp_sweep = false,
+    /// Detect UDP sweeps: datagrams from one source to many hosts. ipscan extension. Default off.
+    udp_sweep = false,
+    /// Detect ping sweeps: echo requests from one source to many hosts. ipscan extension.
+    /// Default off.
+    ping_sweep = false,
     /// Log only scans and floods, not single packets. Default off.
     scans_only = false,
     /// Detect traceroutes. Default on.
@@ -689,10 +696,11 @@ impl Settings {
                     Detection::FinScan,
                     Detection::NullScan,
                     Detection::XmasScan,
+                    Detection::TcpSweep,
                 ],
             ),
-            (f.udp, &[Detection::UdpScan, Detection::UdpFlood]),
-            (f.icmp, &[Detection::PingFlood]),
+            (f.udp, &[Detection::UdpScan, Detection::UdpFlood, Detection::UdpSweep]),
+            (f.icmp, &[Detection::PingFlood, Detection::PingSweep]),
             (f.udp || f.icmp, &[Detection::Smurf]),
         ];
         for (on, detections) in off {
@@ -1474,7 +1482,7 @@ mod tests {
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 31);
+        assert_eq!(Flags::KEYWORDS.len(), 34);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));
@@ -1514,12 +1522,16 @@ mod tests {
             assert!(!enabled(&s, d), "{k} disabled");
             for (k2, d2) in switched() {
                 if k2 != k {
-                    assert!(enabled(&s, d2), "{k2} untouched by {k}");
+                    assert_eq!(enabled(&s, d2), enabled(&Settings::default(), d2), "{k2} untouched by {k}");
                 }
             }
-            // Thresholds survive and a later `set` turns it back on.
+            // Thresholds survive and a later `set` turns it (back) on; the sweeps are off by
+            // default.
             let s = parse(&format!("set {k} false\nset {k}"));
-            assert_eq!(s.kernel, KernelConfig::default());
+            let mut want = KernelConfig::default();
+            want.detection_mut(d).flags |= detection_flags::ENABLED;
+            assert_eq!(s.kernel, want);
+            assert_eq!(d.counts_hosts(), !enabled(&Settings::default(), d), "{k}");
         }
     }
 

@@ -1124,3 +1124,84 @@ fn sources_kept_without_their_probation_array_are_still_found() {
     };
     assert_eq!(seed_slot.filter_state(), filter::ON);
 }
+
+/// Sweeps (`set tcp_sweep`, `udp_sweep`, `ping_sweep`): one source's probes to many hosts count
+/// distinct hosts; the threshold packet's event names the ports swept, the count and the first
+/// hosts, the first of them rebuilt from what probation kept. Off by default; a flood of new
+/// sources that each probe one host stays on probation.
+#[test]
+fn sweeps_count_hosts_and_name_the_first_of_them() {
+    use ipscan::config::{Settings, kernel::KernelSettings};
+    let load = |text: &str| {
+        let settings = Settings::parse(text, std::path::Path::new("t.conf")).expect("config");
+        let k = KernelSettings::from_settings(&settings, &[]).expect("kernel settings");
+        let mut p = Prog::load(&k.config);
+        k.apply(&mut p.ebpf).expect("apply");
+        p
+    };
+    let host4 = |i: u8| Ipv4Addr::new(198, 18, 1, i);
+    let host6 = |i: u16| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i);
+    let words = |ip: std::net::IpAddr| {
+        let b: [u8; 16] = match ip {
+            std::net::IpAddr::V4(a) => {
+                let mut b = [0; 16];
+                b[..4].copy_from_slice(&a.octets());
+                b
+            }
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        core::array::from_fn::<u32, 4, _>(|i| u32::from_ne_bytes(b[4 * i..4 * i + 4].try_into().expect("4")))
+    };
+
+    // Off by default: ten hosts probed, nothing.
+    let mut off = load("");
+    for i in 1..=12 {
+        off.run_at(SEC, &Frame::default().v4(A, host4(i), &L4::syn(40000, 22)));
+    }
+    assert!(off.detections().iter().all(|e| !Detection::from_u8(e.detection).expect("kind").counts_hosts()));
+
+    let mut p = load("set tcp_sweep\nset udp_sweep\nset ping_sweep\nthreshold udp_sweep 3\n");
+    // Ten SYNs to port 22 of ten hosts (the second one twice: one host): the tenth host crosses.
+    for i in 1..=10u8 {
+        for _ in 0..if i == 2 { 2 } else { 1 } {
+            assert_eq!(p.run_at(SEC + i as u64, &Frame::default().v4(A, host4(i), &L4::syn(40000, 22))), XDP_PASS);
+        }
+        let sweeps: Vec<_> = p.detections().into_iter().filter(|e| e.detection == Detection::TcpSweep as u8).collect();
+        assert_eq!(sweeps.len(), (i == 10) as usize, "host {i}");
+        if let Some(ev) = sweeps.first() {
+            assert_eq!((ev.distinct, ev.packets), (10, 11));
+            assert_eq!(ev.sports(), [22], "the port swept");
+            let hosts: Vec<[u32; 4]> = ev.hosts().copied().collect();
+            let want: Vec<[u32; 4]> = (1..=8).map(|i| words(host4(i).into())).collect();
+            assert_eq!(hosts, want, "the first eight hosts, the first rebuilt from probation");
+        }
+    }
+    // UDP to two ports of three IPv6 hosts in one /96.
+    for (i, port) in [(1u16, 161u16), (2, 162), (3, 161)] {
+        p.run_at(2 * SEC, &Frame::default().v6(A6, host6(i), &L4::Udp { sport: 5000, dport: port }));
+    }
+    let ev = p.detections().into_iter().find(|e| e.detection == Detection::UdpSweep as u8).expect("UDP sweep");
+    assert_eq!((ev.distinct, ev.sports()), (3, &[161, 162][..]));
+    assert_eq!(ev.hosts().copied().collect::<Vec<_>>(), (1..=3).map(|i| words(host6(i).into())).collect::<Vec<_>>());
+
+    // IPv6 echo requests to hosts in different /96s: the first host cannot be rebuilt, and is
+    // left out rather than named wrongly.
+    let far = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 9, 0, 1);
+    let src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x77);
+    p.run_at(3 * SEC, &Frame::default().v6(src, far, &L4::Icmp { ty: 128, code: 0 }));
+    for i in 2..=10 {
+        p.run_at(3 * SEC, &Frame::default().v6(src, host6(i), &L4::Icmp { ty: 128, code: 0 }));
+    }
+    let ev = p.detections().into_iter().find(|e| e.detection == Detection::PingSweep as u8).expect("ping sweep");
+    assert_eq!(ev.distinct, 10);
+    assert_eq!(ev.hosts().copied().collect::<Vec<_>>(), (2..=8).map(|i| words(host6(i).into())).collect::<Vec<_>>());
+
+    // 2,000 new sources, one probe each: no SOURCES entry for any of them.
+    let before = p.source_count();
+    for i in 0..2000u32 {
+        let s = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
+        p.run_at(4 * SEC, &Frame::default().v4(s, host4((i % 200) as u8 + 1), &L4::syn(40000, 22)));
+    }
+    assert_eq!(p.source_count(), before, "one host each: all on probation");
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
+}

@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, LpmTrie, MapError, lpm_trie::Key},
 };
 use ipscan_common::{
-    Config, FAMILY_V4, FAMILY_V6, Rule,
+    Config, DETECTIONS, FAMILY_V4, FAMILY_V6, Rule,
     config::{global_flags as g, tripports},
     maps,
     packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
@@ -73,7 +73,8 @@ const MANAGED: u32 = g::LOG_TCP
     | g::SCANS_ONLY
     | g::PROMISC
     | g::TRIPWIRE
-    | g::TRIPADDR;
+    | g::TRIPADDR
+    | g::SWEEPS;
 
 impl KernelSettings {
     /// Converts settings; `nameservers` are the addresses `ignore_dns` ignores (see
@@ -94,6 +95,10 @@ impl KernelSettings {
             (!s.promisc.is_empty(), g::PROMISC),
             (!s.tripwire.tcp.is_empty() || !s.tripwire.udp.is_empty(), g::TRIPWIRE),
             (!s.tripwire.addrs.is_empty(), g::TRIPADDR),
+            (
+                DETECTIONS.iter().any(|d| d.counts_hosts() && config.detection(*d).enabled()),
+                g::SWEEPS,
+            ),
         ] {
             if on {
                 flags |= bit;

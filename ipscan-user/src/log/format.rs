@@ -25,6 +25,15 @@ pub fn stamp(t: &DateTime<Local>) -> String {
     t.format("%b %e %H:%M:%S").to_string()
 }
 
+/// An address given as four native-order words (IPv4 in the first), as events carry hosts.
+pub fn addr_words(w: &[u32; 4], family: u8) -> IpAddr {
+    let mut b = [0u8; 16];
+    for (i, x) in w.iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&x.to_ne_bytes());
+    }
+    addr(&b, family)
+}
+
 /// `[ports a,b,c]`, `[port a]`, or `[ports a,...,j,...]` once `cap` entries fill the list.
 pub fn port_list(ports: &[u16], cap: usize, full: bool) -> String {
     let mut s = String::from(if ports.len() == 1 && !full { "[port " } else { "[ports " });
@@ -54,12 +63,33 @@ pub struct Detected<'a> {
     pub dports_full: bool,
     pub sports: &'a [u16],
     pub sports_full: bool,
+    /// Sweeps: the distinct hosts counted, and the first of them (fewer when not all are known).
+    pub hosts: Option<(u32, &'a [IpAddr])>,
 }
 
 /// `TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,...]`
 pub fn detected(d: &Detected<'_>) -> String {
     let (proto, name) = (d.detection.names().proto, d.detection.names().log_name);
     let mut s = format!("{proto}: {name} detected");
+    if let Some((count, hosts)) = d.hosts {
+        // `TCP: SYN sweep detected [port 22] of 10 hosts [198.18.1.1,...] from 198.18.0.1`:
+        // the ports swept (none for pings), how many hosts and the first of them.
+        if !d.dports.is_empty() {
+            let _ = write!(s, " {}", port_list(d.dports, LOGGED_SPORTS, d.dports_full));
+        }
+        let _ = write!(s, " of {count} hosts [");
+        for (i, h) in hosts.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{h}");
+        }
+        if (hosts.len() as u32) < count {
+            s.push_str(if hosts.is_empty() { "..." } else { ",..." });
+        }
+        let _ = write!(s, "] from {}", d.source);
+        return s;
+    }
     if let Some(dest) = d.dest {
         let _ = write!(s, " to {dest}");
     }
@@ -164,6 +194,7 @@ mod tests {
             dports_full: false,
             sports: &[34333, 34335, 34325, 34326, 34327],
             sports_full: true,
+            hosts: None,
         };
         assert_eq!(
             detected(&syn),
@@ -177,6 +208,7 @@ mod tests {
             dports_full: true,
             sports: &[57876],
             sports_full: false,
+            hosts: None,
         };
         assert_eq!(
             detected(&fin),
@@ -194,8 +226,42 @@ mod tests {
             dports_full: false,
             sports: &[],
             sports_full: false,
+            hosts: None,
         };
         assert_eq!(detected(&ping), "ICMP: ping flood detected from 10.10.150.1");
+    }
+
+    #[test]
+    fn sweep_lines_name_the_ports_the_count_and_the_first_hosts() {
+        let hosts: Vec<IpAddr> = (1..=8).map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i))).collect();
+        let sweep = |detection, dports: &'static [u16], count, hosts| Detected {
+            detection,
+            source: "198.18.0.1",
+            dest: Some("ignored"),
+            dports,
+            dports_full: false,
+            sports: &[],
+            sports_full: false,
+            hosts: Some((count, hosts)),
+        };
+        assert_eq!(
+            detected(&sweep(Detection::TcpSweep, &[22], 10, &hosts)),
+            "TCP: SYN sweep detected [port 22] of 10 hosts \
+             [198.18.1.1,198.18.1.2,198.18.1.3,198.18.1.4,198.18.1.5,198.18.1.6,198.18.1.7,198.18.1.8,...] \
+             from 198.18.0.1"
+        );
+        assert_eq!(
+            detected(&sweep(Detection::UdpSweep, &[161, 162], 3, &hosts[..3])),
+            "UDP: sweep detected [ports 161,162] of 3 hosts [198.18.1.1,198.18.1.2,198.18.1.3] from 198.18.0.1"
+        );
+        assert_eq!(
+            detected(&sweep(Detection::PingSweep, &[], 3, &hosts[1..3])),
+            "ICMP: ping sweep detected of 3 hosts [198.18.1.2,198.18.1.3,...] from 198.18.0.1"
+        );
+        let w = [u32::from_ne_bytes([0x20, 0x01, 0x0d, 0xb8]), 0, 0, u32::from_ne_bytes([0, 0, 1, 7])];
+        assert_eq!(addr_words(&w, ipscan_common::FAMILY_V6).to_string(), "2001:db8::107");
+        let v4 = [u32::from_ne_bytes([198, 18, 1, 7]), 0, 0, 0];
+        assert_eq!(addr_words(&v4, FAMILY_V4).to_string(), "198.18.1.7");
     }
 
     #[test]
@@ -210,6 +276,7 @@ mod tests {
             dports_full: false,
             sports: &[1, 2],
             sports_full: false,
+            hosts: None,
         };
         assert_eq!(detected(&x), "TCP: Xmas scan detected to 2001:db8::2 [port 80] from 2001:db8::1 [ports 1,2]");
         assert_eq!(

@@ -89,6 +89,12 @@ pub struct JsonRecord {
     /// Which offence of the source a block is, under `block ... escalate` (1: the first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offence: Option<u32>,
+    /// Sweeps: how many distinct destination hosts were counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<u32>,
+    /// Sweeps: the first of those hosts (up to 8), in the order they were probed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dsthosts: Vec<IpAddr>,
     /// The iplog-format line, exactly as the text output writes it after its timestamp.
     pub message: String,
 }
@@ -114,6 +120,8 @@ impl JsonRecord {
             bytes: None,
             block_secs: None,
             offence: None,
+            hosts: None,
+            dsthosts: Vec::new(),
             message,
         }
     }
@@ -131,6 +139,8 @@ impl JsonRecord {
             dstip,
             dports: d.dports.to_vec(),
             sports: d.sports.to_vec(),
+            hosts: d.hosts.map(|(n, _)| n),
+            dsthosts: d.hosts.map(|(_, h)| h.to_vec()).unwrap_or_default(),
             ..Self::new(timestamp, Event::Detected, srcip, format::detected(d))
         }
     }
@@ -178,6 +188,7 @@ mod tests {
             dports_full: false,
             sports: &[40000],
             sports_full: false,
+            hosts: None,
         };
         assert_eq!(
             to_line(&JsonRecord::from_detected(t(), &d, V4, None)),
@@ -198,6 +209,7 @@ mod tests {
             dports_full: true,
             sports: &[40000],
             sports_full: false,
+            hosts: None,
         };
         let line = to_line(&JsonRecord::from_detected(t(), &d, src, Some(dst)));
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");

@@ -31,6 +31,8 @@ impl Output {
                 bytes: m.bytes,
                 block_secs: m.block_ns.map(|ns| ns / 1_000_000_000),
                 offence: m.offence,
+                hosts: m.hosts,
+                dsthosts: m.dsthosts.clone(),
                 ..json::JsonRecord::new(at.fixed_offset(), event, src, line.text.clone())
             };
             writeln!(f, "{}", json::to_line(&rec))?;

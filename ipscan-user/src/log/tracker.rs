@@ -89,6 +89,10 @@ pub struct Meta {
     pub block_ns: Option<u64>,
     /// A block's offence number, under `block ... escalate`.
     pub offence: Option<u32>,
+    /// Sweeps: the distinct hosts counted.
+    pub hosts: Option<u32>,
+    /// Sweeps: the first of those hosts.
+    pub dsthosts: Vec<IpAddr>,
 }
 
 /// Per-interface active-mode table.
@@ -214,6 +218,8 @@ impl Tracker {
         match ev.kind()? {
             EventKind::Detected => {
                 let folded = self.twin_shown(&ev.key);
+                // A sweep has many destinations: none of them is its `to`.
+                let sweep = detection.counts_hosts();
                 self.active.insert(
                     ev.key,
                     Tracked {
@@ -222,22 +228,31 @@ impl Tracker {
                         last_ns: ev.ts_ns,
                         packets: ev.packets,
                         bytes: ev.bytes,
-                        dest: Some(dest_s.clone()),
+                        dest: (!sweep).then(|| dest_s.clone()),
                         folded,
                     },
                 );
                 if folded {
                     return None;
                 }
-                let dest = self.log_dest.then_some(dest_s.as_str());
+                let dest = (self.log_dest && !sweep).then_some(dest_s.as_str());
+                let hosts: Vec<IpAddr> = ev.hosts().map(|w| format::addr_words(w, ev.packet.family)).collect();
+                // A sweep's other ports are the ports it swept; its source ports are not kept.
+                let (dports, dports_full, sports, sports_full) = if sweep {
+                    let swept = if detection == Detection::PingSweep { &[][..] } else { ev.sports() };
+                    (swept, ev.nsports as usize >= LOGGED_SPORTS, &[][..], false)
+                } else {
+                    (ev.ports(), ev.nports as usize >= LOGGED_DPORTS, ev.sports(), ev.nsports as usize >= LOGGED_SPORTS)
+                };
                 let text = format::detected(&Detected {
                     detection,
                     source: &source,
                     dest,
-                    dports: ev.ports(),
-                    dports_full: ev.nports as usize >= LOGGED_DPORTS,
-                    sports: ev.sports(),
-                    sports_full: ev.nsports as usize >= LOGGED_SPORTS,
+                    dports,
+                    dports_full,
+                    sports,
+                    sports_full,
+                    hosts: sweep.then_some((ev.distinct, hosts.as_slice())),
                 });
                 Some(Line {
                     at_ns: ev.ts_ns,
@@ -247,11 +262,13 @@ impl Tracker {
                         event: Some(json::Event::Detected),
                         detection: Some(detection),
                         src: Some(format::addr(&ev.key.addr, ev.key.family)),
-                        dst: Some(format::addr(&ev.packet.dst, ev.packet.family)),
-                        dports: ev.ports().to_vec(),
-                        sports: ev.sports().to_vec(),
+                        dst: (!sweep).then(|| format::addr(&ev.packet.dst, ev.packet.family)),
+                        dports: dports.to_vec(),
+                        sports: sports.to_vec(),
                         packets: Some(ev.packets),
                         bytes: Some(ev.bytes),
+                        hosts: sweep.then_some(ev.distinct),
+                        dsthosts: hosts,
                         ..Meta::default()
                     },
                 })
