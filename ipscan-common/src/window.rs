@@ -256,6 +256,12 @@ impl SourceState {
         let n = (self.nports as usize).min(LOGGED_DPORTS);
         &self.ports[..n]
     }
+
+    /// The first distinct source ports (a sweep's: the destination ports it swept).
+    pub fn logged_sports(&self) -> &[u16] {
+        let n = (self.nsports as usize).min(LOGGED_SPORTS);
+        &self.sports[..n]
+    }
 }
 
 /// Whether `port` is among the first `n` entries of `list`: every entry compared, at a constant

@@ -1196,6 +1196,16 @@ fn sweeps_count_hosts_and_name_the_first_of_them() {
     assert_eq!(ev.distinct, 10);
     assert_eq!(ev.hosts().copied().collect::<Vec<_>>(), (2..=8).map(|i| words(host6(i).into())).collect::<Vec<_>>());
 
+    // IPv4 echo requests (nmap -sn): the first host rebuilt too.
+    let pinger = Ipv4Addr::new(198, 18, 0, 66);
+    for i in 1..=10 {
+        for _ in 0..2 {
+            p.run_at(5 * SEC, &Frame::default().v4(pinger, host4(i), &L4::Icmp { ty: 8, code: 0 }));
+        }
+    }
+    let ev = p.detections().into_iter().find(|e| e.detection == Detection::PingSweep as u8).expect("ping sweep");
+    assert_eq!(ev.hosts().copied().collect::<Vec<_>>(), (1..=8).map(|i| words(host4(i).into())).collect::<Vec<_>>());
+
     // 2,000 new sources, one probe each: no SOURCES entry for any of them.
     let before = p.source_count();
     for i in 0..2000u32 {

@@ -15,7 +15,7 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use ipscan_common::{Config, Detection, FAMILY_V4, SourceKey, SourceState, maps, stats};
+use ipscan_common::{Config, Detection, FAMILY_V4, SourceKey, SourceState, maps, stats, window::LOGGED_SPORTS};
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
@@ -287,8 +287,18 @@ fn source_text(key: &SourceKey, d: Detection) -> String {
 }
 
 /// The first logged destination ports, `,...` when more were seen; `-` for detections that do
-/// not log ports (as their detection lines do not).
+/// not log ports (as their detection lines do not). A sweep's: the ports it swept and how many
+/// hosts, `22 on 10 hosts` (`10 hosts` for a ping sweep).
 fn ports_text(s: &SourceState, d: Detection) -> String {
+    if d.counts_hosts() {
+        let swept = if d == Detection::PingSweep { &[][..] } else { s.logged_sports() };
+        let hosts = format!("{} host{}", s.distinct, if s.distinct == 1 { "" } else { "s" });
+        if swept.is_empty() {
+            return hosts;
+        }
+        let more = if s.nsports as usize >= LOGGED_SPORTS { ",..." } else { "" };
+        return format!("{}{more} on {hosts}", swept.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
+    }
     if !(d.counts_ports() || d == Detection::UdpFlood) {
         return "-".to_owned();
     }
@@ -765,6 +775,29 @@ mod tests {
         let rates: Vec<(&str, &str)> = v.modes.iter().map(|r| (r[0].as_str(), r[6].as_str())).collect();
         // Two seconds between the reads; sorted by rate.
         assert_eq!(rates, [("198.18.0.1", "20.0"), ("198.18.0.3", "10.0"), ("198.18.0.2", "6.0")]);
+    }
+
+    #[test]
+    fn sweeps_show_the_ports_swept_and_how_many_hosts() {
+        let sweep = |d: Detection, hosts: u16, ports: &[u16]| {
+            let mut s = SourceState::new(S);
+            for h in 1..=hosts {
+                for p in ports {
+                    s.record_ports(S, h, *p, 40, 10);
+                }
+            }
+            (key4([198, 18, 0, 1], d), s)
+        };
+        let cur = snap(
+            2 * S,
+            vec![sweep(Detection::TcpSweep, 12, &[22]), sweep(Detection::PingSweep, 10, &[0])],
+            vec![],
+            stats_with(&[]),
+        );
+        let v = view(None, &cur, DEFAULT_INTERVAL);
+        let mut rows: Vec<[&str; 2]> = v.modes.iter().map(|r| [&*r[2], &*r[3]]).collect();
+        rows.sort();
+        assert_eq!(rows, [["SYN sweep", "22 on 12 hosts"], ["ping sweep", "10 hosts"]]);
     }
 
     #[test]
