@@ -505,9 +505,13 @@ const NOT_BLOCKED: u32 = 100209;
 const WOULD_BLOCK: u32 = 100210;
 const WOULD_UNBLOCK: u32 = 100211;
 const TRIPWIRE: u32 = 100212;
+const SWEEP: u32 = 100213;
+/// The JSON records' rules for a scan and for a sweep.
+const JSON_SCAN: u32 = 100251;
+const JSON_SWEEP: u32 = 100263;
 
 /// The levels the rules must have (a line's expected level is its rule's).
-const LEVELS: [(u32, u32); 13] = [
+const LEVELS: [(u32, u32); 14] = [
     (100200, 0),
     (SCAN, 10),
     (FLOOD, 10),
@@ -521,6 +525,8 @@ const LEVELS: [(u32, u32); 13] = [
     (WOULD_BLOCK, 3),
     (WOULD_UNBLOCK, 3),
     (TRIPWIRE, 10),
+    // A sweep alerts as a scan does (ipscan_rules.xml says why).
+    (SWEEP, 10),
 ];
 
 fn want_level(rule: u32) -> u32 {
@@ -794,8 +800,86 @@ const GOLDEN: &[Golden<'static>] = &[
     bare("UDP: traceroute from 10.10.150.1 to 10.10.150.2", "10.10.150.1", Some("10.10.150.2"), None, TRACEROUTE),
     bare("ICMP: traceroute from 2001:db8::1 to 2001:db8::2", "2001:db8::1", Some("2001:db8::2"), None, TRACEROUTE),
     bare("TCP: traceroute from 10.10.150.1", "10.10.150.1", None, None, TRACEROUTE),
+    // Sweeps: the ports swept (none for pings), the count of hosts and the first of them (a full list, a short
+    // one, none known), never a destination nor source ports; "sweep" alone is the UDP one.
+    g(
+        "TCP: SYN sweep detected [port 22] of 10 hosts \
+         [198.18.1.1,198.18.1.2,198.18.1.3,198.18.1.4,198.18.1.5,198.18.1.6,198.18.1.7,198.18.1.8,...] from 198.18.0.1",
+        "198.18.0.1",
+        None,
+        "SYN sweep",
+        SWEEP,
+    ),
+    g(
+        "TCP: SYN sweep detected [ports 22,80] of 10 hosts [...] from 2001:db8::1",
+        "2001:db8::1",
+        None,
+        "SYN sweep",
+        SWEEP,
+    ),
+    g(
+        "TCP: SYN sweep detected [ports 22,80,443,3389,5900,8080,8443,1,2,3,...] of 1200 hosts \
+         [2001:db8:1::1,2001:db8:1::2,...] from 2001:db8:9::7",
+        "2001:db8:9::7",
+        None,
+        "SYN sweep",
+        SWEEP,
+    ),
+    g(
+        "UDP: sweep detected [port 161] of 3 hosts [198.18.1.1,198.18.1.2,198.18.1.3] from 198.18.0.1",
+        "198.18.0.1",
+        None,
+        "sweep",
+        SWEEP,
+    ),
+    g(
+        "UDP: sweep detected [ports 53,123] of 10 hosts [2001:db8::1:1,2001:db8::1:2,...] from 2001:db8::5",
+        "2001:db8::5",
+        None,
+        "sweep",
+        SWEEP,
+    ),
+    g(
+        "ICMP: ping sweep detected of 10 hosts [198.18.1.2,198.18.1.3,...] from 198.18.0.1",
+        "198.18.0.1",
+        None,
+        "ping sweep",
+        SWEEP,
+    ),
+    g("ICMP: ping sweep detected of 10 hosts [...] from 2001:db8::1", "2001:db8::1", None, "ping sweep", SWEEP),
+    g(
+        "ICMP: ping sweep detected of 3 hosts [2001:db8::2,2001:db8::3,2001:db8::4] from 2001:db8::7",
+        "2001:db8::7",
+        None,
+        "ping sweep",
+        SWEEP,
+    ),
+    g(
+        "TCP: SYN sweep mode expired for 198.18.0.1 - received a total of 11 packets (484 bytes).",
+        "198.18.0.1",
+        None,
+        "SYN sweep",
+        EXPIRED,
+    ),
+    g(
+        "UDP: sweep mode expired for 2001:db8::1 - received a total of 30 packets (1200 bytes).",
+        "2001:db8::1",
+        None,
+        "sweep",
+        EXPIRED,
+    ),
+    g(
+        "ICMP: ping sweep mode expired for 198.18.0.1 - received a total of 10 packets (840 bytes).",
+        "198.18.0.1",
+        None,
+        "ping sweep",
+        EXPIRED,
+    ),
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
+    g("Blocked 198.18.0.1 for 60 s (SYN sweep)", "198.18.0.1", None, "SYN sweep", BLOCKED),
+    g("Blocked 2001:db8::1 for 60 s (sweep)", "2001:db8::1", None, "sweep", BLOCKED),
+    g("Blocked 198.18.0.1 for 60 s (ping sweep)", "198.18.0.1", None, "ping sweep", BLOCKED),
     g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
     // A repeat offender's block (`block ... escalate`): the offence stays in the extra data.
     g("Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)", "198.18.0.1", None, "SYN scan, offence 2", BLOCKED),
@@ -853,6 +937,7 @@ const GOLDEN: &[Golden<'static>] = &[
     // dry_run.
     g("Would block 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", WOULD_BLOCK),
     g("Would block 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", WOULD_BLOCK),
+    g("Would block 2001:db8::1 for 60 s (ping sweep)", "2001:db8::1", None, "ping sweep", WOULD_BLOCK),
     g(
         "Would block 2001:db8::1 for 240 s (scan/flood, offence 3)",
         "2001:db8::1",
@@ -978,7 +1063,10 @@ fn ossec_rule_levels_and_ids() {
     for r in &json_rules {
         assert!((100250..=100299).contains(&r.id), "{} outside the JSON rules' range", r.id);
     }
-    assert_eq!(level_of(&json_rules, 100251), 10);
+    assert_eq!(level_of(&json_rules, JSON_SCAN), 10);
+    // Sweeps alert as scans do, in both files.
+    assert_eq!(level_of(&json_rules, JSON_SWEEP), level_of(&json_rules, JSON_SCAN));
+    assert_eq!(level_of(&rules, SWEEP), level_of(&rules, SCAN));
 }
 
 #[test]
@@ -1067,18 +1155,36 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
         alerts.push(own(format::would_unblock(src, 12, 480), None, WOULD_UNBLOCK));
         quiet.push(lines::rate_limited(src, 7));
 
+        // The hosts a sweep names, of the source's family.
+        let swept: Vec<IpAddr> = (1..=8u8)
+            .map(|i| match src_ip {
+                IpAddr::V4(_) => IpAddr::from([10, 10, 151, i]),
+                IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 1, u16::from(i)]),
+            })
+            .collect();
         for dest in [None, Some(dst)] {
             for d in DETECTIONS {
                 let name = d.names().log_name;
                 let rule = match d {
+                    Detection::PortScan
+                    | Detection::SynScan
+                    | Detection::FinScan
+                    | Detection::NullScan
+                    | Detection::XmasScan
+                    | Detection::UdpScan
+                    | Detection::UdpFlood => SCAN,
                     Detection::PingFlood | Detection::Smurf => FLOOD,
                     Detection::Tripwire => TRIPWIRE,
-                    _ => SCAN,
+                    Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => SWEEP,
                 };
+                // A sweep has many destinations and names none, with log_dest too: its detection line leaves
+                // out the one it is given, and the daemon gives its expiry none.
+                let sweep = rule == SWEEP;
+                let shown = if sweep { None } else { dest };
                 let form = |msg| Form {
                     msg,
                     srcip: src,
-                    dstip: dest,
+                    dstip: shown,
                     extra: Some(name),
                     extra_file: Some(name),
                     ports: None,
@@ -1086,19 +1192,45 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                 };
                 // One port each, and full lists.
                 let ten: Vec<u16> = (1..=10).collect();
-                for (dports, sports, full) in [(&[22u16][..], &[40000u16][..], false), (&ten[..], &ten[..5], true)] {
-                    let det = Detected {
-                        detection: d,
-                        source: src,
-                        dest,
-                        dports,
-                        dports_full: full,
-                        sports,
-                        sports_full: full,
+                if sweep {
+                    // The ports swept (a ping sweep has none) and no source ports; eight hosts named of ten,
+                    // three of three, two of ten, none known of ten.
+                    let swept_ports: &[(&[u16], bool)] = match d {
+                        Detection::PingSweep => &[(&[], false)],
+                        _ => &[(&[22], false), (&ten, true)],
                     };
-                    alerts.push(form(format::detected(&det)));
+                    for &(dports, full) in swept_ports {
+                        for (count, hosts) in [(10, &swept[..]), (3, &swept[..3]), (10, &swept[..2]), (10, &[][..])] {
+                            let det = Detected {
+                                detection: d,
+                                source: src,
+                                dest,
+                                dports,
+                                dports_full: full,
+                                sports: &[],
+                                sports_full: false,
+                                hosts: Some((count, hosts)),
+                            };
+                            alerts.push(form(format::detected(&det)));
+                        }
+                    }
+                } else {
+                    for (dports, sports, full) in [(&[22u16][..], &[40000u16][..], false), (&ten[..], &ten[..5], true)]
+                    {
+                        let det = Detected {
+                            detection: d,
+                            source: src,
+                            dest,
+                            dports,
+                            dports_full: full,
+                            sports,
+                            sports_full: full,
+                            hosts: None,
+                        };
+                        alerts.push(form(format::detected(&det)));
+                    }
                 }
-                alerts.push(Form { rule: EXPIRED, ..form(format::expired(d, src, dest, 1678, 47092)) });
+                alerts.push(Form { rule: EXPIRED, ..form(format::expired(d, src, shown, 1678, 47092)) });
             }
 
             let summary = |proto: u8| PacketSummary {
@@ -1211,7 +1343,8 @@ fn ossec_every_form_ipscan_writes() {
     for msg in &quiet {
         check_quiet(&decoders, &rules, msg);
     }
-    // Each alerting rule is reached by some form, in both address families and with and without log_dest.
+    // Each alerting rule is reached by some form, in both address families and with and without log_dest
+    // (ipscan's own lines and sweeps name no destination either way).
     for (rule, _) in &LEVELS[1..] {
         for v6 in [false, true] {
             for dest in [false, true] {
@@ -1219,7 +1352,7 @@ fn ossec_every_form_ipscan_writes() {
                     f.rule == *rule
                         && f.srcip.contains(':') == v6
                         && (f.dstip.is_some() == dest
-                            || matches!(*rule, BLOCKED | UNBLOCKED | NOT_BLOCKED | WOULD_BLOCK | WOULD_UNBLOCK))
+                            || matches!(*rule, BLOCKED | UNBLOCKED | NOT_BLOCKED | WOULD_BLOCK | WOULD_UNBLOCK | SWEEP))
                 });
                 assert!(reached, "no form reaches {rule} (IPv6 {v6}, log_dest {dest})");
             }
@@ -1304,9 +1437,16 @@ fn ossec_json_records_hit_their_rules() {
         (rec(Event::NotBlocked, Some("SYN scan"), v4), 100259),
         (rec(Event::WouldBlock, Some("SYN scan"), v4), 100260),
         (rec(Event::WouldUnblock, None, v6), 100261),
+        (rec(Event::Detected, Some("tripwire"), v4), 100262),
+        (rec(Event::Detected, Some("SYN sweep"), v4), JSON_SWEEP),
+        (rec(Event::Detected, Some("sweep"), v6), JSON_SWEEP),
+        (rec(Event::Detected, Some("ping sweep"), v6), JSON_SWEEP),
+        (rec(Event::Expired, Some("ping sweep"), v4), 100256),
+        (rec(Event::Blocked, Some("sweep"), v4), 100257),
     ];
-    for (record, want) in cases {
-        let line = json::to_line(&record);
+    // The record's fields as Wazuh's JSON decoder gives them to <field> (arrays and numbers as their JSON text).
+    let check = |record: &JsonRecord, want: u32| -> BTreeMap<String, String> {
+        let line = json::to_line(record);
         let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         let fields: BTreeMap<String, String> = value
             .as_object()
@@ -1317,6 +1457,54 @@ fn ossec_json_records_hit_their_rules() {
         assert_eq!(fields.get("srcip").map(String::as_str), Some(record.srcip.to_string().as_str()));
         let input = RuleInput { decoded_as: "json", log: &line, fields: &fields };
         assert_eq!(leaf_rules(&rules, &input), [want], "{line}");
+        fields
+    };
+    for (record, want) in &cases {
+        check(record, *want);
+    }
+    // Every detection's records as the daemon builds them (a sweep's with its hosts, and no destination).
+    use ipscan_common::{DETECTIONS, Detection};
+    for d in DETECTIONS {
+        let want = match d {
+            Detection::PortScan
+            | Detection::SynScan
+            | Detection::FinScan
+            | Detection::NullScan
+            | Detection::XmasScan
+            | Detection::UdpScan
+            | Detection::UdpFlood => JSON_SCAN,
+            Detection::PingFlood | Detection::Smurf => 100252,
+            Detection::Tripwire => 100262,
+            Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => JSON_SWEEP,
+        };
+        let sweep = want == JSON_SWEEP;
+        for (src, named) in [(v4, ["198.18.1.1", "198.18.1.2"]), (v6, ["2001:db8::1:1", "2001:db8::1:2"])] {
+            let source = src.to_string();
+            let hosts: Vec<IpAddr> = named.iter().map(|h| h.parse().expect("host")).collect();
+            let dports: &[u16] = if d == Detection::PingSweep { &[] } else { &[22, 80] };
+            let det = ipscan::log::format::Detected {
+                detection: d,
+                source: &source,
+                dest: None,
+                dports,
+                dports_full: false,
+                sports: if sweep { &[] } else { &[40000] },
+                sports_full: false,
+                hosts: sweep.then_some((10, &hosts[..])),
+            };
+            let dst = (!sweep).then(|| "10.10.150.2".parse().expect("dst"));
+            let fields = check(&JsonRecord::from_detected(t, &det, src, dst), want);
+            if sweep {
+                assert_eq!(fields.get("hosts").map(String::as_str), Some("10"), "{fields:?}");
+                let listed = format!("[\"{}\",\"{}\"]", named[0], named[1]);
+                assert_eq!(fields.get("dsthosts"), Some(&listed), "{fields:?}");
+                assert!(!fields.contains_key("dstip"), "{fields:?}");
+            }
+            let name = d.names().log_name;
+            check(&rec(Event::Expired, Some(name), src), 100256);
+            check(&rec(Event::Blocked, Some(name), src), 100257);
+            check(&rec(Event::WouldBlock, Some(name), src), 100260);
+        }
     }
     // Another program's JSON is not ours.
     let other: BTreeMap<String, String> = [("program", "suricata"), ("event", "detected"), ("detection", "SYN scan")]
