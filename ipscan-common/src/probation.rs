@@ -219,10 +219,6 @@ impl ProbeSet {
     }
 
     /// Starts `key`'s probation in way `i` with one packet (taking the way over).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "fields written straight into the map value, no record on the BPF stack"
-    )]
     #[inline(always)]
     pub fn start(&mut self, i: usize, key: &SourceKey, tag: u32, now: u64, counted: Counted, bytes: u32) {
         let i = i & (PROBATION_WAYS as usize - 1);

@@ -95,10 +95,7 @@ impl KernelSettings {
             (!s.promisc.is_empty(), g::PROMISC),
             (!s.tripwire.tcp.is_empty() || !s.tripwire.udp.is_empty(), g::TRIPWIRE),
             (!s.tripwire.addrs.is_empty(), g::TRIPADDR),
-            (
-                DETECTIONS.iter().any(|d| d.counts_hosts() && config.detection(*d).enabled()),
-                g::SWEEPS,
-            ),
+            (DETECTIONS.iter().any(|d| d.counts_hosts() && config.detection(*d).enabled()), g::SWEEPS),
         ] {
             if on {
                 flags |= bit;
