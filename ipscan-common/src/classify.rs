@@ -41,13 +41,22 @@ pub enum Detection {
     /// ICMP / ICMPv6 echo requests from one source to many distinct hosts (a ping sweep,
     /// `nmap -sn`). Off by default.
     PingSweep = 12,
+    /// A flood from many sources at one destination host (`hping3 --flood --rand-source`):
+    /// TCP SYNs, UDP datagrams or echo requests, counted per (destination, protocol) at a rate,
+    /// with at least [`DISTRIBUTED_MIN_SOURCES`] distinct sources. Never blocks (the sources are
+    /// forged); while on, the per-packet lines of packets to that destination are left out.
+    DistFlood = 13,
 }
+
+/// Distinct sources a distributed flood needs besides its rate: fewer are the per-source
+/// floods' business.
+pub const DISTRIBUTED_MIN_SOURCES: u32 = 32;
 
 /// Number of detection slots in the config (room for more without changing the layout).
 pub const DETECTION_SLOTS: usize = 16;
 
 /// Every detection, in discriminant order.
-pub const DETECTIONS: [Detection; 13] = [
+pub const DETECTIONS: [Detection; 14] = [
     Detection::PortScan,
     Detection::SynScan,
     Detection::FinScan,
@@ -61,6 +70,7 @@ pub const DETECTIONS: [Detection; 13] = [
     Detection::TcpSweep,
     Detection::UdpSweep,
     Detection::PingSweep,
+    Detection::DistFlood,
 ];
 
 impl Detection {
@@ -76,12 +86,24 @@ impl Detection {
 
     /// Whether a detection counts distinct destination ports (scans) or packets (floods).
     pub const fn counts_ports(self) -> bool {
-        !matches!(self, Detection::PingFlood | Detection::Smurf | Detection::UdpFlood)
+        Self::counts_ports_at(self as usize)
     }
 
     /// Same as [`Detection::counts_ports`], by discriminant (for the kernel's counter loop).
     pub const fn counts_ports_at(i: usize) -> bool {
-        !matches!(i, 6..=8)
+        !matches!(i, 6..=8 | 13)
+    }
+
+    /// Whether the detection is kept per destination host (and protocol) rather than per
+    /// source: its key's address is the target, and it never blocks.
+    pub const fn per_target(self) -> bool {
+        matches!(self, Detection::DistFlood)
+    }
+
+    /// Whether a detection's source may be blocked: not per network (smurf's reflectors) nor
+    /// per target (a distributed flood's sources are forged).
+    pub const fn blocks(self) -> bool {
+        !self.per_network() && !self.per_target()
     }
 
     /// Whether the detection is a sweep: its distinct values are destination hosts (a fold of
@@ -142,6 +164,8 @@ impl Detection {
             Detection::TcpSweep => n("tcp_sweep", "TCP", "SYN sweep", "SYN sweep", true),
             Detection::UdpSweep => n("udp_sweep", "UDP", "sweep", "UDP sweep", true),
             Detection::PingSweep => n("ping_sweep", "ICMP", "ping sweep", "ping sweep", true),
+            // Not in iplog. Its lines take their protocol from the key ([`target_proto`]).
+            Detection::DistFlood => n("distributed_flood", "IP", "distributed flood", "distributed flood", true),
         }
     }
 
@@ -271,6 +295,11 @@ pub fn smurf_network(p: &PacketSummary) -> [u8; 16] {
 /// the key from four word loads, where bytes cost a load and a store each.
 #[inline(always)]
 pub fn key_words(p: &PacketSummary, kind: u8) -> [u32; 5] {
+    if kind == Detection::DistFlood as u8 {
+        // The target and the probe's protocol.
+        let d = p.dst_words();
+        return [d[0], d[1], d[2], d[3], u32::from_ne_bytes([p.family, kind, probe_proto(p), 0])];
+    }
     let w = p.src_words();
     let tail = u32::from_ne_bytes([p.family, kind, 0, 0]);
     if kind != Detection::Smurf as u8 {
@@ -346,14 +375,35 @@ pub fn detections(p: &PacketSummary) -> DetectionSet {
 /// nor a traceroute probe), an ICMP/ICMPv6 echo request, to a unicast destination (a host
 /// talking to many multicast groups is no sweep).
 pub fn sweep_detections(p: &PacketSummary) -> DetectionSet {
+    match probe_proto(p) {
+        PROTO_TCP => Detection::TcpSweep.bit(),
+        PROTO_UDP => Detection::UdpSweep.bit(),
+        PROTO_ICMP => Detection::PingSweep.bit(),
+        _ => 0,
+    }
+}
+
+/// The protocol of a probe a sweep or a distributed flood counts ([`sweep_detections`]):
+/// [`PROTO_TCP`], [`PROTO_UDP`], [`PROTO_ICMP`] for echo requests of either family, or 0.
+#[inline(always)]
+pub fn probe_proto(p: &PacketSummary) -> u8 {
     if !p.has_transport() || is_group_destination(p) || is_traceroute(p) {
         return 0;
     }
     match p.proto {
-        PROTO_TCP if is_connection_attempt(p) => Detection::TcpSweep.bit(),
-        PROTO_UDP if !is_smurf(p) => Detection::UdpSweep.bit(),
-        PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) => Detection::PingSweep.bit(),
+        PROTO_TCP if is_connection_attempt(p) => PROTO_TCP,
+        PROTO_UDP if !is_smurf(p) => PROTO_UDP,
+        PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) => PROTO_ICMP,
         _ => 0,
+    }
+}
+
+/// The protocol prefix of a per-target detection's lines, from its key: `TCP`, `UDP`, `ICMP`.
+pub fn target_proto(key: &crate::SourceKey) -> &'static str {
+    match key._pad[0] {
+        PROTO_TCP => "TCP",
+        PROTO_UDP => "UDP",
+        _ => "ICMP",
     }
 }
 
@@ -465,20 +515,34 @@ mod tests {
         use crate::SourceKey;
         let v4 = PacketSummary {
             src: [198, 51, 100, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst: [198, 18, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             family: crate::FAMILY_V4,
+            proto: PROTO_UDP,
+            ttl: 64,
             ..Default::default()
         };
         let v6 = PacketSummary {
             src: [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            dst: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
             family: FAMILY_V6,
+            proto: PROTO_UDP,
+            ttl: 64,
             ..Default::default()
         };
         let v4_net = [198, 51, 100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let v6_net = [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0];
         for (p, net) in [(v4, v4_net), (v6, v6_net)] {
             for kind in 0..DETECTIONS.len() as u8 {
-                let addr = if kind == Detection::Smurf as u8 { net } else { p.src };
-                let key = SourceKey { addr, family: p.family, kind, _pad: [0; 2] };
+                let target = kind == Detection::DistFlood as u8;
+                let addr = if kind == Detection::Smurf as u8 {
+                    net
+                } else if target {
+                    p.dst
+                } else {
+                    p.src
+                };
+                // A distributed flood's key is its target's, with the probe's protocol.
+                let key = SourceKey { addr, family: p.family, kind, _pad: [if target { PROTO_UDP } else { 0 }, 0] };
                 assert_eq!(key_words(&p, kind), key.words(), "family {} kind {kind}", p.family);
                 assert_eq!(SourceKey::from_words(key_words(&p, kind)), key);
             }

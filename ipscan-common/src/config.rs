@@ -55,6 +55,8 @@ pub mod global_flags {
     /// A sweep detection is on ([`crate::classify::SWEEPS`]): probes are counted toward them.
     /// Without it the program does not even classify packets as sweeps.
     pub const SWEEPS: u32 = 1 << 18;
+    /// The distributed flood detection is on ([`crate::Detection::DistFlood`]).
+    pub const DISTRIBUTED: u32 = 1 << 19;
 }
 
 /// TRIPPORTS: one bit per TCP port, then one per UDP port, 64 to a word.
@@ -101,6 +103,18 @@ const _: () = assert!(core::mem::size_of::<DetectionConfig>() == 24);
 impl DetectionConfig {
     pub const fn new(threshold: u32, window_secs: u64) -> Self {
         Self { threshold, flags: detection_flags::ENABLED, window_ns: window_secs * 1_000_000_000, block_ns: 0 }
+    }
+
+    /// The same, crossing only once `n` distinct values have been counted too (stored in the
+    /// upper half of `flags`, [`DetectionConfig::min_distinct`]).
+    pub const fn with_min_distinct(self, n: u16) -> Self {
+        Self { flags: (self.flags & 0xffff) | (n as u32) << 16, ..self }
+    }
+
+    /// Distinct values (a distributed flood's sources) a rate detection needs besides its rate.
+    #[inline(always)]
+    pub const fn min_distinct(&self) -> u32 {
+        self.flags >> 16
     }
 
     /// The same, switched off (a `set NAME true` switches it on).
@@ -174,10 +188,14 @@ impl Default for Config {
         for sweep in [Detection::TcpSweep, Detection::UdpSweep, Detection::PingSweep] {
             detections[sweep as usize] = DetectionConfig::new(10, 60).off();
         }
+        // Not in iplog: 5000 probes to one host within 5 s (1000 a second), from at least
+        // DISTRIBUTED_MIN_SOURCES sources.
+        detections[Detection::DistFlood as usize] =
+            DetectionConfig::new(5000, 5).with_min_distinct(crate::classify::DISTRIBUTED_MIN_SOURCES as u16);
         use global_flags::*;
         Self {
             detections,
-            flags: LOG_TCP | LOG_UDP | LOG_ICMP | BOGUS | TRACEROUTE | FRAG,
+            flags: LOG_TCP | LOG_UDP | LOG_ICMP | BOGUS | TRACEROUTE | FRAG | DISTRIBUTED,
             packet_events_per_sec: DEFAULT_PACKET_EVENTS_PER_SEC,
             nrules: 0,
             ephemeral_lo: 32768,

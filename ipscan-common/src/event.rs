@@ -73,6 +73,10 @@ pub struct Event {
     pub packets: u64,
     /// IP payload bytes counted so far in the window.
     pub bytes: u64,
+    /// Clock of the window's first counted packet (detections and expiries).
+    pub first_ns: u64,
+    /// Rate detections: the start of the rate window, and the packets counted in it.
+    pub rate_start_ns: u64,
     /// The packet that caused the event.
     pub packet: PacketSummary,
     /// The key the detection is kept under (source, or its network for per-network kinds).
@@ -86,8 +90,10 @@ pub struct Event {
     pub distinct: u32,
     /// Sweeps' detections: the first distinct destination hosts, as four native-order words.
     pub hosts: [[u32; 4]; LOGGED_HOSTS],
+    pub rate_count: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 8 + 32 + 104 + 20 + 20 + 10 + 2 + 4 + 16 * LOGGED_HOSTS);
+const _: () = assert!(core::mem::size_of::<Event>() == 8 + 48 + 104 + 20 + 20 + 10 + 2 + 4 + 16 * LOGGED_HOSTS + 8);
 
 impl Event {
     /// Fills every field of `self` from a state snapshot (field by field, for the verifier).
@@ -104,6 +110,10 @@ impl Event {
         self.mode_since_ns = state.mode_since_ns;
         self.packets = state.packets;
         self.bytes = state.bytes;
+        self.first_ns = state.first_ns;
+        self.rate_start_ns = state.rate_start_ns;
+        self.rate_count = state.rate_count;
+        self._pad2 = 0;
         self.key = *key;
         self.packet = *packet;
         for i in 0..LOGGED_DPORTS {
@@ -151,6 +161,10 @@ impl Event {
         put(&mut self.mode_since_ns, 0);
         self.packets = count;
         put(&mut self.bytes, 0);
+        put(&mut self.first_ns, 0);
+        put(&mut self.rate_start_ns, 0);
+        put(&mut self.rate_count, 0);
+        put(&mut self._pad2, 0);
         self.key = SourceKey { addr: packet.src, family: packet.family, kind: 0, _pad: [0; 2] };
         self.packet = *packet;
         crate::zero::fill(&mut self.ports, 0);

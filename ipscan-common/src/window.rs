@@ -134,6 +134,12 @@ impl SourceState {
         now.saturating_sub(self.last_ns) > window_ns
     }
 
+    /// A distributed flood's mode ends with its first full rate window below the threshold,
+    /// though packets keep coming (a busy server's clients).
+    pub fn calmed(&self, now: u64, window_ns: u64, threshold: u32) -> bool {
+        self.in_mode() && now.saturating_sub(self.rate_start_ns) > window_ns && self.rate_count < threshold
+    }
+
     pub fn in_mode(&self) -> bool {
         self.mode_since_ns != 0
     }
@@ -234,17 +240,34 @@ impl SourceState {
         threshold: u32,
         window_ns: u64,
     ) -> bool {
+        self.record_rate(now, dport, sport, bytes, threshold, window_ns, 0)
+    }
+
+    /// [`SourceState::record_packets`], crossing only once `min_distinct` distinct values (a
+    /// distributed flood's sources: [`crate::Detection::DistFlood`]) have been counted too.
+    #[expect(clippy::too_many_arguments, reason = "inlined into the kernel's record call; no record on the BPF stack")]
+    #[inline(always)]
+    pub fn record_rate(
+        &mut self,
+        now: u64,
+        value: u16,
+        other: u16,
+        bytes: u32,
+        threshold: u32,
+        window_ns: u64,
+        min_distinct: u32,
+    ) -> bool {
         self.last_ns = now;
         self.packets += 1;
         self.bytes += bytes as u64;
-        self.note_dport(dport);
-        self.note_sport(sport);
+        self.note_dport(value);
+        self.note_sport(other);
         if now.saturating_sub(self.rate_start_ns) > window_ns {
             self.rate_start_ns = now;
             self.rate_count = 0;
         }
         self.rate_count += 1;
-        if self.mode_since_ns == 0 && self.rate_count >= threshold {
+        if self.mode_since_ns == 0 && self.rate_count >= threshold && self.distinct >= min_distinct {
             self.mode_since_ns = if now == 0 { 1 } else { now };
             return true;
         }

@@ -7,12 +7,13 @@
 
 use crate::{
     events::{emit, emit_with},
-    maps::{HOSTS_SCRATCH, PROBATION, SCRATCH, SOURCES, SWEEPHOSTS, count},
+    maps::{HOSTS_SCRATCH, PROBATION, SCRATCH, SOURCES, SWEEPHOSTS, count, forget},
 };
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use ipscan_common::{
     DetectionConfig, EventKind, PacketSummary, Probe, ProbeSet, SourceKey, SourceState,
     classify::{self, Detection, counting},
+    packet::{PROTO_TCP, PROTO_UDP},
     probation::{Counted, PROBATION_SEED_SLOT, PROBATION_WAYS, filter},
     stats,
     sweep::{self, LOGGED_HOSTS, SweepHosts},
@@ -71,19 +72,23 @@ pub(crate) fn record_one(
     if !dc.enabled() {
         return Ok(none);
     }
-    let key = SourceKey::from_words(classify::key_words(p, kind));
-    // A sweep counts hosts where a scan counts ports ([`sweep`]).
+    // The key's last word and what the packet counts are forgotten ([`forget`]) once made: the
+    // verifier then goes on with one state whichever way they were made, not one per kind.
+    let w = classify::key_words(p, kind);
+    let key = SourceKey::from_words([w[0], w[1], w[2], w[3], forget(w[4] as u64) as u32]);
+    // A sweep counts hosts where a scan counts ports ([`sweep`]); a distributed flood counts its
+    // sources.
     let hosts = counts == counting::HOSTS;
-    let counted = if hosts {
-        let dport = if p.proto == ipscan_common::packet::PROTO_TCP || p.proto == ipscan_common::packet::PROTO_UDP {
-            p.dport
-        } else {
-            0
-        };
-        Counted { value: sweep::fold(&p.dst_words()), other: dport, host_word: sweep::host_word(p) }
+    let target = kind == Detection::DistFlood as u8;
+    let counted = if hosts || target {
+        let dport = if p.proto == PROTO_TCP || p.proto == PROTO_UDP { p.dport } else { 0 };
+        let of = if target { p.src_words() } else { p.dst_words() };
+        Counted { value: sweep::fold(&of), other: dport, host_word: if target { 0 } else { sweep::host_word(p) } }
     } else {
         Counted::ports(p.dport, p.sport)
     };
+    let packed = forget(counted.value as u64 | (counted.other as u64) << 16 | (counted.host_word as u64) << 32);
+    let counted = Counted { value: packed as u16, other: (packed >> 16) as u16, host_word: (packed >> 32) as u32 };
     let counts_ports = counts != counting::PACKETS;
     // A detection that one packet (one port, for the scans) cannot cross keeps such sources on
     // probation.
@@ -106,7 +111,8 @@ pub(crate) fn record_one(
     // SAFETY: LRU values are stable while referenced in this program run.
     // XXX: two CPUs updating one source race on the counters; totals may be off by a packet.
     let state = unsafe { &mut *state };
-    if state.lapsed(now, dc.window_ns) {
+    let calmed = dc.min_distinct() != 0 && state.calmed(now, dc.window_ns, dc.threshold);
+    if state.lapsed(now, dc.window_ns) || calmed {
         if state.in_mode() {
             emit(EventKind::Expired, now, &key, state, p, 0);
             count(stats::KERNEL_EXPIRIES);
@@ -117,7 +123,8 @@ pub(crate) fn record_one(
     let crossed = if counts_ports {
         state.record_ports(now, counted.value, counted.other, p.ip_payload_len, dc.threshold)
     } else {
-        state.record_packets(now, p.dport, p.sport, p.ip_payload_len, dc.threshold, dc.window_ns)
+        let (value, other) = (counted.value, counted.other);
+        state.record_rate(now, value, other, p.ip_payload_len, dc.threshold, dc.window_ns, dc.min_distinct())
     };
     // A sweep's new host among its first: kept whole for the line.
     let mut named: Option<&SweepHosts> = None;
@@ -132,8 +139,9 @@ pub(crate) fn record_one(
         emit_with(EventKind::Detected, now, &key, state, p, 0, named);
         count(stats::DETECTIONS);
     }
-    // Per-network detections (smurf) have no single source to block.
-    let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8;
+    // Per-network (smurf) and per-target (distributed flood) detections have no single source
+    // to block.
+    let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8 && kind != Detection::DistFlood as u8;
     Ok(Recorded { in_mode: state.in_mode(), block })
 }
 

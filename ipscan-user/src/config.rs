@@ -77,9 +77,14 @@ pub enum Problem {
     InvalidBool { value: String, keyword: String },
     #[error(
         "unknown detection \"{name}\": expected one of portscan, syn_scan, fin_scan, null_scan, \
-         xmas_scan, udp_scan, ping_flood, smurf, udp_flood"
+         xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, \
+         distributed_flood"
     )]
     UnknownDetection { name: String },
+    #[error(
+        "{detection} cannot block: it has no one source to block (smurf: the reflectors; distributed_flood: forged sources)"
+    )]
+    NoSourceToBlock { detection: &'static str },
     #[error("invalid threshold \"{value}\" for {detection}: expected a positive integer")]
     InvalidThreshold { value: String, detection: &'static str },
     #[error(
@@ -240,6 +245,9 @@ flags! {
     ignore_dns = false,
     /// Detect ICMP ping floods. Default on.
     ping_flood = true,
+    /// Detect floods from many sources at one host (TCP SYNs, UDP, echo requests), and leave out
+    /// the per-packet lines of packets to it while one lasts. ipscan extension. Default on.
+    distributed_flood = true,
     /// Detect TCP port sweeps: SYNs from one source to many hosts. ipscan extension. Default off.
     tcp_sweep = false,
     /// Detect UDP sweeps: datagrams from one source to many hosts. ipscan extension. Default off.
@@ -564,6 +572,9 @@ impl Settings {
             parse_duration_ns(value)
                 .ok_or_else(|| Problem::InvalidBlock { value: value.to_owned(), detection: keyword })?
         };
+        if block_ns != 0 && !detection.blocks() {
+            return Err(Problem::NoSourceToBlock { detection: keyword });
+        }
         let mut escalation: Option<Escalation> = None;
         let mut within = None;
         let mut rest = tokens[3..].iter();
@@ -702,6 +713,7 @@ impl Settings {
             (f.udp, &[Detection::UdpScan, Detection::UdpFlood, Detection::UdpSweep]),
             (f.icmp, &[Detection::PingFlood, Detection::PingSweep]),
             (f.udp || f.icmp, &[Detection::Smurf]),
+            (f.tcp || f.udp || f.icmp, &[Detection::DistFlood]),
         ];
         for (on, detections) in off {
             if !on {
@@ -1478,11 +1490,12 @@ mod tests {
             "udp_resolve",
             "tcp_resolve",
             "icmp_resolve",
+            "distributed_flood",
         ];
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 34);
+        assert_eq!(Flags::KEYWORDS.len(), 35);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));
@@ -1881,7 +1894,7 @@ mod tests {
             ),
             (
                 "threshold syn_flood 3",
-                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood",
+                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, distributed_flood",
             ),
             ("threshold syn_scan", "ipscan.conf:1: missing threshold after \"threshold syn_scan\""),
             ("window", "ipscan.conf:1: missing detection name after \"window\""),
@@ -1987,6 +2000,15 @@ mod tests {
 #[cfg(test)]
 mod block_keyword_tests {
     use super::*;
+
+    #[test]
+    fn smurf_and_distributed_flood_cannot_block() {
+        for d in ["smurf", "distributed_flood"] {
+            let e = Settings::parse(&format!("block {d} 1h\n"), Path::new("x.conf")).expect_err(d);
+            assert!(e.to_string().starts_with(&format!("x.conf:1: {d} cannot block: ")), "{e}");
+            assert!(Settings::parse(&format!("block {d} off\n"), Path::new("x.conf")).is_ok());
+        }
+    }
 
     #[test]
     fn tripwires_accumulate_and_bad_ones_are_named() {

@@ -1215,3 +1215,71 @@ fn sweeps_count_hosts_and_name_the_first_of_them() {
     assert_eq!(p.source_count(), before, "one host each: all on probation");
     assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }
+
+/// A distributed flood: UDP datagrams to one port of the victim from many sources cross the
+/// rate threshold once 32 sources have been seen, keyed by the target and protocol; from then on
+/// the per-packet lines of packets to the target are left out; one source alone at the same rate
+/// is no distributed flood; the mode ends with the first full window below the rate, though a
+/// trickle keeps coming.
+#[test]
+fn a_distributed_flood_is_one_detection_per_target_and_silences_its_packets() {
+    use ipscan::config::{Settings, kernel::KernelSettings};
+    let text = "set udp_scan false\nthreshold distributed_flood 200\nwindow distributed_flood 5s\n";
+    let settings = Settings::parse(text, std::path::Path::new("t.conf")).expect("config");
+    let k = KernelSettings::from_settings(&settings, &[]).expect("kernel settings");
+    let mut p = Prog::load(&k.config);
+    k.apply(&mut p.ebpf).expect("apply");
+    let udp = |src: Ipv4Addr| Frame::default().v4(src, V, &L4::Udp { sport: 4000, dport: 53 });
+
+    // One source, 300 datagrams within a second: no distributed flood.
+    for i in 0..300u64 {
+        p.run_at(SEC + i * 1000, &udp(A));
+    }
+    assert!(p.detections().iter().all(|e| e.detection != Detection::DistFlood as u8));
+
+    // 250 sources, one datagram each, 2 ms apart (after the lone source's window lapsed).
+    let t0 = 10 * SEC;
+    let src = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
+    let mut lines_before = 0;
+    let mut lines_after = 0;
+    let mut detected = Vec::new();
+    for i in 0..250u32 {
+        p.run_at(t0 + u64::from(i) * 2_000_000, &udp(src(i)));
+        for e in p.events() {
+            match e.kind() {
+                Some(EventKind::Packet) if detected.is_empty() => lines_before += 1,
+                Some(EventKind::Packet) => lines_after += 1,
+                Some(EventKind::Detected) if e.detection == Detection::DistFlood as u8 => detected.push((i, e)),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(detected.len(), 1, "one detection");
+    let (at, ev) = &detected[0];
+    assert_eq!(*at, 199, "the 200th datagram crosses");
+    assert_eq!(
+        (ev.key.addr[..4].to_vec(), ev.key._pad[0], ev.rate_count, ev.sports()),
+        (V.octets().to_vec(), 17, 200, &[53][..]),
+        "keyed by the target and protocol, the port hit"
+    );
+    // Sources past the exact list are bits of a 1024-bit bitmap: the estimate is within 10%.
+    let est = ipscan::log::format::sources_estimate(ev.distinct).expect("an estimate");
+    assert!((180..=220).contains(&est), "200 sources counted as {} bits, about {est}", ev.distinct);
+    assert_eq!(ev.ts_ns - ev.rate_start_ns, 199 * 2_000_000, "the rate window");
+    assert!(lines_before >= 100, "per-packet lines before: {lines_before}");
+    assert_eq!(lines_after, 0, "none after");
+
+    // A trickle, one datagram a second, never lapses the window but ends the mode.
+    let mut expired = None;
+    for s in 1..=14u64 {
+        p.run_at(t0 + s * SEC, &udp(src(1000 + s as u32)));
+        if let Some(e) = p.events().into_iter().find(|e| e.kind() == Some(EventKind::Expired)) {
+            expired = Some((s, e));
+            break;
+        }
+    }
+    let (s, e) = expired.expect("the mode ended");
+    // The flood's window ran to t0 + 5 s; the next (t0 + 6 s to 11 s) had six datagrams.
+    assert_eq!((s, e.detection), (12, Detection::DistFlood as u8), "the first packet after a calm window");
+    assert_eq!(e.packets, 250 + 11);
+}

@@ -278,6 +278,10 @@ pub fn time_left(expires_ns: u64, now: u64) -> String {
 /// The source column: the address, or the reflector network for per-network detections.
 fn source_text(key: &SourceKey, d: Detection) -> String {
     let a = format::addr(&key.addr, key.family);
+    if d.per_target() {
+        // A distributed flood is kept per target: the sources are many.
+        return format!("* -> {a} ({})", ipscan_common::classify::target_proto(key));
+    }
     if d.per_network() {
         let len = if key.family == FAMILY_V4 { 24 } else { 64 };
         format!("{a}/{len}")
@@ -289,7 +293,19 @@ fn source_text(key: &SourceKey, d: Detection) -> String {
 /// The first logged destination ports, `,...` when more were seen; `-` for detections that do
 /// not log ports (as their detection lines do not). A sweep's: the ports it swept and how many
 /// hosts, `22 on 10 hosts` (`10 hosts` for a ping sweep).
-fn ports_text(s: &SourceState, d: Detection) -> String {
+fn ports_text(s: &SourceState, key: &SourceKey, d: Detection) -> String {
+    if d.per_target() {
+        // The ports hit, then about how many sources: `53 from about 360 sources`.
+        let ports = if ipscan_common::classify::target_proto(key) == "ICMP" { &[][..] } else { s.logged_sports() };
+        let sources = match format::sources_estimate(s.distinct) {
+            Some(n) => format!("about {n} sources"),
+            None => "over 5000 sources".to_owned(),
+        };
+        if ports.is_empty() {
+            return sources;
+        }
+        return format!("{} from {sources}", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
+    }
     if d.counts_hosts() {
         let swept = if d == Detection::PingSweep { &[][..] } else { s.logged_sports() };
         let hosts = format!("{} host{}", s.distinct, if s.distinct == 1 { "" } else { "s" });
@@ -388,7 +404,7 @@ pub fn view(prev: Option<&Reading>, cur: &Reading, refresh: Duration) -> View {
                     source_text(&a.key, d),
                     i.iface.clone(),
                     d.names().log_name.to_owned(),
-                    ports_text(s, d),
+                    ports_text(s, &a.key, d),
                     s.packets.to_string(),
                     s.bytes.to_string(),
                     rate_text(rate),
@@ -798,6 +814,20 @@ mod tests {
         let mut rows: Vec<[&str; 2]> = v.modes.iter().map(|r| [&*r[2], &*r[3]]).collect();
         rows.sort();
         assert_eq!(rows, [["SYN sweep", "22 on 12 hosts"], ["ping sweep", "10 hosts"]]);
+    }
+
+    #[test]
+    fn a_distributed_flood_shows_its_target_ports_and_sources() {
+        let mut target = key4([198, 18, 0, 2], Detection::DistFlood);
+        target._pad[0] = ipscan_common::packet::PROTO_UDP;
+        let mut s = SourceState::new(S);
+        for src in 0..40u16 {
+            s.record_rate(S, src, 53, 40, 10, 5 * S, 32);
+        }
+        let cur = snap(2 * S, vec![(target, s)], vec![], stats_with(&[]));
+        let v = view(None, &cur, DEFAULT_INTERVAL);
+        let rows: Vec<[&str; 3]> = v.modes.iter().map(|r| [&*r[0], &*r[2], &*r[3]]).collect();
+        assert_eq!(rows, [["* -> 198.18.0.2 (UDP)", "distributed flood", "53 from about 41 sources"]]);
     }
 
     #[test]

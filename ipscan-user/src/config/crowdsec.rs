@@ -105,8 +105,13 @@ impl CrowdSec {
                     value
                         .split(',')
                         .map(|name| {
-                            Detection::by_keyword(&name.to_ascii_lowercase())
-                                .ok_or_else(|| Problem::UnknownDetection { name: name.to_owned() })
+                            let d = Detection::by_keyword(&name.to_ascii_lowercase())
+                                .ok_or_else(|| Problem::UnknownDetection { name: name.to_owned() })?;
+                            // An alert names a source to act on; a distributed flood has none.
+                            if d.per_target() {
+                                return Err(Problem::NoSourceToBlock { detection: d.names().keyword });
+                            }
+                            Ok(d)
                         })
                         .collect::<Result<_, _>>()?
                 };
@@ -187,9 +192,15 @@ mod tests {
             ("crowdsec machine http://x/ web1", "missing machine password file after \"crowdsec machine\""),
             ("crowdsec poll 500ms", "invalid crowdsec poll \"500ms\": expected a duration of at least 1s"),
             (
+                "crowdsec push syn_scan,distributed_flood",
+                "distributed_flood cannot block: it has no one source to block (smurf: the reflectors; \
+                 distributed_flood: forged sources)",
+            ),
+            (
                 "crowdsec push syn_scan,ssh",
                 "unknown detection \"ssh\": expected one of portscan, syn_scan, fin_scan, null_scan, \
-                 xmas_scan, udp_scan, ping_flood, smurf, udp_flood",
+                 xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, \
+                 ping_sweep, distributed_flood",
             ),
         ] {
             let e = Settings::parse(&format!("{text}\n"), Path::new("x.conf")).expect_err(text);

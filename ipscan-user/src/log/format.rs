@@ -115,6 +115,69 @@ pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: 
     format!("{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes).")
 }
 
+/// About how many distinct sources a distributed flood's count stands for: exact up to the
+/// state's exact list (`EXACT_PORTS` values), then linear counting on its 1024-bit bitmap (past
+/// the list the count is the number of bits set); `None` when the bitmap is too full to tell
+/// (over about 5,000).
+pub fn sources_estimate(distinct: u32) -> Option<u64> {
+    const BITS: f64 = (ipscan_common::window::BITMAP_WORDS * 64) as f64;
+    if distinct as usize <= ipscan_common::window::EXACT_PORTS {
+        return Some(distinct as u64);
+    }
+    let set = f64::from(distinct);
+    if set >= BITS - 4.0 {
+        return None;
+    }
+    let n = -BITS * (1.0 - set / BITS).ln();
+    // Two significant digits: the estimate is no better.
+    let scale = 10f64.powi((n.log10().floor() as i32 - 1).max(0));
+    Some(((n / scale).round() * scale) as u64)
+}
+
+/// `about 1200 sources`, `over 5000 sources`.
+fn sources_text(distinct: u32) -> String {
+    match sources_estimate(distinct) {
+        Some(n) if n as usize <= ipscan_common::window::EXACT_PORTS => format!("{n} sources"),
+        Some(n) => format!("about {n} sources"),
+        None => "over 5000 sources".to_owned(),
+    }
+}
+
+/// What a distributed flood's detection line needs.
+#[derive(Clone, Debug)]
+pub struct Flood<'a> {
+    /// `TCP`, `UDP` or `ICMP`.
+    pub proto: &'a str,
+    pub target: &'a str,
+    /// The ports hit (none for ICMP), and whether there were more.
+    pub ports: &'a [u16],
+    pub ports_full: bool,
+    /// The kernel's distinct count of sources ([`sources_estimate`]).
+    pub distinct: u32,
+    /// Packets a second in the rate window that crossed the threshold.
+    pub rate: u64,
+}
+
+/// `UDP: distributed flood detected to 198.18.0.2 [port 53] from about 1200 sources (48000
+/// packets/s)`
+pub fn flood_detected(f: &Flood<'_>) -> String {
+    let mut s = format!("{}: distributed flood detected to {}", f.proto, f.target);
+    if !f.ports.is_empty() {
+        let _ = write!(s, " {}", port_list(f.ports, LOGGED_SPORTS, f.ports_full));
+    }
+    let _ = write!(s, " from {} ({} packets/s)", sources_text(f.distinct), f.rate);
+    s
+}
+
+/// `UDP: distributed flood mode expired for 198.18.0.2 - received a total of 30000 packets
+/// (960000 bytes) from about 1200 sources.` (no sources when the state was gone).
+pub fn flood_expired(proto: &str, target: &str, packets: u64, bytes: u64, distinct: Option<u32>) -> String {
+    let from = distinct.map(|d| format!(" from {}", sources_text(d))).unwrap_or_default();
+    format!(
+        "{proto}: distributed flood mode expired for {target} - received a total of {packets} packets ({bytes} bytes){from}."
+    )
+}
+
 /// `Blocked 198.18.0.1 for 3600 s (SYN scan)`; with an escalating block time
 /// (`block ... escalate`), the offence: `Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)`.
 pub fn blocked(source: &str, secs: u64, detection: Detection, offence: Option<u32>) -> String {
@@ -262,6 +325,33 @@ mod tests {
         assert_eq!(addr_words(&w, ipscan_common::FAMILY_V6).to_string(), "2001:db8::107");
         let v4 = [u32::from_ne_bytes([198, 18, 1, 7]), 0, 0, 0];
         assert_eq!(addr_words(&v4, FAMILY_V4).to_string(), "198.18.1.7");
+    }
+
+    #[test]
+    fn distributed_flood_lines() {
+        let f =
+            Flood { proto: "UDP", target: "198.18.0.2", ports: &[53], ports_full: false, distinct: 300, rate: 48000 };
+        assert_eq!(
+            flood_detected(&f),
+            "UDP: distributed flood detected to 198.18.0.2 [port 53] from about 360 sources (48000 packets/s)"
+        );
+        let icmp = Flood { proto: "ICMP", ports: &[], distinct: 1023, ..f };
+        assert_eq!(
+            flood_detected(&icmp),
+            "ICMP: distributed flood detected to 198.18.0.2 from over 5000 sources (48000 packets/s)"
+        );
+        assert_eq!(
+            flood_expired("TCP", "2001:db8::2", 9, 360, Some(20)),
+            "TCP: distributed flood mode expired for 2001:db8::2 - received a total of 9 packets (360 bytes) from 20 sources."
+        );
+        assert_eq!(
+            flood_expired("TCP", "198.18.0.2", 9, 360, None),
+            "TCP: distributed flood mode expired for 198.18.0.2 - received a total of 9 packets (360 bytes)."
+        );
+        // Linear counting: 512 of 1024 bits set stand for 1024 ln 2 = 710 sources.
+        assert_eq!(sources_estimate(512), Some(710));
+        assert_eq!(sources_estimate(28), Some(28));
+        assert_eq!(sources_estimate(1021), None);
     }
 
     #[test]

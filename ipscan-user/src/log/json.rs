@@ -71,7 +71,10 @@ pub struct JsonRecord {
     /// [`packet`] name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detection: Option<String>,
-    pub srcip: IpAddr,
+    /// The source; none for a detection kept per target (a distributed flood, whose sources are
+    /// many and forged: nothing to block), whose target is `dstip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcip: Option<IpAddr>,
     /// The destination, when known (iplog prints it only with `log_dest`; JSON carries it whenever it is known).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dstip: Option<IpAddr>,
@@ -89,6 +92,12 @@ pub struct JsonRecord {
     /// Which offence of the source a block is, under `block ... escalate` (1: the first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offence: Option<u32>,
+    /// Distributed floods: about how many distinct sources were counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<u64>,
+    /// Distributed floods: packets a second in the rate window that crossed the threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
     /// Sweeps: how many distinct destination hosts were counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<u32>,
@@ -106,13 +115,18 @@ fn rfc3339<S: Serializer>(t: &DateTime<FixedOffset>, s: S) -> Result<S::Ok, S::E
 impl JsonRecord {
     /// A record with no detection, destination, ports or totals; set those with struct update syntax:
     /// `JsonRecord { packets: Some(n), ..JsonRecord::new(t, Event::Expired, src, line) }`.
-    pub fn new(timestamp: DateTime<FixedOffset>, event: Event, srcip: IpAddr, message: String) -> Self {
+    pub fn new(
+        timestamp: DateTime<FixedOffset>,
+        event: Event,
+        srcip: impl Into<Option<IpAddr>>,
+        message: String,
+    ) -> Self {
         Self {
             timestamp,
             program: PROGRAM,
             event,
             detection: None,
-            srcip,
+            srcip: srcip.into(),
             dstip: None,
             dports: Vec::new(),
             sports: Vec::new(),
@@ -120,6 +134,8 @@ impl JsonRecord {
             bytes: None,
             block_secs: None,
             offence: None,
+            sources: None,
+            rate: None,
             hosts: None,
             dsthosts: Vec::new(),
             message,

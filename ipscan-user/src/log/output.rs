@@ -20,7 +20,9 @@ impl Output {
     pub fn line(&mut self, line: &Line) -> io::Result<()> {
         let at = self.clock.wall(line.at_ns);
         self.sink.line(&at, &line.text)?;
-        if let (Some(f), Some(event), Some(src)) = (&mut self.json, line.meta.event, line.meta.src) {
+        if let (Some(f), Some(event)) = (&mut self.json, line.meta.event)
+            && (line.meta.src.is_some() || line.meta.dst.is_some())
+        {
             let m = &line.meta;
             let rec = json::JsonRecord {
                 detection: m.detection.map(|d| d.names().log_name.to_owned()),
@@ -31,9 +33,11 @@ impl Output {
                 bytes: m.bytes,
                 block_secs: m.block_ns.map(|ns| ns / 1_000_000_000),
                 offence: m.offence,
+                sources: m.sources,
+                rate: m.rate,
                 hosts: m.hosts,
                 dsthosts: m.dsthosts.clone(),
-                ..json::JsonRecord::new(at.fixed_offset(), event, src, line.text.clone())
+                ..json::JsonRecord::new(at.fixed_offset(), event, m.src, line.text.clone())
             };
             writeln!(f, "{}", json::to_line(&rec))?;
         }

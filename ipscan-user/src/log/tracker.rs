@@ -15,7 +15,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use ipscan_common::{
     Config, Detection, Event, EventKind, SourceKey, SourceState,
-    classify::DETECTION_SLOTS,
+    classify::{self, DETECTION_SLOTS},
     event::event_flags,
     window::{LOGGED_DPORTS, LOGGED_SPORTS},
 };
@@ -89,6 +89,10 @@ pub struct Meta {
     pub block_ns: Option<u64>,
     /// A block's offence number, under `block ... escalate`.
     pub offence: Option<u32>,
+    /// Distributed floods: about how many sources.
+    pub sources: Option<u64>,
+    /// Distributed floods: packets a second when the threshold was crossed.
+    pub rate: Option<u64>,
     /// Sweeps: the distinct hosts counted.
     pub hosts: Option<u32>,
     /// Sweeps: the first of those hosts.
@@ -235,6 +239,9 @@ impl Tracker {
                 if folded {
                     return None;
                 }
+                if detection.per_target() {
+                    return Some(flood_line(ev, detection));
+                }
                 let dest = (self.log_dest && !sweep).then_some(dest_s.as_str());
                 let hosts: Vec<IpAddr> = ev.hosts().map(|w| format::addr_words(w, ev.packet.family)).collect();
                 // A sweep's other ports are the ports it swept; its source ports are not kept.
@@ -286,7 +293,7 @@ impl Tracker {
                 let dest = if self.log_dest { a.dest.as_deref() } else { None };
                 Some(Line {
                     at_ns: ev.ts_ns,
-                    text: format::expired(detection, &source, dest, ev.packets, ev.bytes),
+                    text: expired_text(&ev.key, detection, &source, dest, ev.packets, ev.bytes, Some(ev.distinct)),
                     detected: None,
                     meta: Meta {
                         event: Some(json::Event::Expired),
@@ -349,12 +356,12 @@ impl Tracker {
                 continue;
             };
             let window = cfg.detection(detection).window_ns;
-            let (packets, bytes, last_ns) = match lookup(key) {
+            let (packets, bytes, last_ns, distinct) = match lookup(key) {
                 // The kernel reset this window and will report the expiry itself.
                 Some(s) if s.mode_since_ns != a.since_ns => continue,
-                Some(s) => (s.packets, s.bytes, s.last_ns),
+                Some(s) => (s.packets, s.bytes, s.last_ns, Some(s.distinct)),
                 // Evicted from the LRU map: report what we last knew.
-                None => (a.packets, a.bytes, 0),
+                None => (a.packets, a.bytes, 0, None),
             };
             a.packets = packets;
             a.bytes = bytes;
@@ -382,7 +389,7 @@ impl Tracker {
                 (at_ns, key.kind, key.family, key.addr),
                 Line {
                     at_ns,
-                    text: format::expired(detection, &source, dest, packets, bytes),
+                    text: expired_text(key, detection, &source, dest, packets, bytes, distinct),
                     detected: None,
                     meta: Meta {
                         event: Some(json::Event::Expired),
@@ -405,11 +412,64 @@ impl Tracker {
     }
 }
 
+/// An expiry line: iplog's, or a distributed flood's, which names its target and sources.
+fn expired_text(
+    key: &SourceKey,
+    detection: Detection,
+    source: &str,
+    dest: Option<&str>,
+    packets: u64,
+    bytes: u64,
+    distinct: Option<u32>,
+) -> String {
+    if detection.per_target() {
+        format::flood_expired(classify::target_proto(key), source, packets, bytes, distinct)
+    } else {
+        format::expired(detection, source, dest, packets, bytes)
+    }
+}
+
+/// A distributed flood's detection line: the target, the ports hit, about how many sources and
+/// the rate of the window that crossed the threshold.
+fn flood_line(ev: &Event, detection: Detection) -> Line {
+    let target = format::addr(&ev.key.addr, ev.key.family);
+    let target_s = target.to_string();
+    let proto = classify::target_proto(&ev.key);
+    let ports = if proto == "ICMP" { &[][..] } else { ev.sports() };
+    let secs = ev.ts_ns.saturating_sub(ev.rate_start_ns).max(1) as f64 / 1e9;
+    let rate = (f64::from(ev.rate_count) / secs).round() as u64;
+    let text = format::flood_detected(&format::Flood {
+        proto,
+        target: &target_s,
+        ports,
+        ports_full: ev.nsports as usize >= LOGGED_SPORTS,
+        distinct: ev.distinct,
+        rate,
+    });
+    Line {
+        at_ns: ev.ts_ns,
+        text,
+        detected: Some((detection, ev.key)),
+        meta: Meta {
+            event: Some(json::Event::Detected),
+            detection: Some(detection),
+            dst: Some(target),
+            dports: ports.to_vec(),
+            packets: Some(ev.packets),
+            bytes: Some(ev.bytes),
+            sources: format::sources_estimate(ev.distinct),
+            rate: Some(rate),
+            ..Meta::default()
+        },
+    }
+}
+
 /// How a detection's key is printed: per-network detections (smurf) print the network
 /// (`201.223.41.0`, `2001:db8:1:2::`), which has no name to look up.
 fn source_name(key: &SourceKey, detection: Detection, namer: &mut dyn Namer) -> String {
     let addr = format::addr(&key.addr, key.family);
-    if detection.per_network() { addr.to_string() } else { namer.name(addr) }
+    // A network, or a target of ours: no name to look up.
+    if detection.per_network() || detection.per_target() { addr.to_string() } else { namer.name(addr) }
 }
 
 #[cfg(test)]
