@@ -7,7 +7,9 @@
 //!   child whose prematch matches; its regex fills `<order>`, and a regex that does not match leaves the
 //!   event decoded with no fields), and rule evaluation (decoded_as, if_sid, match, regex, field). Each line
 //!   must decode to exactly its srcip/dstip/srcport/dstport/extra_data and land on exactly one most-specific
-//!   rule, the intended one, at its level.
+//!   rule, the intended one, at its level. A distributed flood's lines name only their target: they decode
+//!   to dstip and never to srcip, so that no active response can act on them, and their JSON records carry
+//!   no srcip either (`ossec_distributed_floods_never_decode_a_srcip`).
 //! - The model was checked against a real OSSEC 4.2 `ossec-logtest` (built from its source, with these
 //!   files installed as contrib/ossec/README.md says): every form of `ossec_every_form_ipscan_writes`,
 //!   `GOLDEN` and `QUIET` in the four shapes of `shapes`, before and after the log_dest and fragment fixes,
@@ -506,12 +508,17 @@ const WOULD_BLOCK: u32 = 100210;
 const WOULD_UNBLOCK: u32 = 100211;
 const TRIPWIRE: u32 = 100212;
 const SWEEP: u32 = 100213;
-/// The JSON records' rules for a scan and for a sweep.
+const DIST_FLOOD: u32 = 100214;
+/// The JSON records' rules for a scan, a flood, a sweep and a distributed flood.
 const JSON_SCAN: u32 = 100251;
+const JSON_FLOOD: u32 = 100252;
 const JSON_SWEEP: u32 = 100263;
+const JSON_DIST_FLOOD: u32 = 100264;
+/// A distributed flood's name, the extra_data of its lines.
+const DIST_FLOOD_NAME: &str = "distributed flood";
 
 /// The levels the rules must have (a line's expected level is its rule's).
-const LEVELS: [(u32, u32); 14] = [
+const LEVELS: [(u32, u32); 15] = [
     (100200, 0),
     (SCAN, 10),
     (FLOOD, 10),
@@ -527,6 +534,8 @@ const LEVELS: [(u32, u32); 14] = [
     (TRIPWIRE, 10),
     // A sweep alerts as a scan does (ipscan_rules.xml says why).
     (SWEEP, 10),
+    // A distributed flood alerts as the other floods do, and names no source.
+    (DIST_FLOOD, 10),
 ];
 
 fn want_level(rule: u32) -> u32 {
@@ -536,7 +545,8 @@ fn want_level(rule: u32) -> u32 {
 /// A line that alerts, and exactly the fields it must decode to (no others).
 struct Golden<'a> {
     msg: &'a str,
-    srcip: &'a str,
+    /// None only for a distributed flood's lines, which name their target (dstip) and no source.
+    srcip: Option<&'a str>,
     dstip: Option<&'a str>,
     /// extra_data in syslog mode, and in file mode (where a leading word may have gone to the hostname).
     extra: Option<&'a str>,
@@ -553,7 +563,7 @@ const fn g(
     extra: &'static str,
     rule: u32,
 ) -> Golden<'static> {
-    Golden { msg, srcip, dstip, extra: Some(extra), extra_file: Some(extra), ports: None, rule }
+    Golden { msg, srcip: Some(srcip), dstip, extra: Some(extra), extra_file: Some(extra), ports: None, rule }
 }
 
 /// A fragment line: the kind is its first word, which file mode hands to the hostname.
@@ -563,7 +573,7 @@ const fn frag(
     dstip: Option<&'static str>,
     kind: &'static str,
 ) -> Golden<'static> {
-    Golden { msg, srcip, dstip, extra: Some(kind), extra_file: None, ports: None, rule: FRAGMENT }
+    Golden { msg, srcip: Some(srcip), dstip, extra: Some(kind), extra_file: None, ports: None, rule: FRAGMENT }
 }
 
 /// A line with no extra_data.
@@ -574,7 +584,20 @@ const fn bare(
     ports: Option<(&'static str, &'static str)>,
     rule: u32,
 ) -> Golden<'static> {
-    Golden { msg, srcip, dstip, extra: None, extra_file: None, ports, rule }
+    Golden { msg, srcip: Some(srcip), dstip, extra: None, extra_file: None, ports, rule }
+}
+
+/// A distributed flood's line: its target as dstip, its name as extra_data, and no srcip.
+const fn flood(msg: &'static str, target: &'static str, rule: u32) -> Golden<'static> {
+    Golden {
+        msg,
+        srcip: None,
+        dstip: Some(target),
+        extra: Some(DIST_FLOOD_NAME),
+        extra_file: Some(DIST_FLOOD_NAME),
+        ports: None,
+        rule,
+    }
 }
 
 const GOLDEN: &[Golden<'static>] = &[
@@ -660,7 +683,7 @@ const GOLDEN: &[Golden<'static>] = &[
     ),
     Golden {
         msg: "TCP: Bogus TCP flags set by 10.10.160.2:60873 (dest port 25)",
-        srcip: "10.10.160.2",
+        srcip: Some("10.10.160.2"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -669,7 +692,7 @@ const GOLDEN: &[Golden<'static>] = &[
     },
     Golden {
         msg: "UDP: traceroute from 10.10.150.2",
-        srcip: "10.10.150.2",
+        srcip: Some("10.10.150.2"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -697,7 +720,7 @@ const GOLDEN: &[Golden<'static>] = &[
     ),
     Golden {
         msg: "TCP: Bogus TCP flags set by [2001:db8::1]:60873 (dest port 25)",
-        srcip: "2001:db8::1",
+        srcip: Some("2001:db8::1"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -706,7 +729,7 @@ const GOLDEN: &[Golden<'static>] = &[
     },
     Golden {
         msg: "UDP: traceroute from ::ffff:10.0.0.1",
-        srcip: "::ffff:10.0.0.1",
+        srcip: Some("::ffff:10.0.0.1"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -875,6 +898,67 @@ const GOLDEN: &[Golden<'static>] = &[
         "ping sweep",
         EXPIRED,
     ),
+    // Distributed floods: the target and no source, in every form (a port list or none for ICMP; about,
+    // over or exactly so many sources), and their ends with and without the sources.
+    flood(
+        "UDP: distributed flood detected to 198.18.0.2 [port 53] from about 360 sources (48000 packets/s)",
+        "198.18.0.2",
+        DIST_FLOOD,
+    ),
+    flood(
+        "TCP: distributed flood detected to 2001:db8::2 [ports 80,443] from about 1900 sources (2693 packets/s)",
+        "2001:db8::2",
+        DIST_FLOOD,
+    ),
+    flood(
+        "TCP: distributed flood detected to 198.18.0.2 [ports 80,443,8080,8443,22,...] from about 710 sources \
+         (9000 packets/s)",
+        "198.18.0.2",
+        DIST_FLOOD,
+    ),
+    flood(
+        "ICMP: distributed flood detected to 198.18.0.2 from over 5000 sources (100000 packets/s)",
+        "198.18.0.2",
+        DIST_FLOOD,
+    ),
+    flood(
+        "ICMP: distributed flood detected to 2001:db8::2 from 20 sources (1200 packets/s)",
+        "2001:db8::2",
+        DIST_FLOOD,
+    ),
+    flood(
+        "UDP: distributed flood detected to 2001:db8:1:2::5 [port 123] from over 5000 sources (250000 packets/s)",
+        "2001:db8:1:2::5",
+        DIST_FLOOD,
+    ),
+    flood(
+        "UDP: distributed flood detected to 198.18.0.2 [port 53] from 28 sources (500 packets/s)",
+        "198.18.0.2",
+        DIST_FLOOD,
+    ),
+    flood(
+        "UDP: distributed flood mode expired for 198.18.0.2 - received a total of 2000 packets (56000 bytes) from \
+         about 1900 sources.",
+        "198.18.0.2",
+        EXPIRED,
+    ),
+    flood(
+        "UDP: distributed flood mode expired for 198.18.0.2 - received a total of 2000 packets (56000 bytes).",
+        "198.18.0.2",
+        EXPIRED,
+    ),
+    flood(
+        "TCP: distributed flood mode expired for 2001:db8::2 - received a total of 9 packets (360 bytes) from 20 \
+         sources.",
+        "2001:db8::2",
+        EXPIRED,
+    ),
+    flood(
+        "ICMP: distributed flood mode expired for 2001:db8::2 - received a total of 90000 packets (7560000 bytes) \
+         from over 5000 sources.",
+        "2001:db8::2",
+        EXPIRED,
+    ),
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
     g("Blocked 198.18.0.1 for 60 s (SYN sweep)", "198.18.0.1", None, "SYN sweep", BLOCKED),
@@ -900,7 +984,7 @@ const GOLDEN: &[Golden<'static>] = &[
     ),
     Golden {
         msg: "Unblocked 198.18.0.1 - dropped 12 packets (480 bytes).",
-        srcip: "198.18.0.1",
+        srcip: Some("198.18.0.1"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -909,7 +993,7 @@ const GOLDEN: &[Golden<'static>] = &[
     },
     Golden {
         msg: "Unblocked 2001:db8:: - dropped 0 packets (0 bytes).",
-        srcip: "2001:db8::",
+        srcip: Some("2001:db8::"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -918,7 +1002,7 @@ const GOLDEN: &[Golden<'static>] = &[
     },
     Golden {
         msg: "Not blocked 198.18.0.1: allowlisted (SYN scan)",
-        srcip: "198.18.0.1",
+        srcip: Some("198.18.0.1"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -927,7 +1011,7 @@ const GOLDEN: &[Golden<'static>] = &[
     },
     Golden {
         msg: "Not blocked 2001:db8::1: allowlisted (Xmas scan)",
-        srcip: "2001:db8::1",
+        srcip: Some("2001:db8::1"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -947,7 +1031,7 @@ const GOLDEN: &[Golden<'static>] = &[
     ),
     Golden {
         msg: "Would unblock 198.18.0.1 - would have dropped 12 packets (480 bytes).",
-        srcip: "198.18.0.1",
+        srcip: Some("198.18.0.1"),
         dstip: None,
         extra: None,
         extra_file: None,
@@ -991,13 +1075,22 @@ fn shapes(msg: &str) -> [(String, bool); 4] {
 
 /// `gl` in every shape: decoded as ipscan to exactly its fields, and on exactly its rule, at that rule's level.
 fn check_alert(decoders: &[Decoder], rules: &[Rule], gl: &Golden<'_>) {
-    // Every decoded address must be one ipscan-block.sh would accept: an address in ipscan's
+    // Every decoded srcip must be one ipscan-block.sh would accept: an address in ipscan's
     // printed form, with a prefix length for a range (a CrowdSec decision's block).
-    let (a, len) = gl.srcip.split_once('/').map_or((gl.srcip, None), |(a, l)| (a, Some(l)));
-    let addr: IpAddr = a.parse().expect("srcip parses");
-    assert_eq!(addr.to_string(), a, "srcip must be in ipscan's printed form");
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    assert!(len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max)), "{}: bad prefix length", gl.srcip);
+    if let Some(srcip) = gl.srcip {
+        let (a, len) = srcip.split_once('/').map_or((srcip, None), |(a, l)| (a, Some(l)));
+        let addr: IpAddr = a.parse().expect("srcip parses");
+        assert_eq!(addr.to_string(), a, "srcip must be in ipscan's printed form");
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        assert!(len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max)), "{srcip}: bad prefix length");
+    }
+    if let Some(dstip) = gl.dstip {
+        let addr: IpAddr = dstip.parse().expect("dstip parses");
+        assert_eq!(addr.to_string(), dstip, "dstip must be in ipscan's printed form");
+    }
+    // A line with no source is a distributed flood's, and it names its target; only it has no source.
+    assert_eq!(gl.srcip.is_none(), gl.msg.contains("distributed flood"), "{}", gl.msg);
+    assert!(gl.srcip.is_some() || gl.dstip.is_some(), "{}: no address at all", gl.msg);
     for (line, syslog) in shapes(gl.msg) {
         let (pre, decoded) = decode(decoders, &line);
         let d = decoded.unwrap_or_else(|| panic!("{line:?} ({pre:?}) is not decoded"));
@@ -1006,7 +1099,7 @@ fn check_alert(decoders: &[Decoder], rules: &[Rule], gl: &Golden<'_>) {
         let ctx = format!("{line:?} via {:?}: {f:?}", d.child);
         let extra = if syslog { gl.extra } else { gl.extra_file };
         let want: BTreeMap<String, String> = [
-            ("srcip", Some(gl.srcip)),
+            ("srcip", gl.srcip),
             ("dstip", gl.dstip),
             ("extra_data", extra),
             ("srcport", gl.ports.map(|p| p.0)),
@@ -1067,6 +1160,9 @@ fn ossec_rule_levels_and_ids() {
     // Sweeps alert as scans do, in both files.
     assert_eq!(level_of(&json_rules, JSON_SWEEP), level_of(&json_rules, JSON_SCAN));
     assert_eq!(level_of(&rules, SWEEP), level_of(&rules, SCAN));
+    // A distributed flood alerts as the other floods do, in both files.
+    assert_eq!(level_of(&json_rules, JSON_DIST_FLOOD), level_of(&json_rules, JSON_FLOOD));
+    assert_eq!(level_of(&rules, DIST_FLOOD), level_of(&rules, FLOOD));
 }
 
 #[test]
@@ -1089,7 +1185,8 @@ fn ossec_quiet_lines_never_alert() {
 /// An alerting line built by ipscan's own formatters, with what it must decode to.
 struct Form {
     msg: String,
-    srcip: &'static str,
+    /// None for a distributed flood's lines (see [`Golden::srcip`]).
+    srcip: Option<&'static str>,
     dstip: Option<&'static str>,
     extra: Option<&'static str>,
     extra_file: Option<&'static str>,
@@ -1128,7 +1225,7 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
         // ipscan's own lines: the source, and the detection's name where the line has one.
         let own = |msg: String, extra: Option<&'static str>, rule: u32| Form {
             msg,
-            srcip: src,
+            srcip: Some(src),
             dstip: None,
             extra,
             extra_file: extra,
@@ -1136,6 +1233,10 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
             rule,
         };
         for d in DETECTIONS {
+            // A distributed flood never blocks (the kernel blocks no per-target detection): no such lines.
+            if d.per_target() {
+                continue;
+            }
             let name = d.names().log_name;
             for (secs, offence) in [(60, None), (3600, None), (14400, Some(2))] {
                 // A repeat offender's offence stays in the extra data (`block ... escalate`).
@@ -1154,6 +1255,38 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
         alerts.push(own(format::unblocked(src, 12, 480), None, UNBLOCKED));
         alerts.push(own(format::would_unblock(src, 12, 480), None, WOULD_UNBLOCK));
         quiet.push(lines::rate_limited(src, 7));
+
+        // Distributed floods, at the family's target (with log_dest or without: their lines always name
+        // it, and never a source): each protocol, its ports (none for ICMP; one, two, a full list), the
+        // source counts that read exactly (up to 28), "about N" and "over 5000", and the ends with and
+        // without their sources.
+        let flood_form = |msg: String, rule: u32| Form {
+            msg,
+            srcip: None,
+            dstip: Some(dst),
+            extra: Some(DIST_FLOOD_NAME),
+            extra_file: Some(DIST_FLOOD_NAME),
+            ports: None,
+            rule,
+        };
+        let many: Vec<u16> = (1..=8).collect();
+        for proto in ["TCP", "UDP", "ICMP"] {
+            let port_lists: &[(&[u16], bool)] =
+                if proto == "ICMP" { &[(&[], false)] } else { &[(&[53], false), (&[80, 443], false), (&many, true)] };
+            for &(ports, ports_full) in port_lists {
+                for distinct in [1, 20, 28, 29, 300, 512, 1020, 1021, 1023] {
+                    for rate in [1, 48000, 2_500_000] {
+                        let f = format::Flood { proto, target: dst, ports, ports_full, distinct, rate };
+                        alerts.push(flood_form(format::flood_detected(&f), DIST_FLOOD));
+                    }
+                }
+            }
+            for distinct in [None, Some(20), Some(300), Some(1023)] {
+                for (packets, bytes) in [(0, 0), (2000, 56000), (u64::MAX, u64::MAX)] {
+                    alerts.push(flood_form(format::flood_expired(proto, dst, packets, bytes, distinct), EXPIRED));
+                }
+            }
+        }
 
         // The hosts a sweep names, of the source's family.
         let swept: Vec<IpAddr> = (1..=8u8)
@@ -1176,6 +1309,9 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     Detection::PingFlood | Detection::Smurf => FLOOD,
                     Detection::Tripwire => TRIPWIRE,
                     Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => SWEEP,
+                    // Its lines are not format::detected's nor format::expired's, but the flood formatter's
+                    // (above).
+                    Detection::DistFlood => continue,
                 };
                 // A sweep has many destinations and names none, with log_dest too: its detection line leaves
                 // out the one it is given, and the daemon gives its expiry none.
@@ -1183,7 +1319,7 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                 let shown = if sweep { None } else { dest };
                 let form = |msg| Form {
                     msg,
-                    srcip: src,
+                    srcip: Some(src),
                     dstip: shown,
                     extra: Some(name),
                     extra_file: Some(name),
@@ -1255,7 +1391,7 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     let msg = line(l, &summary(PROTO_UDP)).expect("a fragment line");
                     Form {
                         msg,
-                        srcip: src,
+                        srcip: Some(src),
                         dstip: dest,
                         extra: Some(kind),
                         extra_file: None,
@@ -1291,7 +1427,7 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     }
                     PacketLine::Bogus => alerts.push(Form {
                         msg: line(l, &summary(PROTO_TCP)).expect("a bogus-flags line"),
-                        srcip: src,
+                        srcip: Some(src),
                         dstip: dest,
                         extra: None,
                         extra_file: None,
@@ -1303,7 +1439,7 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                             let msg = line(l, &summary(proto)).expect("a traceroute line");
                             alerts.push(Form {
                                 msg,
-                                srcip: src,
+                                srcip: Some(src),
                                 dstip: dest,
                                 extra: None,
                                 extra_file: None,
@@ -1344,15 +1480,18 @@ fn ossec_every_form_ipscan_writes() {
         check_quiet(&decoders, &rules, msg);
     }
     // Each alerting rule is reached by some form, in both address families and with and without log_dest
-    // (ipscan's own lines and sweeps name no destination either way).
+    // (ipscan's own lines and sweeps name no destination either way, distributed floods always their target).
     for (rule, _) in &LEVELS[1..] {
         for v6 in [false, true] {
             for dest in [false, true] {
                 let reached = alerts.iter().any(|f| {
                     f.rule == *rule
-                        && f.srcip.contains(':') == v6
+                        && f.srcip.or(f.dstip).is_some_and(|a| a.contains(':')) == v6
                         && (f.dstip.is_some() == dest
-                            || matches!(*rule, BLOCKED | UNBLOCKED | NOT_BLOCKED | WOULD_BLOCK | WOULD_UNBLOCK | SWEEP))
+                            || matches!(
+                                *rule,
+                                BLOCKED | UNBLOCKED | NOT_BLOCKED | WOULD_BLOCK | WOULD_UNBLOCK | SWEEP | DIST_FLOOD
+                            ))
                 });
                 assert!(reached, "no form reaches {rule} (IPv6 {v6}, log_dest {dest})");
             }
@@ -1409,6 +1548,118 @@ fn ossec_regex_translation_refuses_what_it_does_not_model() {
 // JSON rules on ipscan's own JSON records
 // ---------------------------------------------------------------------------------------------
 
+/// One JSON line's fields as Wazuh's JSON decoder gives them to <field> (arrays and numbers as their JSON
+/// text), after checking that it lands on exactly `want`.
+fn check_json_line(rules: &[Rule], line: &str, want: u32) -> BTreeMap<String, String> {
+    let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+    let fields: BTreeMap<String, String> = value
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect();
+    let input = RuleInput { decoded_as: "json", log: line, fields: &fields };
+    assert_eq!(leaf_rules(rules, &input), [want], "{line}");
+    fields
+}
+
+/// A distributed flood at `target` (`proto` a PROTO_* constant, `dports` the ports hit, `distinct` the kernel's
+/// count of sources) as the daemon reports it: the tracker's line for the kernel's detection event, its line for
+/// the kernel's report of the mode's end, and a sweep's end of a second mode whose state was gone (no sources),
+/// each written through the daemon's own output (ipscan::log::output) to a log file and a JSON-lines file.
+/// Returns the log file's lines, stamped as ipscan writes them, and the JSON lines.
+fn daemon_flood(target: IpAddr, proto: u8, dports: &[u16], distinct: u32) -> (Vec<String>, Vec<String>) {
+    use ipscan::{
+        clock::WallClock,
+        log::{output::Output, resolve::Plain, sink::Sink, tracker::Tracker},
+    };
+    use ipscan_common::{
+        Config, Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey,
+    };
+
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ipscan-ossec-{}-{}-flood",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (addr, family, forged) = match target {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, FAMILY_V4, IpAddr::from([198, 19, 7, 7]))
+        }
+        IpAddr::V6(a) => (a.octets(), FAMILY_V6, IpAddr::from([0x2001, 0xdb8, 0x19, 0, 0, 0, 7, 7])),
+    };
+    let forged = match forged {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        IpAddr::V6(a) => a.octets(),
+    };
+    // The key is the target's, with the probe's protocol.
+    let key = SourceKey { _pad: [proto, 0], ..SourceKey::new(addr, family, Detection::DistFlood) };
+    let second = 1_000_000_000u64;
+    let at = 1_763_143_748 * second;
+    let mut ev = KernelEvent {
+        kind: EventKind::Detected as u8,
+        detection: Detection::DistFlood as u8,
+        ts_ns: at,
+        mode_since_ns: at,
+        first_ns: at - second,
+        rate_start_ns: at - second,
+        rate_count: 48000,
+        packets: 48000,
+        bytes: 48000 * 28,
+        key,
+        packet: PacketSummary {
+            family,
+            proto,
+            src: forged,
+            dst: addr,
+            sport: 40000,
+            dport: dports.first().copied().unwrap_or(0),
+            ttl: 64,
+            ip_payload_len: 28,
+            ..Default::default()
+        },
+        distinct,
+        ..Default::default()
+    };
+    for (slot, port) in ev.sports.iter_mut().zip(dports) {
+        *slot = *port;
+        ev.nsports += 1;
+    }
+    let mut tracker = Tracker::new(true);
+    let mut lines = Vec::new();
+    lines.push(tracker.on_event(&ev, &mut Plain).expect("the detection's line"));
+    let end = KernelEvent { kind: EventKind::Expired as u8, ts_ns: at + 10 * second, packets: 50000, ..ev };
+    lines.push(tracker.on_event(&end, &mut Plain).expect("the kernel's end's line"));
+    let again = KernelEvent { ts_ns: at + 20 * second, mode_since_ns: at + 20 * second, ..ev };
+    tracker.on_event(&again, &mut Plain).expect("the second mode's line");
+    // The kernel's state is gone (evicted): the end names no sources.
+    lines.extend(tracker.sweep(at + 60 * second, &Config::default(), &mut Plain, |_| None, |_| {}));
+    let (log, json_log) = (dir.join("ipscan.log"), dir.join("ipscan.json"));
+    let mut out = Output {
+        sink: Sink::file(&log).expect("log file"),
+        json: Some(std::fs::File::create(&json_log).expect("JSON file")),
+        clock: WallClock::epoch(),
+    };
+    for line in &lines {
+        out.line(line).expect("written");
+    }
+    drop(out);
+    let read =
+        |p: &Path| -> Vec<String> { std::fs::read_to_string(p).expect("read").lines().map(str::to_owned).collect() };
+    let (text, records) = (read(&log), read(&json_log));
+    let _ = std::fs::remove_dir_all(&dir);
+    (text, records)
+}
+
 #[test]
 fn ossec_json_records_hit_their_rules() {
     let rules = load_rules("ipscan_json_rules.xml");
@@ -1444,26 +1695,21 @@ fn ossec_json_records_hit_their_rules() {
         (rec(Event::Expired, Some("ping sweep"), v4), 100256),
         (rec(Event::Blocked, Some("sweep"), v4), 100257),
     ];
-    // The record's fields as Wazuh's JSON decoder gives them to <field> (arrays and numbers as their JSON text).
     let check = |record: &JsonRecord, want: u32| -> BTreeMap<String, String> {
         let line = json::to_line(record);
-        let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
-        let fields: BTreeMap<String, String> = value
-            .as_object()
-            .expect("object")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect();
-        assert_eq!(fields.get("srcip").map(String::as_str), Some(record.srcip.to_string().as_str()));
-        let input = RuleInput { decoded_as: "json", log: &line, fields: &fields };
-        assert_eq!(leaf_rules(&rules, &input), [want], "{line}");
+        let fields = check_json_line(&rules, &line, want);
+        // No srcip field at all where the record has none (a distributed flood's), rather than an empty one.
+        assert_eq!(fields.get("srcip").cloned(), record.srcip.map(|a| a.to_string()), "{line}");
         fields
     };
     for (record, want) in &cases {
         check(record, *want);
     }
     // Every detection's records as the daemon builds them (a sweep's with its hosts, and no destination).
-    use ipscan_common::{DETECTIONS, Detection};
+    use ipscan_common::{
+        DETECTIONS, Detection,
+        packet::{PROTO_ICMP, PROTO_UDP},
+    };
     for d in DETECTIONS {
         let want = match d {
             Detection::PortScan
@@ -1473,10 +1719,31 @@ fn ossec_json_records_hit_their_rules() {
             | Detection::XmasScan
             | Detection::UdpScan
             | Detection::UdpFlood => JSON_SCAN,
-            Detection::PingFlood | Detection::Smurf => 100252,
+            Detection::PingFlood | Detection::Smurf => JSON_FLOOD,
             Detection::Tripwire => 100262,
             Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => JSON_SWEEP,
+            Detection::DistFlood => JSON_DIST_FLOOD,
         };
+        if d.per_target() {
+            // Its records as the daemon writes them: the target as dstip, no srcip; never blocked.
+            for (target, proto, dports) in [("198.18.0.2", PROTO_UDP, &[53u16][..]), ("2001:db8::2", PROTO_ICMP, &[])] {
+                let target: IpAddr = target.parse().expect("target");
+                let (_, records) = daemon_flood(target, proto, dports, 300);
+                assert_eq!(records.len(), 3, "a detection and two ends: {records:?}");
+                for (i, line) in records.iter().enumerate() {
+                    let fields = check_json_line(&rules, line, if i == 0 { want } else { 100256 });
+                    assert!(!fields.contains_key("srcip"), "{line}");
+                    assert_eq!(fields.get("dstip"), Some(&target.to_string()), "{line}");
+                    if i == 0 {
+                        let ports = if dports.is_empty() { "[]" } else { "[53]" };
+                        assert_eq!(fields.get("dports").map(String::as_str), Some(ports), "{line}");
+                        assert_eq!(fields.get("sources").map(String::as_str), Some("360"), "{line}");
+                        assert_eq!(fields.get("rate").map(String::as_str), Some("48000"), "{line}");
+                    }
+                }
+            }
+            continue;
+        }
         let sweep = want == JSON_SWEEP;
         for (src, named) in [(v4, ["198.18.1.1", "198.18.1.2"]), (v6, ["2001:db8::1:1", "2001:db8::1:2"])] {
             let source = src.to_string();
@@ -1512,6 +1779,106 @@ fn ossec_json_records_hit_their_rules() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     assert!(leaf_rules(&rules, &RuleInput { decoded_as: "json", log: "{}", fields: &other }).is_empty());
+}
+
+/// A distributed flood names no source: every line of one, golden, built by ipscan's formatter or written by the
+/// daemon's own output (Tracker and Output, to a log file), decodes in every shape to its target as dstip and
+/// never to a srcip, and lands on 100214 or, for its end, 100206; every JSON record of one has no srcip and lands
+/// on 100264 or 100256; neither rule is one that the README suggests for active response, and the active
+/// response refuses an alert without a srcip.
+#[test]
+fn ossec_distributed_floods_never_decode_a_srcip() {
+    use ipscan_common::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+    let decoders = load_decoders();
+    let rules = load_rules("ipscan_rules.xml");
+    let json_rules = load_rules("ipscan_json_rules.xml");
+    let no_srcip = |line: &str, target: &str, want: u32| {
+        let (pre, decoded) = decode(&decoders, line);
+        let d = decoded.unwrap_or_else(|| panic!("{line:?} ({pre:?}) is not decoded"));
+        assert!(!d.fields.contains_key("srcip"), "{line:?} decodes a srcip: {:?}", d.fields);
+        assert_eq!(d.fields.get("dstip").map(String::as_str), Some(target), "{line:?}: {:?}", d.fields);
+        assert_eq!(d.fields.get("extra_data").map(String::as_str), Some(DIST_FLOOD_NAME), "{line:?}");
+        let input = RuleInput { decoded_as: &d.decoded_as, log: pre.log, fields: &d.fields };
+        assert_eq!(leaf_rules(&rules, &input), [want], "{line:?}");
+    };
+    let mut seen = 0;
+    let (alerts, _) = every_form();
+    let golden = GOLDEN.iter().map(|gl| (gl.msg.to_owned(), gl.srcip, gl.dstip, gl.rule));
+    for (msg, srcip, dstip, rule) in golden.chain(alerts.into_iter().map(|f| (f.msg, f.srcip, f.dstip, f.rule))) {
+        if !msg.contains("distributed flood") {
+            continue;
+        }
+        assert_eq!(srcip, None, "{msg}");
+        let target = dstip.expect("a target");
+        for (line, _) in shapes(&msg) {
+            no_srcip(&line, target, rule);
+            seen += 1;
+        }
+    }
+    // Through the daemon: the log file's own lines (file mode, as written), and each line in the other shapes.
+    for target in ["198.18.0.2", "2001:db8::2"] {
+        let addr: IpAddr = target.parse().expect("target");
+        for (proto, dports) in [(PROTO_TCP, &[80u16, 443][..]), (PROTO_UDP, &[53][..]), (PROTO_ICMP, &[][..])] {
+            for distinct in [20, 300, 1023] {
+                let (text, records) = daemon_flood(addr, proto, dports, distinct);
+                assert_eq!(text.len(), 3, "{text:?}");
+                for (i, line) in text.iter().enumerate() {
+                    let want = if i == 0 { DIST_FLOOD } else { EXPIRED };
+                    no_srcip(line, target, want);
+                    let msg = line.get(16..).expect("a stamped line");
+                    assert!(
+                        msg.contains(&format!(
+                            "distributed flood {}",
+                            if i == 0 { "detected to" } else { "mode expired for" }
+                        )),
+                        "{line}"
+                    );
+                    for (shaped, _) in shapes(msg) {
+                        no_srcip(&shaped, target, want);
+                    }
+                    seen += 1;
+                }
+                assert!(text[1].ends_with(" sources."), "the kernel's end names its sources: {}", text[1]);
+                assert!(text[2].ends_with(" bytes)."), "the sweep's end after eviction does not: {}", text[2]);
+                assert_eq!(records.len(), 3, "{records:?}");
+                for (i, line) in records.iter().enumerate() {
+                    let fields = check_json_line(&json_rules, line, if i == 0 { JSON_DIST_FLOOD } else { 100256 });
+                    assert!(!fields.contains_key("srcip"), "{line}");
+                    assert_eq!(fields.get("dstip").map(String::as_str), Some(target), "{line}");
+                    assert_eq!(fields.get("message"), Some(&text[i][16..].to_owned()), "{line}");
+                }
+            }
+        }
+    }
+    assert!(seen > 1000, "{seen}");
+    // Not for active response: the README's <rules_id> never lists them (nor the other floods).
+    let readme = read("README.md");
+    let mut listed = 0;
+    for ids in readme.split("<rules_id>").skip(1) {
+        let ids = ids.split("</rules_id>").next().expect("closed");
+        for id in [DIST_FLOOD, JSON_DIST_FLOOD, FLOOD, JSON_FLOOD] {
+            assert!(!ids.split(',').any(|i| i.trim() == id.to_string()), "{id} in <rules_id>{ids}</rules_id>");
+        }
+        listed += 1;
+    }
+    assert!(listed >= 2, "the README's active-response examples");
+    // And should one be listed anyway, the script finds no srcip in the alert (Wazuh puts the decoded fields in
+    // "data": here only dstip and extra_data) and blocks nothing, not even the target.
+    let ar = ArDir::new("w-dist-flood");
+    let mut message = wazuh_message("add", "198.18.0.2", &[]);
+    let alert = &mut message["parameters"]["alert"];
+    alert["rule"]["id"] = serde_json::json!(DIST_FLOOD.to_string());
+    alert["full_log"] = serde_json::json!(
+        "Nov 14 18:09:08 victim ipscan[812]: UDP: distributed flood detected to 198.18.0.2 [port 53] from about \
+         360 sources (48000 packets/s)"
+    );
+    alert["data"] = serde_json::json!({"dstip": "198.18.0.2", "extra_data": DIST_FLOOD_NAME});
+    let out = run_wazuh(&ar, &message, None);
+    assert!(!out.success, "an alert without srcip accepted");
+    assert!(out.stdout.is_empty(), "handshake sent: {:?}", out.stdout);
+    assert!(ar.calls().is_empty(), "{:?}", ar.calls());
+    assert!(ar.log().contains("no source address"), "{}", ar.log());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -298,10 +298,9 @@ impl Tracker {
                     meta: Meta {
                         event: Some(json::Event::Expired),
                         detection: Some(detection),
-                        src: Some(format::addr(&ev.key.addr, ev.key.family)),
                         packets: Some(ev.packets),
                         bytes: Some(ev.bytes),
-                        ..Meta::default()
+                        ..expired_meta(&ev.key, detection)
                     },
                 })
             }
@@ -394,10 +393,9 @@ impl Tracker {
                     meta: Meta {
                         event: Some(json::Event::Expired),
                         detection: Some(detection),
-                        src: Some(format::addr(&key.addr, key.family)),
                         packets: Some(packets),
                         bytes: Some(bytes),
-                        ..Meta::default()
+                        ..expired_meta(key, detection)
                     },
                 },
             ));
@@ -409,6 +407,18 @@ impl Tracker {
         // the same every time (replay's output is compared byte for byte).
         out.sort_by_key(|(order, _)| *order);
         out.into_iter().map(|(_, line)| line).collect()
+    }
+}
+
+/// The addresses of an expiry's record: the key's address is the source, except for a
+/// detection kept per target (a distributed flood), whose key is the target: that is `dst`, and
+/// there is no source (nothing for an active response to block).
+fn expired_meta(key: &SourceKey, detection: Detection) -> Meta {
+    let addr = format::addr(&key.addr, key.family);
+    if detection.per_target() {
+        Meta { src: None, dst: Some(addr), ..Meta::default() }
+    } else {
+        Meta { src: Some(addr), ..Meta::default() }
     }
 }
 
@@ -702,6 +712,67 @@ mod tests {
             out[0].text,
             "TCP: SYN scan mode expired for 198.18.0.1 - received a total of 12 packets (288 bytes)."
         );
+    }
+
+    #[test]
+    fn distributed_flood_records_name_the_target_as_dst_and_no_source() {
+        let cfg = Config::default();
+        // 20 forged sources (the counted values) flooding 198.18.0.2 port 53 over UDP.
+        let mut s = SourceState::new(1_000);
+        for i in 0..40u16 {
+            s.record_rate(1_000 + u64::from(i), 1000 + i % 20, 53, 28, 40, 1_000_000_000, 20);
+        }
+        assert_ne!(s.mode_since_ns, 0, "in flood mode");
+        let mut p = PacketSummary { family: FAMILY_V4, ..Default::default() };
+        p.src[..4].copy_from_slice(&[203, 0, 113, 9]);
+        p.dst[..4].copy_from_slice(&[198, 18, 0, 2]);
+        let mut target = [0u8; 16];
+        target[..4].copy_from_slice(&[198, 18, 0, 2]);
+        let key = SourceKey {
+            _pad: [ipscan_common::packet::PROTO_UDP, 0],
+            ..SourceKey::new(target, FAMILY_V4, Detection::DistFlood)
+        };
+        let mut ev = Event::default();
+        ev.fill(EventKind::Detected, s.last_ns, &key, &s, &p);
+        let want_dst: IpAddr = "198.18.0.2".parse().expect("target");
+        let mut t = Tracker::new(true);
+        let line = t.on_event(&ev, &mut Plain).expect("detected");
+        assert!(
+            line.text.starts_with("UDP: distributed flood detected to 198.18.0.2 [port 53] from 20 sources ("),
+            "{}",
+            line.text
+        );
+        assert_eq!((line.meta.src, line.meta.dst), (None, Some(want_dst)));
+        // The kernel's expiry report.
+        let mut gone = ev;
+        gone.kind = EventKind::Expired as u8;
+        let line = t.on_event(&gone, &mut Plain).expect("expired");
+        assert_eq!(
+            line.text,
+            "UDP: distributed flood mode expired for 198.18.0.2 - received a total of 40 packets (1120 bytes) from 20 sources."
+        );
+        assert_eq!(line.meta.event, Some(json::Event::Expired));
+        assert_eq!((line.meta.src, line.meta.dst), (None, Some(want_dst)));
+        // The sweep's, with the kernel's state and after it was evicted.
+        for state in [Some(s), None] {
+            let mut t = Tracker::new(false);
+            t.on_event(&ev, &mut Plain).expect("detected");
+            let out = t.sweep(u64::MAX, &cfg, &mut Plain, |_| state, |_| {});
+            assert_eq!(out.len(), 1);
+            assert!(
+                out[0].text.starts_with("UDP: distributed flood mode expired for 198.18.0.2 - "),
+                "{}",
+                out[0].text
+            );
+            assert_eq!((out[0].meta.src, out[0].meta.dst), (None, Some(want_dst)), "{state:?}");
+        }
+        // A detection kept per source still names its source, and no destination, in its expiry.
+        let mut syn = SourceState::new(5);
+        syn.record_ports(5, 1, 1, 10, 1);
+        let mut t = Tracker::new(true);
+        t.on_event(&detected_event(&syn), &mut Plain).expect("detected");
+        let out = t.sweep(u64::MAX, &cfg, &mut Plain, |_| Some(syn), |_| {});
+        assert_eq!((out[0].meta.src, out[0].meta.dst), (Some("198.18.0.1".parse().expect("src")), None));
     }
 
     #[test]
