@@ -253,6 +253,15 @@ fn load_ipscan_tripwired() -> Ebpf {
     ebpf
 }
 
+/// ipscan from a configuration file's text (the scanners not primed).
+fn load_ipscan_with(text: &str, what: &str) -> Ebpf {
+    let mut ebpf = ok(loader::load(&loader::LoadOptions::default()), "load ipscan");
+    let settings = ok(ipscan::config::Settings::parse(text, std::path::Path::new("bench.conf")), what);
+    let k = ok(ipscan::config::kernel::KernelSettings::from_settings(&settings, &[]), "kernel settings");
+    ok(k.apply(&mut ebpf), what);
+    ebpf
+}
+
 /// [`load_ipscan`] with one address blocked by hand (`ipscan block add`, as the OSSEC active
 /// response does), not the sender of any benchmark frame: the blocklist then has entries.
 fn load_ipscan_manual_block() -> (Ebpf, ipscan::kernel::tables::Tables) {
@@ -518,6 +527,11 @@ struct Subjects {
     /// Default configuration with tripwires (none of them on the frames' ports or addresses),
     /// the scanners in scan mode.
     tripwired: Ebpf,
+    /// Default configuration without the per-target detections (distributed flood and scan):
+    /// what they add to a probe, in the same run.
+    per_source: Ebpf,
+    /// Default configuration with the three sweeps on.
+    sweeping: Ebpf,
     floors: Ebpf,
 }
 
@@ -547,6 +561,8 @@ enum Subject {
     Manual,
     Blocked,
     Tripwired,
+    PerSource,
+    Sweeping,
     Floor(&'static str),
 }
 
@@ -558,6 +574,11 @@ impl Subjects {
             manual: load_ipscan_manual_block(),
             blocked: load_ipscan_blocked(a4(BLOCKED4)),
             tripwired: primed(load_ipscan_tripwired()),
+            per_source: primed(load_ipscan_with(
+                "set distributed_flood false\nset distributed_scan false\n",
+                "per-source config",
+            )),
+            sweeping: primed(load_ipscan_with("set tcp_sweep\nset udp_sweep\nset ping_sweep\n", "sweep config")),
             floors: load_floors(a4(BLOCKED4)),
         }
     }
@@ -569,6 +590,8 @@ impl Subjects {
             Subject::Manual => prog_fd(&self.manual.0, PROGRAM_NAME),
             Subject::Blocked => prog_fd(&self.blocked, PROGRAM_NAME),
             Subject::Tripwired => prog_fd(&self.tripwired, PROGRAM_NAME),
+            Subject::PerSource => prog_fd(&self.per_source, PROGRAM_NAME),
+            Subject::Sweeping => prog_fd(&self.sweeping, PROGRAM_NAME),
             Subject::Floor(name) => prog_fd(&self.floors, name),
         }
     }
@@ -609,7 +632,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
     // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
     // what a benign packet costs there. With an address blocked by hand, in the blocklist.
-    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 13] = [
+    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 18] = [
         ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, Subject::Ipscan),
         (
             "cost_syn_scan_mode",
@@ -682,6 +705,41 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
             1.5,
             Subject::Tripwired,
+        ),
+        (
+            "cost_syn_scan_mode_per_source",
+            "SYN from a source in scan mode, distributed flood and scan off",
+            syn4(a4(SCANNER4), 1000),
+            3.0,
+            Subject::PerSource,
+        ),
+        (
+            "cost_udp_v4_per_source",
+            "UDP datagram, IPv4, 32 B, distributed flood and scan off",
+            v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            1.5,
+            Subject::PerSource,
+        ),
+        (
+            "cost_icmp_echo_v4_per_source",
+            "ICMP echo request, IPv4, 56 B, distributed flood and scan off",
+            v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56),
+            1.5,
+            Subject::PerSource,
+        ),
+        (
+            "cost_syn_scan_mode_sweeps",
+            "SYN from a source in scan mode, sweeps on",
+            syn4(a4(SCANNER4), 1000),
+            3.0,
+            Subject::Sweeping,
+        ),
+        (
+            "cost_udp_v4_sweeps",
+            "UDP datagram, IPv4, 32 B, sweeps on",
+            v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            1.5,
+            Subject::Sweeping,
         ),
     ];
     // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
@@ -927,10 +985,11 @@ fn fresh_sources_row(
         samples.push(b + (w - e).max(0.0));
         sources += stat(&ipscan, stats::PACKETS);
         // One packet per source: none may have been admitted, or the row measured admissions.
+        // (Their one target is: the distributed flood counts every packet there.)
         let admitted = {
             let m: BpfHashMap<_, SourceKey, SourceState> =
                 ok(BpfHashMap::try_from(ipscan.map(maps::SOURCES).expect("SOURCES")), "SOURCES");
-            m.keys().count()
+            m.keys().filter_map(Result::ok).filter(|k| !k.detection().is_some_and(|d| d.per_target())).count()
         };
         assert_eq!(admitted, 0, "{id}: sources admitted to SOURCES, so not all were new");
     }

@@ -46,7 +46,15 @@ pub enum Detection {
     /// with at least [`DISTRIBUTED_MIN_SOURCES`] distinct sources. Never blocks (the sources are
     /// forged); while on, the per-packet lines of packets to that destination are left out.
     DistFlood = 13,
+    /// TCP SYN probes from several sources to many ports of one destination host, counted per
+    /// destination: a distributed scan (many sources, few ports each) or a decoy scan (`nmap
+    /// -D`: every source probes the same ports), told apart in the line by probes per port.
+    /// Needs [`DISTRIBUTED_MIN_SCANNERS`] sources; never blocks (decoys are forged).
+    DistScan = 14,
 }
+
+/// Distinct sources a distributed scan needs besides its ports.
+pub const DISTRIBUTED_MIN_SCANNERS: u32 = 3;
 
 /// Distinct sources a distributed flood needs besides its rate: fewer are the per-source
 /// floods' business.
@@ -56,7 +64,7 @@ pub const DISTRIBUTED_MIN_SOURCES: u32 = 32;
 pub const DETECTION_SLOTS: usize = 16;
 
 /// Every detection, in discriminant order.
-pub const DETECTIONS: [Detection; 14] = [
+pub const DETECTIONS: [Detection; 15] = [
     Detection::PortScan,
     Detection::SynScan,
     Detection::FinScan,
@@ -71,6 +79,7 @@ pub const DETECTIONS: [Detection; 14] = [
     Detection::UdpSweep,
     Detection::PingSweep,
     Detection::DistFlood,
+    Detection::DistScan,
 ];
 
 impl Detection {
@@ -97,7 +106,12 @@ impl Detection {
     /// Whether the detection is kept per destination host (and protocol) rather than per
     /// source: its key's address is the target, and it never blocks.
     pub const fn per_target(self) -> bool {
-        matches!(self, Detection::DistFlood)
+        Self::per_target_at(self as usize)
+    }
+
+    /// Same as [`Detection::per_target`], by discriminant.
+    pub const fn per_target_at(i: usize) -> bool {
+        matches!(i, 13 | 14)
     }
 
     /// Whether a detection's source may be blocked: not per network (smurf's reflectors) nor
@@ -166,6 +180,8 @@ impl Detection {
             Detection::PingSweep => n("ping_sweep", "ICMP", "ping sweep", "ping sweep", true),
             // Not in iplog. Its lines take their protocol from the key ([`target_proto`]).
             Detection::DistFlood => n("distributed_flood", "IP", "distributed flood", "distributed flood", true),
+            // Not in iplog. `decoy scan` in a line whose sources each probed every port.
+            Detection::DistScan => n("distributed_scan", "TCP", "distributed scan", "distributed scan", true),
         }
     }
 
@@ -295,7 +311,7 @@ pub fn smurf_network(p: &PacketSummary) -> [u8; 16] {
 /// the key from four word loads, where bytes cost a load and a store each.
 #[inline(always)]
 pub fn key_words(p: &PacketSummary, kind: u8) -> [u32; 5] {
-    if kind == Detection::DistFlood as u8 {
+    if Detection::per_target_at(kind as usize) {
         // The target and the probe's protocol.
         let d = p.dst_words();
         return [d[0], d[1], d[2], d[3], u32::from_ne_bytes([p.family, kind, probe_proto(p), 0])];
@@ -533,7 +549,7 @@ mod tests {
         let v6_net = [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0];
         for (p, net) in [(v4, v4_net), (v6, v6_net)] {
             for kind in 0..DETECTIONS.len() as u8 {
-                let target = kind == Detection::DistFlood as u8;
+                let target = Detection::per_target_at(kind as usize);
                 let addr = if kind == Detection::Smurf as u8 {
                     net
                 } else if target {

@@ -37,8 +37,13 @@ pub fn varying_word(family: u8) -> usize {
 /// The word of a packet's destination that probation keeps ([`varying_word`]).
 #[inline(always)]
 pub fn host_word(p: &PacketSummary) -> u32 {
-    let w = p.dst_words();
-    if p.family == FAMILY_V4 { w[0] } else { w[3] }
+    varying(&p.dst_words(), p.family)
+}
+
+/// The word of an address that probation keeps ([`varying_word`]).
+#[inline(always)]
+pub fn varying(w: &[u32; 4], family: u8) -> u32 {
+    if family == FAMILY_V4 { w[0] } else { w[3] }
 }
 
 /// The first host of a sweep admitted from probation: the second host's words with the kept
@@ -68,6 +73,7 @@ pub struct SweepHosts {
     pub hosts: [[u32; 4]; LOGGED_HOSTS],
 }
 const _: () = assert!(core::mem::size_of::<SweepHosts>() == 16 + 16 * LOGGED_HOSTS);
+const _: () = assert!(LOGGED_HOSTS.is_power_of_two(), "indexes are masked with LOGGED_HOSTS - 1");
 
 impl SweepHosts {
     /// Puts the `index`th distinct host of the window that began at `first_ns`; a host of a

@@ -134,10 +134,16 @@ impl SourceState {
         now.saturating_sub(self.last_ns) > window_ns
     }
 
-    /// A distributed flood's mode ends with its first full rate window below the threshold,
-    /// though packets keep coming (a busy server's clients).
-    pub fn calmed(&self, now: u64, window_ns: u64, threshold: u32) -> bool {
-        self.in_mode() && now.saturating_sub(self.rate_start_ns) > window_ns && self.rate_count < threshold
+    /// A per-target detection's window ends though packets keep coming (a busy server's
+    /// clients): a distributed flood's mode with its first full rate window below the
+    /// threshold; a distributed scan's count `window_ns` after its first packet (fixed windows:
+    /// the ports of a busy server's clients never add up over hours).
+    pub fn calmed(&self, now: u64, window_ns: u64, threshold: u32, counts_ports: bool) -> bool {
+        if counts_ports {
+            now.saturating_sub(self.first_ns) > window_ns
+        } else {
+            self.in_mode() && now.saturating_sub(self.rate_start_ns) > window_ns && self.rate_count < threshold
+        }
     }
 
     pub fn in_mode(&self) -> bool {
@@ -214,12 +220,28 @@ impl SourceState {
     /// Counts one packet of a port-counting detection. Returns true exactly once per mode: on
     /// the packet whose distinct destination port reaches `threshold`.
     pub fn record_ports(&mut self, now: u64, dport: u16, sport: u16, bytes: u32, threshold: u32) -> bool {
+        self.record_values(now, dport, sport, bytes, threshold, 0)
+    }
+
+    /// [`SourceState::record_ports`], crossing only once `min_others` distinct other values (a
+    /// distributed scan's sources, [`crate::Detection::DistScan`]; at most [`LOGGED_SPORTS`]
+    /// are told apart) have been counted too.
+    #[inline(always)]
+    pub fn record_values(
+        &mut self,
+        now: u64,
+        value: u16,
+        other: u16,
+        bytes: u32,
+        threshold: u32,
+        min_others: u32,
+    ) -> bool {
         self.last_ns = now;
         self.packets += 1;
         self.bytes += bytes as u64;
-        self.note_dport(dport);
-        self.note_sport(sport);
-        if self.mode_since_ns == 0 && self.distinct >= threshold {
+        self.note_dport(value);
+        self.note_sport(other);
+        if self.mode_since_ns == 0 && self.distinct >= threshold && self.nsports as u32 >= min_others {
             // A zero clock would read as "not in mode"; replay clocks may start at zero.
             self.mode_since_ns = if now == 0 { 1 } else { now };
             return true;

@@ -77,13 +77,19 @@ pub(crate) fn record_one(
     let w = classify::key_words(p, kind);
     let key = SourceKey::from_words([w[0], w[1], w[2], w[3], forget(w[4] as u64) as u32]);
     // A sweep counts hosts where a scan counts ports ([`sweep`]); a distributed flood counts its
-    // sources.
+    // sources; a distributed scan counts ports, with its sources where a scan has its source
+    // ports. Sweeps and distributed scans name their first hosts (destinations, sources).
     let hosts = counts == counting::HOSTS;
-    let target = kind == Detection::DistFlood as u8;
-    let counted = if hosts || target {
-        let dport = if p.proto == PROTO_TCP || p.proto == PROTO_UDP { p.dport } else { 0 };
-        let of = if target { p.src_words() } else { p.dst_words() };
-        Counted { value: sweep::fold(&of), other: dport, host_word: if target { 0 } else { sweep::host_word(p) } }
+    let flood_target = kind == Detection::DistFlood as u8;
+    let scan_target = kind == Detection::DistScan as u8;
+    let dport = if p.proto == PROTO_TCP || p.proto == PROTO_UDP { p.dport } else { 0 };
+    let counted = if hosts {
+        Counted { value: sweep::fold(&p.dst_words()), other: dport, host_word: sweep::host_word(p) }
+    } else if flood_target {
+        Counted { value: sweep::fold(&p.src_words()), other: dport, host_word: 0 }
+    } else if scan_target {
+        let src = p.src_words();
+        Counted { value: p.dport, other: sweep::fold(&src), host_word: sweep::varying(&src, p.family) }
     } else {
         Counted::ports(p.dport, p.sport)
     };
@@ -111,7 +117,7 @@ pub(crate) fn record_one(
     // SAFETY: LRU values are stable while referenced in this program run.
     // XXX: two CPUs updating one source race on the counters; totals may be off by a packet.
     let state = unsafe { &mut *state };
-    let calmed = dc.min_distinct() != 0 && state.calmed(now, dc.window_ns, dc.threshold);
+    let calmed = dc.min_distinct() != 0 && state.calmed(now, dc.window_ns, dc.threshold, counts_ports);
     if state.lapsed(now, dc.window_ns) || calmed {
         if state.in_mode() {
             emit(EventKind::Expired, now, &key, state, p, 0);
@@ -119,20 +125,26 @@ pub(crate) fn record_one(
         }
         state.reset(now);
     }
-    let before = state.distinct;
+    let names = hosts || scan_target;
+    let before = if hosts { state.distinct } else { state.nsports as u32 };
     let crossed = if counts_ports {
-        state.record_ports(now, counted.value, counted.other, p.ip_payload_len, dc.threshold)
+        let (value, other) = (counted.value, counted.other);
+        state.record_values(now, value, other, p.ip_payload_len, dc.threshold, dc.min_distinct())
     } else {
         let (value, other) = (counted.value, counted.other);
         state.record_rate(now, value, other, p.ip_payload_len, dc.threshold, dc.window_ns, dc.min_distinct())
     };
-    // A sweep's new host among its first: kept whole for the line.
+    // A new host among the first: kept whole for the line.
     let mut named: Option<&SweepHosts> = None;
-    if hosts && (state.distinct != before || crossed) && state.distinct as usize <= LOGGED_HOSTS {
-        named = note_host(&key, state.first_ns, state.distinct as usize - 1, &p.dst_words());
+    let after = if hosts { state.distinct } else { state.nsports as u32 };
+    if names && after != before && after != 0 && after as usize <= LOGGED_HOSTS {
+        let addr = if hosts { p.dst_words() } else { p.src_words() };
+        // Bounded where the verifier sees it: LLVM would drop a mask it can prove idle.
+        let index = forget(u64::from(after - 1)) as usize & (LOGGED_HOSTS - 1);
+        named = note_host(&key, state.first_ns, index, &addr);
     }
     if crossed {
-        if hosts && named.is_none() {
+        if names && named.is_none() {
             // SAFETY: LRU values are stable while referenced in this program run.
             named = SWEEPHOSTS.get_ptr_mut(&key).map(|h| unsafe { &*h });
         }
@@ -141,7 +153,7 @@ pub(crate) fn record_one(
     }
     // Per-network (smurf) and per-target (distributed flood) detections have no single source
     // to block.
-    let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8 && kind != Detection::DistFlood as u8;
+    let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8 && !flood_target && !scan_target;
     Ok(Recorded { in_mode: state.in_mode(), block })
 }
 
@@ -167,11 +179,12 @@ fn note_host(key: &SourceKey, first_ns: u64, index: usize, host: &[u32; 4]) -> O
     Some(entry)
 }
 
-/// A sweep admitted from probation: its first host, rebuilt from what probation kept
-/// ([`sweep::first_host`]), goes first in SWEEPHOSTS.
+/// A sweep or distributed scan admitted from probation: its first host (the destination, the
+/// source), rebuilt from what probation kept ([`sweep::first_host`]: the second host's words
+/// and the fold `folded`), goes first in SWEEPHOSTS.
 #[inline(always)]
-fn note_first_host(key: &SourceKey, probe: &Probe, p: &PacketSummary) {
-    if let Some(first) = sweep::first_host(&p.dst_words(), p.family, probe.host_word, probe.dport) {
+fn note_first_host(key: &SourceKey, probe: &Probe, second: &[u32; 4], family: u8, folded: u16) {
+    if let Some(first) = sweep::first_host(second, family, probe.host_word, folded) {
         let _ = note_host(key, probe.first_ns, 0, &first);
     }
 }
@@ -285,7 +298,9 @@ pub(crate) fn tracked(
         let fresh = scratch()?;
         fresh.admit(&set.ways[way], set.last_ns[way]);
         if counts == counting::HOSTS {
-            note_first_host(key, &set.ways[way], p);
+            note_first_host(key, &set.ways[way], &p.dst_words(), p.family, set.ways[way].dport);
+        } else if key.kind == Detection::DistScan as u8 {
+            note_first_host(key, &set.ways[way], &p.src_words(), p.family, set.ways[way].sport);
         }
         set.clear(way);
         mark_admitted_in(set, place.bit);

@@ -136,8 +136,10 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
     // Forgotten: the verifier would otherwise follow the calls below once with the tripwire
     // bit known clear and once known set (twice the states of this function).
     let sweeps = if cfg.has(g::SWEEPS) { classify::sweep_detections(p) } else { 0 };
-    let spread = cfg.has(g::DISTRIBUTED) && classify::probe_proto(p) != 0;
-    let sweeps = sweeps | (spread as u32 * Detection::DistFlood.bit());
+    let probe = if cfg.has(g::DISTRIBUTED) { classify::probe_proto(p) } else { 0 };
+    let sweeps = sweeps
+        | ((probe != 0) as u32 * Detection::DistFlood.bit())
+        | ((probe == PROTO_TCP) as u32 * Detection::DistScan.bit());
     let set = forget((classify::detections(p) | sweeps | (tripwire as u32 * Detection::Tripwire.bit())) as u64) as u32;
     // The clock is read only for packets that need it: an established flow's ACK does not.
     // A UDP traceroute probe gets its traceroute line only, as in iplog (whose UDP handler
@@ -180,7 +182,8 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
         record(11)?;
         record(12)?;
         record(13)?;
-        const _: () = assert!(DETECTIONS.len() == 14, "one record() call per detection");
+        record(14)?;
+        const _: () = assert!(DETECTIONS.len() == 15, "one record() call per detection");
         in_mode = all & RECORD_IN_MODE != 0;
     }
     if !in_mode && let Some(l) = ordinary {

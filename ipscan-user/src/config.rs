@@ -78,11 +78,11 @@ pub enum Problem {
     #[error(
         "unknown detection \"{name}\": expected one of portscan, syn_scan, fin_scan, null_scan, \
          xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, \
-         distributed_flood"
+         distributed_flood, distributed_scan"
     )]
     UnknownDetection { name: String },
     #[error(
-        "{detection} cannot block: it has no one source to block (smurf: the reflectors; distributed_flood: forged sources)"
+        "{detection} cannot block: it has no one source to block (smurf: the reflectors; distributed_flood, distributed_scan: forged sources)"
     )]
     NoSourceToBlock { detection: &'static str },
     #[error("invalid threshold \"{value}\" for {detection}: expected a positive integer")]
@@ -248,6 +248,9 @@ flags! {
     /// Detect floods from many sources at one host (TCP SYNs, UDP, echo requests), and leave out
     /// the per-packet lines of packets to it while one lasts. ipscan extension. Default on.
     distributed_flood = true,
+    /// Detect distributed and decoy scans: SYNs from several sources to many ports of one host.
+    /// ipscan extension. Default off (it costs every SYN a record call).
+    distributed_scan = false,
     /// Detect TCP port sweeps: SYNs from one source to many hosts. ipscan extension. Default off.
     tcp_sweep = false,
     /// Detect UDP sweeps: datagrams from one source to many hosts. ipscan extension. Default off.
@@ -714,6 +717,7 @@ impl Settings {
             (f.icmp, &[Detection::PingFlood, Detection::PingSweep]),
             (f.udp || f.icmp, &[Detection::Smurf]),
             (f.tcp || f.udp || f.icmp, &[Detection::DistFlood]),
+            (f.tcp, &[Detection::DistScan]),
         ];
         for (on, detections) in off {
             if !on {
@@ -1495,7 +1499,7 @@ mod tests {
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 35);
+        assert_eq!(Flags::KEYWORDS.len(), 36);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));
@@ -1544,7 +1548,11 @@ mod tests {
             let mut want = KernelConfig::default();
             want.detection_mut(d).flags |= detection_flags::ENABLED;
             assert_eq!(s.kernel, want);
-            assert_eq!(d.counts_hosts(), !enabled(&Settings::default(), d), "{k}");
+            assert_eq!(
+                d.counts_hosts() || d == Detection::DistScan,
+                !enabled(&Settings::default(), d),
+                "{k}: off by default"
+            );
         }
     }
 
@@ -1894,7 +1902,7 @@ mod tests {
             ),
             (
                 "threshold syn_flood 3",
-                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, distributed_flood",
+                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, distributed_flood, distributed_scan",
             ),
             ("threshold syn_scan", "ipscan.conf:1: missing threshold after \"threshold syn_scan\""),
             ("window", "ipscan.conf:1: missing detection name after \"window\""),
@@ -2003,7 +2011,7 @@ mod block_keyword_tests {
 
     #[test]
     fn smurf_and_distributed_flood_cannot_block() {
-        for d in ["smurf", "distributed_flood"] {
+        for d in ["smurf", "distributed_flood", "distributed_scan"] {
             let e = Settings::parse(&format!("block {d} 1h\n"), Path::new("x.conf")).expect_err(d);
             assert!(e.to_string().starts_with(&format!("x.conf:1: {d} cannot block: ")), "{e}");
             assert!(Settings::parse(&format!("block {d} off\n"), Path::new("x.conf")).is_ok());

@@ -103,10 +103,19 @@ impl Prog {
 
     /// Number of SOURCES entries.
     pub fn source_count(&self) -> usize {
+        self.keys().filter(|k| !k.detection().is_some_and(|d| d.per_target())).count()
+    }
+
+    /// SOURCES entries kept per target (a distributed flood's or scan's destination host).
+    pub fn target_count(&self) -> usize {
+        self.keys().filter(|k| k.detection().is_some_and(|d| d.per_target())).count()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = ipscan_common::SourceKey> {
         let map = self.ebpf.map(ipscan_common::maps::SOURCES).expect("SOURCES");
         let m: aya::maps::HashMap<_, ipscan_common::SourceKey, ipscan_common::SourceState> =
             aya::maps::HashMap::try_from(map).expect("hash");
-        m.keys().count()
+        m.keys().map(|k| k.expect("key")).collect::<Vec<_>>().into_iter()
     }
 }
 

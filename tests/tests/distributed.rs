@@ -7,7 +7,7 @@
 
 use std::{fs, time::Duration};
 
-use ipscan_tests::{Capture, Daemon, TempDir, Testbed, count, http_get, sample, tools::scapy, write_config};
+use ipscan_tests::{Capture, Daemon, TempDir, Testbed, count, http_get, run_in, sample, tools::scapy, write_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -113,4 +113,47 @@ fn a_flood_from_many_sources_is_one_line_per_target_and_its_packets_are_left_out
     let mut live = [udp.as_str(), udp_end.as_str(), tcp.as_str(), tcp_end.as_str()].map(without_rate);
     live.sort();
     assert_eq!(floods, live, "{replayed}");
+}
+
+/// A decoy scan (real nmap `-D`: every probe from three decoys and from the scanner) and a
+/// distributed one (scapy: five sources, three ports each) are each one line to the target,
+/// naming the sources; neither blocks, though the decoys' own port scans are reported as such.
+#[test]
+fn decoy_and_distributed_scans_are_told_apart_and_name_their_sources() {
+    let bed = Testbed::new();
+    let dir = TempDir::new();
+    let conf = write_config(&dir, "set scans_only\nset distributed_scan\n");
+    let mut d = Daemon::start(&bed.victim, &bed.victim_if, &dir, &["--config", conf.to_str().expect("utf8")]);
+
+    let decoys = "198.19.5.5,198.19.6.6,198.19.7.7,ME";
+    let out = run_in(
+        &bed.attacker,
+        120,
+        "nmap",
+        &["-sS", "-Pn", "-n", "-r", "--max-retries", "0", "-D", decoys, "-p", "1-20", "198.18.0.2"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let decoy = "TCP: decoy scan detected to 198.18.0.2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 4 sources \
+                 [198.19.5.5,198.19.6.6,198.19.7.7,198.18.0.1]";
+    let lines = d.wait_log("the decoy scan", WAIT, |l| l.iter().any(|x| x == decoy));
+    for s in ["198.19.5.5", "198.19.6.6", "198.19.7.7", "198.18.0.1"] {
+        assert_eq!(
+            count(&lines, &format!("TCP: port scan detected [ports 1,2,3,4,5,6,7,8,9,10,...] from {s} ")),
+            1,
+            "{s}"
+        );
+    }
+
+    // Five sources, three ports each, to the victim's IPv6 address (another target): a
+    // distributed scan.
+    scapy(
+        &bed,
+        "send6([IPv6(src='2001:db8:9::%d' % (i + 1), dst='2001:db8::2')/TCP(sport=40000, dport=100 + 3 * i + j, flags='S') \
+         for i in range(5) for j in range(1, 4)])",
+    );
+    let spread = "TCP: distributed scan detected to 2001:db8::2 [ports 101,102,103,104,105,106,107,108,109,110,...] \
+                  from 5 or more sources [2001:db8:9::1,2001:db8:9::2,2001:db8:9::3,2001:db8:9::4,2001:db8:9::5,...]";
+    let lines = d.wait_log("the distributed scan", WAIT, |l| l.iter().any(|x| x == spread));
+    assert_eq!(count(&lines, "Blocked"), 0, "{}", lines.join("\n"));
+    let _ = d.stop();
 }

@@ -26,6 +26,14 @@ fn candidates6() -> impl Iterator<Item = Ipv6Addr> {
     (1..u32::MAX).map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
 }
 
+/// The default configuration without the per-target detections (a distributed flood's or scan's
+/// target takes a probation way and a SOURCES entry of its own): for the per-source counts.
+fn per_source() -> Config {
+    let mut cfg = Config::default();
+    cfg.flags &= !global_flags::DISTRIBUTED;
+    cfg
+}
+
 /// The default configuration, with SYN scanners blocked in the kernel for `block_ns`.
 fn blocking_syn_scanners(block_ns: u64) -> Config {
     let mut cfg = Config::default();
@@ -132,7 +140,7 @@ fn one_port_sources_stay_on_probation_until_their_second_port() {
 
 #[test]
 fn floods_admit_a_source_on_its_second_packet() {
-    let mut p = Prog::load(&Config::default());
+    let mut p = Prog::load(&per_source());
     let echo = |src: Ipv4Addr| Frame::default().v4(src, V, &L4::Icmp { ty: 8, code: 0 });
     // One echo request from each of 500 sources: all on probation.
     for i in 0..500u32 {
@@ -160,7 +168,7 @@ fn floods_admit_a_source_on_its_second_packet() {
 /// its detection's window, read from the mapped PROBATION.
 #[test]
 fn sources_on_probation_are_counted_until_their_window_lapses() {
-    let mut p = Prog::load(&Config::default());
+    let mut p = Prog::load(&per_source());
     let nth = |base: [u8; 4], i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::from(base)) + i);
     let echo = |src: Ipv4Addr| Frame::default().v4(src, V, &L4::Icmp { ty: 8, code: 0 });
     // 300 one-SYN sources (port scan and SYN scan: 50 s windows), 100 one-echo sources (ping
@@ -193,6 +201,9 @@ fn a_spoofed_one_packet_flood_leaves_sources_alone() {
         p.run_at(SEC, &Frame::default().v4(src, V, &L4::syn(1024 + i as u16, 80)));
     }
     assert_eq!(p.source_count(), 0, "one SYN per source never reaches the LRU");
+    // Their target does, for the distributed flood (below its threshold); the distributed scan
+    // of one port stays on probation.
+    assert_eq!(p.target_count(), 1);
     assert_eq!(p.stat(stats::PACKETS), 2_000);
     assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }
@@ -1048,7 +1059,7 @@ fn a_flooder_kept_without_its_probation_array_is_found_through_the_rebuild() {
     let k = key4(A, Detection::PingFlood);
     let echo = Frame::default().v4(A, V, &L4::Icmp { ty: 8, code: 0 });
     let packets = |p: &Prog| p.source(&k).expect("in SOURCES").packets;
-    let mut p = Prog::load(&Config::default());
+    let mut p = Prog::load(&per_source());
     for _ in 0..3 {
         p.run_at(SEC, &echo);
     }
@@ -1075,7 +1086,7 @@ fn sources_kept_without_their_probation_array_are_still_found() {
     use ipscan_common::probation::{PROBATION_SEED_SLOT, filter};
     let k = key4(A, Detection::SynScan);
     let packets = |p: &Prog| p.source(&k).expect("in SOURCES").packets;
-    let mut p = Prog::load(&Config::default());
+    let mut p = Prog::load(&per_source());
     for port in [22, 80, 443] {
         p.run_at(SEC, &syn4(port));
     }
@@ -1282,4 +1293,57 @@ fn a_distributed_flood_is_one_detection_per_target_and_silences_its_packets() {
     // The flood's window ran to t0 + 5 s; the next (t0 + 6 s to 11 s) had six datagrams.
     assert_eq!((s, e.detection), (12, Detection::DistFlood as u8), "the first packet after a calm window");
     assert_eq!(e.packets, 250 + 11);
+}
+
+/// Distributed and decoy scans: SYNs from several sources to 15 ports of one host are one
+/// detection kept per target, naming the sources (the first rebuilt from probation); a decoy
+/// scan probes every port from every source (probes per port = sources), a distributed one
+/// each port once; one source alone is no distributed scan; none of them blocks.
+#[test]
+fn several_sources_scanning_one_host_are_one_distributed_scan() {
+    let mut cfg = Config::default();
+    // Off by default; a block is refused by the configuration, and ignored by the kernel.
+    cfg.detection_mut(Detection::DistScan).flags |= ipscan_common::config::detection_flags::ENABLED;
+    cfg.detection_mut(Detection::DistScan).block_ns = 60 * SEC;
+    cfg.flags |= global_flags::AUTOBLOCKS;
+    let mut p = Prog::load(&cfg);
+    let syn = |src: Ipv4Addr, dst: Ipv4Addr, port: u16| Frame::default().v4(src, dst, &L4::syn(40000, port));
+    let words = |a: Ipv4Addr| [u32::from_ne_bytes(a.octets()), 0, 0, 0];
+    let scans = |p: &mut Prog| -> Vec<ipscan_common::Event> {
+        p.detections().into_iter().filter(|e| e.detection == Detection::DistScan as u8).collect()
+    };
+
+    // A decoy scan: four sources, every port from each, port by port (nmap -D).
+    let sources = [A, Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(203, 0, 113, 9), Ipv4Addr::new(198, 19, 5, 5)];
+    for port in 1..=15u16 {
+        for s in sources {
+            assert_eq!(p.run_at(SEC + u64::from(port), &syn(s, V, port)), XDP_PASS, "never dropped");
+        }
+    }
+    let ev = scans(&mut p);
+    assert_eq!(ev.len(), 1, "one detection");
+    assert_eq!((ev[0].distinct, ev[0].nsports, ev[0].packets), (15, 4, 14 * 4 + 1));
+    assert_eq!(ev[0].key.addr[..4], V.octets(), "kept per target");
+    assert_eq!(ev[0].hosts().copied().collect::<Vec<_>>(), sources.map(words), "the sources, in order");
+
+    // A distributed scan: five sources, three ports each, each port once.
+    let target = Ipv4Addr::new(198, 18, 0, 20);
+    for i in 0..5u16 {
+        let s = Ipv4Addr::new(198, 19, 7, i as u8 + 1);
+        for port in 1..=3 {
+            p.run_at(2 * SEC, &syn(s, target, 100 + i * 3 + port));
+        }
+    }
+    let ev = scans(&mut p);
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].distinct, ev[0].nsports, ev[0].packets), (15, 5, 15));
+
+    // One source, 30 ports: its own port scan, no distributed scan.
+    let lone = Ipv4Addr::new(198, 18, 0, 21);
+    for port in 1..=30 {
+        p.run_at(3 * SEC, &syn(A, lone, port));
+    }
+    assert!(scans(&mut p).is_empty());
+    assert_eq!(p.stat(stats::AUTOBLOCKS), 0);
+    assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }

@@ -294,6 +294,13 @@ fn source_text(key: &SourceKey, d: Detection) -> String {
 /// not log ports (as their detection lines do not). A sweep's: the ports it swept and how many
 /// hosts, `22 on 10 hosts` (`10 hosts` for a ping sweep).
 fn ports_text(s: &SourceState, key: &SourceKey, d: Detection) -> String {
+    if d == Detection::DistScan {
+        // The first ports probed, then how many sources: `1,2,3,...from 4 sources`.
+        let ports = s.logged_dports().iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        let more = if s.distinct as usize > s.logged_dports().len() { ",..." } else { "" };
+        let many = if s.nsports as usize >= LOGGED_SPORTS { " or more" } else { "" };
+        return format!("{ports}{more} from {}{many} sources", s.nsports);
+    }
     if d.per_target() {
         // The ports hit, then about how many sources: `53 from about 360 sources`.
         let ports = if ipscan_common::classify::target_proto(key) == "ICMP" { &[][..] } else { s.logged_sports() };
@@ -828,6 +835,19 @@ mod tests {
         let v = view(None, &cur, DEFAULT_INTERVAL);
         let rows: Vec<[&str; 3]> = v.modes.iter().map(|r| [&*r[0], &*r[2], &*r[3]]).collect();
         assert_eq!(rows, [["* -> 198.18.0.2 (UDP)", "distributed flood", "53 from about 41 sources"]]);
+
+        let mut target = key4([198, 18, 0, 2], Detection::DistScan);
+        target._pad[0] = ipscan_common::packet::PROTO_TCP;
+        let mut s = SourceState::new(S);
+        for port in 1..=15u16 {
+            for src in 0..4u16 {
+                s.record_values(S, port, 1000 + src, 24, 15, 3);
+            }
+        }
+        let cur = snap(2 * S, vec![(target, s)], vec![], stats_with(&[]));
+        let v = view(None, &cur, DEFAULT_INTERVAL);
+        let rows: Vec<[&str; 3]> = v.modes.iter().map(|r| [&*r[0], &*r[2], &*r[3]]).collect();
+        assert_eq!(rows, [["* -> 198.18.0.2 (TCP)", "distributed scan", "1,2,3,4,5,6,7,8,9,10,... from 4 sources"]]);
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl CrowdSec {
     /// are not the forged ones of the floods, nor the victims that smurf reflectors are. The
     /// same set as the OSSEC rule to block on (100201).
     pub fn default_push() -> Vec<Detection> {
-        DETECTIONS.iter().copied().filter(|d| d.counts_ports()).collect()
+        DETECTIONS.iter().copied().filter(|d| d.counts_ports() && !d.per_target()).collect()
     }
 
     pub fn pushes(&self, d: Detection) -> bool {
@@ -194,13 +194,13 @@ mod tests {
             (
                 "crowdsec push syn_scan,distributed_flood",
                 "distributed_flood cannot block: it has no one source to block (smurf: the reflectors; \
-                 distributed_flood: forged sources)",
+                 distributed_flood, distributed_scan: forged sources)",
             ),
             (
                 "crowdsec push syn_scan,ssh",
                 "unknown detection \"ssh\": expected one of portscan, syn_scan, fin_scan, null_scan, \
                  xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, \
-                 ping_sweep, distributed_flood",
+                 ping_sweep, distributed_flood, distributed_scan",
             ),
         ] {
             let e = Settings::parse(&format!("{text}\n"), Path::new("x.conf")).expect_err(text);

@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, LpmTrie, MapError, lpm_trie::Key},
 };
 use ipscan_common::{
-    Config, DETECTIONS, Detection, FAMILY_V4, FAMILY_V6, Rule,
+    Config, DETECTIONS, FAMILY_V4, FAMILY_V6, Rule,
     config::{global_flags as g, tripports},
     maps,
     packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
@@ -97,7 +97,7 @@ impl KernelSettings {
             (!s.tripwire.tcp.is_empty() || !s.tripwire.udp.is_empty(), g::TRIPWIRE),
             (!s.tripwire.addrs.is_empty(), g::TRIPADDR),
             (DETECTIONS.iter().any(|d| d.counts_hosts() && config.detection(*d).enabled()), g::SWEEPS),
-            (config.detection(Detection::DistFlood).enabled(), g::DISTRIBUTED),
+            (DETECTIONS.iter().any(|d| d.per_target() && config.detection(*d).enabled()), g::DISTRIBUTED),
         ] {
             if on {
                 flags |= bit;
@@ -353,6 +353,8 @@ mod tests {
         let want = g::LOG_TCP | g::LOG_UDP | g::LOG_ICMP | g::BOGUS | g::TRACEROUTE | g::FRAG | g::DISTRIBUTED;
         assert_eq!(k.config.flags, want);
         assert_eq!(ks("set distributed_flood false").config.flags, want & !g::DISTRIBUTED);
+        let scan_only = "set distributed_flood false\nset distributed_scan";
+        assert_eq!(ks(scan_only).config.flags, want, "either turns the per-target counting on");
         assert_eq!(ks("set tcp_sweep").config.flags, want | g::SWEEPS);
         assert_eq!(k.config.nrules, 0);
         assert!(k.rules.is_empty() && k.promisc4.is_empty() && k.promisc6.is_empty());

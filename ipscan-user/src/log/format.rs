@@ -178,6 +178,50 @@ pub fn flood_expired(proto: &str, target: &str, packets: u64, bytes: u64, distin
     )
 }
 
+/// `TCP: distributed scan mode expired for 198.18.0.2 - received a total of 57 packets (1368
+/// bytes).` (decoy scans too: the mode is the detection's).
+pub fn spread_scan_expired(target: &str, packets: u64, bytes: u64) -> String {
+    format!("TCP: distributed scan mode expired for {target} - received a total of {packets} packets ({bytes} bytes).")
+}
+
+/// What a distributed or decoy scan's detection line needs.
+#[derive(Clone, Debug)]
+pub struct SpreadScan<'a> {
+    pub target: &'a str,
+    /// The first ports probed, and whether there were more.
+    pub ports: &'a [u16],
+    pub ports_full: bool,
+    /// Distinct sources told apart (the kernel tells up to five apart: five means five or more).
+    pub sources: u8,
+    /// The first sources, as far as they are known.
+    pub named: &'a [IpAddr],
+    /// Probes per port: each source probed each port (a decoy scan), or the ports were shared.
+    pub decoy: bool,
+}
+
+/// Whether a distributed scan's sources each probed every port (nmap -D: one probe a port from
+/// each decoy and from the scanner) rather than sharing the ports out: probes per distinct port
+/// at least three quarters of the sources.
+pub fn is_decoy(packets: u64, ports: u32, sources: u8) -> bool {
+    ports != 0 && packets * 4 >= u64::from(ports) * 3 * u64::from(sources)
+}
+
+/// `TCP: decoy scan detected to 198.18.0.2 [ports 1,2,...] from 4 sources [198.18.0.1,...]`,
+/// `TCP: distributed scan detected to ... from 5 or more sources [...,...]`.
+pub fn spread_scan_detected(d: &SpreadScan<'_>) -> String {
+    let name = if d.decoy { "decoy scan" } else { "distributed scan" };
+    let many = d.sources as usize >= LOGGED_SPORTS;
+    let count = if many { format!("{} or more", d.sources) } else { d.sources.to_string() };
+    let list = d.named.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let more =
+        if many || d.named.len() < d.sources as usize { if list.is_empty() { "..." } else { ",..." } } else { "" };
+    format!(
+        "TCP: {name} detected to {} {} from {count} sources [{list}{more}]",
+        d.target,
+        port_list(d.ports, LOGGED_DPORTS, d.ports_full)
+    )
+}
+
 /// `Blocked 198.18.0.1 for 3600 s (SYN scan)`; with an escalating block time
 /// (`block ... escalate`), the offence: `Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)`.
 pub fn blocked(source: &str, secs: u64, detection: Detection, offence: Option<u32>) -> String {
@@ -352,6 +396,40 @@ mod tests {
         assert_eq!(sources_estimate(512), Some(710));
         assert_eq!(sources_estimate(28), Some(28));
         assert_eq!(sources_estimate(1021), None);
+    }
+
+    #[test]
+    fn distributed_and_decoy_scan_lines() {
+        let a: Vec<IpAddr> = ["198.18.0.1", "198.51.100.7", "203.0.113.9", "198.19.5.5"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
+        let ports: Vec<u16> = (1..=10).collect();
+        let decoy = SpreadScan {
+            target: "198.18.0.2",
+            ports: &ports,
+            ports_full: true,
+            sources: 4,
+            named: &a,
+            decoy: is_decoy(57, 15, 4),
+        };
+        assert_eq!(
+            spread_scan_detected(&decoy),
+            "TCP: decoy scan detected to 198.18.0.2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 4 sources \
+             [198.18.0.1,198.51.100.7,203.0.113.9,198.19.5.5]"
+        );
+        let spread = SpreadScan { sources: 5, named: &a[1..], decoy: is_decoy(15, 15, 5), ..decoy };
+        assert_eq!(
+            spread_scan_detected(&spread),
+            "TCP: distributed scan detected to 198.18.0.2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 5 or more sources \
+             [198.51.100.7,203.0.113.9,198.19.5.5,...]"
+        );
+        // Retransmissions of a shared-out scan are not decoys: two probes a port from five sources.
+        assert!(!is_decoy(30, 15, 5) && is_decoy(45, 15, 4) && !is_decoy(44, 15, 4));
+        assert_eq!(
+            spread_scan_expired("2001:db8::2", 57, 1368),
+            "TCP: distributed scan mode expired for 2001:db8::2 - received a total of 57 packets (1368 bytes)."
+        );
     }
 
     #[test]

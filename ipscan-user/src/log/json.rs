@@ -98,6 +98,12 @@ pub struct JsonRecord {
     /// Distributed floods: packets a second in the rate window that crossed the threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
+    /// Distributed scans: whether each source probed each port (a decoy scan, nmap -D).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoy: Option<bool>,
+    /// Distributed scans: the first sources (up to five), in the order seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub srchosts: Vec<IpAddr>,
     /// Sweeps: how many distinct destination hosts were counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<u32>,
@@ -136,6 +142,8 @@ impl JsonRecord {
             offence: None,
             sources: None,
             rate: None,
+            decoy: None,
+            srchosts: Vec::new(),
             hosts: None,
             dsthosts: Vec::new(),
             message,

@@ -35,6 +35,8 @@ impl Output {
                 offence: m.offence,
                 sources: m.sources,
                 rate: m.rate,
+                decoy: m.decoy,
+                srchosts: m.srchosts.clone(),
                 hosts: m.hosts,
                 dsthosts: m.dsthosts.clone(),
                 ..json::JsonRecord::new(at.fixed_offset(), event, m.src, line.text.clone())

@@ -93,6 +93,10 @@ pub struct Meta {
     pub sources: Option<u64>,
     /// Distributed floods: packets a second when the threshold was crossed.
     pub rate: Option<u64>,
+    /// Distributed scans: whether each source probed each port.
+    pub decoy: Option<bool>,
+    /// Distributed scans: the first sources.
+    pub srchosts: Vec<IpAddr>,
     /// Sweeps: the distinct hosts counted.
     pub hosts: Option<u32>,
     /// Sweeps: the first of those hosts.
@@ -238,6 +242,9 @@ impl Tracker {
                 );
                 if folded {
                     return None;
+                }
+                if detection == Detection::DistScan {
+                    return Some(spread_scan_line(ev, detection));
                 }
                 if detection.per_target() {
                     return Some(flood_line(ev, detection));
@@ -432,7 +439,9 @@ fn expired_text(
     bytes: u64,
     distinct: Option<u32>,
 ) -> String {
-    if detection.per_target() {
+    if detection == Detection::DistScan {
+        format::spread_scan_expired(source, packets, bytes)
+    } else if detection.per_target() {
         format::flood_expired(classify::target_proto(key), source, packets, bytes, distinct)
     } else {
         format::expired(detection, source, dest, packets, bytes)
@@ -469,6 +478,40 @@ fn flood_line(ev: &Event, detection: Detection) -> Line {
             bytes: Some(ev.bytes),
             sources: format::sources_estimate(ev.distinct),
             rate: Some(rate),
+            ..Meta::default()
+        },
+    }
+}
+
+/// A distributed or decoy scan's detection line: the target, the first ports, how many sources
+/// (five or more past the kernel's list) and the first of them.
+fn spread_scan_line(ev: &Event, detection: Detection) -> Line {
+    let target = format::addr(&ev.key.addr, ev.key.family);
+    let target_s = target.to_string();
+    let named: Vec<IpAddr> = ev.hosts().map(|w| format::addr_words(w, ev.packet.family)).collect();
+    let decoy = format::is_decoy(ev.packets, ev.distinct, ev.nsports);
+    let text = format::spread_scan_detected(&format::SpreadScan {
+        target: &target_s,
+        ports: ev.ports(),
+        ports_full: ev.nports as usize >= LOGGED_DPORTS,
+        sources: ev.nsports,
+        named: &named,
+        decoy,
+    });
+    Line {
+        at_ns: ev.ts_ns,
+        text,
+        detected: Some((detection, ev.key)),
+        meta: Meta {
+            event: Some(json::Event::Detected),
+            detection: Some(detection),
+            dst: Some(target),
+            dports: ev.ports().to_vec(),
+            packets: Some(ev.packets),
+            bytes: Some(ev.bytes),
+            sources: Some(u64::from(ev.nsports)),
+            decoy: Some(decoy),
+            srchosts: named,
             ..Meta::default()
         },
     }
