@@ -217,6 +217,16 @@ impl SourceState {
         }
     }
 
+    /// Counts one packet into the window: its time, size, value and other value.
+    #[inline(always)]
+    fn count(&mut self, now: u64, value: u16, other: u16, bytes: u32) {
+        self.last_ns = now;
+        self.packets += 1;
+        self.bytes += bytes as u64;
+        self.note_dport(value);
+        self.note_sport(other);
+    }
+
     /// Counts one packet of a port-counting detection. Returns true exactly once per mode: on
     /// the packet whose distinct destination port reaches `threshold`.
     pub fn record_ports(&mut self, now: u64, dport: u16, sport: u16, bytes: u32, threshold: u32) -> bool {
@@ -236,11 +246,7 @@ impl SourceState {
         threshold: u32,
         min_others: u32,
     ) -> bool {
-        self.last_ns = now;
-        self.packets += 1;
-        self.bytes += bytes as u64;
-        self.note_dport(value);
-        self.note_sport(other);
+        self.count(now, value, other, bytes);
         if self.mode_since_ns == 0 && self.distinct >= threshold && self.nsports as u32 >= min_others {
             // A zero clock would read as "not in mode"; replay clocks may start at zero.
             self.mode_since_ns = if now == 0 { 1 } else { now };
@@ -279,11 +285,7 @@ impl SourceState {
         window_ns: u64,
         min_distinct: u32,
     ) -> bool {
-        self.last_ns = now;
-        self.packets += 1;
-        self.bytes += bytes as u64;
-        self.note_dport(value);
-        self.note_sport(other);
+        self.count(now, value, other, bytes);
         if now.saturating_sub(self.rate_start_ns) > window_ns {
             self.rate_start_ns = now;
             self.rate_count = 0;

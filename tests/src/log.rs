@@ -55,3 +55,13 @@ pub fn port_list(ports: &[u16], full: bool) -> String {
     let word = if ports.len() == 1 && !full { "port" } else { "ports" };
     format!("[{word} {}{}]", body.join(","), if full { ",..." } else { "" })
 }
+
+/// The records of a JSON log (`--json-log`) whose `event` is `event`, in order.
+pub fn json_records(path: &Path, event: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .filter(|v: &serde_json::Value| v["event"] == event)
+        .collect()
+}

@@ -5,9 +5,11 @@
 //! the mode ends with its totals; nothing is blocked; the JSON record has the target and no
 //! source.
 
-use std::{fs, time::Duration};
+use std::time::Duration;
 
-use ipscan_tests::{Capture, Daemon, TempDir, Testbed, count, http_get, run_in, sample, tools::scapy, write_config};
+use ipscan_tests::{
+    Capture, Daemon, TempDir, Testbed, count, http_get, json_records, run_in, sample, tools::scapy, write_config,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -72,12 +74,8 @@ fn a_flood_from_many_sources_is_one_line_per_target_and_its_packets_are_left_out
     assert!(attempts > 0 && attempts < 300, "{attempts} connection attempt lines");
     assert_eq!(count(&lines, "Blocked"), 0, "{text}");
 
-    let records: Vec<serde_json::Value> = fs::read_to_string(&json)
-        .expect("json log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .filter(|v: &serde_json::Value| v["detection"] == "distributed flood" && v["event"] == "detected")
-        .collect();
+    let records: Vec<serde_json::Value> =
+        json_records(&json, "detected").into_iter().filter(|v| v["detection"] == "distributed flood").collect();
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(
         (records[0]["dstip"].as_str(), records[0]["dports"].clone()),

@@ -7,14 +7,14 @@
 //! the order sent (nmap does not send them in address order; on the victim's side, after XDP,
 //! the SYN sweep's threshold probe is missing: it was dropped).
 
-use std::{fs, time::Duration};
+use std::time::Duration;
 
 use std::net::IpAddr;
 
 use ipscan_tests::{
     ATTACKER4, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, VICTIM6,
     capture::Capture,
-    connects, count, http_get,
+    connects, count, http_get, json_records,
     pcap::{self, first_distinct, is_syn},
     run_in, sample, write_config,
 };
@@ -109,12 +109,7 @@ fn nmap_sweeps_are_reported_with_their_hosts_and_the_syn_sweeper_is_blocked() {
     assert!(connects(&bed.attacker, OTHER4, VICTIM4, 2222), "others are not");
 
     // The JSON records: the count, the first hosts, the ports swept.
-    let records: Vec<serde_json::Value> = fs::read_to_string(&json)
-        .expect("json log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .filter(|v: &serde_json::Value| v["event"] == "detected")
-        .collect();
+    let records = json_records(&json, "detected");
     let names: Vec<&str> = records.iter().filter_map(|r| r["detection"].as_str()).collect();
     assert_eq!(names, ["ping sweep", "ping sweep", "sweep", "SYN sweep"], "{records:?}");
     let syn = &records[3];

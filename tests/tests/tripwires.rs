@@ -3,11 +3,11 @@
 //! and metric, and with `block tripwire` its source is dropped from that probe on; a busy client
 //! of an open port is never reported; a tripwire on a listening port is warned of.
 
-use std::{fs, time::Duration};
+use std::time::Duration;
 
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, VICTIM6, connects, count, http_get,
-    ns::mac_of, run_in, sample, write_config,
+    json_records, ns::mac_of, run_in, sample, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -80,12 +80,7 @@ fn one_probe_to_a_tripwire_port_or_address_is_reported_and_blocked() {
     assert_eq!(count(&lines, "IP: tripwire detected"), 3, "{}", lines.join("\n"));
 
     // The JSON records and the metric.
-    let records: Vec<serde_json::Value> = fs::read_to_string(&json)
-        .expect("json log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .filter(|v: &serde_json::Value| v["event"] == "detected")
-        .collect();
+    let records = json_records(&json, "detected");
     assert_eq!(records.len(), 3, "{records:?}");
     assert_eq!((records[0]["detection"].as_str(), records[0]["srcip"].as_str()), (Some("tripwire"), Some(ATTACKER4)));
     assert_eq!(records[0]["dports"], serde_json::json!([23]));

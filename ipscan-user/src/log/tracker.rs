@@ -451,8 +451,7 @@ fn expired_text(
 /// A distributed flood's detection line: the target, the ports hit, about how many sources and
 /// the rate of the window that crossed the threshold.
 fn flood_line(ev: &Event, detection: Detection) -> Line {
-    let target = format::addr(&ev.key.addr, ev.key.family);
-    let target_s = target.to_string();
+    let target_s = format::addr(&ev.key.addr, ev.key.family).to_string();
     let proto = classify::target_proto(&ev.key);
     let ports = if proto == "ICMP" { &[][..] } else { ev.sports() };
     let secs = ev.ts_ns.saturating_sub(ev.rate_start_ns).max(1) as f64 / 1e9;
@@ -465,6 +464,13 @@ fn flood_line(ev: &Event, detection: Detection) -> Line {
         distinct: ev.distinct,
         rate,
     });
+    let meta = Meta { sources: format::sources_estimate(ev.distinct), rate: Some(rate), ..Meta::default() };
+    target_line(ev, detection, text, ports, meta)
+}
+
+/// The detection line of a per-target detection: `meta`'s detection-specific fields, with the
+/// target as `dst` and no source.
+fn target_line(ev: &Event, detection: Detection, text: String, ports: &[u16], meta: Meta) -> Line {
     Line {
         at_ns: ev.ts_ns,
         text,
@@ -472,13 +478,11 @@ fn flood_line(ev: &Event, detection: Detection) -> Line {
         meta: Meta {
             event: Some(json::Event::Detected),
             detection: Some(detection),
-            dst: Some(target),
+            dst: Some(format::addr(&ev.key.addr, ev.key.family)),
             dports: ports.to_vec(),
             packets: Some(ev.packets),
             bytes: Some(ev.bytes),
-            sources: format::sources_estimate(ev.distinct),
-            rate: Some(rate),
-            ..Meta::default()
+            ..meta
         },
     }
 }
@@ -486,8 +490,7 @@ fn flood_line(ev: &Event, detection: Detection) -> Line {
 /// A distributed or decoy scan's detection line: the target, the first ports, how many sources
 /// (five or more past the kernel's list) and the first of them.
 fn spread_scan_line(ev: &Event, detection: Detection) -> Line {
-    let target = format::addr(&ev.key.addr, ev.key.family);
-    let target_s = target.to_string();
+    let target_s = format::addr(&ev.key.addr, ev.key.family).to_string();
     let named: Vec<IpAddr> = ev.hosts().map(|w| format::addr_words(w, ev.packet.family)).collect();
     let decoy = format::is_decoy(ev.packets, ev.distinct, ev.nsports);
     let text = format::spread_scan_detected(&format::SpreadScan {
@@ -498,23 +501,8 @@ fn spread_scan_line(ev: &Event, detection: Detection) -> Line {
         named: &named,
         decoy,
     });
-    Line {
-        at_ns: ev.ts_ns,
-        text,
-        detected: Some((detection, ev.key)),
-        meta: Meta {
-            event: Some(json::Event::Detected),
-            detection: Some(detection),
-            dst: Some(target),
-            dports: ev.ports().to_vec(),
-            packets: Some(ev.packets),
-            bytes: Some(ev.bytes),
-            sources: Some(u64::from(ev.nsports)),
-            decoy: Some(decoy),
-            srchosts: named,
-            ..Meta::default()
-        },
-    }
+    let meta = Meta { sources: Some(u64::from(ev.nsports)), decoy: Some(decoy), srchosts: named, ..Meta::default() };
+    target_line(ev, detection, text, ev.ports(), meta)
 }
 
 /// How a detection's key is printed: per-network detections (smurf) print the network
