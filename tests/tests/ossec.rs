@@ -9,7 +9,9 @@
 //!   must decode to exactly its srcip/dstip/srcport/dstport/extra_data and land on exactly one most-specific
 //!   rule, the intended one, at its level. A distributed flood's lines name only their target: they decode
 //!   to dstip and never to srcip, so that no active response can act on them, and their JSON records carry
-//!   no srcip either (`ossec_distributed_floods_never_decode_a_srcip`).
+//!   no srcip either (`ossec_distributed_floods_never_decode_a_srcip`); so do a distributed or decoy scan's,
+//!   whose listed sources are decoys or many, and which never reach 100201, the rule to block on
+//!   (`ossec_distributed_scans_never_decode_a_srcip`).
 //! - The model was checked against a real OSSEC 4.2 `ossec-logtest` (built from its source, with these
 //!   files installed as contrib/ossec/README.md says): every form of `ossec_every_form_ipscan_writes`,
 //!   `GOLDEN` and `QUIET` in the four shapes of `shapes`, before and after the log_dest and fragment fixes,
@@ -509,16 +511,28 @@ const WOULD_UNBLOCK: u32 = 100211;
 const TRIPWIRE: u32 = 100212;
 const SWEEP: u32 = 100213;
 const DIST_FLOOD: u32 = 100214;
-/// The JSON records' rules for a scan, a flood, a sweep and a distributed flood.
+const DIST_SCAN: u32 = 100215;
+/// The JSON records' rules for a scan, a flood, a sweep, a distributed flood and a distributed scan.
 const JSON_SCAN: u32 = 100251;
 const JSON_FLOOD: u32 = 100252;
 const JSON_SWEEP: u32 = 100263;
 const JSON_DIST_FLOOD: u32 = 100264;
+const JSON_DIST_SCAN: u32 = 100265;
 /// A distributed flood's name, the extra_data of its lines.
 const DIST_FLOOD_NAME: &str = "distributed flood";
+/// A distributed scan's names, the extra_data of its lines: a decoy scan's detection line says "decoy scan", its
+/// end "distributed scan".
+const DIST_SCAN_NAME: &str = "distributed scan";
+const DECOY_SCAN_NAME: &str = "decoy scan";
+
+/// Whether a line is one of a detection kept per target (a distributed flood or scan), which names no source
+/// to block: its address is the target's.
+fn per_target_line(msg: &str) -> bool {
+    [DIST_FLOOD_NAME, DIST_SCAN_NAME, DECOY_SCAN_NAME].iter().any(|n| msg.contains(&format!("{n} ")))
+}
 
 /// The levels the rules must have (a line's expected level is its rule's).
-const LEVELS: [(u32, u32); 15] = [
+const LEVELS: [(u32, u32); 16] = [
     (100200, 0),
     (SCAN, 10),
     (FLOOD, 10),
@@ -536,6 +550,8 @@ const LEVELS: [(u32, u32); 15] = [
     (SWEEP, 10),
     // A distributed flood alerts as the other floods do, and names no source.
     (DIST_FLOOD, 10),
+    // A distributed or decoy scan alerts as a scan does, and names no source to block.
+    (DIST_SCAN, 10),
 ];
 
 fn want_level(rule: u32) -> u32 {
@@ -545,7 +561,7 @@ fn want_level(rule: u32) -> u32 {
 /// A line that alerts, and exactly the fields it must decode to (no others).
 struct Golden<'a> {
     msg: &'a str,
-    /// None only for a distributed flood's lines, which name their target (dstip) and no source.
+    /// None only for a distributed flood's or scan's lines, which name their target (dstip) and no source.
     srcip: Option<&'a str>,
     dstip: Option<&'a str>,
     /// extra_data in syslog mode, and in file mode (where a leading word may have gone to the hostname).
@@ -598,6 +614,12 @@ const fn flood(msg: &'static str, target: &'static str, rule: u32) -> Golden<'st
         ports: None,
         rule,
     }
+}
+
+/// A distributed or decoy scan's line: its target as dstip, its name as extra_data, and no srcip (nor any of the
+/// sources it lists).
+const fn spread(msg: &'static str, target: &'static str, name: &'static str, rule: u32) -> Golden<'static> {
+    Golden { msg, srcip: None, dstip: Some(target), extra: Some(name), extra_file: Some(name), ports: None, rule }
 }
 
 const GOLDEN: &[Golden<'static>] = &[
@@ -959,6 +981,60 @@ const GOLDEN: &[Golden<'static>] = &[
         "2001:db8::2",
         EXPIRED,
     ),
+    // Distributed and decoy scans: the target and none of the sources listed, in every form (one port or a list,
+    // full or not; "N sources" or "5 or more sources"; the sources all named, some and ",...", or "[...]"), and
+    // their end, which says "distributed scan" for a decoy scan too.
+    spread(
+        "TCP: decoy scan detected to 198.18.0.2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 4 sources \
+         [198.19.5.5,198.19.6.6,198.19.7.7,198.18.0.1]",
+        "198.18.0.2",
+        DECOY_SCAN_NAME,
+        DIST_SCAN,
+    ),
+    spread(
+        "TCP: decoy scan detected to 198.18.0.2 [ports 1,2,3,4,5,6,7,8,9,10,...] from 5 or more sources \
+         [198.19.5.5,198.19.6.6,198.19.7.7,198.19.8.8,198.18.0.1,...]",
+        "198.18.0.2",
+        DECOY_SCAN_NAME,
+        DIST_SCAN,
+    ),
+    spread(
+        "TCP: decoy scan detected to 2001:db8::2 [port 80] from 3 sources [2001:db8:9::1,...]",
+        "2001:db8::2",
+        DECOY_SCAN_NAME,
+        DIST_SCAN,
+    ),
+    spread(
+        "TCP: distributed scan detected to 2001:db8::2 [ports 101,102,...] from 5 or more sources \
+         [2001:db8:9::1,2001:db8:9::2,...]",
+        "2001:db8::2",
+        DIST_SCAN_NAME,
+        DIST_SCAN,
+    ),
+    spread(
+        "TCP: distributed scan detected to 198.18.0.2 [ports 22,80,443] from 3 sources [...]",
+        "198.18.0.2",
+        DIST_SCAN_NAME,
+        DIST_SCAN,
+    ),
+    spread(
+        "TCP: distributed scan detected to 2001:db8:1:2::5 [port 8080] from 5 or more sources [...]",
+        "2001:db8:1:2::5",
+        DIST_SCAN_NAME,
+        DIST_SCAN,
+    ),
+    spread(
+        "TCP: distributed scan mode expired for 198.18.0.2 - received a total of 57 packets (1368 bytes).",
+        "198.18.0.2",
+        DIST_SCAN_NAME,
+        EXPIRED,
+    ),
+    spread(
+        "TCP: distributed scan mode expired for 2001:db8::2 - received a total of 0 packets (0 bytes).",
+        "2001:db8::2",
+        DIST_SCAN_NAME,
+        EXPIRED,
+    ),
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
     g("Blocked 198.18.0.1 for 60 s (SYN sweep)", "198.18.0.1", None, "SYN sweep", BLOCKED),
@@ -1088,8 +1164,9 @@ fn check_alert(decoders: &[Decoder], rules: &[Rule], gl: &Golden<'_>) {
         let addr: IpAddr = dstip.parse().expect("dstip parses");
         assert_eq!(addr.to_string(), dstip, "dstip must be in ipscan's printed form");
     }
-    // A line with no source is a distributed flood's, and it names its target; only it has no source.
-    assert_eq!(gl.srcip.is_none(), gl.msg.contains("distributed flood"), "{}", gl.msg);
+    // A line with no source is a distributed flood's or scan's, and it names its target; only they have no
+    // source.
+    assert_eq!(gl.srcip.is_none(), per_target_line(gl.msg), "{}", gl.msg);
     assert!(gl.srcip.is_some() || gl.dstip.is_some(), "{}: no address at all", gl.msg);
     for (line, syslog) in shapes(gl.msg) {
         let (pre, decoded) = decode(decoders, &line);
@@ -1163,6 +1240,9 @@ fn ossec_rule_levels_and_ids() {
     // A distributed flood alerts as the other floods do, in both files.
     assert_eq!(level_of(&json_rules, JSON_DIST_FLOOD), level_of(&json_rules, JSON_FLOOD));
     assert_eq!(level_of(&rules, DIST_FLOOD), level_of(&rules, FLOOD));
+    // A distributed or decoy scan alerts as the other scans do, in both files.
+    assert_eq!(level_of(&json_rules, JSON_DIST_SCAN), level_of(&json_rules, JSON_SCAN));
+    assert_eq!(level_of(&rules, DIST_SCAN), level_of(&rules, SCAN));
 }
 
 #[test]
@@ -1185,7 +1265,7 @@ fn ossec_quiet_lines_never_alert() {
 /// An alerting line built by ipscan's own formatters, with what it must decode to.
 struct Form {
     msg: String,
-    /// None for a distributed flood's lines (see [`Golden::srcip`]).
+    /// None for a distributed flood's or scan's lines (see [`Golden::srcip`]).
     srcip: Option<&'static str>,
     dstip: Option<&'static str>,
     extra: Option<&'static str>,
@@ -1233,7 +1313,8 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
             rule,
         };
         for d in DETECTIONS {
-            // A distributed flood never blocks (the kernel blocks no per-target detection): no such lines.
+            // A distributed flood or scan never blocks (the kernel blocks no per-target detection): no such
+            // lines.
             if d.per_target() {
                 continue;
             }
@@ -1288,6 +1369,41 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
             }
         }
 
+        // Distributed and decoy scans, at the family's target (their lines always name it, and never decode a
+        // source): one port, a few, a full list; 3, 4 and 5 or more sources, all named, some, or none known;
+        // and their ends.
+        let spread_form = |msg: String, name: &'static str, rule: u32| Form {
+            msg,
+            srcip: None,
+            dstip: Some(dst),
+            extra: Some(name),
+            extra_file: Some(name),
+            ports: None,
+            rule,
+        };
+        let named: Vec<IpAddr> = (1..=5u8)
+            .map(|i| match src_ip {
+                IpAddr::V4(_) => IpAddr::from([198, 19, i, i]),
+                IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 9, 0, 0, 0, 0, u16::from(i)]),
+            })
+            .collect();
+        let fifteen: Vec<u16> = (1..=15).collect();
+        for (ports, ports_full) in [(&[80u16][..], false), (&[22, 80, 443][..], false), (&fifteen[..10], true)] {
+            for sources in [3u8, 4, 5] {
+                let known = usize::from(sources);
+                for named in [&named[..known], &named[..2], &named[..1], &[][..]] {
+                    for decoy in [false, true] {
+                        let d = format::SpreadScan { target: dst, ports, ports_full, sources, named, decoy };
+                        let name = if decoy { DECOY_SCAN_NAME } else { DIST_SCAN_NAME };
+                        alerts.push(spread_form(format::spread_scan_detected(&d), name, DIST_SCAN));
+                    }
+                }
+            }
+        }
+        for (packets, bytes) in [(0, 0), (57, 1368), (u64::MAX, u64::MAX)] {
+            alerts.push(spread_form(format::spread_scan_expired(dst, packets, bytes), DIST_SCAN_NAME, EXPIRED));
+        }
+
         // The hosts a sweep names, of the source's family.
         let swept: Vec<IpAddr> = (1..=8u8)
             .map(|i| match src_ip {
@@ -1309,9 +1425,9 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     Detection::PingFlood | Detection::Smurf => FLOOD,
                     Detection::Tripwire => TRIPWIRE,
                     Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => SWEEP,
-                    // Its lines are not format::detected's nor format::expired's, but the flood formatter's
-                    // (above).
-                    Detection::DistFlood => continue,
+                    // Their lines are not format::detected's nor format::expired's, but the flood and spread
+                    // scan formatters' (above).
+                    Detection::DistFlood | Detection::DistScan => continue,
                 };
                 // A sweep has many destinations and names none, with log_dest too: its detection line leaves
                 // out the one it is given, and the daemon gives its expiry none.
@@ -1480,7 +1596,8 @@ fn ossec_every_form_ipscan_writes() {
         check_quiet(&decoders, &rules, msg);
     }
     // Each alerting rule is reached by some form, in both address families and with and without log_dest
-    // (ipscan's own lines and sweeps name no destination either way, distributed floods always their target).
+    // (ipscan's own lines and sweeps name no destination either way, distributed floods and scans always their
+    // target).
     for (rule, _) in &LEVELS[1..] {
         for v6 in [false, true] {
             for dest in [false, true] {
@@ -1490,7 +1607,14 @@ fn ossec_every_form_ipscan_writes() {
                         && (f.dstip.is_some() == dest
                             || matches!(
                                 *rule,
-                                BLOCKED | UNBLOCKED | NOT_BLOCKED | WOULD_BLOCK | WOULD_UNBLOCK | SWEEP | DIST_FLOOD
+                                BLOCKED
+                                    | UNBLOCKED
+                                    | NOT_BLOCKED
+                                    | WOULD_BLOCK
+                                    | WOULD_UNBLOCK
+                                    | SWEEP
+                                    | DIST_FLOOD
+                                    | DIST_SCAN
                             ))
                 });
                 assert!(reached, "no form reaches {rule} (IPv6 {v6}, log_dest {dest})");
@@ -1569,22 +1693,8 @@ fn check_json_line(rules: &[Rule], line: &str, want: u32) -> BTreeMap<String, St
 /// each written through the daemon's own output (ipscan::log::output) to a log file and a JSON-lines file.
 /// Returns the log file's lines, stamped as ipscan writes them, and the JSON lines.
 fn daemon_flood(target: IpAddr, proto: u8, dports: &[u16], distinct: u32) -> (Vec<String>, Vec<String>) {
-    use ipscan::{
-        clock::WallClock,
-        log::{output::Output, resolve::Plain, sink::Sink, tracker::Tracker},
-    };
-    use ipscan_common::{
-        Config, Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey,
-    };
+    use ipscan_common::{Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey};
 
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ipscan-ossec-{}-{}-flood",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let (addr, family, forged) = match target {
         IpAddr::V4(a) => {
             let mut b = [0u8; 16];
@@ -1634,6 +1744,102 @@ fn daemon_flood(target: IpAddr, proto: u8, dports: &[u16], distinct: u32) -> (Ve
         *slot = *port;
         ev.nsports += 1;
     }
+    through_daemon(&ev)
+}
+
+/// An address as the kernel's events hold it: IPv4 in the first four bytes.
+fn addr_bytes(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+/// A distributed or decoy scan of `target`'s `dports` by `sources` sources (five meaning five or more), of which
+/// `named` are known, as the daemon reports it (see [`daemon_flood`]): with `decoy` each source probed each port
+/// (nmap -D), without it the ports were shared out (one probe each).
+fn daemon_spread(
+    target: IpAddr,
+    dports: &[u16],
+    sources: u8,
+    named: &[IpAddr],
+    decoy: bool,
+) -> (Vec<String>, Vec<String>) {
+    use ipscan_common::{
+        Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey, packet::PROTO_TCP,
+        window::LOGGED_DPORTS,
+    };
+
+    let family = if target.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    let addr = addr_bytes(target);
+    let key = SourceKey::new(addr, family, Detection::DistScan);
+    let ports = dports.len() as u32;
+    let packets = if decoy { u64::from(ports) * u64::from(sources) } else { u64::from(ports) };
+    let second = 1_000_000_000u64;
+    let at = 1_763_143_748 * second;
+    let mut ev = KernelEvent {
+        kind: EventKind::Detected as u8,
+        detection: Detection::DistScan as u8,
+        ts_ns: at,
+        mode_since_ns: at,
+        first_ns: at - 10 * second,
+        packets,
+        bytes: packets * 40,
+        key,
+        packet: PacketSummary {
+            family,
+            proto: PROTO_TCP,
+            src: named.first().map_or(addr, |a| addr_bytes(*a)),
+            dst: addr,
+            sport: 40000,
+            dport: dports.first().copied().unwrap_or(0),
+            ttl: 64,
+            ip_payload_len: 40,
+            ..Default::default()
+        },
+        distinct: ports,
+        nsports: sources,
+        ..Default::default()
+    };
+    for (slot, port) in ev.ports.iter_mut().zip(dports) {
+        *slot = *port;
+    }
+    ev.nports = dports.len().min(LOGGED_DPORTS) as u8;
+    for (i, (slot, host)) in ev.hosts.iter_mut().zip(named).enumerate() {
+        let b = addr_bytes(*host);
+        for (w, chunk) in slot.iter_mut().zip(b.chunks_exact(4)) {
+            *w = u32::from_ne_bytes(chunk.try_into().expect("four bytes"));
+        }
+        ev.hosts_known |= 1 << i;
+    }
+    through_daemon(&ev)
+}
+
+/// A kernel's detection event through the daemon: the tracker's line for it, its line for the kernel's report of
+/// the mode's end, and a sweep's end of a second mode whose state was gone, each written through the daemon's own
+/// output (ipscan::log::output) to a log file and a JSON-lines file. Returns the log file's lines, stamped as
+/// ipscan writes them, and the JSON lines.
+fn through_daemon(ev: &ipscan_common::Event) -> (Vec<String>, Vec<String>) {
+    use ipscan::{
+        clock::WallClock,
+        log::{output::Output, resolve::Plain, sink::Sink, tracker::Tracker},
+    };
+    use ipscan_common::{Config, Event as KernelEvent, EventKind};
+
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ipscan-ossec-{}-{}-daemon",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ev = *ev;
+    let (at, second) = (ev.ts_ns, 1_000_000_000u64);
     let mut tracker = Tracker::new(true);
     let mut lines = Vec::new();
     lines.push(tracker.on_event(&ev, &mut Plain).expect("the detection's line"));
@@ -1723,7 +1929,37 @@ fn ossec_json_records_hit_their_rules() {
             Detection::Tripwire => 100262,
             Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => JSON_SWEEP,
             Detection::DistFlood => JSON_DIST_FLOOD,
+            Detection::DistScan => JSON_DIST_SCAN,
         };
+        if d == Detection::DistScan {
+            // Its records as the daemon writes them: the target as dstip, no srcip (the sources it names are in
+            // srchosts, not for blocking); never blocked.
+            for (target, named) in
+                [("198.18.0.2", ["198.19.5.5", "198.18.0.1"]), ("2001:db8::2", ["2001:db8:9::1", "2001:db8:9::2"])]
+            {
+                let target: IpAddr = target.parse().expect("target");
+                let named: Vec<IpAddr> = named.iter().map(|h| h.parse().expect("source")).collect();
+                for decoy in [true, false] {
+                    let (_, records) = daemon_spread(target, &(1..=15).collect::<Vec<u16>>(), 4, &named, decoy);
+                    assert_eq!(records.len(), 3, "a detection and two ends: {records:?}");
+                    for (i, line) in records.iter().enumerate() {
+                        let fields = check_json_line(&rules, line, if i == 0 { want } else { 100256 });
+                        assert!(!fields.contains_key("srcip"), "{line}");
+                        assert_eq!(fields.get("dstip"), Some(&target.to_string()), "{line}");
+                        assert_eq!(fields.get("detection").map(String::as_str), Some(DIST_SCAN_NAME), "{line}");
+                        if i == 0 {
+                            let ports = "[1,2,3,4,5,6,7,8,9,10]";
+                            assert_eq!(fields.get("dports").map(String::as_str), Some(ports), "{line}");
+                            assert_eq!(fields.get("sources").map(String::as_str), Some("4"), "{line}");
+                            assert_eq!(fields.get("decoy"), Some(&decoy.to_string()), "{line}");
+                            let listed = format!("[\"{}\",\"{}\"]", named[0], named[1]);
+                            assert_eq!(fields.get("srchosts"), Some(&listed), "{line}");
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         if d.per_target() {
             // Its records as the daemon writes them: the target as dstip, no srcip; never blocked.
             for (target, proto, dports) in [("198.18.0.2", PROTO_UDP, &[53u16][..]), ("2001:db8::2", PROTO_ICMP, &[])] {
@@ -1874,6 +2110,173 @@ fn ossec_distributed_floods_never_decode_a_srcip() {
          360 sources (48000 packets/s)"
     );
     alert["data"] = serde_json::json!({"dstip": "198.18.0.2", "extra_data": DIST_FLOOD_NAME});
+    let out = run_wazuh(&ar, &message, None);
+    assert!(!out.success, "an alert without srcip accepted");
+    assert!(out.stdout.is_empty(), "handshake sent: {:?}", out.stdout);
+    assert!(ar.calls().is_empty(), "{:?}", ar.calls());
+    assert!(ar.log().contains("no source address"), "{}", ar.log());
+}
+
+/// The rules contrib/ossec/README.md's active-response examples block on (`<rules_id>`), and their JSON
+/// counterparts (the README: "with JSON, block on 100251 and 100263").
+fn active_response_rules() -> (Vec<u32>, Vec<u32>) {
+    let readme = read("README.md");
+    let mut text: Vec<u32> = Vec::new();
+    for chunk in readme.split("<rules_id>").skip(1) {
+        let ids = chunk.split("</rules_id>").next().expect("closed");
+        // Only the XML examples' lists (the prose mentions `<rules_id>` too).
+        if let Ok(ids) = ids.split(',').map(|i| i.trim().parse::<u32>()).collect::<Result<Vec<_>, _>>() {
+            text.extend(ids);
+        }
+    }
+    text.sort_unstable();
+    text.dedup();
+    assert_eq!(text, [SCAN, SWEEP], "the README's <rules_id>");
+    (text, vec![JSON_SCAN, JSON_SWEEP])
+}
+
+/// A distributed or decoy scan names its target and up to five sources, which are decoys (forged, nmap -D) or
+/// many: every line of one, golden, built by ipscan's formatter or written by the daemon's own output (Tracker
+/// and Output, to a log file), decodes in every shape to its target as dstip, never to a srcip nor to any of the
+/// sources it lists, and lands on 100215 or, for its end, 100206; none of the rules the README suggests for
+/// active response (100201, 100213) holds for it, though 100201's old "scan detected " would have; every JSON
+/// record of one has no srcip and lands on 100265 or 100256, and neither JSON rule to block on holds; 100215
+/// and 100265 are in no <rules_id> and not in the "scan" group; and the active response refuses such an alert.
+#[test]
+fn ossec_distributed_scans_never_decode_a_srcip() {
+    let decoders = load_decoders();
+    let rules = load_rules("ipscan_rules.xml");
+    let json_rules = load_rules("ipscan_json_rules.xml");
+    let (ar_rules, ar_json_rules) = active_response_rules();
+    fn rule(rules: &[Rule], id: u32) -> &Rule {
+        rules.iter().find(|r| r.id == id).expect("rule")
+    }
+    let (rules, json_rules) = (&rules[..], &json_rules[..]);
+    let no_srcip = |line: &str, target: &str, name: &str, want: u32, listed: &[String]| {
+        let (pre, decoded) = decode(&decoders, line);
+        let d = decoded.unwrap_or_else(|| panic!("{line:?} ({pre:?}) is not decoded"));
+        assert!(!d.fields.contains_key("srcip"), "{line:?} decodes a srcip: {:?}", d.fields);
+        assert_eq!(d.fields.get("dstip").map(String::as_str), Some(target), "{line:?}: {:?}", d.fields);
+        assert_eq!(d.fields.get("extra_data").map(String::as_str), Some(name), "{line:?}");
+        assert_eq!(d.fields.len(), 2, "{line:?}: {:?}", d.fields);
+        for source in listed {
+            assert!(!d.fields.values().any(|v| v.contains(source.as_str())), "{line:?}: {source} in {:?}", d.fields);
+        }
+        let input = RuleInput { decoded_as: &d.decoded_as, log: pre.log, fields: &d.fields };
+        assert_eq!(leaf_rules(rules, &input), [want], "{line:?}");
+        for id in &ar_rules {
+            assert!(!rule_holds(rules, rule(rules, *id), &input), "{line:?} holds for {id}, an active response's");
+        }
+        if want == DIST_SCAN {
+            // What 100201 matched before it named its scans.
+            assert!(os_match("scan detected ", pre.log), "{line:?}");
+        }
+    };
+    // The sources a line lists: "[a,b,...]" after "sources ".
+    let listed_in = |msg: &str| -> Vec<String> {
+        msg.split_once("sources [")
+            .map(|(_, l)| l.trim_end_matches(']').split(',').filter(|s| *s != "...").map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let mut seen = 0;
+    let (alerts, _) = every_form();
+    let golden = GOLDEN.iter().map(|gl| (gl.msg.to_owned(), gl.srcip, gl.dstip, gl.extra, gl.rule));
+    let mut forms = 0;
+    for (msg, srcip, dstip, extra, want) in
+        golden.chain(alerts.into_iter().map(|f| (f.msg, f.srcip, f.dstip, f.extra, f.rule)))
+    {
+        if !msg.contains("distributed scan ") && !msg.contains("decoy scan ") {
+            continue;
+        }
+        assert_eq!(srcip, None, "{msg}");
+        let target = dstip.expect("a target");
+        let name = extra.expect("a name");
+        let listed = listed_in(&msg);
+        for (line, _) in shapes(&msg) {
+            no_srcip(&line, target, name, want, &listed);
+            seen += 1;
+        }
+        forms += 1;
+    }
+    assert!(forms > 100, "{forms}");
+    // Through the daemon: the log file's own lines (file mode, as written), and each line in the other shapes.
+    let ports: Vec<u16> = (1..=15).collect();
+    for (target, hosts) in [
+        ("198.18.0.2", ["198.19.5.5", "198.19.6.6", "198.19.7.7", "198.19.8.8", "198.18.0.1"]),
+        ("2001:db8::2", ["2001:db8:9::1", "2001:db8:9::2", "2001:db8:9::3", "2001:db8:9::4", "2001:db8::1"]),
+    ] {
+        let addr: IpAddr = target.parse().expect("target");
+        let hosts: Vec<IpAddr> = hosts.iter().map(|h| h.parse().expect("host")).collect();
+        for (dports, sources, known) in
+            [(&ports[..], 3, 3), (&ports[..], 4, 4), (&ports[..], 5, 5), (&ports[..3], 5, 2)]
+        {
+            for named in [&hosts[..known], &[][..]] {
+                for decoy in [true, false] {
+                    let (text, records) = daemon_spread(addr, dports, sources, named, decoy);
+                    assert_eq!(text.len(), 3, "{text:?}");
+                    let listed: Vec<String> = named.iter().map(ToString::to_string).collect();
+                    for (i, line) in text.iter().enumerate() {
+                        let (want, name) = match (i, decoy) {
+                            (0, true) => (DIST_SCAN, DECOY_SCAN_NAME),
+                            (0, false) => (DIST_SCAN, DIST_SCAN_NAME),
+                            _ => (EXPIRED, DIST_SCAN_NAME),
+                        };
+                        let msg = line.get(16..).expect("a stamped line");
+                        let what = if i == 0 { "detected to" } else { "mode expired for" };
+                        assert!(msg.starts_with(&format!("TCP: {name} {what} {target} ")), "{line}");
+                        if i == 0 {
+                            assert_eq!(listed_in(msg), listed, "{line}");
+                        }
+                        no_srcip(line, target, name, want, &listed);
+                        for (shaped, _) in shapes(msg) {
+                            no_srcip(&shaped, target, name, want, &listed);
+                        }
+                        seen += 1;
+                    }
+                    assert_eq!(records.len(), 3, "{records:?}");
+                    for (i, line) in records.iter().enumerate() {
+                        let fields = check_json_line(json_rules, line, if i == 0 { JSON_DIST_SCAN } else { 100256 });
+                        assert!(!fields.contains_key("srcip"), "{line}");
+                        assert_eq!(fields.get("dstip").map(String::as_str), Some(target), "{line}");
+                        assert_eq!(fields.get("message"), Some(&text[i][16..].to_owned()), "{line}");
+                        let input = RuleInput { decoded_as: "json", log: line, fields: &fields };
+                        for id in &ar_json_rules {
+                            assert!(!rule_holds(json_rules, rule(json_rules, *id), &input), "{line} holds for {id}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen > 500, "{seen}");
+    // Not for active response: in no <rules_id> (above), and not in the "scan" group, which an active response
+    // may be chosen by (<rules_group>).
+    for (file, id) in [("ipscan_rules.xml", DIST_SCAN), ("ipscan_json_rules.xml", JSON_DIST_SCAN)] {
+        assert!(!ar_rules.contains(&id) && !ar_json_rules.contains(&id), "{id}");
+        let text = read(file);
+        let doc = parse_xml(&text);
+        let r = doc
+            .descendants()
+            .find(|n| n.has_tag_name("rule") && n.attribute("id") == Some(id.to_string().as_str()))
+            .unwrap_or_else(|| panic!("{file}: no rule {id}"));
+        let groups: Vec<String> = r
+            .children()
+            .filter(|n| n.has_tag_name("group"))
+            .flat_map(|n| n.text().unwrap_or_default().split(',').map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        assert!(!groups.iter().any(|g| g == "scan"), "{file}: rule {id} in the scan group: {groups:?}");
+    }
+    // And should one be listed anyway, the script finds no srcip in the alert (only dstip and extra_data, not
+    // the decoys) and blocks nothing.
+    let ar = ArDir::new("w-dist-scan");
+    let mut message = wazuh_message("add", "198.18.0.2", &[]);
+    let alert = &mut message["parameters"]["alert"];
+    alert["rule"]["id"] = serde_json::json!(DIST_SCAN.to_string());
+    alert["full_log"] = serde_json::json!(
+        "Nov 14 18:09:08 victim ipscan[812]: TCP: decoy scan detected to 198.18.0.2 [ports 1,2,3,4,5,6,7,8,9,10,...] \
+         from 4 sources [198.19.5.5,198.19.6.6,198.19.7.7,198.18.0.1]"
+    );
+    alert["data"] = serde_json::json!({"dstip": "198.18.0.2", "extra_data": DECOY_SCAN_NAME});
     let out = run_wazuh(&ar, &message, None);
     assert!(!out.success, "an alert without srcip accepted");
     assert!(out.stdout.is_empty(), "handshake sent: {:?}", out.stdout);
