@@ -186,7 +186,9 @@ impl SourceState {
             }
             None => return false,
         };
-        let n = self.nports as usize;
+        // Masked first, as in `note_sport` (it never exceeds EXACT_PORTS).
+        const _: () = assert!(EXACT_PORTS < 32);
+        let n = (self.nports & 31) as usize;
         if n < EXACT_PORTS {
             if in_bitmap && listed(&self.ports, n, port) {
                 return false;
@@ -207,7 +209,10 @@ impl SourceState {
     }
 
     pub(crate) fn note_sport(&mut self, port: u16) {
-        let n = self.nsports as usize;
+        // Masked first (it never exceeds LOGGED_SPORTS): a bound the verifier sees on the index
+        // itself. Linux 6.1's lost the test below when LLVM indexed with another copy of `n`.
+        const _: () = assert!(LOGGED_SPORTS < 8);
+        let n = (self.nsports & 7) as usize;
         if n >= LOGGED_SPORTS || listed(&self.sports, n, port) {
             return;
         }
