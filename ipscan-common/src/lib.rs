@@ -87,10 +87,12 @@ pub mod maps {
     /// layout differs is dropped) and a unit test checks the object against.
     /// (CPU holds drops not yet added to their AUTOBLOCK entries, AUTOTAGS the tags of its
     /// ways, AUTOMARKS the buckets of its addresses: all go with AUTOBLOCK. BLOCKCOUNTS goes
-    /// with BLOCK4 and BLOCK6, ALLOWCOUNTS with ALLOW4 and ALLOW6; the FEED maps go together.)
-    pub const PINNED_LAYOUTS: [Layout; 21] = {
+    /// with BLOCK4 and BLOCK6, ALLOWCOUNTS with ALLOW4 and ALLOW6; the FEED maps go together;
+    /// SWEEPHOSTS goes with SOURCES, so that a sweep in progress keeps its first hosts.)
+    pub const PINNED_LAYOUTS: [Layout; 22] = {
         use crate::{
             AutoSlot, BlockEntry, Config, ProbeSet, SourceKey, SourceState,
+            sweep::SweepHosts,
             block::{Block4Data, CpuLocal, autoblock, counts},
             feed::{self, FeedDrops, FeedEntry, FeedSet},
             probation::PROBATION_SETS,
@@ -121,6 +123,7 @@ pub mod maps {
             layout::<u32, u64>(FEEDCTL, feed::ctl::SLOTS),
             layout::<u32, FeedSet>(FEEDSETS, feed::SETS),
             layout::<u32, FeedDrops>(FEEDDROPS, feed::SETS),
+            layout::<SourceKey, SweepHosts>(SWEEPHOSTS, SWEEPHOSTS_MAX),
         ]
     };
 
