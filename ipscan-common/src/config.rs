@@ -55,9 +55,10 @@ pub mod global_flags {
     /// A sweep detection is on ([`crate::classify::SWEEPS`]): probes are counted toward them.
     /// Without it the program does not even classify packets as sweeps.
     pub const SWEEPS: u32 = 1 << 18;
-    /// A per-target detection is on ([`crate::Detection::DistFlood`],
-    /// [`crate::Detection::DistScan`]).
+    /// The distributed flood is on ([`crate::Detection::DistFlood`]).
     pub const DISTRIBUTED: u32 = 1 << 19;
+    /// The distributed scan is on ([`crate::Detection::DistScan`]): SYNs are counted toward it.
+    pub const DIST_SCAN: u32 = 1 << 20;
 }
 
 /// TRIPPORTS: one bit per TCP port, then one per UDP port, 64 to a word.

@@ -30,7 +30,7 @@ fn candidates6() -> impl Iterator<Item = Ipv6Addr> {
 /// target takes a probation way and a SOURCES entry of its own): for the per-source counts.
 fn per_source() -> Config {
     let mut cfg = Config::default();
-    cfg.flags &= !global_flags::DISTRIBUTED;
+    cfg.flags &= !(global_flags::DISTRIBUTED | global_flags::DIST_SCAN);
     cfg
 }
 
@@ -1305,7 +1305,7 @@ fn several_sources_scanning_one_host_are_one_distributed_scan() {
     // Off by default; a block is refused by the configuration, and ignored by the kernel.
     cfg.detection_mut(Detection::DistScan).flags |= ipscan_common::config::detection_flags::ENABLED;
     cfg.detection_mut(Detection::DistScan).block_ns = 60 * SEC;
-    cfg.flags |= global_flags::AUTOBLOCKS;
+    cfg.flags |= global_flags::AUTOBLOCKS | global_flags::DIST_SCAN;
     let mut p = Prog::load(&cfg);
     let syn = |src: Ipv4Addr, dst: Ipv4Addr, port: u16| Frame::default().v4(src, dst, &L4::syn(40000, port));
     let words = |a: Ipv4Addr| [u32::from_ne_bytes(a.octets()), 0, 0, 0];

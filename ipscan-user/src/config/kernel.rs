@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, LpmTrie, MapError, lpm_trie::Key},
 };
 use ipscan_common::{
-    Config, DETECTIONS, FAMILY_V4, FAMILY_V6, Rule,
+    Config, DETECTIONS, Detection, FAMILY_V4, FAMILY_V6, Rule,
     config::{global_flags as g, tripports},
     maps,
     packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP},
@@ -75,7 +75,8 @@ const MANAGED: u32 = g::LOG_TCP
     | g::TRIPWIRE
     | g::TRIPADDR
     | g::SWEEPS
-    | g::DISTRIBUTED;
+    | g::DISTRIBUTED
+    | g::DIST_SCAN;
 
 impl KernelSettings {
     /// Converts settings; `nameservers` are the addresses `ignore_dns` ignores (see
@@ -97,7 +98,8 @@ impl KernelSettings {
             (!s.tripwire.tcp.is_empty() || !s.tripwire.udp.is_empty(), g::TRIPWIRE),
             (!s.tripwire.addrs.is_empty(), g::TRIPADDR),
             (DETECTIONS.iter().any(|d| d.counts_hosts() && config.detection(*d).enabled()), g::SWEEPS),
-            (DETECTIONS.iter().any(|d| d.per_target() && config.detection(*d).enabled()), g::DISTRIBUTED),
+            (config.detection(Detection::DistFlood).enabled(), g::DISTRIBUTED),
+            (config.detection(Detection::DistScan).enabled(), g::DIST_SCAN),
         ] {
             if on {
                 flags |= bit;
@@ -354,7 +356,7 @@ mod tests {
         assert_eq!(k.config.flags, want);
         assert_eq!(ks("set distributed_flood false").config.flags, want & !g::DISTRIBUTED);
         let scan_only = "set distributed_flood false\nset distributed_scan";
-        assert_eq!(ks(scan_only).config.flags, want, "either turns the per-target counting on");
+        assert_eq!(ks(scan_only).config.flags, want & !g::DISTRIBUTED | g::DIST_SCAN);
         assert_eq!(ks("set tcp_sweep").config.flags, want | g::SWEEPS);
         assert_eq!(k.config.nrules, 0);
         assert!(k.rules.is_empty() && k.promisc4.is_empty() && k.promisc6.is_empty());
