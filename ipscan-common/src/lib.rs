@@ -92,10 +92,10 @@ pub mod maps {
     pub const PINNED_LAYOUTS: [Layout; 22] = {
         use crate::{
             AutoSlot, BlockEntry, Config, ProbeSet, SourceKey, SourceState,
-            sweep::SweepHosts,
             block::{Block4Data, CpuLocal, autoblock, counts},
             feed::{self, FeedDrops, FeedEntry, FeedSet},
             probation::PROBATION_SETS,
+            sweep::SweepHosts,
         };
         /// An LPM trie's key: a 4-byte prefix length, then the data.
         #[repr(C)]
