@@ -151,8 +151,8 @@ pub(crate) fn record_one(
         emit_with(EventKind::Detected, now, &key, state, p, 0, named);
         count(stats::DETECTIONS);
     }
-    // Per-network (smurf) and per-target (distributed flood) detections have no single source
-    // to block.
+    // Per-network (smurf) and per-target (distributed flood and scan) detections have no single
+    // source to block.
     let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8 && !flood_target && !scan_target;
     Ok(Recorded { in_mode: state.in_mode(), block })
 }
