@@ -14,7 +14,9 @@ use std::{
 };
 
 use ipscan_common::{
-    Config, DETECTIONS, EventKind, PacketSummary, ProbeSet, SourceKey, SourceState, classify, maps,
+    Config, DETECTIONS, EventKind, PacketSummary, ProbeSet, SourceKey, SourceState, classify,
+    config::global_flags,
+    maps,
     parse::{self, MAX_V6_EXT_HEADERS, Options},
     stats,
 };
@@ -66,9 +68,14 @@ impl Harness {
         Self::with_config(&Config::default())
     }
 
+    /// The program under `cfg`, without the per-target detections (the distributed flood and
+    /// scan): the model below follows per-source state, and a target's probation would share
+    /// the sources' ways. (`kernel.rs` and `distributed.rs` test those.)
     fn with_config(cfg: &Config) -> Self {
+        let mut cfg = *cfg;
+        cfg.flags &= !(global_flags::DISTRIBUTED | global_flags::DIST_SCAN);
         Self {
-            prog: Prog::load(cfg),
+            prog: Prog::load(&cfg),
             now: 1_000 * MS,
             expected_sources: HashSet::new(),
             probation: HashMap::new(),
