@@ -391,7 +391,13 @@ pub fn detections(p: &PacketSummary) -> DetectionSet {
 /// nor a traceroute probe), an ICMP/ICMPv6 echo request, to a unicast destination (a host
 /// talking to many multicast groups is no sweep).
 pub fn sweep_detections(p: &PacketSummary) -> DetectionSet {
-    match probe_proto(p) {
+    sweep_of(probe_proto(p))
+}
+
+/// The sweep of a probe of protocol `probe` ([`probe_proto`]).
+#[inline(always)]
+pub fn sweep_of(probe: u8) -> DetectionSet {
+    match probe {
         PROTO_TCP => Detection::TcpSweep.bit(),
         PROTO_UDP => Detection::UdpSweep.bit(),
         PROTO_ICMP => Detection::PingSweep.bit(),

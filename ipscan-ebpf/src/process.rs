@@ -135,11 +135,11 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
     let tripwire = cfg.has(g::TRIPWIRE | g::TRIPADDR) && tripped(cfg, p);
     // Forgotten: the verifier would otherwise follow the calls below once with the tripwire
     // bit known clear and once known set (twice the states of this function).
-    let sweeps = if cfg.has(g::SWEEPS) { classify::sweep_detections(p) } else { 0 };
-    // Each set only when its detection is on: a call that returns at once still costs its
-    // call and return (about 30 ns a SYN, bench run 2026-12-07 17:50).
-    let probe = if cfg.has(g::DISTRIBUTED | g::DIST_SCAN) { classify::probe_proto(p) } else { 0 };
-    let sweeps = sweeps
+    // The sweeps and the per-target detections count the same probes, classified once. Each
+    // bit only when its detection is on: a call that returns at once still costs its call and
+    // return (about 30 ns a SYN, bench run 2026-12-07 17:49).
+    let probe = if cfg.has(g::SWEEPS | g::DISTRIBUTED | g::DIST_SCAN) { classify::probe_proto(p) } else { 0 };
+    let sweeps = (cfg.has(g::SWEEPS) as u32 * classify::sweep_of(probe))
         | ((probe != 0 && cfg.has(g::DISTRIBUTED)) as u32 * Detection::DistFlood.bit())
         | ((probe == PROTO_TCP && cfg.has(g::DIST_SCAN)) as u32 * Detection::DistScan.bit());
     let set = forget((classify::detections(p) | sweeps | (tripwire as u32 * Detection::Tripwire.bit())) as u64) as u32;
