@@ -222,6 +222,17 @@ impl SourceState {
         }
     }
 
+    /// Enters the mode at `now` if `crossed` and not in it yet: true exactly then.
+    #[inline(always)]
+    fn enter_mode(&mut self, now: u64, crossed: bool) -> bool {
+        if self.mode_since_ns != 0 || !crossed {
+            return false;
+        }
+        // A zero clock would read as "not in mode"; replay clocks may start at zero.
+        self.mode_since_ns = if now == 0 { 1 } else { now };
+        true
+    }
+
     /// Counts one packet into the window: its time, size, value and other value.
     #[inline(always)]
     fn count(&mut self, now: u64, value: u16, other: u16, bytes: u32) {
@@ -252,12 +263,7 @@ impl SourceState {
         min_others: u32,
     ) -> bool {
         self.count(now, value, other, bytes);
-        if self.mode_since_ns == 0 && self.distinct >= threshold && self.nsports as u32 >= min_others {
-            // A zero clock would read as "not in mode"; replay clocks may start at zero.
-            self.mode_since_ns = if now == 0 { 1 } else { now };
-            return true;
-        }
-        false
+        self.enter_mode(now, self.distinct >= threshold && self.nsports as u32 >= min_others)
     }
 
     /// Counts one packet of a rate detection (floods): true once, when `threshold` packets have
@@ -296,11 +302,7 @@ impl SourceState {
             self.rate_count = 0;
         }
         self.rate_count += 1;
-        if self.mode_since_ns == 0 && self.rate_count >= threshold && self.distinct >= min_distinct {
-            self.mode_since_ns = if now == 0 { 1 } else { now };
-            return true;
-        }
-        false
+        self.enter_mode(now, self.rate_count >= threshold && self.distinct >= min_distinct)
     }
 
     /// Destination ports to log, in arrival order.
