@@ -268,24 +268,15 @@ impl Tracker {
                     sports_full,
                     hosts: sweep.then_some((ev.distinct, hosts.as_slice())),
                 });
-                Some(Line {
-                    at_ns: ev.ts_ns,
-                    text,
-                    detected: Some((detection, ev.key)),
-                    meta: Meta {
-                        event: Some(json::Event::Detected),
-                        detection: Some(detection),
-                        src: Some(format::addr(&ev.key.addr, ev.key.family)),
-                        dst: (!sweep).then(|| format::addr(&ev.packet.dst, ev.packet.family)),
-                        dports: dports.to_vec(),
-                        sports: sports.to_vec(),
-                        packets: Some(ev.packets),
-                        bytes: Some(ev.bytes),
-                        hosts: sweep.then_some(ev.distinct),
-                        dsthosts: hosts,
-                        ..Meta::default()
-                    },
-                })
+                let meta = Meta {
+                    dst: (!sweep).then(|| format::addr(&ev.packet.dst, ev.packet.family)),
+                    dports: dports.to_vec(),
+                    sports: sports.to_vec(),
+                    hosts: sweep.then_some(ev.distinct),
+                    dsthosts: hosts,
+                    ..Meta::default()
+                };
+                Some(detected_line(ev, detection, text, key_meta(&ev.key, detection, meta)))
             }
             EventKind::Expired => {
                 // Only the kernel's report of a mode we still track; the sweep may have logged it.
@@ -421,12 +412,14 @@ impl Tracker {
 /// detection kept per target (a distributed flood), whose key is the target: that is `dst`, and
 /// there is no source (nothing for an active response to block).
 fn expired_meta(key: &SourceKey, detection: Detection) -> Meta {
-    let addr = format::addr(&key.addr, key.family);
-    if detection.per_target() {
-        Meta { src: None, dst: Some(addr), ..Meta::default() }
-    } else {
-        Meta { src: Some(addr), ..Meta::default() }
-    }
+    key_meta(key, detection, Meta::default())
+}
+
+/// `meta` with the key's address where it belongs: the source, or for a per-target detection
+/// the target as `dst`, and no source.
+fn key_meta(key: &SourceKey, detection: Detection, meta: Meta) -> Meta {
+    let addr = Some(format::addr(&key.addr, key.family));
+    if detection.per_target() { Meta { src: None, dst: addr, ..meta } } else { Meta { src: addr, ..meta } }
 }
 
 /// An expiry line: iplog's, or a distributed flood's, which names its target and sources.
@@ -465,12 +458,12 @@ fn flood_line(ev: &Event, detection: Detection) -> Line {
         rate,
     });
     let meta = Meta { sources: format::sources_estimate(ev.distinct), rate: Some(rate), ..Meta::default() };
-    target_line(ev, detection, text, ports, meta)
+    detected_line(ev, detection, text, key_meta(&ev.key, detection, Meta { dports: ports.to_vec(), ..meta }))
 }
 
-/// The detection line of a per-target detection: `meta`'s detection-specific fields, with the
-/// target as `dst` and no source.
-fn target_line(ev: &Event, detection: Detection, text: String, ports: &[u16], meta: Meta) -> Line {
+/// A detection's line: `meta`'s addresses, ports and detection-specific fields, with the event,
+/// the detection and the window's totals.
+fn detected_line(ev: &Event, detection: Detection, text: String, meta: Meta) -> Line {
     Line {
         at_ns: ev.ts_ns,
         text,
@@ -478,8 +471,6 @@ fn target_line(ev: &Event, detection: Detection, text: String, ports: &[u16], me
         meta: Meta {
             event: Some(json::Event::Detected),
             detection: Some(detection),
-            dst: Some(format::addr(&ev.key.addr, ev.key.family)),
-            dports: ports.to_vec(),
             packets: Some(ev.packets),
             bytes: Some(ev.bytes),
             ..meta
@@ -501,8 +492,14 @@ fn spread_scan_line(ev: &Event, detection: Detection) -> Line {
         named: &named,
         decoy,
     });
-    let meta = Meta { sources: Some(u64::from(ev.nsports)), decoy: Some(decoy), srchosts: named, ..Meta::default() };
-    target_line(ev, detection, text, ev.ports(), meta)
+    let meta = Meta {
+        dports: ev.ports().to_vec(),
+        sources: Some(u64::from(ev.nsports)),
+        decoy: Some(decoy),
+        srchosts: named,
+        ..Meta::default()
+    };
+    detected_line(ev, detection, text, key_meta(&ev.key, detection, meta))
 }
 
 /// How a detection's key is printed: per-network detections (smurf) print the network
