@@ -1830,14 +1830,7 @@ fn through_daemon(ev: &ipscan_common::Event) -> (Vec<String>, Vec<String>) {
     };
     use ipscan_common::{Config, Event as KernelEvent, EventKind};
 
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ipscan-ossec-{}-{}-daemon",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = ipscan_tests::TempDir::new();
     let ev = *ev;
     let (at, second) = (ev.ts_ns, 1_000_000_000u64);
     let mut tracker = Tracker::new(true);
@@ -1861,9 +1854,7 @@ fn through_daemon(ev: &ipscan_common::Event) -> (Vec<String>, Vec<String>) {
     drop(out);
     let read =
         |p: &Path| -> Vec<String> { std::fs::read_to_string(p).expect("read").lines().map(str::to_owned).collect() };
-    let (text, records) = (read(&log), read(&json_log));
-    let _ = std::fs::remove_dir_all(&dir);
-    (text, records)
+    (read(&log), read(&json_log))
 }
 
 #[test]
