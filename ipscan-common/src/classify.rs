@@ -51,6 +51,12 @@ pub enum Detection {
     /// -D`: every source probes the same ports), told apart in the line by probes per port.
     /// Needs [`DISTRIBUTED_MIN_SCANNERS`] sources; never blocks (decoys are forged).
     DistScan = 14,
+    /// TCP and UDP probes the host rejected (a reset, an ICMP port unreachable or
+    /// administratively prohibited) to many distinct ports, counted per source and protocol by
+    /// the egress program ([`crate::reject`]) from what the host sends back: a scan of closed
+    /// ports, seen at a lower threshold than the port scans. Off by default; needs the egress
+    /// program (`counting confirmed` attaches it too).
+    Rejected = 15,
 }
 
 /// Distinct sources a distributed scan needs besides its ports.
@@ -64,7 +70,7 @@ pub const DISTRIBUTED_MIN_SOURCES: u32 = 32;
 pub const DETECTION_SLOTS: usize = 16;
 
 /// Every detection, in discriminant order.
-pub const DETECTIONS: [Detection; 15] = [
+pub const DETECTIONS: [Detection; 16] = [
     Detection::PortScan,
     Detection::SynScan,
     Detection::FinScan,
@@ -80,6 +86,7 @@ pub const DETECTIONS: [Detection; 15] = [
     Detection::PingSweep,
     Detection::DistFlood,
     Detection::DistScan,
+    Detection::Rejected,
 ];
 
 impl Detection {
@@ -178,10 +185,12 @@ impl Detection {
             Detection::TcpSweep => n("tcp_sweep", "TCP", "SYN sweep", "SYN sweep", true),
             Detection::UdpSweep => n("udp_sweep", "UDP", "sweep", "UDP sweep", true),
             Detection::PingSweep => n("ping_sweep", "ICMP", "ping sweep", "ping sweep", true),
-            // Not in iplog. Its lines take their protocol from the key ([`target_proto`]).
+            // Not in iplog. Its lines take their protocol from the key ([`key_proto`]).
             Detection::DistFlood => n("distributed_flood", "IP", "distributed flood", "distributed flood", true),
             // Not in iplog. `decoy scan` in a line whose sources each probed every port.
             Detection::DistScan => n("distributed_scan", "TCP", "distributed scan", "distributed scan", true),
+            // Not in iplog. Its lines take their protocol from the key ([`key_proto`]).
+            Detection::Rejected => n("rejected", "TCP", "rejected probes", "rejected probes", true),
         }
     }
 
@@ -214,6 +223,10 @@ pub mod counting {
     pub const PORTS: u32 = 1;
     /// Distinct destination hosts (sweeps).
     pub const HOSTS: u32 = 2;
+    /// Nothing: only whether the source is in the detection's mode (`counting confirmed`: the
+    /// probes of the port scans are counted from the host's rejects, on egress, and a probe
+    /// only asks whether its source is in the mode, which leaves its line out).
+    pub const PEEK: u32 = 3;
 }
 
 /// The sweeps (bits of [`Detection::TcpSweep`], [`Detection::UdpSweep`] and
@@ -317,7 +330,9 @@ pub fn key_words(p: &PacketSummary, kind: u8) -> [u32; 5] {
         return [d[0], d[1], d[2], d[3], u32::from_ne_bytes([p.family, kind, probe_proto(p), 0])];
     }
     let w = p.src_words();
-    let tail = u32::from_ne_bytes([p.family, kind, 0, 0]);
+    // Rejected probes are kept per source and protocol (TCP, UDP).
+    let proto = if kind == Detection::Rejected as u8 { p.proto } else { 0 };
+    let tail = u32::from_ne_bytes([p.family, kind, proto, 0]);
     if kind != Detection::Smurf as u8 {
         [w[0], w[1], w[2], w[3], tail]
     } else if p.family == FAMILY_V4 {
@@ -420,8 +435,9 @@ pub fn probe_proto(p: &PacketSummary) -> u8 {
     }
 }
 
-/// The protocol prefix of a per-target detection's lines, from its key: `TCP`, `UDP`, `ICMP`.
-pub fn target_proto(key: &crate::SourceKey) -> &'static str {
+/// The protocol prefix of the lines of a detection whose key holds the protocol (a per-target
+/// detection, rejected probes): `TCP`, `UDP`, `ICMP`.
+pub fn key_proto(key: &crate::SourceKey) -> &'static str {
     match key._pad[0] {
         PROTO_TCP => "TCP",
         PROTO_UDP => "UDP",

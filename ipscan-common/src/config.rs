@@ -59,6 +59,14 @@ pub mod global_flags {
     pub const DISTRIBUTED: u32 = 1 << 19;
     /// The distributed scan is on ([`crate::Detection::DistScan`]): SYNs are counted toward it.
     pub const DIST_SCAN: u32 = 1 << 20;
+    /// `counting confirmed`: the port scan and the UDP scan count the probes the host rejected,
+    /// recorded by the egress program from its resets and ICMP unreachables; an incoming probe
+    /// only asks whether its source is in the mode ([`crate::classify::counting::PEEK`]).
+    pub const CONFIRMED: u32 = 1 << 21;
+    /// The egress program records the host's rejects: `counting confirmed`, or the rejected
+    /// probes detection ([`crate::Detection::Rejected`]) is on. Without it the egress program
+    /// (if attached) passes everything at once.
+    pub const REJECTS: u32 = 1 << 22;
 }
 
 /// TRIPPORTS: one bit per TCP port, then one per UDP port, 64 to a word.
@@ -198,6 +206,9 @@ impl Default for Config {
         // switched on: it costs every SYN a record call (about 100 ns, bench run 2026-12-07 17:20).
         detections[Detection::DistScan as usize] =
             DetectionConfig::new(15, 60).with_min_distinct(crate::classify::DISTRIBUTED_MIN_SCANNERS as u16).off();
+        // Not in iplog: 5 rejected ports within a minute, a third of the port scan's 15. Off
+        // until switched on: it needs the egress program.
+        detections[Detection::Rejected as usize] = DetectionConfig::new(5, 60).off();
         use global_flags::*;
         Self {
             detections,

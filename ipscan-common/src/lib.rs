@@ -18,6 +18,7 @@ pub mod frag;
 pub mod packet;
 pub mod parse;
 pub mod probation;
+pub mod reject;
 pub mod rules;
 pub mod sweep;
 pub mod verify;
@@ -160,6 +161,8 @@ pub mod maps {
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "ipscan";
+/// Name of the egress program (a TC classifier) in the object file.
+pub const EGRESS_PROGRAM_NAME: &str = "ipscan_egress";
 
 /// Load-time global that switches the program's clock to the CLOCK map (replay and tests).
 pub const GLOBAL_REPLAY_CLOCK: &str = "IPSCAN_REPLAY_CLOCK";
@@ -216,11 +219,15 @@ pub mod stats {
     /// Frames a verdict would have dropped, passed because of `dry_run` (DROPPED does not count
     /// them; BLOCKED and HARDENED do).
     pub const DRY_RUN_PASSED: u32 = 19;
+    /// Rejects the host sent (resets, ICMP unreachables refusing a probe) that the egress
+    /// program counted toward a source ([`crate::reject`]). Not frames received: PACKETS
+    /// does not count them.
+    pub const REJECTS: u32 = 20;
     /// Number of slots; keep last.
     pub const COUNT: u32 = 24;
 
     /// Human names for the slots, indexed by slot; used by `ipscan stats` and metrics.
-    pub const NAMES: [&str; 20] = [
+    pub const NAMES: [&str; 21] = [
         "packets",
         "passed",
         "dropped",
@@ -241,6 +248,7 @@ pub mod stats {
         "not_watched",
         "autoblock_evictions",
         "dry_run_passed",
+        "rejects",
     ];
 
     /// Fills in the slots the kernel does not count, in counters read slot by slot and summed

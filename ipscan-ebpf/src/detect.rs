@@ -76,6 +76,12 @@ pub(crate) fn record_one(
     // verifier then goes on with one state whichever way they were made, not one per kind.
     let w = classify::key_words(p, kind);
     let key = SourceKey::from_words([w[0], w[1], w[2], w[3], forget(w[4] as u64) as u32]);
+    if counts == counting::PEEK {
+        // SAFETY: LRU values are stable while referenced in this program run; read only.
+        let in_mode =
+            SOURCES.get_ptr(&key).is_some_and(|s| unsafe { (*s).in_mode() && !(*s).lapsed(now, dc.window_ns) });
+        return Ok(Recorded { in_mode, block: false });
+    }
     // A sweep counts hosts where a scan counts ports ([`sweep`]); a distributed flood counts its
     // sources; a distributed scan counts ports, with its sources where a scan has its source
     // ports. Sweeps and distributed scans name their first hosts (destinations, sources).

@@ -12,6 +12,7 @@
 
 mod block;
 mod detect;
+mod egress;
 mod events;
 mod lines;
 mod maps;
@@ -20,7 +21,11 @@ mod process;
 mod rules;
 mod verify;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use ipscan_common::{
     Config,
     config::global_flags::{AUTOBLOCKS, BLOCKLIST, VERBOSE},
@@ -120,6 +125,15 @@ fn try_ipscan(ctx: &XdpContext, cfg: &Config) -> Result<u32, u32> {
         }
     }
     Ok(done.verdict())
+}
+
+/// The egress program (attached with `counting confirmed` or the rejected probes detection on):
+/// counts the host's rejects toward the sources they refuse ([`egress`]), and lets every frame
+/// go.
+#[classifier]
+pub fn ipscan_egress(ctx: TcContext) -> i32 {
+    egress::egress(&ctx);
+    TC_ACT_OK
 }
 
 #[cfg(not(test))]

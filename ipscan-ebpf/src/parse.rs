@@ -1,7 +1,7 @@
 //! The full parse of a frame into this CPU's SUMMARY slot, with the frame's bytes read as the
 //! verifier wants them.
 
-use aya_ebpf::bindings::xdp_md;
+use aya_ebpf::bindings::{__sk_buff, xdp_md};
 use ipscan_common::{parse, stats};
 
 use crate::maps;
@@ -25,6 +25,20 @@ impl XdpFrame {
             Self {
                 start: core::ptr::read_volatile(&(*ctx).data) as usize,
                 end: core::ptr::read_volatile(&(*ctx).data_end) as usize,
+                forget: core::ptr::null_mut(),
+            }
+        }
+    }
+
+    /// The linear data of the egress program's socket buffer: its frame begins with the
+    /// Ethernet header, as an XDP frame does.
+    #[inline(always)]
+    pub(crate) fn of_skb(skb: *const __sk_buff) -> Self {
+        // SAFETY: skb is the program's context pointer; both fields are readable.
+        unsafe {
+            Self {
+                start: core::ptr::read_volatile(&(*skb).data) as usize,
+                end: core::ptr::read_volatile(&(*skb).data_end) as usize,
                 forget: core::ptr::null_mut(),
             }
         }

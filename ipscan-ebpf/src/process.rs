@@ -15,7 +15,7 @@ use crate::{
 use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key};
 use ipscan_common::{
     Config, DETECTIONS, FAMILY_V4, PacketLine, PacketSummary,
-    classify::{self, Detection},
+    classify::{self, Detection, counting},
     config::global_flags as g,
     packet::{PROTO_TCP, PROTO_UDP, tcp_flags},
     stats,
@@ -156,11 +156,15 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
         // are OR-ed and read once, after the calls: the verifier then follows one state through
         // the calls, not one per combination of answers.
         let mut all = 0u64;
+        // `counting confirmed`: the port scans count the host's rejects (on egress); a probe
+        // only asks whether its source is in the mode.
+        let peek = cfg.has(g::CONFIRMED) as u32 * (Detection::PortScan.bit() | Detection::UdpScan.bit());
         let mut record = |i: usize| -> Result<(), u32> {
             if set & (1 << i) != 0
                 && let Some(dc) = cfg.detections.get(i)
             {
-                let r = ipscan_record_one(dc, now, i as u32, Detection::counting_at(i), p);
+                let counts = if peek & (1 << i) != 0 { counting::PEEK } else { Detection::counting_at(i) };
+                let r = ipscan_record_one(dc, now, i as u32, counts, p);
                 if r & RECORD_ERROR != 0 {
                     return Err((r >> 32) as u32);
                 }
@@ -185,7 +189,8 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
         record(12)?;
         record(13)?;
         record(14)?;
-        const _: () = assert!(DETECTIONS.len() == 15, "one record() call per detection");
+        // Rejected probes (15) are counted on egress only ([`crate::egress`]).
+        const _: () = assert!(DETECTIONS.len() == 16, "one record() call per detection counted on ingress");
         in_mode = all & RECORD_IN_MODE != 0;
     }
     if !in_mode && let Some(l) = ordinary {

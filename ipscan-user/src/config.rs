@@ -121,6 +121,8 @@ pub enum Problem {
     InvalidBlackhole { value: String },
     #[error("unknown tripwire kind \"{value}\": expected tcp, udp or addr")]
     InvalidTripwire { value: String },
+    #[error("unknown counting \"{value}\": expected plain or confirmed")]
+    InvalidCounting { value: String },
     #[error("invalid packet_rate \"{value}\": expected a positive integer (lines per second)")]
     InvalidPacketRate { value: String },
     #[error("unknown syslog facility \"{value}\"")]
@@ -258,6 +260,10 @@ flags! {
     /// Detect ping sweeps: echo requests from one source to many hosts. ipscan extension.
     /// Default off.
     ping_sweep = false,
+    /// Detect rejected probes: TCP and UDP probes the host refused (resets, ICMP unreachables)
+    /// to many ports, counted on egress. ipscan extension. Default off (it attaches the egress
+    /// program).
+    rejected = false,
     /// Log only scans and floods, not single packets. Default off.
     scans_only = false,
     /// Detect traceroutes. Default on.
@@ -320,6 +326,9 @@ pub struct Settings {
     /// `tripwire tcp|udp PORTS`, `tripwire addr NETS`: where no service is, so that one probe
     /// there is a detection (ipscan extension).
     pub tripwire: Tripwires,
+    /// `counting confirmed`: the port scan and the UDP scan count only the probes the host
+    /// rejected (ipscan extension); `counting plain`, the default, counts every probe as iplog.
+    pub confirmed: bool,
 }
 
 /// Ports and addresses where no service is ([`Detection::Tripwire`]).
@@ -363,6 +372,12 @@ impl Escalation {
 }
 
 impl Settings {
+    /// Whether the host's rejects are counted (`counting confirmed`, or the rejected probes
+    /// detection on): the egress program is then attached beside the XDP program.
+    pub fn wants_rejects(&self) -> bool {
+        self.confirmed || self.kernel.detection(Detection::Rejected).enabled()
+    }
+
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -459,6 +474,15 @@ impl Settings {
                     }
                     _ => return Err(Problem::InvalidTripwire { value: (*kind).to_owned() }),
                 }
+                Ok(())
+            }
+            "counting" => {
+                let value = single(tokens, "plain or confirmed")?;
+                self.confirmed = match value.to_ascii_lowercase().as_str() {
+                    "plain" => false,
+                    "confirmed" => true,
+                    _ => return Err(Problem::InvalidCounting { value: value.to_owned() }),
+                };
                 Ok(())
             }
             "interface" => {
@@ -718,6 +742,7 @@ impl Settings {
             (f.udp || f.icmp, &[Detection::Smurf]),
             (f.tcp || f.udp || f.icmp, &[Detection::DistFlood]),
             (f.tcp, &[Detection::DistScan]),
+            (f.tcp || f.udp, &[Detection::Rejected]),
         ];
         for (on, detections) in off {
             if !on {
@@ -1549,7 +1574,7 @@ mod tests {
             want.detection_mut(d).flags |= detection_flags::ENABLED;
             assert_eq!(s.kernel, want);
             assert_eq!(
-                d.counts_hosts() || d == Detection::DistScan,
+                d.counts_hosts() || d == Detection::DistScan || d == Detection::Rejected,
                 !enabled(&Settings::default(), d),
                 "{k}: off by default"
             );

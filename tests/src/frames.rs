@@ -49,6 +49,31 @@ impl L4 {
         L4::Tcp { sport, dport, flags, options: Vec::new() }
     }
 
+    /// The reset a host sends for a SYN to a closed port: RST and ACK, sequence number 0.
+    pub fn reset(sport: u16, dport: u16) -> Self {
+        let mut t = Vec::new();
+        t.extend_from_slice(&sport.to_be_bytes());
+        t.extend_from_slice(&dport.to_be_bytes());
+        t.extend_from_slice(&0u32.to_be_bytes());
+        t.extend_from_slice(&1u32.to_be_bytes());
+        t.extend_from_slice(&[5 << 4, 0x14, 0, 0, 0, 0, 0, 0]);
+        L4::Raw { proto: 6, bytes: t }
+    }
+
+    /// The ICMP port unreachable that `local` sends for a UDP datagram from `remote:sport` to
+    /// its port `dport`, quoting the datagram's IPv4 and UDP headers.
+    pub fn port_unreachable4(local: Ipv4Addr, remote: Ipv4Addr, sport: u16, dport: u16) -> Self {
+        let mut b = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&remote.octets());
+        ip.extend_from_slice(&local.octets());
+        b.extend_from_slice(&ip);
+        b.extend_from_slice(&sport.to_be_bytes());
+        b.extend_from_slice(&dport.to_be_bytes());
+        b.extend_from_slice(&[0, 8, 0, 0]);
+        L4::Raw { proto: 1, bytes: b }
+    }
+
     fn proto(&self, v6: bool) -> u8 {
         match self {
             L4::Tcp { .. } => 6,

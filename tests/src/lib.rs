@@ -35,6 +35,6 @@ pub use capture::Capture;
 pub use daemon::{Daemon, cli, counter, http_get, ipscan_bin, sample, stats_json, write_config};
 pub use log::{count, json_records, log_lines, port_list, show};
 pub use ns::{ATTACKER4, ATTACKER6, NetNs, OTHER4, OTHER6, Testbed, VICTIM4, VICTIM6, xdp_attached, xdp_programs};
-pub use prog::{Probation, Prog, XDP_ABORTED, XDP_DROP, XDP_PASS, key4, key6};
+pub use prog::{Probation, Prog, TC_ACT_OK, XDP_ABORTED, XDP_DROP, XDP_PASS, key4, key6};
 pub use tools::{Flood, Listener, connects, nmap_syn, run_in, scapy};
 pub use util::{TempDir, require_root, sh, unique_tag};

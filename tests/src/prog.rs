@@ -32,6 +32,16 @@ impl Prog {
         self.try_run_at(now_ns, frame).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
     }
 
+    /// Runs one frame through the egress program at clock `now_ns`, as a frame the host sends;
+    /// returns its TC verdict.
+    pub fn egress_at(&mut self, now_ns: u64, frame: &[u8]) -> u32 {
+        ipscan::kernel::loader::set_clock(&mut self.ebpf, now_ns).unwrap_or_else(|e| panic!("clock: {e}"));
+        let prog: &aya::programs::SchedClassifier =
+            self.ebpf.program(ipscan_common::EGRESS_PROGRAM_NAME).expect("egress program").try_into().expect("tc");
+        let fd = prog.fd().expect("loaded");
+        ipscan::kernel::testrun::run(fd, frame, 1).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}")).verdict
+    }
+
     /// Drains the ring buffer.
     pub fn events(&mut self) -> Vec<ipscan_common::Event> {
         let map = self.ebpf.map_mut(ipscan_common::maps::EVENTS).expect("EVENTS");
@@ -129,6 +139,9 @@ pub struct Probation {
     pub first_ns: u64,
     pub last_ns: u64,
 }
+
+/// The egress program's verdict for every frame (TC_ACT_OK).
+pub const TC_ACT_OK: u32 = 0;
 
 /// XDP verdicts.
 pub const XDP_ABORTED: u32 = 0;

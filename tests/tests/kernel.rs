@@ -1347,3 +1347,89 @@ fn several_sources_scanning_one_host_are_one_distributed_scan() {
     assert_eq!(p.stat(stats::AUTOBLOCKS), 0);
     assert_eq!(p.stat(stats::MAP_ERRORS), 0);
 }
+
+/// The reset or port unreachable the host sends, turned back into the probe it refuses: counted
+/// toward rejected probes (per source and protocol), and with `counting confirmed` toward the
+/// port scan and the UDP scan in place of the incoming probes, which then only ask whether
+/// their source is in the mode.
+#[test]
+fn rejects_the_host_sends_count_toward_the_sources_they_refuse() {
+    use ipscan_common::config::detection_flags::ENABLED;
+    use ipscan_tests::TC_ACT_OK;
+    let b = Ipv4Addr::new(198, 18, 0, 3);
+    let mut cfg = per_source();
+    cfg.detection_mut(Detection::Rejected).flags |= ENABLED;
+    cfg.detection_mut(Detection::Rejected).block_ns = 60 * SEC;
+    cfg.flags |= global_flags::REJECTS | global_flags::AUTOBLOCKS;
+    let mut p = Prog::load(&cfg);
+    for (i, port) in [21u16, 22, 23, 25, 80].into_iter().enumerate() {
+        // The victim's reset to the attacker's SYN, sent from V to A.
+        assert_eq!(p.egress_at(SEC + i as u64, &Frame::default().v4(V, A, &L4::reset(port, 40000))), TC_ACT_OK);
+        // A datagram's port unreachable, to B.
+        let unreachable = L4::port_unreachable4(V, b, 50000, 100 + port);
+        assert_eq!(p.egress_at(SEC + i as u64, &Frame::default().v4(V, b, &unreachable)), TC_ACT_OK);
+    }
+    assert_eq!(p.stat(stats::REJECTS), 10);
+    let events = p.detections();
+    let detected: Vec<_> = events.iter().filter(|e| e.kind() == Some(EventKind::Detected)).collect();
+    assert_eq!(detected.len(), 2, "{events:?}");
+    let (mut tcp, mut udp) = (key4(A, Detection::Rejected), key4(b, Detection::Rejected));
+    (tcp._pad[0], udp._pad[0]) = (6, 17);
+    assert_eq!(
+        (detected[0].key, detected[0].ports(), detected[0].sports()),
+        (tcp, &[21, 22, 23, 25, 80][..], &[40000][..])
+    );
+    assert_eq!(
+        (detected[1].key, detected[1].ports(), detected[1].sports()),
+        (udp, &[121, 122, 123, 125, 180][..], &[50000][..])
+    );
+    // Blocked on the threshold reject: the next probe is dropped on ingress.
+    assert_eq!(events.iter().filter(|e| e.kind() == Some(EventKind::Blocked)).count(), 2);
+    assert_eq!(p.run_at(10 * SEC, &syn4(443)), XDP_DROP);
+    // An abort's reset carries the connection's sequence number: no reject.
+    let mut abort = Frame::default().v4(V, A, &L4::reset(443, 40001));
+    abort[14 + 20 + 7] = 1;
+    p.egress_at(11 * SEC, &abort);
+    assert_eq!(p.stat(stats::REJECTS), 10);
+
+    // Without a detection or `counting confirmed` that wants them, rejects are not looked at.
+    let mut p = Prog::load(&per_source());
+    p.egress_at(SEC, &Frame::default().v4(V, A, &L4::reset(21, 40000)));
+    assert_eq!((p.stat(stats::REJECTS), p.source_count()), (0, 0));
+
+    // `counting confirmed`: probes answered by a service never count; rejected ones do.
+    let mut cfg = per_source();
+    cfg.flags |= global_flags::CONFIRMED | global_flags::REJECTS;
+    let mut p = Prog::load(&cfg);
+    let connect = |port: u16| {
+        // A connect() SYN (20 option bytes): no SYN scan probe.
+        let opts = vec![2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        Frame::default().v4(A, V, &L4::Tcp { sport: 40000, dport: port, flags: 0x02, options: opts })
+    };
+    for port in 1..=40u16 {
+        assert_eq!(p.run_at(SEC, &connect(port)), XDP_PASS);
+    }
+    assert!(p.detections().is_empty(), "40 ports answered are no port scan under counting confirmed");
+    assert!(p.probe(&key4(A, Detection::PortScan)).is_none() && p.source(&key4(A, Detection::PortScan)).is_none());
+    let _ = p.events();
+    for port in 1..=15u16 {
+        p.egress_at(2 * SEC, &Frame::default().v4(V, A, &L4::reset(1000 + port, 40000)));
+    }
+    let detected = p.detections();
+    assert_eq!(detected.len(), 1, "{detected:?}");
+    assert_eq!(detected[0].key, key4(A, Detection::PortScan));
+    assert_eq!(detected[0].ports(), &[1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010][..]);
+    // In the mode: the source's next connection attempt gets no line of its own.
+    assert_eq!(p.run_at(3 * SEC, &connect(2000)), XDP_PASS);
+    assert!(!p.events().iter().any(|e| e.kind() == Some(EventKind::Packet)), "in the mode: no line");
+    // Another source's attempt still gets its line.
+    let other = Frame::default().v4(b, V, &L4::tcp(40000, 2000, 0x02));
+    p.run_at(3 * SEC, &other);
+    assert!(p.events().iter().any(|e| e.kind() == Some(EventKind::Packet)));
+    // UDP: port unreachables count toward the UDP scan (25 ports).
+    for port in 1..=25u16 {
+        p.egress_at(4 * SEC, &Frame::default().v4(V, b, &L4::port_unreachable4(V, b, 50000, port)));
+    }
+    let detected = p.detections();
+    assert_eq!(detected.iter().map(|e| e.key).collect::<Vec<_>>(), [key4(b, Detection::UdpScan)]);
+}

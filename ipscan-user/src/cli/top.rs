@@ -280,7 +280,7 @@ fn source_text(key: &SourceKey, d: Detection) -> String {
     let a = format::addr(&key.addr, key.family);
     if d.per_target() {
         // A distributed flood is kept per target: the sources are many.
-        return format!("* -> {a} ({})", ipscan_common::classify::target_proto(key));
+        return format!("* -> {a} ({})", ipscan_common::classify::key_proto(key));
     }
     if d.per_network() {
         let len = if key.family == FAMILY_V4 { 24 } else { 64 };
@@ -303,7 +303,7 @@ fn ports_text(s: &SourceState, key: &SourceKey, d: Detection) -> String {
     }
     if d.per_target() {
         // The ports hit, then about how many sources: `53 from about 360 sources`.
-        let ports = if ipscan_common::classify::target_proto(key) == "ICMP" { &[][..] } else { s.logged_sports() };
+        let ports = if ipscan_common::classify::key_proto(key) == "ICMP" { &[][..] } else { s.logged_sports() };
         let sources = match format::sources_estimate(s.distinct) {
             Some(n) => format!("about {n} sources"),
             None => "over 5000 sources".to_owned(),

@@ -76,7 +76,9 @@ const MANAGED: u32 = g::LOG_TCP
     | g::TRIPADDR
     | g::SWEEPS
     | g::DISTRIBUTED
-    | g::DIST_SCAN;
+    | g::DIST_SCAN
+    | g::CONFIRMED
+    | g::REJECTS;
 
 impl KernelSettings {
     /// Converts settings; `nameservers` are the addresses `ignore_dns` ignores (see
@@ -100,6 +102,8 @@ impl KernelSettings {
             (DETECTIONS.iter().any(|d| d.counts_hosts() && config.detection(*d).enabled()), g::SWEEPS),
             (config.detection(Detection::DistFlood).enabled(), g::DISTRIBUTED),
             (config.detection(Detection::DistScan).enabled(), g::DIST_SCAN),
+            (s.confirmed, g::CONFIRMED),
+            (s.wants_rejects(), g::REJECTS),
         ] {
             if on {
                 flags |= bit;

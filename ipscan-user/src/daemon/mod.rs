@@ -215,6 +215,10 @@ struct Interface {
     name: String,
     ebpf: Ebpf,
     link: Option<aya::programs::xdp::XdpLinkId>,
+    /// The egress program's link, while the configuration wants the host's rejects counted.
+    egress: Option<aya::programs::tc::SchedClassifierLinkId>,
+    /// Whether the configuration wants the egress program ([`Settings::wants_rejects`]).
+    wants_egress: bool,
     sources: BpfHashMap<MapData, SourceKey, SourceState>,
     tables: Tables,
     /// The threat feed sets as last seen (logged, saved).
@@ -430,9 +434,24 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
         }
     };
     let attached = loader::attach(&mut ebpf, iface, cfg.mode)?;
+    let wants_egress = cfg.settings.wants_rejects();
+    let egress = if wants_egress {
+        match loader::attach_egress(&mut ebpf, iface) {
+            Ok(link) => Some(link),
+            Err(e) => {
+                let _ = loader::detach(&mut ebpf, attached.link);
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
     match &attached.fallback {
         Some(why) => eprintln!("ipscan: {iface}: native XDP not available ({why}); attached in skb mode"),
         None => eprintln!("ipscan: attached to {iface} ({} mode)", attached.mode),
+    }
+    if egress.is_some() {
+        eprintln!("ipscan: {iface}: {}", counting_note(&cfg.settings));
     }
     for n in notes {
         eprintln!("{n}");
@@ -462,6 +481,8 @@ fn setup(cfg: &RunConfig, kernel: &KernelSettings, iface: &str) -> Result<(Inter
             name: iface.to_owned(),
             ebpf,
             link: Some(attached.link),
+            egress,
+            wants_egress,
             sources,
             tables,
             sets,
@@ -784,6 +805,11 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
     let _ = out.sink.finish(&Local::now());
     for a in &mut ifaces {
         save_state(a);
+        if let Some(link) = a.egress.take()
+            && let Err(e) = loader::detach_egress(&mut a.ebpf, link)
+        {
+            eprintln!("ipscan: detaching the egress program from {}: {e}", a.name);
+        }
         if let Some(link) = a.link.take() {
             match loader::detach(&mut a.ebpf, link) {
                 Ok(()) => eprintln!("ipscan: detached from {}", a.name),
@@ -792,6 +818,35 @@ pub async fn run(cfg: RunConfig) -> Result<(), DaemonError> {
         }
     }
     Ok(())
+}
+
+/// What the egress program is attached for: `counting confirmed`, the rejected probes, or both.
+fn counting_note(settings: &Settings) -> &'static str {
+    if settings.confirmed {
+        "counting confirmed: the port scan and the UDP scan count the probes this host rejects (egress program attached)"
+    } else {
+        "the egress program is attached: rejected probes are counted from this host's resets and ICMP unreachables"
+    }
+}
+
+/// Attaches or detaches the egress program as the configuration now wants it.
+fn egress_as_wanted(a: &mut Interface) {
+    if a.wants_egress && a.egress.is_none() && a.ifindex.is_some() {
+        match loader::attach_egress(&mut a.ebpf, &a.name) {
+            Ok(link) => {
+                a.egress = Some(link);
+                eprintln!("ipscan: {}: egress program attached", a.name);
+            }
+            Err(e) => eprintln!("ipscan: {}: {}", a.name, loader::error_chain(&e)),
+        }
+    } else if !a.wants_egress
+        && let Some(link) = a.egress.take()
+    {
+        match loader::detach_egress(&mut a.ebpf, link) {
+            Ok(()) => eprintln!("ipscan: {}: egress program detached", a.name),
+            Err(e) => eprintln!("ipscan: {}: detaching the egress program: {e}", a.name),
+        }
+    }
 }
 
 /// SIGHUP: re-reads the configuration and rewrites CONFIG, RULES and PROMISC in every attached
@@ -828,6 +883,8 @@ fn reload(
         a.tracker.log_dest = settings.flags.log_dest;
         a.tracker.set_config(&next.config);
         a.tracker.set_escalation(&settings.escalation);
+        a.wants_egress = settings.wants_rejects();
+        egress_as_wanted(a);
     }
     let was_dry = kernel.config.has(global_flags::DRY_RUN);
     *kernel = next;
@@ -919,6 +976,9 @@ fn check_links(ifaces: &mut [Interface], mode: AttachMode) {
                 // The kernel has detached it already; this only releases the link.
                 let _ = loader::detach(&mut a.ebpf, link);
             }
+            if let Some(link) = a.egress.take() {
+                let _ = loader::detach_egress(&mut a.ebpf, link);
+            }
             a.ifindex = None;
             eprintln!("ipscan: {}: interface is gone; waiting for it", a.name);
         }
@@ -929,6 +989,7 @@ fn check_links(ifaces: &mut [Interface], mode: AttachMode) {
                     a.ifindex = loader::if_index(&a.name);
                     a.reattach_error = None;
                     eprintln!("ipscan: re-attached to {} ({} mode)", a.name, at.mode);
+                    egress_as_wanted(a);
                 }
                 Err(e) => {
                     let why = loader::error_chain(&e);

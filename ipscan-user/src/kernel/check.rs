@@ -18,9 +18,9 @@ use std::{
 
 use aya::{
     EbpfLoader, VerifierLogLevel,
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, SchedClassifier, Xdp},
 };
-use ipscan_common::{GLOBAL_REPLAY_CLOCK, PROGRAM_NAME, verify};
+use ipscan_common::{EGRESS_PROGRAM_NAME, GLOBAL_REPLAY_CLOCK, PROGRAM_NAME, verify};
 use serde::Serialize;
 
 use self::calls::Calls;
@@ -81,6 +81,21 @@ pub struct Report {
     pub stack_bytes: u64,
     /// The entry program first, then the global functions in name order.
     pub functions: Vec<Row>,
+    /// The egress program (reply-confirmed counting), loaded after the XDP program: it calls
+    /// the same global functions, which the kernel verifies again for it.
+    pub egress: Egress,
+}
+
+/// The egress program's share of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Egress {
+    pub loads: bool,
+    pub refusal: Option<String>,
+    /// Processed instructions of the whole program, its global functions included.
+    pub processed: Option<u64>,
+    pub load_us: u64,
+    pub stack_chain: Vec<String>,
+    pub stack_bytes: u64,
 }
 
 impl Report {
@@ -88,6 +103,9 @@ impl Report {
     /// function verifies on its own within its budget.
     pub fn within_budget(&self) -> bool {
         self.loads
+            && self.egress.loads
+            && self.egress.processed.is_none_or(|n| n <= self.budget)
+            && self.egress.stack_bytes <= STACK_BUDGET
             && self.processed.is_none_or(|n| n <= self.budget)
             && self.functions.iter().all(|f| f.refused.is_none() && f.processed <= self.function_budget)
             && self.stack_bytes <= STACK_BUDGET
@@ -213,6 +231,7 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
     };
     functions.insert(0, entry);
     let (stack_chain, stack_bytes) = calls.deepest_chain(PROGRAM_NAME);
+    let egress = check_egress(&mut ebpf, &calls, &mut logs)?;
     Ok((
         Report {
             kernel,
@@ -225,9 +244,32 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
             stack_chain,
             stack_bytes,
             functions,
+            egress,
         },
         logs,
     ))
+}
+
+/// Loads the egress program as `ipscan run` does.
+fn check_egress(ebpf: &mut aya::Ebpf, calls: &Calls, logs: &mut Vec<(String, String)>) -> Result<Egress, LoadError> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(EGRESS_PROGRAM_NAME)
+        .ok_or(LoadError::MissingProgram { name: EGRESS_PROGRAM_NAME })?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType { name: EGRESS_PROGRAM_NAME, source })?;
+    let start = Instant::now();
+    let loaded = prog.load();
+    let load_us = micros(start.elapsed());
+    let (loads, refusal, processed) = match &loaded {
+        Ok(()) => (true, None, prog.info().ok().and_then(|i| i.verified_instruction_count()).map(u64::from)),
+        Err(e) => {
+            let log = log_of(e).unwrap_or_default();
+            logs.push((EGRESS_PROGRAM_NAME.to_owned(), log.clone()));
+            (false, Some(refusal_reason(&log)), VerifierStats::parse(&log).map(|s| s.processed))
+        }
+    };
+    let (stack_chain, stack_bytes) = calls.deepest_chain(EGRESS_PROGRAM_NAME);
+    Ok(Egress { loads, refusal, processed, load_us, stack_chain, stack_bytes })
 }
 
 /// A global function's own cost (memoised in `own`): its harness's, less its global callees'.
@@ -310,6 +352,25 @@ pub fn render(r: &Report) -> String {
         r.stack_bytes,
         calls::STACK_LIMIT,
         r.stack_chain.join(" > ")
+    ));
+    let e = &r.egress;
+    match &e.refusal {
+        Some(reason) => out.push_str(&format!("egress program {EGRESS_PROGRAM_NAME}: refused: {reason}\n")),
+        None => {
+            let over = if e.processed.is_some_and(|n| n > r.budget) { "  over its budget" } else { "" };
+            out.push_str(&format!(
+                "egress program {EGRESS_PROGRAM_NAME}: loads, {} processed with its functions (budget {}; load {:.1} ms){over}\n",
+                e.processed.map_or("unknown".into(), grouped),
+                grouped(r.budget),
+                e.load_us as f64 / 1000.0
+            ));
+        }
+    }
+    let over = if e.stack_bytes > STACK_BUDGET { "  over its budget" } else { "" };
+    out.push_str(&format!(
+        "egress call chain: {} bytes of stack: {}{over}\n",
+        e.stack_bytes,
+        e.stack_chain.join(" > ")
     ));
     out
 }

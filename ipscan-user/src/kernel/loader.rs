@@ -9,9 +9,9 @@ use std::{
 use aya::{
     Ebpf, EbpfError, EbpfLoader, VerifierLogLevel,
     maps::{Array, MapError},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId},
 };
-use ipscan_common::{Config, GLOBAL_REPLAY_CLOCK, GLOBAL_TEST_REFUSAL, PROGRAM_NAME, maps};
+use ipscan_common::{Config, EGRESS_PROGRAM_NAME, GLOBAL_REPLAY_CLOCK, GLOBAL_TEST_REFUSAL, PROGRAM_NAME, maps};
 
 /// The XDP object built by build.rs from the ipscan-ebpf crate.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipscan"));
@@ -33,10 +33,12 @@ pub enum LoadError {
     #[error("the eBPF object has no map named {name}")]
     MissingMap { name: &'static str },
     #[error(
-        "Linux {kernel} refused the XDP program: {summary}; ipscan needs Linux {MIN_KERNEL} or later and is tested \
-         on {TESTED_KERNELS}; {log_hint}"
+        "Linux {kernel} refused the {program} program: {summary}; ipscan needs Linux {MIN_KERNEL} or later and is \
+         tested on {TESTED_KERNELS}; {log_hint}"
     )]
     Verifier {
+        /// `XDP` or `egress`.
+        program: &'static str,
         /// `uname -r`.
         kernel: String,
         /// The verifier's reason and its statistics (the log is in `source`).
@@ -75,6 +77,12 @@ pub enum AttachError {
     Attach {
         iface: String,
         mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("cannot attach the egress program (reply-confirmed counting) to {iface}: {source}")]
+    Egress {
+        iface: String,
         #[source]
         source: ProgramError,
     },
@@ -170,12 +178,21 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
         .try_into()
         .map_err(|source| LoadError::ProgramType { name: PROGRAM_NAME, source })?;
-    if let Err(source) = prog.load() {
+    let loaded = match prog.load() {
+        Ok(()) => load_egress(&mut ebpf),
+        Err(source) => Err(refused("XDP", source, opts.verifier_log.as_deref())),
+    };
+    if let Err(e) = loaded {
         drop(ebpf);
         for pin in &new_pins {
             let _ = std::fs::remove_file(pin);
         }
-        return Err(refused(source, opts.verifier_log.as_deref()));
+        return Err(match e {
+            LoadError::Verifier { program: "egress", source, .. } => {
+                refused("egress", *source, opts.verifier_log.as_deref())
+            }
+            e => e,
+        });
     }
     admission_filter(&mut ebpf)?;
     crate::kernel::tables::tag_kept_blocks(&ebpf)?;
@@ -186,6 +203,18 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         crate::kernel::tables::count_kept_allows(&ebpf)?;
     }
     Ok(ebpf)
+}
+
+/// Loads the egress program ([`EGRESS_PROGRAM_NAME`]) beside the XDP program: whether it is
+/// attached depends on the configuration ([`attach_egress`]), so that a reload can attach it,
+/// but a kernel that refuses it refuses the start.
+fn load_egress(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(EGRESS_PROGRAM_NAME)
+        .ok_or(LoadError::MissingProgram { name: EGRESS_PROGRAM_NAME })?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType { name: EGRESS_PROGRAM_NAME, source })?;
+    prog.load().map_err(|source| refused("egress", source, None))
 }
 
 /// Makes PROBATION's admission filter ([`ipscan_common::probation::filter`]) cover every SOURCES
@@ -292,6 +321,32 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str, mode: AttachMode) -> Result<Attachme
     }
 }
 
+/// Attaches the loaded egress program to `iface`'s egress: TCX on Linux 6.6 and later, a
+/// `clsact` qdisc (added if missing) and a cls_bpf filter before.
+pub fn attach_egress(ebpf: &mut Ebpf, iface: &str) -> Result<SchedClassifierLinkId, AttachError> {
+    if if_index(iface).is_none() {
+        return Err(AttachError::NoInterface { iface: iface.to_owned() });
+    }
+    let fail = |source| AttachError::Egress { iface: iface.to_owned(), source };
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(EGRESS_PROGRAM_NAME)
+        .ok_or(ProgramError::NotLoaded)
+        .and_then(TryInto::try_into)
+        .map_err(fail)?;
+    if kernel_version().is_none_or(|v| v < (6, 6)) {
+        // EEXIST: the interface has its clsact qdisc already.
+        let _ = aya::programs::tc::qdisc_add_clsact(iface);
+    }
+    prog.attach(iface, TcAttachType::Egress).map_err(fail)
+}
+
+/// Detaches a link made by [`attach_egress`].
+pub fn detach_egress(ebpf: &mut Ebpf, link: SchedClassifierLinkId) -> Result<(), ProgramError> {
+    let prog: &mut SchedClassifier =
+        ebpf.program_mut(EGRESS_PROGRAM_NAME).ok_or(ProgramError::NotLoaded)?.try_into()?;
+    prog.detach(link)
+}
+
 /// Detaches a link made by [`attach`].
 pub fn detach(ebpf: &mut Ebpf, link: XdpLinkId) -> Result<(), ProgramError> {
     let prog: &mut Xdp = ebpf.program_mut(PROGRAM_NAME).ok_or(ProgramError::NotLoaded)?.try_into()?;
@@ -390,7 +445,7 @@ pub fn privilege_error() -> io::Error {
 
 /// The error for a program the kernel refused: its reason and statistics on one line, and the
 /// whole log written to `log_file` when one was asked for.
-fn refused(source: ProgramError, log_file: Option<&Path>) -> LoadError {
+fn refused(program: &'static str, source: ProgramError, log_file: Option<&Path>) -> LoadError {
     let kernel = crate::kernel::verifier::kernel_release();
     let (summary, log) = match &source {
         ProgramError::LoadError { io_error, verifier_log } => {
@@ -416,7 +471,7 @@ fn refused(source: ProgramError, log_file: Option<&Path>) -> LoadError {
         },
         _ => "`--verifier-log FILE` keeps the verifier's log for a bug report".to_owned(),
     };
-    LoadError::Verifier { kernel, summary, log_hint, source: Box::new(source) }
+    LoadError::Verifier { program, kernel, summary, log_hint, source: Box::new(source) }
 }
 
 #[cfg(test)]

@@ -69,7 +69,13 @@ pub struct Detected<'a> {
 
 /// `TCP: SYN scan detected [ports 21,1] from 10.10.150.1 [ports 34333,34335,...]`
 pub fn detected(d: &Detected<'_>) -> String {
-    let (proto, name) = (d.detection.names().proto, d.detection.names().log_name);
+    detected_as(d.detection.names().proto, d)
+}
+
+/// [`detected`] with the protocol prefix given: a detection kept per protocol (rejected
+/// probes) takes it from its key. `TCP: rejected probes detected [ports 1,...] from H [port P]`
+pub fn detected_as(proto: &str, d: &Detected<'_>) -> String {
+    let name = d.detection.names().log_name;
     let mut s = format!("{proto}: {name} detected");
     if let Some((count, hosts)) = d.hosts {
         // `TCP: SYN sweep detected [port 22] of 10 hosts [198.18.1.1,...] from 198.18.0.1`:
@@ -113,6 +119,12 @@ pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: 
     let (proto, name) = (detection.names().proto, detection.names().log_name);
     let to = dest.map(|d| format!(" to {d}")).unwrap_or_default();
     format!("{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes).")
+}
+
+/// `TCP: rejected probes mode expired for 198.18.0.1 - 12 probes rejected.`: the rejects
+/// counted, not bytes received (the host sent them).
+pub fn rejected_expired(proto: &str, source: &str, rejects: u64) -> String {
+    format!("{proto}: rejected probes mode expired for {source} - {rejects} probes rejected.")
 }
 
 /// About how many distinct sources a distributed flood's count stands for: exact up to the

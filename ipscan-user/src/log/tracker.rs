@@ -258,16 +258,24 @@ impl Tracker {
                 } else {
                     (ev.ports(), ev.nports as usize >= LOGGED_DPORTS, ev.sports(), ev.nsports as usize >= LOGGED_SPORTS)
                 };
-                let text = format::detected(&Detected {
-                    detection,
-                    source: &source,
-                    dest,
-                    dports,
-                    dports_full,
-                    sports,
-                    sports_full,
-                    hosts: sweep.then_some((ev.distinct, hosts.as_slice())),
-                });
+                let proto = if detection == Detection::Rejected {
+                    classify::key_proto(&ev.key)
+                } else {
+                    detection.names().proto
+                };
+                let text = format::detected_as(
+                    proto,
+                    &Detected {
+                        detection,
+                        source: &source,
+                        dest,
+                        dports,
+                        dports_full,
+                        sports,
+                        sports_full,
+                        hosts: sweep.then_some((ev.distinct, hosts.as_slice())),
+                    },
+                );
                 let meta = Meta {
                     dst: (!sweep).then(|| format::addr(&ev.packet.dst, ev.packet.family)),
                     dports: dports.to_vec(),
@@ -434,8 +442,10 @@ fn expired_text(
 ) -> String {
     if detection == Detection::DistScan {
         format::spread_scan_expired(source, packets, bytes)
+    } else if detection == Detection::Rejected {
+        format::rejected_expired(classify::key_proto(key), source, packets)
     } else if detection.per_target() {
-        format::flood_expired(classify::target_proto(key), source, packets, bytes, distinct)
+        format::flood_expired(classify::key_proto(key), source, packets, bytes, distinct)
     } else {
         format::expired(detection, source, dest, packets, bytes)
     }
@@ -445,7 +455,7 @@ fn expired_text(
 /// the rate of the window that crossed the threshold.
 fn flood_line(ev: &Event, detection: Detection) -> Line {
     let target_s = format::addr(&ev.key.addr, ev.key.family).to_string();
-    let proto = classify::target_proto(&ev.key);
+    let proto = classify::key_proto(&ev.key);
     let ports = if proto == "ICMP" { &[][..] } else { ev.sports() };
     let secs = ev.ts_ns.saturating_sub(ev.rate_start_ns).max(1) as f64 / 1e9;
     let rate = (f64::from(ev.rate_count) / secs).round() as u64;
