@@ -19,6 +19,7 @@ use std::{
     borrow::Cow,
     fs::File,
     io::{self, Read, Seek},
+    net::IpAddr,
     os::fd::AsFd,
     path::{Path, PathBuf},
 };
@@ -26,9 +27,9 @@ use std::{
 use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, ProgramFd, Xdp},
+    programs::{ProgramError, ProgramFd, SchedClassifier, Xdp},
 };
-use ipscan_common::{DETECTIONS, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
+use ipscan_common::{DETECTIONS, EGRESS_PROGRAM_NAME, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
 use pcap_file::{
     Endianness, PcapError,
     pcap::PcapReader,
@@ -124,6 +125,8 @@ pub struct ReplayStats {
     /// Events the ring buffer had no room for (zero unless something is badly wrong: the ring
     /// is drained after every frame).
     pub lost_events: u64,
+    /// Frames sent from one of the `--local` addresses, run through the egress program.
+    pub sent: u64,
 }
 
 /// How a pcapng interface stamps its packets, and what it carries.
@@ -317,6 +320,8 @@ fn read_error(path: &Path, e: PcapError, frames: u64) -> ReplayError {
 struct Detector {
     ebpf: Ebpf,
     prog: ProgramFd,
+    /// The egress program, for the frames the host sent.
+    egress: ProgramFd,
     events: RingBuf<MapData>,
     sources: BpfHashMap<MapData, SourceKey, SourceState>,
 }
@@ -337,12 +342,22 @@ impl Detector {
             .map_err(|source| ReplayError::Program { source })?
             .try_clone()
             .map_err(|source| ReplayError::DupFd { source })?;
+        let egress: &SchedClassifier = ebpf
+            .program(EGRESS_PROGRAM_NAME)
+            .ok_or(LoadError::MissingProgram { name: EGRESS_PROGRAM_NAME })?
+            .try_into()
+            .map_err(|source| LoadError::ProgramType { name: EGRESS_PROGRAM_NAME, source })?;
+        let egress = egress
+            .fd()
+            .map_err(|source| ReplayError::Program { source })?
+            .try_clone()
+            .map_err(|source| ReplayError::DupFd { source })?;
         let map_err = |name| move |source| ReplayError::Map { name, source };
         let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap { name: maps::EVENTS })?;
         let events = RingBuf::try_from(events).map_err(map_err(maps::EVENTS))?;
         let sources = ebpf.take_map(maps::SOURCES).ok_or(LoadError::MissingMap { name: maps::SOURCES })?;
         let sources = BpfHashMap::try_from(sources).map_err(map_err(maps::SOURCES))?;
-        Ok(Self { ebpf, prog, events, sources })
+        Ok(Self { ebpf, prog, egress, events, sources })
     }
 
     /// A STATS slot summed over CPUs.
@@ -359,6 +374,8 @@ impl Detector {
 struct Run<'a> {
     path: &'a Path,
     settings: &'a Settings,
+    /// The host's addresses: frames from them are the host's own (`--local`).
+    local: &'a [IpAddr],
     sink: &'a mut Sink,
     det: Detector,
     tracker: Tracker,
@@ -413,7 +430,10 @@ impl Run<'_> {
         }
         loader::set_clock(&mut self.det.ebpf, now)?;
         let data = &data[..data.len().min(MAX_FRAME)];
-        testrun::run(&self.det.prog.as_fd(), data, 1).map_err(|source| ReplayError::TestRun {
+        let sent = sender(data).is_some_and(|a| self.local.contains(&a));
+        self.stats.sent += u64::from(sent);
+        let prog = if sent { &self.det.egress } else { &self.det.prog };
+        testrun::run(&prog.as_fd(), data, 1).map_err(|source| ReplayError::TestRun {
             path: self.path.to_owned(),
             frame: self.stats.frames,
             source,
@@ -437,9 +457,21 @@ impl Run<'_> {
     }
 }
 
-/// Replays the capture at `path` through the XDP program configured by `settings`, writing log
-/// lines to `sink`.
-pub fn replay(path: &Path, settings: &Settings, sink: &mut Sink) -> Result<ReplayStats, ReplayError> {
+/// The IP source address of an untagged Ethernet frame.
+fn sender(frame: &[u8]) -> Option<IpAddr> {
+    let ip = frame.get(14..)?;
+    match frame.get(12..14)? {
+        [0x08, 0x00] => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(12..16)?).ok()?)),
+        [0x86, 0xdd] => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(8..24)?).ok()?)),
+        _ => None,
+    }
+}
+
+/// Replays the capture at `path` through the programs configured by `settings`, writing log
+/// lines to `sink`. Frames sent from one of the `local` addresses (the host's own, in a capture
+/// of both directions) go through the egress program, as the host's rejects did; all others
+/// through the XDP program.
+pub fn replay(path: &Path, settings: &Settings, local: &[IpAddr], sink: &mut Sink) -> Result<ReplayStats, ReplayError> {
     let capture = Capture::open(path)?;
     let det = Detector::load(settings)?;
     let mut tracker = Tracker::new(settings.flags.log_dest);
@@ -449,6 +481,7 @@ pub fn replay(path: &Path, settings: &Settings, sink: &mut Sink) -> Result<Repla
     let mut run = Run {
         path,
         settings,
+        local,
         sink,
         det,
         tracker,

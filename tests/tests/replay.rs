@@ -528,3 +528,55 @@ fn a_tripwire_port_in_a_capture_replays_as_a_detection() {
         )
     );
 }
+
+/// A capture of both directions replays the host's rejects through the egress program when
+/// `--local` names the host: six SYNs refused by six resets, and a datagram refused by a port
+/// unreachable, are the rejected probes' detection and expiry; without `--local` the resets
+/// are taken as received, counted toward nothing, and a warning says so.
+#[test]
+fn the_host_s_rejects_replay_through_the_egress_program_with_local() {
+    use ipscan_tests::frames::{DST4 as V, Frame, L4, SRC4 as A};
+    require_root();
+    let t0 = 1_800_000_000 * 1_000_000_000u64;
+    let mut records = Vec::new();
+    let mut push = |ts_ns: u64, data: Vec<u8>| records.push(Record { ts_ns, orig_len: data.len() as u32, data });
+    for (i, port) in (1..=6u16).enumerate() {
+        let at = t0 + i as u64 * 100_000_000;
+        push(at, Frame::default().v4(A, V, &L4::syn(40000, port)));
+        push(at + 50_000, Frame::default().v4(V, A, &L4::reset(port, 40000)));
+    }
+    push(t0 + 1_000_000_000, Frame::default().v4(A, V, &L4::Udp { sport: 40000, dport: 161 }));
+    push(t0 + 1_000_050_000, Frame::default().v4(V, A, &L4::port_unreachable4(V, A, 40000, 161)));
+    let dir = TempDir::new();
+    let file = dir.join("rejects.pcap");
+    fs::write(&file, write_pcap_ns(&records, 1)).expect("write pcap");
+    let conf = dir.join("ipscan.conf");
+    fs::write(&conf, "set scans_only\nset rejected\nwindow rejected 3s\nset syn_scan false\nset portscan false\n")
+        .expect("config");
+    let run = |extra: &[&str]| {
+        let out = Command::new(ipscan_bin())
+            .env("TZ", "UTC")
+            .arg("replay")
+            .arg(&file)
+            .arg("--config")
+            .arg(&conf)
+            .args(extra)
+            .output()
+            .expect("ipscan replay");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (out, err) = run(&["--local", "198.18.0.2,2001:db8::2"]);
+    assert_eq!(
+        out,
+        "Jan 15 08:00:00 TCP: rejected probes detected [ports 1,2,3,4,5] from 198.18.0.1 [port 40000]\n\
+         Jan 15 08:00:03 TCP: rejected probes mode expired for 198.18.0.1 - 6 probes rejected.\n"
+    );
+    assert_eq!(err, format!("ipscan: replayed 14 frames (0 malformed, 7 sent by this host) from {}\n", file.display()));
+    let (out, err) = run(&[]);
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with("ipscan: warning: the configuration counts the host's rejects") && err.contains("14 frames"),
+        "{err}"
+    );
+}
