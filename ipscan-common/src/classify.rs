@@ -580,7 +580,9 @@ mod tests {
                     p.src
                 };
                 // A distributed flood's key is its target's, with the probe's protocol.
-                let key = SourceKey { addr, family: p.family, kind, _pad: [if target { PROTO_UDP } else { 0 }, 0] };
+                // Rejected probes' key holds the protocol too.
+                let proto = if target || kind == Detection::Rejected as u8 { PROTO_UDP } else { 0 };
+                let key = SourceKey { addr, family: p.family, kind, _pad: [proto, 0] };
                 assert_eq!(key_words(&p, kind), key.words(), "family {} kind {kind}", p.family);
                 assert_eq!(SourceKey::from_words(key_words(&p, kind)), key);
             }

@@ -78,7 +78,7 @@ pub enum Problem {
     #[error(
         "unknown detection \"{name}\": expected one of portscan, syn_scan, fin_scan, null_scan, \
          xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, \
-         distributed_flood, distributed_scan"
+         distributed_flood, distributed_scan, rejected"
     )]
     UnknownDetection { name: String },
     #[error(
@@ -1524,7 +1524,7 @@ mod tests {
         for k in Flags::KEYWORDS {
             assert_eq!(s.flags.get(k), Some(on.contains(k)), "default of {k}");
         }
-        assert_eq!(Flags::KEYWORDS.len(), 36);
+        assert_eq!(Flags::KEYWORDS.len(), 37);
         assert_eq!(s.kernel, KernelConfig::default());
         assert!(s.interfaces.is_empty() && s.rules.is_empty() && s.promisc.is_empty());
         assert_eq!((s.logfile, s.facility, s.priority), (None, None, None));
@@ -1902,6 +1902,26 @@ mod tests {
     }
 
     #[test]
+    fn counting_is_plain_or_confirmed_and_confirmed_wants_the_rejects() {
+        let s = parse("");
+        assert!(!s.confirmed && !s.wants_rejects());
+        let s = parse("counting confirmed\n");
+        assert!(s.confirmed && s.wants_rejects());
+        let s = parse("counting confirmed\ncounting PLAIN\n");
+        assert!(!s.confirmed && !s.wants_rejects());
+        // The rejected probes detection wants them too, whatever the counting.
+        assert!(parse("set rejected\n").wants_rejects());
+        for (text, error) in [
+            ("counting", "missing plain or confirmed after \"counting\""),
+            ("counting strict", "unknown counting \"strict\": expected plain or confirmed"),
+            ("counting plain confirmed", "too many values for \"counting\": unexpected \"confirmed\""),
+        ] {
+            let e = Settings::parse(&format!("{text}\n"), Path::new("x.conf")).expect_err(text);
+            assert_eq!(e.to_string(), format!("x.conf:1: {error}"), "{text}");
+        }
+    }
+
+    #[test]
     fn error_messages() {
         let cases: &[(&str, &str)] = &[
             ("set log_ip\nsett log_ip", "ipscan.conf:2: unknown keyword \"sett\""),
@@ -1927,7 +1947,7 @@ mod tests {
             ),
             (
                 "threshold syn_flood 3",
-                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, distributed_flood, distributed_scan",
+                "ipscan.conf:1: unknown detection \"syn_flood\": expected one of portscan, syn_scan, fin_scan, null_scan, xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, ping_sweep, distributed_flood, distributed_scan, rejected",
             ),
             ("threshold syn_scan", "ipscan.conf:1: missing threshold after \"threshold syn_scan\""),
             ("window", "ipscan.conf:1: missing detection name after \"window\""),
@@ -2162,6 +2182,7 @@ mod shipped_config_tests {
         "blackhole",
         "tripwire",
         "crowdsec",
+        "counting",
         "interface",
         "logfile",
         "pid-file",

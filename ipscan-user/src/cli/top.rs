@@ -275,6 +275,15 @@ pub fn time_left(expires_ns: u64, now: u64) -> String {
     }
 }
 
+/// The detection column: its name, with the protocol where the key holds it (`rejected probes
+/// (UDP)`).
+fn detection_text(key: &SourceKey, d: Detection) -> String {
+    if d == Detection::Rejected {
+        return format!("{} ({})", d.names().log_name, ipscan_common::classify::key_proto(key));
+    }
+    d.names().log_name.to_owned()
+}
+
 /// The source column: the address, or the reflector network for per-network detections.
 fn source_text(key: &SourceKey, d: Detection) -> String {
     let a = format::addr(&key.addr, key.family);
@@ -410,7 +419,7 @@ pub fn view(prev: Option<&Reading>, cur: &Reading, refresh: Duration) -> View {
                 [
                     source_text(&a.key, d),
                     i.iface.clone(),
-                    d.names().log_name.to_owned(),
+                    detection_text(&a.key, d),
                     ports_text(s, &a.key, d),
                     s.packets.to_string(),
                     s.bytes.to_string(),
@@ -848,6 +857,20 @@ mod tests {
         let v = view(None, &cur, DEFAULT_INTERVAL);
         let rows: Vec<[&str; 3]> = v.modes.iter().map(|r| [&*r[0], &*r[2], &*r[3]]).collect();
         assert_eq!(rows, [["* -> 198.18.0.2 (TCP)", "distributed scan", "1,2,3,4,5,6,7,8,9,10,... from 4 sources"]]);
+    }
+
+    #[test]
+    fn rejected_probes_show_their_protocol_and_the_ports_rejected() {
+        let mut key = key4([198, 18, 0, 1], Detection::Rejected);
+        key._pad[0] = ipscan_common::packet::PROTO_UDP;
+        let mut s = SourceState::new(S);
+        for port in [7u16, 9, 13, 19, 37] {
+            s.record_ports(S, port, 40000, 8, 5);
+        }
+        let cur = snap(2 * S, vec![(key, s)], vec![], stats_with(&[]));
+        let v = view(None, &cur, DEFAULT_INTERVAL);
+        let rows: Vec<[&str; 3]> = v.modes.iter().map(|r| [&*r[0], &*r[2], &*r[3]]).collect();
+        assert_eq!(rows, [["198.18.0.1", "rejected probes (UDP)", "7,9,13,19,37"]]);
     }
 
     #[test]

@@ -200,7 +200,7 @@ mod tests {
                 "crowdsec push syn_scan,ssh",
                 "unknown detection \"ssh\": expected one of portscan, syn_scan, fin_scan, null_scan, \
                  xmas_scan, udp_scan, ping_flood, smurf, udp_flood, tripwire, tcp_sweep, udp_sweep, \
-                 ping_sweep, distributed_flood, distributed_scan",
+                 ping_sweep, distributed_flood, distributed_scan, rejected",
             ),
         ] {
             let e = Settings::parse(&format!("{text}\n"), Path::new("x.conf")).expect_err(text);

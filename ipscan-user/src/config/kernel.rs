@@ -362,6 +362,9 @@ mod tests {
         let scan_only = "set distributed_flood false\nset distributed_scan";
         assert_eq!(ks(scan_only).config.flags, want & !g::DISTRIBUTED | g::DIST_SCAN);
         assert_eq!(ks("set tcp_sweep").config.flags, want | g::SWEEPS);
+        // The host's rejects: counted for `counting confirmed` and for the rejected probes.
+        assert_eq!(ks("counting confirmed").config.flags, want | g::CONFIRMED | g::REJECTS);
+        assert_eq!(ks("set rejected").config.flags, want | g::REJECTS);
         assert_eq!(k.config.nrules, 0);
         assert!(k.rules.is_empty() && k.promisc4.is_empty() && k.promisc6.is_empty());
     }
