@@ -223,10 +223,6 @@ pub mod counting {
     pub const PORTS: u32 = 1;
     /// Distinct destination hosts (sweeps).
     pub const HOSTS: u32 = 2;
-    /// Nothing: only whether the source is in the detection's mode (`counting confirmed`: the
-    /// probes of the port scans are counted from the host's rejects, on egress, and a probe
-    /// only asks whether its source is in the mode, which leaves its line out).
-    pub const PEEK: u32 = 3;
 }
 
 /// The sweeps (bits of [`Detection::TcpSweep`], [`Detection::UdpSweep`] and

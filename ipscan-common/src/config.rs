@@ -61,7 +61,7 @@ pub mod global_flags {
     pub const DIST_SCAN: u32 = 1 << 20;
     /// `counting confirmed`: the port scan and the UDP scan count the probes the host rejected,
     /// recorded by the egress program from its resets and ICMP unreachables; an incoming probe
-    /// only asks whether its source is in the mode ([`crate::classify::counting::PEEK`]).
+    /// only asks whether its source is in the mode.
     pub const CONFIRMED: u32 = 1 << 21;
     /// The egress program records the host's rejects: `counting confirmed`, or the rejected
     /// probes detection ([`crate::Detection::Rejected`]) is on. Without it the egress program

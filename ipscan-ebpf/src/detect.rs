@@ -76,12 +76,6 @@ pub(crate) fn record_one(
     // verifier then goes on with one state whichever way they were made, not one per kind.
     let w = classify::key_words(p, kind);
     let key = SourceKey::from_words([w[0], w[1], w[2], w[3], forget(w[4] as u64) as u32]);
-    if counts == counting::PEEK {
-        // SAFETY: LRU values are stable while referenced in this program run; read only.
-        let in_mode =
-            SOURCES.get_ptr(&key).is_some_and(|s| unsafe { (*s).in_mode() && !(*s).lapsed(now, dc.window_ns) });
-        return Ok(Recorded { in_mode, block: false });
-    }
     // A sweep counts hosts where a scan counts ports ([`sweep`]); a distributed flood counts its
     // sources; a distributed scan counts ports, with its sources where a scan has its source
     // ports. Sweeps and distributed scans name their first hosts (destinations, sources).
@@ -161,6 +155,27 @@ pub(crate) fn record_one(
     // source to block.
     let block = crossed && dc.block_ns != 0 && kind != Detection::Smurf as u8 && !flood_target && !scan_target;
     Ok(Recorded { in_mode: state.in_mode(), block })
+}
+
+/// Whether the source of `p` is in detection `kind`'s mode (1) or not (0), counting nothing:
+/// under `counting confirmed` the port scans are counted from the host's rejects (on egress),
+/// and an incoming probe only asks this, to leave its line out.
+///
+/// A global function of its own, rather than a branch of [`ipscan_record_one`]: that one's stack
+/// frame is on the deepest call chain.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ipscan_in_mode(dc: *const DetectionConfig, now: u64, kind: u32, p: *const PacketSummary) -> u32 {
+    // SAFETY: null or pointers into map values valid for the program's run.
+    let (Some(dc), Some(p)) = (unsafe { dc.as_ref() }, unsafe { p.as_ref() }) else {
+        return 0;
+    };
+    if !dc.enabled() {
+        return 0;
+    }
+    let key = SourceKey::from_words(classify::key_words(p, kind as u8));
+    // SAFETY: LRU values are stable while referenced in this program run; read only.
+    SOURCES.get_ptr(&key).is_some_and(|s| unsafe { (*s).in_mode() && !(*s).lapsed(now, dc.window_ns) }) as u32
 }
 
 /// Keeps the `index`th distinct host of a sweep's window (begun at `first_ns`) in SWEEPHOSTS;

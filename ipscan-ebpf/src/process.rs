@@ -7,7 +7,7 @@
 
 use crate::{
     block::{ipscan_autoblock, ipscan_blocked, v4},
-    detect::{RECORD_BLOCK, RECORD_ERROR, RECORD_IN_MODE, ipscan_record_one},
+    detect::{RECORD_BLOCK, RECORD_ERROR, RECORD_IN_MODE, ipscan_in_mode, ipscan_record_one},
     lines::{immediate, ipscan_immediate, line},
     maps::{LISTEN, PROMISC4, PROMISC6, TRIPADDR4, TRIPADDR6, TRIPPORTS, arg, count, forget, now_ns},
     rules::ipscan_rules_ignored,
@@ -15,7 +15,7 @@ use crate::{
 use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key};
 use ipscan_common::{
     Config, DETECTIONS, FAMILY_V4, PacketLine, PacketSummary,
-    classify::{self, Detection, counting},
+    classify::{self, Detection},
     config::global_flags as g,
     packet::{PROTO_TCP, PROTO_UDP, tcp_flags},
     stats,
@@ -163,8 +163,11 @@ fn process(cfg: &Config, p: &PacketSummary) -> Result<Processed, u32> {
             if set & (1 << i) != 0
                 && let Some(dc) = cfg.detections.get(i)
             {
-                let counts = if peek & (1 << i) != 0 { counting::PEEK } else { Detection::counting_at(i) };
-                let r = ipscan_record_one(dc, now, i as u32, counts, p);
+                if peek & (1 << i) != 0 {
+                    all |= ipscan_in_mode(dc, now, i as u32, p) as u64 * RECORD_IN_MODE;
+                    return Ok(());
+                }
+                let r = ipscan_record_one(dc, now, i as u32, Detection::counting_at(i), p);
                 if r & RECORD_ERROR != 0 {
                     return Err((r >> 32) as u32);
                 }

@@ -101,6 +101,7 @@ harness!(ipscan_verify_rules_ignored, |cfg, _p| rules::ipscan_rules_ignored(cfg.
 harness!(ipscan_verify_immediate, |cfg, p| lines::ipscan_immediate(cfg, p, u32::MAX));
 harness!(ipscan_verify_budget, |cfg, p| lines::ipscan_budget(cfg, p, 0));
 harness!(ipscan_verify_record_one, |cfg, p| detect::ipscan_record_one(&cfg.detections[0], 0, 0, 0, p));
+harness!(ipscan_verify_in_mode, |cfg, p| detect::ipscan_in_mode(&cfg.detections[0], 0, 0, p));
 harness!(ipscan_verify_autoblock, |cfg, p| block::ipscan_autoblock(&cfg.detections[0], 0, 0, p));
 harness!(ipscan_verify_hardened, |cfg, p| process::ipscan_hardened(cfg, p));
 harness!(ipscan_verify_refused, |_cfg, _p| ipscan_refused());
