@@ -36,13 +36,13 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray},
-    programs::{ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramFd, SchedClassifier, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use ipscan::{
     config::IpNet,
     kernel::{feeds::NewSet, loader, tables::Tables, testrun},
 };
-use ipscan_common::{Config, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
+use ipscan_common::{Config, EGRESS_PROGRAM_NAME, PROGRAM_NAME, SourceKey, SourceState, maps, stats};
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Daemon, NetNs, TempDir, Testbed, VICTIM4, VICTIM6, XDP_DROP, XDP_PASS,
     frames::{Frame, L4},
@@ -291,6 +291,13 @@ fn prog_fd(ebpf: &Ebpf, name: &str) -> ProgramFd {
     ok(ok(prog.fd(), name).try_clone(), "dup program fd")
 }
 
+/// The egress program's fd (a TC classifier).
+fn egress_fd(ebpf: &Ebpf) -> ProgramFd {
+    let prog: &SchedClassifier =
+        ok(ebpf.program(EGRESS_PROGRAM_NAME).expect("no egress program").try_into(), EGRESS_PROGRAM_NAME);
+    ok(ok(prog.fd(), EGRESS_PROGRAM_NAME).try_clone(), "dup program fd")
+}
+
 fn stat(ebpf: &Ebpf, slot: u32) -> u64 {
     let map = ebpf.map(maps::STATS).expect("STATS");
     let arr: PerCpuArray<_, u64> = ok(PerCpuArray::try_from(map), "STATS");
@@ -321,6 +328,20 @@ fn v6(src: Ipv6Addr, l4: &L4, payload: usize) -> Vec<u8> {
 /// An established connection's segment: ACK with 100 bytes of data.
 fn ack4() -> Vec<u8> {
     v4(a4(ATTACKER4), &L4::tcp(40000, 443, 0x10), 100)
+}
+
+/// The victim's reset refusing the scanner's SYN to `port` (what the egress program counts).
+fn reset4(port: u16) -> Vec<u8> {
+    Frame { df: true, ipv4_checksum: true, ..Default::default() }.v4(a4(VICTIM4), a4(SCANNER4), &L4::reset(port, 40000))
+}
+
+/// The victim's own established segment: ACK with 100 bytes of data, to the attacker.
+fn ack4_sent() -> Vec<u8> {
+    Frame { payload: 100, df: true, ipv4_checksum: true, ..Default::default() }.v4(
+        a4(VICTIM4),
+        a4(ATTACKER4),
+        &L4::tcp(443, 40000, 0x10),
+    )
 }
 
 fn ack6() -> Vec<u8> {
@@ -532,6 +553,8 @@ struct Subjects {
     per_source: Ebpf,
     /// Default configuration with the three sweeps on.
     sweeping: Ebpf,
+    /// `set rejected`, [`SCANNER4`] in the rejected probes' mode (for the egress rows).
+    rejecting: Ebpf,
     floors: Ebpf,
 }
 
@@ -553,6 +576,16 @@ fn primed(ebpf: Ebpf) -> Ebpf {
     ebpf
 }
 
+/// `ebpf` with [`SCANNER4`] in the rejected probes' mode: the host's resets to ten of its ports.
+fn rejected(ebpf: Ebpf) -> Ebpf {
+    let fd = egress_fd(&ebpf);
+    for port in 1..=10 {
+        run_ns(&fd, &reset4(port), 1);
+    }
+    assert!(stat(&ebpf, stats::DETECTIONS) >= 1, "priming did not put the scanner in the rejected probes' mode");
+    ebpf
+}
+
 /// Which of the [`Subjects`] a row runs.
 #[derive(Clone, Copy)]
 enum Subject {
@@ -563,6 +596,10 @@ enum Subject {
     Tripwired,
     PerSource,
     Sweeping,
+    /// The egress program, with the host's rejects counted (`set rejected`).
+    Egress,
+    /// The egress program under the default configuration (nothing counts rejects).
+    EgressOff,
     Floor(&'static str),
 }
 
@@ -579,6 +616,7 @@ impl Subjects {
                 "per-source config",
             )),
             sweeping: primed(load_ipscan_with("set tcp_sweep\nset udp_sweep\nset ping_sweep\n", "sweep config")),
+            rejecting: rejected(load_ipscan_with("set rejected\n", "rejected config")),
             floors: load_floors(a4(BLOCKED4)),
         }
     }
@@ -592,6 +630,8 @@ impl Subjects {
             Subject::Tripwired => prog_fd(&self.tripwired, PROGRAM_NAME),
             Subject::PerSource => prog_fd(&self.per_source, PROGRAM_NAME),
             Subject::Sweeping => prog_fd(&self.sweeping, PROGRAM_NAME),
+            Subject::Egress => egress_fd(&self.rejecting),
+            Subject::EgressOff => egress_fd(&self.ipscan),
             Subject::Floor(name) => prog_fd(&self.floors, name),
         }
     }
@@ -632,7 +672,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
     // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
     // what a benign packet costs there. With an address blocked by hand, in the blocklist.
-    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 18] = [
+    let kinds: [(&str, &str, Vec<u8>, f64, Subject); 21] = [
         ("cost_tcp_ack_v4", "established TCP ACK, IPv4, 100 B data", ack4(), 1.5, Subject::Ipscan),
         (
             "cost_syn_scan_mode",
@@ -741,6 +781,15 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
             1.5,
             Subject::Sweeping,
         ),
+        ("cost_egress_off", "egress: the host's ACK, nothing counts rejects", ack4_sent(), 1.5, Subject::EgressOff),
+        ("cost_egress_ack", "egress: the host's ACK, set rejected", ack4_sent(), 1.5, Subject::Egress),
+        (
+            "cost_egress_reset",
+            "egress: the host's reset to a source in rejected mode, set rejected",
+            reset4(5),
+            3.0,
+            Subject::Egress,
+        ),
     ];
     // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
     // any protocol is looked at. Next to it, the floors: what one ingredient costs alone.
@@ -802,7 +851,9 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     for _ in 0..o.rounds {
         let subjects = Subjects::load();
         settle();
-        let run: Vec<_> = kinds.iter().map(|k| (k.0, k.2.clone(), subjects.fd(k.4), XDP_PASS)).collect();
+        // The egress program lets every frame go (TC_ACT_OK, 0).
+        let verdict = |s: Subject| if matches!(s, Subject::Egress | Subject::EgressOff) { 0 } else { XDP_PASS };
+        let run: Vec<_> = kinds.iter().map(|k| (k.0, k.2.clone(), subjects.fd(k.4), verdict(k.4))).collect();
         let (s, b, all) = bracketed(&pass_fd, &ack4(), &run, o.repeat);
         let run: Vec<_> = drops.iter().map(|k| (k.0, k.2.clone(), subjects.fd(k.4), XDP_DROP)).collect();
         let (g, db, all_drop) = bracketed(&drop_fd, &syn, &run, o.repeat);
