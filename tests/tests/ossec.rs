@@ -11,7 +11,9 @@
 //!   to dstip and never to srcip, so that no active response can act on them, and their JSON records carry
 //!   no srcip either (`ossec_distributed_floods_never_decode_a_srcip`); so do a distributed or decoy scan's,
 //!   whose listed sources are decoys or many, and which never reach 100201, the rule to block on
-//!   (`ossec_distributed_scans_never_decode_a_srcip`).
+//!   (`ossec_distributed_scans_never_decode_a_srcip`). Rejected probes, a port scan of closed ports, decode to
+//!   their source and reach 100216, which is blocked on with 100201 and 100213, also as the daemon writes them
+//!   (`ossec_rejected_probes_through_the_daemon`).
 //! - The model was checked against a real OSSEC 4.2 `ossec-logtest` (built from its source, with these
 //!   files installed as contrib/ossec/README.md says): every form of `ossec_every_form_ipscan_writes`,
 //!   `GOLDEN` and `QUIET` in the four shapes of `shapes`, before and after the log_dest and fragment fixes,
@@ -512,18 +514,23 @@ const TRIPWIRE: u32 = 100212;
 const SWEEP: u32 = 100213;
 const DIST_FLOOD: u32 = 100214;
 const DIST_SCAN: u32 = 100215;
-/// The JSON records' rules for a scan, a flood, a sweep, a distributed flood and a distributed scan.
+const REJECTED: u32 = 100216;
+/// The JSON records' rules for a scan, a flood, a sweep, a distributed flood, a distributed scan and rejected
+/// probes.
 const JSON_SCAN: u32 = 100251;
 const JSON_FLOOD: u32 = 100252;
 const JSON_SWEEP: u32 = 100263;
 const JSON_DIST_FLOOD: u32 = 100264;
 const JSON_DIST_SCAN: u32 = 100265;
+const JSON_REJECTED: u32 = 100266;
 /// A distributed flood's name, the extra_data of its lines.
 const DIST_FLOOD_NAME: &str = "distributed flood";
 /// A distributed scan's names, the extra_data of its lines: a decoy scan's detection line says "decoy scan", its
 /// end "distributed scan".
 const DIST_SCAN_NAME: &str = "distributed scan";
 const DECOY_SCAN_NAME: &str = "decoy scan";
+/// Rejected probes' name, the extra_data of their lines (TCP or UDP).
+const REJECTED_NAME: &str = "rejected probes";
 
 /// Whether a line is one of a detection kept per target (a distributed flood or scan), which names no source
 /// to block: its address is the target's.
@@ -532,7 +539,7 @@ fn per_target_line(msg: &str) -> bool {
 }
 
 /// The levels the rules must have (a line's expected level is its rule's).
-const LEVELS: [(u32, u32); 16] = [
+const LEVELS: [(u32, u32); 17] = [
     (100200, 0),
     (SCAN, 10),
     (FLOOD, 10),
@@ -552,6 +559,8 @@ const LEVELS: [(u32, u32); 16] = [
     (DIST_FLOOD, 10),
     // A distributed or decoy scan alerts as a scan does, and names no source to block.
     (DIST_SCAN, 10),
+    // Rejected probes alert as a scan does (a scan of closed ports), and name their source, as a scan does.
+    (REJECTED, 10),
 ];
 
 fn want_level(rule: u32) -> u32 {
@@ -1035,12 +1044,66 @@ const GOLDEN: &[Golden<'static>] = &[
         DIST_SCAN_NAME,
         EXPIRED,
     ),
+    // Rejected probes: a port scan's shape, TCP or UDP (the protocol of the probes refused), "to D" with log_dest;
+    // their end counts the probes rejected, not packets received, and never names a destination.
+    g(
+        "TCP: rejected probes detected [ports 1,2,3,4,5] from 198.18.0.1 [port 40000]",
+        "198.18.0.1",
+        None,
+        REJECTED_NAME,
+        REJECTED,
+    ),
+    g(
+        "UDP: rejected probes detected [ports 7,9,13,19,37] from 2001:db8::1 [ports 40000,40001]",
+        "2001:db8::1",
+        None,
+        REJECTED_NAME,
+        REJECTED,
+    ),
+    g(
+        "TCP: rejected probes detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8:1:2::5 \
+         [ports 40000,40001,40002,40003,40004,...]",
+        "2001:db8:1:2::5",
+        None,
+        REJECTED_NAME,
+        REJECTED,
+    ),
+    g(
+        "TCP: rejected probes detected to 198.18.0.2 [ports 1,2,3,4,5] from 198.18.0.1 [port 40000]",
+        "198.18.0.1",
+        Some("198.18.0.2"),
+        REJECTED_NAME,
+        REJECTED,
+    ),
+    g(
+        "UDP: rejected probes detected to 2001:db8::2 [ports 7,9,13,19,37] from 2001:db8::1 [ports 40000,40001]",
+        "2001:db8::1",
+        Some("2001:db8::2"),
+        REJECTED_NAME,
+        REJECTED,
+    ),
+    g(
+        "TCP: rejected probes mode expired for 198.18.0.1 - 12 probes rejected.",
+        "198.18.0.1",
+        None,
+        REJECTED_NAME,
+        EXPIRED,
+    ),
+    g(
+        "UDP: rejected probes mode expired for 2001:db8::1 - 5 probes rejected.",
+        "2001:db8::1",
+        None,
+        REJECTED_NAME,
+        EXPIRED,
+    ),
     // ipscan's own.
     g("Blocked 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", BLOCKED),
     g("Blocked 198.18.0.1 for 60 s (SYN sweep)", "198.18.0.1", None, "SYN sweep", BLOCKED),
     g("Blocked 2001:db8::1 for 60 s (sweep)", "2001:db8::1", None, "sweep", BLOCKED),
     g("Blocked 198.18.0.1 for 60 s (ping sweep)", "198.18.0.1", None, "ping sweep", BLOCKED),
     g("Blocked 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", BLOCKED),
+    g("Blocked 198.18.0.1 for 60 s (rejected probes)", "198.18.0.1", None, REJECTED_NAME, BLOCKED),
+    g("Blocked 2001:db8::1 for 60 s (rejected probes)", "2001:db8::1", None, REJECTED_NAME, BLOCKED),
     // A repeat offender's block (`block ... escalate`): the offence stays in the extra data.
     g("Blocked 198.18.0.1 for 14400 s (SYN scan, offence 2)", "198.18.0.1", None, "SYN scan, offence 2", BLOCKED),
     // A CrowdSec decision's block (`crowdsec bouncer`): an address or a range, the scenario.
@@ -1086,6 +1149,15 @@ const GOLDEN: &[Golden<'static>] = &[
         rule: NOT_BLOCKED,
     },
     Golden {
+        msg: "Not blocked 198.18.0.1: allowlisted (rejected probes)",
+        srcip: Some("198.18.0.1"),
+        dstip: None,
+        extra: None,
+        extra_file: None,
+        ports: None,
+        rule: NOT_BLOCKED,
+    },
+    Golden {
         msg: "Not blocked 2001:db8::1: allowlisted (Xmas scan)",
         srcip: Some("2001:db8::1"),
         dstip: None,
@@ -1098,6 +1170,7 @@ const GOLDEN: &[Golden<'static>] = &[
     g("Would block 198.18.0.1 for 3600 s (SYN scan)", "198.18.0.1", None, "SYN scan", WOULD_BLOCK),
     g("Would block 2001:db8::1 for 60 s (scan/flood)", "2001:db8::1", None, "scan/flood", WOULD_BLOCK),
     g("Would block 2001:db8::1 for 60 s (ping sweep)", "2001:db8::1", None, "ping sweep", WOULD_BLOCK),
+    g("Would block 2001:db8::1 for 60 s (rejected probes)", "2001:db8::1", None, REJECTED_NAME, WOULD_BLOCK),
     g(
         "Would block 2001:db8::1 for 240 s (scan/flood, offence 3)",
         "2001:db8::1",
@@ -1243,6 +1316,9 @@ fn ossec_rule_levels_and_ids() {
     // A distributed or decoy scan alerts as the other scans do, in both files.
     assert_eq!(level_of(&json_rules, JSON_DIST_SCAN), level_of(&json_rules, JSON_SCAN));
     assert_eq!(level_of(&rules, DIST_SCAN), level_of(&rules, SCAN));
+    // Rejected probes alert as the other scans do, in both files.
+    assert_eq!(level_of(&json_rules, JSON_REJECTED), level_of(&json_rules, JSON_SCAN));
+    assert_eq!(level_of(&rules, REJECTED), level_of(&rules, SCAN));
 }
 
 #[test]
@@ -1425,10 +1501,14 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     Detection::PingFlood | Detection::Smurf => FLOOD,
                     Detection::Tripwire => TRIPWIRE,
                     Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => SWEEP,
+                    Detection::Rejected => REJECTED,
                     // Their lines are not format::detected's nor format::expired's, but the flood and spread
                     // scan formatters' (above).
                     Detection::DistFlood | Detection::DistScan => continue,
                 };
+                // Rejected probes are kept per source and protocol: their lines take the protocol (TCP or UDP)
+                // from the key.
+                let protos: &[&str] = if rule == REJECTED { &["TCP", "UDP"] } else { &[d.names().proto] };
                 // A sweep has many destinations and names none, with log_dest too: its detection line leaves
                 // out the one it is given, and the daemon gives its expiry none.
                 let sweep = rule == SWEEP;
@@ -1479,10 +1559,26 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                             sports_full: full,
                             hosts: None,
                         };
-                        alerts.push(form(format::detected(&det)));
+                        if rule == REJECTED {
+                            for proto in protos {
+                                alerts.push(form(format::detected_as(proto, &det)));
+                            }
+                        } else {
+                            alerts.push(form(format::detected(&det)));
+                        }
                     }
                 }
-                alerts.push(Form { rule: EXPIRED, ..form(format::expired(d, src, shown, 1678, 47092)) });
+                if rule == REJECTED {
+                    // Its end counts the probes rejected, and names no destination, with log_dest too.
+                    for proto in protos {
+                        for rejects in [0, 12, u64::MAX] {
+                            let msg = format::rejected_expired(proto, src, rejects);
+                            alerts.push(Form { rule: EXPIRED, dstip: None, ..form(msg) });
+                        }
+                    }
+                } else {
+                    alerts.push(Form { rule: EXPIRED, ..form(format::expired(d, src, shown, 1678, 47092)) });
+                }
             }
 
             let summary = |proto: u8| PacketSummary {
@@ -1819,6 +1915,61 @@ fn daemon_spread(
     through_daemon(&ev)
 }
 
+/// Rejected probes from `source` to `dest` (`proto` PROTO_TCP or PROTO_UDP): `dports` the ports refused, `sports` the
+/// probes' source ports, as the kernel reports them (the egress program turns each reset or unreachable back into
+/// the probe it refuses: the prober is the source, this host the destination; the key holds the protocol), through
+/// the daemon (see [`through_daemon`], whose tracker has log_dest on).
+fn daemon_rejected(
+    source: IpAddr,
+    dest: IpAddr,
+    proto: u8,
+    dports: &[u16],
+    sports: &[u16],
+) -> (Vec<String>, Vec<String>) {
+    use ipscan_common::{
+        Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey,
+        window::{LOGGED_DPORTS, LOGGED_SPORTS},
+    };
+
+    let family = if source.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
+    let key = SourceKey { _pad: [proto, 0], ..SourceKey::new(addr_bytes(source), family, Detection::Rejected) };
+    let rejects = dports.len() as u64;
+    let second = 1_000_000_000u64;
+    let at = 1_763_143_748 * second;
+    let mut ev = KernelEvent {
+        kind: EventKind::Detected as u8,
+        detection: Detection::Rejected as u8,
+        ts_ns: at,
+        mode_since_ns: at,
+        first_ns: at - 2 * second,
+        packets: rejects,
+        bytes: rejects * 40,
+        key,
+        packet: PacketSummary {
+            family,
+            proto,
+            src: addr_bytes(source),
+            dst: addr_bytes(dest),
+            sport: sports.first().copied().unwrap_or(0),
+            dport: dports.last().copied().unwrap_or(0),
+            ttl: 64,
+            ip_payload_len: 40,
+            ..Default::default()
+        },
+        distinct: dports.len() as u32,
+        ..Default::default()
+    };
+    for (slot, port) in ev.ports.iter_mut().zip(dports) {
+        *slot = *port;
+    }
+    ev.nports = dports.len().min(LOGGED_DPORTS) as u8;
+    for (slot, port) in ev.sports.iter_mut().zip(sports) {
+        *slot = *port;
+    }
+    ev.nsports = sports.len().min(LOGGED_SPORTS) as u8;
+    through_daemon(&ev)
+}
+
 /// A kernel's detection event through the daemon: the tracker's line for it, its line for the kernel's report of
 /// the mode's end, and a sweep's end of a second mode whose state was gone, each written through the daemon's own
 /// output (ipscan::log::output) to a log file and a JSON-lines file. Returns the log file's lines, stamped as
@@ -1891,6 +2042,11 @@ fn ossec_json_records_hit_their_rules() {
         (rec(Event::Detected, Some("ping sweep"), v6), JSON_SWEEP),
         (rec(Event::Expired, Some("ping sweep"), v4), 100256),
         (rec(Event::Blocked, Some("sweep"), v4), 100257),
+        (rec(Event::Detected, Some(REJECTED_NAME), v4), JSON_REJECTED),
+        (rec(Event::Detected, Some(REJECTED_NAME), v6), JSON_REJECTED),
+        (rec(Event::Expired, Some(REJECTED_NAME), v6), 100256),
+        (rec(Event::Blocked, Some(REJECTED_NAME), v4), 100257),
+        (rec(Event::WouldBlock, Some(REJECTED_NAME), v6), 100260),
     ];
     let check = |record: &JsonRecord, want: u32| -> BTreeMap<String, String> {
         let line = json::to_line(record);
@@ -1921,6 +2077,8 @@ fn ossec_json_records_hit_their_rules() {
             Detection::TcpSweep | Detection::UdpSweep | Detection::PingSweep => JSON_SWEEP,
             Detection::DistFlood => JSON_DIST_FLOOD,
             Detection::DistScan => JSON_DIST_SCAN,
+            // Its records as the daemon writes them are checked in ossec_rejected_probes_through_the_daemon.
+            Detection::Rejected => JSON_REJECTED,
         };
         if d == Detection::DistScan {
             // Its records as the daemon writes them: the target as dstip, no srcip (the sources it names are in
@@ -2109,7 +2267,7 @@ fn ossec_distributed_floods_never_decode_a_srcip() {
 }
 
 /// The rules contrib/ossec/README.md's active-response examples block on (`<rules_id>`), and their JSON
-/// counterparts (the README: "with JSON, block on 100251 and 100263").
+/// counterparts (the README: "with JSON, block on 100251, 100263 ... and 100266").
 fn active_response_rules() -> (Vec<u32>, Vec<u32>) {
     let readme = read("README.md");
     let mut text: Vec<u32> = Vec::new();
@@ -2122,17 +2280,18 @@ fn active_response_rules() -> (Vec<u32>, Vec<u32>) {
     }
     text.sort_unstable();
     text.dedup();
-    assert_eq!(text, [SCAN, SWEEP], "the README's <rules_id>");
-    (text, vec![JSON_SCAN, JSON_SWEEP])
+    assert_eq!(text, [SCAN, SWEEP, REJECTED], "the README's <rules_id>");
+    (text, vec![JSON_SCAN, JSON_SWEEP, JSON_REJECTED])
 }
 
 /// A distributed or decoy scan names its target and up to five sources, which are decoys (forged, nmap -D) or
 /// many: every line of one, golden, built by ipscan's formatter or written by the daemon's own output (Tracker
 /// and Output, to a log file), decodes in every shape to its target as dstip, never to a srcip nor to any of the
 /// sources it lists, and lands on 100215 or, for its end, 100206; none of the rules the README suggests for
-/// active response (100201, 100213) holds for it, though 100201's old "scan detected " would have; every JSON
-/// record of one has no srcip and lands on 100265 or 100256, and neither JSON rule to block on holds; 100215
-/// and 100265 are in no <rules_id> and not in the "scan" group; and the active response refuses such an alert.
+/// active response (100201, 100213, 100216) holds for it, though 100201's old "scan detected " would have;
+/// every JSON record of one has no srcip and lands on 100265 or 100256, and none of the JSON rules to block on
+/// holds; 100215 and 100265 are in no <rules_id> and not in the "scan" group; and the active response refuses
+/// such an alert.
 #[test]
 fn ossec_distributed_scans_never_decode_a_srcip() {
     let decoders = load_decoders();
@@ -2273,6 +2432,105 @@ fn ossec_distributed_scans_never_decode_a_srcip() {
     assert!(out.stdout.is_empty(), "handshake sent: {:?}", out.stdout);
     assert!(ar.calls().is_empty(), "{:?}", ar.calls());
     assert!(ar.log().contains("no source address"), "{}", ar.log());
+}
+
+/// Rejected probes, as the daemon writes them (Tracker and Output, to a log file and a JSON-lines file), TCP and
+/// UDP, IPv4 and IPv6, a short port list and a full one: the detection line ("to D", the tracker having log_dest
+/// on) decodes, as written (file mode) and in every shape, to its source as srcip, this host as dstip and
+/// "rejected probes", and lands on 100216 alone (never on 100201); both ends (the kernel's, and the sweep's after
+/// eviction) count the probes rejected, name no destination and land on 100206; the JSON records land on 100266
+/// and 100256 with the source as srcip; 100216 and 100266 are among the rules the README blocks on, and in the
+/// "scan" group.
+#[test]
+fn ossec_rejected_probes_through_the_daemon() {
+    use ipscan_common::packet::{PROTO_TCP, PROTO_UDP};
+
+    let decoders = load_decoders();
+    let rules = load_rules("ipscan_rules.xml");
+    let json_rules = load_rules("ipscan_json_rules.xml");
+    let (ar_rules, ar_json_rules) = active_response_rules();
+    assert!(ar_rules.contains(&REJECTED) && ar_json_rules.contains(&JSON_REJECTED), "{ar_rules:?} {ar_json_rules:?}");
+    let fifteen: Vec<u16> = (1..=15).collect();
+    let sources: Vec<u16> = (40000..40007).collect();
+    let mut seen = 0;
+    for (src, dst) in [("198.18.0.1", "198.18.0.2"), ("2001:db8::1", "2001:db8::2")] {
+        let (source, dest): (IpAddr, IpAddr) = (src.parse().expect("src"), dst.parse().expect("dst"));
+        for (proto, name) in [(PROTO_TCP, "TCP"), (PROTO_UDP, "UDP")] {
+            for (dports, sports) in [(&fifteen[..5], &sources[..1]), (&fifteen[..], &sources[..])] {
+                let (text, records) = daemon_rejected(source, dest, proto, dports, sports);
+                assert_eq!(text.len(), 3, "a detection and two ends: {text:?}");
+                for (i, line) in text.iter().enumerate() {
+                    let msg = line.get(16..).expect("a stamped line");
+                    let (rule, dstip) = if i == 0 {
+                        assert!(msg.starts_with(&format!("{name}: rejected probes detected to {dst} [")), "{line}");
+                        assert!(msg.contains(&format!(" from {src} [")), "{line}");
+                        (REJECTED, Some(dst))
+                    } else {
+                        assert!(
+                            msg.starts_with(&format!("{name}: rejected probes mode expired for {src} - ")),
+                            "{line}"
+                        );
+                        assert!(msg.ends_with(" probes rejected."), "{line}");
+                        (EXPIRED, None)
+                    };
+                    let gl = Golden {
+                        msg,
+                        srcip: Some(src),
+                        dstip,
+                        extra: Some(REJECTED_NAME),
+                        extra_file: Some(REJECTED_NAME),
+                        ports: None,
+                        rule,
+                    };
+                    check_alert(&decoders, &rules, &gl);
+                    // The line as written, with the daemon's own stamp.
+                    let (pre, decoded) = decode(&decoders, line);
+                    let d = decoded.unwrap_or_else(|| panic!("{line:?} ({pre:?}) is not decoded"));
+                    let want: BTreeMap<String, String> =
+                        [("srcip", Some(src)), ("dstip", dstip), ("extra_data", Some(REJECTED_NAME))]
+                            .into_iter()
+                            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+                            .collect();
+                    assert_eq!(d.fields, want, "{line:?}");
+                    let input = RuleInput { decoded_as: &d.decoded_as, log: pre.log, fields: &d.fields };
+                    assert_eq!(leaf_rules(&rules, &input), [rule], "{line:?}");
+                    seen += 1;
+                }
+                assert_eq!(records.len(), 3, "{records:?}");
+                for (i, line) in records.iter().enumerate() {
+                    let fields = check_json_line(&json_rules, line, if i == 0 { JSON_REJECTED } else { 100256 });
+                    assert_eq!(fields.get("srcip").map(String::as_str), Some(src), "{line}");
+                    assert_eq!(fields.get("detection").map(String::as_str), Some(REJECTED_NAME), "{line}");
+                    assert_eq!(fields.get("message"), Some(&text[i][16..].to_owned()), "{line}");
+                    if i == 0 {
+                        assert_eq!(fields.get("dstip").map(String::as_str), Some(dst), "{line}");
+                        let list = |ports: &[u16]| {
+                            format!("[{}]", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","))
+                        };
+                        let logged = &dports[..dports.len().min(10)];
+                        assert_eq!(fields.get("dports"), Some(&list(logged)), "{line}");
+                        assert_eq!(fields.get("sports"), Some(&list(&sports[..sports.len().min(5)])), "{line}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 24);
+    // Blocked on, and in the "scan" group (which an active response may be chosen by, <rules_group>).
+    for (file, id) in [("ipscan_rules.xml", REJECTED), ("ipscan_json_rules.xml", JSON_REJECTED)] {
+        let text = read(file);
+        let doc = parse_xml(&text);
+        let r = doc
+            .descendants()
+            .find(|n| n.has_tag_name("rule") && n.attribute("id") == Some(id.to_string().as_str()))
+            .unwrap_or_else(|| panic!("{file}: no rule {id}"));
+        let groups: Vec<&str> = r
+            .children()
+            .filter(|n| n.has_tag_name("group"))
+            .flat_map(|n| n.text().unwrap_or_default().split(','))
+            .collect();
+        assert!(groups.contains(&"scan"), "{file}: rule {id} not in the scan group: {groups:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

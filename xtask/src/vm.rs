@@ -61,6 +61,8 @@ struct Outcome {
     loads: bool,
     processed: Option<u64>,
     within_budget: bool,
+    /// `ipscan run` attached the XDP and egress programs to a veth and detached them.
+    attaches: bool,
     refusal: Option<String>,
     replay_passed: usize,
     replay_failed: usize,
@@ -69,7 +71,7 @@ struct Outcome {
 
 impl Outcome {
     fn ok(&self) -> bool {
-        self.loads && self.within_budget && self.replay_failed == 0 && self.replay_passed > 0
+        self.loads && self.within_budget && self.attaches && self.replay_failed == 0 && self.replay_passed > 0
     }
 }
 
@@ -204,6 +206,7 @@ fn outcome(kernel: String, out: &Path, seconds: u64) -> Outcome {
         loads: report["loads"] == true,
         processed: report["processed"].as_u64(),
         within_budget,
+        attaches: attached(&read("attach.rc"), &read("attach.err")),
         refusal,
         replay_passed,
         replay_failed,
@@ -217,8 +220,35 @@ fn script(bin: &Path, replay: &Path, out: &Path) -> String {
     let (bin, replay, out) = (bin.display(), replay.display(), out.display());
     format!(
         "cd {out} && {bin}/ipscan check --json > check.json 2> check.err; echo $? > check.rc; \
-         IPSCAN_BIN={bin}/ipscan {replay} --test-threads=1{skips} > replay.txt 2>&1; echo $? > replay.rc"
+         IPSCAN_BIN={bin}/ipscan {replay} --test-threads=1{skips} > replay.txt 2>&1; echo $? > replay.rc; \
+         {}",
+        attach_script(&bin.to_string())
     )
+}
+
+/// `ipscan run` attaching both programs (XDP, and the egress program: TCX from Linux 6.6, a
+/// clsact qdisc before) to a veth of a fresh network namespace, until it says so; then SIGINT,
+/// which detaches them. Its exit status, stdout and stderr go to attach.rc, .out and .err.
+fn attach_script(bin: &str) -> String {
+    format!(
+        "printf 'counting confirmed\\nset scans_only\\n' > attach.conf; \
+         unshare -n sh -c 'ip link add {ATTACH_IF} type veth peer name {ATTACH_IF}p && ip link set {ATTACH_IF} up \
+         && ip link set {ATTACH_IF}p up && {{ {bin}/ipscan run -i {ATTACH_IF} -c attach.conf --stdout --no-pin \
+         --state-dir state --lock-dir lock > attach.out 2> attach.err & p=$!; i=0; \
+         while [ $i -lt 240 ] && ! grep -q \"counting confirmed\" attach.err && kill -0 $p 2>/dev/null; \
+         do sleep 0.5; i=$((i+1)); done; kill -INT $p; wait $p; echo $? > attach.rc; }}'"
+    )
+}
+
+/// The interface [`attach_script`] makes.
+const ATTACH_IF: &str = "ipscanvm0";
+
+/// Whether `ipscan run` attached both programs and detached them on SIGINT ([`attach_script`]).
+fn attached(rc: &str, err: &str) -> bool {
+    rc.trim() == "0"
+        && err.contains(&format!("ipscan: attached to {ATTACH_IF}"))
+        && err.contains("counting confirmed: ")
+        && err.contains(&format!("ipscan: detached from {ATTACH_IF}"))
 }
 
 /// Boots `vmlinuz` and runs `script` in it, its output into `log` (through a pipe: QEMU
@@ -255,17 +285,18 @@ fn boot(vng: &Path, vmlinuz: &Path, out: &Path, script: &str, log: &Path) -> any
 
 fn table(outcomes: &[Outcome]) -> String {
     let mut s = format!(
-        "{:<28} {:<6} {:>10} {:<8} {:>14} {:>6}\n",
-        "kernel", "loads", "processed", "budget", "replay tests", "time"
+        "{:<28} {:<6} {:>10} {:<8} {:<8} {:>14} {:>6}\n",
+        "kernel", "loads", "processed", "budget", "attaches", "replay tests", "time"
     );
     for o in outcomes {
         let processed = o.processed.map_or("-".into(), |n| n.to_string());
         s.push_str(&format!(
-            "{:<28} {:<6} {:>10} {:<8} {:>14} {:>5}s\n",
+            "{:<28} {:<6} {:>10} {:<8} {:<8} {:>14} {:>5}s\n",
             o.kernel,
             if o.loads { "yes" } else { "no" },
             processed,
             if o.within_budget { "within" } else { "OVER" },
+            if o.attaches { "yes" } else { "NO" },
             format!(
                 "{} passed{}",
                 o.replay_passed,
@@ -350,6 +381,15 @@ mod tests {
             version_order("linux-image-6.12.118+deb12-amd64", "linux-image-6.12.99+deb12-amd64"),
             Ordering::Greater
         );
+    }
+
+    #[test]
+    fn attach_outcome() {
+        let err = "ipscan: attached to ipscanvm0 (native mode)\nipscan: ipscanvm0: counting confirmed: the port scan ...\n\
+                   ipscan: detached from ipscanvm0\n";
+        assert!(attached("0\n", err));
+        assert!(!attached("1\n", err));
+        assert!(!attached("0\n", "ipscan: attached to ipscanvm0 (native mode)\nipscan: detached from ipscanvm0\n"));
     }
 
     #[test]
