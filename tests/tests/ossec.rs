@@ -1045,7 +1045,7 @@ const GOLDEN: &[Golden<'static>] = &[
         EXPIRED,
     ),
     // Rejected probes: a port scan's shape, TCP or UDP (the protocol of the probes refused), "to D" with log_dest;
-    // their end counts the probes rejected, not packets received, and never names a destination.
+    // their end counts the probes rejected, not packets received ("to D" with log_dest too).
     g(
         "TCP: rejected probes detected [ports 1,2,3,4,5] from 198.18.0.1 [port 40000]",
         "198.18.0.1",
@@ -1569,15 +1569,20 @@ fn every_form() -> (Vec<Form>, Vec<String>) {
                     }
                 }
                 if rule == REJECTED {
-                    // Its end counts the probes rejected, and names no destination, with log_dest too.
+                    // Its end counts the probes rejected.
                     for proto in protos {
                         for rejects in [0, 12, u64::MAX] {
-                            let msg = format::rejected_expired(proto, src, rejects);
-                            alerts.push(Form { rule: EXPIRED, dstip: None, ..form(msg) });
+                            let msg = format::rejected_expired(proto, name, src, shown, rejects);
+                            alerts.push(Form { rule: EXPIRED, ..form(msg) });
                         }
                     }
                 } else {
                     alerts.push(Form { rule: EXPIRED, ..form(format::expired(d, src, shown, 1678, 47092)) });
+                    if matches!(d, Detection::PortScan | Detection::UdpScan) {
+                        // Under `counting confirmed`, the port scans' ends count the host's rejects.
+                        let msg = format::rejected_expired(d.names().proto, name, src, shown, 31);
+                        alerts.push(Form { rule: EXPIRED, ..form(msg) });
+                    }
                 }
             }
 
@@ -2438,7 +2443,7 @@ fn ossec_distributed_scans_never_decode_a_srcip() {
 /// UDP, IPv4 and IPv6, a short port list and a full one: the detection line ("to D", the tracker having log_dest
 /// on) decodes, as written (file mode) and in every shape, to its source as srcip, this host as dstip and
 /// "rejected probes", and lands on 100216 alone (never on 100201); both ends (the kernel's, and the sweep's after
-/// eviction) count the probes rejected, name no destination and land on 100206; the JSON records land on 100266
+/// eviction) count the probes rejected, name the destination as the detection does and land on 100206; the JSON records land on 100266
 /// and 100256 with the source as srcip; 100216 and 100266 are among the rules the README blocks on, and in the
 /// "scan" group.
 #[test]
@@ -2467,11 +2472,11 @@ fn ossec_rejected_probes_through_the_daemon() {
                         (REJECTED, Some(dst))
                     } else {
                         assert!(
-                            msg.starts_with(&format!("{name}: rejected probes mode expired for {src} - ")),
+                            msg.starts_with(&format!("{name}: rejected probes mode to {dst} expired for {src} - ")),
                             "{line}"
                         );
                         assert!(msg.ends_with(" probes rejected."), "{line}");
-                        (EXPIRED, None)
+                        (EXPIRED, Some(dst))
                     };
                     let gl = Golden {
                         msg,

@@ -121,10 +121,12 @@ pub fn expired(detection: Detection, source: &str, dest: Option<&str>, packets: 
     format!("{proto}: {name} mode{to} expired for {source} - received a total of {packets} packets ({bytes} bytes).")
 }
 
-/// `TCP: rejected probes mode expired for 198.18.0.1 - 12 probes rejected.`: the rejects
-/// counted, not bytes received (the host sent them).
-pub fn rejected_expired(proto: &str, source: &str, rejects: u64) -> String {
-    format!("{proto}: rejected probes mode expired for {source} - {rejects} probes rejected.")
+/// `TCP: rejected probes mode expired for 198.18.0.1 - 12 probes rejected.`: the end of a mode
+/// counted from the host's rejects (the rejected probes, the port scans under `counting
+/// confirmed`): how many, not bytes received (a reset does not tell how long its probe was).
+pub fn rejected_expired(proto: &str, name: &str, source: &str, dest: Option<&str>, rejects: u64) -> String {
+    let to = dest.map(|d| format!(" to {d}")).unwrap_or_default();
+    format!("{proto}: {name} mode{to} expired for {source} - {rejects} probes rejected.")
 }
 
 /// About how many distinct sources a distributed flood's count stands for: exact up to the

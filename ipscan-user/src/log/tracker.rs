@@ -44,6 +44,9 @@ struct Tracked {
     dest: Option<String>,
     /// Folded into its twin's mode, which the log shows (see the module docs): ends unlogged.
     folded: bool,
+    /// Counted from the host's rejects (rejected probes; the port scans under `counting
+    /// confirmed` when the mode began): its end counts rejects, not bytes.
+    rejects: bool,
 }
 
 /// The detection that prints under the same name as `d` (iplog's one `UDP: scan/flood`).
@@ -121,6 +124,8 @@ pub struct Tracker {
     pub offenders: Offenders,
     /// Per-packet line state (traceroute quiet periods).
     packets: PacketLines,
+    /// `counting confirmed`: the port scan and the UDP scan count the host's rejects.
+    confirmed: bool,
 }
 
 impl Tracker {
@@ -133,6 +138,7 @@ impl Tracker {
             escalation: [None; DETECTION_SLOTS],
             offenders: Offenders::default(),
             packets: PacketLines::default(),
+            confirmed: false,
         }
     }
 
@@ -151,6 +157,16 @@ impl Tracker {
         for (slot, d) in self.block_ns.iter_mut().zip(cfg.detections.iter()) {
             *slot = d.block_ns;
         }
+        self.confirmed = cfg.has(ipscan_common::config::global_flags::CONFIRMED);
+    }
+
+    /// Whether a mode of `key` beginning now is counted from the host's rejects.
+    fn counts_rejects(&self, key: &SourceKey) -> bool {
+        match key.detection() {
+            Some(Detection::Rejected) => true,
+            Some(Detection::PortScan | Detection::UdpScan) => self.confirmed,
+            _ => false,
+        }
     }
 
     /// Takes over a mode the kernel still holds from before a restart, so its expiry is logged
@@ -160,6 +176,7 @@ impl Tracker {
             return false;
         }
         let folded = self.twin_shown(&key);
+        let rejects = self.counts_rejects(&key);
         self.active.insert(
             key,
             Tracked {
@@ -169,6 +186,7 @@ impl Tracker {
                 bytes: state.bytes,
                 dest: None,
                 folded,
+                rejects,
             },
         );
         true
@@ -228,6 +246,7 @@ impl Tracker {
                 let folded = self.twin_shown(&ev.key);
                 // A sweep has many destinations: none of them is its `to`.
                 let sweep = detection.counts_hosts();
+                let rejects = self.counts_rejects(&ev.key);
                 self.active.insert(
                     ev.key,
                     Tracked {
@@ -238,6 +257,7 @@ impl Tracker {
                         bytes: ev.bytes,
                         dest: (!sweep).then(|| dest_s.clone()),
                         folded,
+                        rejects,
                     },
                 );
                 if folded {
@@ -299,7 +319,14 @@ impl Tracker {
                 let dest = if self.log_dest { a.dest.as_deref() } else { None };
                 Some(Line {
                     at_ns: ev.ts_ns,
-                    text: expired_text(&ev.key, detection, &source, dest, ev.packets, ev.bytes, Some(ev.distinct)),
+                    text: expired_text(
+                        &ev.key,
+                        detection,
+                        &source,
+                        dest,
+                        (ev.packets, ev.bytes, Some(ev.distinct)),
+                        a.rejects,
+                    ),
                     detected: None,
                     meta: Meta {
                         event: Some(json::Event::Expired),
@@ -394,7 +421,7 @@ impl Tracker {
                 (at_ns, key.kind, key.family, key.addr),
                 Line {
                     at_ns,
-                    text: expired_text(key, detection, &source, dest, packets, bytes, distinct),
+                    text: expired_text(key, detection, &source, dest, (packets, bytes, distinct), a.rejects),
                     detected: None,
                     meta: Meta {
                         event: Some(json::Event::Expired),
@@ -430,20 +457,21 @@ fn key_meta(key: &SourceKey, detection: Detection, meta: Meta) -> Meta {
     if detection.per_target() { Meta { src: None, dst: addr, ..meta } } else { Meta { src: addr, ..meta } }
 }
 
-/// An expiry line: iplog's, or a distributed flood's, which names its target and sources.
+/// An expiry line: iplog's, a distributed flood's, which names its target and sources, or one
+/// counted from the host's rejects.
 fn expired_text(
     key: &SourceKey,
     detection: Detection,
     source: &str,
     dest: Option<&str>,
-    packets: u64,
-    bytes: u64,
-    distinct: Option<u32>,
+    (packets, bytes, distinct): (u64, u64, Option<u32>),
+    rejects: bool,
 ) -> String {
     if detection == Detection::DistScan {
         format::spread_scan_expired(source, packets, bytes)
-    } else if detection == Detection::Rejected {
-        format::rejected_expired(classify::key_proto(key), source, packets)
+    } else if rejects {
+        let proto = if detection == Detection::Rejected { classify::key_proto(key) } else { detection.names().proto };
+        format::rejected_expired(proto, detection.names().log_name, source, dest, packets)
     } else if detection.per_target() {
         format::flood_expired(classify::key_proto(key), source, packets, bytes, distinct)
     } else {
