@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn a_reset_refusing_a_syn_is_the_probe_turned_around() {
         let f = [&eth(0x0800)[..], &ip4(PROTO_TCP, LOCAL, REMOTE, 20), &tcp(25, 40000, 0, f::RST | f::ACK)].concat();
-        let p = probe(&f).unwrap();
+        let p = probe(&f).expect("a reject");
         assert_eq!((p.family, p.proto, p.sport, p.dport), (FAMILY_V4, PROTO_TCP, 40000, 25));
         assert_eq!((&p.src[..4], &p.dst[..4]), (&REMOTE[..], &LOCAL[..]));
         // An abort (the connection's sequence number), a bare RST, a SYN/ACK: no reject.
@@ -207,7 +207,7 @@ mod tests {
         let frame = |code, outer_dst| {
             [&eth(0x0800)[..], &ip4(PROTO_ICMP, LOCAL, outer_dst, 8 + 28), &icmp(code), &quoted_ip, &udp].concat()
         };
-        let p = probe(&frame(3, REMOTE)).unwrap();
+        let p = probe(&frame(3, REMOTE)).expect("a reject");
         assert_eq!((p.proto, p.sport, p.dport, p.ip_payload_len), (PROTO_UDP, 40000, 53, 308));
         assert_eq!((&p.src[..4], &p.dst[..4]), (&REMOTE[..], &LOCAL[..]));
         assert!(probe(&frame(13, REMOTE)).is_some());
@@ -234,7 +234,7 @@ mod tests {
             h
         };
         let f = [&eth(0x86dd)[..], &ip6(PROTO_TCP, local, remote, 20), &tcp(443, 50000, 0, f::RST | f::ACK)].concat();
-        let p = probe(&f).unwrap();
+        let p = probe(&f).expect("a reject");
         assert_eq!(
             (p.family, p.proto, p.sport, p.dport, p.src, p.dst),
             (FAMILY_V6, PROTO_TCP, 50000, 443, remote, local)
@@ -244,7 +244,7 @@ mod tests {
         let f =
             [&eth(0x86dd)[..], &ip6(PROTO_ICMPV6, local, remote, 56), &icmp6, &ip6(PROTO_UDP, remote, local, 8), &udp]
                 .concat();
-        let p = probe(&f).unwrap();
+        let p = probe(&f).expect("a reject");
         assert_eq!((p.proto, p.sport, p.dport, p.ip_payload_len, p.src), (PROTO_UDP, 50000, 161, 8, remote));
         // Neighbour discovery, an echo reply: no reject.
         let mut other = f.clone();
