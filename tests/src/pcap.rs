@@ -142,3 +142,26 @@ pub fn is_syn(flags: u8) -> bool {
 pub fn syn_probes(path: &Path) -> Vec<Packet> {
     packets(path).into_iter().filter(|p| p.proto == 6 && is_syn(p.tcp_flags) && p.dport <= 40).collect()
 }
+
+/// The detection line iplog would write for `pkts`, crossing at `threshold` distinct ports.
+pub fn expected_detection(label: &str, src: &str, pkts: &[Packet], threshold: usize) -> String {
+    let mut seen: Vec<u16> = Vec::new();
+    let mut upto = Vec::new();
+    for p in pkts {
+        upto.push(p.clone());
+        if !seen.contains(&p.dport) {
+            seen.push(p.dport);
+        }
+        if seen.len() == threshold {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), threshold, "the capture never reached {threshold} ports");
+    let dports = first_distinct(&upto, 10, |p| p.dport);
+    let sports = first_distinct(&upto, 5, |p| p.sport);
+    format!(
+        "{label} detected {} from {src} {}",
+        crate::log::port_list(&dports, seen.len() >= 10),
+        crate::log::port_list(&sports, sports.len() >= 5)
+    )
+}

@@ -10,8 +10,8 @@ use std::{net::IpAddr, path::Path, process::Command, time::Duration};
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Capture, Daemon, Listener, OTHER4, TempDir, Testbed, VICTIM4, VICTIM6, connects, counter,
     http_get, ipscan_bin, json_records,
-    pcap::{self, Packet, first_distinct, is_syn},
-    port_list, run_in, sample, show, stats_json, write_config,
+    pcap::{self, Packet, is_syn},
+    run_in, sample, show, stats_json, write_config,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -38,30 +38,6 @@ fn replay(file: &Path, conf: &Path, extra: &[&str]) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     stdout.lines().map(|l| l.get(16..).unwrap_or_default().to_owned()).collect()
-}
-
-/// The port scan line for the probes `pkts` (in the order counted) crossing at `threshold`
-/// distinct destination ports: iplog's first ten ports and first five source ports.
-fn port_scan_line(src: &str, pkts: &[Packet], threshold: usize) -> String {
-    let mut seen: Vec<u16> = Vec::new();
-    let mut upto = Vec::new();
-    for p in pkts {
-        upto.push(p.clone());
-        if !seen.contains(&p.dport) {
-            seen.push(p.dport);
-        }
-        if seen.len() == threshold {
-            break;
-        }
-    }
-    assert_eq!(seen.len(), threshold, "the probes never reached {threshold} ports: {pkts:?}");
-    let dports = first_distinct(&upto, 10, |p| p.dport);
-    let sports = first_distinct(&upto, 5, |p| p.sport);
-    format!(
-        "TCP: port scan detected {} from {src} {}",
-        port_list(&dports, threshold >= 10),
-        port_list(&sports, sports.len() >= 5)
-    )
 }
 
 /// Asserts that `lines` are `want`, each source's lines in order (`want`'s lines of a source
@@ -244,7 +220,7 @@ fn counting_confirmed_tells_a_busy_client_from_a_connect_scan() {
     assert_eq!(dgrams.iter().map(|p| p.dport).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>(), "{dgrams:?}");
     // The expiries count the rejects (a reset does not say how long its probe was).
     let want = vec![
-        port_scan_line(ATTACKER4, &refused, 15),
+        pcap::expected_detection("TCP: port scan", ATTACKER4, &refused, 15),
         "UDP: scan/flood detected [ports 1,2,3,4,5,6,7,8,9,10,...] from 2001:db8::1 [port 40000]".to_owned(),
         "TCP: port scan mode expired for 198.18.0.1 - 31 probes rejected.".to_owned(),
         "UDP: scan/flood mode expired for 2001:db8::1 - 30 probes rejected.".to_owned(),
@@ -265,7 +241,7 @@ fn counting_confirmed_tells_a_busy_client_from_a_connect_scan() {
     assert_eq!(syns.len(), 2 * open.len(), "{syns:?}");
     let bytes: u64 = syns.iter().map(|p| p.payload).sum();
     let plain = vec![
-        port_scan_line(ATTACKER4, &syns, 15),
+        pcap::expected_detection("TCP: port scan", ATTACKER4, &syns, 15),
         format!("TCP: port scan mode expired for 198.18.0.1 - received a total of 40 packets ({bytes} bytes)."),
     ];
     let lines = d.wait_all(&[want.clone(), plain.clone()].concat());

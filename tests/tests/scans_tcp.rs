@@ -6,8 +6,8 @@ use std::{process::Stdio, time::Duration};
 
 use ipscan_tests::{
     ATTACKER4, ATTACKER6, Capture, Daemon, TempDir, Testbed, VICTIM4, VICTIM6, count,
-    pcap::{self, Packet, first_distinct, is_syn},
-    port_list, run_in, write_config,
+    pcap::{self, Packet, is_syn},
+    run_in, write_config,
 };
 
 /// Short windows so expiry lines come within seconds.
@@ -22,29 +22,6 @@ window null_scan 3s
 window xmas_scan 3s
 ";
 const WAIT: Duration = Duration::from_secs(15);
-
-/// The detection line iplog would write for `pkts`, crossing at `threshold` distinct ports.
-fn expected_detection(label: &str, src: &str, pkts: &[Packet], threshold: usize) -> String {
-    let mut seen: Vec<u16> = Vec::new();
-    let mut upto = Vec::new();
-    for p in pkts {
-        upto.push(p.clone());
-        if !seen.contains(&p.dport) {
-            seen.push(p.dport);
-        }
-        if seen.len() == threshold {
-            break;
-        }
-    }
-    assert_eq!(seen.len(), threshold, "the capture never reached {threshold} ports");
-    let dports = first_distinct(&upto, 10, |p| p.dport);
-    let sports = first_distinct(&upto, 5, |p| p.sport);
-    format!(
-        "{label} detected {} from {src} {}",
-        port_list(&dports, seen.len() >= 10),
-        port_list(&sports, sports.len() >= 5)
-    )
-}
 
 fn expired(label: &str, src: &str, pkts: &[Packet]) -> String {
     let bytes: u64 = pkts.iter().map(|p| p.payload).sum();
@@ -79,7 +56,7 @@ fn scan(s: &Scan<'_>) {
     assert!(pkts.len() >= 40, "nmap sent {} probes", pkts.len());
 
     let want_detect: Vec<String> =
-        s.expect.iter().map(|(label, t)| expected_detection(label, s.src, &pkts, *t)).collect();
+        s.expect.iter().map(|(label, t)| pcap::expected_detection(label, s.src, &pkts, *t)).collect();
     let want_expire: Vec<String> = s.expect.iter().map(|(label, _)| expired(label, s.src, &pkts)).collect();
     let lines = d.wait_log("detections and expiries", WAIT, |l| want_expire.iter().all(|w| l.contains(w)));
     for w in want_detect.iter() {

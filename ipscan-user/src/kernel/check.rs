@@ -165,14 +165,8 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
     let start = Instant::now();
     let loaded = prog.load();
     let load_us = micros(start.elapsed());
-    let (loads, refusal, processed) = match &loaded {
-        Ok(()) => (true, None, prog.info().ok().and_then(|i| i.verified_instruction_count()).map(u64::from)),
-        Err(e) => {
-            let log = log_of(e).unwrap_or_default();
-            logs.push((PROGRAM_NAME.to_owned(), log.clone()));
-            (false, Some(refusal_reason(&log)), VerifierStats::parse(&log).map(|s| s.processed))
-        }
-    };
+    let info = prog.info();
+    let (loads, refusal, processed) = load_outcome(PROGRAM_NAME, loaded, info, &mut logs);
     let nothing = verify_harness(&mut ebpf, verify::NOTHING, &mut logs).unwrap_or_default();
     // Each global function the entry reaches, verified through its harness: its cost with the
     // global functions it reaches in turn, less the stop.
@@ -250,6 +244,24 @@ pub fn check(budget: u64, function_budget: u64, full_logs: bool) -> Result<(Repo
     ))
 }
 
+/// What a program's load says: whether it loads, why not (its log kept in `logs`), and its
+/// processed instructions (the kernel's count when it loads, the log's when refused).
+fn load_outcome(
+    name: &str,
+    loaded: Result<(), ProgramError>,
+    info: Result<aya::programs::ProgramInfo, ProgramError>,
+    logs: &mut Vec<(String, String)>,
+) -> (bool, Option<String>, Option<u64>) {
+    match loaded {
+        Ok(()) => (true, None, info.ok().and_then(|i| i.verified_instruction_count()).map(u64::from)),
+        Err(e) => {
+            let log = log_of(&e).unwrap_or_default();
+            logs.push((name.to_owned(), log.clone()));
+            (false, Some(refusal_reason(&log)), VerifierStats::parse(&log).map(|s| s.processed))
+        }
+    }
+}
+
 /// Loads the egress program as `ipscan run` does.
 fn check_egress(ebpf: &mut aya::Ebpf, calls: &Calls, logs: &mut Vec<(String, String)>) -> Result<Egress, LoadError> {
     let prog: &mut SchedClassifier = ebpf
@@ -260,14 +272,8 @@ fn check_egress(ebpf: &mut aya::Ebpf, calls: &Calls, logs: &mut Vec<(String, Str
     let start = Instant::now();
     let loaded = prog.load();
     let load_us = micros(start.elapsed());
-    let (loads, refusal, processed) = match &loaded {
-        Ok(()) => (true, None, prog.info().ok().and_then(|i| i.verified_instruction_count()).map(u64::from)),
-        Err(e) => {
-            let log = log_of(e).unwrap_or_default();
-            logs.push((EGRESS_PROGRAM_NAME.to_owned(), log.clone()));
-            (false, Some(refusal_reason(&log)), VerifierStats::parse(&log).map(|s| s.processed))
-        }
-    };
+    let info = prog.info();
+    let (loads, refusal, processed) = load_outcome(EGRESS_PROGRAM_NAME, loaded, info, logs);
     let (stack_chain, stack_bytes) = calls.deepest_chain(EGRESS_PROGRAM_NAME);
     Ok(Egress { loads, refusal, processed, load_us, stack_chain, stack_bytes })
 }
