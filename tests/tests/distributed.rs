@@ -82,6 +82,8 @@ fn a_flood_from_many_sources_is_one_line_per_target_and_its_packets_are_left_out
         (Some("198.18.0.2"), serde_json::json!([53]))
     );
     assert!(records[0].get("srcip").is_none(), "no source: {}", records[0]);
+    // The UDP flood first, then the SYN flood.
+    assert_eq!((records[0]["proto"].as_str(), records[1]["proto"].as_str()), (Some("UDP"), Some("TCP")));
     assert!(records[0]["sources"].as_u64().is_some_and(|n| (250..=350).contains(&n)), "{}", records[0]);
     assert!(records[0]["rate"].as_u64().is_some_and(|r| r > 0), "{}", records[0]);
 

@@ -125,12 +125,12 @@ fn nmap_scans_of_closed_ports_are_rejected_probes_blocked_and_replayed() {
     };
     use serde_json::json;
     assert_eq!(
-        records("detected", &["detection", "srcip", "dports", "sports", "message"]),
+        records("detected", &["detection", "proto", "srcip", "dports", "sports", "message"]),
         [
-            json!({"detection": "rejected probes", "srcip": ATTACKER4, "dports": [1, 2, 3, 4, 5], "sports": [40000],
-                   "message": want[0]}),
-            json!({"detection": "rejected probes", "srcip": ATTACKER6, "dports": [1, 2, 3, 4, 5], "sports": [40000],
-                   "message": want[2]}),
+            json!({"detection": "rejected probes", "proto": "TCP", "srcip": ATTACKER4, "dports": [1, 2, 3, 4, 5],
+                   "sports": [40000], "message": want[0]}),
+            json!({"detection": "rejected probes", "proto": "UDP", "srcip": ATTACKER6, "dports": [1, 2, 3, 4, 5],
+                   "sports": [40000], "message": want[2]}),
         ]
     );
     assert_eq!(
@@ -141,13 +141,15 @@ fn nmap_scans_of_closed_ports_are_rejected_probes_blocked_and_replayed() {
         ]
     );
     // Two expiries may come in one pass of the daemon's sweep, in either order.
-    let mut expired = records("expired", &["detection", "srcip", "packets", "message"]);
+    let mut expired = records("expired", &["detection", "proto", "srcip", "packets", "message"]);
     expired.sort_by_key(|r| r["srcip"].to_string());
     assert_eq!(
         expired,
         [
-            json!({"detection": "rejected probes", "srcip": ATTACKER4, "packets": resets.len(), "message": want[4]}),
-            json!({"detection": "rejected probes", "srcip": ATTACKER6, "packets": dgrams.len(), "message": want[5]}),
+            json!({"detection": "rejected probes", "proto": "TCP", "srcip": ATTACKER4, "packets": resets.len(),
+                   "message": want[4]}),
+            json!({"detection": "rejected probes", "proto": "UDP", "srcip": ATTACKER6, "packets": dgrams.len(),
+                   "message": want[5]}),
         ]
     );
 

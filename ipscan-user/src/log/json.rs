@@ -110,6 +110,10 @@ pub struct JsonRecord {
     /// Sweeps: the first of those hosts (up to 8), in the order they were probed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dsthosts: Vec<IpAddr>,
+    /// The protocol of a detection kept per protocol (rejected probes, distributed floods and
+    /// scans): `TCP`, `UDP` or `ICMP`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<&'static str>,
     /// The iplog-format line, exactly as the text output writes it after its timestamp.
     pub message: String,
 }
@@ -146,6 +150,7 @@ impl JsonRecord {
             srchosts: Vec::new(),
             hosts: None,
             dsthosts: Vec::new(),
+            proto: None,
             message,
         }
     }

@@ -39,6 +39,7 @@ impl Output {
                 srchosts: m.srchosts.clone(),
                 hosts: m.hosts,
                 dsthosts: m.dsthosts.clone(),
+                proto: m.proto,
                 ..json::JsonRecord::new(at.fixed_offset(), event, m.src, line.text.clone())
             };
             writeln!(f, "{}", json::to_line(&rec))?;

@@ -104,6 +104,9 @@ pub struct Meta {
     pub hosts: Option<u32>,
     /// Sweeps: the first of those hosts.
     pub dsthosts: Vec<IpAddr>,
+    /// The protocol, for detections kept per protocol (rejected probes, the per-target ones):
+    /// `TCP`, `UDP`, `ICMP`.
+    pub proto: Option<&'static str>,
 }
 
 /// Per-interface active-mode table.
@@ -454,6 +457,8 @@ fn expired_meta(key: &SourceKey, detection: Detection) -> Meta {
 /// the target as `dst`, and no source.
 fn key_meta(key: &SourceKey, detection: Detection, meta: Meta) -> Meta {
     let addr = Some(format::addr(&key.addr, key.family));
+    let proto = (detection.per_target() || detection == Detection::Rejected).then(|| classify::key_proto(key));
+    let meta = Meta { proto, ..meta };
     if detection.per_target() { Meta { src: None, dst: addr, ..meta } } else { Meta { src: addr, ..meta } }
 }
 
