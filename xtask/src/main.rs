@@ -37,6 +37,9 @@ enum Cmd {
         /// Build with the release profile.
         #[arg(long)]
         release: bool,
+        /// Skip the set-up step (the toolchain's rust-src and bpf-linker already installed).
+        #[arg(long)]
+        no_setup: bool,
         /// Arguments for `ipscan run`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -315,8 +318,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Setup => setup::setup(),
         Cmd::Build { release } => build(release).map(|_| ()),
-        Cmd::Run { release, args } => {
-            setup::setup_build()?;
+        Cmd::Run { release, no_setup, args } => {
+            if !no_setup {
+                setup::setup_build()?;
+            }
             let bin = build(release)?;
             step(&format!("running {} run {}", bin.display(), args.join(" ")));
             let mut c = privileged(&bin);
