@@ -178,21 +178,17 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
         .ok_or(LoadError::MissingProgram { name: PROGRAM_NAME })?
         .try_into()
         .map_err(|source| LoadError::ProgramType { name: PROGRAM_NAME, source })?;
+    let log_file = opts.verifier_log.as_deref();
     let loaded = match prog.load() {
-        Ok(()) => load_egress(&mut ebpf),
-        Err(source) => Err(refused("XDP", source, opts.verifier_log.as_deref())),
+        Ok(()) => load_egress(&mut ebpf, log_file),
+        Err(source) => Err(refused("XDP", source, log_file)),
     };
     if let Err(e) = loaded {
         drop(ebpf);
         for pin in &new_pins {
             let _ = std::fs::remove_file(pin);
         }
-        return Err(match e {
-            LoadError::Verifier { program: "egress", source, .. } => {
-                refused("egress", *source, opts.verifier_log.as_deref())
-            }
-            e => e,
-        });
+        return Err(e);
     }
     admission_filter(&mut ebpf)?;
     crate::kernel::tables::tag_kept_blocks(&ebpf)?;
@@ -208,13 +204,13 @@ pub fn load_with_ring(opts: &LoadOptions, ring_bytes: Option<u32>) -> Result<Ebp
 /// Loads the egress program ([`EGRESS_PROGRAM_NAME`]) beside the XDP program: whether it is
 /// attached depends on the configuration ([`attach_egress`]), so that a reload can attach it,
 /// but a kernel that refuses it refuses the start.
-fn load_egress(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+fn load_egress(ebpf: &mut Ebpf, log_file: Option<&Path>) -> Result<(), LoadError> {
     let prog: &mut SchedClassifier = ebpf
         .program_mut(EGRESS_PROGRAM_NAME)
         .ok_or(LoadError::MissingProgram { name: EGRESS_PROGRAM_NAME })?
         .try_into()
         .map_err(|source| LoadError::ProgramType { name: EGRESS_PROGRAM_NAME, source })?;
-    prog.load().map_err(|source| refused("egress", source, None))
+    prog.load().map_err(|source| refused("egress", source, log_file))
 }
 
 /// Makes PROBATION's admission filter ([`ipscan_common::probation::filter`]) cover every SOURCES
