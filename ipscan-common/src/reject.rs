@@ -39,6 +39,21 @@ pub fn probe_of<F: Frame + ?Sized>(f: &F, p: &mut PacketSummary) -> bool {
     }
 }
 
+/// Whether the frame is an ICMP or ICMPv6 message, read from its first 24 bytes: the only
+/// rejects whose headers a socket buffer may not hold all in its linear data. A reset is built
+/// whole, and a large segment, whose payload is not, is no reset.
+#[inline(always)]
+pub fn is_icmp<F: Frame + ?Sized>(f: &F) -> bool {
+    let Some(h) = f.bytes::<24>(0) else {
+        return false;
+    };
+    match u16::from_be_bytes([h[12], h[13]]) {
+        0x0800 => h[23] == PROTO_ICMP,
+        0x86dd => h[20] == PROTO_ICMPV6,
+        _ => false,
+    }
+}
+
 #[inline(always)]
 fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
@@ -191,6 +206,7 @@ mod tests {
         let f = [&eth(0x0800)[..], &ip4(PROTO_TCP, LOCAL, REMOTE, 20), &tcp(25, 40000, 0, f::RST | f::ACK)].concat();
         let p = probe(&f).expect("a reject");
         assert_eq!((p.family, p.proto, p.sport, p.dport), (FAMILY_V4, PROTO_TCP, 40000, 25));
+        assert!(!is_icmp(&f[..]), "a reset is no ICMP message");
         assert_eq!((&p.src[..4], &p.dst[..4]), (&REMOTE[..], &LOCAL[..]));
         // An abort (the connection's sequence number), a bare RST, a SYN/ACK: no reject.
         for (seq, flags) in [(7, f::RST | f::ACK), (0, f::RST), (0, f::SYN | f::ACK), (0, f::RST | f::ACK | f::FIN)] {
@@ -211,6 +227,7 @@ mod tests {
         assert_eq!((p.proto, p.sport, p.dport, p.ip_payload_len), (PROTO_UDP, 40000, 53, 308));
         assert_eq!((&p.src[..4], &p.dst[..4]), (&REMOTE[..], &LOCAL[..]));
         assert!(probe(&frame(13, REMOTE)).is_some());
+        assert!(is_icmp(&frame(3, REMOTE)[..]));
         // Host unreachable (a router's word about another host), or an error sent elsewhere.
         assert!(probe(&frame(1, REMOTE)).is_none());
         assert!(probe(&frame(3, [198, 18, 0, 9])).is_none());
@@ -246,6 +263,7 @@ mod tests {
                 .concat();
         let p = probe(&f).expect("a reject");
         assert_eq!((p.proto, p.sport, p.dport, p.ip_payload_len, p.src), (PROTO_UDP, 50000, 161, 8, remote));
+        assert!(is_icmp(&f[..]));
         // Neighbour discovery, an echo reply: no reject.
         let mut other = f.clone();
         other[54] = 136;

@@ -9,7 +9,8 @@
 
 use aya_ebpf::programs::TcContext;
 use ipscan_common::{
-    Config, Detection, classify::counting, config::global_flags as g, packet::PROTO_TCP, reject, stats,
+    Config, Detection, classify::counting, config::global_flags as g, packet::PROTO_TCP, parse::Frame as _, reject,
+    stats,
 };
 
 use crate::{
@@ -34,13 +35,20 @@ pub(crate) fn egress(ctx: &TcContext) {
     if !cfg.has(g::REJECTS) {
         return;
     }
-    // A reject is small and built whole; a frame whose headers are not all in the linear data
-    // (a large one, from a socket) has them pulled in first.
+    // A reset is built whole. An ICMP error whose quoted headers are not all in the linear data
+    // has them pulled in first; other frames never are (a large segment's payload stays where
+    // it is).
+    let frame = XdpFrame::of_skb(ctx.skb.skb);
     let want = ctx.len().min(REJECT_HEADERS) as usize;
-    if ctx.data_end() - ctx.data() < want && ctx.pull_data(want as u32).is_err() {
-        return;
-    }
-    if let Err(slot) = record(cfg, &XdpFrame::of_skb(ctx.skb.skb)) {
+    let frame = if frame.len() < want && reject::is_icmp(&frame) {
+        if ctx.pull_data(want as u32).is_err() {
+            return;
+        }
+        XdpFrame::of_skb(ctx.skb.skb)
+    } else {
+        frame
+    };
+    if let Err(slot) = record(cfg, &frame) {
         count(slot);
     }
 }
