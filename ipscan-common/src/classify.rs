@@ -121,6 +121,12 @@ impl Detection {
         matches!(i, 13 | 14)
     }
 
+    /// Whether the detection's key holds the probes' protocol (in its first pad byte,
+    /// [`key_words`]): the per-target detections and rejected probes are kept per protocol.
+    pub const fn keyed_by_proto(self) -> bool {
+        self.per_target() || matches!(self, Detection::Rejected)
+    }
+
     /// Whether a detection's source may be blocked: not per network (smurf's reflectors) nor
     /// per target (a distributed flood's sources are forged).
     pub const fn blocks(self) -> bool {
@@ -428,6 +434,16 @@ pub fn probe_proto(p: &PacketSummary) -> u8 {
         PROTO_UDP if !is_smurf(p) => PROTO_UDP,
         PROTO_ICMP | PROTO_ICMPV6 if is_echo_request(p) => PROTO_ICMP,
         _ => 0,
+    }
+}
+
+/// The protocol prefix of a key's lines: from the key for a detection kept per protocol
+/// ([`Detection::keyed_by_proto`]), else the detection's own ([`Names::proto`]).
+pub fn line_proto(key: &crate::SourceKey) -> &'static str {
+    match key.detection() {
+        Some(d) if d.keyed_by_proto() => key_proto(key),
+        Some(d) => d.names().proto,
+        None => "IP",
     }
 }
 

@@ -281,13 +281,8 @@ impl Tracker {
                 } else {
                     (ev.ports(), ev.nports as usize >= LOGGED_DPORTS, ev.sports(), ev.nsports as usize >= LOGGED_SPORTS)
                 };
-                let proto = if detection == Detection::Rejected {
-                    classify::key_proto(&ev.key)
-                } else {
-                    detection.names().proto
-                };
                 let text = format::detected_as(
-                    proto,
+                    classify::line_proto(&ev.key),
                     &Detected {
                         detection,
                         source: &source,
@@ -457,7 +452,7 @@ fn expired_meta(key: &SourceKey, detection: Detection) -> Meta {
 /// the target as `dst`, and no source.
 fn key_meta(key: &SourceKey, detection: Detection, meta: Meta) -> Meta {
     let addr = Some(format::addr(&key.addr, key.family));
-    let proto = (detection.per_target() || detection == Detection::Rejected).then(|| classify::key_proto(key));
+    let proto = detection.keyed_by_proto().then(|| classify::key_proto(key));
     let meta = Meta { proto, ..meta };
     if detection.per_target() { Meta { src: None, dst: addr, ..meta } } else { Meta { src: addr, ..meta } }
 }
@@ -475,8 +470,7 @@ fn expired_text(
     if detection == Detection::DistScan {
         format::spread_scan_expired(source, packets, bytes)
     } else if rejects {
-        let proto = if detection == Detection::Rejected { classify::key_proto(key) } else { detection.names().proto };
-        format::rejected_expired(proto, detection.names().log_name, source, dest, packets)
+        format::rejected_expired(classify::line_proto(key), detection.names().log_name, source, dest, packets)
     } else if detection.per_target() {
         format::flood_expired(classify::key_proto(key), source, packets, bytes, distinct)
     } else {
