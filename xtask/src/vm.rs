@@ -235,7 +235,7 @@ fn attach_script(bin: &str) -> String {
          unshare -n sh -c 'ip link add {ATTACH_IF} type veth peer name {ATTACH_IF}p && ip link set {ATTACH_IF} up \
          && ip link set {ATTACH_IF}p up && {{ {bin}/ipscan run -i {ATTACH_IF} -c attach.conf --stdout --no-pin \
          --state-dir state --lock-dir lock > attach.out 2> attach.err & p=$!; i=0; \
-         while [ $i -lt 240 ] && ! grep -q \"counting confirmed\" attach.err && kill -0 $p 2>/dev/null; \
+         while [ $i -lt 240 ] && ! grep -qs \"counting confirmed\" attach.err && kill -0 $p 2>/dev/null; \
          do sleep 0.5; i=$((i+1)); done; kill -INT $p; wait $p; echo $? > attach.rc; }}'"
     )
 }
