@@ -27,15 +27,27 @@ struct Cli {
     /// (default JSON: target/bench/peers.json).
     #[arg(long, conflicts_with = "only")]
     peers: bool,
+    /// Rounds of the per-packet section (default 15; the smoke run's 2): fewer for a quick
+    /// comparison of two builds, whose medians then carry more noise.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: Option<u32>,
+    /// Instead of the sections: run one per-packet row (by id) for 20 s, for a profiler
+    /// (`perf record -a`) beside it.
+    #[arg(long, conflicts_with_all = ["only", "peers"])]
+    profile: Option<String>,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(id) = cli.profile {
+        bench::profile(&id, 20);
+        return;
+    }
     if cli.peers {
         let path = cli.json.unwrap_or_else(|| bench::default_json_path().with_file_name("peers.json"));
         peers::run(cli.smoke, &path);
         return;
     }
     let path = cli.json.unwrap_or_else(bench::default_json_path);
-    bench::run(cli.smoke, &cli.only, &path);
+    bench::run(cli.smoke, &cli.only, cli.rounds, &path);
 }

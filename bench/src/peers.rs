@@ -151,6 +151,7 @@ fn missing_row(section: &'static str, why: &str) -> Row {
         baseline: None,
         target: Target::Info,
         paired: None,
+        to_floor: None,
         note: why.into(),
         detail: Value::Null,
     }
@@ -585,6 +586,7 @@ fn idle_scan(o: &Options, rows: &mut Vec<Row>) {
             baseline: ms_median(&ipscan).map(|v| (v, "ipscan, same scans")),
             target: Target::Info,
             paired: None,
+            to_floor: None,
             note: format!("{}; {missed} scans not reported", spread(&psad, "s")),
             detail: json!({"psad_s": psad, "ipscan_s": ipscan}),
         });
@@ -599,6 +601,7 @@ fn idle_scan(o: &Options, rows: &mut Vec<Row>) {
                 baseline: Some((median(&mut logged.clone()), "packets LOG logged")),
                 target: Target::Info,
                 paired: None,
+                to_floor: None,
                 note: "the kernel's log ring drops messages when a burst outruns its reader".into(),
                 detail: json!({"fed": fed, "logged": logged}),
             });
@@ -613,6 +616,7 @@ fn idle_scan(o: &Options, rows: &mut Vec<Row>) {
         baseline: None,
         target: Target::Info,
         paired: None,
+        to_floor: None,
         note: spread(&ipscan_all, "s"),
         detail: json!({"ipscan_s": ipscan_all}),
     });
@@ -936,7 +940,19 @@ fn flood_row(
     note: String,
     detail: Value,
 ) -> Row {
-    Row { id: id.into(), section: FLOOD, what, value, unit, baseline, target: Target::Info, paired: None, note, detail }
+    Row {
+        id: id.into(),
+        section: FLOOD,
+        what,
+        value,
+        unit,
+        baseline,
+        target: Target::Info,
+        paired: None,
+        to_floor: None,
+        note,
+        detail,
+    }
 }
 
 /// psad's or tcpdump's process CPU against ipscan's, and what each loses or keeps.
@@ -1065,6 +1081,7 @@ fn latency(o: &Options, rows: &mut Vec<Row>) {
             baseline: None,
             target: Target::Info,
             paired: None,
+            to_floor: None,
             note: format!(
                 "{} scans of 10 ports from distinct sources, {missed} not seen; inotify on the log",
                 us.len()

@@ -32,10 +32,17 @@ const MEASURED: &[&str] = &[
     "cost_egress_off",
     "cost_egress_ack",
     "cost_egress_reset",
+    "floor_detect_syn",
+    "floor_detect_syn_v6",
+    "floor_detect_udp",
+    "floor_detect_echo",
     "cost_syn_new_source",
     "cost_syn_fresh_sources",
     "cost_udp_fresh_sources",
     "cost_echo_fresh_sources",
+    "floor_probation_syn",
+    "floor_probation_udp",
+    "floor_probation_echo",
     "cost_ack_fresh_sources_autoblocking",
     "tput_benign_v4_empty_pass",
     "tput_benign_v4_empty_drop",
@@ -72,6 +79,17 @@ const MEASURED: &[&str] = &[
     "cost_tcp_ack_v6_feed_near",
     "cost_feed_drop_v4",
     "cost_feed_drop_v6",
+];
+
+/// Detection rows reported against their floor row (issue 24), and that floor.
+const WITH_FLOOR: &[(&str, &str)] = &[
+    ("cost_syn_scan_mode", "floor_detect_syn"),
+    ("cost_syn_v6_scan_mode", "floor_detect_syn_v6"),
+    ("cost_udp_v4", "floor_detect_udp"),
+    ("cost_icmp_echo_v4", "floor_detect_echo"),
+    ("cost_syn_fresh_sources", "floor_probation_syn"),
+    ("cost_udp_fresh_sources", "floor_probation_udp"),
+    ("cost_echo_fresh_sources", "floor_probation_echo"),
 ];
 
 /// Rows whose value may be zero: packets that got past a block.
@@ -119,5 +137,15 @@ fn smoke_bench_writes_every_row() {
             assert!(positive(&r["baseline"]) && positive(&r["ratio"]), "{r}");
         }
         assert!(["pass", "miss", "info"].contains(&r["status"].as_str().expect("status")), "{r}");
+        match WITH_FLOOR.iter().find(|(row, _)| *row == id) {
+            Some((_, floor)) => {
+                assert_eq!(r["to_floor"]["floor"], *floor, "{r}");
+                assert!(positive(&r["to_floor"]["ratio"]), "{r}");
+            }
+            None if id == "cost_tcp_ack_v4" || id == "cost_ack_fresh_sources_autoblocking" => {
+                assert!(r["to_floor"].is_null(), "{r}");
+            }
+            None => {}
+        }
     }
 }

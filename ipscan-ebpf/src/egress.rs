@@ -16,7 +16,7 @@ use ipscan_common::{
 use crate::{
     detect::{RECORD_BLOCK, RECORD_ERROR, ipscan_record_one},
     maps::{self, count, now_ns},
-    parse::XdpFrame,
+    parse::{XdpFrame, skb_frame},
     process::autoblock_crossed,
     rules::ipscan_rules_ignored,
 };
@@ -38,13 +38,13 @@ pub(crate) fn egress(ctx: &TcContext) {
     // A reset is built whole. An ICMP error whose quoted headers are not all in the linear data
     // has them pulled in first; other frames never are (a large segment's payload stays where
     // it is).
-    let frame = XdpFrame::of_skb(ctx.skb.skb);
+    let frame = skb_frame(ctx.skb.skb);
     let want = ctx.len().min(REJECT_HEADERS) as usize;
     let frame = if frame.len() < want && reject::is_icmp(&frame) {
         if ctx.pull_data(want as u32).is_err() {
             return;
         }
-        XdpFrame::of_skb(ctx.skb.skb)
+        skb_frame(ctx.skb.skb)
     } else {
         frame
     };

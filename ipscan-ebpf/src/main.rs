@@ -32,8 +32,6 @@ use ipscan_common::{
     stats,
 };
 
-use crate::parse::XdpFrame;
-
 #[xdp]
 pub fn ipscan(ctx: XdpContext) -> u32 {
     if verify::test_refusal() {
@@ -55,7 +53,7 @@ pub fn ipscan(ctx: XdpContext) -> u32 {
     // 15 ns).
     let lists = cfg.flags & (AUTOBLOCKS | BLOCKLIST);
     let mut checked = false;
-    let fast = XdpFrame::of(ctx.ctx);
+    let fast = parse::xdp_frame(ctx.ctx);
     if lists != 0
         && let Some(ip) = ipscan_common::parse::ip_sender(&fast)
     {

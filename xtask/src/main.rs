@@ -90,6 +90,9 @@ enum Cmd {
         /// psad package; JSON default: target/bench/peers.json).
         #[arg(long, conflicts_with = "only")]
         peers: bool,
+        /// Rounds of the per-packet section (default 15): fewer for a quick comparison.
+        #[arg(long)]
+        rounds: Option<u32>,
     },
     /// Build the Debian package (release binary, unit, /etc/ipscan/ipscan.conf, OSSEC files,
     /// manual pages and completions; installs cargo-deb if missing) and print its path.
@@ -245,7 +248,14 @@ fn test(filter: Option<String>, no_setup: bool, no_fuzz: bool, no_deb: bool) -> 
     Ok(())
 }
 
-fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String>, peers: bool) -> anyhow::Result<()> {
+fn bench(
+    smoke: bool,
+    json: Option<PathBuf>,
+    no_setup: bool,
+    only: Option<String>,
+    peers: bool,
+    rounds: Option<u32>,
+) -> anyhow::Result<()> {
     if !no_setup {
         setup::setup()?;
         if peers {
@@ -273,6 +283,9 @@ fn bench(smoke: bool, json: Option<PathBuf>, no_setup: bool, only: Option<String
     }
     if peers {
         c.arg("--peers");
+    }
+    if let Some(r) = rounds {
+        c.arg("--rounds").arg(r.to_string());
     }
     run(&mut c)
 }
@@ -330,7 +343,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { filter, no_setup, no_fuzz, no_deb } => test(filter, no_setup, no_fuzz, no_deb),
         Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
-        Cmd::Bench { smoke, json, no_setup, only, peers } => bench(smoke, json, no_setup, only, peers),
+        Cmd::Bench { smoke, json, no_setup, only, peers, rounds } => bench(smoke, json, no_setup, only, peers, rounds),
         Cmd::Deb { check } => deb::deb(check),
         Cmd::Clippy => clippy(),
         Cmd::Vm { kernels, no_setup } => vm::vm(&kernels, no_setup),

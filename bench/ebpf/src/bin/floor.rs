@@ -7,6 +7,18 @@
 //! - `floor_array`: one read of the source's slot in an array (the layout of AUTOBLOCK);
 //! - `floor_clock`: no lookup, one `bpf_ktime_get_coarse_ns` helper call (drops always).
 //!
+//! The floors of a detection (issue 24): what a packet that counts toward one detection cannot
+//! cost less than. Each parses the frame in full with ipscan's parser
+//! ([`ipscan_common::parse::parse_into`], into a per-CPU summary, as ipscan does), makes the key of
+//! the packet's first detection ([`classify::detections`], [`classify::key_words`]) and does the
+//! least map work that detection needs, then passes the frame:
+//!
+//! - `floor_detect`: one lookup of that key in a SOURCES-shaped LRU hash (20-byte key, 256-byte
+//!   value) and one update of the entry found (its packets and bytes), or one insert when there
+//!   is none: a source already tracked;
+//! - `floor_probation`: one read of the key's slot in a 65,536-slot array (keyed hash, the key
+//!   compared) and one write of it: a new source, kept on probation.
+//!
 //! For the throughput section's random-source flood, where what counts is how much memory the
 //! sources' state spreads over, each of these reads the source's slot and drops the frame
 //! whatever it holds:
@@ -19,16 +31,24 @@
 
 #![no_std]
 #![no_main]
+// aya-ebpf's map methods take `impl Borrow<K>`; passing keys and values by value would copy them
+// onto the 512-byte BPF stack.
+#![expect(clippy::needless_borrows_for_generic_args, reason = "by-value copies onto the BPF stack")]
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, xdp_action},
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
     helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{Array, LruHashMap},
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use ipscan_bench_common::floor_slot;
-use ipscan_common::{AddrKey, BlockEntry, FAMILY_V4};
+use ipscan_common::{
+    AddrKey, BlockEntry, FAMILY_V4, PacketSummary, SourceKey, SourceState,
+    block::autoblock::keyed_hash,
+    classify,
+    parse::{self, KernelFrame},
+};
 
 #[map]
 static FLOOR_HASH: LruHashMap<AddrKey, BlockEntry> = LruHashMap::with_max_entries(65_536, 0);
@@ -114,6 +134,79 @@ pub fn floor_clock(_ctx: XdpContext) -> u32 {
     // SAFETY: helper without arguments.
     let t = unsafe { bpf_ktime_get_coarse_ns() };
     if t == 1 { xdp_action::XDP_PASS } else { xdp_action::XDP_DROP }
+}
+
+/// SOURCES' shape and size.
+#[map]
+static FLOOR_SOURCES: LruHashMap<SourceKey, SourceState> = LruHashMap::with_max_entries(65_536, 0);
+
+/// A probation slot: the key's five words, a packet count and the clock, one line.
+#[map]
+static FLOOR_SLOTS: Array<[u64; 8]> = Array::with_max_entries(65_536, BPF_F_MMAPABLE);
+
+#[map]
+static FLOOR_SUMMARY: PerCpuArray<PacketSummary> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static FLOOR_SCRATCH: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static FLOOR_FORGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The frame parsed in full into this CPU's summary, and the key words of its first detection;
+/// None when it counts toward none.
+#[inline(always)]
+fn parsed(ctx: &XdpContext) -> Option<(&'static PacketSummary, [u32; 5])> {
+    let summary = FLOOR_SUMMARY.get_ptr_mut(0)?;
+    let forget = FLOOR_FORGET.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, valid for the program's run.
+    let summary = unsafe { &mut *summary };
+    summary.clear();
+    let frame = KernelFrame::new(ctx.data(), ctx.data_end()).forgetting(forget);
+    parse::parse_into(&frame, parse::Options::default(), summary).ok()?;
+    let set = classify::detections(summary);
+    if set == 0 {
+        return None;
+    }
+    let kind = set.trailing_zeros() as u8;
+    Some((summary, classify::key_words(summary, kind)))
+}
+
+#[xdp]
+pub fn floor_detect(ctx: XdpContext) -> u32 {
+    let Some((p, words)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
+    let key = SourceKey::from_words(words);
+    match FLOOR_SOURCES.get_ptr_mut(&key) {
+        Some(s) => {
+            // SAFETY: LRU values are stable while referenced in this program run.
+            let s = unsafe { &mut *s };
+            s.packets += 1;
+            s.bytes += u64::from(p.ip_payload_len);
+        }
+        None => {
+            if let Some(fresh) = FLOOR_SCRATCH.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot, valid for the program's run.
+                let _ = FLOOR_SOURCES.insert(&key, unsafe { &*fresh }, BPF_NOEXIST as u64);
+            }
+        }
+    }
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn floor_probation(ctx: XdpContext) -> u32 {
+    let Some((p, w)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
+    let h = keyed_hash(&w, 0x0123_4567_89ab_cdef);
+    let Some(slot) = FLOOR_SLOTS.get_ptr_mut((h >> 32) as u32 & 0xffff) else { return xdp_action::XDP_PASS };
+    // SAFETY: array entry valid for the program's run.
+    let slot = unsafe { &mut *slot };
+    let (a, b, c) = (w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32, w[4] as u64);
+    if slot[0] == a && slot[1] == b && slot[2] == c {
+        slot[3] += 1;
+    } else {
+        *slot = [a, b, c, 1, u64::from(p.ip_payload_len), 0, 0, 0];
+    }
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]
