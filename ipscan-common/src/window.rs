@@ -195,8 +195,9 @@ impl SourceState {
         const _: () = assert!(EXACT_PORTS < 32);
         let n = (self.nports & 31) as usize;
         if n < EXACT_PORTS {
+            // The newest entry first: a flood's one port, a retransmitted probe.
             // SAFETY: `ports` starts 8-aligned (asserted below the struct).
-            if in_bitmap && unsafe { listed(&self.ports, n, port) } {
+            if in_bitmap && (newest_is(&self.ports, n, port) || unsafe { listed(&self.ports, n, port) }) {
                 return false;
             }
             if let Some(slot) = self.ports.get_mut(n) {
@@ -221,7 +222,7 @@ impl SourceState {
         const _: () = assert!(LOGGED_SPORTS < 8);
         let n = (self.nsports & 7) as usize;
         // SAFETY: `sports` starts 8-aligned (asserted below the struct).
-        if n >= LOGGED_SPORTS || unsafe { listed(&self.sports, n, port) } {
+        if n >= LOGGED_SPORTS || newest_is(&self.sports, n, port) || unsafe { listed(&self.sports, n, port) } {
             return;
         }
         if let Some(slot) = self.sports.get_mut(n) {
@@ -353,6 +354,13 @@ unsafe fn listed<const N: usize>(list: &[u16; N], n: usize, port: u16) -> bool {
         found |= flat::eq(list[i] as u64, port as u64) << i;
     }
     found & used != 0
+}
+
+/// Whether entry `n - 1` of `list` (the newest of `n`) is `port`: most packets of a source in a
+/// detection's mode repeat the last port it counted, and this spares them [`listed`].
+#[inline(always)]
+fn newest_is<const N: usize>(list: &[u16; N], n: usize, port: u16) -> bool {
+    list.get(n.wrapping_sub(1) & 63).is_some_and(|p| *p == port)
 }
 
 /// Bit k set for each 16-bit lane k of `x` that is zero (Hacker's Delight 6-1, exact: no lane
