@@ -640,13 +640,14 @@ impl Subjects {
     }
 }
 
-/// Runs one per-packet row (`--profile ID`, an id of [`pass_kinds`]) on a fresh load for
+/// Runs one per-packet row (`--profile ID`, an id of [`pass_kinds`] or [`drop_kinds`]) on a fresh load for
 /// `seconds`, in test runs of a million frames, so that `perf record -a` beside it profiles that
 /// row alone. Prints the mean time per frame.
 pub fn profile(id: &str, seconds: u64) {
     ipscan_tests::require_root();
-    let kinds = pass_kinds();
-    let Some((_, what, frame, _, subject)) = kinds.iter().find(|k| k.0 == id) else {
+    let mut kinds: Vec<_> = pass_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)).collect();
+    kinds.extend(drop_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)));
+    let Some((_, what, frame, subject)) = kinds.iter().find(|k| k.0 == id) else {
         let ids: Vec<_> = kinds.iter().map(|k| k.0).collect();
         panic!("no per-packet row {id}; one of {ids:?}");
     };
@@ -681,6 +682,55 @@ fn bracketed(
         before = after;
     }
     (got, brackets, base)
+}
+
+/// The per-packet rows that the program drops, run against the empty XDP_DROP program, and the
+/// floors of one lookup.
+fn drop_kinds() -> [(&'static str, &'static str, Vec<u8>, Target, Subject); 6] {
+    [
+        (
+            "cost_blocked",
+            "packet from an auto-blocked source (dropped)",
+            syn4(a4(BLOCKED4), 80),
+            Target::AtMost(1.8),
+            Subject::Blocked,
+        ),
+        (
+            "cost_blocked_udp",
+            "UDP datagram from an auto-blocked source (dropped)",
+            v4(a4(BLOCKED4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            Target::AtMost(1.8),
+            Subject::Blocked,
+        ),
+        (
+            "cost_blocked_manual",
+            "packet from a source blocked by hand (dropped)",
+            syn4(a4(BY_HAND4), 80),
+            Target::AtMost(2.0),
+            Subject::Manual,
+        ),
+        (
+            "floor_hash",
+            "floor: one LRU hash lookup of the source (20-byte key)",
+            syn4(a4(BLOCKED4), 80),
+            Target::Info,
+            Subject::Floor("floor_hash"),
+        ),
+        (
+            "floor_array",
+            "floor: one array read of the source's slot",
+            syn4(a4(BLOCKED4), 80),
+            Target::Info,
+            Subject::Floor("floor_array"),
+        ),
+        (
+            "floor_clock",
+            "floor: one bpf_ktime_get_coarse_ns call",
+            syn4(a4(BLOCKED4), 80),
+            Target::Info,
+            Subject::Floor("floor_clock"),
+        ),
+    ]
 }
 
 /// The per-packet rows run against the empty XDP_PASS program: id, what, frame, target (0.0: a
@@ -856,50 +906,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
     // A source the kernel auto-blocked: its packets are dropped at the AUTOBLOCK lookup, before
     // any protocol is looked at. Next to it, the floors: what one ingredient costs alone.
     let syn = syn4(a4(BLOCKED4), 80);
-    let drops: [(&str, &str, Vec<u8>, Target, Subject); 6] = [
-        (
-            "cost_blocked",
-            "packet from an auto-blocked source (dropped)",
-            syn.clone(),
-            Target::AtMost(1.8),
-            Subject::Blocked,
-        ),
-        (
-            "cost_blocked_udp",
-            "UDP datagram from an auto-blocked source (dropped)",
-            v4(a4(BLOCKED4), &L4::Udp { sport: 40000, dport: 53 }, 32),
-            Target::AtMost(1.8),
-            Subject::Blocked,
-        ),
-        (
-            "cost_blocked_manual",
-            "packet from a source blocked by hand (dropped)",
-            syn4(a4(BY_HAND4), 80),
-            Target::AtMost(2.0),
-            Subject::Manual,
-        ),
-        (
-            "floor_hash",
-            "floor: one LRU hash lookup of the source (20-byte key)",
-            syn.clone(),
-            Target::Info,
-            Subject::Floor("floor_hash"),
-        ),
-        (
-            "floor_array",
-            "floor: one array read of the source's slot",
-            syn.clone(),
-            Target::Info,
-            Subject::Floor("floor_array"),
-        ),
-        (
-            "floor_clock",
-            "floor: one bpf_ktime_get_coarse_ns call",
-            syn.clone(),
-            Target::Info,
-            Subject::Floor("floor_clock"),
-        ),
-    ];
+    let drops = drop_kinds();
 
     // Every round loads the programs afresh ([`Subjects`]) and runs each kind between two runs
     // of the empty program, its ratio to their mean (on a shared machine the speed moves within
