@@ -310,7 +310,12 @@ pub(crate) fn tracked(
     let (way, held) = set.choose_words(&words, place.tag, now, dc.window_ns);
     let way = way as usize & (PROBATION_WAYS as usize - 1);
     if held {
-        if counts_ports && set.ways[way].dport == counted.value {
+        // The key's one value again: it stays on probation. So for the scans (a port) and the
+        // sweeps (a host), and for a rate detection that needs several distinct values to cross
+        // (the distributed flood's sources): a target that one source sends to cannot be a
+        // distributed flood, and costs no SOURCES entry (its packets and bytes are carried on
+        // admission, its rate window then opens at its first packet).
+        if (counts_ports || dc.min_distinct() > 1) && set.ways[way].dport == counted.value {
             set.add(way, now, p.ip_payload_len);
             return Ok(None);
         }

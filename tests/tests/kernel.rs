@@ -1295,6 +1295,28 @@ fn a_distributed_flood_is_one_detection_per_target_and_silences_its_packets() {
     assert_eq!(e.packets, 250 + 11);
 }
 
+/// A target that one source sends to cannot be a distributed flood (it needs several sources):
+/// it stays on probation, whatever the packets, and costs no SOURCES entry; the second source
+/// admits it with the first source's packets and bytes counted.
+#[test]
+fn a_target_of_one_source_stays_on_probation_for_the_distributed_flood() {
+    let mut p = Prog::load(&Config::default());
+    let udp = |src: Ipv4Addr| Frame::default().v4(src, V, &L4::Udp { sport: 4000, dport: 53 });
+    let mut target = key4(V, Detection::DistFlood);
+    target._pad[0] = 17;
+    for i in 0..100u64 {
+        p.run_at(SEC + i * 1000, &udp(A));
+    }
+    assert_eq!(p.target_count(), 0, "no SOURCES entry for a target of one source");
+    let held = p.probe(&target).expect("on probation");
+    assert_eq!((held.packets, held.bytes, held.first_ns), (100, 100 * 8, SEC), "8 bytes each: a UDP header");
+    let other = Ipv4Addr::new(198, 19, 7, 7);
+    p.run_at(2 * SEC, &udp(other));
+    let s = p.source(&target).expect("admitted by a second source");
+    assert_eq!((s.packets, s.bytes, s.first_ns, s.distinct), (101, 101 * 8, SEC, 2));
+    assert!(p.probe(&target).is_none(), "its way freed");
+}
+
 /// Distributed and decoy scans: SYNs from several sources to 15 ports of one host are one
 /// detection kept per target, naming the sources (the first rebuilt from probation); a decoy
 /// scan probes every port from every source (probes per port = sources), a distributed one
