@@ -2338,6 +2338,46 @@ pub enum Section {
     Feeds,
 }
 
+impl Section {
+    /// For a section whose traffic comes from the live-frames generator, the id of the one row
+    /// it reports when the kernel refuses that mode ([`not_measured`]).
+    fn generator_row(self) -> Option<&'static str> {
+        match self {
+            Section::Throughput => Some("tput_not_measured"),
+            Section::Exhaustion => Some("exhaust_not_measured"),
+            Section::PerPacket | Section::Block | Section::Feeds => None,
+        }
+    }
+}
+
+/// Whether the kernel runs XDP programs on live frames (BPF_F_TEST_XDP_LIVE_FRAMES, Linux 5.18):
+/// one frame through the empty XDP_PASS program on `lo`. The error says why not.
+pub fn live_frames() -> Result<(), String> {
+    let pass = load_object(objs::BASELINE_PASS, objs::BASELINE_PASS_NAME, None);
+    let fd = prog_fd(&pass, objs::BASELINE_PASS_NAME);
+    let lo = loader::if_index("lo").ok_or("no loopback interface")?;
+    testrun::run_live(&fd, &ack4(), lo, 1, 1)
+        .map(drop)
+        .map_err(|e| format!("the kernel refuses XDP test runs on live frames (BPF_F_TEST_XDP_LIVE_FRAMES): {e}"))
+}
+
+/// The row a section reports instead of its own when its traffic generator cannot run.
+fn not_measured(id: &str, what: &str, why: &str) -> Row {
+    Row {
+        id: id.into(),
+        section: "not measured",
+        what: format!("{what}: not measured"),
+        value: None,
+        unit: "",
+        baseline: None,
+        target: Target::Info,
+        paired: None,
+        to_floor: None,
+        note: why.into(),
+        detail: json!({"reason": why}),
+    }
+}
+
 /// Runs the sections in `only` (all when empty), prints the table and writes the JSON.
 pub fn run(smoke: bool, only: &[Section], rounds: Option<u32>, json_path: &Path) -> Value {
     ipscan_tests::require_root();
@@ -2347,6 +2387,11 @@ pub fn run(smoke: bool, only: &[Section], rounds: Option<u32>, json_path: &Path)
     }
     let machine = machine();
     let mut rows = Vec::new();
+    // The throughput and state-exhaustion sections send their traffic with the live-frames
+    // generator; a kernel may refuse that mode (Linux 6.18.44-fc-v1300 answers EPERM).
+    let live = live_frames();
+    let mut machine = machine;
+    machine["live_frames_refused"] = json!(live.as_ref().err());
     type Measure = fn(&Options, &mut Vec<Row>);
     let sections: [(Section, &str, Measure); 5] = [
         (Section::PerPacket, "per-packet cost (BPF_PROG_TEST_RUN)", per_packet),
@@ -2358,6 +2403,11 @@ pub fn run(smoke: bool, only: &[Section], rounds: Option<u32>, json_path: &Path)
     for (section, what, measure) in sections {
         if only.is_empty() || only.contains(&section) {
             eprintln!("bench: {what}");
+            if let (Some(id), Err(e)) = (section.generator_row(), &live) {
+                eprintln!("bench: {what}: not measured: {e}");
+                rows.push(not_measured(id, what, e));
+                continue;
+            }
             measure(&o, &mut rows);
         }
     }
