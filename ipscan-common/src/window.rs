@@ -350,8 +350,8 @@ unsafe fn listed<const N: usize>(list: &[u16; N], n: usize, port: u16) -> bool {
         let word = unsafe { core::ptr::read(list.as_ptr().add(4 * j).cast::<u64>()) };
         found |= zero_lanes(word ^ wanted) << (4 * j);
     }
-    for i in N / 4 * 4..N {
-        found |= flat::eq(list[i] as u64, port as u64) << i;
+    for (i, p) in list.iter().enumerate().skip(N / 4 * 4) {
+        found |= flat::eq(*p as u64, port as u64) << i;
     }
     found & used != 0
 }
