@@ -170,6 +170,23 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row with no value ("n/a"): what could not be measured here, and why.
+    pub(crate) fn unmeasured(id: &str, section: &'static str, what: String, why: &str) -> Self {
+        Row {
+            id: id.into(),
+            section,
+            what,
+            value: None,
+            unit: "",
+            baseline: None,
+            target: Target::Info,
+            paired: None,
+            to_floor: None,
+            note: why.into(),
+            detail: json!({"reason": why}),
+        }
+    }
+
     fn ratio(&self) -> Option<f64> {
         if self.paired.is_some() {
             return self.paired;
@@ -2363,19 +2380,7 @@ pub fn live_frames() -> Result<(), String> {
 
 /// The row a section reports instead of its own when its traffic generator cannot run.
 fn not_measured(id: &str, what: &str, why: &str) -> Row {
-    Row {
-        id: id.into(),
-        section: "not measured",
-        what: format!("{what}: not measured"),
-        value: None,
-        unit: "",
-        baseline: None,
-        target: Target::Info,
-        paired: None,
-        to_floor: None,
-        note: why.into(),
-        detail: json!({"reason": why}),
-    }
+    Row::unmeasured(id, "not measured", format!("{what}: not measured"), why)
 }
 
 /// Runs the sections in `only` (all when empty), prints the table and writes the JSON.

@@ -142,19 +142,7 @@ fn psad_missing() -> Option<String> {
 }
 
 fn missing_row(section: &'static str, why: &str) -> Row {
-    Row {
-        id: "peers_psad_missing".into(),
-        section,
-        what: "psad".into(),
-        value: None,
-        unit: "",
-        baseline: None,
-        target: Target::Info,
-        paired: None,
-        to_floor: None,
-        note: why.into(),
-        detail: Value::Null,
-    }
+    Row::unmeasured("peers_psad_missing", section, "psad".into(), why)
 }
 
 // ---------------------------------------------------------------------------------------------
