@@ -1794,70 +1794,91 @@ fn check_json_line(rules: &[Rule], line: &str, want: u32) -> BTreeMap<String, St
 /// each written through the daemon's own output (ipscan::log::output) to a log file and a JSON-lines file.
 /// Returns the log file's lines, stamped as ipscan writes them, and the JSON lines.
 fn daemon_flood(target: IpAddr, proto: u8, dports: &[u16], distinct: u32) -> (Vec<String>, Vec<String>) {
-    use ipscan_common::{Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey};
+    use ipscan_common::{Detection, Event as KernelEvent, SourceKey};
 
-    let (addr, family, forged) = match target {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (b, FAMILY_V4, IpAddr::from([198, 19, 7, 7]))
-        }
-        IpAddr::V6(a) => (a.octets(), FAMILY_V6, IpAddr::from([0x2001, 0xdb8, 0x19, 0, 0, 0, 7, 7])),
-    };
-    let forged = match forged {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            b
-        }
-        IpAddr::V6(a) => a.octets(),
+    let (addr, family) = addr_family(target);
+    let forged = if target.is_ipv4() {
+        IpAddr::from([198, 19, 7, 7])
+    } else {
+        IpAddr::from([0x2001, 0xdb8, 0x19, 0, 0, 0, 7, 7])
     };
     // The key is the target's, with the probe's protocol.
     let key = SourceKey { _pad: [proto, 0], ..SourceKey::new(addr, family, Detection::DistFlood) };
-    let second = 1_000_000_000u64;
-    let at = 1_763_143_748 * second;
+    let base = detected(key, proto, (addr_bytes(forged), 40000), (addr, dports.first().copied().unwrap_or(0)), 28, 1);
     let mut ev = KernelEvent {
-        kind: EventKind::Detected as u8,
-        detection: Detection::DistFlood as u8,
-        ts_ns: at,
-        mode_since_ns: at,
-        first_ns: at - second,
-        rate_start_ns: at - second,
+        rate_start_ns: base.ts_ns - 1_000_000_000,
         rate_count: 48000,
         packets: 48000,
         bytes: 48000 * 28,
-        key,
-        packet: PacketSummary {
-            family,
-            proto,
-            src: forged,
-            dst: addr,
-            sport: 40000,
-            dport: dports.first().copied().unwrap_or(0),
-            ttl: 64,
-            ip_payload_len: 28,
-            ..Default::default()
-        },
         distinct,
-        ..Default::default()
+        ..base
     };
-    for (slot, port) in ev.sports.iter_mut().zip(dports) {
-        *slot = *port;
-        ev.nsports += 1;
-    }
+    ev.nsports = fill(&mut ev.sports, dports);
     through_daemon(&ev)
 }
 
 /// An address as the kernel's events hold it: IPv4 in the first four bytes.
 fn addr_bytes(a: IpAddr) -> [u8; 16] {
+    addr_family(a).0
+}
+
+/// [`addr_bytes`], and the address's family (FAMILY_V4, FAMILY_V6).
+fn addr_family(a: IpAddr) -> ([u8; 16], u8) {
     match a {
         IpAddr::V4(a) => {
             let mut b = [0u8; 16];
             b[..4].copy_from_slice(&a.octets());
-            b
+            (b, ipscan_common::FAMILY_V4)
         }
-        IpAddr::V6(a) => a.octets(),
+        IpAddr::V6(a) => (a.octets(), ipscan_common::FAMILY_V6),
     }
+}
+
+/// A kernel's detection event for `key` at the tests' clock (its window opened `window_s` seconds
+/// before): the packet of `proto` from `src` to `dst` (address and port each), of `payload` IP
+/// payload bytes, counted once. The callers add their counts and lists.
+fn detected(
+    key: ipscan_common::SourceKey,
+    proto: u8,
+    (src, sport): ([u8; 16], u16),
+    (dst, dport): ([u8; 16], u16),
+    payload: u32,
+    window_s: u64,
+) -> ipscan_common::Event {
+    use ipscan_common::{Event as KernelEvent, EventKind, PacketSummary};
+
+    let second = 1_000_000_000u64;
+    let at = 1_763_143_748 * second;
+    KernelEvent {
+        kind: EventKind::Detected as u8,
+        detection: key.kind,
+        ts_ns: at,
+        mode_since_ns: at,
+        first_ns: at - window_s * second,
+        packets: 1,
+        bytes: u64::from(payload),
+        key,
+        packet: PacketSummary {
+            family: key.family,
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+            ttl: 64,
+            ip_payload_len: payload,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Copies `ports` into an event's list `slots`, as many as it holds; how many.
+fn fill(slots: &mut [u16], ports: &[u16]) -> u8 {
+    for (slot, port) in slots.iter_mut().zip(ports) {
+        *slot = *port;
+    }
+    ports.len().min(slots.len()) as u8
 }
 
 /// A distributed or decoy scan of `target`'s `dports` by `sources` sources (five meaning five or more), of which
@@ -1870,46 +1891,16 @@ fn daemon_spread(
     named: &[IpAddr],
     decoy: bool,
 ) -> (Vec<String>, Vec<String>) {
-    use ipscan_common::{
-        Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey, packet::PROTO_TCP,
-        window::LOGGED_DPORTS,
-    };
+    use ipscan_common::{Detection, Event as KernelEvent, SourceKey, packet::PROTO_TCP};
 
-    let family = if target.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
-    let addr = addr_bytes(target);
+    let (addr, family) = addr_family(target);
     let key = SourceKey::new(addr, family, Detection::DistScan);
     let ports = dports.len() as u32;
     let packets = if decoy { u64::from(ports) * u64::from(sources) } else { u64::from(ports) };
-    let second = 1_000_000_000u64;
-    let at = 1_763_143_748 * second;
-    let mut ev = KernelEvent {
-        kind: EventKind::Detected as u8,
-        detection: Detection::DistScan as u8,
-        ts_ns: at,
-        mode_since_ns: at,
-        first_ns: at - 10 * second,
-        packets,
-        bytes: packets * 40,
-        key,
-        packet: PacketSummary {
-            family,
-            proto: PROTO_TCP,
-            src: named.first().map_or(addr, |a| addr_bytes(*a)),
-            dst: addr,
-            sport: 40000,
-            dport: dports.first().copied().unwrap_or(0),
-            ttl: 64,
-            ip_payload_len: 40,
-            ..Default::default()
-        },
-        distinct: ports,
-        nsports: sources,
-        ..Default::default()
-    };
-    for (slot, port) in ev.ports.iter_mut().zip(dports) {
-        *slot = *port;
-    }
-    ev.nports = dports.len().min(LOGGED_DPORTS) as u8;
+    let src = named.first().map_or(addr, |a| addr_bytes(*a));
+    let base = detected(key, PROTO_TCP, (src, 40000), (addr, dports.first().copied().unwrap_or(0)), 40, 10);
+    let mut ev = KernelEvent { packets, bytes: packets * 40, distinct: ports, nsports: sources, ..base };
+    ev.nports = fill(&mut ev.ports, dports);
     for (i, (slot, host)) in ev.hosts.iter_mut().zip(named).enumerate() {
         let b = addr_bytes(*host);
         for (w, chunk) in slot.iter_mut().zip(b.chunks_exact(4)) {
@@ -1931,47 +1922,16 @@ fn daemon_rejected(
     dports: &[u16],
     sports: &[u16],
 ) -> (Vec<String>, Vec<String>) {
-    use ipscan_common::{
-        Detection, Event as KernelEvent, EventKind, FAMILY_V4, FAMILY_V6, PacketSummary, SourceKey,
-        window::{LOGGED_DPORTS, LOGGED_SPORTS},
-    };
+    use ipscan_common::{Detection, Event as KernelEvent, SourceKey};
 
-    let family = if source.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 };
-    let key = SourceKey { _pad: [proto, 0], ..SourceKey::new(addr_bytes(source), family, Detection::Rejected) };
+    let (addr, family) = addr_family(source);
+    let key = SourceKey { _pad: [proto, 0], ..SourceKey::new(addr, family, Detection::Rejected) };
     let rejects = dports.len() as u64;
-    let second = 1_000_000_000u64;
-    let at = 1_763_143_748 * second;
-    let mut ev = KernelEvent {
-        kind: EventKind::Detected as u8,
-        detection: Detection::Rejected as u8,
-        ts_ns: at,
-        mode_since_ns: at,
-        first_ns: at - 2 * second,
-        packets: rejects,
-        bytes: rejects * 40,
-        key,
-        packet: PacketSummary {
-            family,
-            proto,
-            src: addr_bytes(source),
-            dst: addr_bytes(dest),
-            sport: sports.first().copied().unwrap_or(0),
-            dport: dports.last().copied().unwrap_or(0),
-            ttl: 64,
-            ip_payload_len: 40,
-            ..Default::default()
-        },
-        distinct: dports.len() as u32,
-        ..Default::default()
-    };
-    for (slot, port) in ev.ports.iter_mut().zip(dports) {
-        *slot = *port;
-    }
-    ev.nports = dports.len().min(LOGGED_DPORTS) as u8;
-    for (slot, port) in ev.sports.iter_mut().zip(sports) {
-        *slot = *port;
-    }
-    ev.nsports = sports.len().min(LOGGED_SPORTS) as u8;
+    let (sport, dport) = (sports.first().copied().unwrap_or(0), dports.last().copied().unwrap_or(0));
+    let base = detected(key, proto, (addr, sport), (addr_bytes(dest), dport), 40, 2);
+    let mut ev = KernelEvent { packets: rejects, bytes: rejects * 40, distinct: dports.len() as u32, ..base };
+    ev.nports = fill(&mut ev.ports, dports);
+    ev.nsports = fill(&mut ev.sports, sports);
     through_daemon(&ev)
 }
 
