@@ -31,8 +31,9 @@ pub mod filter {
     /// On: every SOURCES key has its bit under this build's placement ([`super::ProbeSet::place_words`]).
     /// Any other value is off: the program looks in SOURCES for every key without probation,
     /// and the loader rebuilds the bits before attaching (`loader::admission_filter`). A change
-    /// of placement must take a new value, so that pins from the old one are rebuilt.
-    pub const ON: u32 = 1;
+    /// of placement must take a new value, so that pins from the old one are rebuilt: 1 was
+    /// the placement of the whole key by one hash, 2 the set by the address.
+    pub const ON: u32 = 2;
 }
 const _: () = assert!(PROBATION_SETS.is_power_of_two());
 
@@ -121,8 +122,11 @@ pub struct Place {
 }
 
 impl ProbeSet {
-    /// Where a key lives, under the array's hash seed, from one hash of the key: the set from
-    /// its upper half, the filter bit and the tag from its lower half.
+    /// Where a key lives, under the array's hash seed: the set from a hash of the address and
+    /// family alone, so that the keys of one address (a SYN's port scan and SYN scan, a UDP
+    /// datagram's scan and flood, a target's distributed flood and scan) share a set, and a new
+    /// source's packet reads one set's first line however many detections it counts toward; the
+    /// filter bit and the tag from that hash mixed with the key's last word (its detection).
     #[inline(always)]
     pub fn place(key: &SourceKey, seed: u64) -> Place {
         Self::place_words(&key.words(), seed)
@@ -131,8 +135,11 @@ impl ProbeSet {
     /// [`ProbeSet::place`] for a key given as its [`SourceKey::words`].
     #[inline(always)]
     pub fn place_words(words: &[u32; 5], seed: u64) -> Place {
-        let h = crate::block::autoblock::keyed_hash(words, seed);
-        Place { set: (h >> 32) as u32 & (PROBATION_SETS - 1), bit: (h >> 8) as u32 & 127, tag: h as u32 | 1 }
+        let family = words[4] & u32::from_ne_bytes([0xff, 0, 0, 0]);
+        let h = crate::block::autoblock::keyed_hash(&[words[0], words[1], words[2], words[3], family], seed);
+        let mut k = (h ^ words[4] as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        k ^= k >> 29;
+        Place { set: (h >> 32) as u32 & (PROBATION_SETS - 1), bit: (k >> 8) as u32 & 127, tag: k as u32 | 1 }
     }
 
     /// The word of `admitted` that holds filter bit `bit` (0 to 127), and the bit's mask there.
@@ -545,5 +552,35 @@ mod tests {
             .filter(|i| ProbeSet::place(&key(*i), seed).bit != ProbeSet::place(&key(*i), seed ^ 1 << 40).bit)
             .count();
         assert!(moved > 48, "{moved}");
+    }
+
+    #[test]
+    fn the_keys_of_one_address_share_a_set_with_their_own_tags_and_bits() {
+        let seed = 0x0123_4567_89ab_cdef;
+        let addr = |i: u32| [198, 18, (i >> 8) as u8, i as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let (mut tags_apart, mut bits_apart, mut sets) = (0, 0, std::collections::BTreeSet::new());
+        for i in 0..1_000 {
+            let places: Vec<Place> = crate::classify::DETECTIONS
+                .iter()
+                .map(|d| ProbeSet::place(&SourceKey::new(addr(i), 4, *d), seed))
+                .collect();
+            // A new source's packet reads one set's first line whatever it counts toward.
+            assert!(places.iter().all(|p| p.set == places[0].set), "{places:?}");
+            sets.insert(places[0].set);
+            let tags: std::collections::BTreeSet<u32> = places.iter().map(|p| p.tag).collect();
+            let bits: std::collections::BTreeSet<u32> = places.iter().map(|p| p.bit).collect();
+            tags_apart += (tags.len() == places.len()) as u32;
+            bits_apart += bits.len() as u32;
+        }
+        // The addresses spread over the sets; the detections of one do not share a tag, and
+        // seldom a filter bit (16 keys of 128 bits: a shared bit only costs a SOURCES lookup).
+        assert!(sets.len() > 950, "{}", sets.len());
+        assert_eq!(tags_apart, 1_000);
+        assert!(bits_apart > 1_000 * 14, "{bits_apart}");
+        // The family is part of the set's hash: an IPv4 address and the IPv6 one of the same
+        // bytes go apart.
+        let v4 = ProbeSet::place(&SourceKey::new(addr(1), 4, Detection::PortScan), seed).set;
+        let v6 = ProbeSet::place(&SourceKey::new(addr(1), 6, Detection::PortScan), seed).set;
+        assert_ne!(v4, v6);
     }
 }
