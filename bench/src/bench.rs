@@ -754,7 +754,7 @@ fn drop_kinds() -> [(&'static str, &'static str, Vec<u8>, Target, Subject); 6] {
 /// floor row, reported only) and the program that runs it.
 type Kind = (&'static str, &'static str, Vec<u8>, f64, Subject);
 
-fn pass_kinds() -> [Kind; 25] {
+fn pass_kinds() -> [Kind; 29] {
     let mut malformed = ack4();
     malformed[14] = 0x44; // IHL 4: a 16-byte IPv4 header
     // With auto-blocking on, the fast path looks every packet's source up in AUTOBLOCK first:
@@ -906,6 +906,36 @@ fn pass_kinds() -> [Kind; 25] {
             v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56),
             0.0,
             Subject::Floor("floor_detect"),
+        ),
+        // The same frames' floors under the default configuration, for a program whose
+        // detections share their state: the source's entry and the target's.
+        (
+            "floor_shared_syn",
+            "floor: SYN parsed, the source's and the target's SOURCES-shaped entries",
+            syn4(a4(SCANNER4), 1000),
+            0.0,
+            Subject::Floor("floor_shared"),
+        ),
+        (
+            "floor_shared_syn_v6",
+            "floor: IPv6 SYN parsed, the source's and the target's SOURCES-shaped entries",
+            syn6(a6(SCANNER6), 1000),
+            0.0,
+            Subject::Floor("floor_shared"),
+        ),
+        (
+            "floor_shared_udp",
+            "floor: UDP datagram parsed, the source's entry and the target's probation slot",
+            v4(a4(ATTACKER4), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            0.0,
+            Subject::Floor("floor_shared"),
+        ),
+        (
+            "floor_shared_echo",
+            "floor: ICMP echo request parsed, the source's entry and the target's probation slot",
+            v4(a4(ATTACKER4), &L4::Icmp { ty: 8, code: 0 }, 56),
+            0.0,
+            Subject::Floor("floor_shared"),
         ),
     ]
 }
@@ -1091,7 +1121,7 @@ fn bracketed_row(
 /// The floor programs, with `src` in both of their tables.
 fn load_floors(src: Ipv4Addr) -> Ebpf {
     let mut ebpf = ok(EbpfLoader::new().load(objs::FLOOR), "floor object");
-    for name in ["floor_hash", "floor_array", "floor_clock", "floor_detect", "floor_probation"] {
+    for name in ["floor_hash", "floor_array", "floor_clock", "floor_detect", "floor_shared", "floor_probation"] {
         let prog: &mut Xdp = ok(ebpf.program_mut(name).unwrap_or_else(|| panic!("no program {name}")).try_into(), name);
         ok(prog.load(), name);
     }

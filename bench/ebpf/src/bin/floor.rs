@@ -19,6 +19,15 @@
 //! - `floor_probation`: one read of the key's slot in a 65,536-slot array (keyed hash, the key
 //!   compared) and one write of it: a new source, kept on probation.
 //!
+//! And the floor of all the detections a probe counts toward under the default configuration,
+//! for a program whose detections share their state (one entry a source, one a target), which
+//! ipscan's do not (an entry a detection):
+//!
+//! - `floor_shared`: `floor_detect`'s work on the source's key, then on the target's: a TCP
+//!   probe's target counts ports for the distributed scan (a SOURCES-shaped entry, as the
+//!   source's), a UDP or echo probe's only sources for the distributed flood (a target that one
+//!   source sends to stays on probation: `floor_probation`'s slot).
+//!
 //! For the throughput section's random-source flood, where what counts is how much memory the
 //! sources' state spreads over, each of these reads the source's slot and drops the frame
 //! whatever it holds:
@@ -46,7 +55,8 @@ use ipscan_bench_common::floor_slot;
 use ipscan_common::{
     AddrKey, BlockEntry, FAMILY_V4, PacketSummary, SourceKey, SourceState,
     block::autoblock::keyed_hash,
-    classify,
+    classify::{self, Detection},
+    packet::PROTO_TCP,
     parse::{self, KernelFrame},
 };
 
@@ -175,8 +185,34 @@ fn parsed(ctx: &XdpContext) -> Option<(&'static PacketSummary, [u32; 5])> {
 #[xdp]
 pub fn floor_detect(ctx: XdpContext) -> u32 {
     let Some((p, words)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
-    let key = SourceKey::from_words(words);
-    match FLOOR_SOURCES.get_ptr_mut(&key) {
+    touch_entry(&SourceKey::from_words(words), p);
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn floor_shared(ctx: XdpContext) -> u32 {
+    let Some((p, words)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
+    touch_entry(&SourceKey::from_words(words), p);
+    match classify::probe_proto(p) {
+        PROTO_TCP => touch_entry(&SourceKey::from_words(classify::key_words(p, Detection::DistScan as u8)), p),
+        0 => {}
+        _ => touch_slot(&classify::key_words(p, Detection::DistFlood as u8), p),
+    }
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn floor_probation(ctx: XdpContext) -> u32 {
+    let Some((p, w)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
+    touch_slot(&w, p);
+    xdp_action::XDP_PASS
+}
+
+/// One lookup of `key` in the SOURCES-shaped map and one update of the entry found, or one
+/// insert when there is none.
+#[inline(always)]
+fn touch_entry(key: &SourceKey, p: &PacketSummary) {
+    match FLOOR_SOURCES.get_ptr_mut(key) {
         Some(s) => {
             // SAFETY: LRU values are stable while referenced in this program run.
             let s = unsafe { &mut *s };
@@ -186,18 +222,17 @@ pub fn floor_detect(ctx: XdpContext) -> u32 {
         None => {
             if let Some(fresh) = FLOOR_SCRATCH.get_ptr_mut(0) {
                 // SAFETY: this CPU's slot, valid for the program's run.
-                let _ = FLOOR_SOURCES.insert(&key, unsafe { &*fresh }, BPF_NOEXIST as u64);
+                let _ = FLOOR_SOURCES.insert(key, unsafe { &*fresh }, BPF_NOEXIST as u64);
             }
         }
     }
-    xdp_action::XDP_PASS
 }
 
-#[xdp]
-pub fn floor_probation(ctx: XdpContext) -> u32 {
-    let Some((p, w)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
-    let h = keyed_hash(&w, 0x0123_4567_89ab_cdef);
-    let Some(slot) = FLOOR_SLOTS.get_ptr_mut((h >> 32) as u32 & 0xffff) else { return xdp_action::XDP_PASS };
+/// One read of `w`'s slot in the probation-shaped array and one write of it.
+#[inline(always)]
+fn touch_slot(w: &[u32; 5], p: &PacketSummary) {
+    let h = keyed_hash(w, 0x0123_4567_89ab_cdef);
+    let Some(slot) = FLOOR_SLOTS.get_ptr_mut((h >> 32) as u32 & 0xffff) else { return };
     // SAFETY: array entry valid for the program's run.
     let slot = unsafe { &mut *slot };
     let (a, b, c) = (w[0] as u64 | (w[1] as u64) << 32, w[2] as u64 | (w[3] as u64) << 32, w[4] as u64);
@@ -206,7 +241,6 @@ pub fn floor_probation(ctx: XdpContext) -> u32 {
     } else {
         *slot = [a, b, c, 1, u64::from(p.ip_payload_len), 0, 0, 0];
     }
-    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]
