@@ -664,15 +664,29 @@ pub fn profile(id: &str, seconds: u64) {
     ipscan_tests::require_root();
     let mut kinds: Vec<_> = pass_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)).collect();
     kinds.extend(drop_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)));
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut times = Vec::new();
+    // A new-source row: every run from new sources ([`in_round`]), through `fresh_sources`,
+    // into one load of ipscan (its PROBATION fills as in the row's rounds).
+    if let Some((_, what, frame, _)) = fresh_kinds().into_iter().find(|k| k.0 == id) {
+        let ipscan = load_ipscan();
+        let into_ipscan = fresh_sources_before(&prog_fd(&ipscan, PROGRAM_NAME));
+        let fd = prog_fd(&into_ipscan, objs::FRESH_SOURCES_NAME);
+        settle();
+        while Instant::now() < end {
+            times.push(run_ns(&fd, &in_round(&frame, times.len() as u16), 1_000_000).1);
+        }
+        println!("{id} ({what}): median {:.1} ns over {} runs of 1,000,000", median(&mut times), times.len());
+        return;
+    }
     let Some((_, what, frame, subject)) = kinds.iter().find(|k| k.0 == id) else {
-        let ids: Vec<_> = kinds.iter().map(|k| k.0).collect();
+        let mut ids: Vec<_> = kinds.iter().map(|k| k.0).collect();
+        ids.extend(fresh_kinds().map(|k| k.0));
         panic!("no per-packet row {id}; one of {ids:?}");
     };
     let subjects = Subjects::load();
     settle();
     let fd = subjects.fd(*subject);
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut times = Vec::new();
     while Instant::now() < end {
         times.push(run_ns(&fd, frame, 1_000_000).1);
     }
@@ -1034,23 +1048,7 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         let ipscan = load_ipscan();
         rows.push(new_source_row(o, &pass_fd, &prog_fd(&ipscan, PROGRAM_NAME), base_ns));
     }
-    // New sources of each kind that a spoofed flood sends: every one is counted on probation
-    // (SYN: port scan and SYN scan; UDP: UDP scan and UDP flood; echo: ping flood).
-    for (id, what, frame, max) in [
-        ("cost_syn_fresh_sources", "SYN", syn6(a6("2001:db8:f::1"), 80), 6.0),
-        (
-            "cost_udp_fresh_sources",
-            "UDP datagram (32 B)",
-            v6(a6("2001:db8:f::1"), &L4::Udp { sport: 40000, dport: 53 }, 32),
-            6.0,
-        ),
-        (
-            "cost_echo_fresh_sources",
-            "ICMPv6 echo request (56 B)",
-            v6(a6("2001:db8:f::1"), &L4::Icmp { ty: 128, code: 0 }, 56),
-            6.0,
-        ),
-    ] {
+    for (id, what, frame, max) in fresh_kinds() {
         rows.extend(fresh_sources_row(o, &pass_fd, (id, what, &frame, max), false));
     }
     // Benign traffic from many sources while the kernel auto-blocks: each packet's source is
@@ -1067,6 +1065,27 @@ fn per_packet(o: &Options, rows: &mut Vec<Row>) {
         let baseline = (base_drop_ns, "empty XDP_DROP");
         rows.push(bracketed_row(id, what, (&got[i], &drop_brackets[i]), baseline, target, &note));
     }
+}
+
+/// New sources of each kind that a spoofed flood sends: every one is counted on probation
+/// (SYN: port scan and SYN scan; UDP: UDP scan and UDP flood; echo: ping flood). Id, what, the
+/// frame ([`in_round`] gives it its sources), target.
+fn fresh_kinds() -> [(&'static str, &'static str, Vec<u8>, f64); 3] {
+    [
+        ("cost_syn_fresh_sources", "SYN", syn6(a6("2001:db8:f::1"), 80), 6.0),
+        (
+            "cost_udp_fresh_sources",
+            "UDP datagram (32 B)",
+            v6(a6("2001:db8:f::1"), &L4::Udp { sport: 40000, dport: 53 }, 32),
+            6.0,
+        ),
+        (
+            "cost_echo_fresh_sources",
+            "ICMPv6 echo request (56 B)",
+            v6(a6("2001:db8:f::1"), &L4::Icmp { ty: 128, code: 0 }, 56),
+            6.0,
+        ),
+    ]
 }
 
 /// The id of a new-source row's floor row (`floor_probation_syn` for `cost_syn_fresh_sources`).

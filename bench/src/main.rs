@@ -31,8 +31,8 @@ struct Cli {
     /// comparison of two builds, whose medians then carry more noise.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: Option<u32>,
-    /// Instead of the sections: run one per-packet row (by id) for 20 s, for a profiler
-    /// (`perf record -a`) beside it.
+    /// Instead of the sections: run one per-packet row (by id, the new-source rows too) for
+    /// 20 s, for a profiler (`perf record -a`) beside it.
     #[arg(long, conflicts_with_all = ["only", "peers"])]
     profile: Option<String>,
 }
