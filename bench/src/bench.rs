@@ -922,17 +922,17 @@ fn pass_kinds() -> [Kind; 29] {
             Subject::Floor("floor_detect"),
         ),
         // The same frames' floors under the default configuration, for a program whose
-        // detections share their state: the source's entry and the target's.
+        // detections share their state: the source's entry and the target's probation slot.
         (
             "floor_shared_syn",
-            "floor: SYN parsed, the source's and the target's SOURCES-shaped entries",
+            "floor: SYN parsed, the source's entry and the target's probation slot",
             syn4(a4(SCANNER4), 1000),
             0.0,
             Subject::Floor("floor_shared"),
         ),
         (
             "floor_shared_syn_v6",
-            "floor: IPv6 SYN parsed, the source's and the target's SOURCES-shaped entries",
+            "floor: IPv6 SYN parsed, the source's entry and the target's probation slot",
             syn6(a6(SCANNER6), 1000),
             0.0,
             Subject::Floor("floor_shared"),

@@ -23,10 +23,9 @@
 //! for a program whose detections share their state (one entry a source, one a target), which
 //! ipscan's do not (an entry a detection):
 //!
-//! - `floor_shared`: `floor_detect`'s work on the source's key, then on the target's: a TCP
-//!   probe's target counts ports for the distributed scan (a SOURCES-shaped entry, as the
-//!   source's), a UDP or echo probe's only sources for the distributed flood (a target that one
-//!   source sends to stays on probation: `floor_probation`'s slot).
+//! - `floor_shared`: `floor_detect`'s work on the source's key, then `floor_probation`'s on the
+//!   target's: the one per-target detection on by default, the distributed flood, counts a
+//!   target's sources, and a target that one source sends to stays on probation.
 //!
 //! For the throughput section's random-source flood, where what counts is how much memory the
 //! sources' state spreads over, each of these reads the source's slot and drops the frame
@@ -56,7 +55,6 @@ use ipscan_common::{
     AddrKey, BlockEntry, FAMILY_V4, PacketSummary, SourceKey, SourceState,
     block::autoblock::keyed_hash,
     classify::{self, Detection},
-    packet::PROTO_TCP,
     parse::{self, KernelFrame},
 };
 
@@ -193,10 +191,8 @@ pub fn floor_detect(ctx: XdpContext) -> u32 {
 pub fn floor_shared(ctx: XdpContext) -> u32 {
     let Some((p, words)) = parsed(&ctx) else { return xdp_action::XDP_PASS };
     touch_entry(&SourceKey::from_words(words), p);
-    match classify::probe_proto(p) {
-        PROTO_TCP => touch_entry(&SourceKey::from_words(classify::key_words(p, Detection::DistScan as u8)), p),
-        0 => {}
-        _ => touch_slot(&classify::key_words(p, Detection::DistFlood as u8), p),
+    if classify::probe_proto(p) != 0 {
+        touch_slot(&classify::key_words(p, Detection::DistFlood as u8), p);
     }
     xdp_action::XDP_PASS
 }
