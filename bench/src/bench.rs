@@ -657,38 +657,39 @@ impl Subjects {
     }
 }
 
-/// Runs one per-packet row (`--profile ID`, an id of [`pass_kinds`] or [`drop_kinds`]) on a fresh load for
-/// `seconds`, in test runs of a million frames, so that `perf record -a` beside it profiles that
-/// row alone. Prints the mean time per frame.
+/// Runs one per-packet row (`--profile ID`, an id of [`pass_kinds`], [`drop_kinds`] or
+/// [`fresh_kinds`]) on a fresh load for `seconds`, in test runs of a million frames, so that
+/// `perf record -a` beside it profiles that row alone. Prints the median time per frame.
 pub fn profile(id: &str, seconds: u64) {
     ipscan_tests::require_root();
-    let mut kinds: Vec<_> = pass_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)).collect();
-    kinds.extend(drop_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)));
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut times = Vec::new();
     // A new-source row: every run from new sources ([`in_round`]), through `fresh_sources`,
     // into one load of ipscan (its PROBATION fills as in the row's rounds).
     if let Some((_, what, frame, _)) = fresh_kinds().into_iter().find(|k| k.0 == id) {
         let ipscan = load_ipscan();
         let into_ipscan = fresh_sources_before(&prog_fd(&ipscan, PROGRAM_NAME));
         let fd = prog_fd(&into_ipscan, objs::FRESH_SOURCES_NAME);
-        settle();
-        while Instant::now() < end {
-            times.push(run_ns(&fd, &in_round(&frame, times.len() as u16), 1_000_000).1);
-        }
-        println!("{id} ({what}): median {:.1} ns over {} runs of 1,000,000", median(&mut times), times.len());
-        return;
+        return time_row(id, what, seconds, |run| run_ns(&fd, &in_round(&frame, run as u16), 1_000_000).1);
     }
+    let mut kinds: Vec<_> = pass_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)).collect();
+    kinds.extend(drop_kinds().into_iter().map(|k| (k.0, k.1, k.2, k.4)));
     let Some((_, what, frame, subject)) = kinds.iter().find(|k| k.0 == id) else {
         let mut ids: Vec<_> = kinds.iter().map(|k| k.0).collect();
         ids.extend(fresh_kinds().map(|k| k.0));
         panic!("no per-packet row {id}; one of {ids:?}");
     };
     let subjects = Subjects::load();
-    settle();
     let fd = subjects.fd(*subject);
+    time_row(id, what, seconds, |_| run_ns(&fd, frame, 1_000_000).1);
+}
+
+/// [`profile`]'s loop: `run(i)` (the `i`th test run's time per frame) for `seconds` after the
+/// machine settles, then the median.
+fn time_row(id: &str, what: &str, seconds: u64, mut run: impl FnMut(usize) -> f64) {
+    settle();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut times = Vec::new();
     while Instant::now() < end {
-        times.push(run_ns(&fd, frame, 1_000_000).1);
+        times.push(run(times.len()));
     }
     println!("{id} ({what}): median {:.1} ns over {} runs of 1,000,000", median(&mut times), times.len());
 }
